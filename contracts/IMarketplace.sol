@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title IMarketplace — the fedmarket federated-learning market
+/// @notice A model buyer escrows a reward and posts a training task (`ModelData`). Licensed trainers
+/// stake and submit model updates by commit-reveal; a rotating, staked validator committee scores
+/// every update; a staked aggregator proposes each round's global model, which the committee
+/// confirms. Each round's budget is paid by measured contribution (default 70 % trainers, 20 %
+/// validators, 10 % aggregator); whatever is not earned returns to the buyer; late or poisonous
+/// participants are slashed. Money leaves only through the pull `withdraw`.
+///
+/// Units: amounts in wei; times in seconds (block.timestamp); utilities, scores and metrics are
+/// signed integers in micro-units (value * 1e6). Content ids are CIDv0 (`Qm...`): on chain only
+/// their 32-byte sha2-256 digest is kept (`bytes32 ...Digest`). Rounds are numbered from 1.
+interface IMarketplace {
+    // ------------------------------------------------------------------ types
+
+    /// @notice Life of a task.
+    enum Status {
+        None, // no such task
+        Open, // accepting escrow top-ups, licences and stakes
+        Training, // rounds running
+        Finalized, // no more rounds; payments not yet generated
+        Settled, // payments credited; nothing of the task left in the contract but credits
+        Cancelled // cancelled before training; everything credited back
+    }
+
+    /// @notice Phase of the current round, as derived from stored state and block.timestamp.
+    enum Phase {
+        None, // task not training
+        Commit, // trainers commit
+        Reveal, // committed trainers reveal
+        Score, // committee members score every revealed update
+        Publish, // the aggregator proposes the global model
+        Confirm, // committee members confirm or reject the proposal
+        Due // every window has passed: anyone may closeRound
+    }
+
+    enum Role {
+        None,
+        Trainer,
+        Validator,
+        Aggregator
+    }
+
+    enum SlashReason {
+        Late, // did not act within its window
+        Poison, // trainer whose median utility is below the poison threshold
+        Rejected // aggregator whose proposal the committee rejected
+    }
+
+    /// @notice What a buyer sets when posting a task (`newModel`).
+    struct ModelParams {
+        bytes32 specDigest; // CIDv0 digest of the task spec JSON (model, dataset, hyper-parameters, rules)
+        bytes32 initialModelDigest; // CIDv0 digest of the round-0 global model (safetensors)
+        address aggregator; // the only address that may join as aggregator
+        uint32 rounds; // 1..MAX_ROUNDS
+        uint16 minTrainers; // >= 1, needed to start
+        uint16 maxTrainers; // minTrainers..MAX_TRAINERS
+        uint16 committeeSize; // 1..MAX_COMMITTEE; also the number of validators needed to start
+        uint16 maxValidators; // committeeSize..MAX_VALIDATORS
+        uint32 commitWindow; // seconds, each window in MIN_WINDOW..MAX_WINDOW
+        uint32 revealWindow;
+        uint32 scoreWindow;
+        uint32 publishWindow;
+        uint32 confirmWindow;
+        uint256 licenseFee; // wei, exact; may be 0
+        uint256 trainerStake; // wei, exact
+        uint256 validatorStake;
+        uint256 aggregatorStake;
+        uint16 lateSlashBps; // fraction of the original stake lost per late round, 0..10000
+        uint16 badSlashBps; // fraction lost for poison / a rejected proposal, 0..10000
+        uint16 trainerShareBps; // the three shares sum to 10000 (default 7000/2000/1000)
+        uint16 validatorShareBps;
+        uint16 aggregatorShareBps;
+        int64 poisonThreshold; // median utility strictly below this is bad-slashed (micro-units)
+    }
+
+    /// @notice A task's mutable record (with `ModelParams`, the seed's `ModelData`).
+    struct ModelState {
+        address owner;
+        Status status;
+        uint32 currentRound; // 0 before training; then 1..rounds
+        uint32 roundsClosed;
+        uint256 reward; // escrow at startTraining (fixed from then on; 0 before)
+        uint256 escrow; // unspent escrow (before start: everything deposited)
+        uint256 stakesHeld; // stakes not yet slashed nor returned
+        uint256 accrued; // earned by participants and the buyer, not yet credited
+        uint256 licenseIncome; // licence fees credited to the owner so far
+        bytes32 globalModelDigest; // latest accepted global model (initial model before round 1 closes)
+        uint16 trainerCount;
+        uint16 validatorCount;
+        bool aggregatorJoined;
+    }
+
+    /// @notice One round as seen now (phase and deadlines derived from block.timestamp).
+    struct RoundView {
+        uint32 round;
+        Phase phase;
+        uint64 phaseDeadline; // end of the current phase (0 when Due / not training)
+        address[] committee;
+        uint16 commits;
+        uint16 reveals;
+        uint16 scoresSubmitted;
+        bool proposed;
+        bytes32 proposedDigest;
+        int64 proposedMetric;
+        uint16 confirmations; // ok + reject votes received
+        uint16 rejections;
+        bool closed;
+    }
+
+    /// @notice A participant's standing in one task.
+    struct ParticipantView {
+        Role role;
+        uint256 stakeRemaining; // original stake minus slashes (returned at settlement)
+        uint256 earned; // rewards accrued so far (credited at settlement)
+        uint256 slashed; // total slashed so far
+        bool licensed;
+    }
+
+    // ----------------------------------------------------------------- events
+
+    /// @notice Escrow deposited by the buyer (newModel and payForModel); the seed's event.
+    event ModelCreationPayment(uint256 indexed modelId, address indexed owner, uint256 amount);
+    event ModelCreated(uint256 indexed modelId, address indexed owner, address indexed aggregator, bytes32 specDigest, uint32 rounds);
+    event LicensePurchased(uint256 indexed modelId, address indexed licensee, uint256 fee);
+    event ParticipantJoined(uint256 indexed modelId, address indexed participant, Role role, uint256 stake);
+    event TrainingStarted(uint256 indexed modelId, uint256 reward);
+    event ModelCancelled(uint256 indexed modelId);
+    event RoundStarted(uint256 indexed modelId, uint32 indexed round, address[] committee, uint64 commitDeadline);
+    event UpdateCommitted(uint256 indexed modelId, uint32 indexed round, address indexed trainer, bytes32 commitment);
+    event UpdateRevealed(uint256 indexed modelId, uint32 indexed round, address indexed trainer, bytes32 updateDigest, uint64 numSamples, uint16 index);
+    event ScoresSubmitted(uint256 indexed modelId, uint32 indexed round, address indexed validator, int64[] scores);
+    event GlobalModelProposed(uint256 indexed modelId, uint32 indexed round, bytes32 modelDigest, int64 metric);
+    event GlobalModelConfirmed(uint256 indexed modelId, uint32 indexed round, address indexed validator, bool ok);
+    /// @notice A round's settlement; `accepted` is false when the proposal was rejected or missing.
+    event RoundClosed(uint256 indexed modelId, uint32 indexed round, bytes32 globalModelDigest, bool accepted, uint256 budget, uint256 returnedToBuyer);
+    event RewardAccrued(uint256 indexed modelId, uint32 indexed round, address indexed participant, Role role, uint256 amount);
+    event Slashed(uint256 indexed modelId, uint32 indexed round, address indexed participant, SlashReason reason, uint256 amount);
+    event ModelFinalized(uint256 indexed modelId, uint32 roundsClosed, uint256 unspentEscrow);
+    /// @notice Settlement of a trainer: rewards earned over all rounds plus its remaining stake.
+    event ContributionPayment(uint256 indexed modelId, address indexed trainer, uint256 earned, uint256 stakeReturned);
+    event ValidationPayment(uint256 indexed modelId, address indexed validator, uint256 earned, uint256 stakeReturned);
+    event OrchestrationPayment(uint256 indexed modelId, address indexed aggregator, uint256 earned, uint256 stakeReturned);
+    /// @notice What returns to the buyer: unspent escrow, unearned shares, rounding dust, unredistributed slashes.
+    event ModelBuyerReturnPayment(uint256 indexed modelId, address indexed owner, uint256 amount);
+    event Withdrawal(address indexed account, uint256 amount);
+
+    // ----------------------------------------------------------------- errors
+
+    error UnknownModel(uint256 modelId);
+    error InvalidParams(string reason);
+    error ZeroEscrow();
+    error WrongAmount(uint256 expected, uint256 sent);
+    error NotOwner(uint256 modelId, address caller);
+    error NotOwnerOrAggregator(uint256 modelId, address caller);
+    error NotAggregator(uint256 modelId, address caller);
+    error NotTrainer(uint256 modelId, address caller);
+    error NotCommitteeMember(uint256 modelId, uint32 round, address caller);
+    error WrongStatus(uint256 modelId, Status expected, Status actual);
+    error WrongPhase(uint256 modelId, uint32 round, Phase expected, Phase actual);
+    error WrongRound(uint256 modelId, uint32 expected, uint32 given);
+    error AlreadyLicensed(uint256 modelId, address caller);
+    error NoLicense(uint256 modelId, address caller);
+    error OwnerCannotParticipate(uint256 modelId);
+    error AlreadyJoined(uint256 modelId, address caller, Role role);
+    error RoleFull(uint256 modelId, Role role, uint256 cap);
+    error NotEnoughParticipants(uint256 modelId, uint256 trainers, uint256 validators, bool aggregatorJoined);
+    error AlreadyCommitted(uint256 modelId, uint32 round, address trainer);
+    error NotCommitted(uint256 modelId, uint32 round, address trainer);
+    error AlreadyRevealed(uint256 modelId, uint32 round, address trainer);
+    error CommitmentMismatch(uint256 modelId, uint32 round, address trainer);
+    error ZeroSamples();
+    error AlreadyScored(uint256 modelId, uint32 round, address validator);
+    error WrongScoreCount(uint256 expected, uint256 given);
+    error AlreadyPublished(uint256 modelId, uint32 round);
+    error AlreadyConfirmed(uint256 modelId, uint32 round, address validator);
+    error RoundNotDue(uint256 modelId, uint32 round, Phase phase, uint64 deadline);
+    error NothingToWithdraw(address account);
+    error TransferFailed(address account, uint256 amount);
+
+    // --------------------------------------------------------- task set-up
+
+    /// @notice Post a training task; the caller becomes its owner (the model buyer).
+    /// @dev Anyone; msg.value (> 0) is the reward escrow. Emits ModelCreated and ModelCreationPayment.
+    /// Reverts ZeroEscrow, InvalidParams.
+    function newModel(ModelParams calldata params) external payable returns (uint256 modelId);
+
+    /// @notice Top the escrow up. Owner only, while Open. Emits ModelCreationPayment.
+    function payForModel(uint256 modelId) external payable;
+
+    /// @notice Buy the task's licence at its exact fee (credited to the owner at once); needed to
+    /// join as trainer. Anyone but the owner, while Open or Training. Emits LicensePurchased.
+    function buyLicense(uint256 modelId) external payable;
+
+    /// @notice Stake exactly `trainerStake` and join as trainer. Licensees only, while Open, up to
+    /// maxTrainers; one role per address. Emits ParticipantJoined.
+    function joinAsTrainer(uint256 modelId) external payable;
+
+    /// @notice Stake exactly `validatorStake` and join as validator. Anyone but the owner, while
+    /// Open, up to maxValidators; one role per address. Emits ParticipantJoined.
+    function joinAsValidator(uint256 modelId) external payable;
+
+    /// @notice Stake exactly `aggregatorStake` and join as the task's aggregator. Only the
+    /// aggregator named in the params, once, while Open. Emits ParticipantJoined.
+    function joinAsAggregator(uint256 modelId) external payable;
+
+    /// @notice Fix the reward and open round 1. Owner or aggregator, while Open, once minTrainers
+    /// trainers, committeeSize validators and the aggregator have joined. Emits TrainingStarted, RoundStarted.
+    function startTraining(uint256 modelId) external;
+
+    /// @notice Cancel before training: escrow and every stake are credited back at once.
+    /// Owner only, while Open. Emits ModelCancelled, ModelBuyerReturnPayment and one payment event per participant.
+    function cancelModel(uint256 modelId) external;
+
+    // ----------------------------------------------------------------- rounds
+
+    /// @notice Commit to an update: commitment = commitmentOf(modelId, round, updateDigest, numSamples, salt, trainer).
+    /// Trainers only, once per round, in the Commit phase. Emits UpdateCommitted.
+    function commitUpdate(uint256 modelId, uint32 round, bytes32 commitment) external;
+
+    /// @notice Reveal a committed update. Trainers that committed, once, in the Reveal phase; the
+    /// values must match the commitment. Emits UpdateRevealed (index = position in reveal order).
+    function revealUpdate(uint256 modelId, uint32 round, bytes32 updateDigest, uint64 numSamples, bytes32 salt) external;
+
+    /// @notice Score every revealed update, one utility per update in reveal order (micro-units).
+    /// Committee members of the round only, once, in the Score phase. Emits ScoresSubmitted.
+    function submitScores(uint256 modelId, uint32 round, int64[] calldata scores) external;
+
+    /// @notice Propose the round's global model (the aggregate of the updates with median utility > 0)
+    /// and its metric. The aggregator only, once, in the Publish phase. Emits GlobalModelProposed.
+    function publishGlobalModel(uint256 modelId, uint32 round, bytes32 modelDigest, int64 metric) external;
+
+    /// @notice Confirm (ok) or reject the proposal after recomputing it. Committee members only,
+    /// once, in the Confirm phase; the last vote closes the round. Emits GlobalModelConfirmed.
+    function confirmGlobalModel(uint256 modelId, uint32 round, bool ok) external;
+
+    /// @notice Settle the current round once it is Due (every window it still needed has passed);
+    /// whoever has not acted is late. Anyone. Emits RoundClosed, RewardAccrued, Slashed, RoundStarted.
+    function closeRound(uint256 modelId) external;
+
+    // -------------------------------------------------------------- the end
+
+    /// @notice End the task: anyone after the last round closed; the owner at any time during
+    /// training (the budget of rounds not closed returns to the buyer, nobody is slashed for the
+    /// open round). Emits ModelFinalized.
+    function finalizeContract(uint256 modelId) external;
+
+    /// @notice Credit every participant's earnings and remaining stake and the buyer's return.
+    /// Anyone, once, after finalizeContract. Emits ContributionPayment, ValidationPayment,
+    /// OrchestrationPayment and ModelBuyerReturnPayment, one per payee.
+    function generateTrainingPayments(uint256 modelId) external;
+
+    /// @notice Pull the caller's whole credited balance (all tasks). Emits Withdrawal.
+    function withdraw() external;
+
+    // ------------------------------------------------------------------ views
+
+    function modelCount() external view returns (uint256);
+    function getModel(uint256 modelId) external view returns (ModelParams memory params, ModelState memory state);
+    function getRound(uint256 modelId, uint32 round) external view returns (RoundView memory);
+    /// @notice Revealed updates of a round in reveal order.
+    function revealedUpdates(uint256 modelId, uint32 round)
+        external
+        view
+        returns (address[] memory trainers, bytes32[] memory updateDigests, uint64[] memory numSamples);
+    /// @notice Median committee score per revealed update, in reveal order (0 where nobody scored).
+    function utilities(uint256 modelId, uint32 round) external view returns (int64[] memory);
+    function scoresOf(uint256 modelId, uint32 round, address validator) external view returns (bool submitted, int64[] memory scores);
+    function hasConfirmed(uint256 modelId, uint32 round, address validator) external view returns (bool voted, bool ok);
+    function commitmentOf(
+        uint256 modelId,
+        uint32 round,
+        bytes32 updateDigest,
+        uint64 numSamples,
+        bytes32 salt,
+        address trainer
+    ) external pure returns (bytes32);
+    function hasCommitted(uint256 modelId, uint32 round, address trainer) external view returns (bool);
+    function hasRevealed(uint256 modelId, uint32 round, address trainer) external view returns (bool);
+    function trainers(uint256 modelId) external view returns (address[] memory);
+    function validators(uint256 modelId) external view returns (address[] memory);
+    function participant(uint256 modelId, address account) external view returns (ParticipantView memory);
+    /// @notice Wei the contract holds for this task: escrow + stakesHeld + accrued.
+    function taskBalance(uint256 modelId) external view returns (uint256);
+    /// @notice Withdrawable balance of an account (credited by any task).
+    function credit(address account) external view returns (uint256);
+    /// @notice Sum of all credited, not yet withdrawn balances.
+    function totalCredit() external view returns (uint256);
+}
