@@ -19,7 +19,8 @@ COMMAND_MODULES = (
     "chain_cmd",  # fedmarket chain start|stop|status
     "deploy_cmd",  # fedmarket deploy
     "wallet_cmd",  # fedmarket wallet ...
-    "task_cmd",  # fedmarket task ...
+    "task_cmd",  # fedmarket task ... (buyer) and licence / join (participants)
+    "round_cmd",  # fedmarket round commit|reveal|score|publish|confirm|close|show (by hand)
     "withdraw_cmd",  # fedmarket withdraw
     "store_cmd",  # fedmarket store add|get|cid
     "bench_cmd",  # fedmarket bench ...
