@@ -1,0 +1,232 @@
+"""`fedmarket wallet new | import | list | balance | export-address | send`: encrypted keystores.
+
+Private keys are read from a hidden prompt or a file (never from argv) and are never printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fedmarket.cli import market_options as opt
+from fedmarket.cli.output import console, one_line_errors, print_json
+
+wallet_app = typer.Typer(help="Encrypted keystores: create, import, list, balances.", no_args_is_help=True)
+
+LightKdfOption = typer.Option(False, "--light-kdf", help="scrypt n=2**12 instead of 2**18: fast and weak, for tests and throwaway keys only.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(wallet_app, name="wallet")
+
+
+def _scrypt_n(light: bool) -> int:
+    from fedmarket.wallet import DEFAULT_SCRYPT_N, LIGHT_SCRYPT_N
+
+    return LIGHT_SCRYPT_N if light else DEFAULT_SCRYPT_N
+
+
+def _show_created(entry, as_json: bool, verb: str) -> None:
+    if as_json:
+        print_json(entry.as_json())
+    else:
+        console.print(f"{verb} keystore [bold]{entry.name}[/]: {entry.address}", highlight=False)
+        console.print(f"  file {entry.path}", highlight=False)
+
+
+@wallet_app.command("new")
+@one_line_errors
+def new(
+    name: str = typer.Argument(..., help="Name of the new account (letters, digits, '_', '.', '-')."),
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    password_file: Optional[Path] = opt.PasswordFileOption,
+    light_kdf: bool = LightKdfOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Create a random key and store it encrypted (scrypt) as keystore NAME."""
+    from eth_account import Account
+
+    from fedmarket.wallet import KeystoreDir, read_password
+    from fedmarket.wallet.keystore import validate_name
+
+    keystores = KeystoreDir(keystore_dir)
+    validate_name(name)
+    password = read_password(password_file, purpose=f"new keystore {name}", confirm=True)
+    entry = keystores.create(name, Account.create().key, password, scrypt_n=_scrypt_n(light_kdf))
+    _show_created(entry, as_json, "created")
+
+
+@wallet_app.command("import")
+@one_line_errors
+def import_key(
+    name: str = typer.Argument(..., help="Name for the imported account."),
+    key_file: Optional[Path] = typer.Option(
+        None, "--key-file", help="File holding the hex private key ('-' reads stdin); without it, a hidden prompt asks.", dir_okay=False, allow_dash=True
+    ),
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    password_file: Optional[Path] = opt.PasswordFileOption,
+    light_kdf: bool = LightKdfOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Import a private key (from a file or a hidden prompt, never from the command line) as keystore NAME."""
+    from fedmarket.wallet import KeystoreDir, parse_private_key, read_password
+    from fedmarket.wallet.keystore import validate_name
+    from fedmarket.wallet.password import read_secret_line
+
+    keystores = KeystoreDir(keystore_dir)
+    validate_name(name)
+    if key_file is not None and str(key_file) == "-" and password_file is not None and str(password_file) == "-":
+        from fedmarket.errors import FedmarketError
+
+        raise FedmarketError("the key and the password cannot both come from stdin")
+    key = parse_private_key(read_secret_line(key_file, what="private key"))
+    password = read_password(password_file, purpose=f"new keystore {name}", confirm=True)
+    entry = keystores.create(name, key, password, scrypt_n=_scrypt_n(light_kdf))
+    _show_created(entry, as_json, "imported")
+
+
+@wallet_app.command("list")
+@one_line_errors
+def list_keystores(keystore_dir: Optional[Path] = opt.KeystoreDirOption, as_json: bool = opt.JsonOption) -> None:
+    """List the keystores (name, address); needs no password."""
+    from rich.table import Table
+
+    from fedmarket.wallet import KeystoreDir
+
+    keystores = KeystoreDir(keystore_dir)
+    entries = keystores.entries()
+    if as_json:
+        print_json({"keystore_dir": str(keystores.path), "accounts": [e.as_json() for e in entries]})
+        return
+    if not entries:
+        console.print(f"no keystores in {keystores.path} (create one with `fedmarket wallet new NAME`)", highlight=False)
+        return
+    table = Table(title=f"keystores in {keystores.path}")
+    table.add_column("name")
+    table.add_column("address")
+    table.add_column("kdf")
+    for entry in entries:
+        table.add_row(entry.name, entry.address, f"{entry.kdf} n={entry.scrypt_n}" if entry.scrypt_n else entry.kdf)
+    console.print(table)
+
+
+@wallet_app.command("export-address")
+@one_line_errors
+def export_address(
+    name: str = typer.Argument(..., help="Keystore name (or address)."),
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Print a keystore's address (only the address: the key stays encrypted)."""
+    from fedmarket.wallet import KeystoreDir
+
+    entry = KeystoreDir(keystore_dir).find(name)
+    if as_json:
+        print_json({"name": entry.name, "address": entry.address})
+    else:
+        typer.echo(entry.address)
+
+
+@wallet_app.command("balance")
+@one_line_errors
+def balance(
+    accounts: Optional[list[str]] = typer.Argument(None, help="Keystore names, addresses or dev:N [default: every keystore]."),
+    rpc: str = opt.RpcOption,
+    contract: Optional[str] = opt.ContractOption,
+    address_book: Optional[Path] = opt.AddressBookOption,
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Ether balance of accounts, and their withdrawable market credit when a marketplace is known."""
+    from rich.table import Table
+
+    from fedmarket.wallet import KeystoreDir
+    from fedmarket.wallet.accounts import resolve_address
+
+    w3 = opt.connect(rpc)
+    if accounts:
+        rows = [(spec, resolve_address(spec, w3, keystore_dir=keystore_dir)) for spec in accounts]
+    else:
+        rows = [(e.name, e.address) for e in KeystoreDir(keystore_dir).entries()]
+    client = _market_or_none(w3, contract, address_book)
+    result = []
+    for label, address in rows:
+        wei = int(w3.eth.get_balance(address))
+        credit = int(client.credit(address)) if client is not None else None
+        result.append({"account": label, "address": address, "balance_wei": wei, "credit_wei": credit})
+    if as_json:
+        print_json({"chain_id": int(w3.eth.chain_id), "contract": client.address if client else None, "accounts": result})
+        return
+    table = Table(title=f"balances on chain {int(w3.eth.chain_id)}")
+    for column in ("account", "address", "balance", "market credit"):
+        table.add_column(column, justify="right" if column in ("balance", "market credit") else "left")
+    for row in result:
+        credit_text = opt.format_eth(row["credit_wei"]) if row["credit_wei"] is not None else "-"
+        table.add_row(row["account"], row["address"], opt.format_eth(row["balance_wei"]), credit_text)
+    console.print(table)
+
+
+def _market_or_none(w3, contract: Optional[str], address_book: Optional[Path]):
+    """The marketplace client if one is named or in the address book; balances work without it."""
+    from fedmarket.errors import FedmarketError
+
+    try:
+        address = opt.contract_address(w3, contract, address_book)
+    except FedmarketError:
+        if contract:
+            raise
+        return None
+    from fedmarket.chain.client import open_market
+
+    return open_market(w3, address)
+
+
+@wallet_app.command("send")
+@one_line_errors
+def send(
+    to: str = typer.Argument(..., help="Recipient: keystore name, 0x address or dev:N."),
+    value: str = typer.Argument(..., help="Amount: '1.5' or '1.5eth' (ETH), '30gwei', '1000wei'."),
+    account: str = opt.AccountOption,
+    rpc: str = opt.RpcOption,
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    password_file: Optional[Path] = opt.PasswordFileOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Send ether from --account to TO (e.g. fund a new keystore from an anvil dev account)."""
+    from fedmarket.wallet.accounts import resolve_address
+
+    wei = opt.parse_amount(value, "value")
+    w3 = opt.connect(rpc)
+    recipient = resolve_address(to, w3, keystore_dir=keystore_dir)
+    sender = opt.signer(w3, account, keystore_dir=keystore_dir, password_file=password_file)
+    receipt = _transfer(w3, sender, recipient, wei)
+    if as_json:
+        print_json({"from": sender.address, "to": recipient, "value_wei": wei, "tx": receipt["transactionHash"].hex(), "status": receipt["status"]})
+    else:
+        console.print(f"sent {opt.format_eth(wei)} from {sender.address} to {recipient} (tx 0x{receipt['transactionHash'].hex().removeprefix('0x')})", highlight=False)
+
+
+def _transfer(w3, sender, recipient: str, wei: int):
+    from fedmarket.errors import FedmarketError
+
+    gas = 21_000
+    gas_price = int(w3.eth.gas_price)
+    fee_cap = max(gas_price * 2, 1)
+    opt.require_funds(w3, sender.address, wei + gas * fee_cap, "the transfer")
+    tx = {
+        "to": recipient,
+        "value": wei,
+        "gas": gas,
+        "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
+        "chainId": int(w3.eth.chain_id),
+        "maxFeePerGas": fee_cap,
+        "maxPriorityFeePerGas": min(fee_cap, 10**9),
+    }
+    signed = sender.sign_transaction(tx)
+    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.05)
+    if receipt["status"] != 1:
+        raise FedmarketError(f"transfer reverted (tx {tx_hash.hex()})")
+    return receipt
