@@ -1,0 +1,308 @@
+"""Fixtures for the contract tests: a fresh embedded chain per test, named actors, a deployed
+Marketplace and helpers to post tasks, send transactions, expect custom-error reverts and move
+chain time.
+
+Fixture names are a stable interface (tests/contracts/test_invariants.py and test_isolation.py use
+them too): w3, accounts, actors, market, make_params, post_task, ready_task, tx, expect_revert,
+call_error, events, advance, set_time, now.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytest
+from eth_abi import decode as abi_decode
+from eth_tester.exceptions import TransactionFailed
+from eth_utils import keccak
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError
+
+from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
+from fedmarket.chain.embedded import latest_timestamp, new_embedded_web3, set_next_timestamp, time_travel
+
+# ------------------------------------------------------------------------------ defaults
+
+WINDOW = 100
+"""Every phase window of the default task, in seconds."""
+
+DEFAULT_REWARD = 1_000_003
+"""Default escrow (wei): odd on purpose, so that budget and share rounding shows up."""
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "specDigest": keccak(text="spec"),
+    "initialModelDigest": keccak(text="initial model"),
+    "aggregator": None,  # filled with actors.aggregator
+    "rounds": 2,
+    "minTrainers": 3,
+    "maxTrainers": 20,
+    "committeeSize": 3,
+    "maxValidators": 6,
+    "commitWindow": WINDOW,
+    "revealWindow": WINDOW,
+    "scoreWindow": WINDOW,
+    "publishWindow": WINDOW,
+    "confirmWindow": WINDOW,
+    "licenseFee": 1_000,
+    "trainerStake": 10_000,
+    "validatorStake": 20_000,
+    "aggregatorStake": 30_000,
+    "lateSlashBps": 1_000,
+    "badSlashBps": 5_000,
+    "trainerShareBps": 7_000,
+    "validatorShareBps": 2_000,
+    "aggregatorShareBps": 1_000,
+    "poisonThreshold": -500_000,
+}
+
+# enum values (IMarketplace)
+STATUS = {name: i for i, name in enumerate(["None", "Open", "Training", "Finalized", "Settled", "Cancelled"])}
+PHASE = {name: i for i, name in enumerate(["None", "Commit", "Reveal", "Score", "Publish", "Confirm", "Due"])}
+ROLE = {name: i for i, name in enumerate(["None", "Trainer", "Validator", "Aggregator"])}
+SLASH = {name: i for i, name in enumerate(["Late", "Poison", "Rejected"])}
+
+
+@dataclass(frozen=True)
+class Actors:
+    """Dev accounts by role: owner (buyer), aggregator, 6 validators, 20 trainers, 2 outsiders."""
+
+    owner: str
+    aggregator: str
+    validators: list[str]
+    trainers: list[str]
+    outsiders: list[str]
+    deployer: str
+
+
+class Reverted(AssertionError):
+    pass
+
+
+# ------------------------------------------------------------------------------ chain
+
+
+@pytest.fixture
+def w3() -> Web3:
+    """A fresh embedded chain (30 funded dev accounts, auto-mining) per test."""
+    return new_embedded_web3()
+
+
+@pytest.fixture
+def accounts(w3: Web3) -> list[str]:
+    return list(w3.eth.accounts)
+
+
+@pytest.fixture
+def actors(accounts: list[str]) -> Actors:
+    return Actors(
+        owner=accounts[0],
+        aggregator=accounts[1],
+        validators=accounts[2:8],
+        trainers=accounts[8:28],
+        outsiders=accounts[28:30],
+        deployer=accounts[29],
+    )
+
+
+@pytest.fixture
+def market(w3: Web3, actors: Actors):
+    """The Marketplace, freshly deployed on `w3`."""
+    return deploy_marketplace(w3, actors.deployer)
+
+
+@pytest.fixture
+def now(w3: Web3) -> Callable[[], int]:
+    """now() -> the latest block's timestamp. The next transaction runs at now() + 1."""
+    return lambda: latest_timestamp(w3)
+
+
+@pytest.fixture
+def advance(w3: Web3) -> Callable[[int], int]:
+    """advance(seconds) mines a block `seconds` later; the next transaction runs one second after it."""
+    return lambda seconds: time_travel(w3, seconds)
+
+
+@pytest.fixture
+def set_time(w3: Web3) -> Callable[[int], None]:
+    """set_time(ts): the next transaction's block carries timestamp `ts`."""
+    return lambda timestamp: set_next_timestamp(w3, timestamp)
+
+
+# ------------------------------------------------------------------------------ transactions
+
+
+def _gas_for(call: Any) -> int:
+    return MARKETPLACE_GAS_LIMITS.get(call.fn_name, 8_000_000)
+
+
+@pytest.fixture
+def tx(w3: Web3) -> Callable[..., Any]:
+    """tx(market.functions.f(args), sender, value=0, gas=None) -> receipt (explicit gas, no estimation)."""
+
+    def send(call: Any, sender: str, value: int = 0, gas: int | None = None) -> Any:
+        tx_hash = call.transact({"from": sender, "value": value, "gas": gas or _gas_for(call)})
+        receipt = w3.eth.get_transaction_receipt(tx_hash)
+        assert receipt["status"] == 1, f"{call.fn_name} failed"
+        return receipt
+
+    return send
+
+
+def _error_table(contract: Any) -> dict[bytes, tuple[str, list[str]]]:
+    table = {}
+    for item in contract.abi:
+        if item.get("type") != "error":
+            continue
+        types = [_abi_type(i) for i in item["inputs"]]
+        selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+        table[selector] = (item["name"], types)
+    return table
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    if item["type"].startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
+    return item["type"]
+
+
+def _revert_data(exc: Exception) -> bytes:
+    """The raw revert data of an eth-tester TransactionFailed or a web3 ContractCustomError."""
+    if isinstance(exc, (ContractCustomError, ContractLogicError)) and getattr(exc, "data", None):
+        data = exc.data
+        return bytes.fromhex(data[2:] if isinstance(data, str) and data.startswith("0x") else str(data))
+    message = exc.args[0] if exc.args else ""
+    if isinstance(message, Exception):
+        message = message.args[0]
+    if isinstance(message, bytes):
+        return message
+    text = str(message)
+    prefix = "execution reverted: "
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    if text.startswith(("b'", 'b"')):
+        return ast.literal_eval(text)  # eth-tester renders the revert data as a bytes repr
+    raise Reverted(f"not a custom-error revert: {text!r}")
+
+
+def decode_error(contract: Any, exc: Exception) -> tuple[str, tuple[Any, ...]]:
+    """(error name, decoded args) of a custom-error revert of `contract`."""
+    data = _revert_data(exc)
+    table = _error_table(contract)
+    if data[:4] not in table:
+        raise Reverted(f"unknown revert data {data.hex()}")
+    name, types = table[data[:4]]
+    return name, tuple(abi_decode(types, data[4:]))
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, str) and Web3.is_address(value):
+        return value.lower()
+    if isinstance(value, (list, tuple)):
+        return tuple(_normalise(v) for v in value)
+    return value
+
+
+@pytest.fixture
+def expect_revert(market: Any) -> Callable[..., tuple[Any, ...]]:
+    """expect_revert(call, sender, "ErrorName", *args, value=0): the transaction reverts with that
+    custom error (and those args, if given; addresses compare case-insensitively). Returns the args."""
+
+    def check(call: Any, sender: str, error: str, *args: Any, value: int = 0) -> tuple[Any, ...]:
+        try:
+            call.transact({"from": sender, "value": value, "gas": _gas_for(call)})
+        except (TransactionFailed, ContractLogicError) as exc:
+            name, got = decode_error(market, exc)
+        else:
+            raise Reverted(f"{call.fn_name} did not revert (expected {error})")
+        assert name == error, f"{call.fn_name} reverted {name}{got}, expected {error}"
+        if args:
+            assert _normalise(got) == _normalise(args), f"{error} args {got} != {args}"
+        return got
+
+    return check
+
+
+@pytest.fixture
+def call_error(market: Any) -> Callable[..., tuple[str, tuple[Any, ...]]]:
+    """call_error(call, sender) -> (error name, args) of a reverting view / eth_call."""
+
+    def run(call: Any, sender: str | None = None, value: int = 0) -> tuple[str, tuple[Any, ...]]:
+        try:
+            call.call({"from": sender, "value": value} if sender else {})
+        except (TransactionFailed, ContractLogicError) as exc:
+            return decode_error(market, exc)
+        raise Reverted(f"{call.fn_name} did not revert")
+
+    return run
+
+
+@pytest.fixture
+def events(market: Any) -> Callable[[Any, str], list[dict[str, Any]]]:
+    """events(receipt, "EventName") -> the decoded args of every such event in the receipt."""
+
+    def decode(receipt: Any, name: str) -> list[dict[str, Any]]:
+        from web3.logs import DISCARD
+
+        return [dict(e["args"]) for e in getattr(market.events, name)().process_receipt(receipt, errors=DISCARD)]
+
+    return decode
+
+
+# ------------------------------------------------------------------------------ tasks
+
+
+@pytest.fixture
+def make_params(actors: Actors, market: Any) -> Callable[..., tuple[Any, ...]]:
+    """make_params(**overrides) -> the ModelParams tuple (ABI order) of the default task."""
+    components = next(i for i in market.abi if i.get("name") == "newModel")["inputs"][0]["components"]
+    order = [c["name"] for c in components]
+
+    def build(**overrides: Any) -> tuple[Any, ...]:
+        unknown = set(overrides) - set(order)
+        if unknown:
+            raise KeyError(f"unknown ModelParams fields {sorted(unknown)}")
+        values = {**DEFAULT_PARAMS, "aggregator": actors.aggregator, **overrides}
+        return tuple(values[name] for name in order)
+
+    return build
+
+
+@pytest.fixture
+def post_task(market: Any, actors: Actors, tx: Callable[..., Any], make_params: Callable[..., Any]) -> Callable[..., int]:
+    """post_task(owner=actors.owner, value=DEFAULT_REWARD, **param_overrides) -> modelId."""
+
+    def post(owner: str | None = None, value: int = DEFAULT_REWARD, **overrides: Any) -> int:
+        params = make_params(**overrides)
+        receipt = tx(market.functions.newModel(params), owner or actors.owner, value=value)
+        (created,) = market.events.ModelCreated().process_receipt(receipt)
+        return int(created["args"]["modelId"])
+
+    return post
+
+
+@pytest.fixture
+def ready_task(market: Any, actors: Actors, tx: Callable[..., Any], post_task: Callable[..., int]) -> Callable[..., int]:
+    """ready_task(n_trainers=3, n_validators=3, start=True, owner=None, value=DEFAULT_REWARD,
+    **param_overrides) -> modelId: posted, licences bought, trainers / validators / the
+    aggregator joined (actors.trainers[:n], actors.validators[:n]), and training started (round 1
+    in Commit) when `start`."""
+
+    def ready(n_trainers: int = 3, n_validators: int = 3, start: bool = True, owner: str | None = None, value: int = DEFAULT_REWARD, **overrides: Any) -> int:
+        overrides.setdefault("minTrainers", min(n_trainers, DEFAULT_PARAMS["minTrainers"]) or 1)
+        overrides.setdefault("committeeSize", min(n_validators, DEFAULT_PARAMS["committeeSize"]) or 1)
+        model_id = post_task(owner=owner, value=value, **overrides)
+        params, _ = market.functions.getModel(model_id).call()
+        fee, t_stake, v_stake, a_stake = params[13], params[14], params[15], params[16]
+        for trainer in actors.trainers[:n_trainers]:
+            tx(market.functions.buyLicense(model_id), trainer, value=fee)
+            tx(market.functions.joinAsTrainer(model_id), trainer, value=t_stake)
+        for validator in actors.validators[:n_validators]:
+            tx(market.functions.joinAsValidator(model_id), validator, value=v_stake)
+        tx(market.functions.joinAsAggregator(model_id), actors.aggregator, value=a_stake)
+        if start:
+            tx(market.functions.startTraining(model_id), owner or actors.owner)
+        return model_id
+
+    return ready
