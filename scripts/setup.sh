@@ -25,6 +25,9 @@ fi
 node_stamp=$(sha256sum package-lock.json | cut -c1-16)
 if [ ! -d node_modules ] || [ "$(cat node_modules/.fedmarket-stamp 2>/dev/null)" != "$node_stamp" ]; then
   echo "setup: Node toolchain (node_modules: solc, anvil, hardhat)"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install`, not `npm ci`: the lock lists anvil's optional per-platform packages, and the
+  # registry mirror here serves only linux-amd64, which `npm ci` refuses as "out of sync".
+  # `npm install` still installs exactly the locked versions (the lock file stays unchanged).
+  npm install --no-audit --no-fund --loglevel=error
   echo "$node_stamp" > node_modules/.fedmarket-stamp
 fi
