@@ -1,0 +1,47 @@
+"""Hypothesis profiles for the Marketplace property tests (tests/contracts/test_invariants.py).
+
+Profiles:
+- "ci" (the default): 200 random action sequences, a few minutes on 2 cores.
+- "thorough": 10,000 sequences (hours); for a release or after touching Marketplace.sol.
+
+Switches (environment variables):
+- FEDMARKET_HYPOTHESIS_PROFILE=ci|thorough picks a profile;
+- FEDMARKET_HYPOTHESIS_EXAMPLES=N overrides the number of sequences of the chosen profile
+  (e.g. FEDMARKET_HYPOTHESIS_EXAMPLES=10000 is the same as the "thorough" profile);
+- FEDMARKET_HYPOTHESIS_STEPS=N overrides the maximum number of rules per sequence.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, Phase, settings
+
+DEFAULT_EXAMPLES = 200
+THOROUGH_EXAMPLES = 10_000
+DEFAULT_STEPS = 40
+
+_COMMON = dict(
+    deadline=None,
+    stateful_step_count=DEFAULT_STEPS,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    print_blob=True,
+)
+
+settings.register_profile("ci", max_examples=DEFAULT_EXAMPLES, **_COMMON)
+settings.register_profile("thorough", max_examples=THOROUGH_EXAMPLES, **_COMMON)
+
+
+def marketplace_settings() -> settings:
+    """The settings the invariant test runs under (profile + environment overrides)."""
+    profile = os.environ.get("FEDMARKET_HYPOTHESIS_PROFILE", "ci")
+    base = settings.get_profile(profile)
+    overrides: dict[str, int] = {}
+    examples = os.environ.get("FEDMARKET_HYPOTHESIS_EXAMPLES")
+    if examples:
+        overrides["max_examples"] = int(examples)
+    steps = os.environ.get("FEDMARKET_HYPOTHESIS_STEPS")
+    if steps:
+        overrides["stateful_step_count"] = int(steps)
+    return settings(base, **overrides)

@@ -1,0 +1,920 @@
+"""A Python reference model of the whole fedmarket Marketplace, to the wei.
+
+This is an executable copy of docs/protocol.md (and the interface contracts/IMarketplace.sol):
+tasks, escrow, licences, stakes, phases derived lazily from stored state and the block timestamp,
+committee selection, commit / reveal, median utilities, per-round settlement, slashes and their
+redistribution, finalize, settlement, cancel, withdraw and credits. The property tests
+(tests/contracts/test_invariants.py) drive the contract and this model with the same random calls
+and compare them after every step.
+
+Every public method takes the caller, the arguments, the value and `now` (the timestamp of the
+block the transaction lands in). When the contract must revert, the method raises `ModelRevert`
+with every custom error that truthfully describes a failed check (the protocol does not fix the
+order of checks, so any of them is accepted) and leaves the model unchanged. Otherwise it applies
+the call and returns its result.
+
+The model knows nothing about the contract: it is written from the spec alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from eth_abi import encode
+from eth_utils import keccak
+
+# ------------------------------------------------------------------------------------ constants
+
+MAX_TRAINERS = 64
+MAX_VALIDATORS = 32
+MAX_COMMITTEE = 9
+MAX_ROUNDS = 1000
+MIN_WINDOW = 1
+MAX_WINDOW = 30 * 24 * 3600
+BPS = 10_000
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+DEADLINE_INCLUSIVE = True
+"""A phase is still running at `block.timestamp == deadline` (`now <= deadline`) and over after it.
+
+docs/protocol.md says a phase "reaches its deadline" and "the next one runs deadline .. deadline +
+window" without fixing which side the deadline second belongs to; the interface calls
+`phaseDeadline` the "end of the current phase". The contract's choice is recorded here (see the
+report of the property tests) and the model follows it.
+"""
+
+ZERO_TOP_UP_ALLOWED = False
+"""Whether `payForModel` with msg.value == 0 succeeds (a no-op) or reverts ZeroEscrow.
+
+The interface only says "top the escrow up"; the model follows the contract's choice.
+"""
+
+
+class Status(IntEnum):
+    NONE = 0
+    OPEN = 1
+    TRAINING = 2
+    FINALIZED = 3
+    SETTLED = 4
+    CANCELLED = 5
+
+
+class Phase(IntEnum):
+    NONE = 0
+    COMMIT = 1
+    REVEAL = 2
+    SCORE = 3
+    PUBLISH = 4
+    CONFIRM = 5
+    DUE = 6
+
+
+class Role(IntEnum):
+    NONE = 0
+    TRAINER = 1
+    VALIDATOR = 2
+    AGGREGATOR = 3
+
+
+class SlashReason(IntEnum):
+    LATE = 0
+    POISON = 1
+    REJECTED = 2
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+class _Any:
+    """Matches any value of an error argument (the spec leaves it open)."""
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return 0
+
+
+ANY: Any = _Any()
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Matches any of several values of an error argument."""
+
+    values: tuple[Any, ...]
+
+    def __eq__(self, other: object) -> bool:
+        return any(_arg_equal(v, other) for v in self.values)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+def _arg_equal(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, (_Any, OneOf)):
+        return expected == actual
+    if isinstance(expected, str) and isinstance(actual, str):
+        return expected.lower() == actual.lower()
+    return bool(expected == actual)
+
+
+@dataclass(frozen=True)
+class Err:
+    """An expected custom error: its name and arguments (ANY / OneOf where the spec is open)."""
+
+    name: str
+    args: tuple[Any, ...] | None = None  # None: any arguments
+
+    def matches(self, name: str, args: tuple[Any, ...]) -> bool:
+        if name != self.name:
+            return False
+        if self.args is None:
+            return True
+        if len(args) != len(self.args):
+            return False
+        return all(_arg_equal(e, a) for e, a in zip(self.args, args))
+
+
+class ModelRevert(Exception):
+    """The call must revert with one of `errors` (any one truthfully describes a failed check)."""
+
+    def __init__(self, errors: list[Err]) -> None:
+        super().__init__(", ".join(f"{e.name}{e.args if e.args is not None else '(...)'}" for e in errors))
+        self.errors = errors
+
+
+def _raise_if(errors: list[Err]) -> None:
+    if errors:
+        raise ModelRevert(errors)
+
+
+# ------------------------------------------------------------------------------------ encodings
+
+
+def commitment_of(model_id: int, round_: int, update_digest: bytes, num_samples: int, salt: bytes, trainer: str) -> bytes:
+    """keccak256(abi.encode(modelId, round, updateDigest, numSamples, salt, trainer))."""
+    return keccak(
+        encode(
+            ["uint256", "uint32", "bytes32", "uint64", "bytes32", "address"],
+            [model_id, round_, update_digest, num_samples, salt, trainer],
+        )
+    )
+
+
+def committee_offset(prevrandao: int, model_id: int, num_validators: int) -> int:
+    """uint256(keccak256(abi.encode(block.prevrandao, modelId))) % V."""
+    digest = keccak(encode(["uint256", "uint256"], [prevrandao, model_id]))
+    return int.from_bytes(digest, "big") % num_validators
+
+
+def committee_of(validators: list[str], offset: int, round_: int, size: int) -> list[str]:
+    """validators[(offset + (r - 1) * c + j) % V] for j in 0 .. c - 1."""
+    v = len(validators)
+    return [validators[(offset + (round_ - 1) * size + j) % v] for j in range(size)]
+
+
+def median(scores: list[int]) -> int:
+    """Median with Solidity's signed division (rounds toward zero) for an even count; [] -> 0."""
+    if not scores:
+        return 0
+    s = sorted(scores)
+    k = len(s)
+    if k % 2 == 1:
+        return s[k // 2]
+    total = s[k // 2 - 1] + s[k // 2]
+    quotient = abs(total) // 2
+    return quotient if total >= 0 else -quotient
+
+
+def mul_div(a: int, b: int, c: int) -> int:
+    return a * b // c
+
+
+# ------------------------------------------------------------------------------------ state
+
+
+@dataclass
+class Params:
+    """ModelParams, in the ABI's field order."""
+
+    spec_digest: bytes = b"\x11" * 32
+    initial_model_digest: bytes = b"\x22" * 32
+    aggregator: str = "0x0000000000000000000000000000000000000000"
+    rounds: int = 2
+    min_trainers: int = 1
+    max_trainers: int = 4
+    committee_size: int = 1
+    max_validators: int = 3
+    commit_window: int = 10
+    reveal_window: int = 10
+    score_window: int = 10
+    publish_window: int = 10
+    confirm_window: int = 10
+    license_fee: int = 0
+    trainer_stake: int = 1000
+    validator_stake: int = 1000
+    aggregator_stake: int = 1000
+    late_slash_bps: int = 1000
+    bad_slash_bps: int = 5000
+    trainer_share_bps: int = 7000
+    validator_share_bps: int = 2000
+    aggregator_share_bps: int = 1000
+    poison_threshold: int = 0
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.spec_digest,
+            self.initial_model_digest,
+            self.aggregator,
+            self.rounds,
+            self.min_trainers,
+            self.max_trainers,
+            self.committee_size,
+            self.max_validators,
+            self.commit_window,
+            self.reveal_window,
+            self.score_window,
+            self.publish_window,
+            self.confirm_window,
+            self.license_fee,
+            self.trainer_stake,
+            self.validator_stake,
+            self.aggregator_stake,
+            self.late_slash_bps,
+            self.bad_slash_bps,
+            self.trainer_share_bps,
+            self.validator_share_bps,
+            self.aggregator_share_bps,
+            self.poison_threshold,
+        )
+
+    def invalid_reasons(self) -> list[str]:
+        """The documented parameter rules this violates (empty: valid)."""
+        reasons: list[str] = []
+        if not 1 <= self.rounds <= MAX_ROUNDS:
+            reasons.append("rounds")
+        if self.min_trainers < 1:
+            reasons.append("minTrainers")
+        if not self.min_trainers <= self.max_trainers <= MAX_TRAINERS:
+            reasons.append("maxTrainers")
+        if not 1 <= self.committee_size <= MAX_COMMITTEE:
+            reasons.append("committeeSize")
+        if not self.committee_size <= self.max_validators <= MAX_VALIDATORS:
+            reasons.append("maxValidators")
+        for name in ("commit_window", "reveal_window", "score_window", "publish_window", "confirm_window"):
+            if not MIN_WINDOW <= getattr(self, name) <= MAX_WINDOW:
+                reasons.append(name)
+        if self.late_slash_bps > BPS or self.bad_slash_bps > BPS:
+            reasons.append("slashBps")
+        if self.trainer_share_bps + self.validator_share_bps + self.aggregator_share_bps != BPS:
+            reasons.append("shares")
+        return reasons
+
+
+@dataclass
+class ParticipantState:
+    role: Role = Role.NONE
+    stake: int = 0  # original stake
+    stake_remaining: int = 0
+    earned: int = 0
+    slashed: int = 0
+    licensed: bool = False
+
+
+@dataclass
+class Reveal:
+    trainer: str
+    update_digest: bytes
+    num_samples: int
+
+
+@dataclass
+class RoundState:
+    number: int
+    committee: list[str]
+    stage: Phase  # stored phase (the derived phase may be later: see Market.phase_at)
+    deadline: int  # end of `stage` (0 when Due)
+    commitments: dict[str, bytes] = field(default_factory=dict)
+    reveals: list[Reveal] = field(default_factory=list)
+    scores: dict[str, list[int]] = field(default_factory=dict)  # committee member -> scores
+    proposed: bool = False
+    proposed_digest: bytes = b"\x00" * 32
+    proposed_metric: int = 0
+    votes: dict[str, bool] = field(default_factory=dict)
+    closed: bool = False
+    # settlement record (set when the round closes)
+    budget: int = 0
+    returned_to_buyer: int = 0
+    accepted: bool = False
+    global_digest_after: bytes = b"\x00" * 32
+    slashes: dict[str, tuple[SlashReason, int]] = field(default_factory=dict)
+    rewards: dict[str, int] = field(default_factory=dict)
+
+    def revealed_by(self, trainer: str) -> bool:
+        return any(r.trainer == trainer for r in self.reveals)
+
+    def utilities(self) -> list[int]:
+        """Median committee score per revealed update, in reveal order."""
+        out: list[int] = []
+        for i in range(len(self.reveals)):
+            out.append(median([s[i] for s in self.scores.values()]))
+        return out
+
+    @property
+    def rejections(self) -> int:
+        return sum(1 for ok in self.votes.values() if not ok)
+
+
+@dataclass
+class Task:
+    model_id: int
+    owner: str
+    params: Params
+    status: Status = Status.OPEN
+    current_round: int = 0
+    rounds_closed: int = 0
+    reward: int = 0
+    escrow: int = 0
+    stakes_held: int = 0
+    accrued: int = 0
+    license_income: int = 0
+    global_digest: bytes = b"\x00" * 32
+    trainers: list[str] = field(default_factory=list)
+    validators: list[str] = field(default_factory=list)
+    aggregator_joined: bool = False
+    participants: dict[str, ParticipantState] = field(default_factory=dict)
+    rounds: dict[int, RoundState] = field(default_factory=dict)
+    offset: int = 0
+    buyer_accrued: int = 0  # part of `accrued` that returns to the buyer
+    # ledger of this task's money: what came in and what was credited out
+    deposited: int = 0
+    credited_out: int = 0
+    credits: dict[str, int] = field(default_factory=dict)  # payee -> credited by this task
+
+    @property
+    def balance(self) -> int:
+        return self.escrow + self.stakes_held + self.accrued
+
+    def participant(self, account: str) -> ParticipantState:
+        return self.participants.get(account.lower(), ParticipantState())
+
+    def role_of(self, account: str) -> Role:
+        return self.participant(account).role
+
+    def round(self) -> RoundState | None:
+        return self.rounds.get(self.current_round)
+
+    def all_rounds_closed(self) -> bool:
+        return self.rounds_closed == self.params.rounds
+
+
+# ------------------------------------------------------------------------------------ the market
+
+
+class Market:
+    """The whole contract: every task, every credit."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, Task] = {}
+        self.credits: dict[str, int] = {}
+        self.withdrawn: dict[str, int] = {}
+        self.total_withdrawn = 0
+
+    def copy(self) -> Market:
+        return copy.deepcopy(self)
+
+    # -------------------------------------------------------------- derived quantities
+
+    @property
+    def total_credit(self) -> int:
+        return sum(self.credits.values())
+
+    @property
+    def contract_balance(self) -> int:
+        return sum(t.balance for t in self.tasks.values()) + self.total_credit
+
+    def credit_of(self, account: str) -> int:
+        return self.credits.get(account.lower(), 0)
+
+    def _credit(self, task: Task, account: str, amount: int) -> None:
+        key = account.lower()
+        self.credits[key] = self.credits.get(key, 0) + amount
+        task.credited_out += amount
+        task.credits[key] = task.credits.get(key, 0) + amount
+
+    @staticmethod
+    def _within(now: int, deadline: int) -> bool:
+        return now <= deadline if DEADLINE_INCLUSIVE else now < deadline
+
+    @staticmethod
+    def _next_stage(task: Task, rnd: RoundState, stage: Phase, start: int) -> tuple[Phase, int]:
+        """The phase after `stage` when it ends at `start`, skipping phases with nothing to do."""
+        p = task.params
+        if stage == Phase.COMMIT:
+            return (Phase.REVEAL, start + p.reveal_window) if rnd.commitments else (Phase.DUE, 0)
+        if stage == Phase.REVEAL:
+            return (Phase.SCORE, start + p.score_window) if rnd.reveals else (Phase.DUE, 0)
+        if stage == Phase.SCORE:
+            return (Phase.PUBLISH, start + p.publish_window) if any(u > 0 for u in rnd.utilities()) else (Phase.DUE, 0)
+        if stage == Phase.PUBLISH:
+            return (Phase.CONFIRM, start + p.confirm_window) if rnd.proposed else (Phase.DUE, 0)
+        return (Phase.DUE, 0)
+
+    def phase_at(self, task: Task, rnd: RoundState, now: int) -> tuple[Phase, int]:
+        """The phase of `rnd` at `now` and its deadline (0 when Due), derived from stored state."""
+        if rnd.closed:
+            return (Phase.NONE, 0)
+        stage, deadline = rnd.stage, rnd.deadline
+        while stage != Phase.DUE and not self._within(now, deadline):
+            stage, deadline = self._next_stage(task, rnd, stage, deadline)
+        return stage, deadline
+
+    def current_phase(self, model_id: int, now: int) -> tuple[Phase, int]:
+        task = self.tasks.get(model_id)
+        if task is None or task.status != Status.TRAINING:
+            return (Phase.NONE, 0)
+        rnd = task.round()
+        assert rnd is not None
+        return self.phase_at(task, rnd, now)
+
+    def _settle_phase(self, task: Task, rnd: RoundState, now: int) -> Phase:
+        """Store the derived phase (idempotent: the derivation from the new state is the same)."""
+        rnd.stage, rnd.deadline = self.phase_at(task, rnd, now)
+        return rnd.stage
+
+    def _end_phase_early(self, task: Task, rnd: RoundState, now: int) -> None:
+        rnd.stage, rnd.deadline = self._next_stage(task, rnd, rnd.stage, now)
+
+    # -------------------------------------------------------------- common checks
+
+    def _task(self, model_id: int, errors: list[Err]) -> Task | None:
+        task = self.tasks.get(model_id)
+        if task is None:
+            errors.append(Err("UnknownModel", (model_id,)))
+        return task
+
+    @staticmethod
+    def _status(task: Task, allowed: tuple[Status, ...], errors: list[Err]) -> bool:
+        if task.status in allowed:
+            return True
+        expected = allowed[0] if len(allowed) == 1 else OneOf(tuple(int(s) for s in allowed))
+        errors.append(Err("WrongStatus", (task.model_id, expected, int(task.status))))
+        return False
+
+    # -------------------------------------------------------------- task set-up
+
+    def new_model(self, caller: str, params: Params, value: int, now: int) -> int:
+        errors: list[Err] = []
+        if value == 0:
+            errors.append(Err("ZeroEscrow", ()))
+        if params.invalid_reasons():
+            errors.append(Err("InvalidParams"))
+        _raise_if(errors)
+        model_id = len(self.tasks) + 1
+        task = Task(model_id=model_id, owner=caller.lower(), params=copy.deepcopy(params))
+        task.escrow = value
+        task.deposited = value
+        task.global_digest = params.initial_model_digest
+        self.tasks[model_id] = task
+        return model_id
+
+    def pay_for_model(self, caller: str, model_id: int, value: int, now: int) -> None:
+        errors: list[Err] = []
+        task = self._task(model_id, errors)
+        if task is not None:
+            if caller.lower() != task.owner:
+                errors.append(Err("NotOwner", (model_id, caller)))
+            self._status(task, (Status.OPEN,), errors)
+            if value == 0 and not ZERO_TOP_UP_ALLOWED:
+                errors.append(Err("ZeroEscrow", ()))
+        _raise_if(errors)
+        assert task is not None
+        task.escrow += value
+        task.deposited += value
+
+    def buy_license(self, caller: str, model_id: int, value: int, now: int) -> None:
+        errors: list[Err] = []
+        task = self._task(model_id, errors)
+        if task is not None:
+            self._status(task, (Status.OPEN, Status.TRAINING), errors)
+            if caller.lower() == task.owner:
+                errors.append(Err("OwnerCannotParticipate", (model_id,)))
+            if task.participant(caller).licensed:
+                errors.append(Err("AlreadyLicensed", (model_id, caller)))
+            if value != task.params.license_fee:
+                errors.append(Err("WrongAmount", (task.params.license_fee, value)))
+        _raise_if(errors)
+        assert task is not None
+        p = task.participants.setdefault(caller.lower(), ParticipantState())
+        p.licensed = True
+        task.license_income += value
+        task.deposited += value
+        self._credit(task, task.owner, value)
+
+    def _join(self, caller: str, model_id: int, value: int, role: Role) -> Task:
+        errors: list[Err] = []
+        task = self._task(model_id, errors)
+        if task is None:
+            raise ModelRevert(errors)
+        p = task.params
+        self._status(task, (Status.OPEN,), errors)
+        me = task.participant(caller)
+        if caller.lower() == task.owner:
+            errors.append(Err("OwnerCannotParticipate", (model_id,)))
+        if me.role != Role.NONE:
+            errors.append(Err("AlreadyJoined", (model_id, caller, int(me.role))))
+        if role == Role.TRAINER:
+            stake = p.trainer_stake
+            if not me.licensed:
+                errors.append(Err("NoLicense", (model_id, caller)))
+            if len(task.trainers) >= p.max_trainers:
+                errors.append(Err("RoleFull", (model_id, int(Role.TRAINER), p.max_trainers)))
+        elif role == Role.VALIDATOR:
+            stake = p.validator_stake
+            if len(task.validators) >= p.max_validators:
+                errors.append(Err("RoleFull", (model_id, int(Role.VALIDATOR), p.max_validators)))
+        else:
+            stake = p.aggregator_stake
+            if caller.lower() != p.aggregator.lower():
+                errors.append(Err("NotAggregator", (model_id, caller)))
+            if task.aggregator_joined:
+                errors.append(Err("AlreadyJoined", (model_id, caller, int(Role.AGGREGATOR))))
+        if value != stake:
+            errors.append(Err("WrongAmount", (stake, value)))
+        _raise_if(errors)
+        part = task.participants.setdefault(caller.lower(), ParticipantState())
+        part.role = role
+        part.stake = stake
+        part.stake_remaining = stake
+        task.stakes_held += stake
+        task.deposited += stake
+        if role == Role.TRAINER:
+            task.trainers.append(caller.lower())
+        elif role == Role.VALIDATOR:
+            task.validators.append(caller.lower())
+        else:
+            task.aggregator_joined = True
+        return task
+
+    def join_as_trainer(self, caller: str, model_id: int, value: int, now: int) -> None:
+        self._join(caller, model_id, value, Role.TRAINER)
+
+    def join_as_validator(self, caller: str, model_id: int, value: int, now: int) -> None:
+        self._join(caller, model_id, value, Role.VALIDATOR)
+
+    def join_as_aggregator(self, caller: str, model_id: int, value: int, now: int) -> None:
+        self._join(caller, model_id, value, Role.AGGREGATOR)
+
+    def start_training(self, caller: str, model_id: int, now: int, prevrandao: int) -> None:
+        errors: list[Err] = []
+        task = self._task(model_id, errors)
+        if task is not None:
+            p = task.params
+            if caller.lower() not in (task.owner, p.aggregator.lower()):
+                errors.append(Err("NotOwnerOrAggregator", (model_id, caller)))
+            if self._status(task, (Status.OPEN,), errors):
+                if len(task.trainers) < p.min_trainers or len(task.validators) < p.committee_size or not task.aggregator_joined:
+                    errors.append(
+                        Err("NotEnoughParticipants", (model_id, len(task.trainers), len(task.validators), task.aggregator_joined))
+                    )
+        _raise_if(errors)
+        assert task is not None
+        task.status = Status.TRAINING
+        task.reward = task.escrow
+        task.offset = committee_offset(prevrandao, model_id, len(task.validators))
+        self._open_round(task, 1, now)
+
+    def _open_round(self, task: Task, number: int, now: int) -> None:
+        committee = committee_of(task.validators, task.offset, number, task.params.committee_size)
+        task.rounds[number] = RoundState(number=number, committee=committee, stage=Phase.COMMIT, deadline=now + task.params.commit_window)
+        task.current_round = number
+
+    def cancel_model(self, caller: str, model_id: int, now: int) -> None:
+        errors: list[Err] = []
+        task = self._task(model_id, errors)
+        if task is not None:
+            if caller.lower() != task.owner:
+                errors.append(Err("NotOwner", (model_id, caller)))
+            self._status(task, (Status.OPEN,), errors)
+        _raise_if(errors)
+        assert task is not None
+        self._credit(task, task.owner, task.escrow)
+        task.escrow = 0
+        for account, part in task.participants.items():
+            if part.role != Role.NONE:
+                self._credit(task, account, part.stake_remaining)
+                task.stakes_held -= part.stake_remaining
+        assert task.stakes_held == 0
+        task.status = Status.CANCELLED
+
+    # -------------------------------------------------------------- rounds
+
+    def _round_checks(
+        self, caller: str, model_id: int, round_: int, now: int, phase: Phase, errors: list[Err]
+    ) -> tuple[Task | None, RoundState | None]:
+        """Status, round and phase checks shared by the round functions (state not changed)."""
+        task = self._task(model_id, errors)
+        if task is None:
+            return None, None
+        if not self._status(task, (Status.TRAINING,), errors):
+            return task, None
+        if round_ != task.current_round:
+            errors.append(Err("WrongRound", (model_id, task.current_round, round_)))
+        rnd = task.round()
+        assert rnd is not None
+        actual, _ = self.phase_at(task, rnd, now)
+        if actual != phase:
+            errors.append(Err("WrongPhase", (model_id, OneOf((task.current_round, round_)), int(phase), int(actual))))
+        return task, (rnd if round_ == task.current_round else None)
+
+    def commit_update(self, caller: str, model_id: int, round_: int, commitment: bytes, now: int) -> None:
+        errors: list[Err] = []
+        task, rnd = self._round_checks(caller, model_id, round_, now, Phase.COMMIT, errors)
+        if task is not None and task.role_of(caller) != Role.TRAINER:
+            errors.append(Err("NotTrainer", (model_id, caller)))
+        if rnd is not None and caller.lower() in rnd.commitments:
+            errors.append(Err("AlreadyCommitted", (model_id, round_, caller)))
+        _raise_if(errors)
+        assert task is not None and rnd is not None
+        self._settle_phase(task, rnd, now)
+        rnd.commitments[caller.lower()] = commitment
+        if len(rnd.commitments) == len(task.trainers):
+            self._end_phase_early(task, rnd, now)
+
+    def reveal_update(
+        self, caller: str, model_id: int, round_: int, update_digest: bytes, num_samples: int, salt: bytes, now: int
+    ) -> int:
+        errors: list[Err] = []
+        task, rnd = self._round_checks(caller, model_id, round_, now, Phase.REVEAL, errors)
+        if task is not None and task.role_of(caller) != Role.TRAINER:
+            errors.append(Err("NotTrainer", (model_id, caller)))
+        if rnd is not None:
+            committed = rnd.commitments.get(caller.lower())
+            if committed is None:
+                errors.append(Err("NotCommitted", (model_id, round_, caller)))
+            elif rnd.revealed_by(caller.lower()):
+                errors.append(Err("AlreadyRevealed", (model_id, round_, caller)))
+            elif committed != commitment_of(model_id, round_, update_digest, num_samples, salt, caller):
+                errors.append(Err("CommitmentMismatch", (model_id, round_, caller)))
+        if num_samples == 0:
+            errors.append(Err("ZeroSamples", ()))
+        _raise_if(errors)
+        assert task is not None and rnd is not None
+        self._settle_phase(task, rnd, now)
+        rnd.reveals.append(Reveal(caller.lower(), update_digest, num_samples))
+        if len(rnd.reveals) == len(rnd.commitments):
+            self._end_phase_early(task, rnd, now)
+        return len(rnd.reveals) - 1
+
+    def submit_scores(self, caller: str, model_id: int, round_: int, scores: list[int], now: int) -> None:
+        errors: list[Err] = []
+        task, rnd = self._round_checks(caller, model_id, round_, now, Phase.SCORE, errors)
+        if rnd is not None:
+            if caller.lower() not in rnd.committee:
+                errors.append(Err("NotCommitteeMember", (model_id, round_, caller)))
+            elif caller.lower() in rnd.scores:
+                errors.append(Err("AlreadyScored", (model_id, round_, caller)))
+            if len(scores) != len(rnd.reveals):
+                errors.append(Err("WrongScoreCount", (len(rnd.reveals), len(scores))))
+        elif task is not None and task.status == Status.TRAINING:
+            current = task.round()
+            assert current is not None
+            if caller.lower() not in current.committee:
+                errors.append(Err("NotCommitteeMember", (model_id, OneOf((round_, task.current_round)), caller)))
+        _raise_if(errors)
+        assert task is not None and rnd is not None
+        self._settle_phase(task, rnd, now)
+        rnd.scores[caller.lower()] = list(scores)
+        if len(rnd.scores) == len(rnd.committee):
+            self._end_phase_early(task, rnd, now)
+
+    def publish_global_model(self, caller: str, model_id: int, round_: int, digest: bytes, metric: int, now: int) -> None:
+        errors: list[Err] = []
+        task, rnd = self._round_checks(caller, model_id, round_, now, Phase.PUBLISH, errors)
+        if task is not None and caller.lower() != task.params.aggregator.lower():
+            errors.append(Err("NotAggregator", (model_id, caller)))
+        if rnd is not None and rnd.proposed:
+            errors.append(Err("AlreadyPublished", (model_id, round_)))
+        _raise_if(errors)
+        assert task is not None and rnd is not None
+        self._settle_phase(task, rnd, now)
+        rnd.proposed = True
+        rnd.proposed_digest = digest
+        rnd.proposed_metric = metric
+        self._end_phase_early(task, rnd, now)
+
+    def confirm_global_model(self, caller: str, model_id: int, round_: int, ok: bool, now: int) -> None:
+        errors: list[Err] = []
+        task, rnd = self._round_checks(caller, model_id, round_, now, Phase.CONFIRM, errors)
+        if rnd is not None:
+            if caller.lower() not in rnd.committee:
+                errors.append(Err("NotCommitteeMember", (model_id, round_, caller)))
+            elif caller.lower() in rnd.votes:
+                errors.append(Err("AlreadyConfirmed", (model_id, round_, caller)))
+        elif task is not None and task.status == Status.TRAINING:
+            current = task.round()
+            assert current is not None
+            if caller.lower() not in current.committee:
+                errors.append(Err("NotCommitteeMember", (model_id, OneOf((round_, task.current_round)), caller)))
+        _raise_if(errors)
+        assert task is not None and rnd is not None
+        self._settle_phase(task, rnd, now)
+        rnd.votes[caller.lower()] = ok
+        if len(rnd.votes) == len(rnd.committee):
+            self._close_round(task, rnd, now)
+
+    def close_round(self, caller: str, model_id: int, now: int) -> None:
+        errors: list[Err] = []
+        task = self._task(model_id, errors)
+        if task is not None and self._status(task, (Status.TRAINING,), errors):
+            rnd = task.round()
+            assert rnd is not None
+            phase, deadline = self.phase_at(task, rnd, now)
+            if rnd.closed:
+                # every round is closed: nothing is due (the spec names no error for this case)
+                errors.append(Err("RoundNotDue", None))
+                errors.append(Err("WrongPhase", None))
+                errors.append(Err("WrongRound", None))
+            elif phase != Phase.DUE:
+                errors.append(Err("RoundNotDue", (model_id, task.current_round, int(phase), deadline)))
+        _raise_if(errors)
+        assert task is not None
+        rnd = task.round()
+        assert rnd is not None
+        self._settle_phase(task, rnd, now)
+        self._close_round(task, rnd, now)
+
+    # -------------------------------------------------------------- settlement of a round
+
+    def _close_round(self, task: Task, rnd: RoundState, now: int) -> None:
+        p = task.params
+        R, W = p.rounds, task.reward
+        budget = W // R if rnd.number < R else W - (R - 1) * (W // R)
+        task.escrow -= budget
+        t_share = budget * p.trainer_share_bps // BPS
+        v_share = budget * p.validator_share_bps // BPS
+        a_share = budget - t_share - v_share
+        to_buyer = 0
+        rewards: dict[str, int] = {}
+
+        def earn(account: str, amount: int) -> None:
+            rewards[account] = rewards.get(account, 0) + amount
+            task.participants[account].earned += amount
+
+        # 1. trainers
+        utilities = rnd.utilities()
+        positive = sum(max(u, 0) for u in utilities)
+        if positive > 0:
+            paid = 0
+            for rev, u in zip(rnd.reveals, utilities):
+                amount = mul_div(t_share, max(u, 0), positive)
+                if amount:
+                    earn(rev.trainer, amount)
+                paid += amount
+            to_buyer += t_share - paid
+        else:
+            to_buyer += t_share
+
+        # 2. validators
+        if not rnd.reveals:
+            to_buyer += v_share
+        else:
+            eligible = [m for m in rnd.committee if m in rnd.scores and (not rnd.proposed or m in rnd.votes)]
+            if eligible:
+                each = v_share // len(eligible)
+                for m in eligible:
+                    if each:
+                        earn(m, each)
+                to_buyer += v_share - each * len(eligible)
+            else:
+                to_buyer += v_share
+
+        # 3. aggregator
+        rejected = rnd.proposed and rnd.rejections * 2 > p.committee_size
+        accepted = rnd.proposed and not rejected
+        aggregator = p.aggregator.lower()
+        if accepted:
+            if a_share:
+                earn(aggregator, a_share)
+            task.global_digest = rnd.proposed_digest
+        else:
+            to_buyer += a_share
+
+        # 4. slashes
+        slashes: dict[str, tuple[SlashReason, int]] = {}
+
+        def slash(account: str, reason: SlashReason, bps: int) -> None:
+            part = task.participants[account]
+            amount = min(part.stake * bps // BPS, part.stake_remaining)
+            part.stake_remaining -= amount
+            part.slashed += amount
+            slashes[account] = (reason, amount)
+
+        for trainer in task.trainers:
+            if trainer not in rnd.commitments or not rnd.revealed_by(trainer):
+                slash(trainer, SlashReason.LATE, p.late_slash_bps)
+        for rev, u in zip(rnd.reveals, utilities):
+            if u < p.poison_threshold:
+                slash(rev.trainer, SlashReason.POISON, p.bad_slash_bps)
+        for member in rnd.committee:
+            missed_score = bool(rnd.reveals) and member not in rnd.scores
+            missed_vote = rnd.proposed and member not in rnd.votes
+            if missed_score or missed_vote:
+                slash(member, SlashReason.LATE, p.late_slash_bps)
+        if rejected:
+            slash(aggregator, SlashReason.REJECTED, p.bad_slash_bps)
+        elif not rnd.proposed and positive > 0:
+            slash(aggregator, SlashReason.LATE, p.late_slash_bps)
+        slashed_total = sum(amount for _, amount in slashes.values())
+        task.stakes_held -= slashed_total
+        if positive > 0:
+            paid = 0
+            for rev, u in zip(rnd.reveals, utilities):
+                if u > 0:
+                    amount = mul_div(slashed_total, u, positive)
+                    if amount:
+                        earn(rev.trainer, amount)
+                    paid += amount
+            to_buyer += slashed_total - paid
+        else:
+            to_buyer += slashed_total
+
+        # 5. everything stays inside the task until generateTrainingPayments
+        task.accrued += budget + slashed_total
+        task.buyer_accrued += to_buyer
+        assert sum(rewards.values()) + to_buyer == budget + slashed_total
+        rnd.closed = True
+        rnd.stage, rnd.deadline = Phase.NONE, 0
+        rnd.budget = budget
+        rnd.returned_to_buyer = to_buyer
+        rnd.accepted = accepted
+        rnd.global_digest_after = task.global_digest
+        rnd.slashes = slashes
+        rnd.rewards = rewards
+        task.rounds_closed += 1
+        if rnd.number < R:
+            self._open_round(task, rnd.number + 1, now)
+
+    # -------------------------------------------------------------- the end
+
+    def finalize_contract(self, caller: str, model_id: int, now: int) -> None:
+        errors: list[Err] = []
+        task = self._task(model_id, errors)
+        if task is not None:
+            if self._status(task, (Status.TRAINING,), errors):
+                if not task.all_rounds_closed() and caller.lower() != task.owner:
+                    errors.append(Err("NotOwner", (model_id, caller)))
+        _raise_if(errors)
+        assert task is not None
+        rnd = task.round()
+        if rnd is not None and not rnd.closed:
+            rnd.stage, rnd.deadline = Phase.NONE, 0  # abandoned: nobody slashed, its budget stays in escrow
+        task.status = Status.FINALIZED
+
+    def generate_training_payments(self, caller: str, model_id: int, now: int) -> None:
+        errors: list[Err] = []
+        task = self._task(model_id, errors)
+        if task is not None:
+            self._status(task, (Status.FINALIZED,), errors)
+        _raise_if(errors)
+        assert task is not None
+        for account, part in task.participants.items():
+            if part.role != Role.NONE:
+                self._credit(task, account, part.earned + part.stake_remaining)
+        self._credit(task, task.owner, task.escrow + task.buyer_accrued)
+        task.escrow = 0
+        task.stakes_held = 0
+        task.accrued = 0
+        task.status = Status.SETTLED
+
+    def withdraw(self, caller: str, now: int, receiver_reverts: bool = False) -> int:
+        amount = self.credit_of(caller)
+        if amount == 0:
+            raise ModelRevert([Err("NothingToWithdraw", (caller,))])
+        if receiver_reverts:
+            raise ModelRevert([Err("TransferFailed", (caller, amount))])
+        self.credits[caller.lower()] = 0
+        self.withdrawn[caller.lower()] = self.withdrawn.get(caller.lower(), 0) + amount
+        self.total_withdrawn += amount
+        return amount
+
+    # -------------------------------------------------------------- invariants of the model itself
+
+    def check_self(self) -> None:
+        """The model's own bookkeeping identities (a failure here is a bug in the model)."""
+        for task in self.tasks.values():
+            earned = sum(p.earned for p in task.participants.values())
+            if task.status != Status.SETTLED:
+                assert task.accrued == earned + task.buyer_accrued
+            if task.status in (Status.OPEN, Status.TRAINING, Status.FINALIZED):
+                assert task.stakes_held == sum(p.stake_remaining for p in task.participants.values())
+            assert task.deposited == task.credited_out + task.balance, f"task {task.model_id} leaks"
+        assert sum(t.deposited for t in self.tasks.values()) == self.contract_balance + self.total_withdrawn

@@ -1,0 +1,863 @@
+"""Property tests of the Marketplace: random action sequences against the reference model.
+
+A hypothesis RuleBasedStateMachine drives the deployed contract (embedded eth-tester chain) and the
+Python reference model (tests/contracts/model.py) with the same random calls: tasks posted with
+random (sometimes invalid) parameters, top-ups, licences, joins, starts, commits (honest, replayed,
+random), reveals (matching and tampered), scores (random, negative, extreme, poison, wrong count),
+proposals, confirmations (ok / reject), time jumps (small, onto deadlines, past every deadline),
+closeRound, cancel, the owner's early finalize, finalize, generateTrainingPayments and withdraw; by
+the right actors and by wrong ones. Two or more tasks run at once with overlapping participants.
+
+For every call the model predicts success or the set of custom errors that may come back; the
+contract must agree (a revert must carry one of those errors). After every step every invariant
+of design.md §3 / docs/protocol.md is checked: the contract's ether balance equals the sum of the
+task balances plus the total credit; each task balance equals escrow + stakes + accrued and the
+model's; per-task conservation (deposited == credited out + balance); every account's credit and
+every participant's stake, earnings and slashes equal the model's; the current round's phase,
+deadline, committee and counters equal the model's.
+
+Running it:
+
+    .venv/bin/python -m pytest tests/contracts/test_invariants.py            # CI: 200 sequences
+    FEDMARKET_HYPOTHESIS_EXAMPLES=10000 .venv/bin/python -m pytest tests/contracts/test_invariants.py
+    FEDMARKET_HYPOTHESIS_PROFILE=thorough ...                                  # same: 10,000
+
+FEDMARKET_HYPOTHESIS_STEPS=N changes the maximum number of rules per sequence (default 40).
+See tests/contracts/conftest_hypothesis.py for the profiles.
+
+Each sequence starts from a fresh chain state: the deployment is made once and every sequence
+reverts to an eth-tester snapshot taken after it.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from eth_abi import decode, encode
+from eth_tester.exceptions import TransactionFailed
+from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector, keccak, to_checksum_address
+from eth_utils.abi import collapse_if_tuple, get_abi_input_types, get_abi_output_types
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import model as M  # noqa: E402
+from conftest_hypothesis import marketplace_settings  # noqa: E402
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+FAR_FUTURE_S = 10**8
+"""Chain time is moved this far past the wall clock so that every block is exactly its parent + 1 s."""
+
+DEFAULT_GAS = 8_000_000
+
+# --------------------------------------------------------------------------------------- driver
+
+
+@dataclass
+class Outcome:
+    """What one transaction did on chain."""
+
+    ok: bool
+    error: tuple[str, tuple[Any, ...]] | None  # decoded revert (name, args) when not ok
+    tx_hash: bytes | None
+    timestamp: int
+    logs: list[dict[str, Any]]
+    gas_used: int
+    gas_price: int
+
+
+class ContractDriver:
+    """Thin, fast access to a contract on the embedded chain (eth-tester, no web3 middleware).
+
+    `transact` first runs the call against the pending block (same state and timestamp as the
+    transaction) to learn its revert reason, then sends the transaction with an explicit gas limit
+    and checks the two agree.
+    """
+
+    def __init__(self, w3: Any, address: str, abi: list[dict[str, Any]], gas_limits: dict[str, int] | None = None) -> None:
+        self.w3 = w3
+        self.tester = w3.provider.ethereum_tester
+        self.address = to_checksum_address(address)
+        self.abi = abi
+        self.gas_limits = gas_limits or {}
+        self.functions: dict[str, dict[str, Any]] = {}
+        for item in abi:
+            if item.get("type") == "function":
+                self.functions[item["name"]] = {
+                    "selector": function_abi_to_4byte_selector(item),
+                    "inputs": list(get_abi_input_types(item)),
+                    "outputs": list(get_abi_output_types(item)),
+                }
+        self.errors: dict[bytes, tuple[str, list[str]]] = {
+            bytes.fromhex("08c379a0"): ("Error", ["string"]),
+            bytes.fromhex("4e487b71"): ("Panic", ["uint256"]),
+        }
+        for item in abi:
+            if item.get("type") == "error":
+                types = [collapse_if_tuple(i) for i in item.get("inputs", [])]
+                selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+                self.errors[selector] = (item["name"], types)
+        self.events: dict[bytes, dict[str, Any]] = {}
+        for item in abi:
+            if item.get("type") == "event":
+                self.events[event_abi_to_log_topic(item)] = item
+
+    # ---------------------------------------------------------------- encoding
+
+    def encode_call(self, fn: str, *args: Any) -> bytes:
+        meta = self.functions[fn]
+        return meta["selector"] + encode(meta["inputs"], list(args))
+
+    def decode_error(self, data: bytes) -> tuple[str, tuple[Any, ...]]:
+        if len(data) < 4:
+            return ("<no data>", ())
+        entry = self.errors.get(data[:4])
+        if entry is None:
+            return (f"<unknown 0x{data[:4].hex()}>", ())
+        name, types = entry
+        values = decode(types, data[4:])
+        return (name, tuple(_normalize(v) for v in values))
+
+    @staticmethod
+    def revert_data(exc: TransactionFailed) -> bytes:
+        text = str(exc.args[0]) if exc.args else ""
+        for marker in ("b'", 'b"'):
+            at = text.find(marker)
+            if at >= 0:
+                try:
+                    value = ast.literal_eval(text[at:])
+                except (ValueError, SyntaxError):
+                    continue
+                if isinstance(value, bytes):
+                    return value
+        if text.startswith("0x"):
+            return bytes.fromhex(text[2:])
+        return b""
+
+    def decode_logs(self, logs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        out: list[tuple[str, dict[str, Any]]] = []
+        for log in logs:
+            if to_checksum_address(log["address"]) != self.address or not log["topics"]:
+                continue
+            item = self.events.get(bytes(log["topics"][0]))
+            if item is None:
+                continue
+            indexed = [i for i in item["inputs"] if i["indexed"]]
+            plain = [i for i in item["inputs"] if not i["indexed"]]
+            values: dict[str, Any] = {}
+            for inp, topic in zip(indexed, log["topics"][1:]):
+                values[inp["name"]] = _normalize(decode([collapse_if_tuple(inp)], bytes(topic))[0])
+            decoded = decode([collapse_if_tuple(i) for i in plain], bytes(log["data"]))
+            for inp, value in zip(plain, decoded):
+                values[inp["name"]] = _normalize(value)
+            out.append((item["name"], values))
+        return out
+
+    # ---------------------------------------------------------------- chain access
+
+    def now(self) -> int:
+        """Timestamp of the next transaction's block (the pending block)."""
+        return int(self.tester.get_block_by_number("pending")["timestamp"])
+
+    def prevrandao(self) -> int:
+        """block.prevrandao the next transaction sees (the pending header's mix hash)."""
+        return int.from_bytes(bytes(self.tester.get_block_by_number("pending")["mix_hash"]), "big")
+
+    def warp_to(self, timestamp: int) -> None:
+        """Make `timestamp` the next transaction's block timestamp."""
+        now = self.now()
+        if timestamp < now:
+            raise ValueError("time only moves forward")
+        if timestamp > now:
+            self.tester.time_travel(timestamp)
+
+    def balance(self, account: str) -> int:
+        return int(self.tester.get_balance(to_checksum_address(account)))
+
+    def call(self, fn: str, *args: Any, sender: str = ZERO_ADDRESS) -> Any:
+        raw = self.tester.call({"from": sender, "to": self.address, "data": "0x" + self.encode_call(fn, *args).hex()}, "pending")
+        values = decode(self.functions[fn]["outputs"], _to_bytes(raw))
+        values = tuple(_normalize(v) for v in values)
+        return values[0] if len(values) == 1 else values
+
+    def transact(self, sender: str, fn: str, *args: Any, value: int = 0) -> Outcome:
+        data = "0x" + self.encode_call(fn, *args).hex()
+        gas = self.gas_limits.get(fn, DEFAULT_GAS)
+        tx = {"from": to_checksum_address(sender), "to": self.address, "data": data, "value": value, "gas": gas}
+        timestamp = self.now()
+        error: tuple[str, tuple[Any, ...]] | None = None
+        try:
+            self.tester.call(tx, "pending")
+            simulated_ok = True
+        except TransactionFailed as exc:
+            simulated_ok = False
+            error = self.decode_error(self.revert_data(exc))
+        tx_hash = self.tester.send_transaction(tx)
+        receipt = self.tester.get_transaction_receipt(tx_hash)
+        ok = bool(receipt["status"])
+        assert ok == simulated_ok, f"{fn}: the simulated call and the transaction disagree ({simulated_ok} / {ok})"
+        return Outcome(ok=ok, error=error, tx_hash=tx_hash, timestamp=timestamp, logs=list(receipt["logs"]),
+                       gas_used=int(receipt["gas_used"]), gas_price=int(receipt["effective_gas_price"]))
+
+
+def _to_bytes(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    text = str(value)
+    return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+
+
+def _normalize(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        return value.lower()
+    if isinstance(value, (tuple, list)):
+        return tuple(_normalize(v) for v in value)
+    return value
+
+
+# --------------------------------------------------------------------------------------- checks
+
+
+def check_contract_against_model(chain: ContractDriver, market: M.Market, accounts: list[str], *, full: bool = True) -> None:
+    """Every invariant of design.md §3 / docs/protocol.md, contract vs model, at the pending block."""
+    balance = chain.balance(chain.address)
+    total_credit = chain.call("totalCredit")
+    assert total_credit == market.total_credit, f"totalCredit {total_credit} != model {market.total_credit}"
+    task_balances = {mid: chain.call("taskBalance", mid) for mid in market.tasks}
+    assert balance == sum(task_balances.values()) + total_credit, (
+        f"contract holds {balance} wei but tasks hold {sum(task_balances.values())} and credits {total_credit}"
+    )
+    assert balance == market.contract_balance, f"contract balance {balance} != model {market.contract_balance}"
+    for mid, task in market.tasks.items():
+        assert task_balances[mid] == task.balance, f"taskBalance({mid}) {task_balances[mid]} != model {task.balance}"
+        assert task.deposited == task.credited_out + task_balances[mid], f"task {mid} created or lost wei"
+        if task.status in (M.Status.SETTLED, M.Status.CANCELLED):
+            assert task_balances[mid] == 0, f"task {mid} is {task.status.name} but holds {task_balances[mid]} wei"
+    if not full:
+        return
+    assert chain.call("modelCount") == len(market.tasks)
+    for account in accounts:
+        got = chain.call("credit", account)
+        assert got == market.credit_of(account), f"credit({account}) {got} != model {market.credit_of(account)}"
+    now = chain.now()
+    for mid, task in market.tasks.items():
+        params, state = chain.call("getModel", mid)
+        assert params == _normalize(task.params.as_tuple()), f"task {mid} params {params} != model {task.params}"
+        (owner, status, current_round, rounds_closed, reward, escrow, stakes_held, accrued, license_income, global_digest,
+         trainer_count, validator_count, aggregator_joined) = state
+        expected = (task.owner, int(task.status), task.current_round, task.rounds_closed, task.reward, task.escrow,
+                    task.stakes_held, task.accrued, task.license_income, task.global_digest, len(task.trainers),
+                    len(task.validators), task.aggregator_joined)
+        got = (owner, status, current_round, rounds_closed, reward, escrow, stakes_held, accrued, license_income,
+               global_digest, trainer_count, validator_count, aggregator_joined)
+        names = ("owner", "status", "currentRound", "roundsClosed", "reward", "escrow", "stakesHeld", "accrued",
+                 "licenseIncome", "globalModelDigest", "trainerCount", "validatorCount", "aggregatorJoined")
+        for name, g, e in zip(names, got, expected):
+            assert g == e, f"task {mid} {name}: contract {g!r} != model {e!r}"
+        assert escrow + stakes_held + accrued == task_balances[mid]
+        for account, part in task.participants.items():
+            role, stake_remaining, earned, slashed, licensed = chain.call("participant", mid, account)
+            assert role == int(part.role), f"task {mid} {account} role {role} != model {part.role!r}"
+            assert licensed == part.licensed, f"task {mid} {account} licensed {licensed} != model {part.licensed}"
+            assert slashed == part.slashed, f"task {mid} {account} slashed {slashed} != model {part.slashed}"
+            if task.status not in (M.Status.SETTLED, M.Status.CANCELLED):
+                assert stake_remaining == part.stake_remaining, (
+                    f"task {mid} {account} stakeRemaining {stake_remaining} != model {part.stake_remaining}"
+                )
+                assert earned == part.earned, f"task {mid} {account} earned {earned} != model {part.earned}"
+        if task.status == M.Status.TRAINING:
+            rnd = task.round()
+            assert rnd is not None
+            view = chain.call("getRound", mid, task.current_round)
+            (number, phase, deadline, committee, commits, reveals, scores_submitted, proposed, proposed_digest,
+             proposed_metric, confirmations, rejections, closed) = view
+            assert number == rnd.number
+            assert list(committee) == rnd.committee, f"task {mid} round {rnd.number} committee {committee} != model {rnd.committee}"
+            assert closed == rnd.closed, f"task {mid} round {rnd.number} closed {closed} != model {rnd.closed}"
+            assert (commits, reveals, scores_submitted, confirmations, rejections) == (
+                len(rnd.commitments), len(rnd.reveals), len(rnd.scores), len(rnd.votes), rnd.rejections
+            ), f"task {mid} round {rnd.number} counters"
+            assert proposed == rnd.proposed
+            if rnd.proposed:
+                assert (proposed_digest, proposed_metric) == (rnd.proposed_digest, rnd.proposed_metric)
+            if not rnd.closed:
+                model_phase, model_deadline = market.phase_at(task, rnd, now)
+                assert (phase, deadline) == (int(model_phase), model_deadline), (
+                    f"task {mid} round {rnd.number} at t={now}: contract phase {M.Phase(phase).name} deadline {deadline}, "
+                    f"model {model_phase.name} deadline {model_deadline}"
+                )
+
+
+# --------------------------------------------------------------------------------------- strategies
+
+SHARES = st.one_of(
+    st.just((7000, 2000, 1000)),
+    st.sampled_from([(10000, 0, 0), (0, 10000, 0), (0, 0, 10000), (3333, 3333, 3334)]),
+    st.tuples(st.integers(0, 10000), st.integers(0, 10000)).map(lambda ab: (min(ab), max(ab) - min(ab), 10000 - max(ab))),
+)
+BPS_VALUES = st.one_of(st.sampled_from([0, 1, 1000, 2500, 5000, 9999, 10000]), st.integers(0, 10000))
+WEI = st.one_of(st.sampled_from([1, 2, 3, 7, 10, 999]), st.integers(1, 10**18))
+THRESHOLDS = st.one_of(st.sampled_from([M.INT64_MIN, -1_000_000, 0, 1, 500_000]), st.integers(-(10**6), 10**6))
+WINDOWS = st.integers(1, 12)
+SCORE = st.one_of(
+    st.integers(-2_000_000, 2_000_000),
+    st.integers(1, 1_000_000),
+    st.sampled_from([0, 1, -1, M.INT64_MIN, M.INT64_MAX, M.INT64_MAX - 1, M.INT64_MIN + 1]),
+)
+
+
+@st.composite
+def task_params(draw: Any, aggregator: str) -> M.Params:
+    min_trainers = draw(st.integers(1, 3))
+    committee = draw(st.integers(1, 3))
+    trainer_share, validator_share, aggregator_share = draw(SHARES)
+    return M.Params(
+        spec_digest=draw(st.binary(min_size=32, max_size=32)),
+        initial_model_digest=draw(st.binary(min_size=32, max_size=32)),
+        aggregator=aggregator,
+        rounds=draw(st.integers(1, 3)),
+        min_trainers=min_trainers,
+        max_trainers=min_trainers + draw(st.integers(0, 2)),
+        committee_size=committee,
+        max_validators=committee + draw(st.integers(0, 3)),
+        commit_window=draw(WINDOWS),
+        reveal_window=draw(WINDOWS),
+        score_window=draw(WINDOWS),
+        publish_window=draw(WINDOWS),
+        confirm_window=draw(WINDOWS),
+        license_fee=draw(st.one_of(st.just(0), WEI)),
+        trainer_stake=draw(WEI),
+        validator_stake=draw(WEI),
+        aggregator_stake=draw(WEI),
+        late_slash_bps=draw(BPS_VALUES),
+        bad_slash_bps=draw(BPS_VALUES),
+        trainer_share_bps=trainer_share,
+        validator_share_bps=validator_share,
+        aggregator_share_bps=aggregator_share,
+        poison_threshold=draw(THRESHOLDS),
+    )
+
+
+INVALID_MUTATIONS: dict[str, Callable[[M.Params], None]] = {
+    "rounds0": lambda p: setattr(p, "rounds", 0),
+    "rounds_max": lambda p: setattr(p, "rounds", M.MAX_ROUNDS + 1),
+    "min_trainers0": lambda p: setattr(p, "min_trainers", 0),
+    "max_lt_min": lambda p: setattr(p, "max_trainers", p.min_trainers - 1),
+    "max_trainers_cap": lambda p: setattr(p, "max_trainers", M.MAX_TRAINERS + 1),
+    "committee0": lambda p: setattr(p, "committee_size", 0),
+    "committee_cap": lambda p: (setattr(p, "committee_size", M.MAX_COMMITTEE + 1), setattr(p, "max_validators", M.MAX_COMMITTEE + 1)),
+    "max_validators_lt": lambda p: setattr(p, "max_validators", p.committee_size - 1),
+    "max_validators_cap": lambda p: setattr(p, "max_validators", M.MAX_VALIDATORS + 1),
+    "window0": lambda p: setattr(p, "score_window", 0),
+    "window_cap": lambda p: setattr(p, "confirm_window", M.MAX_WINDOW + 1),
+    "late_bps": lambda p: setattr(p, "late_slash_bps", 10001),
+    "bad_bps": lambda p: setattr(p, "bad_slash_bps", 10001),
+    "shares": lambda p: setattr(p, "aggregator_share_bps", p.aggregator_share_bps + 1),
+}
+
+# --------------------------------------------------------------------------------------- the machine
+
+_ENV: dict[str, Any] = {}
+"""Set by the test function: driver, snapshot id and accounts (hypothesis builds a machine per sequence)."""
+
+_STATS: dict[str, int] = {"sequences": 0, "steps": 0, "transactions": 0, "reverts": 0, "rounds_closed": 0, "settled": 0}
+
+
+class MarketplaceMachine(RuleBasedStateMachine):
+    """Random action sequences; contract and model must agree after every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chain: ContractDriver = _ENV["chain"]
+        self.chain.tester.revert_to_snapshot(_ENV["snapshot"])
+        self.accounts: list[str] = [a.lower() for a in _ENV["accounts"]]
+        self.owners = self.accounts[:3]
+        self.model = M.Market()
+        # (task, round, trainer) -> (digest, numSamples, salt) the trainer will reveal
+        self.secrets: dict[tuple[int, int, str], tuple[bytes, int, bytes]] = {}
+        self.last_outcome: Outcome | None = None
+        _STATS["sequences"] += 1
+
+    # ------------------------------------------------------------ the one place calls are made
+
+    def act(self, sender: str, fn: str, args: tuple[Any, ...], apply: Callable[[M.Market, int], Any], value: int = 0) -> bool:
+        """Send `fn(*args)` from `sender`; the model (a copy) predicts the outcome; they must agree."""
+        now = self.chain.now()
+        trial = self.model.copy()
+        try:
+            apply(trial, now)
+            expected: list[M.Err] | None = None
+        except M.ModelRevert as revert:
+            expected = revert.errors
+        outcome = self.chain.transact(sender, fn, *args, value=value)
+        self.last_outcome = outcome
+        _STATS["transactions"] += 1
+        label = f"{fn}{_short(args)} from {sender[:8]} value={value} at t={now}"
+        if expected is None:
+            assert outcome.ok, f"{label}: contract reverted {outcome.error} but the model expected success"
+            note(f"ok     {label}")
+            before = self.model
+            self.model = trial
+            self.model.check_self()
+            self._check_events(before, fn, args, outcome)
+            return True
+        _STATS["reverts"] += 1
+        assert not outcome.ok, f"{label}: contract succeeded but the model expected a revert with one of {expected}"
+        assert outcome.error is not None
+        name, eargs = outcome.error
+        assert any(e.matches(name, eargs) for e in expected), f"{label}: contract reverted {name}{eargs}, model expected one of {expected}"
+        note(f"revert {label}: {name}")
+        return False
+
+    def _check_events(self, before: M.Market, fn: str, args: tuple[Any, ...], outcome: Outcome) -> None:
+        """Settlement events of the transaction agree with the model (rounds closed, payments)."""
+        events = self.chain.decode_logs(outcome.logs)
+        for mid, task in self.model.tasks.items():
+            old = before.tasks.get(mid)
+            closed_before = old.rounds_closed if old else 0
+            for number in range(closed_before + 1, task.rounds_closed + 1):
+                _STATS["rounds_closed"] += 1
+                rnd = task.rounds[number]
+                closes = [v for n, v in events if n == "RoundClosed" and v["modelId"] == mid and v["round"] == number]
+                assert len(closes) == 1, f"{fn}: expected one RoundClosed({mid}, {number}), got {closes}"
+                ev = closes[0]
+                assert (ev["budget"], ev["returnedToBuyer"], ev["accepted"], ev["globalModelDigest"]) == (
+                    rnd.budget, rnd.returned_to_buyer, rnd.accepted, rnd.global_digest_after
+                ), f"RoundClosed({mid}, {number}) {ev} != model budget={rnd.budget} returned={rnd.returned_to_buyer} accepted={rnd.accepted}"
+                slashes = {(v["participant"], v["reason"], v["amount"]) for n, v in events
+                           if n == "Slashed" and v["modelId"] == mid and v["round"] == number and v["amount"] > 0}
+                model_slashes = {(a, int(r), amt) for a, (r, amt) in rnd.slashes.items() if amt > 0}
+                assert slashes == model_slashes, f"Slashed events of ({mid}, {number}) {slashes} != model {model_slashes}"
+                rewards: dict[str, int] = {}
+                for n, v in events:
+                    if n == "RewardAccrued" and v["modelId"] == mid and v["round"] == number:
+                        rewards[v["participant"]] = rewards.get(v["participant"], 0) + v["amount"]
+                rewards = {a: x for a, x in rewards.items() if x}
+                assert rewards == {a: x for a, x in rnd.rewards.items() if x}, (
+                    f"RewardAccrued events of ({mid}, {number}) {rewards} != model {rnd.rewards}"
+                )
+            if old is not None and old.status == M.Status.FINALIZED and task.status == M.Status.SETTLED:
+                _STATS["settled"] += 1
+                paid: dict[str, int] = {}
+                for n, v in events:
+                    if n in ("ContributionPayment", "ValidationPayment", "OrchestrationPayment") and v["modelId"] == mid:
+                        who = v.get("trainer") or v.get("validator") or v.get("aggregator")
+                        paid[who] = paid.get(who, 0) + v["earned"] + v["stakeReturned"]
+                    if n == "ModelBuyerReturnPayment" and v["modelId"] == mid:
+                        paid[v["owner"]] = paid.get(v["owner"], 0) + v["amount"]
+                expected_paid: dict[str, int] = {}
+                for account, part in old.participants.items():
+                    if part.role != M.Role.NONE:
+                        expected_paid[account] = expected_paid.get(account, 0) + part.earned + part.stake_remaining
+                expected_paid[old.owner] = expected_paid.get(old.owner, 0) + old.escrow + old.buyer_accrued
+                assert paid == expected_paid, f"payment events of task {mid} {paid} != model {expected_paid}"
+
+    # ------------------------------------------------------------ choosing
+
+    def _actor(self, data: st.DataObject, preferred: list[str], label: str = "actor") -> str:
+        """Mostly one of `preferred` (the right role), sometimes anyone."""
+        if preferred and data.draw(st.integers(0, 9), label=f"{label}-right") < 8:
+            return data.draw(st.sampled_from(sorted(preferred)), label=label)
+        return data.draw(st.sampled_from(self.accounts), label=label)
+
+    def _task_id(self, data: st.DataObject, statuses: tuple[M.Status, ...] | None = None) -> int:
+        ids = [mid for mid, t in self.model.tasks.items() if statuses is None or t.status in statuses]
+        if not ids or data.draw(st.integers(0, 19), label="any-task") == 0:
+            ids = list(self.model.tasks) + [len(self.model.tasks) + 1]
+        return data.draw(st.sampled_from(ids), label="task")
+
+    def _round_arg(self, data: st.DataObject, mid: int) -> int:
+        task = self.model.tasks.get(mid)
+        current = task.current_round if task else 1
+        if data.draw(st.integers(0, 9), label="round-right") < 9:
+            return current
+        return data.draw(st.sampled_from([max(current - 1, 0), current + 1, 0]), label="round")
+
+    def _training(self) -> list[int]:
+        return [mid for mid, t in self.model.tasks.items() if t.status == M.Status.TRAINING]
+
+    # ------------------------------------------------------------ set-up rules
+
+    def _post(self, owner: str, params: M.Params, value: int) -> None:
+        self.act(owner, "newModel", (params.as_tuple(),), lambda m, now: m.new_model(owner, params, value, now), value=value)
+
+    @initialize(data=st.data(), n_tasks=st.integers(2, 3))
+    def post_tasks(self, data: st.DataObject, n_tasks: int) -> None:
+        for i in range(n_tasks):
+            owner = self.owners[i % len(self.owners)]
+            aggregator = data.draw(st.sampled_from([a for a in self.accounts if a != owner]), label="aggregator")
+            params = data.draw(task_params(to_checksum_address(aggregator)), label="params")
+            value = data.draw(WEI, label="escrow")
+            self._post(owner, params, value)
+
+    @precondition(lambda self: len(self.model.tasks) < 4)
+    @rule(data=st.data())
+    def post_task(self, data: st.DataObject) -> None:
+        owner = data.draw(st.sampled_from(self.accounts), label="owner")
+        aggregator = data.draw(st.sampled_from([a for a in self.accounts if a != owner]), label="aggregator")
+        params = data.draw(task_params(to_checksum_address(aggregator)), label="params")
+        mutation = data.draw(st.sampled_from(["none"] * 4 + sorted(INVALID_MUTATIONS)), label="mutation")
+        if mutation != "none":
+            INVALID_MUTATIONS[mutation](params)
+        value = data.draw(st.one_of(st.just(0), WEI), label="escrow")
+        self._post(owner, params, value)
+
+    @rule(data=st.data())
+    def top_up(self, data: st.DataObject) -> None:
+        mid = self._task_id(data, (M.Status.OPEN,))
+        task = self.model.tasks.get(mid)
+        sender = self._actor(data, [task.owner] if task else [])
+        value = data.draw(st.one_of(st.just(0), WEI), label="value")
+        self.act(sender, "payForModel", (mid,), lambda m, now: m.pay_for_model(sender, mid, value, now), value=value)
+
+    @rule(data=st.data())
+    def buy_license(self, data: st.DataObject) -> None:
+        mid = self._task_id(data, (M.Status.OPEN, M.Status.TRAINING))
+        task = self.model.tasks.get(mid)
+        unlicensed = [a for a in self.accounts if task and a != task.owner and not task.participant(a).licensed]
+        sender = self._actor(data, unlicensed)
+        fee = task.params.license_fee if task else 0
+        value = fee if data.draw(st.integers(0, 9), label="fee-right") < 8 else data.draw(st.sampled_from([0, fee + 1, max(fee - 1, 0)]))
+        self.act(sender, "buyLicense", (mid,), lambda m, now: m.buy_license(sender, mid, value, now), value=value)
+
+    @rule(data=st.data(), role=st.sampled_from([M.Role.TRAINER, M.Role.TRAINER, M.Role.VALIDATOR, M.Role.AGGREGATOR]))
+    def join(self, data: st.DataObject, role: M.Role) -> None:
+        mid = self._task_id(data, (M.Status.OPEN,))
+        task = self.model.tasks.get(mid)
+        self._join(data, mid, task, role)
+
+    def _join(self, data: st.DataObject, mid: int, task: M.Task | None, role: M.Role) -> None:
+        if task is None:
+            preferred: list[str] = []
+            stake = 1
+        elif role == M.Role.TRAINER:
+            preferred = [a for a, p in task.participants.items() if p.licensed and p.role == M.Role.NONE]
+            stake = task.params.trainer_stake
+        elif role == M.Role.VALIDATOR:
+            preferred = [a for a in self.accounts if a != task.owner and task.role_of(a) == M.Role.NONE
+                         and a != task.params.aggregator.lower()]
+            stake = task.params.validator_stake
+        else:
+            preferred = [task.params.aggregator.lower()]
+            stake = task.params.aggregator_stake
+        sender = self._actor(data, preferred)
+        value = stake if data.draw(st.integers(0, 9), label="stake-right") < 9 else data.draw(st.sampled_from([0, stake + 1, stake - 1]))
+        fn = {M.Role.TRAINER: "joinAsTrainer", M.Role.VALIDATOR: "joinAsValidator", M.Role.AGGREGATOR: "joinAsAggregator"}[role]
+        method = {M.Role.TRAINER: M.Market.join_as_trainer, M.Role.VALIDATOR: M.Market.join_as_validator,
+                  M.Role.AGGREGATOR: M.Market.join_as_aggregator}[role]
+        self.act(sender, fn, (mid,), lambda m, now: method(m, sender, mid, value, now), value=value)
+
+    @rule(data=st.data())
+    def staff_task(self, data: st.DataObject) -> None:
+        """Macro: licences and joins until an Open task can start (then usually start it)."""
+        mid = self._task_id(data, (M.Status.OPEN,))
+        task = self.model.tasks.get(mid)
+        if task is None or task.status != M.Status.OPEN:
+            return
+        p = task.params
+        want_trainers = data.draw(st.integers(p.min_trainers, p.max_trainers), label="trainers")
+        want_validators = data.draw(st.integers(p.committee_size, p.max_validators), label="validators")
+        free = [a for a in self.accounts if a != task.owner and a != p.aggregator.lower() and task.role_of(a) == M.Role.NONE]
+        free = data.draw(st.permutations(free), label="order")
+        for account in free:
+            if len(self.model.tasks[mid].trainers) >= want_trainers:
+                break
+            if not self.model.tasks[mid].participant(account).licensed:
+                self.act(account, "buyLicense", (mid,), lambda m, now, a=account: m.buy_license(a, mid, p.license_fee, now), value=p.license_fee)
+            self.act(account, "joinAsTrainer", (mid,), lambda m, now, a=account: m.join_as_trainer(a, mid, p.trainer_stake, now), value=p.trainer_stake)
+        for account in free:
+            current = self.model.tasks[mid]
+            if len(current.validators) >= want_validators:
+                break
+            if current.role_of(account) != M.Role.NONE:
+                continue
+            self.act(account, "joinAsValidator", (mid,), lambda m, now, a=account: m.join_as_validator(a, mid, p.validator_stake, now), value=p.validator_stake)
+        if not self.model.tasks[mid].aggregator_joined:
+            agg = p.aggregator.lower()
+            self.act(agg, "joinAsAggregator", (mid,), lambda m, now: m.join_as_aggregator(agg, mid, p.aggregator_stake, now), value=p.aggregator_stake)
+        if data.draw(st.integers(0, 3), label="start") > 0:
+            self._start(data, mid)
+
+    def _start(self, data: st.DataObject, mid: int) -> None:
+        task = self.model.tasks.get(mid)
+        sender = self._actor(data, [task.owner, task.params.aggregator.lower()] if task else [])
+        randao = self.chain.prevrandao()
+        self.act(sender, "startTraining", (mid,), lambda m, now: m.start_training(sender, mid, now, randao))
+
+    @rule(data=st.data())
+    def start(self, data: st.DataObject) -> None:
+        self._start(data, self._task_id(data, (M.Status.OPEN,)))
+
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        mid = self._task_id(data, (M.Status.OPEN,))
+        task = self.model.tasks.get(mid)
+        sender = self._actor(data, [task.owner] if task else [])
+        self.act(sender, "cancelModel", (mid,), lambda m, now: m.cancel_model(sender, mid, now))
+
+    # ------------------------------------------------------------ round rules
+
+    def _commit(self, data: st.DataObject, mid: int, sender: str, round_: int, kind: str) -> None:
+        digest = data.draw(st.binary(min_size=32, max_size=32), label="digest")
+        samples = data.draw(st.one_of(st.integers(1, 10**6), st.just(0), st.just(2**64 - 1)), label="samples")
+        salt = data.draw(st.binary(min_size=32, max_size=32), label="salt")
+        secret = (digest, samples, salt)
+        if kind == "honest":
+            commitment = M.commitment_of(mid, round_, digest, samples, salt, sender)
+        elif kind == "replay":
+            task = self.model.tasks.get(mid)
+            rnd = task.round() if task else None
+            others = [(a, c) for a, c in (rnd.commitments.items() if rnd else []) if a != sender]
+            if others:
+                other, commitment = data.draw(st.sampled_from(others), label="victim")
+                secret = self.secrets.get((mid, round_, other), secret)  # reveal will replay the victim's values
+            else:
+                commitment = M.commitment_of(mid, round_, digest, samples, salt, self.accounts[0])
+        elif kind == "stale":
+            commitment = M.commitment_of(mid, round_ - 1, digest, samples, salt, sender)
+        else:
+            commitment = data.draw(st.binary(min_size=32, max_size=32), label="commitment")
+        model_key = (mid, round_, sender)
+
+        def apply(m: M.Market, now: int) -> None:
+            m.commit_update(sender, mid, round_, commitment, now)
+
+        if self.act(sender, "commitUpdate", (mid, round_, commitment), apply):
+            self.secrets[model_key] = secret
+
+    @rule(data=st.data(), kind=st.sampled_from(["honest"] * 6 + ["replay", "stale", "random"]))
+    def commit(self, data: st.DataObject, kind: str) -> None:
+        mid = self._task_id(data, (M.Status.TRAINING,))
+        task = self.model.tasks.get(mid)
+        rnd = task.round() if task else None
+        preferred = [t for t in task.trainers if rnd and t not in rnd.commitments] if task else []
+        sender = self._actor(data, preferred)
+        self._commit(data, mid, sender, self._round_arg(data, mid), kind)
+
+    def _reveal(self, data: st.DataObject, mid: int, sender: str, round_: int, kind: str) -> None:
+        secret = self.secrets.get((mid, round_, sender))
+        if secret is None:
+            secret = (data.draw(st.binary(min_size=32, max_size=32)), 1, b"\x00" * 32)
+        digest, samples, salt = secret
+        if kind == "tamper_samples":
+            samples = (samples + 1) % 2**64
+        elif kind == "tamper_digest":
+            digest = bytes([digest[0] ^ 1]) + digest[1:]
+        elif kind == "tamper_salt":
+            salt = bytes([salt[0] ^ 1]) + salt[1:]
+        elif kind == "zero_samples":
+            samples = 0
+        self.act(sender, "revealUpdate", (mid, round_, digest, samples, salt),
+                 lambda m, now: m.reveal_update(sender, mid, round_, digest, samples, salt, now))
+
+    @rule(data=st.data(), kind=st.sampled_from(["own"] * 6 + ["tamper_samples", "tamper_digest", "tamper_salt", "zero_samples"]))
+    def reveal(self, data: st.DataObject, kind: str) -> None:
+        mid = self._task_id(data, (M.Status.TRAINING,))
+        task = self.model.tasks.get(mid)
+        rnd = task.round() if task else None
+        preferred = [t for t in (rnd.commitments if rnd else {}) if not rnd.revealed_by(t)] if rnd else []
+        sender = self._actor(data, preferred)
+        self._reveal(data, mid, sender, self._round_arg(data, mid), kind)
+
+    def _scores(self, data: st.DataObject, n: int) -> list[int]:
+        style = data.draw(st.sampled_from(["random", "positive", "honest-ish", "poison"]), label="score-style")
+        if style == "positive":
+            return data.draw(st.lists(st.integers(1, 1_000_000), min_size=n, max_size=n), label="scores")
+        if style == "poison":
+            return data.draw(st.lists(st.sampled_from([M.INT64_MIN, -(10**6), -1]), min_size=n, max_size=n), label="scores")
+        return data.draw(st.lists(SCORE, min_size=n, max_size=n), label="scores")
+
+    def _score(self, data: st.DataObject, mid: int, sender: str, round_: int, wrong_count: bool = False) -> None:
+        task = self.model.tasks.get(mid)
+        rnd = task.round() if task else None
+        n = len(rnd.reveals) if rnd else 1
+        if wrong_count:
+            n = data.draw(st.sampled_from([n + 1, max(n - 1, 0)]), label="count")
+        scores = self._scores(data, n)
+        self.act(sender, "submitScores", (mid, round_, scores), lambda m, now: m.submit_scores(sender, mid, round_, scores, now))
+
+    @rule(data=st.data(), wrong_count=st.integers(0, 9).map(lambda x: x == 0))
+    def score(self, data: st.DataObject, wrong_count: bool) -> None:
+        mid = self._task_id(data, (M.Status.TRAINING,))
+        task = self.model.tasks.get(mid)
+        rnd = task.round() if task else None
+        preferred = [v for v in rnd.committee if v not in rnd.scores] if rnd else []
+        sender = self._actor(data, preferred)
+        self._score(data, mid, sender, self._round_arg(data, mid), wrong_count)
+
+    def _publish(self, data: st.DataObject, mid: int, sender: str, round_: int) -> None:
+        digest = data.draw(st.binary(min_size=32, max_size=32), label="model-digest")
+        metric = data.draw(st.integers(M.INT64_MIN, M.INT64_MAX), label="metric")
+        self.act(sender, "publishGlobalModel", (mid, round_, digest, metric),
+                 lambda m, now: m.publish_global_model(sender, mid, round_, digest, metric, now))
+
+    @rule(data=st.data())
+    def publish(self, data: st.DataObject) -> None:
+        mid = self._task_id(data, (M.Status.TRAINING,))
+        task = self.model.tasks.get(mid)
+        sender = self._actor(data, [task.params.aggregator.lower()] if task else [])
+        self._publish(data, mid, sender, self._round_arg(data, mid))
+
+    def _confirm(self, data: st.DataObject, mid: int, sender: str, round_: int) -> None:
+        ok = data.draw(st.integers(0, 3), label="ok") > 0
+        self.act(sender, "confirmGlobalModel", (mid, round_, ok), lambda m, now: m.confirm_global_model(sender, mid, round_, ok, now))
+
+    @rule(data=st.data())
+    def confirm(self, data: st.DataObject) -> None:
+        mid = self._task_id(data, (M.Status.TRAINING,))
+        task = self.model.tasks.get(mid)
+        rnd = task.round() if task else None
+        preferred = [v for v in rnd.committee if v not in rnd.votes] if rnd else []
+        sender = self._actor(data, preferred)
+        self._confirm(data, mid, sender, self._round_arg(data, mid))
+
+    @rule(data=st.data())
+    def close_round(self, data: st.DataObject) -> None:
+        mid = self._task_id(data, (M.Status.TRAINING,))
+        sender = data.draw(st.sampled_from(self.accounts), label="closer")
+        self.act(sender, "closeRound", (mid,), lambda m, now: m.close_round(sender, mid, now))
+
+    @precondition(lambda self: bool(self._training()))
+    @rule(data=st.data())
+    def play_phase(self, data: st.DataObject) -> None:
+        """Macro: everyone the current phase waits for acts (each may stay silent), honestly."""
+        mid = data.draw(st.sampled_from(self._training()), label="task")
+        task = self.model.tasks[mid]
+        rnd = task.round()
+        assert rnd is not None
+        if rnd.closed:
+            return
+        phase, _ = self.model.phase_at(task, rnd, self.chain.now())
+        r = rnd.number
+        if phase == M.Phase.COMMIT:
+            for trainer in [t for t in task.trainers if t not in rnd.commitments]:
+                if data.draw(st.integers(0, 9), label="acts") < 8:
+                    self._commit(data, mid, trainer, r, "honest")
+        elif phase == M.Phase.REVEAL:
+            for trainer in [t for t in rnd.commitments if not rnd.revealed_by(t)]:
+                if data.draw(st.integers(0, 9), label="acts") < 8:
+                    self._reveal(data, mid, trainer, r, "own")
+        elif phase == M.Phase.SCORE:
+            for member in [v for v in rnd.committee if v not in rnd.scores]:
+                if data.draw(st.integers(0, 9), label="acts") < 8:
+                    self._score(data, mid, member, r)
+        elif phase == M.Phase.PUBLISH:
+            if data.draw(st.integers(0, 9), label="acts") < 8:
+                self._publish(data, mid, task.params.aggregator.lower(), r)
+        elif phase == M.Phase.CONFIRM:
+            for member in [v for v in rnd.committee if v not in rnd.votes]:
+                if data.draw(st.integers(0, 9), label="acts") < 8:
+                    self._confirm(data, mid, member, r)
+        elif phase == M.Phase.DUE:
+            sender = data.draw(st.sampled_from(self.accounts), label="closer")
+            self.act(sender, "closeRound", (mid,), lambda m, now: m.close_round(sender, mid, now))
+
+    # ------------------------------------------------------------ time
+
+    @rule(data=st.data(), kind=st.sampled_from(["small", "small", "deadline", "deadline", "deadline", "long"]))
+    def warp(self, data: st.DataObject, kind: str) -> None:
+        now = self.chain.now()
+        if kind == "small":
+            target = now + data.draw(st.integers(1, 3), label="seconds")
+        elif kind == "long":
+            target = now + data.draw(st.integers(30, 200), label="seconds")
+        else:
+            deadlines = [self.model.current_phase(mid, now)[1] for mid in self._training()]
+            deadlines = [d for d in deadlines if d >= now]
+            if not deadlines:
+                return
+            target = data.draw(st.sampled_from(deadlines), label="deadline") + data.draw(st.integers(-1, 1), label="around")
+            target = max(target, now)
+        note(f"warp {kind} to t={target} (+{target - now} s)")
+        self.chain.warp_to(target)
+
+    # ------------------------------------------------------------ the end
+
+    @rule(data=st.data())
+    def finalize(self, data: st.DataObject) -> None:
+        mid = self._task_id(data, (M.Status.TRAINING,))
+        task = self.model.tasks.get(mid)
+        if task is not None and not task.all_rounds_closed() and data.draw(st.integers(0, 2), label="early") > 0:
+            sender = data.draw(st.sampled_from([a for a in self.accounts if a != task.owner]), label="outsider")
+        else:
+            sender = self._actor(data, [task.owner] if task else [])
+        self.act(sender, "finalizeContract", (mid,), lambda m, now: m.finalize_contract(sender, mid, now))
+
+    @rule(data=st.data())
+    def generate_payments(self, data: st.DataObject) -> None:
+        mid = self._task_id(data, (M.Status.FINALIZED,))
+        sender = data.draw(st.sampled_from(self.accounts), label="caller")
+        self.act(sender, "generateTrainingPayments", (mid,), lambda m, now: m.generate_training_payments(sender, mid, now))
+
+    @rule(data=st.data())
+    def withdraw(self, data: st.DataObject) -> None:
+        creditors = [a for a in self.accounts if self.model.credit_of(a) > 0]
+        sender = self._actor(data, creditors)
+        before = self.chain.balance(sender)
+        amount = self.model.credit_of(sender)
+        if self.act(sender, "withdraw", (), lambda m, now: m.withdraw(sender, now)):
+            assert self.last_outcome is not None
+            gas_cost = self.last_outcome.gas_used * self.last_outcome.gas_price
+            received = self.chain.balance(sender) - before + gas_cost
+            assert received == amount, f"withdraw paid {received} wei, model credit was {amount}"
+            events = [v for n, v in self.chain.decode_logs(self.last_outcome.logs) if n == "Withdrawal"]
+            assert [(e["account"], e["amount"]) for e in events] == [(sender, amount)]
+
+    # ------------------------------------------------------------ invariants
+
+    @invariant()
+    def contract_matches_model(self) -> None:
+        _STATS["steps"] += 1
+        check_contract_against_model(self.chain, self.model, self.accounts)
+
+
+def _short(args: tuple[Any, ...]) -> str:
+    def one(a: Any) -> str:
+        if isinstance(a, bytes):
+            return "0x" + a[:4].hex() + ".."
+        if isinstance(a, tuple):
+            return "(params)"
+        return repr(a)
+
+    return "(" + ", ".join(one(a) for a in args) + ")"
+
+
+# --------------------------------------------------------------------------------------- the test
+
+
+@pytest.mark.slow
+def test_marketplace_matches_reference_model(w3: Any, accounts: list[str], market: Any) -> None:
+    """Random action sequences: contract == model and every invariant holds after every step."""
+    from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS
+
+    tester = w3.provider.ethereum_tester
+    chain = ContractDriver(w3, market.address, market.abi, MARKETPLACE_GAS_LIMITS)
+    # Chain time far past the wall clock: each block is exactly its parent + 1 s, so deadlines are
+    # hit to the second however slowly the test runs. The snapshot is an empty block.
+    tester.time_travel(chain.now() + FAR_FUTURE_S)
+    _ENV.update(chain=chain, snapshot=tester.take_snapshot(), accounts=list(accounts[1:13]))
+    for key in _STATS:
+        _STATS[key] = 0
+    started = time.monotonic()
+    run_state_machine_as_test(MarketplaceMachine, settings=marketplace_settings())
+    elapsed = time.monotonic() - started
+    sequences = max(_STATS["sequences"], 1)
+    summary = (
+        f"{_STATS['sequences']} sequences, {_STATS['steps']} checked steps "
+        f"({_STATS['steps'] / sequences:.1f} per sequence), {_STATS['transactions']} transactions "
+        f"({_STATS['reverts']} expected reverts), {_STATS['rounds_closed']} rounds closed, "
+        f"{_STATS['settled']} tasks settled, {elapsed:.0f} s"
+    )
+    print(summary)
+    if os.environ.get("FEDMARKET_HYPOTHESIS_STATS"):
+        Path(os.environ["FEDMARKET_HYPOTHESIS_STATS"]).write_text(summary + "\n")
+    assert _STATS["transactions"] > 0
