@@ -1,0 +1,127 @@
+"""`fedmarket sim`: federated averaging with no chain, the reference the market is measured against."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fedmarket.cli.output import console, err_console, one_line_errors, print_json
+
+DEFAULTS_NOTE = "defaults: the seed paper's protocol (20 clients, batch 10, lr 0.005, 1 epoch, Dir(0.1), cnn, digits)"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sim", help=f"Run FedAvg over simulated clients without a chain; {DEFAULTS_NOTE}.")(sim)
+
+
+def write_outputs(result, out_dir: Path) -> dict[str, str]:
+    """metrics.json and a PNG of accuracy (or MSE) and loss per round; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    rounds = [r.round for r in result.rounds]
+    classification = result.rounds[0].metrics.accuracy is not None
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    if classification:
+        left.plot(rounds, [r.metrics.accuracy for r in result.rounds], marker="o", label="accuracy")
+        left.plot(rounds, [r.metrics.auc for r in result.rounds], marker=".", label="AUC")
+        left.set_ylabel("accuracy / AUC (clients' test sets, weighted)")
+        left.legend()
+    else:
+        left.plot(rounds, [r.metrics.mse for r in result.rounds], marker="o")
+        left.set_ylabel("MSE (clients' test sets, weighted)")
+    right.plot(rounds, [r.metrics.loss for r in result.rounds], marker="o", label="test loss")
+    right.plot(rounds[1:], [r.train_loss for r in result.rounds[1:]], marker=".", label="train loss")
+    right.set_ylabel("loss")
+    right.legend()
+    for axis in (left, right):
+        axis.set_xlabel("round")
+        axis.grid(alpha=0.3)
+    c = result.config
+    figure.suptitle(f"{c.aggregation} on {c.dataset}, {c.partition}, {c.clients} clients ({result.model_id})")
+    figure.tight_layout()
+    plot_path = out_dir / "metrics.png"
+    figure.savefig(plot_path, dpi=100)
+    plt.close(figure)
+    return {"metrics": str(metrics_path), "plot": str(plot_path)}
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@one_line_errors
+def sim(
+    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fmnist, cifar10 or diabetes."),
+    partition: str = typer.Option("dir:0.1", "--partition", help="iid, pat:K (K labels per client) or dir:ALPHA."),
+    clients: int = typer.Option(20, "--clients", min=1, help="Number of simulated clients."),
+    rounds: int = typer.Option(10, "--rounds", min=0, help="Communication rounds."),
+    batch_size: int = typer.Option(10, "--batch-size", min=1, help="Local minibatch size."),
+    lr: float = typer.Option(0.005, "--lr", help="Local SGD learning rate."),
+    epochs: int = typer.Option(1, "--epochs", min=1, help="Local epochs per round."),
+    model: str = typer.Option("auto", "--model", help="cnn, mlp, linear, or auto (cnn for images, linear for tabular)."),
+    aggregation: str = typer.Option("fedavg", "--aggregation", help="fedavg, weighted, median, trimmed_mean[:beta], krum[:f], multikrum[:f[:m]]."),
+    prox_mu: float = typer.Option(0.0, "--prox-mu", min=0.0, help="FedProx proximal weight mu (0: plain FedAvg)."),
+    momentum: float = typer.Option(0.0, "--momentum", min=0.0, max=0.999, help="Local SGD momentum."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the partition, the initial model and every batch order."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    batched: bool = typer.Option(True, "--batched/--sequential", help="Train all clients of a round together (vmap) or one at a time."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="FEDMARKET_DATA", file_okay=False, help="Directory of fmnist / cifar10 files."),
+    out: Optional[Path] = typer.Option(None, "--out", file_okay=False, help="Write metrics.json and metrics.png here."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+) -> None:
+    """Run FedAvg over simulated clients without a chain."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fedmarket.fl.sim import SimConfig, run_simulation
+
+    config = SimConfig(dataset=dataset, partition=partition, clients=clients, rounds=rounds, batch_size=batch_size,
+                       lr=lr, epochs=epochs, model=model, aggregation=aggregation, prox_mu=prox_mu, momentum=momentum,
+                       seed=seed, device=device, batched=batched, data_dir=data_dir)
+    # Progress goes to stderr so that --json leaves stdout a single JSON document.
+    progress = Progress(TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(),
+                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console,
+                        transient=as_json)
+    with progress:
+        task = progress.add_task("sim", total=rounds, status="loading data")
+
+        def on_round(entry) -> None:
+            m = entry.metrics
+            status = f"acc {_fmt(m.accuracy)} auc {_fmt(m.auc)} loss {_fmt(m.loss)}" if m.accuracy is not None \
+                else f"mse {_fmt(m.mse)}"
+            progress.update(task, completed=entry.round, status=status)
+
+        result = run_simulation(config, on_round=on_round)
+    written = write_outputs(result, out) if out is not None else {}
+    if as_json:
+        print_json({**result.to_dict(), "files": written})
+        return
+    console.print(result.partition)
+    _print_rounds(result)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    for what, path in written.items():
+        console.print(f"wrote {what}: {path}", highlight=False)
+
+
+def _print_rounds(result) -> None:
+    from rich.table import Table
+
+    classification = result.rounds[0].metrics.accuracy is not None
+    table = Table(title=f"{result.config.aggregation} on {result.config.dataset} ({result.model_id}, {result.device})")
+    columns = ["round", "accuracy", "auc", "loss"] if classification else ["round", "mse"]
+    for column in columns + ["train loss", "wall s", "global cid"]:
+        table.add_column(column, justify="left" if column == "global cid" else "right")
+    for r in result.rounds:
+        m = r.metrics
+        values = [_fmt(m.accuracy), _fmt(m.auc), _fmt(m.loss)] if classification else [_fmt(m.mse)]
+        table.add_row(str(r.round), *values, _fmt(r.train_loss), f"{r.wall_s:.2f}", r.global_cid or r.digest[:16])
+    console.print(table)
