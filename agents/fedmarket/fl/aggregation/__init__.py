@@ -5,8 +5,8 @@
 (name -> float32 tensor) with the same keys and shapes; weights are one number per state (sample
 counts for fedavg and multikrum, utilities for weighted, unused by median, trimmed_mean and krum).
 
-Every rule is deterministic: it computes on the CPU in float64, in the key order of the first
-state and the given client order, and casts to float32 once at the end, so the aggregator and the
+Every rule is deterministic: it computes on the CPU in float64, in sorted key order and the given
+client order, and casts to float32 once at the end (the result's keys come sorted), so the aggregator and the
 validators that recompute its aggregate get the same bytes (see states.py).
 
 One file per algorithm:

@@ -1,8 +1,9 @@
 """Checks and conversions shared by every aggregation rule.
 
 A rule receives PyTorch state dicts (name -> float32 tensor) and returns one. The arithmetic runs
-on float64 NumPy arrays on the CPU, one parameter tensor at a time, in the order of the first
-state's keys and, within a tensor, in the order the clients were given. NumPy is single-threaded
+on float64 NumPy arrays on the CPU, one parameter tensor at a time, in sorted key order (the
+canonical order of fl.params, whatever order a dict was built in) and, within a tensor, in the
+order the clients were given. NumPy is single-threaded
 and its element-wise operations do not depend on the device or the thread count, so the same
 inputs in the same order give the same output bytes on any machine: the aggregator and every
 validator that recomputes the aggregate must agree to the last bit.
@@ -23,7 +24,7 @@ StateDict = dict[str, torch.Tensor]
 
 
 def check_states(states: Sequence[StateDict], weights: Sequence[float]) -> list[str]:
-    """Refuse inputs a rule cannot aggregate; return the parameter names in the first state's order.
+    """Refuse inputs a rule cannot aggregate; return the parameter names, sorted.
 
     All states must have the same keys, the same shapes and float32 finite values, and there must be
     one finite weight per state. A non-finite value is refused rather than propagated, because one
@@ -36,7 +37,7 @@ def check_states(states: Sequence[StateDict], weights: Sequence[float]) -> list[
     for i, w in enumerate(weights):
         if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(float(w)):
             raise FedmarketError(f"aggregation weight {i} is not a finite number: {w!r}")
-    names = list(states[0].keys())
+    names = sorted(states[0].keys())
     if not names:
         raise FedmarketError("aggregation got an empty model state")
     reference = states[0]
