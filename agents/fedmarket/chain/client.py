@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from enum import IntEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from eth_abi import decode as abi_decode
@@ -176,6 +177,8 @@ def format_eth(wei: int) -> str:
     """Wei as ether for people: "1.5 ETH", "0.000021 ETH", "0 ETH"."""
     if wei == 0:
         return "0 ETH"
+    if abs(wei) < 10**9:
+        return f"{wei} wei"
     whole, frac = divmod(abs(int(wei)), WEI_PER_ETH)
     text = f"{whole}.{frac:018d}".rstrip("0").rstrip(".")
     return f"{'-' if wei < 0 else ''}{text} ETH"
@@ -820,13 +823,13 @@ def connect(rpc: str | None = None, *, timeout: float = 30.0) -> Web3:
     from web3 import HTTPProvider, Web3
 
     w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
-    with rpc_errors(w3):
-        try:
+    try:
+        with rpc_errors(w3):
             w3.eth.chain_id
-        except ChainUnreachable:
-            raise
-        except Exception as exc:
-            raise ChainUnreachable(f"the node at {rpc} does not answer eth_chainId: {exc}") from exc
+    except ChainUnreachable:
+        raise
+    except Exception as exc:
+        raise ChainUnreachable(f"the node at {rpc} does not answer eth_chainId: {type(exc).__name__}: {exc}") from exc
     return w3
 
 
@@ -837,14 +840,28 @@ def load_market_abi() -> list[dict[str, Any]]:
     return load_artifact("Marketplace").abi
 
 
-def open_market(w3: Web3, address: str | None = None, account: LocalAccount | None = None, *, abi: list[dict[str, Any]] | None = None) -> MarketClient:
-    """The Marketplace at `address`, or at the address recorded in deploy/deployments/<chainId>.json."""
+def open_market(
+    w3: Web3,
+    address: str | None = None,
+    account: LocalAccount | None = None,
+    *,
+    abi: list[dict[str, Any]] | None = None,
+    address_book: Path | None = None,
+) -> MarketClient:
+    """The Marketplace at `address`, or at the address recorded in the chain's address book
+    (deploy/deployments/<chainId>.json, or <address_book>/<chainId>.json). Raises
+    MarketNotDeployed when nothing is recorded or no code is at the address."""
     if address is None:
         from fedmarket.chain.deploy import deployed_address
 
         with rpc_errors(w3):
             chain_id = int(w3.eth.chain_id)
-        address = deployed_address(chain_id)
+        try:
+            address = deployed_address(chain_id, directory=address_book)
+        except MarketNotDeployed:
+            raise
+        except FedmarketError as exc:
+            raise MarketNotDeployed(str(exc)) from exc
     return MarketClient(w3, address, account, abi=abi)
 
 
