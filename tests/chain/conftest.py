@@ -4,7 +4,6 @@ with the client only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import pytest
@@ -16,18 +15,7 @@ from fedmarket.chain.anvil import dev_accounts
 from fedmarket.chain.client import MarketClient, ModelParams, commitment, connect
 from fedmarket.chain.deploy import deploy_marketplace
 
-WINDOW = 100
-REWARD = 1_000_003
-
-
-@dataclass(frozen=True)
-class Actors:
-    owner: LocalAccount
-    aggregator: LocalAccount
-    validators: list[LocalAccount]
-    trainers: list[LocalAccount]
-    outsider: LocalAccount
-    deployer: LocalAccount
+from chain_helpers import REWARD, WINDOW, Actors, salt_of, update_digest
 
 
 @pytest.fixture
@@ -98,14 +86,6 @@ def ready_task(market: MarketClient, actors: Actors, params: ModelParams) -> Cal
         return model_id
 
     return ready
-
-
-def update_digest(trainer: str, round: int) -> bytes:
-    return keccak(text=f"update {trainer} {round}")
-
-
-def salt_of(trainer: str, round: int) -> bytes:
-    return keccak(text=f"salt {trainer} {round}")
 
 
 @pytest.fixture

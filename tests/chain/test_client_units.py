@@ -59,7 +59,7 @@ def decoder() -> ErrorDecoder:
          "task 3 round 0 is not running; commitUpdate needs its Commit phase"),
         ("UnknownModel(uint256)", ["uint256"], [7], "getModel", "UnknownModel", "unknown task 7"),
         ("WrongAmount(uint256,uint256)", ["uint256", "uint256"], [10**16, 5], "joinAsTrainer", "WrongAmount",
-         "joinAsTrainer needs exactly 0.01 ETH (10000000000000000 wei); sent 5 wei (5 wei)"),
+         "joinAsTrainer needs exactly 0.01 ETH (10000000000000000 wei); sent 5 wei"),
         ("WrongStatus(uint256,uint8,uint8)", ["uint256", "uint8", "uint8"], [4, 1, 2], "joinAsTrainer", "WrongStatus",
          "task 4 is Training; joinAsTrainer needs it Open"),
         ("RoleFull(uint256,uint8,uint256)", ["uint256", "uint8", "uint256"], [1, 1, 20], "joinAsTrainer", "RoleFull",

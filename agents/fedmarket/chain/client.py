@@ -457,10 +457,15 @@ class ZeroEscrow(ContractRevert):
         return f"{self.function} needs a reward escrow > 0 wei (send value with it)"
 
 
+def _amount(wei: int) -> str:
+    text = format_eth(wei)
+    return text if text.endswith(" wei") or wei == 0 else f"{text} ({wei} wei)"
+
+
 class WrongAmount(ContractRevert):
     def describe(self) -> str:
         f = self.fields
-        return f"{self.function} needs exactly {format_eth(f['expected'])} ({f['expected']} wei); sent {format_eth(f['sent'])} ({f['sent']} wei)"
+        return f"{self.function} needs exactly {_amount(f['expected'])}; sent {_amount(f['sent'])}"
 
 
 class NotOwner(ContractRevert):
@@ -619,6 +624,16 @@ class TransferFailed(ContractRevert):
         return f"sending {format_eth(f['amount'])} to {f['account']} failed (the receiver rejected it)"
 
 
+class AmountTooLarge(ContractRevert):
+    def describe(self) -> str:
+        return f"{self.function}: {self.fields['amount']} wei is more than the market's accounting holds"
+
+
+class ReentrantCall(ContractRevert):
+    def describe(self) -> str:
+        return f"{self.function} was re-entered while running (refused)"
+
+
 class RevertReason(ContractRevert):
     """A plain `require(..., "reason")` / `revert("reason")`: Error(string)."""
 
@@ -663,7 +678,7 @@ ERROR_CLASSES: dict[str, type[ContractRevert]] = {
         NotCommitteeMember, WrongStatus, WrongPhase, WrongRound, AlreadyLicensed, NoLicense, OwnerCannotParticipate,
         AlreadyJoined, RoleFull, NotEnoughParticipants, AlreadyCommitted, NotCommitted, AlreadyRevealed,
         CommitmentMismatch, ZeroSamples, AlreadyScored, WrongScoreCount, AlreadyPublished, AlreadyConfirmed,
-        RoundNotDue, NothingToWithdraw, TransferFailed,
+        RoundNotDue, NothingToWithdraw, TransferFailed, AmountTooLarge, ReentrantCall,
     )
 }  # fmt: skip
 """Solidity error name -> exception class; an error of the ABI missing here becomes a plain ContractRevert."""
