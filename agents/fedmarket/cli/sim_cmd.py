@@ -42,8 +42,11 @@ def write_outputs(result, out_dir: Path) -> dict[str, str]:
     right.plot(rounds[1:], [r.train_loss for r in result.rounds[1:]], marker=".", label="train loss")
     right.set_ylabel("loss")
     right.legend()
+    from matplotlib.ticker import MaxNLocator
+
     for axis in (left, right):
         axis.set_xlabel("round")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
     c = result.config
     figure.suptitle(f"{c.aggregation} on {c.dataset}, {c.partition}, {c.clients} clients ({result.model_id})")
@@ -74,22 +77,24 @@ def sim(
     seed: int = typer.Option(0, "--seed", help="Seed of the partition, the initial model and every batch order."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     batched: bool = typer.Option(True, "--batched/--sequential", help="Train all clients of a round together (vmap) or one at a time."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="FEDMARKET_DATA", file_okay=False, help="Directory of fmnist / cifar10 files."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", file_okay=False, help="Folder holding the fmnist / cifar10 files [default: $FEDMARKET_DATA/<dataset>, else <data dir>/datasets/<dataset>]."),
     out: Optional[Path] = typer.Option(None, "--out", file_okay=False, help="Write metrics.json and metrics.png here."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
 ) -> None:
     """Run FedAvg over simulated clients without a chain."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from fedmarket.fl.sim import SimConfig, run_simulation
+    from fedmarket.fl.sim import SimConfig, check_config, run_simulation
 
     config = SimConfig(dataset=dataset, partition=partition, clients=clients, rounds=rounds, batch_size=batch_size,
                        lr=lr, epochs=epochs, model=model, aggregation=aggregation, prox_mu=prox_mu, momentum=momentum,
                        seed=seed, device=device, batched=batched, data_dir=data_dir)
-    # Progress goes to stderr so that --json leaves stdout a single JSON document.
+    check_config(config)
+    # Progress goes to stderr so that --json leaves stdout a single JSON document; it vanishes
+    # when done (the round table says the same) and so never sits above an error line.
     progress = Progress(TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console,
-                        transient=as_json)
+                        transient=True)
     with progress:
         task = progress.add_task("sim", total=rounds, status="loading data")
 

@@ -216,6 +216,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell bytes; runs no code
     }
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature

@@ -144,6 +144,25 @@ def _train_round(config: SimConfig, spec: ModelSpec, model, global_state: State,
             for idx, s in zip(train_sets, seeds)]
 
 
+def check_config(config: SimConfig) -> None:
+    """Refuse a bad config before any work: unknown names, bad numbers, missing device."""
+    from fedmarket.fl.aggregation import get_rule
+    from fedmarket.fl.datasets import DATASETS
+    from fedmarket.fl.models import ARCHITECTURES
+    from fedmarket.fl.partition import parse_scheme
+
+    if config.dataset not in DATASETS:
+        raise FedmarketError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASETS)}")
+    if config.model != "auto" and config.model not in ARCHITECTURES:
+        raise FedmarketError(f"unknown model {config.model!r}; choose auto or one of: {', '.join(ARCHITECTURES)}")
+    if config.rounds < 0 or config.clients < 1:
+        raise FedmarketError("rounds must be >= 0 and clients >= 1")
+    parse_scheme(config.partition)
+    get_rule(config.aggregation)
+    config.train_config(0)
+    resolve_device(config.device)
+
+
 def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | None = None,
                    dataset: Dataset | None = None) -> SimResult:
     """Run FedAvg (or the configured rule) for `config.rounds` rounds; call on_round after each.
@@ -152,8 +171,7 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
     """
     from fedmarket.fl.aggregation import get_rule
 
-    if config.rounds < 0:
-        raise FedmarketError("the number of rounds cannot be negative")
+    check_config(config)
     device = resolve_device(config.device)
     data = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir)
     spec = model_spec_for(data, config.model)

@@ -1,0 +1,54 @@
+"""`fedmarket sim` end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FEDMARKET = str(Path(sys.executable).with_name("fedmarket"))
+
+
+def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FEDMARKET_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([FEDMARKET, "sim", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_sim_json_and_output_files(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run("--clients", "4", "--rounds", "2", "--partition", "pat:2", "--seed", "1", "--out", str(out), "--json",
+                 home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["config"]["partition"] == "pat:2" and len(data["rounds"]) == 3
+    assert all(len(c["labels"]) == 2 for c in data["partition"]["clients"])
+    assert json.loads((out / "metrics.json").read_text())["final"] == data["final"]
+    assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_sim_table_output(tmp_path: Path) -> None:
+    result = run("--dataset", "diabetes", "--clients", "3", "--rounds", "1", "--partition", "iid", "--sequential",
+                 home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "partition iid" in result.stdout and "mse" in result.stdout and "target bin" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--dataset", "nope"), "unknown dataset"),
+        (("--partition", "dir:-1"), "bad partition"),
+        (("--aggregation", "mode"), "unknown aggregation"),
+    ],
+)
+def test_sim_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result = run(*args, "--rounds", "1", home=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
