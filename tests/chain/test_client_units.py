@@ -239,3 +239,14 @@ def test_sending_without_an_account_says_so(w3, market: MarketClient) -> None:
     viewer = MarketClient(w3, market.address)
     with pytest.raises(FedmarketError, match="has no account"):
         viewer.withdraw()
+
+
+def test_time_control_on_the_embedded_chain(w3) -> None:
+    from fedmarket.chain.timecontrol import advance_time, advance_to, chain_now
+
+    before = chain_now(w3)
+    assert advance_time(w3, 3_600) == chain_now(w3) >= before + 3_600
+    assert advance_to(w3, before + 7_200) >= before + 7_200
+    assert advance_to(w3, before) == chain_now(w3)  # never backwards
+    with pytest.raises(FedmarketError, match="time only moves forward"):
+        advance_time(w3, -1)

@@ -8,7 +8,9 @@ ends early: every trainer commits and reveals, each of the c committee members s
 updates (all positive, all accepted), the aggregator publishes, and the last confirmation closes
 the round (settlement) and opens round 2. Round 2 ends by deadline: one committee member never
 confirms, time passes, and anyone calls closeRound (settlement + a late slash). Then
-finalizeContract, generateTrainingPayments and one withdraw.
+finalizeContract, generateTrainingPayments and one withdraw. cancelModel is measured on a second
+task that every participant joins and the buyer cancels. The worst case runs the same at the caps
+(64 trainers, committee 9 of 32 validators) and checks the gas limits the client sends.
 
 Per trainer per round = commit + reveal + (all scores + publish + all confirmations of the round,
 the closing one included) / N. Round 2's variant replaces the closing confirmation by closeRound.
@@ -39,6 +41,7 @@ DEFAULT_COMMITTEE = 3
 DEFAULT_STEPS = (10, 16, 20, 32, 48, 64)
 CAP_TRAINERS = 64
 CAP_COMMITTEE = 9
+CAP_VALIDATORS = 32
 WINDOW = 100
 ROUND_FUNCTIONS = ("commitUpdate", "revealUpdate", "submitScores", "publishGlobalModel", "confirmGlobalModel")
 
@@ -76,8 +79,10 @@ class _Recorder:
         }
 
 
-def measure(n_trainers: int, committee: int) -> dict[str, Any]:
-    """Run the scenario with `n_trainers` trainers and a committee of `committee`; return the gas figures."""
+def measure(n_trainers: int, committee: int, n_validators: int | None = None, *, with_cancel: bool = False) -> dict[str, Any]:
+    """Run the scenario with `n_trainers` trainers, a committee of `committee` out of `n_validators`
+    validators (default 2 * committee); with `with_cancel`, also a second task that everyone joins
+    and the buyer cancels (cancelModel). Returns the gas figures."""
     from eth_utils import keccak
 
     from fedmarket.chain.anvil import dev_accounts
@@ -86,7 +91,7 @@ def measure(n_trainers: int, committee: int) -> dict[str, Any]:
     from fedmarket.chain.embedded import new_embedded_web3
     from fedmarket.chain.timecontrol import advance_time
 
-    n_validators = 2 * committee
+    n_validators = n_validators or 2 * committee
     w3 = new_embedded_web3(num_accounts=n_trainers + n_validators + 3)
     accounts = dev_accounts(w3)
     owner, aggregator, deployer = accounts[0], accounts[1], accounts[2]
@@ -174,6 +179,15 @@ def measure(n_trainers: int, committee: int) -> dict[str, Any]:
     send("finalizeContract", market, "finalize_contract", model_id)
     send("generateTrainingPayments", market, "generate_training_payments", model_id)
     send("withdraw", market.with_account(trainers[0]), "withdraw")
+    if with_cancel:
+        cancelled = market.new_model(params, 10**18).model_id
+        for t in trainers:
+            market.with_account(t).buy_license(cancelled, params.license_fee)
+            market.with_account(t).join_as_trainer(cancelled, params.trainer_stake)
+        for v in validators:
+            market.with_account(v).join_as_validator(cancelled, params.validator_stake)
+        market.with_account(aggregator).join_as_aggregator(cancelled, params.aggregator_stake)
+        send("cancelModel", market, "cancel_model", cancelled)
     return {
         "trainers": n_trainers,
         "committee": committee,
@@ -213,7 +227,7 @@ def run(trainers: int, committee: int, steps: list[int], *, worst_case: bool = T
     started = time.perf_counter()
     say = progress or (lambda text: None)
     say(f"round with {trainers} trainers, committee {committee}")
-    main = measure(trainers, committee)
+    main = measure(trainers, committee, with_cancel=True)
     scaling = []
     for n in steps:
         say(f"scaling: {n} trainers")
@@ -232,15 +246,15 @@ def run(trainers: int, committee: int, steps: list[int], *, worst_case: bool = T
         })  # fmt: skip
     worst: dict[str, Any] | None = None
     if worst_case:
-        say(f"worst case: {CAP_TRAINERS} trainers, committee {CAP_COMMITTEE}")
-        result = measure(CAP_TRAINERS, CAP_COMMITTEE)
+        say(f"worst case: {CAP_TRAINERS} trainers, committee {CAP_COMMITTEE} of {CAP_VALIDATORS} validators")
+        result = measure(CAP_TRAINERS, CAP_COMMITTEE, CAP_VALIDATORS, with_cancel=True)
         highest = {name: values["max"] for name, values in result["functions"].items()}
         limits = {}
         for name, gas in highest.items():
             function = name.split(" ", 1)[0]
             limit = MARKETPLACE_GAS_LIMITS.get(function)
             limits[name] = {"gas": gas, "limit": limit, "fits": limit is not None and gas <= limit}
-        worst = {"trainers": CAP_TRAINERS, "committee": CAP_COMMITTEE, "per_trainer_per_round": result["rounds"][1]["per_trainer"], "functions": limits}
+        worst = {"trainers": CAP_TRAINERS, "committee": CAP_COMMITTEE, "validators": CAP_VALIDATORS, "per_trainer_per_round": result["rounds"][1]["per_trainer"], "functions": limits}
     per_trainer = main["rounds"][1]["per_trainer"]
     series = [row["per_trainer_per_round"] for row in scaling]
     return {
@@ -312,7 +326,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     if worst:
         lines += [
             "",
-            f"## Worst case at the caps ({worst['trainers']} trainers, committee {worst['committee']}) against the client's gas limits",
+            f"## Worst case at the caps ({worst['trainers']} trainers, committee {worst['committee']} of {worst['validators']} validators) "
+            "against the gas limits the client sends on the embedded chain",
             "",
             "| function | highest gas | limit (deploy.MARKETPLACE_GAS_LIMITS) | fits |",
             "|---|---:|---:|---|",
@@ -340,7 +355,7 @@ def register(bench_app: typer.Typer) -> None:
         trainers: int = typer.Option(DEFAULT_TRAINERS, "--trainers", min=1, max=CAP_TRAINERS, help="Trainers of the main scenario."),
         committee: int = typer.Option(DEFAULT_COMMITTEE, "--committee", min=1, max=CAP_COMMITTEE, help="Committee size."),
         steps: str = typer.Option(",".join(map(str, DEFAULT_STEPS)), "--steps", help="Trainer counts of the scaling series (comma-separated)."),
-        worst_case: bool = typer.Option(True, "--worst-case/--no-worst-case", help=f"Also measure the caps ({CAP_TRAINERS} trainers, committee {CAP_COMMITTEE})."),
+        worst_case: bool = typer.Option(True, "--worst-case/--no-worst-case", help=f"Also measure the caps ({CAP_TRAINERS} trainers, committee {CAP_COMMITTEE} of {CAP_VALIDATORS})."),
         out: Path = typer.Option(repo_root() / "bench" / "results", "--out", help="Directory for gas.json and gas.md."),
         json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
     ) -> None:
