@@ -1,6 +1,6 @@
 """Chain time for dev chains: read it, and move it on so that phase deadlines pass at once.
 
-- embedded chain (eth-tester): `time_travel` to the new timestamp (it mines a block there);
+- embedded chain (eth-tester): set the pending block's timestamp and mine it;
 - anvil / hardhat: `evm_increaseTime` then `evm_mine`;
 - any other node: time cannot be moved; `advance_time` raises TimeControlUnsupported.
 
@@ -33,13 +33,18 @@ def chain_now(w3: Web3) -> int:
 def advance_time(w3: Web3, seconds: int) -> int:
     """Move chain time on by `seconds` and mine a block; return the new latest timestamp."""
     from fedmarket.chain.client import rpc_errors
-    from fedmarket.chain.embedded import is_embedded, time_travel
+    from fedmarket.chain.embedded import is_embedded, mine, set_next_timestamp
 
     seconds = int(seconds)
     if seconds < 0:
         raise FedmarketError(f"time only moves forward, not by {seconds} s")
     if is_embedded(w3):
-        return time_travel(w3, seconds)
+        # Set the pending block's timestamp and mine it (eth-tester's own time_travel lands one
+        # second short of its target with py-evm 0.12).
+        if seconds > 0:
+            set_next_timestamp(w3, chain_now(w3) + seconds)
+        mine(w3, 1)
+        return chain_now(w3)
     with rpc_errors(w3):
         before = chain_now(w3)
         if seconds > 0:
