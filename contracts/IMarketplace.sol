@@ -177,6 +177,9 @@ interface IMarketplace {
     error AlreadyPublished(uint256 modelId, uint32 round);
     error AlreadyConfirmed(uint256 modelId, uint32 round, address validator);
     error RoundNotDue(uint256 modelId, uint32 round, Phase phase, uint64 deadline);
+    /// @notice Per-update data (revealedUpdates, utilities, scoresOf) is kept for the current and
+    /// the previous round only; older rounds are in the UpdateRevealed / ScoresSubmitted events.
+    error RoundDataPruned(uint256 modelId, uint32 round, uint32 currentRound);
     error NothingToWithdraw(address account);
     error TransferFailed(address account, uint256 amount);
 
@@ -260,13 +263,17 @@ interface IMarketplace {
     function modelCount() external view returns (uint256);
     function getModel(uint256 modelId) external view returns (ModelParams memory params, ModelState memory state);
     function getRound(uint256 modelId, uint32 round) external view returns (RoundView memory);
-    /// @notice Revealed updates of a round in reveal order.
+    /// @notice Revealed updates of a round in reveal order. The current or the previous round only
+    /// (older: RoundDataPruned).
     function revealedUpdates(uint256 modelId, uint32 round)
         external
         view
         returns (address[] memory trainers, bytes32[] memory updateDigests, uint64[] memory numSamples);
     /// @notice Median committee score per revealed update, in reveal order (0 where nobody scored).
+    /// The current or the previous round only (older: RoundDataPruned).
     function utilities(uint256 modelId, uint32 round) external view returns (int64[] memory);
+    /// @notice A committee member's scores, in reveal order. The current or the previous round only
+    /// (older: RoundDataPruned).
     function scoresOf(uint256 modelId, uint32 round, address validator) external view returns (bool submitted, int64[] memory scores);
     function hasConfirmed(uint256 modelId, uint32 round, address validator) external view returns (bool voted, bool ok);
     function commitmentOf(

@@ -2,46 +2,1065 @@
 pragma solidity ^0.8.24;
 
 import {IMarketplace} from "./IMarketplace.sol";
+import {MarketStorage} from "./MarketStorage.sol";
+import {Bits} from "./lib/Bits.sol";
+import {Median} from "./lib/Median.sol";
+import {ReentrancyGuard} from "./lib/ReentrancyGuard.sol";
+import {Shares} from "./lib/Shares.sol";
 
-/// @title Marketplace — first compiling skeleton (bodies follow)
-contract Marketplace is IMarketplace {
-    uint256 private _count;
+/// @title Marketplace — the fedmarket state machine
+/// @notice Implements IMarketplace exactly as docs/protocol.md fixes it: caps, lazy phases,
+/// rotating committee, commit-reveal, median utilities and the settlement arithmetic to the wei.
+/// @dev Checks run in one order everywhere: the task exists (UnknownModel), its status
+/// (WrongStatus), the round (WrongRound), the caller's role, "already did it" errors, the phase
+/// (WrongPhase), then the payload. Every function follows checks-effects-interactions; the only
+/// function that sends ether is `withdraw` (pull payments, reentrancy-guarded). Each task's money
+/// is tracked in its own record (escrow, stakesHeld, accrued) and only moves to credits at
+/// settlement or cancellation, so one task's wei can never pay another task's participants.
+contract Marketplace is MarketStorage, ReentrancyGuard {
+    /// @notice An amount does not fit the packed accounting (impossible with real ether supplies).
+    error AmountTooLarge(uint256 amount);
 
-    function newModel(ModelParams calldata) external payable returns (uint256 modelId) { modelId = ++_count; }
-    function payForModel(uint256) external payable {}
-    function buyLicense(uint256) external payable {}
-    function joinAsTrainer(uint256) external payable {}
-    function joinAsValidator(uint256) external payable {}
-    function joinAsAggregator(uint256) external payable {}
-    function startTraining(uint256) external {}
-    function cancelModel(uint256) external {}
-    function commitUpdate(uint256, uint32, bytes32) external {}
-    function revealUpdate(uint256, uint32, bytes32, uint64, bytes32) external {}
-    function submitScores(uint256, uint32, int64[] calldata) external {}
-    function publishGlobalModel(uint256, uint32, bytes32, int64) external {}
-    function confirmGlobalModel(uint256, uint32, bool) external {}
-    function closeRound(uint256) external {}
-    function finalizeContract(uint256) external {}
-    function generateTrainingPayments(uint256) external {}
-    function withdraw() external {}
-    function modelCount() external view returns (uint256) { return _count; }
-    function getModel(uint256) external view returns (ModelParams memory params, ModelState memory state) {}
-    function getRound(uint256, uint32) external view returns (RoundView memory r) {}
-    function revealedUpdates(uint256, uint32) external view returns (address[] memory, bytes32[] memory, uint64[] memory) {}
-    function utilities(uint256, uint32) external view returns (int64[] memory) {}
-    function scoresOf(uint256, uint32, address) external view returns (bool, int64[] memory) {}
-    function hasConfirmed(uint256, uint32, address) external view returns (bool, bool) {}
-    function commitmentOf(uint256 modelId, uint32 round, bytes32 updateDigest, uint64 numSamples, bytes32 salt, address trainer)
-        external pure returns (bytes32)
+    // =====================================================================================
+    // task set-up
+    // =====================================================================================
+
+    /// @inheritdoc IMarketplace
+    /// @dev InvalidParams reasons: "specDigest is zero", "initialModelDigest is zero",
+    /// "aggregator is the zero address", "aggregator is the owner", "rounds out of range",
+    /// "trainer bounds out of range", "committeeSize out of range", "maxValidators out of range",
+    /// "window out of range", "stake too large", "slash bps above 10000", "shares do not sum to 10000".
+    function newModel(ModelParams calldata params) external payable returns (uint256 modelId) {
+        if (msg.value == 0) revert ZeroEscrow();
+        _validate(params);
+        modelId = ++_modelCount;
+        Task storage t = _tasks[modelId];
+        t.params = params;
+        t.owner = msg.sender;
+        t.status = Status.Open;
+        t.escrow = _toU128(msg.value);
+        t.globalModelDigest = params.initialModelDigest;
+        emit ModelCreated(modelId, msg.sender, params.aggregator, params.specDigest, params.rounds);
+        emit ModelCreationPayment(modelId, msg.sender, msg.value);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, NotOwner, ZeroEscrow.
+    function payForModel(uint256 modelId) external payable {
+        Task storage t = _task(modelId);
+        _requireStatus(modelId, t, Status.Open);
+        if (msg.sender != t.owner) revert NotOwner(modelId, msg.sender);
+        if (msg.value == 0) revert ZeroEscrow();
+        t.escrow = _toU128(t.escrow + msg.value);
+        emit ModelCreationPayment(modelId, msg.sender, msg.value);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus (expected Open; Training is accepted too),
+    /// OwnerCannotParticipate, AlreadyLicensed, WrongAmount.
+    function buyLicense(uint256 modelId) external payable {
+        Task storage t = _task(modelId);
+        if (t.status != Status.Open && t.status != Status.Training) revert WrongStatus(modelId, Status.Open, t.status);
+        if (msg.sender == t.owner) revert OwnerCannotParticipate(modelId);
+        Participant storage me = t.participants[msg.sender];
+        if (me.licensed) revert AlreadyLicensed(modelId, msg.sender);
+        uint256 fee = t.params.licenseFee;
+        if (msg.value != fee) revert WrongAmount(fee, msg.value);
+        me.licensed = true;
+        t.licenseIncome = _toU128(t.licenseIncome + fee);
+        _creditTo(t.owner, fee);
+        emit LicensePurchased(modelId, msg.sender, fee);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, OwnerCannotParticipate, AlreadyJoined, NoLicense,
+    /// RoleFull, WrongAmount.
+    function joinAsTrainer(uint256 modelId) external payable {
+        Task storage t = _task(modelId);
+        _requireStatus(modelId, t, Status.Open);
+        if (msg.sender == t.owner) revert OwnerCannotParticipate(modelId);
+        Participant storage me = t.participants[msg.sender];
+        if (me.role != Role.None) revert AlreadyJoined(modelId, msg.sender, me.role);
+        if (!me.licensed) revert NoLicense(modelId, msg.sender);
+        uint256 cap = t.params.maxTrainers;
+        if (t.trainerCount >= cap) revert RoleFull(modelId, Role.Trainer, cap);
+        _join(modelId, t, me, Role.Trainer, t.params.trainerStake);
+        uint256 seat = t.trainerCount;
+        me.index = uint16(seat);
+        t.trainerSeats.push(Seat({account: msg.sender, earned: 0}));
+        // The trainer's two commitment slots (one per round parity) are created now, so that
+        // each round's commit overwrites a non-zero slot.
+        t.buffers[0].updates[seat] = ALLOCATED;
+        t.buffers[1].updates[seat] = ALLOCATED;
+        // seat < maxTrainers <= MAX_TRAINERS = 64 (checked above), so the count fits uint8.
+        t.trainerCount = uint8(seat + 1);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, OwnerCannotParticipate, AlreadyJoined, RoleFull, WrongAmount.
+    function joinAsValidator(uint256 modelId) external payable {
+        Task storage t = _task(modelId);
+        _requireStatus(modelId, t, Status.Open);
+        if (msg.sender == t.owner) revert OwnerCannotParticipate(modelId);
+        Participant storage me = t.participants[msg.sender];
+        if (me.role != Role.None) revert AlreadyJoined(modelId, msg.sender, me.role);
+        uint256 cap = t.params.maxValidators;
+        if (t.validatorCount >= cap) revert RoleFull(modelId, Role.Validator, cap);
+        _join(modelId, t, me, Role.Validator, t.params.validatorStake);
+        uint256 seat = t.validatorCount;
+        me.index = uint16(seat);
+        t.validatorSeats.push(Seat({account: msg.sender, earned: 0}));
+        // seat < maxValidators <= MAX_VALIDATORS = 32 (checked above), so the count fits uint8.
+        t.validatorCount = uint8(seat + 1);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, NotAggregator, AlreadyJoined, WrongAmount.
+    function joinAsAggregator(uint256 modelId) external payable {
+        Task storage t = _task(modelId);
+        _requireStatus(modelId, t, Status.Open);
+        if (msg.sender != t.params.aggregator) revert NotAggregator(modelId, msg.sender);
+        Participant storage me = t.participants[msg.sender];
+        if (me.role != Role.None) revert AlreadyJoined(modelId, msg.sender, me.role);
+        _join(modelId, t, me, Role.Aggregator, t.params.aggregatorStake);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, NotOwnerOrAggregator, NotEnoughParticipants.
+    /// The committee offset is keccak256(abi.encode(block.prevrandao, modelId)) % validators.
+    function startTraining(uint256 modelId) external {
+        Task storage t = _task(modelId);
+        _requireStatus(modelId, t, Status.Open);
+        ModelParams storage p = t.params;
+        if (msg.sender != t.owner && msg.sender != p.aggregator) revert NotOwnerOrAggregator(modelId, msg.sender);
+        bool aggregatorJoined = t.participants[p.aggregator].role == Role.Aggregator;
+        if (t.trainerCount < p.minTrainers || t.validatorCount < p.committeeSize || !aggregatorJoined) {
+            revert NotEnoughParticipants(modelId, t.trainerCount, t.validatorCount, aggregatorJoined);
+        }
+        t.status = Status.Training;
+        t.reward = t.escrow;
+        // The result is below validatorCount <= MAX_VALIDATORS = 32: fits uint8.
+        t.committeeOffset = uint8(uint256(keccak256(abi.encode(block.prevrandao, modelId))) % t.validatorCount);
+        emit TrainingStarted(modelId, t.reward);
+        _openRound(modelId, t, 1);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, NotOwner. Emits ContributionPayment /
+    /// ValidationPayment / OrchestrationPayment (earned 0, the whole stake returned) per participant.
+    function cancelModel(uint256 modelId) external {
+        Task storage t = _task(modelId);
+        _requireStatus(modelId, t, Status.Open);
+        if (msg.sender != t.owner) revert NotOwner(modelId, msg.sender);
+        t.status = Status.Cancelled;
+        emit ModelCancelled(modelId);
+        uint256 refund = t.escrow;
+        t.escrow = 0;
+        t.stakesHeld = 0;
+        _creditTo(t.owner, refund);
+        emit ModelBuyerReturnPayment(modelId, t.owner, refund);
+        ModelParams storage p = t.params;
+        uint256 n = t.trainerCount;
+        for (uint256 i = 0; i < n; ++i) {
+            address trainer = t.trainerSeats[i].account;
+            _creditTo(trainer, p.trainerStake);
+            emit ContributionPayment(modelId, trainer, 0, p.trainerStake);
+        }
+        n = t.validatorCount;
+        for (uint256 i = 0; i < n; ++i) {
+            address validator = t.validatorSeats[i].account;
+            _creditTo(validator, p.validatorStake);
+            emit ValidationPayment(modelId, validator, 0, p.validatorStake);
+        }
+        if (t.participants[p.aggregator].role == Role.Aggregator) {
+            _creditTo(p.aggregator, p.aggregatorStake);
+            emit OrchestrationPayment(modelId, p.aggregator, 0, p.aggregatorStake);
+        }
+    }
+
+    // =====================================================================================
+    // rounds
+    // =====================================================================================
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotTrainer, AlreadyCommitted, WrongPhase.
+    /// The last trainer to commit ends the Commit phase.
+    function commitUpdate(uint256 modelId, uint32 round, bytes32 commitment) external {
+        Task storage t = _task(modelId);
+        _requireRound(modelId, t, round);
+        uint256 seat = _trainerSeat(modelId, t);
+        Round storage rd = t.rounds[round];
+        RoundHeader memory h = rd.header;
+        if (Bits.has(h.committed, seat)) revert AlreadyCommitted(modelId, round, msg.sender);
+        _requirePhase(modelId, round, t, h, Phase.Commit);
+
+        h.committed |= uint64(1 << seat);
+        _buffer(t, round).updates[seat] = commitment;
+        if (Bits.popcount(h.committed) == t.trainerCount) _endPhase(t, round, h);
+        rd.header = h;
+        emit UpdateCommitted(modelId, round, msg.sender, commitment);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotTrainer, AlreadyRevealed, WrongPhase,
+    /// NotCommitted, ZeroSamples, CommitmentMismatch. The last committed trainer to reveal ends
+    /// the Reveal phase.
+    function revealUpdate(uint256 modelId, uint32 round, bytes32 updateDigest, uint64 numSamples, bytes32 salt) external {
+        Task storage t = _task(modelId);
+        _requireRound(modelId, t, round);
+        uint256 seat = _trainerSeat(modelId, t);
+        Round storage rd = t.rounds[round];
+        RoundHeader memory h = rd.header;
+        if (Bits.has(h.revealed, seat)) revert AlreadyRevealed(modelId, round, msg.sender);
+        _requirePhase(modelId, round, t, h, Phase.Reveal);
+        if (!Bits.has(h.committed, seat)) revert NotCommitted(modelId, round, msg.sender);
+        if (numSamples == 0) revert ZeroSamples();
+        UpdateBuffer storage buf = _buffer(t, round);
+        if (buf.updates[seat] != _commitment(modelId, round, updateDigest, numSamples, salt, msg.sender)) {
+            revert CommitmentMismatch(modelId, round, msg.sender);
+        }
+
+        uint256 position = Bits.popcount(h.revealed);
+        h.revealed |= uint64(1 << seat);
+        buf.updates[seat] = updateDigest;
+        uint256 word = position / ENTRIES_PER_WORD;
+        uint256 slot = position % ENTRIES_PER_WORD;
+        uint256 entry = Bits.entry(seat, numSamples) << (Bits.ENTRY_BITS * slot);
+        // The first entry of a word overwrites what the round two before left there.
+        buf.order[word] = slot == 0 ? entry : buf.order[word] | entry;
+        if (position + 1 == Bits.popcount(h.committed)) _endPhase(t, round, h);
+        rd.header = h;
+        // position < MAX_TRAINERS = 64: fits uint16.
+        emit UpdateRevealed(modelId, round, msg.sender, updateDigest, numSamples, uint16(position));
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotCommitteeMember, AlreadyScored,
+    /// WrongPhase, WrongScoreCount. The last member to score ends the Score phase (to Publish, or
+    /// to Due when no update has a positive median).
+    function submitScores(uint256 modelId, uint32 round, int64[] calldata scores) external {
+        Task storage t = _task(modelId);
+        _requireRound(modelId, t, round);
+        uint256 position = _committeePosition(modelId, t, round, msg.sender);
+        Round storage rd = t.rounds[round];
+        RoundHeader memory h = rd.header;
+        if (Bits.has(h.scored, position)) revert AlreadyScored(modelId, round, msg.sender);
+        _requirePhase(modelId, round, t, h, Phase.Score);
+        uint256 n = Bits.popcount(h.revealed);
+        if (scores.length != n) revert WrongScoreCount(n, scores.length);
+
+        uint256[SCORE_WORDS] storage words = _buffer(t, round).scores[position];
+        for (uint256 first = 0; first < n; first += SCORES_PER_WORD) {
+            uint256 end = first + SCORES_PER_WORD < n ? first + SCORES_PER_WORD : n;
+            uint256 word = 0;
+            for (uint256 k = first; k < end; ++k) {
+                word = Bits.withScore(word, k - first, scores[k]);
+            }
+            words[first / SCORES_PER_WORD] = word;
+        }
+        h.scored |= uint16(1 << position);
+        if (Bits.popcount(h.scored) == t.params.committeeSize) _endPhase(t, round, h);
+        rd.header = h;
+        emit ScoresSubmitted(modelId, round, msg.sender, scores);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotAggregator, AlreadyPublished, WrongPhase.
+    /// Publishing ends the Publish phase.
+    function publishGlobalModel(uint256 modelId, uint32 round, bytes32 modelDigest, int64 metric) external {
+        Task storage t = _task(modelId);
+        _requireRound(modelId, t, round);
+        if (msg.sender != t.params.aggregator) revert NotAggregator(modelId, msg.sender);
+        Round storage rd = t.rounds[round];
+        RoundHeader memory h = rd.header;
+        if (h.proposed) revert AlreadyPublished(modelId, round);
+        _requirePhase(modelId, round, t, h, Phase.Publish);
+
+        h.proposed = true;
+        rd.proposedDigest = modelDigest;
+        rd.proposedMetric = metric;
+        _endPhase(t, round, h);
+        rd.header = h;
+        emit GlobalModelProposed(modelId, round, modelDigest, metric);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotCommitteeMember, AlreadyConfirmed,
+    /// WrongPhase. The last member's vote settles the round (RoundClosed, ...) in the same transaction.
+    function confirmGlobalModel(uint256 modelId, uint32 round, bool ok) external {
+        Task storage t = _task(modelId);
+        _requireRound(modelId, t, round);
+        uint256 position = _committeePosition(modelId, t, round, msg.sender);
+        Round storage rd = t.rounds[round];
+        RoundHeader memory h = rd.header;
+        if (Bits.has(h.voted, position)) revert AlreadyConfirmed(modelId, round, msg.sender);
+        _requirePhase(modelId, round, t, h, Phase.Confirm);
+
+        h.voted |= uint16(1 << position);
+        if (ok) h.approved |= uint16(1 << position);
+        emit GlobalModelConfirmed(modelId, round, msg.sender, ok);
+        if (Bits.popcount(h.voted) == t.params.committeeSize) {
+            _closeRound(modelId, t, rd, h, round);
+        } else {
+            rd.header = h;
+        }
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, RoundNotDue (phase None once the last round closed).
+    function closeRound(uint256 modelId) external {
+        Task storage t = _task(modelId);
+        _requireStatus(modelId, t, Status.Training);
+        uint32 round = t.currentRound;
+        Round storage rd = t.rounds[round];
+        RoundHeader memory h = rd.header;
+        _sync(t, round, h);
+        if (h.stage != uint8(Phase.Due)) revert RoundNotDue(modelId, round, _phaseOf(t, h), h.deadline);
+        _closeRound(modelId, t, rd, h, round);
+    }
+
+    // =====================================================================================
+    // the end
+    // =====================================================================================
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus, NotOwner (anyone but the owner before the last round closed).
+    function finalizeContract(uint256 modelId) external {
+        Task storage t = _task(modelId);
+        _requireStatus(modelId, t, Status.Training);
+        if (t.roundsClosed < t.params.rounds && msg.sender != t.owner) revert NotOwner(modelId, msg.sender);
+        t.status = Status.Finalized;
+        emit ModelFinalized(modelId, t.roundsClosed, t.escrow);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus. Loops over at most MAX_TRAINERS + MAX_VALIDATORS + 1
+    /// participants. Credits per participant earned + (stake - slashed), and to the owner the
+    /// unspent escrow plus everything accrued to the buyer; afterwards taskBalance == 0.
+    function generateTrainingPayments(uint256 modelId) external {
+        Task storage t = _task(modelId);
+        _requireStatus(modelId, t, Status.Finalized);
+        t.status = Status.Settled;
+        ModelParams storage p = t.params;
+
+        uint256 n = t.trainerCount;
+        for (uint256 i = 0; i < n; ++i) {
+            Seat storage seat = t.trainerSeats[i];
+            (address trainer, uint256 earned) = (seat.account, seat.earned);
+            uint256 stakeBack = _settle(t, trainer, earned, p.trainerStake);
+            emit ContributionPayment(modelId, trainer, earned, stakeBack);
+        }
+        n = t.validatorCount;
+        for (uint256 i = 0; i < n; ++i) {
+            Seat storage seat = t.validatorSeats[i];
+            (address validator, uint256 earned) = (seat.account, seat.earned);
+            uint256 stakeBack = _settle(t, validator, earned, p.validatorStake);
+            emit ValidationPayment(modelId, validator, earned, stakeBack);
+        }
+        {
+            uint256 earned = t.aggregatorEarned;
+            uint256 stakeBack = _settle(t, p.aggregator, earned, p.aggregatorStake);
+            emit OrchestrationPayment(modelId, p.aggregator, earned, stakeBack);
+        }
+        uint256 buyerReturn = uint256(t.escrow) + t.buyerAccrued;
+        t.escrow = 0;
+        t.stakesHeld = 0;
+        t.accrued = 0;
+        t.buyerAccrued = 0;
+        _creditTo(t.owner, buyerReturn);
+        emit ModelBuyerReturnPayment(modelId, t.owner, buyerReturn);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts NothingToWithdraw, TransferFailed (the credit is then kept), ReentrantCall.
+    function withdraw() external nonReentrant {
+        uint256 amount = _credit[msg.sender];
+        if (amount == 0) revert NothingToWithdraw(msg.sender);
+        _credit[msg.sender] = 0;
+        _totalCredit -= amount;
+        emit Withdrawal(msg.sender, amount);
+        (bool ok,) = payable(msg.sender).call{value: amount}("");
+        if (!ok) revert TransferFailed(msg.sender, amount);
+    }
+
+    // =====================================================================================
+    // views
+    // =====================================================================================
+
+    /// @inheritdoc IMarketplace
+    function modelCount() external view returns (uint256) {
+        return _modelCount;
+    }
+
+    /// @inheritdoc IMarketplace
+    function getModel(uint256 modelId) external view returns (ModelParams memory params, ModelState memory state) {
+        Task storage t = _task(modelId);
+        params = t.params;
+        state = ModelState({
+            owner: t.owner,
+            status: t.status,
+            currentRound: t.currentRound,
+            roundsClosed: t.roundsClosed,
+            reward: t.reward,
+            escrow: t.escrow,
+            stakesHeld: t.stakesHeld,
+            accrued: t.accrued,
+            licenseIncome: t.licenseIncome,
+            globalModelDigest: t.globalModelDigest,
+            trainerCount: t.trainerCount,
+            validatorCount: t.validatorCount,
+            aggregatorJoined: t.participants[params.aggregator].role == Role.Aggregator
+        });
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Rounds not opened yet (or out of range) report phase None; a closed round reports
+    /// phase None and closed = true. The committee is known for every round once training started.
+    function getRound(uint256 modelId, uint32 round) external view returns (RoundView memory v) {
+        Task storage t = _task(modelId);
+        v.round = round;
+        if (round == 0 || round > t.params.rounds) return v;
+        Round storage rd = t.rounds[round];
+        RoundHeader memory h = rd.header;
+        if (t.status == Status.Training && round == t.currentRound) _sync(t, round, h);
+        v.phase = _phaseOf(t, h);
+        v.phaseDeadline = (v.phase == Phase.None || v.phase == Phase.Due) ? 0 : h.deadline;
+        if (_started(t)) v.committee = _committee(t, round);
+        // Counts are popcounts of maps of at most 64 bits: they fit uint16.
+        v.commits = uint16(Bits.popcount(h.committed));
+        v.reveals = uint16(Bits.popcount(h.revealed));
+        v.scoresSubmitted = uint16(Bits.popcount(h.scored));
+        v.proposed = h.proposed;
+        v.proposedDigest = rd.proposedDigest;
+        v.proposedMetric = rd.proposedMetric;
+        v.confirmations = uint16(Bits.popcount(h.voted));
+        v.rejections = uint16(Bits.popcount(h.voted & ~h.approved));
+        v.closed = h.stage == STAGE_CLOSED;
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts RoundDataPruned for rounds before the previous one.
+    function revealedUpdates(uint256 modelId, uint32 round)
+        external
+        view
+        returns (address[] memory trainerAddresses, bytes32[] memory updateDigests, uint64[] memory numSamples)
     {
+        Task storage t = _task(modelId);
+        _requireRetained(modelId, t, round);
+        UpdateBuffer storage buf = _buffer(t, round);
+        uint256 n = Bits.popcount(t.rounds[round].header.revealed);
+        trainerAddresses = new address[](n);
+        updateDigests = new bytes32[](n);
+        numSamples = new uint64[](n);
+        for (uint256 k = 0; k < n; ++k) {
+            (uint256 seat, uint64 samples) = _revealEntry(buf, k);
+            trainerAddresses[k] = t.trainerSeats[seat].account;
+            updateDigests[k] = buf.updates[seat];
+            numSamples[k] = samples;
+        }
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts RoundDataPruned for rounds before the previous one.
+    function utilities(uint256 modelId, uint32 round) external view returns (int64[] memory result) {
+        Task storage t = _task(modelId);
+        _requireRetained(modelId, t, round);
+        RoundHeader memory h = t.rounds[round].header;
+        (int256[] memory u,) = _utilities(t, round, h, Bits.popcount(h.revealed), false);
+        result = new int64[](u.length);
+        for (uint256 k = 0; k < u.length; ++k) {
+            // A median of int64 scores lies between two int64 values, so it fits int64.
+            result[k] = int64(u[k]);
+        }
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts RoundDataPruned for rounds before the previous one.
+    function scoresOf(uint256 modelId, uint32 round, address validator)
+        external
+        view
+        returns (bool submitted, int64[] memory scores)
+    {
+        Task storage t = _task(modelId);
+        _requireRetained(modelId, t, round);
+        (bool member, uint256 position) = _positionOf(t, round, validator);
+        RoundHeader storage h = t.rounds[round].header;
+        if (!member || !Bits.has(h.scored, position)) return (false, scores);
+        uint256 n = Bits.popcount(h.revealed);
+        uint256[SCORE_WORDS] storage words = _buffer(t, round).scores[position];
+        scores = new int64[](n);
+        for (uint256 k = 0; k < n; ++k) {
+            scores[k] = Bits.scoreAt(words[k / SCORES_PER_WORD], k % SCORES_PER_WORD);
+        }
+        submitted = true;
+    }
+
+    /// @inheritdoc IMarketplace
+    function hasConfirmed(uint256 modelId, uint32 round, address validator) external view returns (bool voted, bool ok) {
+        Task storage t = _task(modelId);
+        (bool member, uint256 position) = _positionOf(t, round, validator);
+        if (!member) return (false, false);
+        RoundHeader storage h = t.rounds[round].header;
+        voted = Bits.has(h.voted, position);
+        ok = Bits.has(h.approved, position);
+    }
+
+    /// @inheritdoc IMarketplace
+    function commitmentOf(
+        uint256 modelId,
+        uint32 round,
+        bytes32 updateDigest,
+        uint64 numSamples,
+        bytes32 salt,
+        address trainer
+    ) external pure returns (bytes32) {
+        return _commitment(modelId, round, updateDigest, numSamples, salt, trainer);
+    }
+
+    /// @inheritdoc IMarketplace
+    function hasCommitted(uint256 modelId, uint32 round, address trainer) external view returns (bool) {
+        Task storage t = _task(modelId);
+        Participant storage pp = t.participants[trainer];
+        return pp.role == Role.Trainer && Bits.has(t.rounds[round].header.committed, pp.index);
+    }
+
+    /// @inheritdoc IMarketplace
+    function hasRevealed(uint256 modelId, uint32 round, address trainer) external view returns (bool) {
+        Task storage t = _task(modelId);
+        Participant storage pp = t.participants[trainer];
+        return pp.role == Role.Trainer && Bits.has(t.rounds[round].header.revealed, pp.index);
+    }
+
+    /// @inheritdoc IMarketplace
+    function trainers(uint256 modelId) external view returns (address[] memory) {
+        return _accounts(_task(modelId).trainerSeats);
+    }
+
+    /// @inheritdoc IMarketplace
+    function validators(uint256 modelId) external view returns (address[] memory) {
+        return _accounts(_task(modelId).validatorSeats);
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev `stakeRemaining`, `earned` and `slashed` are the task's record: they keep their values
+    /// after settlement (when the stake and earnings have been credited).
+    function participant(uint256 modelId, address account) external view returns (ParticipantView memory v) {
+        Task storage t = _task(modelId);
+        Participant storage pp = t.participants[account];
+        v.role = pp.role;
+        v.licensed = pp.licensed;
+        v.slashed = pp.slashed;
+        if (pp.role == Role.Trainer) {
+            v.earned = t.trainerSeats[pp.index].earned;
+            v.stakeRemaining = t.params.trainerStake - pp.slashed;
+        } else if (pp.role == Role.Validator) {
+            v.earned = t.validatorSeats[pp.index].earned;
+            v.stakeRemaining = t.params.validatorStake - pp.slashed;
+        } else if (pp.role == Role.Aggregator) {
+            v.earned = t.aggregatorEarned;
+            v.stakeRemaining = t.params.aggregatorStake - pp.slashed;
+        }
+    }
+
+    /// @inheritdoc IMarketplace
+    function taskBalance(uint256 modelId) external view returns (uint256) {
+        Task storage t = _task(modelId);
+        return uint256(t.escrow) + t.stakesHeld + t.accrued;
+    }
+
+    /// @inheritdoc IMarketplace
+    function credit(address account) external view returns (uint256) {
+        return _credit[account];
+    }
+
+    /// @inheritdoc IMarketplace
+    function totalCredit() external view returns (uint256) {
+        return _totalCredit;
+    }
+
+    // =====================================================================================
+    // internal: checks
+    // =====================================================================================
+
+    function _task(uint256 modelId) private view returns (Task storage t) {
+        t = _tasks[modelId];
+        if (t.status == Status.None) revert UnknownModel(modelId);
+    }
+
+    function _requireStatus(uint256 modelId, Task storage t, Status expected) private view {
+        if (t.status != expected) revert WrongStatus(modelId, expected, t.status);
+    }
+
+    function _requireRound(uint256 modelId, Task storage t, uint32 round) private view {
+        _requireStatus(modelId, t, Status.Training);
+        if (round != t.currentRound) revert WrongRound(modelId, t.currentRound, round);
+    }
+
+    function _requirePhase(uint256 modelId, uint32 round, Task storage t, RoundHeader memory h, Phase expected)
+        private
+        view
+    {
+        _sync(t, round, h);
+        if (h.stage != uint8(expected)) revert WrongPhase(modelId, round, expected, _phaseOf(t, h));
+    }
+
+    /// @dev Per-update data is kept for the current and the previous round (UpdateBuffer).
+    function _requireRetained(uint256 modelId, Task storage t, uint32 round) private view {
+        if (round != 0 && uint256(round) + 1 < t.currentRound) revert RoundDataPruned(modelId, round, t.currentRound);
+    }
+
+    function _trainerSeat(uint256 modelId, Task storage t) private view returns (uint256) {
+        Participant storage me = t.participants[msg.sender];
+        if (me.role != Role.Trainer) revert NotTrainer(modelId, msg.sender);
+        return me.index;
+    }
+
+    function _committeePosition(uint256 modelId, Task storage t, uint32 round, address account)
+        private
+        view
+        returns (uint256 position)
+    {
+        bool member;
+        (member, position) = _positionOf(t, round, account);
+        if (!member) revert NotCommitteeMember(modelId, round, account);
+    }
+
+    /// @dev The committee of round r is validators[(offset + (r - 1) * c + j) % V], j = 0 .. c - 1;
+    /// the validator in seat i sits at position j = (i - first) mod V, a member when j < c.
+    function _positionOf(Task storage t, uint32 round, address account) private view returns (bool, uint256) {
+        Participant storage pp = t.participants[account];
+        if (pp.role != Role.Validator || round == 0 || !_started(t)) return (false, 0);
+        uint256 count = t.validatorCount;
+        uint256 first = _committeeStart(t, round, count);
+        uint256 position = (pp.index + count - first) % count;
+        return (position < t.params.committeeSize, position);
+    }
+
+    function _committeeStart(Task storage t, uint32 round, uint256 count) private view returns (uint256) {
+        return (uint256(t.committeeOffset) + (uint256(round) - 1) * t.params.committeeSize) % count;
+    }
+
+    function _committeeMember(Task storage t, uint256 first, uint256 count, uint256 position)
+        private
+        view
+        returns (Seat storage)
+    {
+        return t.validatorSeats[(first + position) % count];
+    }
+
+    function _committee(Task storage t, uint32 round) private view returns (address[] memory members) {
+        uint256 count = t.validatorCount;
+        uint256 size = t.params.committeeSize;
+        members = new address[](size);
+        uint256 first = _committeeStart(t, round, count);
+        for (uint256 j = 0; j < size; ++j) {
+            members[j] = _committeeMember(t, first, count, j).account;
+        }
+    }
+
+    function _started(Task storage t) private view returns (bool) {
+        Status s = t.status;
+        return s == Status.Training || s == Status.Finalized || s == Status.Settled;
+    }
+
+    function _accounts(Seat[] storage seats) private view returns (address[] memory list) {
+        uint256 n = seats.length;
+        list = new address[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            list[i] = seats[i].account;
+        }
+    }
+
+    function _validate(ModelParams calldata p) private view {
+        if (p.specDigest == bytes32(0)) revert InvalidParams("specDigest is zero");
+        if (p.initialModelDigest == bytes32(0)) revert InvalidParams("initialModelDigest is zero");
+        if (p.aggregator == address(0)) revert InvalidParams("aggregator is the zero address");
+        if (p.aggregator == msg.sender) revert InvalidParams("aggregator is the owner");
+        if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert InvalidParams("rounds out of range");
+        if (p.minTrainers == 0 || p.minTrainers > p.maxTrainers || p.maxTrainers > MAX_TRAINERS) {
+            revert InvalidParams("trainer bounds out of range");
+        }
+        if (p.committeeSize == 0 || p.committeeSize > MAX_COMMITTEE) revert InvalidParams("committeeSize out of range");
+        if (p.maxValidators < p.committeeSize || p.maxValidators > MAX_VALIDATORS) {
+            revert InvalidParams("maxValidators out of range");
+        }
+        if (
+            !_windowOk(p.commitWindow) || !_windowOk(p.revealWindow) || !_windowOk(p.scoreWindow)
+                || !_windowOk(p.publishWindow) || !_windowOk(p.confirmWindow)
+        ) revert InvalidParams("window out of range");
+        uint256 maxStake = type(uint96).max;
+        if (p.trainerStake > maxStake || p.validatorStake > maxStake || p.aggregatorStake > maxStake) {
+            revert InvalidParams("stake too large");
+        }
+        if (p.lateSlashBps > Shares.BPS || p.badSlashBps > Shares.BPS) revert InvalidParams("slash bps above 10000");
+        if (uint256(p.trainerShareBps) + p.validatorShareBps + p.aggregatorShareBps != Shares.BPS) {
+            revert InvalidParams("shares do not sum to 10000");
+        }
+    }
+
+    function _windowOk(uint32 window) private pure returns (bool) {
+        return window >= MIN_WINDOW && window <= MAX_WINDOW;
+    }
+
+    // =====================================================================================
+    // internal: phases
+    // =====================================================================================
+
+    function _buffer(Task storage t, uint32 round) private view returns (UpdateBuffer storage) {
+        return t.buffers[round % 2];
+    }
+
+    /// @dev Opens round `round`: Commit phase until now + commitWindow.
+    function _openRound(uint256 modelId, Task storage t, uint32 round) private {
+        t.currentRound = round;
+        uint64 deadline = uint64(block.timestamp) + t.params.commitWindow;
+        RoundHeader storage h = t.rounds[round].header;
+        h.stage = uint8(Phase.Commit);
+        h.deadline = deadline;
+        emit RoundStarted(modelId, round, _committee(t, round), deadline);
+    }
+
+    /// @dev Brings `h` up to date with block.timestamp: a stage accepts actions while
+    /// block.timestamp <= deadline; once the deadline has passed the next stage runs from that
+    /// deadline for its full window; stages with nothing to do are skipped to Due. At most five
+    /// iterations (Commit .. Confirm).
+    function _sync(Task storage t, uint32 round, RoundHeader memory h) private view {
+        while (h.stage >= uint8(Phase.Commit) && h.stage < uint8(Phase.Due) && block.timestamp > h.deadline) {
+            uint8 next = _nextStage(t, round, h);
+            h.stage = next;
+            h.deadline = next == uint8(Phase.Due) ? 0 : h.deadline + _window(t.params, next);
+        }
+    }
+
+    /// @dev Ends the current stage early (everyone it waited for acted): the next stage runs for its
+    /// full window from now.
+    function _endPhase(Task storage t, uint32 round, RoundHeader memory h) private view {
+        uint8 next = _nextStage(t, round, h);
+        h.stage = next;
+        h.deadline = next == uint8(Phase.Due) ? 0 : uint64(block.timestamp) + _window(t.params, next);
+    }
+
+    function _nextStage(Task storage t, uint32 round, RoundHeader memory h) private view returns (uint8) {
+        uint8 stage = h.stage;
+        if (stage == uint8(Phase.Commit)) return h.committed != 0 ? uint8(Phase.Reveal) : uint8(Phase.Due);
+        if (stage == uint8(Phase.Reveal)) return h.revealed != 0 ? uint8(Phase.Score) : uint8(Phase.Due);
+        if (stage == uint8(Phase.Score)) {
+            (, bool anyPositive) = _utilities(t, round, h, Bits.popcount(h.revealed), true);
+            return anyPositive ? uint8(Phase.Publish) : uint8(Phase.Due);
+        }
+        if (stage == uint8(Phase.Publish)) return h.proposed ? uint8(Phase.Confirm) : uint8(Phase.Due);
+        return uint8(Phase.Due);
+    }
+
+    function _window(ModelParams storage p, uint8 stage) private view returns (uint64) {
+        if (stage == uint8(Phase.Commit)) return p.commitWindow;
+        if (stage == uint8(Phase.Reveal)) return p.revealWindow;
+        if (stage == uint8(Phase.Score)) return p.scoreWindow;
+        if (stage == uint8(Phase.Publish)) return p.publishWindow;
+        return p.confirmWindow;
+    }
+
+    function _phaseOf(Task storage t, RoundHeader memory h) private view returns (Phase) {
+        if (t.status != Status.Training || h.stage == STAGE_CLOSED) return Phase.None;
+        return Phase(h.stage);
+    }
+
+    // =====================================================================================
+    // internal: utilities
+    // =====================================================================================
+
+    function _revealEntry(UpdateBuffer storage buf, uint256 position) private view returns (uint256 seat, uint64 samples) {
+        return Bits.entryAt(buf.order[position / ENTRIES_PER_WORD], position % ENTRIES_PER_WORD);
+    }
+
+    /// @dev Median committee score of every revealed update, in reveal order (docs/protocol.md,
+    /// "Utility"). With `stopAtPositive`, stops at the first positive one (the rest stay 0).
+    function _utilities(Task storage t, uint32 round, RoundHeader memory h, uint256 n, bool stopAtPositive)
+        private
+        view
+        returns (int256[] memory u, bool anyPositive)
+    {
+        u = new int256[](n);
+        if (n == 0) return (u, false);
+        uint256[SCORE_WORDS][MAX_COMMITTEE] storage scores = _buffer(t, round).scores;
+        uint256 size = t.params.committeeSize;
+        uint256[] memory words = new uint256[](size);
+        int256[] memory column = new int256[](size);
+        // Loop bounds: n <= MAX_TRAINERS = 64, size <= MAX_COMMITTEE = 9; no counter can overflow.
+        unchecked {
+            for (uint256 first = 0; first < n; first += SCORES_PER_WORD) {
+                // Each packed word of scores is read once, for the four updates it holds.
+                uint256 w = first / SCORES_PER_WORD;
+                uint256 m = 0;
+                for (uint256 j = 0; j < size; ++j) {
+                    if (Bits.has(h.scored, j)) {
+                        words[m] = scores[j][w];
+                        ++m;
+                    }
+                }
+                uint256 end = first + SCORES_PER_WORD < n ? first + SCORES_PER_WORD : n;
+                for (uint256 k = first; k < end; ++k) {
+                    for (uint256 i = 0; i < m; ++i) {
+                        column[i] = Bits.scoreAt(words[i], k - first);
+                    }
+                    int256 median = Median.medianOf(column, m);
+                    u[k] = median;
+                    if (median > 0) {
+                        anyPositive = true;
+                        if (stopAtPositive) return (u, true);
+                    }
+                }
+            }
+        }
+    }
+
+    // =====================================================================================
+    // internal: settlement of a round (docs/protocol.md, "Settlement of round r")
+    // =====================================================================================
+
+    struct Settlement {
+        uint256 budget;
+        uint256 trainerPool; // T
+        uint256 validatorPool; // V
+        uint256 aggregatorPool; // A
+        uint256 slashed; // S
+        uint256 positiveSum; // P = sum of max(u_i, 0)
+        uint256 toBuyer;
+        uint256 reveals;
+        uint256 committeeStart;
+        bool rejected;
+    }
+
+    function _closeRound(uint256 modelId, Task storage t, Round storage rd, RoundHeader memory h, uint32 round) private {
+        h.stage = STAGE_CLOSED;
+        h.deadline = 0;
+        rd.header = h;
+        t.roundsClosed = round;
+
+        ModelParams storage p = t.params;
+        Settlement memory s;
+        s.budget = Shares.roundBudget(t.reward, p.rounds, round);
+        t.escrow = _toU128(t.escrow - s.budget);
+        s.trainerPool = Shares.ofBps(s.budget, p.trainerShareBps);
+        s.validatorPool = Shares.ofBps(s.budget, p.validatorShareBps);
+        s.aggregatorPool = s.budget - s.trainerPool - s.validatorPool;
+        s.reveals = Bits.popcount(h.revealed);
+        s.rejected = h.proposed && Bits.popcount(h.voted & ~h.approved) * 2 > p.committeeSize;
+        s.committeeStart = _committeeStart(t, round, t.validatorCount);
+
+        (int256[] memory u,) = _utilities(t, round, h, s.reveals, false);
+        uint256[] memory seats = new uint256[](s.reveals);
+        UpdateBuffer storage buf = _buffer(t, round);
+        for (uint256 k = 0; k < s.reveals; ++k) {
+            (seats[k],) = _revealEntry(buf, k);
+            if (u[k] > 0) s.positiveSum += uint256(u[k]);
+        }
+
+        _slashTrainers(modelId, t, h, round, u, seats, s);
+        _slashCommitteeAndAggregator(modelId, t, h, round, s);
+        _payTrainers(modelId, t, round, u, seats, s);
+        _payCommittee(modelId, t, h, round, s);
+
+        bool accepted = h.proposed && !s.rejected;
+        if (accepted && s.aggregatorPool > 0) {
+            t.aggregatorEarned = _toU128(uint256(t.aggregatorEarned) + s.aggregatorPool);
+            emit RewardAccrued(modelId, round, p.aggregator, Role.Aggregator, s.aggregatorPool);
+        } else if (!accepted) {
+            s.toBuyer += s.aggregatorPool;
+        }
+        if (accepted) t.globalModelDigest = rd.proposedDigest;
+        // The whole budget and every slashed wei went to participants or to the buyer.
+        t.accrued = _toU128(uint256(t.accrued) + s.budget + s.slashed);
+        t.buyerAccrued = _toU128(uint256(t.buyerAccrued) + s.toBuyer);
+        emit RoundClosed(modelId, round, t.globalModelDigest, accepted, s.budget, s.toBuyer);
+
+        if (round < p.rounds) _openRound(modelId, t, round + 1);
+    }
+
+    /// @dev Late: every trainer that did not reveal (did not commit, or committed and did not
+    /// reveal). Poison: every revealed trainer with u_i < poisonThreshold.
+    function _slashTrainers(
+        uint256 modelId,
+        Task storage t,
+        RoundHeader memory h,
+        uint32 round,
+        int256[] memory u,
+        uint256[] memory seats,
+        Settlement memory s
+    ) private {
+        ModelParams storage p = t.params;
+        uint256 count = t.trainerCount;
+        for (uint256 i = 0; i < count; ++i) {
+            if (!Bits.has(h.revealed, i)) {
+                s.slashed += _slash(
+                    modelId, t, round, t.trainerSeats[i].account, p.trainerStake, p.lateSlashBps, SlashReason.Late
+                );
+            }
+        }
+        int256 threshold = p.poisonThreshold;
+        for (uint256 k = 0; k < s.reveals; ++k) {
+            if (u[k] < threshold) {
+                s.slashed += _slash(
+                    modelId, t, round, t.trainerSeats[seats[k]].account, p.trainerStake, p.badSlashBps, SlashReason.Poison
+                );
+            }
+        }
+    }
+
+    /// @dev A committee member is late once per round if it did not score (when someone revealed)
+    /// or did not vote (when a proposal was published). The aggregator is late when there was
+    /// something to aggregate (P > 0) and it did not publish; rejected when the committee rejected
+    /// its proposal.
+    function _slashCommitteeAndAggregator(
+        uint256 modelId,
+        Task storage t,
+        RoundHeader memory h,
+        uint32 round,
+        Settlement memory s
+    ) private {
+        ModelParams storage p = t.params;
+        uint256 size = p.committeeSize;
+        uint256 count = t.validatorCount;
+        for (uint256 j = 0; j < size; ++j) {
+            bool missedScore = s.reveals > 0 && !Bits.has(h.scored, j);
+            bool missedVote = h.proposed && !Bits.has(h.voted, j);
+            if (missedScore || missedVote) {
+                address member = _committeeMember(t, s.committeeStart, count, j).account;
+                s.slashed += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Late);
+            }
+        }
+        if (!h.proposed && s.positiveSum > 0) {
+            s.slashed += _slash(modelId, t, round, p.aggregator, p.aggregatorStake, p.lateSlashBps, SlashReason.Late);
+        } else if (s.rejected) {
+            s.slashed += _slash(modelId, t, round, p.aggregator, p.aggregatorStake, p.badSlashBps, SlashReason.Rejected);
+        }
+    }
+
+    /// @dev Trainer i earns T * u_i / P + S * u_i / P (u_i > 0); the dust of both, or all of T and
+    /// S when P == 0, returns to the buyer.
+    function _payTrainers(
+        uint256 modelId,
+        Task storage t,
+        uint32 round,
+        int256[] memory u,
+        uint256[] memory seats,
+        Settlement memory s
+    ) private {
+        if (s.positiveSum == 0) {
+            s.toBuyer += s.trainerPool + s.slashed;
+            return;
+        }
+        uint256 paid = 0;
+        for (uint256 k = 0; k < s.reveals; ++k) {
+            if (u[k] <= 0) continue;
+            uint256 utility = uint256(u[k]);
+            uint256 amount = Shares.proRata(s.trainerPool, utility, s.positiveSum)
+                + Shares.proRata(s.slashed, utility, s.positiveSum);
+            if (amount == 0) continue;
+            paid += amount;
+            _accrue(modelId, t.trainerSeats[seats[k]], round, Role.Trainer, amount);
+        }
+        s.toBuyer += s.trainerPool + s.slashed - paid;
+    }
+
+    /// @dev V / n to each eligible member (scored, and voted if a proposal was published); the
+    /// dust, or all of V when nobody revealed or nobody is eligible, returns to the buyer.
+    function _payCommittee(uint256 modelId, Task storage t, RoundHeader memory h, uint32 round, Settlement memory s)
+        private
+    {
+        uint16 eligible = 0;
+        if (s.reveals > 0) {
+            eligible = h.scored;
+            if (h.proposed) eligible &= h.voted;
+        }
+        uint256 n = Bits.popcount(eligible);
+        if (n == 0) {
+            s.toBuyer += s.validatorPool;
+            return;
+        }
+        uint256 each = s.validatorPool / n;
+        s.toBuyer += s.validatorPool - each * n;
+        if (each == 0) return;
+        uint256 size = t.params.committeeSize;
+        uint256 count = t.validatorCount;
+        for (uint256 j = 0; j < size; ++j) {
+            if (Bits.has(eligible, j)) {
+                _accrue(modelId, _committeeMember(t, s.committeeStart, count, j), round, Role.Validator, each);
+            }
+        }
+    }
+
+    /// @dev Slashes `bps` of the original `stake`, capped at the stake remaining; returns the amount.
+    function _slash(
+        uint256 modelId,
+        Task storage t,
+        uint32 round,
+        address account,
+        uint256 stake,
+        uint256 bps,
+        SlashReason reason
+    ) private returns (uint256 amount) {
+        Participant storage pp = t.participants[account];
+        amount = Shares.slashAmount(stake, pp.slashed, bps);
+        if (amount == 0) return 0;
+        pp.slashed = _toU112(uint256(pp.slashed) + amount);
+        t.stakesHeld = _toU128(t.stakesHeld - amount);
+        emit Slashed(modelId, round, account, reason, amount);
+    }
+
+    /// @dev One read and one write of the seat: its address and earnings share a word.
+    function _accrue(uint256 modelId, Seat storage seat, uint32 round, Role role, uint256 amount) private {
+        (address account, uint256 earned) = (seat.account, seat.earned);
+        seat.earned = _toU96(earned + amount);
+        emit RewardAccrued(modelId, round, account, role, amount);
+    }
+
+    // =====================================================================================
+    // internal: money
+    // =====================================================================================
+
+    function _join(uint256 modelId, Task storage t, Participant storage me, Role role, uint256 stake) private {
+        if (msg.value != stake) revert WrongAmount(stake, msg.value);
+        me.role = role;
+        t.stakesHeld = _toU128(t.stakesHeld + stake);
+        emit ParticipantJoined(modelId, msg.sender, role, stake);
+    }
+
+    /// @dev Credits `earned` and the stake remaining to `account`; returns the stake remaining.
+    function _settle(Task storage t, address account, uint256 earned, uint256 stake) private returns (uint256 stakeBack) {
+        stakeBack = stake - t.participants[account].slashed;
+        _creditTo(account, earned + stakeBack);
+    }
+
+    function _creditTo(address account, uint256 amount) private {
+        if (amount == 0) return;
+        _credit[account] += amount;
+        _totalCredit += amount;
+    }
+
+    function _commitment(
+        uint256 modelId,
+        uint32 round,
+        bytes32 updateDigest,
+        uint64 numSamples,
+        bytes32 salt,
+        address trainer
+    ) private pure returns (bytes32) {
         return keccak256(abi.encode(modelId, round, updateDigest, numSamples, salt, trainer));
     }
-    function hasCommitted(uint256, uint32, address) external view returns (bool) {}
-    function hasRevealed(uint256, uint32, address) external view returns (bool) {}
-    function trainers(uint256) external view returns (address[] memory) {}
-    function validators(uint256) external view returns (address[] memory) {}
-    function participant(uint256, address) external view returns (ParticipantView memory) {}
-    function taskBalance(uint256) external view returns (uint256) {}
-    function credit(address) external view returns (uint256) {}
-    function totalCredit() external view returns (uint256) {}
+
+    function _toU128(uint256 amount) private pure returns (uint128) {
+        if (amount > type(uint128).max) revert AmountTooLarge(amount);
+        return uint128(amount);
+    }
+
+    function _toU112(uint256 amount) private pure returns (uint112) {
+        if (amount > type(uint112).max) revert AmountTooLarge(amount);
+        return uint112(amount);
+    }
+
+    function _toU96(uint256 amount) private pure returns (uint96) {
+        if (amount > type(uint96).max) revert AmountTooLarge(amount);
+        return uint96(amount);
+    }
 }

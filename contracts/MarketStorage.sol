@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IMarketplace} from "./IMarketplace.sol";
+
+/// @title MarketStorage — the Marketplace's constants, storage layout and packed records
+/// @notice Storage is packed so that the per-trainer work of a round stays flat and small:
+/// a round's who-did-what lives in one word (bitmaps), each trainer's address and earnings in one
+/// word, scores four to a word, reveal entries three to a word, and the per-update slots of a round
+/// are reused two rounds later.
+abstract contract MarketStorage is IMarketplace {
+    // ---------------------------------------------------------------- caps (docs/protocol.md)
+
+    uint256 public constant MAX_TRAINERS = 64;
+    uint256 public constant MAX_VALIDATORS = 32;
+    uint256 public constant MAX_COMMITTEE = 9;
+    uint256 public constant MAX_ROUNDS = 1000;
+    uint256 public constant MIN_WINDOW = 1 seconds;
+    uint256 public constant MAX_WINDOW = 30 days;
+
+    /// @dev The stored stage of a round that has been settled (beyond IMarketplace.Phase).
+    uint8 internal constant STAGE_CLOSED = 7;
+
+    // ---------------------------------------------------------------- packing
+
+    uint256 internal constant SCORES_PER_WORD = 4; // int64 scores per storage word
+    uint256 internal constant ENTRIES_PER_WORD = 3; // reveal entries (8 + 64 bits) per storage word
+    uint256 internal constant SCORE_WORDS = (MAX_TRAINERS + SCORES_PER_WORD - 1) / SCORES_PER_WORD;
+    uint256 internal constant ORDER_WORDS = (MAX_TRAINERS + ENTRIES_PER_WORD - 1) / ENTRIES_PER_WORD;
+    /// @dev Written into a trainer's two commitment slots when it joins, so that every round's
+    /// commit overwrites a non-zero slot; never a valid commitment (no keccak256 output is 1).
+    bytes32 internal constant ALLOCATED = bytes32(uint256(1));
+
+    // ---------------------------------------------------------------- records
+
+    /// @dev One participant of one task, one storage word. Amounts fit: every wei of a task was
+    /// sent to it, and 2^96 wei (~7.9e28) is far above the ether supply (~1.2e26).
+    struct Participant {
+        Role role;
+        bool licensed;
+        uint16 index; // seat in the task's trainer or validator list
+        uint112 slashed; // slashed over all rounds (stake remaining = stake - slashed)
+    }
+
+    /// @dev A trainer's or validator's seat: its address and earnings in one word, so that paying
+    /// it at the close of a round costs one storage read and one write.
+    struct Seat {
+        address account;
+        uint96 earned; // rewards accrued over all rounds
+    }
+
+    /// @dev Who did what in a round: one storage word, kept for every round.
+    struct RoundHeader {
+        uint8 stage; // a Phase value as last stored, or STAGE_CLOSED; the live phase is derived
+        uint64 deadline; // end of the stored stage (0 for Due and Closed)
+        uint64 committed; // bit i: trainer seat i committed
+        uint64 revealed; // bit i: trainer seat i revealed
+        uint16 scored; // bit j: committee position j submitted scores
+        uint16 voted; // bit j: committee position j voted in Confirm
+        uint16 approved; // bit j: committee position j voted ok
+        bool proposed;
+    }
+
+    struct Round {
+        RoundHeader header;
+        bytes32 proposedDigest;
+        int64 proposedMetric;
+    }
+
+    /// @dev Per-update data of a round, in one of two buffers chosen by the round's parity: round r
+    /// reuses the slots of round r - 2, so a round writes non-zero over non-zero (~5k gas a slot
+    /// instead of ~22k). The current and the previous round are always readable; older rounds'
+    /// updates and scores remain in the UpdateRevealed and ScoresSubmitted events.
+    struct UpdateBuffer {
+        /// trainer seat -> the commitment, replaced by the update digest at reveal
+        bytes32[MAX_TRAINERS] updates;
+        /// reveal order, ENTRIES_PER_WORD entries (trainer seat, numSamples) per word
+        uint256[ORDER_WORDS] order;
+        /// [committee position][word] -> SCORES_PER_WORD packed int64 scores, in reveal order
+        uint256[SCORE_WORDS][MAX_COMMITTEE] scores;
+    }
+
+    struct Task {
+        ModelParams params;
+        // one word: 160 + 8 + 32 + 32 + 8 + 8 + 8 bits
+        address owner;
+        Status status;
+        uint32 currentRound;
+        uint32 roundsClosed;
+        uint8 trainerCount;
+        uint8 validatorCount;
+        uint8 committeeOffset; // first committee's position in the validator list
+        // money of this task (wei); taskBalance = escrow + stakesHeld + accrued
+        uint128 reward;
+        uint128 escrow;
+        uint128 stakesHeld;
+        uint128 accrued; // participants' earnings + buyerAccrued, not yet credited
+        uint128 buyerAccrued; // what returns to the buyer at settlement, escrow aside
+        uint128 licenseIncome;
+        uint128 aggregatorEarned;
+        bytes32 globalModelDigest;
+        Seat[] trainerSeats;
+        Seat[] validatorSeats;
+        mapping(address => Participant) participants;
+        mapping(uint32 => Round) rounds;
+        UpdateBuffer[2] buffers;
+    }
+
+    // ---------------------------------------------------------------- state
+
+    uint256 internal _modelCount;
+    mapping(uint256 => Task) internal _tasks;
+    mapping(address => uint256) internal _credit;
+    uint256 internal _totalCredit;
+}

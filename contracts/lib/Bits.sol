@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title Bits — bitmaps and packed words for the per-round state
+/// @notice A round keeps who committed / revealed (bit i = trainer seat i, at most 64) and which
+/// committee member scored / voted (bit j = committee position j, at most 9) in one storage word;
+/// scores are packed four int64 to a word, reveal entries three to a word.
+library Bits {
+    uint256 internal constant SCORE_BITS = 64;
+    uint256 internal constant ENTRY_BITS = 72; // trainer seat (8 bits) | numSamples (64 bits)
+
+    /// @notice Number of set bits of a 64-bit map (SWAR population count).
+    function popcount(uint64 x) internal pure returns (uint256) {
+        uint256 v = x;
+        v = v - ((v >> 1) & 0x5555555555555555);
+        v = (v & 0x3333333333333333) + ((v >> 2) & 0x3333333333333333);
+        v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0f;
+        // Each byte now holds a count <= 8; the multiply sums them into the top byte of 64 bits.
+        return ((v * 0x0101010101010101) & 0xffffffffffffffff) >> 56;
+    }
+
+    function has(uint64 map, uint256 bit) internal pure returns (bool) {
+        return (map >> bit) & 1 == 1;
+    }
+
+    /// @notice The `slot`-th int64 packed in `word`.
+    function scoreAt(uint256 word, uint256 slot) internal pure returns (int64) {
+        return int64(uint64(word >> (SCORE_BITS * slot)));
+    }
+
+    /// @notice `word` with `score` written into its `slot`-th int64 (which must be zero).
+    function withScore(uint256 word, uint256 slot, int64 score) internal pure returns (uint256) {
+        return word | (uint256(uint64(score)) << (SCORE_BITS * slot));
+    }
+
+    /// @notice A reveal entry: trainer index and sample count.
+    function entry(uint256 trainerIndex, uint64 numSamples) internal pure returns (uint256) {
+        return trainerIndex | (uint256(numSamples) << 8);
+    }
+
+    /// @notice The `slot`-th reveal entry of `word`.
+    function entryAt(uint256 word, uint256 slot) internal pure returns (uint256 trainerIndex, uint64 numSamples) {
+        uint256 e = word >> (ENTRY_BITS * slot);
+        trainerIndex = e & 0xff;
+        numSamples = uint64(e >> 8);
+    }
+}
