@@ -4,7 +4,7 @@ chain time.
 
 Fixture names are a stable interface (tests/contracts/test_invariants.py and test_isolation.py use
 them too): w3, accounts, actors, market, make_params, post_task, ready_task, tx, expect_revert,
-call_error, events, advance, set_time, now.
+call_error, events, advance, set_time, now, flow.
 """
 
 from __future__ import annotations
@@ -142,12 +142,31 @@ def tx(w3: Web3) -> Callable[..., Any]:
     """tx(market.functions.f(args), sender, value=0, gas=None) -> receipt (explicit gas, no estimation)."""
 
     def send(call: Any, sender: str, value: int = 0, gas: int | None = None) -> Any:
-        tx_hash = call.transact({"from": sender, "value": value, "gas": gas or _gas_for(call)})
-        receipt = w3.eth.get_transaction_receipt(tx_hash)
-        assert receipt["status"] == 1, f"{call.fn_name} failed"
+        receipt = _transact(w3, call, sender, value, gas)
+        if receipt["status"] != 1:
+            raise Reverted(f"{call.fn_name} reverted: {_replay_error(call, sender, value)}")
         return receipt
 
     return send
+
+
+def _transact(w3: Web3, call: Any, sender: str, value: int, gas: int | None = None) -> Any:
+    """Send with explicit gas; a revert either raises (eth-tester, some paths) or mines status 0."""
+    tx_hash = call.transact({"from": sender, "value": value, "gas": gas or _gas_for(call)})
+    return w3.eth.get_transaction_receipt(tx_hash)
+
+
+def _replay_error(call: Any, sender: str, value: int) -> tuple[str, tuple[Any, ...]] | str:
+    """Re-run a failed transaction as an eth_call on the block it failed in (a failed transaction
+    changes no contract state, and the call sees that block's timestamp) to get its revert data."""
+    try:
+        call.call({"from": sender, "value": value}, block_identifier="latest")
+    except (TransactionFailed, ContractLogicError) as exc:
+        try:
+            return decode_error(call.w3.eth.contract(address=call.address, abi=call.contract_abi), exc)
+        except Reverted as unknown:
+            return str(unknown)
+    return "(the replay did not revert)"
 
 
 def _error_table(contract: Any) -> dict[bytes, tuple[str, list[str]]]:
@@ -211,11 +230,16 @@ def expect_revert(market: Any) -> Callable[..., tuple[Any, ...]]:
 
     def check(call: Any, sender: str, error: str, *args: Any, value: int = 0) -> tuple[Any, ...]:
         try:
-            call.transact({"from": sender, "value": value, "gas": _gas_for(call)})
+            receipt = _transact(market.w3, call, sender, value)
         except (TransactionFailed, ContractLogicError) as exc:
             name, got = decode_error(market, exc)
         else:
-            raise Reverted(f"{call.fn_name} did not revert (expected {error})")
+            if receipt["status"] == 1:
+                raise Reverted(f"{call.fn_name} did not revert (expected {error})")
+            replayed = _replay_error(call, sender, value)
+            if isinstance(replayed, str):
+                raise Reverted(f"{call.fn_name} reverted without a custom error: {replayed}")
+            name, got = replayed
         assert name == error, f"{call.fn_name} reverted {name}{got}, expected {error}"
         if args:
             assert _normalise(got) == _normalise(args), f"{error} args {got} != {args}"
@@ -276,7 +300,9 @@ def post_task(market: Any, actors: Actors, tx: Callable[..., Any], make_params: 
     def post(owner: str | None = None, value: int = DEFAULT_REWARD, **overrides: Any) -> int:
         params = make_params(**overrides)
         receipt = tx(market.functions.newModel(params), owner or actors.owner, value=value)
-        (created,) = market.events.ModelCreated().process_receipt(receipt)
+        from web3.logs import DISCARD
+
+        (created,) = market.events.ModelCreated().process_receipt(receipt, errors=DISCARD)
         return int(created["args"]["modelId"])
 
     return post
@@ -306,3 +332,109 @@ def ready_task(market: Any, actors: Actors, tx: Callable[..., Any], post_task: C
         return model_id
 
     return ready
+
+
+# ------------------------------------------------------------------------------ rounds
+
+
+def update_digest(trainer: str, round_: int, tag: str = "") -> bytes:
+    """A deterministic stand-in for a trainer's update CID digest."""
+    return keccak(text=f"update:{trainer.lower()}:{round_}:{tag}")
+
+
+def salt_of(trainer: str, round_: int) -> bytes:
+    return keccak(text=f"salt:{trainer.lower()}:{round_}")
+
+
+ROUND_FIELDS = [
+    "round", "phase", "phaseDeadline", "committee", "commits", "reveals", "scoresSubmitted",
+    "proposed", "proposedDigest", "proposedMetric", "confirmations", "rejections", "closed",
+]
+PARTICIPANT_FIELDS = ["role", "stakeRemaining", "earned", "slashed", "licensed"]
+STATE_FIELDS = [
+    "owner", "status", "currentRound", "roundsClosed", "reward", "escrow", "stakesHeld", "accrued",
+    "licenseIncome", "globalModelDigest", "trainerCount", "validatorCount", "aggregatorJoined",
+]
+
+
+class Flow:
+    """Round actions with deterministic update digests and salts, and decoded views."""
+
+    def __init__(self, w3: Web3, market: Any, actors: Actors, tx: Callable[..., Any]):
+        self.w3, self.market, self.actors, self.tx = w3, market, actors, tx
+        self.f = market.functions
+
+    # views
+    def round(self, model_id: int, round_: int | None = None) -> dict[str, Any]:
+        if round_ is None:
+            round_ = self.state(model_id)["currentRound"]
+        return dict(zip(ROUND_FIELDS, self.f.getRound(model_id, round_).call()))
+
+    def state(self, model_id: int) -> dict[str, Any]:
+        return dict(zip(STATE_FIELDS, self.f.getModel(model_id).call()[1]))
+
+    def params(self, model_id: int) -> tuple[Any, ...]:
+        return self.f.getModel(model_id).call()[0]
+
+    def participant(self, model_id: int, account: str) -> dict[str, Any]:
+        return dict(zip(PARTICIPANT_FIELDS, self.f.participant(model_id, account).call()))
+
+    def committee(self, model_id: int, round_: int) -> list[str]:
+        return list(self.round(model_id, round_)["committee"])
+
+    def phase(self, model_id: int) -> int:
+        return self.round(model_id)["phase"]
+
+    # actions
+    def commitment(self, model_id: int, round_: int, trainer: str, samples: int = 100, tag: str = "") -> bytes:
+        return self.f.commitmentOf(model_id, round_, update_digest(trainer, round_, tag), samples, salt_of(trainer, round_), trainer).call()
+
+    def commit(self, model_id: int, round_: int, trainer: str, samples: int = 100, tag: str = "") -> Any:
+        return self.tx(self.f.commitUpdate(model_id, round_, self.commitment(model_id, round_, trainer, samples, tag)), trainer)
+
+    def reveal(self, model_id: int, round_: int, trainer: str, samples: int = 100, tag: str = "") -> Any:
+        return self.tx(self.f.revealUpdate(model_id, round_, update_digest(trainer, round_, tag), samples, salt_of(trainer, round_)), trainer)
+
+    def score(self, model_id: int, round_: int, validator: str, scores: list[int]) -> Any:
+        return self.tx(self.f.submitScores(model_id, round_, scores), validator)
+
+    def publish(self, model_id: int, round_: int, digest: bytes | None = None, metric: int = 900_000) -> Any:
+        digest = digest or keccak(text=f"global:{model_id}:{round_}")
+        return self.tx(self.f.publishGlobalModel(model_id, round_, digest, metric), self.actors.aggregator)
+
+    def confirm(self, model_id: int, round_: int, validator: str, ok: bool = True) -> Any:
+        return self.tx(self.f.confirmGlobalModel(model_id, round_, ok), validator)
+
+    def to_phase(self, model_id: int, round_: int, trainers: list[str], phase: str, scores: list[int] | None = None) -> None:
+        """Drive round `round_` from Commit to the start of `phase` with everyone acting
+        (trainers commit and reveal; every member scores `scores`, default 1_000_000 each;
+        the aggregator publishes)."""
+        order = ["Reveal", "Score", "Publish", "Confirm"]
+        target = order.index(phase)
+        for trainer in trainers:
+            self.commit(model_id, round_, trainer)
+        if target == 0:
+            return
+        for trainer in trainers:
+            self.reveal(model_id, round_, trainer)
+        if target == 1:
+            return
+        for member in self.committee(model_id, round_):
+            self.score(model_id, round_, member, scores if scores is not None else [1_000_000] * len(trainers))
+        if target == 2:
+            return
+        self.publish(model_id, round_)
+
+    def play_round(self, model_id: int, round_: int, trainers: list[str], scores: list[int] | None = None, ok: bool = True) -> Any:
+        """Everyone acts; returns the receipt of the last confirmation (which closes the round)."""
+        self.to_phase(model_id, round_, trainers, "Confirm", scores)
+        receipt = None
+        for member in self.committee(model_id, round_):
+            receipt = self.confirm(model_id, round_, member, ok)
+        return receipt
+
+
+@pytest.fixture
+def flow(w3: Web3, market: Any, actors: Actors, tx: Callable[..., Any]) -> Flow:
+    """Round actions and decoded views (see Flow)."""
+    return Flow(w3, market, actors, tx)

@@ -1,0 +1,375 @@
+"""Task set-up: newModel, payForModel, buyLicense, join*, startTraining, cancelModel.
+
+One test or more per external function and per revert path; custom errors are decoded from the
+revert data and checked by name and arguments.
+"""
+
+from __future__ import annotations
+
+import pytest
+from eth_utils import keccak
+
+from conftest import DEFAULT_PARAMS, DEFAULT_REWARD, PHASE, ROLE, STATUS
+
+ZERO32 = b"\x00" * 32
+
+
+# ------------------------------------------------------------------------------ newModel
+
+
+def test_new_model_records_task_and_escrow(market, actors, tx, events, make_params, flow):
+    receipt = tx(market.functions.newModel(make_params()), actors.owner, value=DEFAULT_REWARD)
+    (created,) = events(receipt, "ModelCreated")
+    assert created["modelId"] == 1 and created["owner"] == actors.owner and created["aggregator"] == actors.aggregator
+    assert created["specDigest"] == DEFAULT_PARAMS["specDigest"] and created["rounds"] == 2
+    (paid,) = events(receipt, "ModelCreationPayment")
+    assert (paid["modelId"], paid["owner"], paid["amount"]) == (1, actors.owner, DEFAULT_REWARD)
+    state = flow.state(1)
+    assert state["status"] == STATUS["Open"] and state["escrow"] == DEFAULT_REWARD and state["reward"] == 0
+    assert state["globalModelDigest"] == DEFAULT_PARAMS["initialModelDigest"]
+    assert market.functions.modelCount().call() == 1
+    assert market.functions.taskBalance(1).call() == DEFAULT_REWARD
+    assert flow.params(1) == make_params()
+
+
+def test_new_model_ids_are_sequential(post_task, market):
+    assert [post_task(), post_task(), post_task()] == [1, 2, 3]
+    assert market.functions.modelCount().call() == 3
+
+
+def test_new_model_zero_escrow(market, actors, make_params, expect_revert):
+    expect_revert(market.functions.newModel(make_params()), actors.owner, "ZeroEscrow", value=0)
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        ({"specDigest": ZERO32}, "specDigest is zero"),
+        ({"initialModelDigest": ZERO32}, "initialModelDigest is zero"),
+        ({"aggregator": "0x" + "00" * 20}, "aggregator is the zero address"),
+        ({"rounds": 0}, "rounds out of range"),
+        ({"rounds": 1001}, "rounds out of range"),
+        ({"minTrainers": 0}, "trainer bounds out of range"),
+        ({"minTrainers": 5, "maxTrainers": 4}, "trainer bounds out of range"),
+        ({"maxTrainers": 65}, "trainer bounds out of range"),
+        ({"committeeSize": 0}, "committeeSize out of range"),
+        ({"committeeSize": 10, "maxValidators": 12}, "committeeSize out of range"),
+        ({"maxValidators": 2}, "maxValidators out of range"),
+        ({"maxValidators": 33}, "maxValidators out of range"),
+        ({"commitWindow": 0}, "window out of range"),
+        ({"confirmWindow": 30 * 86400 + 1}, "window out of range"),
+        ({"trainerStake": 2**96}, "stake too large"),
+        ({"lateSlashBps": 10_001}, "slash bps above 10000"),
+        ({"badSlashBps": 10_001}, "slash bps above 10000"),
+        ({"trainerShareBps": 7_001}, "shares do not sum to 10000"),
+    ],
+)
+def test_new_model_invalid_params(market, actors, make_params, expect_revert, overrides, reason):
+    expect_revert(market.functions.newModel(make_params(**overrides)), actors.owner, "InvalidParams", reason, value=1)
+
+
+def test_new_model_aggregator_cannot_be_owner(market, actors, make_params, expect_revert):
+    params = make_params(aggregator=actors.owner)
+    expect_revert(market.functions.newModel(params), actors.owner, "InvalidParams", "aggregator is the owner", value=1)
+
+
+def test_new_model_accepts_bounds(post_task, flow):
+    model_id = post_task(rounds=1000, maxTrainers=64, committeeSize=9, maxValidators=32, commitWindow=1, confirmWindow=30 * 86400)
+    assert flow.params(model_id)[3] == 1000
+
+
+# ------------------------------------------------------------------------------ payForModel
+
+
+def test_pay_for_model_tops_up(market, actors, tx, events, post_task, flow):
+    model_id = post_task()
+    receipt = tx(market.functions.payForModel(model_id), actors.owner, value=7)
+    assert events(receipt, "ModelCreationPayment") == [{"modelId": model_id, "owner": actors.owner, "amount": 7}]
+    assert flow.state(model_id)["escrow"] == DEFAULT_REWARD + 7
+
+
+def test_pay_for_model_unknown(market, actors, expect_revert):
+    expect_revert(market.functions.payForModel(9), actors.owner, "UnknownModel", 9, value=1)
+
+
+def test_pay_for_model_not_owner(market, actors, expect_revert, post_task):
+    model_id = post_task()
+    expect_revert(market.functions.payForModel(model_id), actors.outsiders[0], "NotOwner", model_id, actors.outsiders[0], value=1)
+
+
+def test_pay_for_model_zero(market, actors, expect_revert, post_task):
+    model_id = post_task()
+    expect_revert(market.functions.payForModel(model_id), actors.owner, "ZeroEscrow")
+
+
+def test_pay_for_model_after_start(market, actors, expect_revert, ready_task):
+    model_id = ready_task()
+    expect_revert(market.functions.payForModel(model_id), actors.owner, "WrongStatus", model_id, STATUS["Open"], STATUS["Training"], value=1)
+
+
+# ------------------------------------------------------------------------------ buyLicense
+
+
+def test_buy_license_credits_owner(market, actors, tx, events, post_task, flow):
+    model_id = post_task(licenseFee=1_234)
+    trainer = actors.trainers[0]
+    receipt = tx(market.functions.buyLicense(model_id), trainer, value=1_234)
+    assert events(receipt, "LicensePurchased") == [{"modelId": model_id, "licensee": trainer, "fee": 1_234}]
+    assert market.functions.credit(actors.owner).call() == 1_234
+    assert market.functions.totalCredit().call() == 1_234
+    assert flow.state(model_id)["licenseIncome"] == 1_234
+    assert flow.participant(model_id, trainer)["licensed"] is True
+    assert market.functions.taskBalance(model_id).call() == DEFAULT_REWARD  # fees never join the task balance
+
+
+def test_buy_license_free(market, actors, tx, post_task, flow):
+    model_id = post_task(licenseFee=0)
+    tx(market.functions.buyLicense(model_id), actors.trainers[0], value=0)
+    assert flow.participant(model_id, actors.trainers[0])["licensed"] is True
+    assert market.functions.credit(actors.owner).call() == 0
+
+
+def test_buy_license_during_training(market, actors, tx, ready_task, flow):
+    model_id = ready_task()
+    tx(market.functions.buyLicense(model_id), actors.outsiders[0], value=1_000)
+    assert flow.participant(model_id, actors.outsiders[0])["licensed"] is True
+
+
+def test_buy_license_owner(market, actors, expect_revert, post_task):
+    model_id = post_task()
+    expect_revert(market.functions.buyLicense(model_id), actors.owner, "OwnerCannotParticipate", model_id, value=1_000)
+
+
+def test_buy_license_twice(market, actors, tx, expect_revert, post_task):
+    model_id = post_task()
+    tx(market.functions.buyLicense(model_id), actors.trainers[0], value=1_000)
+    expect_revert(market.functions.buyLicense(model_id), actors.trainers[0], "AlreadyLicensed", model_id, actors.trainers[0], value=1_000)
+
+
+def test_buy_license_wrong_fee(market, actors, expect_revert, post_task):
+    model_id = post_task()
+    expect_revert(market.functions.buyLicense(model_id), actors.trainers[0], "WrongAmount", 1_000, 999, value=999)
+
+
+def test_buy_license_unknown(market, actors, expect_revert):
+    expect_revert(market.functions.buyLicense(3), actors.trainers[0], "UnknownModel", 3, value=1_000)
+
+
+def test_buy_license_after_cancel(market, actors, tx, expect_revert, post_task):
+    model_id = post_task()
+    tx(market.functions.cancelModel(model_id), actors.owner)
+    expect_revert(market.functions.buyLicense(model_id), actors.trainers[0], "WrongStatus", model_id, STATUS["Open"], STATUS["Cancelled"], value=1_000)
+
+
+# ------------------------------------------------------------------------------ joins
+
+
+def test_join_as_trainer(market, actors, tx, events, post_task, flow):
+    model_id = post_task()
+    trainer = actors.trainers[0]
+    tx(market.functions.buyLicense(model_id), trainer, value=1_000)
+    receipt = tx(market.functions.joinAsTrainer(model_id), trainer, value=10_000)
+    assert events(receipt, "ParticipantJoined") == [{"modelId": model_id, "participant": trainer, "role": ROLE["Trainer"], "stake": 10_000}]
+    assert flow.participant(model_id, trainer) == {"role": ROLE["Trainer"], "stakeRemaining": 10_000, "earned": 0, "slashed": 0, "licensed": True}
+    assert market.functions.trainers(model_id).call() == [trainer]
+    assert flow.state(model_id)["stakesHeld"] == 10_000 and flow.state(model_id)["trainerCount"] == 1
+    assert market.functions.taskBalance(model_id).call() == DEFAULT_REWARD + 10_000
+
+
+def test_join_as_trainer_needs_license(market, actors, expect_revert, post_task):
+    model_id = post_task()
+    expect_revert(market.functions.joinAsTrainer(model_id), actors.trainers[0], "NoLicense", model_id, actors.trainers[0], value=10_000)
+
+
+def test_join_as_trainer_owner(market, actors, expect_revert, post_task):
+    model_id = post_task()
+    expect_revert(market.functions.joinAsTrainer(model_id), actors.owner, "OwnerCannotParticipate", model_id, value=10_000)
+
+
+def test_join_as_trainer_wrong_stake(market, actors, tx, expect_revert, post_task):
+    model_id = post_task()
+    tx(market.functions.buyLicense(model_id), actors.trainers[0], value=1_000)
+    expect_revert(market.functions.joinAsTrainer(model_id), actors.trainers[0], "WrongAmount", 10_000, 10_001, value=10_001)
+
+
+def test_join_as_trainer_twice(market, actors, tx, expect_revert, post_task):
+    model_id = post_task()
+    trainer = actors.trainers[0]
+    tx(market.functions.buyLicense(model_id), trainer, value=1_000)
+    tx(market.functions.joinAsTrainer(model_id), trainer, value=10_000)
+    expect_revert(market.functions.joinAsTrainer(model_id), trainer, "AlreadyJoined", model_id, trainer, ROLE["Trainer"], value=10_000)
+    expect_revert(market.functions.joinAsValidator(model_id), trainer, "AlreadyJoined", model_id, trainer, ROLE["Trainer"], value=20_000)
+
+
+def test_join_as_trainer_full(market, actors, tx, expect_revert, post_task):
+    model_id = post_task(minTrainers=1, maxTrainers=2)
+    for trainer in actors.trainers[:3]:
+        tx(market.functions.buyLicense(model_id), trainer, value=1_000)
+    for trainer in actors.trainers[:2]:
+        tx(market.functions.joinAsTrainer(model_id), trainer, value=10_000)
+    expect_revert(market.functions.joinAsTrainer(model_id), actors.trainers[2], "RoleFull", model_id, ROLE["Trainer"], 2, value=10_000)
+
+
+def test_join_as_trainer_after_start(market, actors, tx, expect_revert, ready_task):
+    model_id = ready_task()
+    trainer = actors.trainers[5]
+    tx(market.functions.buyLicense(model_id), trainer, value=1_000)
+    expect_revert(market.functions.joinAsTrainer(model_id), trainer, "WrongStatus", model_id, STATUS["Open"], STATUS["Training"], value=10_000)
+
+
+def test_join_as_validator(market, actors, tx, events, post_task, flow):
+    model_id = post_task()
+    validator = actors.validators[0]
+    receipt = tx(market.functions.joinAsValidator(model_id), validator, value=20_000)
+    assert events(receipt, "ParticipantJoined") == [{"modelId": model_id, "participant": validator, "role": ROLE["Validator"], "stake": 20_000}]
+    assert market.functions.validators(model_id).call() == [validator]
+    assert flow.participant(model_id, validator)["stakeRemaining"] == 20_000
+    assert flow.state(model_id)["validatorCount"] == 1
+
+
+def test_join_as_validator_reverts(market, actors, tx, expect_revert, post_task):
+    model_id = post_task(committeeSize=1, maxValidators=1)
+    v0, v1 = actors.validators[:2]
+    expect_revert(market.functions.joinAsValidator(model_id), actors.owner, "OwnerCannotParticipate", model_id, value=20_000)
+    expect_revert(market.functions.joinAsValidator(model_id), v0, "WrongAmount", 20_000, 0)
+    tx(market.functions.joinAsValidator(model_id), v0, value=20_000)
+    expect_revert(market.functions.joinAsValidator(model_id), v0, "AlreadyJoined", model_id, v0, ROLE["Validator"], value=20_000)
+    expect_revert(market.functions.joinAsValidator(model_id), v1, "RoleFull", model_id, ROLE["Validator"], 1, value=20_000)
+    expect_revert(market.functions.joinAsValidator(99), v1, "UnknownModel", 99, value=20_000)
+
+
+def test_join_as_validator_after_cancel(market, actors, tx, expect_revert, post_task):
+    model_id = post_task()
+    tx(market.functions.cancelModel(model_id), actors.owner)
+    expect_revert(market.functions.joinAsValidator(model_id), actors.validators[0], "WrongStatus", model_id, STATUS["Open"], STATUS["Cancelled"], value=20_000)
+
+
+def test_join_as_aggregator(market, actors, tx, events, post_task, flow):
+    model_id = post_task()
+    receipt = tx(market.functions.joinAsAggregator(model_id), actors.aggregator, value=30_000)
+    assert events(receipt, "ParticipantJoined") == [{"modelId": model_id, "participant": actors.aggregator, "role": ROLE["Aggregator"], "stake": 30_000}]
+    assert flow.state(model_id)["aggregatorJoined"] is True
+    assert flow.participant(model_id, actors.aggregator)["role"] == ROLE["Aggregator"]
+
+
+def test_join_as_aggregator_reverts(market, actors, tx, expect_revert, post_task):
+    model_id = post_task()
+    other = actors.outsiders[0]
+    expect_revert(market.functions.joinAsAggregator(model_id), other, "NotAggregator", model_id, other, value=30_000)
+    expect_revert(market.functions.joinAsAggregator(model_id), actors.aggregator, "WrongAmount", 30_000, 1, value=1)
+    tx(market.functions.joinAsAggregator(model_id), actors.aggregator, value=30_000)
+    expect_revert(market.functions.joinAsAggregator(model_id), actors.aggregator, "AlreadyJoined", model_id, actors.aggregator, ROLE["Aggregator"], value=30_000)
+
+
+def test_join_as_aggregator_after_start(market, actors, expect_revert, ready_task):
+    model_id = ready_task()
+    expect_revert(market.functions.joinAsAggregator(model_id), actors.aggregator, "WrongStatus", model_id, STATUS["Open"], STATUS["Training"], value=30_000)
+
+
+def test_named_aggregator_that_joined_as_trainer_cannot_aggregate(market, actors, tx, expect_revert, post_task):
+    model_id = post_task()
+    tx(market.functions.buyLicense(model_id), actors.aggregator, value=1_000)
+    tx(market.functions.joinAsTrainer(model_id), actors.aggregator, value=10_000)
+    expect_revert(market.functions.joinAsAggregator(model_id), actors.aggregator, "AlreadyJoined", model_id, actors.aggregator, ROLE["Trainer"], value=30_000)
+
+
+# ------------------------------------------------------------------------------ startTraining
+
+
+@pytest.mark.parametrize("starter", ["owner", "aggregator"])
+def test_start_training(market, actors, tx, events, ready_task, flow, starter):
+    model_id = ready_task(start=False)
+    receipt = tx(market.functions.startTraining(model_id), getattr(actors, starter))
+    assert events(receipt, "TrainingStarted") == [{"modelId": model_id, "reward": DEFAULT_REWARD}]
+    (started,) = events(receipt, "RoundStarted")
+    block = market.w3.eth.get_block(receipt["blockNumber"])
+    assert started["round"] == 1 and started["commitDeadline"] == block["timestamp"] + 100
+    state = flow.state(model_id)
+    assert state["status"] == STATUS["Training"] and state["reward"] == DEFAULT_REWARD and state["currentRound"] == 1
+    view = flow.round(model_id, 1)
+    assert view["phase"] == PHASE["Commit"] and view["phaseDeadline"] == started["commitDeadline"]
+    assert view["committee"] == started["committee"] and len(view["committee"]) == 3
+
+
+def test_start_training_committee_offset_formula(market, actors, tx, events, ready_task):
+    """offset = keccak256(abi.encode(prevrandao, modelId)) % V; committee_j = validators[(offset + j) % V]."""
+    from eth_abi import encode
+
+    model_id = ready_task(n_validators=5, start=False)
+    receipt = tx(market.functions.startTraining(model_id), actors.owner)
+    validators = market.functions.validators(model_id).call()
+    (started,) = events(receipt, "RoundStarted")
+    # py-evm executes transactions with prevrandao 0 and draws the block's mixHash afterwards;
+    # a node executes with the mixHash. Either way the offset follows the formula.
+    candidates = [b"\x00" * 32, bytes(market.w3.eth.get_block(receipt["blockNumber"])["mixHash"])]
+    committees = []
+    for prevrandao in candidates:
+        offset = int.from_bytes(keccak(encode(["bytes32", "uint256"], [prevrandao, model_id])), "big") % 5
+        committees.append([validators[(offset + j) % 5] for j in range(3)])
+    assert started["committee"] in committees
+
+
+def test_start_training_not_owner(market, actors, expect_revert, ready_task):
+    model_id = ready_task(start=False)
+    expect_revert(market.functions.startTraining(model_id), actors.trainers[0], "NotOwnerOrAggregator", model_id, actors.trainers[0])
+
+
+@pytest.mark.parametrize(
+    "n_trainers, n_validators, aggregator, expected",
+    [(2, 3, True, (2, 3, True)), (3, 2, True, (3, 2, True)), (3, 3, False, (3, 3, False))],
+)
+def test_start_training_not_enough(market, actors, tx, expect_revert, post_task, n_trainers, n_validators, aggregator, expected):
+    model_id = post_task()
+    for trainer in actors.trainers[:n_trainers]:
+        tx(market.functions.buyLicense(model_id), trainer, value=1_000)
+        tx(market.functions.joinAsTrainer(model_id), trainer, value=10_000)
+    for validator in actors.validators[:n_validators]:
+        tx(market.functions.joinAsValidator(model_id), validator, value=20_000)
+    if aggregator:
+        tx(market.functions.joinAsAggregator(model_id), actors.aggregator, value=30_000)
+    expect_revert(market.functions.startTraining(model_id), actors.owner, "NotEnoughParticipants", model_id, *expected)
+
+
+def test_start_training_twice(market, actors, expect_revert, ready_task):
+    model_id = ready_task()
+    expect_revert(market.functions.startTraining(model_id), actors.owner, "WrongStatus", model_id, STATUS["Open"], STATUS["Training"])
+
+
+def test_start_training_unknown(market, actors, expect_revert):
+    expect_revert(market.functions.startTraining(5), actors.owner, "UnknownModel", 5)
+
+
+# ------------------------------------------------------------------------------ cancelModel
+
+
+def test_cancel_model_credits_everyone(market, actors, tx, events, ready_task, flow):
+    model_id = ready_task(start=False)
+    receipt = tx(market.functions.cancelModel(model_id), actors.owner)
+    assert events(receipt, "ModelCancelled") == [{"modelId": model_id}]
+    assert events(receipt, "ModelBuyerReturnPayment") == [{"modelId": model_id, "owner": actors.owner, "amount": DEFAULT_REWARD}]
+    assert [e["stakeReturned"] for e in events(receipt, "ContributionPayment")] == [10_000] * 3
+    assert [e["stakeReturned"] for e in events(receipt, "ValidationPayment")] == [20_000] * 3
+    assert events(receipt, "OrchestrationPayment") == [{"modelId": model_id, "aggregator": actors.aggregator, "earned": 0, "stakeReturned": 30_000}]
+    assert flow.state(model_id)["status"] == STATUS["Cancelled"]
+    assert market.functions.taskBalance(model_id).call() == 0
+    assert market.functions.credit(actors.owner).call() == DEFAULT_REWARD + 3 * 1_000
+    assert market.functions.credit(actors.trainers[0]).call() == 10_000
+    assert market.functions.credit(actors.validators[2]).call() == 20_000
+    assert market.functions.credit(actors.aggregator).call() == 30_000
+    assert market.functions.totalCredit().call() == market.w3.eth.get_balance(market.address)
+
+
+def test_cancel_model_without_aggregator(market, actors, tx, events, post_task):
+    model_id = post_task()
+    receipt = tx(market.functions.cancelModel(model_id), actors.owner)
+    assert events(receipt, "OrchestrationPayment") == []
+
+
+def test_cancel_model_reverts(market, actors, tx, expect_revert, post_task, ready_task):
+    model_id = post_task()
+    expect_revert(market.functions.cancelModel(model_id), actors.aggregator, "NotOwner", model_id, actors.aggregator)
+    tx(market.functions.cancelModel(model_id), actors.owner)
+    expect_revert(market.functions.cancelModel(model_id), actors.owner, "WrongStatus", model_id, STATUS["Open"], STATUS["Cancelled"])
+    started = ready_task()
+    expect_revert(market.functions.cancelModel(started), actors.owner, "WrongStatus", started, STATUS["Open"], STATUS["Training"])
+    expect_revert(market.functions.cancelModel(42), actors.owner, "UnknownModel", 42)
