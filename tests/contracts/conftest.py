@@ -4,7 +4,10 @@ chain time.
 
 Fixture names are a stable interface (tests/contracts/test_invariants.py and test_isolation.py use
 them too): w3, accounts, actors, market, make_params, post_task, ready_task, tx, expect_revert,
-call_error, events, advance, set_time, now, flow.
+call_error, events, advance, set_time, now, flow, session_chain.
+
+One chain serves the session: `w3` reverts it to the snapshot taken right after the Marketplace
+was deployed, so every test starts from a fresh deployment (same address every time).
 """
 
 from __future__ import annotations
@@ -83,19 +86,7 @@ class Reverted(AssertionError):
 # ------------------------------------------------------------------------------ chain
 
 
-@pytest.fixture
-def w3() -> Web3:
-    """A fresh embedded chain (30 funded dev accounts, auto-mining) per test."""
-    return new_embedded_web3()
-
-
-@pytest.fixture
-def accounts(w3: Web3) -> list[str]:
-    return list(w3.eth.accounts)
-
-
-@pytest.fixture
-def actors(accounts: list[str]) -> Actors:
+def _actors(accounts: list[str]) -> Actors:
     return Actors(
         owner=accounts[0],
         aggregator=accounts[1],
@@ -106,10 +97,64 @@ def actors(accounts: list[str]) -> Actors:
     )
 
 
+@dataclass
+class SessionChain:
+    """One embedded chain for the session with the Marketplace deployed; every test starts from
+    the snapshot taken right after the deployment (reverting costs ~20 ms, a fresh chain and
+    deployment ~100 ms, a ready task ~1 s: ready tasks are cached as snapshots too)."""
+
+    w3: Web3
+    market: Any
+    base: int
+    base_block: int
+    ready: dict[Any, tuple[int, int]]
+
+    def reset(self) -> None:
+        self.w3.provider.ethereum_tester.revert_to_snapshot(self.base)
+
+    def pristine(self) -> bool:
+        return self.w3.eth.block_number == self.base_block
+
+    def snapshot(self) -> int:
+        """Snapshot the chain after mining an empty block. eth-tester reverts by re-importing the
+        snapshot block, and py-evm executes transactions with prevrandao 0 but seals the block
+        with a random mixHash: a block holding startTraining (which reads prevrandao) would not
+        re-import. An empty block always does."""
+        tester = self.w3.provider.ethereum_tester
+        tester.mine_blocks(1)
+        return tester.take_snapshot()
+
+
+@pytest.fixture(scope="session")
+def session_chain() -> SessionChain:
+    w3 = new_embedded_web3()
+    market = deploy_marketplace(w3, _actors(list(w3.eth.accounts)).deployer)
+    tester = w3.provider.ethereum_tester
+    return SessionChain(w3, market, tester.take_snapshot(), w3.eth.block_number, {})
+
+
 @pytest.fixture
-def market(w3: Web3, actors: Actors):
-    """The Marketplace, freshly deployed on `w3`."""
-    return deploy_marketplace(w3, actors.deployer)
+def w3(session_chain: SessionChain) -> Web3:
+    """The embedded chain (30 funded dev accounts, auto-mining), reset to a fresh Marketplace
+    deployment for every test."""
+    session_chain.reset()
+    return session_chain.w3
+
+
+@pytest.fixture
+def accounts(w3: Web3) -> list[str]:
+    return list(w3.eth.accounts)
+
+
+@pytest.fixture
+def actors(accounts: list[str]) -> Actors:
+    return _actors(accounts)
+
+
+@pytest.fixture
+def market(w3: Web3, session_chain: SessionChain):
+    """The Marketplace as freshly deployed on `w3` (no task yet)."""
+    return session_chain.market
 
 
 @pytest.fixture
@@ -309,13 +354,27 @@ def post_task(market: Any, actors: Actors, tx: Callable[..., Any], make_params: 
 
 
 @pytest.fixture
-def ready_task(market: Any, actors: Actors, tx: Callable[..., Any], post_task: Callable[..., int]) -> Callable[..., int]:
+def ready_task(
+    market: Any, actors: Actors, tx: Callable[..., Any], post_task: Callable[..., int], session_chain: SessionChain
+) -> Callable[..., int]:
     """ready_task(n_trainers=3, n_validators=3, start=True, owner=None, value=DEFAULT_REWARD,
     **param_overrides) -> modelId: posted, licences bought, trainers / validators / the
     aggregator joined (actors.trainers[:n], actors.validators[:n]), and training started (round 1
     in Commit) when `start`."""
 
     def ready(n_trainers: int = 3, n_validators: int = 3, start: bool = True, owner: str | None = None, value: int = DEFAULT_REWARD, **overrides: Any) -> int:
+        key = (n_trainers, n_validators, start, owner, value, tuple(sorted(overrides.items())))
+        if session_chain.pristine():
+            if key in session_chain.ready:
+                snapshot, model_id = session_chain.ready[key]
+                session_chain.w3.provider.ethereum_tester.revert_to_snapshot(snapshot)
+                return model_id
+            model_id = _ready(n_trainers, n_validators, start, owner, value, **overrides)
+            session_chain.ready[key] = (session_chain.snapshot(), model_id)
+            return model_id
+        return _ready(n_trainers, n_validators, start, owner, value, **overrides)
+
+    def _ready(n_trainers: int, n_validators: int, start: bool, owner: str | None, value: int, **overrides: Any) -> int:
         overrides.setdefault("minTrainers", min(n_trainers, DEFAULT_PARAMS["minTrainers"]) or 1)
         overrides.setdefault("committeeSize", min(n_validators, DEFAULT_PARAMS["committeeSize"]) or 1)
         model_id = post_task(owner=owner, value=value, **overrides)
@@ -344,6 +403,12 @@ def update_digest(trainer: str, round_: int, tag: str = "") -> bytes:
 
 def salt_of(trainer: str, round_: int) -> bytes:
     return keccak(text=f"salt:{trainer.lower()}:{round_}")
+
+
+def commitment_of(model_id: int, round_: int, digest: bytes, samples: int, salt: bytes, trainer: str) -> bytes:
+    from eth_abi import encode
+
+    return keccak(encode(["uint256", "uint32", "bytes32", "uint64", "bytes32", "address"], [model_id, round_, digest, samples, salt, trainer]))
 
 
 ROUND_FIELDS = [
@@ -387,7 +452,9 @@ class Flow:
 
     # actions
     def commitment(self, model_id: int, round_: int, trainer: str, samples: int = 100, tag: str = "") -> bytes:
-        return self.f.commitmentOf(model_id, round_, update_digest(trainer, round_, tag), samples, salt_of(trainer, round_), trainer).call()
+        """keccak256(abi.encode(modelId, round, updateDigest, numSamples, salt, trainer)), computed
+        here (test_commitment_of_matches_abi_encoding checks commitmentOf agrees)."""
+        return commitment_of(model_id, round_, update_digest(trainer, round_, tag), samples, salt_of(trainer, round_), trainer)
 
     def commit(self, model_id: int, round_: int, trainer: str, samples: int = 100, tag: str = "") -> Any:
         return self.tx(self.f.commitUpdate(model_id, round_, self.commitment(model_id, round_, trainer, samples, tag)), trainer)
