@@ -15,6 +15,7 @@ Wire formats (both proto2, written by hand; fields in field-number order except 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class _Node:
     dag_size: int  # its block plus every block below it (dag-pb Tsize)
 
 
+@functools.lru_cache(maxsize=8)  # every full chunk has the same frame
 def _leaf_frame(length: int) -> tuple[bytes, bytes]:
     """The bytes around `length` bytes of content in a leaf block: (before, after).
 
