@@ -201,14 +201,14 @@ def _transact(w3: Web3, call: Any, sender: str, value: int, gas: int | None = No
     return w3.eth.get_transaction_receipt(tx_hash)
 
 
-def _replay_error(call: Any, sender: str, value: int) -> tuple[str, tuple[Any, ...]] | str:
+def _replay_error(call: Any, sender: str, value: int, *contracts: Any) -> tuple[str, tuple[Any, ...]] | str:
     """Re-run a failed transaction as an eth_call on the block it failed in (a failed transaction
     changes no contract state, and the call sees that block's timestamp) to get its revert data."""
     try:
         call.call({"from": sender, "value": value}, block_identifier="latest")
     except (TransactionFailed, ContractLogicError) as exc:
         try:
-            return decode_error(call.w3.eth.contract(address=call.address, abi=call.contract_abi), exc)
+            return decode_error(call.w3.eth.contract(address=call.address, abi=call.contract_abi), exc, *contracts)
         except Reverted as unknown:
             return str(unknown)
     return "(the replay did not revert)"
@@ -250,10 +250,13 @@ def _revert_data(exc: Exception) -> bytes:
     raise Reverted(f"not a custom-error revert: {text!r}")
 
 
-def decode_error(contract: Any, exc: Exception) -> tuple[str, tuple[Any, ...]]:
-    """(error name, decoded args) of a custom-error revert of `contract`."""
+def decode_error(contract: Any, exc: Exception, *more: Any) -> tuple[str, tuple[Any, ...]]:
+    """(error name, decoded args) of a custom-error revert of `contract` (or of `more` contracts:
+    an error bubbled up through a forwarding contract)."""
     data = _revert_data(exc)
-    table = _error_table(contract)
+    table = {}
+    for c in (*more, contract):
+        table.update(_error_table(c))
     if data[:4] not in table:
         raise Reverted(f"unknown revert data {data.hex()}")
     name, types = table[data[:4]]
@@ -281,7 +284,7 @@ def expect_revert(market: Any) -> Callable[..., tuple[Any, ...]]:
         else:
             if receipt["status"] == 1:
                 raise Reverted(f"{call.fn_name} did not revert (expected {error})")
-            replayed = _replay_error(call, sender, value)
+            replayed = _replay_error(call, sender, value, market)
             if isinstance(replayed, str):
                 raise Reverted(f"{call.fn_name} reverted without a custom error: {replayed}")
             name, got = replayed
