@@ -60,11 +60,10 @@ def parse_amount(text: str, what: str = "amount") -> int:
 
 
 def format_eth(wei: int) -> str:
-    """Wei as ETH for people: exact, trailing zeros dropped."""
-    sign = "-" if wei < 0 else ""
-    whole, frac = divmod(abs(int(wei)), ETH)
-    text = f"{whole}.{frac:018d}".rstrip("0").rstrip(".")
-    return f"{sign}{text} ETH"
+    """Wei for people: "1.5 ETH", "250 wei" (the chain client's format)."""
+    from fedmarket.chain.client import format_eth as chain_format_eth
+
+    return chain_format_eth(int(wei))
 
 
 def connect(rpc: str) -> Web3:
@@ -83,17 +82,22 @@ def signer(
 
 
 def contract_address(w3: Web3, contract: str | None, address_book: Path | None) -> str:
-    """--contract, or the address book of this chain id."""
+    """--contract, or the Marketplace recorded in the address book of this chain id."""
     from eth_utils import is_address, to_checksum_address
 
     if contract:
         if not is_address(contract):
             raise FedmarketError(f"invalid contract address {contract!r}")
         return to_checksum_address(contract)
-    from fedmarket.chain.deploy import read_address_book
+    from fedmarket.chain.client import MarketNotDeployed, rpc_errors
+    from fedmarket.chain.deploy import deployed_address
 
-    chain_id = int(w3.eth.chain_id)
-    return read_address_book(chain_id, address_book)
+    with rpc_errors(w3):
+        chain_id = int(w3.eth.chain_id)
+    try:
+        return deployed_address(chain_id, directory=address_book)
+    except FedmarketError as exc:
+        raise MarketNotDeployed(str(exc)) from None
 
 
 @dataclass
@@ -122,12 +126,15 @@ def open_market(
     password_file: Path | None = None,
 ) -> Market:
     """Connect, find the contract, unlock the account (if any): everything before a transaction."""
+    from fedmarket.chain.client import MarketClient
     from fedmarket.chain.client import open_market as open_client
 
     w3 = connect(rpc)
     address = contract_address(w3, contract, address_book)
+    client: MarketClient = open_client(w3, address)
     local = signer(w3, account, keystore_dir=keystore_dir, password_file=password_file) if account else None
-    client = open_client(w3, address, account=local) if local is not None else open_client(w3, address)
+    if local is not None:
+        client = client.with_account(local)
     return Market(w3, client, address, local)
 
 

@@ -65,17 +65,10 @@ def require_dev_chain(w3: Web3, what: str) -> int:
 
 def dev_account(w3: Web3, index: int) -> LocalAccount:
     """The `index`-th dev account of anvil or the embedded chain, as a signing account."""
-    from eth_account import Account
+    from fedmarket.chain.anvil import dev_accounts
 
-    chain_id = require_dev_chain(w3, f"dev:{index}")
-    if chain_id == ETH_TESTER_CHAIN_ID:
-        from fedmarket.chain.embedded import dev_private_keys
-
-        accounts = [Account.from_key(key) for key in dev_private_keys(w3)]
-    else:
-        from fedmarket.chain.anvil import dev_accounts
-
-        accounts = list(dev_accounts(w3))
+    require_dev_chain(w3, f"dev:{index}")
+    accounts = dev_accounts(w3)
     if not 0 <= index < len(accounts):
         raise FedmarketError(f"no dev account dev:{index}: this chain has {len(accounts)} (dev:0 .. dev:{len(accounts) - 1})")
     return accounts[index]

@@ -1,0 +1,534 @@
+"""`fedmarket task ...`: the buyer's commands (post, fund, start, finalize, cancel), the views
+(show, list) and the participants' entry (license, join trainer|validator|aggregator).
+
+Amounts take a unit: "1.5" or "1.5eth" (ETH), "30gwei", "1000wei". Every command prints one
+JSON document with --json; a refusal is one line on stderr and a non-zero exit, and sends nothing
+(the node's gas estimate or the client's funds check stops it before signing).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from fedmarket.cli import market_options as opt
+from fedmarket.cli.output import console, one_line_errors, print_json
+
+task_app = typer.Typer(help="Post, fund, run, settle and join training tasks.", no_args_is_help=True)
+join_app = typer.Typer(help="Stake and join a task as trainer, validator or aggregator.", no_args_is_help=True)
+task_app.add_typer(join_app, name="join")
+
+ModelIdArgument = typer.Argument(..., min=1, help="Task id (modelId).")
+IpfsOption = typer.Option(None, "--ipfs", help="Kubo RPC URL to store --spec / --initial-model in [default: the embedded store in the data dir].")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(task_app, name="task")
+
+
+# ------------------------------------------------------------------------------ shared
+
+
+def _market(rpc: str, contract: Optional[str], address_book: Optional[Path], account: Optional[str] = None, keystore_dir: Optional[Path] = None, password_file: Optional[Path] = None) -> opt.Market:
+    return opt.open_market(rpc, contract, address_book, account=account, keystore_dir=keystore_dir, password_file=password_file)
+
+
+def tx_json(result: Any) -> dict[str, Any]:
+    return {"function": result.function, "tx": result.tx_hash, "gas_used": result.gas_used, "block": result.block_number}
+
+
+def _done(as_json: bool, data: dict[str, Any], line: str) -> None:
+    if as_json:
+        print_json(data)
+    else:
+        console.print(line, highlight=False)
+
+
+def _content_cid(file: Optional[Path], cid: Optional[str], ipfs: Optional[str], what: str) -> str:
+    """The CID of --<what> FILE (stored in the blob store) or --<what>-cid CID (validated)."""
+    from fedmarket.errors import FedmarketError
+    from fedmarket.storage.cid import validate_cid
+
+    if file is not None and cid is not None:
+        raise FedmarketError(f"give --{what} FILE or --{what}-cid CID, not both")
+    if cid is not None:
+        return validate_cid(cid)
+    if file is None:
+        raise FedmarketError(f"missing --{what} FILE or --{what}-cid CID")
+    if not file.is_file():
+        raise FedmarketError(f"no such file: {file}")
+    from fedmarket.storage.store import open_store
+
+    return open_store(ipfs).add_file(file)
+
+
+# ------------------------------------------------------------------------------ buyer
+
+
+@task_app.command("post")
+@one_line_errors
+def post(
+    account: str = opt.AccountOption,
+    aggregator: str = typer.Option(..., "--aggregator", help="The task's aggregator: keystore NAME, 0x ADDRESS or dev:N."),
+    reward: str = typer.Option("1eth", "--reward", help="Reward escrowed now: '1.5', '1.5eth', '30gwei', '1000wei'."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="Task spec JSON file (stored, its CID goes on chain).", dir_okay=False),
+    spec_cid: Optional[str] = typer.Option(None, "--spec-cid", help="CIDv0 (Qm...) of a spec already stored."),
+    initial_model: Optional[Path] = typer.Option(None, "--initial-model", help="Initial model weights file (stored, its CID goes on chain).", dir_okay=False),
+    initial_model_cid: Optional[str] = typer.Option(None, "--initial-model-cid", help="CIDv0 (Qm...) of the initial model already stored."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Training rounds."),
+    min_trainers: int = typer.Option(2, "--min-trainers", min=1, help="Trainers needed to start."),
+    max_trainers: int = typer.Option(20, "--max-trainers", min=1, help="Most trainers that may join."),
+    committee: int = typer.Option(3, "--committee", min=1, help="Validators scoring each round (also the number needed to start)."),
+    max_validators: int = typer.Option(9, "--max-validators", min=1, help="Most validators that may join."),
+    window: int = typer.Option(600, "--window", min=1, help="Every phase window in seconds (a phase ends early once everyone acted)."),
+    commit_window: Optional[int] = typer.Option(None, "--commit-window", min=1, help="Commit window (s) [default: --window]."),
+    reveal_window: Optional[int] = typer.Option(None, "--reveal-window", min=1, help="Reveal window (s) [default: --window]."),
+    score_window: Optional[int] = typer.Option(None, "--score-window", min=1, help="Score window (s) [default: --window]."),
+    publish_window: Optional[int] = typer.Option(None, "--publish-window", min=1, help="Publish window (s) [default: --window]."),
+    confirm_window: Optional[int] = typer.Option(None, "--confirm-window", min=1, help="Confirm window (s) [default: --window]."),
+    license_fee: str = typer.Option("0", "--license-fee", help="Licence fee trainers pay the buyer."),
+    trainer_stake: str = typer.Option("0.01eth", "--trainer-stake", help="Stake of each trainer."),
+    validator_stake: str = typer.Option("0.01eth", "--validator-stake", help="Stake of each validator."),
+    aggregator_stake: str = typer.Option("0.01eth", "--aggregator-stake", help="Stake of the aggregator."),
+    late_slash_bps: int = typer.Option(1000, "--late-slash-bps", min=0, max=10_000, help="Stake lost per late round (basis points)."),
+    bad_slash_bps: int = typer.Option(5000, "--bad-slash-bps", min=0, max=10_000, help="Stake lost for poison / a rejected proposal (bps)."),
+    trainer_share_bps: int = typer.Option(7000, "--trainer-share-bps", min=0, max=10_000, help="Trainers' share of each round's budget."),
+    validator_share_bps: int = typer.Option(2000, "--validator-share-bps", min=0, max=10_000, help="Validators' share."),
+    aggregator_share_bps: int = typer.Option(1000, "--aggregator-share-bps", min=0, max=10_000, help="Aggregator's share (the three sum to 10000)."),
+    poison_threshold: int = typer.Option(-100_000, "--poison-threshold", help="Median utility (micro-units) below which a trainer is bad-slashed."),
+    ipfs: Optional[str] = IpfsOption,
+    rpc: str = opt.RpcOption,
+    contract: Optional[str] = opt.ContractOption,
+    address_book: Optional[Path] = opt.AddressBookOption,
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    password_file: Optional[Path] = opt.PasswordFileOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Post a training task, escrowing --reward; you become its owner (the model buyer)."""
+    from fedmarket.chain.client import ModelParams
+    from fedmarket.errors import FedmarketError
+    from fedmarket.roles import buyer
+    from fedmarket.storage.cid import cid_to_digest
+    from fedmarket.wallet.accounts import resolve_address
+
+    # Everything that can be checked locally is checked before connecting or unlocking a key.
+    reward_wei = opt.parse_amount(reward, "reward")
+    if reward_wei <= 0:
+        raise FedmarketError("--reward must be more than 0")
+    amounts = {name: opt.parse_amount(text, name) for name, text in (("license fee", license_fee), ("trainer stake", trainer_stake), ("validator stake", validator_stake), ("aggregator stake", aggregator_stake))}
+    if trainer_share_bps + validator_share_bps + aggregator_share_bps != 10_000:
+        raise FedmarketError(f"the shares must sum to 10000 bps, not {trainer_share_bps + validator_share_bps + aggregator_share_bps}")
+    spec_cid = _content_cid(spec, spec_cid, ipfs, "spec")
+    initial_cid = _content_cid(initial_model, initial_model_cid, ipfs, "initial-model")
+    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    params = ModelParams(
+        spec_digest=cid_to_digest(spec_cid),
+        initial_model_digest=cid_to_digest(initial_cid),
+        aggregator=resolve_address(aggregator, market.w3, keystore_dir=keystore_dir),
+        rounds=rounds,
+        min_trainers=min_trainers,
+        max_trainers=max_trainers,
+        committee_size=committee,
+        max_validators=max_validators,
+        commit_window=commit_window or window,
+        reveal_window=reveal_window or window,
+        score_window=score_window or window,
+        publish_window=publish_window or window,
+        confirm_window=confirm_window or window,
+        license_fee=amounts["license fee"],
+        trainer_stake=amounts["trainer stake"],
+        validator_stake=amounts["validator stake"],
+        aggregator_stake=amounts["aggregator stake"],
+        late_slash_bps=late_slash_bps,
+        bad_slash_bps=bad_slash_bps,
+        trainer_share_bps=trainer_share_bps,
+        validator_share_bps=validator_share_bps,
+        aggregator_share_bps=aggregator_share_bps,
+        poison_threshold=poison_threshold,
+    )
+    result = buyer.post_task(market.client, params, reward_wei)
+    model_id = result.model_id
+    data = {"model_id": model_id, "owner": market.sender, "reward_wei": reward_wei, "spec_cid": spec_cid, "initial_model_cid": initial_cid, "aggregator": params.aggregator, **tx_json(result)}
+    _done(as_json, data, f"posted task [bold]{model_id}[/] with {opt.format_eth(reward_wei)} escrowed (owner {market.sender}, tx {result.tx_hash})")
+
+
+@task_app.command("fund")
+@one_line_errors
+def fund(
+    model_id: int = ModelIdArgument,
+    amount: str = typer.Option(..., "--amount", help="Amount to add to the escrow: '1.5', '1.5eth', '30gwei', '1000wei'."),
+    account: str = opt.AccountOption,
+    rpc: str = opt.RpcOption,
+    contract: Optional[str] = opt.ContractOption,
+    address_book: Optional[Path] = opt.AddressBookOption,
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    password_file: Optional[Path] = opt.PasswordFileOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Top the escrow of an open task up (owner only)."""
+    from fedmarket.roles import buyer
+
+    wei = opt.parse_amount(amount, "amount")
+    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    result = buyer.fund_task(market.client, model_id, wei)
+    escrow = market.client.get_model(model_id).state.escrow
+    _done(as_json, {"model_id": model_id, "amount_wei": wei, "escrow_wei": escrow, **tx_json(result)}, f"task {model_id}: added {opt.format_eth(wei)}, escrow now {opt.format_eth(escrow)}")
+
+
+@task_app.command("start")
+@one_line_errors
+def start(
+    model_id: int = ModelIdArgument,
+    account: str = opt.AccountOption,
+    rpc: str = opt.RpcOption,
+    contract: Optional[str] = opt.ContractOption,
+    address_book: Optional[Path] = opt.AddressBookOption,
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    password_file: Optional[Path] = opt.PasswordFileOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Start training: fix the reward and open round 1 (owner or aggregator)."""
+    from fedmarket.roles import buyer
+
+    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    result = buyer.start_task(market.client, model_id)
+    view = market.client.get_round(model_id, 1)
+    data = {"model_id": model_id, "reward_wei": market.client.get_model(model_id).state.reward, "round": 1, "committee": list(view.committee), "phase_deadline": view.phase_deadline, **tx_json(result)}
+    _done(as_json, data, f"task {model_id} started: round 1 committee {', '.join(view.committee)}")
+
+
+@task_app.command("cancel")
+@one_line_errors
+def cancel(
+    model_id: int = ModelIdArgument,
+    account: str = opt.AccountOption,
+    rpc: str = opt.RpcOption,
+    contract: Optional[str] = opt.ContractOption,
+    address_book: Optional[Path] = opt.AddressBookOption,
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    password_file: Optional[Path] = opt.PasswordFileOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Cancel an open task (owner only): escrow and stakes are credited back for withdrawal."""
+    from fedmarket.roles import buyer
+
+    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    result = buyer.cancel_task(market.client, model_id)
+    payouts = buyer.payouts_of(result)
+    data = {"model_id": model_id, "payouts": [_payout_json(p) for p in payouts], **tx_json(result)}
+    _done(as_json, data, f"task {model_id} cancelled: {opt.format_eth(sum(p.total for p in payouts))} credited back to {len(payouts)} accounts (`fedmarket withdraw`)")
+
+
+@task_app.command("finalize")
+@one_line_errors
+def finalize(
+    model_id: int = ModelIdArgument,
+    account: str = opt.AccountOption,
+    rpc: str = opt.RpcOption,
+    contract: Optional[str] = opt.ContractOption,
+    address_book: Optional[Path] = opt.AddressBookOption,
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    password_file: Optional[Path] = opt.PasswordFileOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """End the task and credit every payee (finalizeContract, then generateTrainingPayments).
+
+    Anyone may finalize after the last round; the owner may stop earlier (the unspent budget
+    returns to it). A task already finalized is only settled.
+    """
+    from rich.table import Table
+
+    from fedmarket.roles import buyer
+
+    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    settlement = buyer.finalize_and_settle(market.client, model_id)
+    data = {
+        "model_id": model_id,
+        "finalize": tx_json(settlement.finalized) if settlement.finalized else None,
+        "payments": tx_json(settlement.payments),
+        "payouts": [_payout_json(p) for p in settlement.payouts],
+        "credited_wei": settlement.credited,
+        "task_balance_wei": market.client.task_balance(model_id),
+    }
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title=f"task {model_id} settled: {opt.format_eth(settlement.credited)} credited")
+    for column in ("role", "address", "earned", "stake returned", "total"):
+        table.add_column(column, justify="left" if column in ("role", "address") else "right", no_wrap=column == "address")
+    for p in settlement.payouts:
+        table.add_row(p.role, p.address, opt.format_eth(p.earned), opt.format_eth(p.stake_returned), opt.format_eth(p.total))
+    console.print(table)
+    console.print("each payee pulls its credit with `fedmarket withdraw`", style="dim")
+
+
+def _payout_json(p: Any) -> dict[str, Any]:
+    return {"role": p.role, "address": p.address, "earned_wei": p.earned, "stake_returned_wei": p.stake_returned, "total_wei": p.total}
+
+
+# ------------------------------------------------------------------------------ views
+
+
+def task_json(client: Any, model_id: int) -> dict[str, Any]:
+    """Everything about one task, JSON-ready (CIDs for digests, names for enums)."""
+    from fedmarket.chain.client import Status
+
+    params, state = client.get_model(model_id)
+    addresses = [("trainer", a) for a in client.trainers(model_id)] + [("validator", a) for a in client.validators(model_id)]
+    if state.aggregator_joined:
+        addresses.append(("aggregator", params.aggregator))
+    participants = []
+    for _, address in addresses:
+        view = client.participant(model_id, address)
+        participants.append(
+            {"address": address, "role": str(view.role).lower(), "stake_remaining_wei": view.stake_remaining, "earned_wei": view.earned, "slashed_wei": view.slashed, "licensed": view.licensed}
+        )
+    current = None
+    if state.status == Status.TRAINING and state.current_round > state.rounds_closed:
+        current = round_json(client, model_id, state.current_round)
+    return {
+        "model_id": model_id,
+        "owner": state.owner,
+        "status": str(state.status).lower(),
+        "params": _params_json(params),
+        "state": {
+            "current_round": state.current_round,
+            "rounds_closed": state.rounds_closed,
+            "reward_wei": state.reward,
+            "escrow_wei": state.escrow,
+            "stakes_held_wei": state.stakes_held,
+            "accrued_wei": state.accrued,
+            "license_income_wei": state.license_income,
+            "global_model_cid": state.global_model_cid,
+            "trainers": state.trainer_count,
+            "validators": state.validator_count,
+            "aggregator_joined": state.aggregator_joined,
+        },
+        "task_balance_wei": client.task_balance(model_id),
+        "round": current,
+        "participants": participants,
+    }
+
+
+def _params_json(params: Any) -> dict[str, Any]:
+    return {
+        "spec_cid": params.spec_cid,
+        "initial_model_cid": params.initial_model_cid,
+        "aggregator": params.aggregator,
+        "rounds": params.rounds,
+        "min_trainers": params.min_trainers,
+        "max_trainers": params.max_trainers,
+        "committee_size": params.committee_size,
+        "max_validators": params.max_validators,
+        "windows_s": {"commit": params.commit_window, "reveal": params.reveal_window, "score": params.score_window, "publish": params.publish_window, "confirm": params.confirm_window},
+        "license_fee_wei": params.license_fee,
+        "trainer_stake_wei": params.trainer_stake,
+        "validator_stake_wei": params.validator_stake,
+        "aggregator_stake_wei": params.aggregator_stake,
+        "late_slash_bps": params.late_slash_bps,
+        "bad_slash_bps": params.bad_slash_bps,
+        "shares_bps": {"trainer": params.trainer_share_bps, "validator": params.validator_share_bps, "aggregator": params.aggregator_share_bps},
+        "poison_threshold": params.poison_threshold,
+    }
+
+
+def round_json(client: Any, model_id: int, round_number: int) -> dict[str, Any]:
+    """One round: phase, deadline, committee and what each of them did, revealed updates and utilities."""
+    from fedmarket.storage.cid import digest_to_cid
+
+    view = client.get_round(model_id, round_number)
+    updates = client.revealed_updates(model_id, round_number)
+    utilities = client.utilities(model_id, round_number) if updates else []
+    committee = []
+    for member in view.committee:
+        scores = client.scores_of(model_id, round_number, member)
+        vote = client.has_confirmed(model_id, round_number, member)
+        committee.append({"address": member, "scored": scores.submitted, "scores": scores.scores, "voted": vote.voted, "ok": vote.ok if vote.voted else None})
+    return {
+        "round": view.round,
+        "phase": str(view.phase).lower(),
+        "phase_deadline": view.phase_deadline,
+        "closed": view.closed,
+        "commits": view.commits,
+        "reveals": view.reveals,
+        "scores_submitted": view.scores_submitted,
+        "proposed": view.proposed,
+        "proposed_cid": digest_to_cid(view.proposed_digest) if view.proposed else None,
+        "proposed_metric": view.proposed_metric if view.proposed else None,
+        "confirmations": view.confirmations,
+        "rejections": view.rejections,
+        "committee": committee,
+        "updates": [
+            {"index": i, "trainer": u.trainer, "update_cid": u.update_cid, "num_samples": u.num_samples, "utility": utilities[i] if i < len(utilities) else None}
+            for i, u in enumerate(updates)
+        ],
+    }
+
+
+@task_app.command("show")
+@one_line_errors
+def show(
+    model_id: int = ModelIdArgument,
+    rpc: str = opt.RpcOption,
+    contract: Optional[str] = opt.ContractOption,
+    address_book: Optional[Path] = opt.AddressBookOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """A task's parameters, state, current round and participants."""
+    from rich.table import Table
+
+    market = _market(rpc, contract, address_book)
+    data = task_json(market.client, model_id)
+    if as_json:
+        print_json(data)
+        return
+    s, p = data["state"], data["params"]
+    console.print(f"[bold]task {model_id}[/] ({data['status']}) owner {data['owner']}", highlight=False)
+    console.print(f"  spec {p['spec_cid']}  global model {s['global_model_cid']}", highlight=False)
+    console.print(
+        f"  rounds {s['rounds_closed']}/{p['rounds']} closed, escrow {opt.format_eth(s['escrow_wei'])}, reward {opt.format_eth(s['reward_wei'])}, "
+        f"stakes held {opt.format_eth(s['stakes_held_wei'])}, accrued {opt.format_eth(s['accrued_wei'])}",
+        highlight=False,
+    )
+    console.print(
+        f"  trainers {s['trainers']}/{p['min_trainers']}..{p['max_trainers']}, validators {s['validators']} (committee {p['committee_size']}), "
+        f"aggregator {p['aggregator']}{'' if s['aggregator_joined'] else ' (not joined)'}",
+        highlight=False,
+    )
+    console.print(
+        f"  licence {opt.format_eth(p['license_fee_wei'])}; stakes trainer {opt.format_eth(p['trainer_stake_wei'])}, validator {opt.format_eth(p['validator_stake_wei'])}, "
+        f"aggregator {opt.format_eth(p['aggregator_stake_wei'])}; slash late {p['late_slash_bps']} / bad {p['bad_slash_bps']} bps",
+        highlight=False,
+    )
+    if data["round"]:
+        r = data["round"]
+        console.print(f"  round {r['round']}: {r['phase']} phase until {r['phase_deadline']}, {r['commits']} commits, {r['reveals']} reveals, {r['scores_submitted']} scores", highlight=False)
+    if data["participants"]:
+        table = Table()
+        for column in ("role", "address", "stake", "earned", "slashed"):
+            table.add_column(column, justify="left" if column in ("role", "address") else "right", no_wrap=column == "address")
+        for row in data["participants"]:
+            table.add_row(row["role"], row["address"], opt.format_eth(row["stake_remaining_wei"]), opt.format_eth(row["earned_wei"]), opt.format_eth(row["slashed_wei"]))
+        console.print(table)
+
+
+@task_app.command("list")
+@one_line_errors
+def list_tasks(
+    owner: Optional[str] = typer.Option(None, "--owner", help="Only tasks of this owner (keystore NAME, 0x ADDRESS or dev:N)."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only tasks in this status (open, training, finalized, settled, cancelled)."),
+    rpc: str = opt.RpcOption,
+    contract: Optional[str] = opt.ContractOption,
+    address_book: Optional[Path] = opt.AddressBookOption,
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Every task of the marketplace: id, owner, status, reward, round, participants."""
+    from rich.table import Table
+
+    from fedmarket.errors import FedmarketError
+    from fedmarket.wallet.accounts import resolve_address
+
+    statuses = ("open", "training", "finalized", "settled", "cancelled")
+    if status is not None and status.lower() not in statuses:
+        raise FedmarketError(f"unknown status {status!r}: one of {', '.join(statuses)}")
+    market = _market(rpc, contract, address_book)
+    owner_address = resolve_address(owner, market.w3, keystore_dir=keystore_dir) if owner else None
+    rows = []
+    for model_id in range(1, market.client.model_count() + 1):
+        params, state = market.client.get_model(model_id)
+        row = {
+            "model_id": model_id,
+            "owner": state.owner,
+            "status": str(state.status).lower(),
+            "escrow_wei": state.escrow,
+            "reward_wei": state.reward,
+            "rounds": params.rounds,
+            "rounds_closed": state.rounds_closed,
+            "current_round": state.current_round,
+            "trainers": state.trainer_count,
+            "validators": state.validator_count,
+            "spec_cid": params.spec_cid,
+        }
+        if owner_address and state.owner != owner_address:
+            continue
+        if status and row["status"] != status.lower():
+            continue
+        rows.append(row)
+    if as_json:
+        print_json({"contract": market.address, "tasks": rows})
+        return
+    if not rows:
+        console.print("no tasks")
+        return
+    table = Table(title=f"tasks on {market.address}")
+    for column in ("id", "status", "owner", "escrow", "rounds", "trainers", "validators"):
+        table.add_column(column, no_wrap=column == "owner")
+    for row in rows:
+        table.add_row(
+            str(row["model_id"]), row["status"], row["owner"], opt.format_eth(row["escrow_wei"]), f"{row['rounds_closed']}/{row['rounds']}", str(row["trainers"]), str(row["validators"])
+        )
+    console.print(table)
+
+
+# ------------------------------------------------------------------------------ participants
+
+
+@task_app.command("license")
+@one_line_errors
+def license_(
+    model_id: int = ModelIdArgument,
+    account: str = opt.AccountOption,
+    rpc: str = opt.RpcOption,
+    contract: Optional[str] = opt.ContractOption,
+    address_book: Optional[Path] = opt.AddressBookOption,
+    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+    password_file: Optional[Path] = opt.PasswordFileOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Buy the task's licence (its exact fee goes to the owner); trainers need one to join."""
+    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    fee = market.client.get_model(model_id).params.license_fee
+    result = market.client.buy_license(model_id, fee)
+    _done(as_json, {"model_id": model_id, "licensee": market.sender, "fee_wei": fee, **tx_json(result)}, f"{market.sender} licensed task {model_id} for {opt.format_eth(fee)}")
+
+
+class JoinRole(str, Enum):
+    trainer = "trainer"
+    validator = "validator"
+    aggregator = "aggregator"
+
+
+def _join(role: JoinRole, model_id: int, rpc: str, contract: Optional[str], address_book: Optional[Path], account: str, keystore_dir: Optional[Path], password_file: Optional[Path], as_json: bool) -> None:
+    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    params = market.client.get_model(model_id).params
+    stake = {JoinRole.trainer: params.trainer_stake, JoinRole.validator: params.validator_stake, JoinRole.aggregator: params.aggregator_stake}[role]
+    join = {JoinRole.trainer: market.client.join_as_trainer, JoinRole.validator: market.client.join_as_validator, JoinRole.aggregator: market.client.join_as_aggregator}[role]
+    result = join(model_id, stake)
+    data = {"model_id": model_id, "role": role.value, "participant": market.sender, "stake_wei": stake, **tx_json(result)}
+    _done(as_json, data, f"{market.sender} joined task {model_id} as {role.value}, staking {opt.format_eth(stake)}")
+
+
+def _make_join(role: JoinRole) -> None:
+    def command(
+        model_id: int = ModelIdArgument,
+        account: str = opt.AccountOption,
+        rpc: str = opt.RpcOption,
+        contract: Optional[str] = opt.ContractOption,
+        address_book: Optional[Path] = opt.AddressBookOption,
+        keystore_dir: Optional[Path] = opt.KeystoreDirOption,
+        password_file: Optional[Path] = opt.PasswordFileOption,
+        as_json: bool = opt.JsonOption,
+    ) -> None:
+        _join(role, model_id, rpc, contract, address_book, account, keystore_dir, password_file, as_json)
+
+    command.__doc__ = f"Stake the task's exact {role.value} stake and join it as {role.value}."
+    command.__name__ = f"join_{role.value}"
+    join_app.command(role.value)(one_line_errors(command))
+
+
+for _role in JoinRole:
+    _make_join(_role)
