@@ -68,13 +68,13 @@ def test_reads_in_windows_from_its_position_never_from_zero(market: MarketClient
     assert c.position == head + 1
     market.pay_for_model(1, 1)
     ranges: list[tuple[int, int]] = []
-    real = market.w3.eth.get_logs
+    real = c._read
 
-    def spy(query: dict) -> list:  # type: ignore[type-arg]
-        ranges.append((query["fromBlock"], query["toBlock"]))
-        return real(query)
+    def spy(start: int, end: int) -> list[Event]:
+        ranges.append((start, end))
+        return real(start, end)
 
-    monkeypatch.setattr(market.w3.eth, "get_logs", spy)
+    monkeypatch.setattr(c, "_read", spy)
     assert [e.name for e in c.poll()] == ["ModelCreationPayment"]
     assert ranges == [(head + 1, head + 1)]
     assert c.poll() == [] and len(ranges) == 1  # nothing new: no request at all
@@ -164,3 +164,14 @@ def test_event_json_is_plain(market: MarketClient, params: ModelParams) -> None:
     event = market.new_model(params, REWARD).event("ModelCreated")
     data = json.loads(json.dumps(event.as_json()))
     assert data["name"] == "ModelCreated" and data["args"]["specDigest"] == "0x" + params.spec_digest.hex()
+
+
+def test_embedded_fast_path_equals_eth_get_logs(market: MarketClient, history: list[TxResult]) -> None:
+    fast = cursor(market, chunk_blocks=5)
+    slow = cursor(market, chunk_blocks=5)
+    slow._embedded = False  # force eth_getLogs, what every node serves
+    assert fast.poll() == slow.poll()
+    for filters in ({"model_id": 2}, {"names": ["ParticipantJoined", "ModelCreated"]}):
+        fast, slow = cursor(market, **filters), cursor(market, **filters)
+        slow._embedded = False
+        assert fast.poll() == slow.poll()
