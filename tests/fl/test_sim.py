@@ -24,6 +24,7 @@ def test_same_seed_same_global_model_every_round(batched: bool) -> None:
     config = SimConfig(clients=6, rounds=2, partition="dir:0.5", seed=3, batched=batched)
     a, b = run_simulation(config), run_simulation(config)
     assert [r.digest for r in a.rounds] == [r.digest for r in b.rounds]
+    assert [r.global_cid for r in a.rounds] == [r.global_cid for r in b.rounds]
     assert len({r.digest for r in a.rounds}) == 3  # initial + 2 rounds, all different
     other = run_simulation(SimConfig(clients=6, rounds=1, partition="dir:0.5", seed=4, batched=batched))
     assert other.rounds[1].digest != a.rounds[1].digest
@@ -46,6 +47,19 @@ def test_accuracy_rises_above_the_initial_model() -> None:
     assert accuracy[-1] > accuracy[0] + 0.4
     assert result.final.metrics.auc > result.rounds[0].metrics.auc
     assert result.final.metrics.loss < result.rounds[0].metrics.loss
+
+
+def test_global_cid_is_the_storage_cid_of_the_round_model() -> None:
+    from fedmarket.storage.cid import cid_of
+    from fedmarket.storage.weights import WeightsMeta, decode_weights, encode_weights
+
+    result = run_simulation(SimConfig(clients=4, rounds=2, partition="iid", seed=0))
+    final, previous = result.rounds[2], result.rounds[1]
+    meta = WeightsMeta(arch=result.model_id, round=2, parent_cid=previous.global_cid)
+    blob = encode_weights(result.final_state, meta)
+    assert cid_of(blob) == final.global_cid and final.global_cid.startswith("Qm")
+    state, decoded = decode_weights(blob, expected_arch=result.model_id)
+    assert decoded.parent_cid == previous.global_cid and max_abs_diff(state, result.final_state) == 0
 
 
 def test_result_is_json_and_records_every_round() -> None:

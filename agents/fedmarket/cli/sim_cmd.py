@@ -111,8 +111,6 @@ def sim(
         return
     console.print(result.partition)
     _print_rounds(result)
-    for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
     for what, path in written.items():
         console.print(f"wrote {what}: {path}", highlight=False)
 
@@ -128,5 +126,5 @@ def _print_rounds(result) -> None:
     for r in result.rounds:
         m = r.metrics
         values = [_fmt(m.accuracy), _fmt(m.auc), _fmt(m.loss)] if classification else [_fmt(m.mse)]
-        table.add_row(str(r.round), *values, _fmt(r.train_loss), f"{r.wall_s:.2f}", r.global_cid or r.digest[:16])
+        table.add_row(str(r.round), *values, _fmt(r.train_loss), f"{r.wall_s:.2f}", r.global_cid)
     console.print(table)

@@ -9,14 +9,17 @@ the new global model is scored on every client's local test split (sample-weight
 
 Deterministic: the partition, the initial model and every client's batch order derive from
 `seed`, so the same config gives the same global model bytes in every round (the per-round
-SHA-256 `digest` of the weights, and the CID the market would publish, record that).
+SHA-256 `digest` of the weights, and the CID the market would publish, record that). The CID is
+that of fedmarket.storage's canonical weights file with metadata (architecture id, round, CID of
+the previous round's global model; none for round 0), so a market run of the same task can be
+checked against it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,7 +71,7 @@ class RoundRecord:
     metrics: Metrics
     train_loss: float | None  # sample-weighted mean of the clients' local training losses
     digest: str  # SHA-256 of the weights, canonical key order, float32 little-endian
-    global_cid: str | None  # CID of the weights file the market would publish (None: storage absent)
+    global_cid: str  # CID of the weights file the market would publish for this round
     train_s: float
     wall_s: float
 
@@ -86,7 +89,6 @@ class SimResult:
     rounds: tuple[RoundRecord, ...]  # rounds[0] is the initial model
     final_state: State
     device: str
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def final(self) -> RoundRecord:
@@ -100,7 +102,6 @@ class SimResult:
             "partition": self.partition.to_dict(),
             "rounds": [r.to_dict() for r in self.rounds],
             "final": self.final.to_dict(),
-            "notes": list(self.notes),
         }
 
 
@@ -121,18 +122,18 @@ def state_digest(state: State) -> str:
     return hashlib.sha256(flatten(canonical(state)).numpy().astype("<f4").tobytes()).hexdigest()
 
 
-def global_model_cid(state: State, model_id: str, round_number: int) -> str | None:
-    """CID of the round's global-model file, via fedmarket.storage when that package is present."""
-    try:
-        from fedmarket.storage.cid import cid_of
-        from fedmarket.storage.weights import encode_weights
-    except ImportError:
-        return None
-    return cid_of(encode_weights(canonical(state), {"arch": model_id, "round": str(round_number)}))
+def global_model_cid(state: State, model_id: str, round_number: int, parent_cid: str | None) -> str:
+    """CID of the round's global-model file as the market stores it (fedmarket.storage's canonical
+    safetensors encoding; metadata: architecture id, round, and the previous global model's CID)."""
+    from fedmarket.storage.cid import cid_of
+    from fedmarket.storage.weights import WeightsMeta, encode_weights
+
+    return cid_of(encode_weights(canonical(state), WeightsMeta(arch=model_id, round=round_number, parent_cid=parent_cid)))
 
 
-def _train_round(config: SimConfig, spec: ModelSpec, model, global_state: State, data: Dataset,
-                 parts: Partition, round_number: int, device) -> list[tuple[State, int, float]]:
+def train_round(config: SimConfig, spec: ModelSpec, model, global_state: State, data: Dataset,
+                parts: Partition, round_number: int, device) -> list[tuple[State, int, float]]:
+    """Every client's local training of one round: (state, samples, train loss) per client."""
     train_sets = [c.train for c in parts.clients]
     seeds = [client_seed(config.seed, round_number, i) for i in range(len(train_sets))]
     if config.batched:
@@ -179,11 +180,11 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
     aggregate = get_rule(config.aggregation)
     parts = partition(data.y, config.clients, config.partition, config.seed)
     test_sets = [c.test for c in parts.clients]
-    notes: list[str] = []
 
     def record(round_number: int, state: State, train_loss: float | None, train_s: float, started: float) -> RoundRecord:
         per_client = evaluate_clients(model, state, data.x, data.y, test_sets, data.task, device)
-        cid = global_model_cid(state, spec.id, round_number)
+        parent = records[-1].global_cid if records else None
+        cid = global_model_cid(state, spec.id, round_number, parent)
         entry = RoundRecord(round_number, weighted_overall(per_client), train_loss, state_digest(state), cid,
                             train_s, time.perf_counter() - started)
         if on_round is not None:
@@ -192,19 +193,18 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
 
     started = time.perf_counter()
     global_state = spec.init_state(config.seed)
-    records = [record(0, global_state, None, 0.0, started)]
-    if records[0].global_cid is None:
-        notes.append("fedmarket.storage not importable: global_cid left empty")
+    records: list[RoundRecord] = []
+    records.append(record(0, global_state, None, 0.0, started))
     for r in range(1, config.rounds + 1):
         started = time.perf_counter()
-        updates = _train_round(config, spec, model, global_state, data, parts, r, device)
+        updates = train_round(config, spec, model, global_state, data, parts, r, device)
         train_s = time.perf_counter() - started
         states = [u[0] for u in updates]
         counts = [int(u[1]) for u in updates]
         global_state = canonical(aggregate(states, counts))
         train_loss = float(sum(u[2] * u[1] for u in updates) / sum(counts))
         records.append(record(r, global_state, train_loss, train_s, started))
-    return SimResult(config, spec.id, parts.summary(), tuple(records), global_state, str(device), tuple(notes))
+    return SimResult(config, spec.id, parts.summary(), tuple(records), global_state, str(device))
 
 
 def with_overrides(config: SimConfig, **changes: Any) -> SimConfig:

@@ -1,0 +1,165 @@
+"""`fedmarket bench accuracy`: FedAvg under the seed protocol next to centralised training.
+
+For every dataset available (digits and mnist always; fmnist and cifar10 when their files are on
+disk) and every partition (PAT with 2 labels per client and Dir(0.1) by default), FedAvg runs the
+seed paper's protocol (20 clients, batch 10, lr 0.005, 1 local epoch, the 2-conv CNN) for R rounds
+with no chain (fl.sim), and the same CNN is trained centrally on the pooled training data of all
+clients (same batch and rate, R epochs: the same number of sample gradients as R FedAvg rounds).
+Both are scored on the pooled local test sets, so the gap is what federation over that split costs.
+
+The market's own accuracy (the same protocol through the chain) is measured by the demo report;
+this benchmark is its no-chain reference.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+from fedmarket.bench import machine_facts, markdown_table, results_dir, write_results
+from fedmarket.cli.output import err_console, one_line_errors, print_json
+
+NAME = "accuracy"
+DEFAULT_PARTITIONS = "pat:2,dir:0.1"
+OPTIONAL_DATASETS = ("fmnist", "cifar10")
+
+
+def centralised(dataset, parts, rounds: int, config, device: str) -> dict[str, Any]:
+    """Train the CNN on all clients' train splits pooled for `rounds` epochs; score on pooled test splits."""
+    import numpy as np
+
+    from fedmarket.fl.evaluation import evaluate
+    from fedmarket.fl.sim import model_spec_for
+    from fedmarket.fl.training import train_local
+
+    spec = model_spec_for(dataset, config.model)
+    train_idx = np.concatenate([c.train for c in parts.clients])
+    test_idx = np.concatenate([c.test for c in parts.clients])
+    started = time.perf_counter()
+    train_config = config.train_config(config.seed)
+    from dataclasses import replace
+
+    state, _, train_loss = train_local(spec, spec.init_state(config.seed), dataset.x[train_idx], dataset.y[train_idx],
+                                       replace(train_config, epochs=rounds), device)
+    metrics = evaluate(spec, state, dataset.x[test_idx], dataset.y[test_idx], dataset.task, device)
+    return {"epochs": rounds, "metrics": metrics.to_dict(), "train_loss": train_loss,
+            "wall_s": time.perf_counter() - started}
+
+
+def run(datasets: list[str], partitions: list[str], rounds: dict[str, int], clients: int, seed: int, device: str,
+        batched: bool, on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    from fedmarket.fl.datasets import load_dataset
+    from fedmarket.fl.partition import partition
+    from fedmarket.fl.sim import SimConfig, run_simulation
+
+    load_before = os.getloadavg()
+    results = []
+    for name in datasets:
+        dataset = load_dataset(name, download=False)
+        for scheme in partitions:
+            config = SimConfig(dataset=name, partition=scheme, clients=clients, rounds=rounds[name], seed=seed,
+                               device=device, batched=batched)
+            started = time.perf_counter()
+            sim = run_simulation(config, dataset=dataset)
+            fed_wall = time.perf_counter() - started
+            parts = partition(dataset.y, clients, scheme, seed)
+            central = centralised(dataset, parts, rounds[name], config, device)
+            curve = [r.metrics.accuracy for r in sim.rounds]
+            entry = {
+                "dataset": name,
+                "partition": scheme,
+                "rounds": rounds[name],
+                "model_id": sim.model_id,
+                "fedavg": {"final": sim.final.metrics.to_dict(), "best_accuracy": max(curve[1:] or curve),
+                           "accuracy_per_round": curve, "wall_s": fed_wall},
+                "centralised": central,
+            }
+            results.append(entry)
+            if on_result is not None:
+                on_result(entry)
+    return {
+        "benchmark": NAME,
+        "settings": {"clients": clients, "batch_size": 10, "lr": 0.005, "local_epochs": 1, "model": "cnn (seed paper)",
+                     "aggregation": "fedavg", "rounds": rounds, "partitions": partitions, "seed": seed,
+                     "device": device, "batched": batched,
+                     "centralised": "same CNN, batch and lr, one epoch per FedAvg round, on all clients' train splits pooled",
+                     "scored_on": "all clients' local test splits pooled (25% of each client's samples)"},
+        "machine": {**machine_facts(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "results": results,
+    }
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    s, m = report["settings"], report["machine"]
+    rows = []
+    for r in report["results"]:
+        f, c = r["fedavg"]["final"], r["centralised"]["metrics"]
+        rows.append([r["dataset"], r["partition"], r["rounds"], f"{f['accuracy']:.3f}", f"{r['fedavg']['best_accuracy']:.3f}",
+                     f"{f['auc']:.3f}", f"{f['loss']:.3f}", f"{c['accuracy']:.3f}", f"{c['auc']:.3f}", f"{c['loss']:.3f}"])
+    table = markdown_table(["dataset", "partition", "rounds", "FedAvg acc", "FedAvg best acc", "FedAvg AUC", "FedAvg loss",
+                            "central acc", "central AUC", "central loss"], rows)
+    return (
+        "# bench accuracy: FedAvg (seed protocol, no chain) vs centralised training\n\n"
+        f"{s['clients']} clients, batch {s['batch_size']}, lr {s['lr']}, {s['local_epochs']} local epoch, CNN, FedAvg; "
+        f"centralised: {s['centralised']}. Scored on {s['scored_on']}. Seed {s['seed']}.\n"
+        f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']}, device {s['device']}; measured {m['measured_at']}.\n\n"
+        + table + "\n"
+    )
+
+
+def _rounds_map(text: str, datasets: list[str]) -> dict[str, int]:
+    """ "30" -> same for all; "digits=40,mnist=20" -> per dataset (others: the first value)."""
+    from fedmarket.errors import FedmarketError
+
+    try:
+        if "=" not in text:
+            return {d: int(text) for d in datasets}
+        pairs = dict(item.split("=") for item in text.split(","))
+        default = int(next(iter(pairs.values())))
+        return {d: int(pairs.get(d, default)) for d in datasets}
+    except ValueError:
+        raise FedmarketError(f"bad --rounds {text!r}; write N or DATASET=N,DATASET=N") from None
+
+
+def register(bench_app: typer.Typer) -> None:
+    @bench_app.command(NAME)
+    @one_line_errors
+    def accuracy(
+        datasets: str = typer.Option("auto", "--datasets", help="Comma-separated; auto: digits, mnist, and fmnist / cifar10 when their files are present."),
+        partitions: str = typer.Option(DEFAULT_PARTITIONS, "--partitions", help="Comma-separated partition schemes."),
+        rounds: str = typer.Option("digits=40,mnist=10,fmnist=10,cifar10=10", "--rounds", help="N for all, or DATASET=N,..."),
+        clients: int = typer.Option(20, "--clients", min=1),
+        seed: int = typer.Option(0, "--seed"),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+        batched: bool = typer.Option(True, "--batched/--sequential"),
+        out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for accuracy.json and accuracy.md."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+    ) -> None:
+        """FedAvg (seed protocol, PAT and Dir(0.1)) next to centralised training; bench/results/accuracy.{json,md}."""
+        from fedmarket.fl.datasets import dataset_available
+        from fedmarket.fl.partition import parse_scheme
+        from fedmarket.fl.training import resolve_device
+
+        if datasets == "auto":
+            names = ["digits", "mnist"] + [d for d in OPTIONAL_DATASETS if dataset_available(d)]
+        else:
+            names = [d.strip() for d in datasets.split(",") if d.strip()]
+        schemes = [str(parse_scheme(p)) for p in partitions.split(",") if p.strip()]
+        dev = str(resolve_device(device))
+
+        def show(entry: dict[str, Any]) -> None:
+            f, c = entry["fedavg"]["final"], entry["centralised"]["metrics"]
+            err_console.print(f"{entry['dataset']} {entry['partition']} ({entry['rounds']} rounds): FedAvg acc "
+                              f"{f['accuracy']:.3f}, centralised acc {c['accuracy']:.3f}", highlight=False)
+
+        report = run(names, schemes, _rounds_map(rounds, names), clients, seed, dev, batched, on_result=show)
+        json_path, md_path = write_results(NAME, report, to_markdown(report), out)
+        if as_json:
+            print_json(report)
+        else:
+            typer.echo(to_markdown(report))
+            typer.echo(f"wrote {json_path} and {md_path}")

@@ -1,0 +1,170 @@
+"""`fedmarket bench train`: FedAvg rounds per minute, all clients batched on one device vs one at a time.
+
+Scenario: the seed protocol (20 clients, batch 10, lr 0.005, 1 local epoch, the 2-conv CNN) on
+each dataset / partition listed, on the CPU and, when torch sees one, the GPU. For each, the same
+rounds run twice from the same initial model: batched (fl.batched: vmap over the stacked client
+models) and sequential (fl.training.train_local per client). A round is every client's local
+training plus the FedAvg aggregation; one untimed warm-up round goes first (it pays for lazy
+imports and kernel selection). The two modes must end at the same global model up to float
+rounding; the largest difference is reported next to the timings.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+from fedmarket.bench import machine_facts, markdown_table, results_dir, write_results
+from fedmarket.cli.output import console, err_console, one_line_errors, print_json
+
+NAME = "train"
+DEFAULT_SCENARIOS = "digits:dir:0.1,mnist:dir:0.1,mnist:iid"
+
+
+def parse_scenarios(text: str) -> list[tuple[str, str]]:
+    """ "digits:dir:0.1,mnist:iid" -> [("digits", "dir:0.1"), ("mnist", "iid")]."""
+    from fedmarket.errors import FedmarketError
+
+    scenarios = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        dataset, _, scheme = item.partition(":")
+        if not scheme:
+            raise FedmarketError(f"bad scenario {item!r}; write DATASET:PARTITION, e.g. mnist:dir:0.1")
+        scenarios.append((dataset, scheme))
+    return scenarios
+
+
+def time_rounds(dataset, partition_scheme: str, clients: int, rounds: int, batched: bool, device: str,
+                seed: int) -> dict[str, Any]:
+    """Run 1 warm-up + `rounds` timed FedAvg rounds; return timings and the final global state."""
+    import torch
+
+    from fedmarket.fl.aggregation import get_rule
+    from fedmarket.fl.params import canonical
+    from fedmarket.fl.partition import partition
+    from fedmarket.fl.sim import SimConfig, model_spec_for, train_round
+
+    config = SimConfig(dataset=dataset.name, partition=partition_scheme, clients=clients, batched=batched,
+                       device=device, seed=seed)
+    dev = torch.device(device)
+    spec = model_spec_for(dataset, config.model)
+    model = spec.build().to(dev)
+    parts = partition(dataset.y, clients, partition_scheme, seed)
+    fedavg = get_rule("fedavg")
+    state = spec.init_state(seed)
+    train_s = 0.0
+    started = 0.0
+    for r in range(rounds + 1):
+        if r == 1:
+            started = time.perf_counter()
+            train_s = 0.0
+        t0 = time.perf_counter()
+        updates = train_round(config, spec, model, state, dataset, parts, r, dev)
+        train_s += time.perf_counter() - t0
+        state = canonical(fedavg([u[0] for u in updates], [int(u[1]) for u in updates]))
+    wall = time.perf_counter() - started
+    return {
+        "rounds_timed": rounds,
+        "seconds_per_round": wall / rounds,
+        "train_seconds_per_round": train_s / rounds,
+        "rounds_per_minute": 60.0 * rounds / wall,
+        "state": state,
+        "client_steps_per_round": sum(-(-len(c.train) // config.batch_size) for c in parts.clients),
+    }
+
+
+def run(scenarios: list[tuple[str, str]], clients: int, rounds: int, devices: list[str], seed: int,
+        on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    import torch
+
+    from fedmarket.fl.datasets import load_dataset
+    from fedmarket.fl.params import max_abs_diff
+
+    results = []
+    for dataset_name, scheme in scenarios:
+        dataset = load_dataset(dataset_name)
+        for device in devices:
+            modes = {}
+            for batched in (True, False):
+                modes["batched" if batched else "sequential"] = time_rounds(
+                    dataset, scheme, clients, rounds, batched, device, seed)
+            diff = max_abs_diff(modes["batched"].pop("state"), modes["sequential"].pop("state"))
+            device_name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
+            entry = {
+                "dataset": dataset_name,
+                "partition": scheme,
+                "device": device,
+                "device_name": device_name,
+                "batched": modes["batched"],
+                "sequential": modes["sequential"],
+                "speedup": modes["batched"]["rounds_per_minute"] / modes["sequential"]["rounds_per_minute"],
+                "max_abs_diff_final_global": diff,
+            }
+            results.append(entry)
+            if on_result is not None:
+                on_result(entry)
+    return {
+        "benchmark": NAME,
+        "settings": {"clients": clients, "rounds_timed": rounds, "warmup_rounds": 1, "batch_size": 10, "lr": 0.005,
+                     "epochs": 1, "model": "cnn (seed paper)", "aggregation": "fedavg", "seed": seed,
+                     "devices": devices},
+        "machine": machine_facts(),
+        "results": results,
+    }
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    m, s = report["machine"], report["settings"]
+    rows = [[r["dataset"], r["partition"], f"{r['device']} ({r['device_name']})",
+             f"{r['batched']['rounds_per_minute']:.1f}", f"{r['sequential']['rounds_per_minute']:.1f}",
+             f"{r['speedup']:.2f}x", f"{r['max_abs_diff_final_global']:.1e}"] for r in report["results"]]
+    table = markdown_table(["dataset", "partition", "device", "batched rounds/min", "sequential rounds/min",
+                            "batched / sequential", "max abs diff of final global"], rows)
+    return (
+        f"# bench train: {s['clients']} clients, batched vs one at a time\n\n"
+        f"Seed protocol (batch {s['batch_size']}, lr {s['lr']}, {s['epochs']} local epoch, CNN, FedAvg), "
+        f"{s['rounds_timed']} timed rounds after {s['warmup_rounds']} warm-up round, seed {s['seed']}.\n"
+        f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads)"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU") + f"; measured {m['measured_at']}.\n\n"
+        + table + "\n"
+    )
+
+
+def register(bench_app: typer.Typer) -> None:
+    @bench_app.command(NAME)
+    @one_line_errors
+    def train(
+        scenarios: str = typer.Option(DEFAULT_SCENARIOS, "--scenarios", help="Comma-separated DATASET:PARTITION pairs."),
+        clients: int = typer.Option(20, "--clients", min=1, help="Simulated clients."),
+        rounds: int = typer.Option(3, "--rounds", min=1, help="Timed rounds per mode (after one warm-up round)."),
+        device: str = typer.Option("all", "--device", help="cpu, cuda, or all (cpu and cuda when present)."),
+        seed: int = typer.Option(0, "--seed"),
+        out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for train.json and train.md."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+    ) -> None:
+        """Rounds per minute, all clients batched on one device vs one at a time; bench/results/train.{json,md}."""
+        import torch
+
+        from fedmarket.fl.training import resolve_device
+
+        if device == "all":
+            devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        else:
+            devices = [str(resolve_device(device))]
+
+        def show(entry: dict[str, Any]) -> None:
+            err_console.print(
+                f"{entry['dataset']} {entry['partition']} on {entry['device']}: batched "
+                f"{entry['batched']['rounds_per_minute']:.1f} rounds/min, sequential "
+                f"{entry['sequential']['rounds_per_minute']:.1f} ({entry['speedup']:.2f}x)", highlight=False)
+
+        report = run(parse_scenarios(scenarios), clients, rounds, devices, seed, on_result=show)
+        json_path, md_path = write_results(NAME, report, to_markdown(report), out)
+        if as_json:
+            print_json(report)
+        else:
+            typer.echo(to_markdown(report))
+            console.print(f"wrote {json_path} and {md_path}", highlight=False)
