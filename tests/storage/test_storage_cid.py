@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedmarket.errors import FedmarketError
+from fedmarket.storage import cid as cid_module
 from fedmarket.storage.cid import CHUNK_SIZE, MAX_LINKS, CidHasher, cid_of, cid_of_file, cid_to_digest, digest_to_cid, validate_cid
 
 # Published by Kubo (shared/toolchain.md).
@@ -77,6 +78,37 @@ def test_two_leaf_root_by_hand() -> None:
     unixfs = b"\x08\x02" + b"\x18" + varint(CHUNK_SIZE + 1) + b"\x20" + varint(CHUNK_SIZE) + b"\x20\x01"
     root = links + b"\x0a" + varint(len(unixfs)) + unixfs
     assert cid_of(data) == digest_to_cid(hashlib.sha256(root).digest()) == KUBO_CIDS[CHUNK_SIZE + 1]
+
+
+def _go_unixfs_layout(leaves: list[cid_module._Node]) -> cid_module._Node:
+    """go-unixfs balanced.Layout as written there: grow the root one level at a time, each new
+    root taking the old one as its first child, then fillNodeRec depth-first."""
+    position = 0
+
+    def fill(children: list[cid_module._Node], depth: int) -> cid_module._Node:
+        nonlocal position
+        while len(children) < cid_module.MAX_LINKS and position < len(leaves):
+            if depth == 1:
+                children.append(leaves[position])
+                position += 1
+            else:
+                children.append(fill([], depth - 1))
+        return cid_module._internal_node(children)
+
+    root, position, depth = leaves[0], 1, 1
+    while position < len(leaves):
+        root = fill([root], depth)
+        depth += 1
+    return root
+
+
+def test_balanced_layout_matches_go_unixfs_at_every_depth(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three levels at 174 links take 7.9 GB; with 3 links per node the same code reaches depth 4
+    # at 28 leaves, so both layouts are compared on trees of every shape up to depth 5.
+    monkeypatch.setattr(cid_module, "MAX_LINKS", 3)
+    for count in range(1, 100):
+        leaves = [cid_module._Node(hashlib.sha256(bytes([i])).digest(), i + 1, i + 40) for i in range(count)]
+        assert cid_module._balanced_root(leaves) == _go_unixfs_layout(leaves), count
 
 
 @pytest.mark.parametrize("size", sorted(KUBO_CIDS))
