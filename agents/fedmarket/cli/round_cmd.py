@@ -245,7 +245,12 @@ def close(
     market = opt.open_market(rpc, contract, address_book, account=account, keystore_dir=keystore_dir, password_file=password_file)
     result = market.client.close_round(model_id)
     closed = result.event("RoundClosed").args
-    slashes = [{"participant": e.args["participant"], "reason": str(e.args["reason"]).lower(), "amount_wei": int(e.args["amount"])} for e in result.events_named("Slashed")]
+    from fedmarket.chain.client import SlashReason
+
+    slashes = [
+        {"participant": e.args["participant"], "reason": SlashReason(int(e.args["reason"])).name.lower(), "amount_wei": int(e.args["amount"])}
+        for e in result.events_named("Slashed")
+    ]
     data = {
         "model_id": model_id,
         "round": int(closed["round"]),
