@@ -24,6 +24,7 @@ from fedmarket.chain.client import (
     Phase,
     RevealedUpdate,
     Role,
+    RoundDataPruned,
     RoundNotDue,
     Status,
     UnknownModel,
@@ -277,3 +278,19 @@ def test_with_account_shares_the_contract_but_not_the_sender(market: MarketClien
     other = market.with_account(actors.trainers[0])
     assert other.sender == actors.trainers[0].address and market.sender == actors.owner.address
     assert other.contract is market.contract and other.address == market.address
+
+
+def test_pruned_round_data_says_where_to_look(w3, market: MarketClient, actors: Actors, ready_task: Callable[..., int]) -> None:
+    model_id = ready_task(rounds=3)
+    for _ in range(2):  # nobody acts: each round is due once its commit window has passed
+        advance_time(w3, WINDOW + 1)
+        market.close_round(model_id)
+    assert market.get_model(model_id).state.current_round == 3
+    assert market.revealed_updates(model_id, 2) == []  # the previous round is still kept
+    with pytest.raises(RoundDataPruned) as info:
+        market.revealed_updates(model_id, 1)
+    assert str(info.value) == (
+        f"task {model_id} round 1 is pruned: revealedUpdates answers for the current round (3) and the one before; "
+        "older rounds are in the UpdateRevealed / ScoresSubmitted events"
+    )
+    assert market.get_round(model_id, 1).closed  # round headers are kept for every round

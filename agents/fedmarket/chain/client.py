@@ -613,6 +613,15 @@ class RoundNotDue(ContractRevert):
         return f"task {f['modelId']} round {f['round']} is not due: its {f['phase']} phase runs until {_when(f['deadline'])}"
 
 
+class RoundDataPruned(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return (
+            f"task {f['modelId']} round {f['round']} is pruned: {self.function} answers for the current round "
+            f"({f['currentRound']}) and the one before; older rounds are in the UpdateRevealed / ScoresSubmitted events"
+        )
+
+
 class NothingToWithdraw(ContractRevert):
     def describe(self) -> str:
         return f"{self.fields['account']} has nothing to withdraw"
@@ -678,7 +687,7 @@ ERROR_CLASSES: dict[str, type[ContractRevert]] = {
         NotCommitteeMember, WrongStatus, WrongPhase, WrongRound, AlreadyLicensed, NoLicense, OwnerCannotParticipate,
         AlreadyJoined, RoleFull, NotEnoughParticipants, AlreadyCommitted, NotCommitted, AlreadyRevealed,
         CommitmentMismatch, ZeroSamples, AlreadyScored, WrongScoreCount, AlreadyPublished, AlreadyConfirmed,
-        RoundNotDue, NothingToWithdraw, TransferFailed, AmountTooLarge, ReentrantCall,
+        RoundNotDue, RoundDataPruned, NothingToWithdraw, TransferFailed, AmountTooLarge, ReentrantCall,
     )
 }  # fmt: skip
 """Solidity error name -> exception class; an error of the ABI missing here becomes a plain ContractRevert."""
