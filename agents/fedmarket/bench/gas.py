@@ -2,18 +2,25 @@
 and how it grows with the number of trainers.
 
 Scenario (all through MarketClient on the embedded chain, so the figures are the receipts' gasUsed):
-a buyer posts a 2-round task; N trainers buy a licence and join; 2c validators join (so that
-committees rotate) and the aggregator joins; training starts. Round 1 is a healthy round that
-ends early: every trainer commits and reveals, each of the c committee members scores all N
-updates (all positive, all accepted), the aggregator publishes, and the last confirmation closes
-the round (settlement) and opens round 2. Round 2 ends by deadline: one committee member never
-confirms, time passes, and anyone calls closeRound (settlement + a late slash). Then
-finalizeContract, generateTrainingPayments and one withdraw. cancelModel is measured on a second
-task that every participant joins and the buyer cancels. The worst case runs the same at the caps
-(64 trainers, committee 9 of 32 validators) and checks the gas limits the client sends.
+a buyer posts a 4-round task; N trainers buy a licence and join; 2c validators join (so that
+committees rotate) and the aggregator joins; training starts. Then three rounds:
 
-Per trainer per round = commit + reveal + (all scores + publish + all confirmations of the round,
-the closing one included) / N. Round 2's variant replaces the closing confirmation by closeRound.
+- round 1, healthy: every trainer commits and reveals, each of the c committee members scores all
+  N updates (all positive: every update is accepted and paid), the aggregator publishes, and the
+  last confirmation closes the round (settlement) and opens the next one;
+- round 2, by deadline: the same, but one committee member never confirms; time passes and anyone
+  calls closeRound (settlement with a late slash);
+- round 3, healthy again: the contract keeps per-update data in two buffers by round parity, so
+  from round 3 on a round rewrites the storage of round r - 2 instead of filling new slots. This
+  is the steady state of a task with many rounds.
+
+The owner then finalizes early (round 4 abandoned), generateTrainingPayments credits everyone and
+one trainer withdraws. cancelModel is measured on a second task that everyone joins and the buyer
+cancels. The worst case runs the same at the caps (64 trainers, committee 9 of 32 validators) and
+checks the gas limits the client sends on the embedded chain.
+
+Per trainer per round = commit + reveal + (all scores + publish + confirmations + the closing
+transaction of the round) / N.
 
 Gas is the EVM's (cancun rules on py-evm); anvil and mainnet charge the same for this code.
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -43,14 +51,18 @@ CAP_TRAINERS = 64
 CAP_COMMITTEE = 9
 CAP_VALIDATORS = 32
 WINDOW = 100
-ROUND_FUNCTIONS = ("commitUpdate", "revealUpdate", "submitScores", "publishGlobalModel", "confirmGlobalModel")
+TASK_ROUNDS = 4
+FIRST, DEADLINE, STEADY = 1, 2, 3
+"""The measured rounds: first use of storage, closed by deadline, steady state (storage reused)."""
+CLOSING_CONFIRM = "confirmGlobalModel (last: closes the round)"
 
 NOTES = [
     "Measured on the embedded chain (py-evm, cancun rules) from the receipts' gasUsed; the same code costs the same on anvil or mainnet.",
     "The seed's original Marketplace contract is not available in this repository, so no side-by-side figure for it is given.",
-    "Round 1 closes early with the last confirmation (its gas includes the settlement and the opening of round 2); "
-    "round 2 closes by closeRound after the deadline, with one committee member late (slashed).",
+    "Round 1 writes the per-update buffers for the first time; round 2 the second buffer (and closes by closeRound after the "
+    "deadline, one committee member late and slashed); round 3 rewrites round 1's buffer: the steady state of a long task.",
     "Every trainer's median utility is positive, so every update is accepted and paid: the settlement's most expensive path per trainer.",
+    "The closing transaction of rounds 1 and 3 (the last confirmation) also opens the next round; its gas includes that.",
 ]
 
 
@@ -60,19 +72,21 @@ def _scores(n: int, member: int) -> list[int]:
 
 
 class _Recorder:
+    """gasUsed per function (several keys may share a function, e.g. the closing confirmation)."""
+
     def __init__(self) -> None:
         self.gas: dict[str, list[int]] = defaultdict(list)
 
     def add(self, key: str, gas_used: int) -> None:
         self.gas[key].append(int(gas_used))
 
-    def mean(self, key: str) -> float:
-        return statistics.fmean(self.gas[key])
+    def counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.gas.items()}
 
-    def total(self, key: str) -> int:
-        return sum(self.gas[key])
+    def since(self, counts: dict[str, int]) -> dict[str, list[int]]:
+        return {k: v[counts.get(k, 0) :] for k, v in self.gas.items() if len(v) > counts.get(k, 0)}
 
-    def table(self) -> dict[str, dict[str, float | int]]:
+    def table(self) -> dict[str, dict[str, int]]:
         return {
             key: {"calls": len(values), "mean": round(statistics.fmean(values)), "min": min(values), "max": max(values)}
             for key, values in self.gas.items()
@@ -80,9 +94,9 @@ class _Recorder:
 
 
 def measure(n_trainers: int, committee: int, n_validators: int | None = None, *, with_cancel: bool = False) -> dict[str, Any]:
-    """Run the scenario with `n_trainers` trainers, a committee of `committee` out of `n_validators`
-    validators (default 2 * committee); with `with_cancel`, also a second task that everyone joins
-    and the buyer cancels (cancelModel). Returns the gas figures."""
+    """Run the scenario with `n_trainers` trainers and a committee of `committee` out of
+    `n_validators` validators (default 2 * committee); with `with_cancel`, also a second task that
+    everyone joins and the buyer cancels. Returns the gas figures."""
     from eth_utils import keccak
 
     from fedmarket.chain.anvil import dev_accounts
@@ -111,7 +125,7 @@ def measure(n_trainers: int, committee: int, n_validators: int | None = None, *,
         spec_digest=keccak(text="spec"),
         initial_model_digest=keccak(text="initial model"),
         aggregator=aggregator.address,
-        rounds=2,
+        rounds=TASK_ROUNDS,
         min_trainers=n_trainers,
         max_trainers=n_trainers,
         committee_size=committee,
@@ -126,67 +140,76 @@ def measure(n_trainers: int, committee: int, n_validators: int | None = None, *,
         validator_stake=10**16,
         aggregator_stake=10**16,
     )
+
+    def join_everyone(model_id: int, record: bool) -> None:
+        act = send if record else (lambda key, client, method, *args: getattr(client, method)(*args))
+        for t in trainers:
+            client = market.with_account(t)
+            act("buyLicense", client, "buy_license", model_id, params.license_fee)
+            act("joinAsTrainer", client, "join_as_trainer", model_id, params.trainer_stake)
+        for v in validators:
+            act("joinAsValidator", market.with_account(v), "join_as_validator", model_id, params.validator_stake)
+        act("joinAsAggregator", market.with_account(aggregator), "join_as_aggregator", model_id, params.aggregator_stake)
+
     model_id = send("newModel", market, "new_model", params, 10**18).model_id
     send("payForModel", market, "pay_for_model", model_id, 10**17)
-    for t in trainers:
-        client = market.with_account(t)
-        send("buyLicense", client, "buy_license", model_id, params.license_fee)
-        send("joinAsTrainer", client, "join_as_trainer", model_id, params.trainer_stake)
-    for v in validators:
-        send("joinAsValidator", market.with_account(v), "join_as_validator", model_id, params.validator_stake)
-    send("joinAsAggregator", market.with_account(aggregator), "join_as_aggregator", model_id, params.aggregator_stake)
+    join_everyone(model_id, record=True)
     send("startTraining", market, "start_training", model_id)
 
     by_address = {a.address: a for a in accounts}
-    per_round: dict[int, dict[str, Any]] = {}
-    for rnd in (1, 2):
-        committee_members = [by_address[a] for a in market.get_round(model_id, rnd).committee]
-        before = {k: len(v) for k, v in rec.gas.items()}
+    rounds: dict[int, dict[str, Any]] = {}
+    for rnd in (FIRST, DEADLINE, STEADY):
+        members = [by_address[a] for a in market.get_round(model_id, rnd).committee]
+        before = rec.counts()
         for t in trainers:
             c = commitment(model_id, rnd, keccak(text=f"u{t.address}{rnd}"), 100, keccak(text=f"s{t.address}{rnd}"), t.address)
             send("commitUpdate", market.with_account(t), "commit_update", model_id, rnd, c)
         for t in trainers:
             send("revealUpdate", market.with_account(t), "reveal_update", model_id, rnd, keccak(text=f"u{t.address}{rnd}"), 100, keccak(text=f"s{t.address}{rnd}"))
-        for j, member in enumerate(committee_members):
+        for j, member in enumerate(members):
             send("submitScores", market.with_account(member), "submit_scores", model_id, rnd, _scores(n_trainers, j))
         send("publishGlobalModel", market.with_account(aggregator), "publish_global_model", model_id, rnd, keccak(text=f"global {rnd}"), 900_000)
-        if rnd == 1:
-            for member in committee_members[:-1]:
-                send("confirmGlobalModel", market.with_account(member), "confirm_global_model", model_id, rnd, True)
-            send("confirmGlobalModel (last: closes the round)", market.with_account(committee_members[-1]), "confirm_global_model", model_id, rnd, True)
-            closing_key = "confirmGlobalModel (last: closes the round)"
-        else:
-            for member in committee_members[:-1]:
-                send("confirmGlobalModel", market.with_account(member), "confirm_global_model", model_id, rnd, True)
+        for member in members[:-1]:
+            send("confirmGlobalModel", market.with_account(member), "confirm_global_model", model_id, rnd, True)
+        if rnd == DEADLINE:
             advance_time(w3, WINDOW + 1)
             send("closeRound", market, "close_round", model_id)
             closing_key = "closeRound"
-        new = {k: rec.gas[k][before.get(k, 0) :] for k in rec.gas if len(rec.gas[k]) > before.get(k, 0)}
-        shared = sum(sum(new[k]) for k in new if k not in ("commitUpdate", "revealUpdate"))
+        else:
+            send(CLOSING_CONFIRM, market.with_account(members[-1]), "confirm_global_model", model_id, rnd, True)
+            closing_key = CLOSING_CONFIRM
+        new = rec.since(before)
         commit, reveal = statistics.fmean(new["commitUpdate"]), statistics.fmean(new["revealUpdate"])
-        per_round[rnd] = {
+        scores, publish = sum(new["submitScores"]), new["publishGlobalModel"][0]
+        votes = sum(new.get("confirmGlobalModel", []))
+        closing = new[closing_key][0]
+        shared = scores + publish + votes + closing
+        rounds[rnd] = {
             "closed_by": closing_key,
             "commit": round(commit),
             "reveal": round(reveal),
-            "scores_per_member": round(statistics.fmean(new["submitScores"])),
-            "publish": new["publishGlobalModel"][0],
-            "closing": new[closing_key][0],
-            "shared_total": shared,
+            "scores_per_member": round(scores / len(members)),
+            "publish": publish,
+            "votes": votes,
+            "closing": closing,
             "shared_per_trainer": round(shared / n_trainers),
             "per_trainer": round(commit + reveal + shared / n_trainers),
+            "breakdown": {
+                "commitUpdate": round(commit),
+                "revealUpdate": round(reveal),
+                "submitScores (share)": round(scores / n_trainers),
+                "publishGlobalModel (share)": round(publish / n_trainers),
+                "confirmGlobalModel votes (share)": round(votes / n_trainers),
+                f"{closing_key.split(' ')[0]} closing the round (share)": round(closing / n_trainers),
+            },
             "round_total": sum(sum(v) for v in new.values()),
         }
-    send("finalizeContract", market, "finalize_contract", model_id)
+    send("finalizeContract (owner, early)", market, "finalize_contract", model_id)
     send("generateTrainingPayments", market, "generate_training_payments", model_id)
     send("withdraw", market.with_account(trainers[0]), "withdraw")
     if with_cancel:
         cancelled = market.new_model(params, 10**18).model_id
-        for t in trainers:
-            market.with_account(t).buy_license(cancelled, params.license_fee)
-            market.with_account(t).join_as_trainer(cancelled, params.trainer_stake)
-        for v in validators:
-            market.with_account(v).join_as_validator(cancelled, params.validator_stake)
-        market.with_account(aggregator).join_as_aggregator(cancelled, params.aggregator_stake)
+        join_everyone(cancelled, record=False)
         send("cancelModel", market, "cancel_model", cancelled)
     return {
         "trainers": n_trainers,
@@ -194,29 +217,29 @@ def measure(n_trainers: int, committee: int, n_validators: int | None = None, *,
         "validators": n_validators,
         "deploy": deploy_gas,
         "functions": rec.table(),
-        "rounds": per_round,
+        "rounds": rounds,
     }
 
 
-def breakdown(result: dict[str, Any], rnd: int = 1) -> dict[str, int]:
-    """Per trainer per round, by function: commit, reveal, and each trainer's share of the rest."""
-    r = result["rounds"][rnd]
-    n, c = result["trainers"], result["committee"]
-    scores = r["scores_per_member"] * c
-    closing_and_votes = r["shared_total"] - scores - r["publish"]
-    return {
-        "commitUpdate": r["commit"],
-        "revealUpdate": r["reveal"],
-        "submitScores (share)": round(scores / n),
-        "publishGlobalModel (share)": round(r["publish"] / n),
-        f"confirmations + {r['closed_by'].split(' ')[0]} settlement (share)": round(closing_and_votes / n),
-    }
-
-
-def _dominant(result: dict[str, Any]) -> str:
-    parts = breakdown(result)
+def _dominant(result: dict[str, Any], rnd: int) -> str:
+    parts = result["rounds"][rnd]["breakdown"]
     name, value = max(parts.items(), key=lambda kv: kv[1])
-    return f"{name}: {value:,} of {result['rounds'][1]['per_trainer']:,} gas per trainer per round"
+    return f"{name}: {value:,} of {result['rounds'][rnd]['per_trainer']:,}"
+
+
+def _contract_provenance() -> dict[str, Any]:
+    """Which contract sources were measured: their hash, the git commit, and whether they differ from it."""
+    from fedmarket.chain.compile import source_hash
+
+    info: dict[str, Any] = {"source_hash": source_hash(include_test=False)}
+    root = repo_root()
+    try:
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "contracts"], cwd=root, capture_output=True, text=True, check=True).stdout
+        info["contracts_modified_since_commit"] = bool(dirty.strip())
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return info
 
 
 def run(trainers: int, committee: int, steps: list[int], *, worst_case: bool = True, progress: Any = None) -> dict[str, Any]:
@@ -226,48 +249,61 @@ def run(trainers: int, committee: int, steps: list[int], *, worst_case: bool = T
 
     started = time.perf_counter()
     say = progress or (lambda text: None)
-    say(f"round with {trainers} trainers, committee {committee}")
+    provenance = _contract_provenance()
+    say(f"{trainers} trainers, committee {committee}")
     main = measure(trainers, committee, with_cancel=True)
     scaling = []
     for n in steps:
         say(f"scaling: {n} trainers")
         result = main if n == trainers else measure(n, committee)
-        r1, r2 = result["rounds"][1], result["rounds"][2]
+        first, late, steady = (result["rounds"][r] for r in (FIRST, DEADLINE, STEADY))
         scaling.append({
             "trainers": n,
-            "commitUpdate": r1["commit"],
-            "revealUpdate": r1["reveal"],
-            "submitScores": r1["scores_per_member"],
-            "publishGlobalModel": r1["publish"],
-            "confirmGlobalModel_last": r1["closing"],
-            "closeRound": r2["closing"],
-            "per_trainer_per_round": r1["per_trainer"],
-            "per_trainer_per_round_closeRound": r2["per_trainer"],
+            "commitUpdate": steady["commit"],
+            "revealUpdate": steady["reveal"],
+            "submitScores": steady["scores_per_member"],
+            "publishGlobalModel": steady["publish"],
+            "confirmGlobalModel_closing": steady["closing"],
+            "closeRound": late["closing"],
+            "per_trainer_steady": steady["per_trainer"],
+            "per_trainer_first_round": first["per_trainer"],
+            "per_trainer_deadline_round": late["per_trainer"],
         })  # fmt: skip
     worst: dict[str, Any] | None = None
     if worst_case:
         say(f"worst case: {CAP_TRAINERS} trainers, committee {CAP_COMMITTEE} of {CAP_VALIDATORS} validators")
         result = measure(CAP_TRAINERS, CAP_COMMITTEE, CAP_VALIDATORS, with_cancel=True)
-        highest = {name: values["max"] for name, values in result["functions"].items()}
         limits = {}
-        for name, gas in highest.items():
+        for name, values in result["functions"].items():
             function = name.split(" ", 1)[0]
             limit = MARKETPLACE_GAS_LIMITS.get(function)
-            limits[name] = {"gas": gas, "limit": limit, "fits": limit is not None and gas <= limit}
-        worst = {"trainers": CAP_TRAINERS, "committee": CAP_COMMITTEE, "validators": CAP_VALIDATORS, "per_trainer_per_round": result["rounds"][1]["per_trainer"], "functions": limits}
-    per_trainer = main["rounds"][1]["per_trainer"]
-    series = [row["per_trainer_per_round"] for row in scaling]
+            limits[name] = {
+                "gas": values["max"],
+                "limit": limit,
+                "fits": limit is not None and values["max"] <= limit,
+                "headroom": round(1 - values["max"] / limit, 3) if limit else None,
+            }
+        worst = {
+            "trainers": CAP_TRAINERS,
+            "committee": CAP_COMMITTEE,
+            "validators": CAP_VALIDATORS,
+            "per_trainer_steady": result["rounds"][STEADY]["per_trainer"],
+            "per_trainer_first_round": result["rounds"][FIRST]["per_trainer"],
+            "functions": limits,
+        }
+    steady, first = main["rounds"][STEADY]["per_trainer"], main["rounds"][FIRST]["per_trainer"]
+    series = [row["per_trainer_steady"] for row in scaling]
     return {
         "benchmark": "gas",
         "chain": "embedded (eth-tester, py-evm)",
         "compiler": f"solc {compiler_version()}",
+        "contract": provenance,
         "target_per_trainer_per_round": TARGET_PER_TRAINER_ROUND,
-        "scenario": {"trainers": trainers, "committee": committee, "validators": 2 * committee, "rounds": 2},
+        "scenario": {"trainers": trainers, "committee": committee, "validators": 2 * committee, "task_rounds": TASK_ROUNDS, "measured_rounds": 3},
         "main": main,
-        "per_trainer_per_round": per_trainer,
-        "meets_target": per_trainer <= TARGET_PER_TRAINER_ROUND,
-        "dominant": _dominant(main),
-        "breakdown": breakdown(main),
+        "per_trainer_per_round": {"steady": steady, "first_round": first, "deadline_round": main["rounds"][DEADLINE]["per_trainer"]},
+        "meets_target": {"steady": steady <= TARGET_PER_TRAINER_ROUND, "first_round": first <= TARGET_PER_TRAINER_ROUND},
+        "dominant": {"steady": _dominant(main, STEADY), "first_round": _dominant(main, FIRST)},
         "scaling": scaling,
         "flatness": {"min": min(series), "max": max(series), "max_over_min": round(max(series) / min(series), 3)} if series else None,
         "worst_case": worst,
@@ -278,15 +314,23 @@ def run(trainers: int, committee: int, steps: list[int], *, worst_case: bool = T
 
 def to_markdown(report: dict[str, Any]) -> str:
     main = report["main"]
-    r1, r2 = main["rounds"][1], main["rounds"][2]
+    rounds = main["rounds"]
+    r1, r2, r3 = rounds[FIRST], rounds[DEADLINE], rounds[STEADY]
+    per, meets, target = report["per_trainer_per_round"], report["meets_target"], report["target_per_trainer_per_round"]
+    contract = report.get("contract", {})
+    measured = f"contract sources {contract.get('source_hash', '?')[:12]}"
+    if "git_commit" in contract:
+        measured += f" (at commit {contract['git_commit']}{', with uncommitted changes' if contract.get('contracts_modified_since_commit') else ''})"
     lines = [
         "# Gas of the Marketplace",
         "",
-        f"{report['chain']}, {report['compiler']}. Scenario: {main['trainers']} trainers, committee {main['committee']} "
-        f"of {main['validators']} validators, 2 rounds. Regenerate with `fedmarket bench gas`.",
+        f"{report['chain']}, {report['compiler']}, {measured}. Scenario: {main['trainers']} trainers, committee "
+        f"{main['committee']} of {main['validators']} validators, three rounds measured. Regenerate with `fedmarket bench gas`.",
         "",
-        f"**Per trainer per round: {r1['per_trainer']:,} gas** (target <= {report['target_per_trainer_per_round']:,}: "
-        f"{'met' if report['meets_target'] else 'missed'}); largest part: {report['dominant']}.",
+        f"**Per trainer per round: {per['steady']:,} gas in the steady state** (round 3 on, storage reused), "
+        f"{per['first_round']:,} in round 1 (fresh storage); target <= {target:,}: "
+        f"{'met' if meets['steady'] else 'missed'} in the steady state, {'met' if meets['first_round'] else 'missed'} in round 1.",
+        f"Largest part, steady state: {report['dominant']['steady']}; round 1: {report['dominant']['first_round']}.",
         "",
         f"## Every function ({main['trainers']} trainers, committee {main['committee']})",
         "",
@@ -298,30 +342,38 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {v['calls']} | {v['mean']:,} | {v['min']:,} | {v['max']:,} |")
     lines += [
         "",
-        "## Per trainer per round",
+        "## Per trainer per round, by function",
         "",
-        "| part | round 1 (closed by the last confirmation) | round 2 (closed by closeRound, one member late) |",
-        "|---|---:|---:|",
-        f"| commitUpdate | {r1['commit']:,} | {r2['commit']:,} |",
-        f"| revealUpdate | {r1['reveal']:,} | {r2['reveal']:,} |",
-        f"| share of scores, publish, confirmations, closing | {r1['shared_per_trainer']:,} | {r2['shared_per_trainer']:,} |",
-        f"| **total** | **{r1['per_trainer']:,}** | **{r2['per_trainer']:,}** |",
+        "| part | round 1 (fresh storage, closed by the last confirmation) | round 2 (closed by closeRound, one member late) | round 3: steady state |",
+        "|---|---:|---:|---:|",
+    ]
+    labels = list(r1["breakdown"])
+    deadline_labels = list(r2["breakdown"])
+    for i, label in enumerate(labels):
+        lines.append(f"| {label} | {r1['breakdown'][label]:,} | {r2['breakdown'][deadline_labels[i]]:,} | {r3['breakdown'][label]:,} |")
+    lines += [
+        f"| **total** | **{r1['per_trainer']:,}** | **{r2['per_trainer']:,}** | **{r3['per_trainer']:,}** |",
         "",
-        "Round 1 by function: " + ", ".join(f"{name} {gas:,}" for name, gas in report["breakdown"].items()) + ".",
+        "(Round 2's closing row is closeRound.)",
         "",
         f"## Scaling (committee {main['committee']})",
         "",
-        "| trainers | commit | reveal | submitScores (each member) | publish | last confirm (closes) | closeRound | per trainer per round | (closeRound round) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| trainers | commit | reveal | submitScores (each member) | publish | closing confirmation | closeRound | per trainer per round: steady | round 1 | round 2 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["scaling"]:
         lines.append(
             f"| {row['trainers']} | {row['commitUpdate']:,} | {row['revealUpdate']:,} | {row['submitScores']:,} | {row['publishGlobalModel']:,} "
-            f"| {row['confirmGlobalModel_last']:,} | {row['closeRound']:,} | {row['per_trainer_per_round']:,} | {row['per_trainer_per_round_closeRound']:,} |"
+            f"| {row['confirmGlobalModel_closing']:,} | {row['closeRound']:,} | {row['per_trainer_steady']:,} | {row['per_trainer_first_round']:,} "
+            f"| {row['per_trainer_deadline_round']:,} |"
         )
     if report.get("flatness"):
         f = report["flatness"]
-        lines += ["", f"Per trainer per round ranges {f['min']:,} .. {f['max']:,} gas over the series (max/min {f['max_over_min']})."]
+        lines += [
+            "",
+            f"Steady-state gas per trainer per round ranges {f['min']:,} .. {f['max']:,} over the series (max/min {f['max_over_min']}): "
+            "each round has a fixed part (publish, votes, the round's bookkeeping) that fewer trainers share.",
+        ]
     worst = report.get("worst_case")
     if worst:
         lines += [
@@ -329,13 +381,17 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"## Worst case at the caps ({worst['trainers']} trainers, committee {worst['committee']} of {worst['validators']} validators) "
             "against the gas limits the client sends on the embedded chain",
             "",
-            "| function | highest gas | limit (deploy.MARKETPLACE_GAS_LIMITS) | fits |",
-            "|---|---:|---:|---|",
+            "| function | highest gas | limit (deploy.MARKETPLACE_GAS_LIMITS) | headroom | fits |",
+            "|---|---:|---:|---:|---|",
         ]
         for name, v in worst["functions"].items():
             limit = f"{v['limit']:,}" if v["limit"] is not None else "none"
-            lines.append(f"| {name} | {v['gas']:,} | {limit} | {'yes' if v['fits'] else '**no**'} |")
-        lines += ["", f"Per trainer per round at the caps: {worst['per_trainer_per_round']:,} gas."]
+            headroom = f"{v['headroom']:.0%}" if v["headroom"] is not None else ""
+            lines.append(f"| {name} | {v['gas']:,} | {limit} | {headroom} | {'yes' if v['fits'] else '**no**'} |")
+        lines += [
+            "",
+            f"Per trainer per round at the caps: {worst['per_trainer_steady']:,} gas steady, {worst['per_trainer_first_round']:,} in round 1.",
+        ]
     lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]] + [""]
     return "\n".join(lines)
 
