@@ -175,3 +175,20 @@ def test_embedded_fast_path_equals_eth_get_logs(market: MarketClient, history: l
         fast, slow = cursor(market, **filters), cursor(market, **filters)
         slow._embedded = False
         assert fast.poll() == slow.poll()
+
+
+def test_a_failed_read_does_not_move_the_position(market: MarketClient, history: list[TxResult], monkeypatch: pytest.MonkeyPatch) -> None:
+    c = cursor(market, chunk_blocks=2)
+    real, calls = c._read, []
+
+    def flaky(start: int, end: int) -> list[Event]:
+        calls.append(start)
+        if len(calls) == 3:
+            raise ConnectionError("node went away")
+        return real(start, end)
+
+    monkeypatch.setattr(c, "_read", flaky)
+    with pytest.raises(FedmarketError, match="cannot reach the Ethereum node"):
+        c.poll()
+    assert c.position == 0
+    assert keys(c.poll()) == keys(all_events(history))

@@ -225,13 +225,18 @@ class EventCursor:
         self.state_file = Path(state_file) if state_file is not None else None
         self.chunk_blocks = chunk_blocks
         self.confirmations = confirmations
-        self.chain_id = int(w3.eth.chain_id)
+        from fedmarket.chain.client import rpc_errors
+
+        self._rpc_errors = rpc_errors
+        with rpc_errors(w3):
+            self.chain_id = int(w3.eth.chain_id)
         self._embedded = type(w3.provider).__name__ == "EthereumTesterProvider"
         self.next_block = int(start_block)
         self._last_hash: str | None = None
         self._saved_block: int | None = None
         if self.state_file is not None and self.state_file.exists():
-            self._load()
+            with rpc_errors(w3):
+                self._load()
 
     # ------------------------------------------------------------------ reading
 
@@ -249,13 +254,17 @@ class EventCursor:
 
         The position moves past the blocks read; with `commit` (default) it is also saved.
         """
-        head = self.head() if to_block is None else min(int(to_block), self.head())
         events: list[Event] = []
-        while self.next_block <= head:
-            end = min(self.next_block + self.chunk_blocks - 1, head)
-            events.extend(self._read(self.next_block, end))
-            self.next_block = end + 1
-            self._last_hash = self._block_hash(end)
+        position, last_hash = self.next_block, self._last_hash
+        with self._rpc_errors(self.w3):
+            head = self.head() if to_block is None else min(int(to_block), self.head())
+            while position <= head:
+                end = min(position + self.chunk_blocks - 1, head)
+                events.extend(self._read(position, end))
+                position = end + 1
+                last_hash = self._block_hash(end)
+        # Only a complete read moves the position: a failure half-way loses nothing.
+        self.next_block, self._last_hash = position, last_hash
         if commit:
             self.commit()
         return events
