@@ -838,15 +838,22 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         t.roundsClosed = round;
 
         ModelParams storage p = t.params;
-        Settlement memory s;
-        s.budget = Shares.roundBudget(t.reward, p.rounds, round);
-        t.escrow = _toU128(t.escrow - s.budget);
-        s.trainerPool = Shares.ofBps(s.budget, p.trainerShareBps);
-        s.validatorPool = Shares.ofBps(s.budget, p.validatorShareBps);
-        s.aggregatorPool = s.budget - s.trainerPool - s.validatorPool;
-        s.reveals = Bits.popcount(h.revealed);
-        s.rejected = h.proposed && Bits.popcount(h.voted & ~h.approved) * 2 > p.committeeSize;
-        s.committeeStart = _committeeStart(t, round, t.validatorCount);
+        uint256 budget = Shares.roundBudget(t.reward, p.rounds, round);
+        t.escrow = _toU128(t.escrow - budget);
+        uint256 trainerPool = Shares.ofBps(budget, p.trainerShareBps);
+        uint256 validatorPool = Shares.ofBps(budget, p.validatorShareBps);
+        Settlement memory s = Settlement({
+            budget: budget,
+            trainerPool: trainerPool,
+            validatorPool: validatorPool,
+            aggregatorPool: budget - trainerPool - validatorPool,
+            slashed: 0,
+            positiveSum: 0,
+            toBuyer: 0,
+            reveals: Bits.popcount(h.revealed),
+            committeeStart: _committeeStart(t, round, t.validatorCount),
+            rejected: h.proposed && Bits.popcount(h.voted & ~h.approved) * 2 > p.committeeSize
+        });
 
         (int256[] memory u,) = _utilities(t, round, h, s.reveals, false);
         uint256[] memory seats = new uint256[](s.reveals);
@@ -979,7 +986,7 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
             return;
         }
         uint256 each = s.validatorPool / n;
-        s.toBuyer += s.validatorPool - each * n;
+        s.toBuyer += s.validatorPool % n;
         if (each == 0) return;
         uint256 size = t.params.committeeSize;
         uint256 count = t.validatorCount;

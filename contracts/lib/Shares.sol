@@ -10,9 +10,9 @@ library Shares {
     /// @notice The budget of round `round` (1-based) of `rounds`: reward / rounds, the last round
     /// taking the remainder of the division, so the budgets sum to `reward` exactly.
     function roundBudget(uint256 reward, uint256 rounds, uint256 round) internal pure returns (uint256) {
-        uint256 perRound = reward / rounds;
-        if (round < rounds) return perRound;
-        return reward - (rounds - 1) * perRound;
+        // W - (R - 1) * (W / R) == W / R + W % R: the last round adds the remainder.
+        if (round < rounds) return reward / rounds;
+        return reward / rounds + reward % rounds;
     }
 
     /// @notice `amount * bps / BPS`, rounded down.
