@@ -235,7 +235,7 @@ def _contract_provenance() -> dict[str, Any]:
     root = repo_root()
     try:
         info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "contracts"], cwd=root, capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--", "contracts"], cwd=root, capture_output=True, text=True, check=True).stdout
         info["contracts_modified_since_commit"] = bool(dirty.strip())
     except (OSError, subprocess.CalledProcessError):
         pass
