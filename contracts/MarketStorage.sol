@@ -11,11 +11,17 @@ import {IMarketplace} from "./IMarketplace.sol";
 abstract contract MarketStorage is IMarketplace {
     // ---------------------------------------------------------------- caps (docs/protocol.md)
 
+    /// @notice Most trainers per task: closing a round loops over them (and a round's bitmaps hold 64).
     uint256 public constant MAX_TRAINERS = 64;
+    /// @notice Most validators per task: settlement loops over every participant.
     uint256 public constant MAX_VALIDATORS = 32;
+    /// @notice Largest committee: each utility is the median of at most this many scores.
     uint256 public constant MAX_COMMITTEE = 9;
+    /// @notice Most rounds per task (keeps the per-round budget meaningful).
     uint256 public constant MAX_ROUNDS = 1000;
+    /// @notice Shortest phase window.
     uint256 public constant MIN_WINDOW = 1 seconds;
+    /// @notice Longest phase window.
     uint256 public constant MAX_WINDOW = 30 days;
 
     /// @dev The stored stage of a round that has been settled (beyond IMarketplace.Phase).
