@@ -35,6 +35,8 @@ MAX_ROUNDS = 1000
 MIN_WINDOW = 1
 MAX_WINDOW = 30 * 24 * 3600
 BPS = 10_000
+MAX_STAKE = 2**96 - 1
+"""The contract refuses stakes above type(uint96).max (InvalidParams "stake too large")."""
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
@@ -256,9 +258,21 @@ class Params:
             self.poison_threshold,
         )
 
-    def invalid_reasons(self) -> list[str]:
-        """The documented parameter rules this violates (empty: valid)."""
+    def invalid_reasons(self, owner: str) -> list[str]:
+        """The parameter rules this violates when `owner` posts it (empty: valid).
+
+        The caps are docs/protocol.md's; the contract adds (documented in Marketplace.sol only):
+        non-zero digests, a non-zero aggregator that is not the owner, stakes below 2^96.
+        """
         reasons: list[str] = []
+        if self.spec_digest == bytes(32) or self.initial_model_digest == bytes(32):
+            reasons.append("digest")
+        if int(self.aggregator, 16) == 0:
+            reasons.append("aggregator zero")
+        if self.aggregator.lower() == owner.lower():
+            reasons.append("aggregator is the owner")
+        if max(self.trainer_stake, self.validator_stake, self.aggregator_stake) > MAX_STAKE:
+            reasons.append("stake")
         if not 1 <= self.rounds <= MAX_ROUNDS:
             reasons.append("rounds")
         if self.min_trainers < 1:
@@ -475,7 +489,7 @@ class Market:
         errors: list[Err] = []
         if value == 0:
             errors.append(Err("ZeroEscrow", ()))
-        if params.invalid_reasons():
+        if params.invalid_reasons(caller):
             errors.append(Err("InvalidParams"))
         _raise_if(errors)
         model_id = len(self.tasks) + 1
