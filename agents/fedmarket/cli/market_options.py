@@ -2,7 +2,7 @@
 the way from (--rpc, --contract / address book, --account) to a signing MarketClient.
 
 Options read environment variables too (FEDMARKET_RPC, FEDMARKET_ACCOUNT, FEDMARKET_CONTRACT,
-FEDMARKET_KEYSTORE_DIR), so a shell session can set them once.
+FEDMARKET_KEYSTORE_DIR, FEDMARKET_ADDRESS_BOOK), so a shell session can set them once.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ KeystoreDirOption = typer.Option(None, "--keystore-dir", envvar="FEDMARKET_KEYST
 ContractOption = typer.Option(
     None, "--contract", envvar="FEDMARKET_CONTRACT", help="Marketplace address [default: from the address book of the chain id]."
 )
-AddressBookOption = typer.Option(None, "--address-book", help="Directory of <chainId>.json address books [default: deploy/deployments in the repo].", file_okay=False)
+AddressBookOption = typer.Option(None, "--address-book", envvar="FEDMARKET_ADDRESS_BOOK", help="Directory of <chainId>.json address books [default: deploy/deployments in the repo].", file_okay=False)
 JsonOption = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 
 ETH = 10**18
