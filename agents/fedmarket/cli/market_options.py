@@ -138,10 +138,10 @@ def open_market(
     return Market(w3, client, address, local)
 
 
-def require_funds(w3: Web3, address: str, value: int, what: str) -> None:
-    """Refuse before sending when `address` cannot pay `value` plus some gas."""
+def require_funds(w3: Web3, address: str, value: int, max_gas_cost: int, what: str) -> None:
+    """Refuse before signing when `address` cannot pay `value` plus the most gas it may cost."""
     balance = int(w3.eth.get_balance(address))
-    if balance < value:
+    if balance < value + max_gas_cost:
         raise FedmarketError(
-            f"insufficient funds for {what}: {address} holds {format_eth(balance)}, needs {format_eth(value)} plus gas"
+            f"insufficient funds for {what}: {address} holds {format_eth(balance)}, needs {format_eth(value)} + up to {format_eth(max_gas_cost)} gas"
         )

@@ -105,7 +105,7 @@ def list_keystores(keystore_dir: Optional[Path] = opt.KeystoreDirOption, as_json
         return
     table = Table(title=f"keystores in {keystores.path}")
     table.add_column("name")
-    table.add_column("address")
+    table.add_column("address", no_wrap=True)
     table.add_column("kdf")
     for entry in entries:
         table.add_row(entry.name, entry.address, f"{entry.kdf} n={entry.scrypt_n}" if entry.scrypt_n else entry.kdf)
@@ -150,18 +150,21 @@ def balance(
         rows = [(spec, resolve_address(spec, w3, keystore_dir=keystore_dir)) for spec in accounts]
     else:
         rows = [(e.name, e.address) for e in KeystoreDir(keystore_dir).entries()]
+    from fedmarket.chain.client import rpc_errors
+
     client = _market_or_none(w3, contract, address_book)
     result = []
-    for label, address in rows:
-        wei = int(w3.eth.get_balance(address))
-        credit = int(client.credit(address)) if client is not None else None
-        result.append({"account": label, "address": address, "balance_wei": wei, "credit_wei": credit})
+    with rpc_errors(w3):
+        for label, address in rows:
+            wei = int(w3.eth.get_balance(address))
+            credit = int(client.credit(address)) if client is not None else None
+            result.append({"account": label, "address": address, "balance_wei": wei, "credit_wei": credit})
     if as_json:
         print_json({"chain_id": int(w3.eth.chain_id), "contract": client.address if client else None, "accounts": result})
         return
     table = Table(title=f"balances on chain {int(w3.eth.chain_id)}")
     for column in ("account", "address", "balance", "market credit"):
-        table.add_column(column, justify="right" if column in ("balance", "market credit") else "left")
+        table.add_column(column, justify="right" if column in ("balance", "market credit") else "left", no_wrap=column == "address")
     for row in result:
         credit_text = opt.format_eth(row["credit_wei"]) if row["credit_wei"] is not None else "-"
         table.add_row(row["account"], row["address"], opt.format_eth(row["balance_wei"]), credit_text)
@@ -201,11 +204,15 @@ def send(
     w3 = opt.connect(rpc)
     recipient = resolve_address(to, w3, keystore_dir=keystore_dir)
     sender = opt.signer(w3, account, keystore_dir=keystore_dir, password_file=password_file)
-    receipt = _transfer(w3, sender, recipient, wei)
+    from fedmarket.chain.client import rpc_errors
+
+    with rpc_errors(w3):
+        receipt = _transfer(w3, sender, recipient, wei)
+    tx = "0x" + bytes(receipt["transactionHash"]).hex()
     if as_json:
-        print_json({"from": sender.address, "to": recipient, "value_wei": wei, "tx": receipt["transactionHash"].hex(), "status": receipt["status"]})
+        print_json({"from": sender.address, "to": recipient, "value_wei": wei, "tx": tx, "gas_used": int(receipt["gasUsed"])})
     else:
-        console.print(f"sent {opt.format_eth(wei)} from {sender.address} to {recipient} (tx 0x{receipt['transactionHash'].hex().removeprefix('0x')})", highlight=False)
+        console.print(f"sent {opt.format_eth(wei)} from {sender.address} to {recipient} (tx {tx})", highlight=False)
 
 
 def _transfer(w3, sender, recipient: str, wei: int):
@@ -214,7 +221,7 @@ def _transfer(w3, sender, recipient: str, wei: int):
     gas = 21_000
     gas_price = int(w3.eth.gas_price)
     fee_cap = max(gas_price * 2, 1)
-    opt.require_funds(w3, sender.address, wei + gas * fee_cap, "the transfer")
+    opt.require_funds(w3, sender.address, wei, gas * fee_cap, "the transfer")
     tx = {
         "to": recipient,
         "value": wei,
@@ -228,5 +235,5 @@ def _transfer(w3, sender, recipient: str, wei: int):
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.05)
     if receipt["status"] != 1:
-        raise FedmarketError(f"transfer reverted (tx {tx_hash.hex()})")
+        raise FedmarketError(f"transfer reverted (tx 0x{bytes(tx_hash).hex()})")
     return receipt
