@@ -60,6 +60,9 @@ class FairnessConfig:
     utilities: tuple[str, ...] = ()  # empty: every registered utility
     attacks: tuple[str, ...] = ATTACK_ROLES
     device: str = "cpu"
+    # Small models train fastest on one CPU thread; on a busy machine torch's thread pool
+    # otherwise spins and a run takes 10x longer.
+    threads: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -233,30 +236,35 @@ def winner(summaries: dict[str, dict[str, Any]]) -> str | None:
 
 def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Every utility of `config` over every seed; the report behind fairness.json."""
+    import torch
+
     from fedmarket.fl.datasets import load_dataset
     from fedmarket.fl.utility import DEFAULT_UTILITY, UTILITIES
 
     dataset = load_dataset(config.dataset)
-    names = config.utilities or UTILITIES
     summaries: dict[str, dict[str, Any]] = {}
-    for name in names:
-        logs = [run_market(config, name, seed, dataset) for seed in config.seeds]
-        summaries[name] = summarise(logs)
-        summaries[name]["runs"] = [
-            {"seed": log.seed, "final_accuracy": log.final_accuracy,
-             "rounds": [{"round": r.round, "roles": r.roles, "samples": r.samples, "scores": r.scores,
-                         "accepted": r.accepted} for r in log.rounds]}
-            for log in logs
-        ]
-        if on_result is not None:
-            on_result(name, summaries[name])
-    best = winner(summaries)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        for name in config.utilities or UTILITIES:
+            logs = [run_market(config, name, seed, dataset) for seed in config.seeds]
+            summaries[name] = summarise(logs)
+            summaries[name]["runs"] = [
+                {"seed": log.seed, "final_accuracy": log.final_accuracy,
+                 "rounds": [{"round": r.round, "roles": r.roles, "samples": r.samples, "scores": r.scores,
+                             "accepted": r.accepted} for r in log.rounds]}
+                for log in logs
+            ]
+            if on_result is not None:
+                on_result(name, summaries[name])
+    finally:
+        torch.set_num_threads(threads)
     return {
         "benchmark": NAME,
         "settings": config.to_dict(),
         "machine": machine_facts(),
         "default_utility": DEFAULT_UTILITY,
-        "winner": best,
+        "winner": winner(summaries),
         "utilities": summaries,
     }
 
