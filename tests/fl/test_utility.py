@@ -142,12 +142,12 @@ def digits_round() -> dict:
     }
 
 
-@pytest.mark.parametrize("name", UTILITIES)
+# Not loo: a free rider dilutes the round's aggregate, so removing it changes the others' loss
+# (the fairness benchmark shows leave-one-out paying free riders).
+@pytest.mark.parametrize("name", [u for u in UTILITIES if u != "loo"])
 def test_a_free_rider_scores_exactly_zero(digits_round: dict, name: str) -> None:
     r = digits_round
     updates = r["honest"] + [Update(attacks.free_ride(r["global"]), 50)]
-    if name == "loo":
-        pytest.skip("leave-one-out pays a free rider whenever the others' aggregate is worse without it")
     scores = get_utility(name)(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"])
     assert scores[2] == 0
 
