@@ -41,41 +41,65 @@ from fedmarket.fl.utility.base import RoundView, State, Update, ValidationData, 
 from fedmarket.fl.utility.reference import guarded_scores, train_reference
 
 
-def separation_contrast(log_probs: Tensor, labels: Tensor) -> Tensor:
-    """S: mean over present classes of (mean log p(k|x) on class k) - (mean log p(k|x) on the rest).
+CHUNK = 512  # validator samples per forward/backward pass: bounds memory on large validation sets
 
-    Classes with no sample, or with every sample, are left out (their contrast is undefined).
+
+def separation_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Coefficients c[i, k] with S = sum_{i,k} c[i, k] log p(k | x_i): S is linear in the log-probabilities.
+
+    c[i, k] = +1 / (|K| n_k) when y_i = k and -1 / (|K| (N - n_k)) otherwise, for every class k in
+    K (present with n_k samples, and not every sample); 0 for the other classes.
     """
-    num_classes = log_probs.shape[1]
-    onehot = torch.nn.functional.one_hot(labels, num_classes).to(log_probs.dtype)
-    inside = onehot.sum(dim=0)
-    outside = onehot.shape[0] - inside
+    labels = np.asarray(labels, dtype=np.int64)
+    onehot = np.zeros((len(labels), num_classes), dtype=np.float64)
+    onehot[np.arange(len(labels)), labels] = 1.0
+    inside = onehot.sum(axis=0)
+    outside = len(labels) - inside
     present = (inside > 0) & (outside > 0)
-    if not bool(present.any()):
-        return log_probs.sum() * 0.0  # one class only: nothing to separate, zero gradient
-    mean_in = (onehot * log_probs).sum(dim=0) / inside.clamp(min=1)
-    mean_out = ((1.0 - onehot) * log_probs).sum(dim=0) / outside.clamp(min=1)
-    return (mean_in - mean_out)[present].mean()
+    weights = np.zeros_like(onehot)
+    count = int(present.sum())
+    if count == 0:
+        return weights  # one class only: nothing to separate
+    for k in np.flatnonzero(present):
+        weights[:, k] = np.where(onehot[:, k] == 1.0, 1.0 / inside[k], -1.0 / outside[k]) / count
+    return weights
+
+
+def separation_contrast(log_probs: Tensor, labels: Tensor) -> Tensor:
+    """S for given log-probabilities (N, K) and labels (N,)."""
+    weights = torch.as_tensor(separation_weights(labels.numpy(), log_probs.shape[1]), dtype=log_probs.dtype)
+    return (weights * log_probs).sum()
 
 
 def separation_direction(view: RoundView) -> np.ndarray:
-    """grad S at the global model (classification) or -grad MSE (regression), float64, sorted keys."""
+    """grad S at the global model (classification) or -grad MSE (regression), float64, sorted keys.
+
+    S is a fixed weighted sum of per-sample terms, so its gradient is accumulated chunk by chunk
+    (in sample order, a fixed order of additions) without holding every activation at once.
+    """
     model = view.spec.build().to(torch.float64)
     params = {k: view.global_state[k].to(torch.float64).clone().requires_grad_(True) for k in view.names}
-    x = torch.as_tensor(view.data.x, dtype=torch.float64)
-    outputs = functional_call(model, params, (x,))
+    x_all = np.asarray(view.data.x)
+    n = len(x_all)
     if view.task == "regression":
-        y = torch.as_tensor(view.data.y, dtype=torch.float64)
-        objective = -torch.nn.functional.mse_loss(outputs.squeeze(-1), y)
+        targets = np.asarray(view.data.y, dtype=np.float64)
     else:
-        labels = torch.as_tensor(view.data.y, dtype=torch.int64)
-        objective = separation_contrast(torch.log_softmax(outputs, dim=1), labels)
-    grads = torch.autograd.grad(objective, [params[k] for k in view.names], allow_unused=True)
-    parts = [
-        (torch.zeros_like(params[k]) if g is None else g).detach().reshape(-1).numpy()
-        for k, g in zip(view.names, grads)
-    ]
-    return np.concatenate(parts).astype(np.float64)
+        weights = separation_weights(view.data.y, view.spec.num_outputs)
+    total = [torch.zeros_like(params[k]) for k in view.names]
+    for start in range(0, n, CHUNK):
+        x = torch.as_tensor(x_all[start : start + CHUNK], dtype=torch.float64)
+        outputs = functional_call(model, params, (x,))
+        if view.task == "regression":
+            y = torch.as_tensor(targets[start : start + CHUNK])
+            objective = -((outputs.squeeze(-1) - y) ** 2).sum() / n
+        else:
+            w = torch.as_tensor(weights[start : start + CHUNK])
+            objective = (w * torch.log_softmax(outputs, dim=1)).sum()
+        grads = torch.autograd.grad(objective, [params[k] for k in view.names], allow_unused=True)
+        for acc, g in zip(total, grads):
+            if g is not None:
+                acc += g.detach()
+    return np.concatenate([t.reshape(-1).numpy() for t in total]).astype(np.float64)
 
 
 def separation_cosine_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
