@@ -10,7 +10,6 @@ from fedmarket.errors import FedmarketError
 from fedmarket.fl.params import max_abs_diff
 from fedmarket.fl.sim import SimConfig, client_seed, run_simulation
 
-SMALL = SimConfig(clients=6, rounds=2, partition="dir:0.5", seed=3)
 
 
 def test_defaults_are_the_seed_protocol() -> None:
@@ -31,7 +30,7 @@ def test_same_seed_same_global_model_every_round(batched: bool) -> None:
 
 
 def test_batched_and_sequential_runs_agree_within_tolerance() -> None:
-    batched = run_simulation(SMALL)
+    batched = run_simulation(SimConfig(clients=6, rounds=2, partition="dir:0.5", seed=3, batched=True))
     sequential = run_simulation(SimConfig(clients=6, rounds=2, partition="dir:0.5", seed=3, batched=False))
     assert batched.rounds[0].digest == sequential.rounds[0].digest
     assert max_abs_diff(batched.final_state, sequential.final_state) < 1e-4
@@ -60,6 +59,26 @@ def test_global_cid_is_the_storage_cid_of_the_round_model() -> None:
     assert cid_of(blob) == final.global_cid and final.global_cid.startswith("Qm")
     state, decoded = decode_weights(blob, expected_arch=result.model_id)
     assert decoded.parent_cid == previous.global_cid and max_abs_diff(state, result.final_state) == 0
+
+
+def test_a_market_style_round_reproduces_the_sim_cid() -> None:
+    """What the market does by hand (each trainer alone, then the rule) gives the sim's exact CID."""
+    from fedmarket.fl.aggregation import get_rule
+    from fedmarket.fl.datasets import load_dataset
+    from fedmarket.fl.models import ModelSpec
+    from fedmarket.fl.partition import partition
+    from fedmarket.fl.sim import global_model_cid
+    from fedmarket.fl.training import TrainConfig, train_local
+
+    config = SimConfig(clients=4, rounds=1, partition="pat:2", seed=5)
+    result = run_simulation(config)
+    data = load_dataset("digits")
+    spec = ModelSpec("cnn", data.input_shape, data.num_outputs)
+    start = spec.init_state(config.seed)
+    updates = [train_local(spec, start, data.x[c.train], data.y[c.train], TrainConfig(seed=client_seed(5, 1, i)))
+               for i, c in enumerate(partition(data.y, 4, "pat:2", 5).clients)]
+    global_state = get_rule("fedavg")([u[0] for u in updates], [u[1] for u in updates])
+    assert global_model_cid(global_state, spec.id, 1, result.rounds[0].global_cid) == result.rounds[1].global_cid
 
 
 def test_result_is_json_and_records_every_round() -> None:

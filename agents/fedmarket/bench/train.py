@@ -11,9 +11,10 @@ rounding; the largest difference is reported next to the timings.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -83,6 +84,7 @@ def run(scenarios: list[tuple[str, str]], clients: int, rounds: int, devices: li
     from fedmarket.fl.datasets import load_dataset
     from fedmarket.fl.params import max_abs_diff
 
+    load_before = os.getloadavg()
     results = []
     for dataset_name, scheme in scenarios:
         dataset = load_dataset(dataset_name)
@@ -111,9 +113,13 @@ def run(scenarios: list[tuple[str, str]], clients: int, rounds: int, devices: li
         "settings": {"clients": clients, "rounds_timed": rounds, "warmup_rounds": 1, "batch_size": 10, "lr": 0.005,
                      "epochs": 1, "model": "cnn (seed paper)", "aggregation": "fedavg", "seed": seed,
                      "devices": devices},
-        "machine": machine_facts(),
+        "machine": {**machine_facts(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "results": results,
     }
+
+
+def _load(values) -> str:
+    return "/".join(f"{v:.1f}" for v in values)
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -128,7 +134,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"Seed protocol (batch {s['batch_size']}, lr {s['lr']}, {s['epochs']} local epoch, CNN, FedAvg), "
         f"{s['rounds_timed']} timed rounds after {s['warmup_rounds']} warm-up round, seed {s['seed']}.\n"
         f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads)"
-        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU") + f"; measured {m['measured_at']}.\n\n"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU") + f"; measured {m['measured_at']}; "
+        f"load average (1/5/15 min) {_load(m['load_average_before'])} before, {_load(m['load_average_after'])} after.\n\n"
         + table + "\n"
     )
 
@@ -142,10 +149,15 @@ def register(bench_app: typer.Typer) -> None:
         rounds: int = typer.Option(3, "--rounds", min=1, help="Timed rounds per mode (after one warm-up round)."),
         device: str = typer.Option("all", "--device", help="cpu, cuda, or all (cpu and cuda when present)."),
         seed: int = typer.Option(0, "--seed"),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch [default: one per core]; 1 avoids thrashing when other jobs share the cores."),
         out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for train.json and train.md."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
     ) -> None:
         """Rounds per minute, all clients batched on one device vs one at a time; bench/results/train.{json,md}."""
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         import torch
 
         from fedmarket.fl.training import resolve_device

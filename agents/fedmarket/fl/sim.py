@@ -12,14 +12,17 @@ Deterministic: the partition, the initial model and every client's batch order d
 SHA-256 `digest` of the weights, and the CID the market would publish, record that). The CID is
 that of fedmarket.storage's canonical weights file with metadata (architecture id, round, CID of
 the previous round's global model; none for round 0), so a market run of the same task can be
-checked against it.
+checked against it: trainer i of round r trains with train_local and seed client_seed(seed, r, i)
+on its partition's train split, and the rule aggregates in client order with sample-count weights.
+Batched mode (fl.batched) is faster on a GPU but equals this only up to float rounding, so its
+CIDs differ; bit-identity also assumes the same CPU kind (kernels may round differently).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,7 +54,9 @@ class SimConfig:
     momentum: float = 0.0
     seed: int = 0
     device: str = "cpu"
-    batched: bool = True
+    # One client at a time by default: that is what the market's trainers run, so its global-model
+    # CIDs are reproduced bit for bit; batched training matches only up to float rounding.
+    batched: bool = False
     data_dir: Path | None = None
 
     def train_config(self, seed: int) -> TrainConfig:
@@ -206,7 +211,3 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
         records.append(record(r, global_state, train_loss, train_s, started))
     return SimResult(config, spec.id, parts.summary(), tuple(records), global_state, str(device))
 
-
-def with_overrides(config: SimConfig, **changes: Any) -> SimConfig:
-    """A copy of `config` with some fields changed (None values are ignored)."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,41 @@
+"""`bench train` and `bench accuracy` on tiny settings: the reports hold what their tables claim."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fedmarket.bench import accuracy, train, write_results
+
+
+@pytest.mark.slow
+def test_bench_train_report(tmp_path: Path) -> None:
+    report = train.run([("digits", "iid")], clients=3, rounds=1, devices=["cpu"], seed=0)
+    (entry,) = report["results"]
+    assert entry["device"] == "cpu" and entry["batched"]["rounds_per_minute"] > 0
+    assert entry["speedup"] == pytest.approx(entry["batched"]["rounds_per_minute"] / entry["sequential"]["rounds_per_minute"])
+    assert entry["max_abs_diff_final_global"] < 1e-4  # both modes reach the same model
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["torch"]
+    json_path, md_path = write_results("train", report, train.to_markdown(report), tmp_path)
+    assert json.loads(json_path.read_text())["settings"]["clients"] == 3
+    assert "| digits | iid | cpu (cpu) |" in md_path.read_text()
+
+
+@pytest.mark.slow
+def test_bench_accuracy_report() -> None:
+    report = accuracy.run(["digits"], ["pat:2"], {"digits": 2}, clients=4, seed=0, device="cpu", batched=True)
+    (entry,) = report["results"]
+    assert len(entry["fedavg"]["accuracy_per_round"]) == 3 and entry["centralised"]["epochs"] == 2
+    for side in (entry["fedavg"]["final"], entry["centralised"]["metrics"]):
+        assert 0 <= side["accuracy"] <= 1 and 0 <= side["auc"] <= 1
+    # Pooled accuracy equals the sample-weighted mean over clients.
+    assert entry["fedavg"]["final"]["accuracy"] == pytest.approx(entry["fedavg"]["final_weighted_over_clients"]["accuracy"])
+    assert "| digits | pat:2 | 2 |" in accuracy.to_markdown(report)
+
+
+def test_scenario_and_rounds_parsing() -> None:
+    assert train.parse_scenarios("digits:dir:0.1, mnist:iid") == [("digits", "dir:0.1"), ("mnist", "iid")]
+    assert accuracy._rounds_map("5", ["digits", "mnist"]) == {"digits": 5, "mnist": 5}
+    assert accuracy._rounds_map("digits=40,mnist=10", ["digits", "mnist", "fmnist"]) == {"digits": 40, "mnist": 10, "fmnist": 40}
