@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 @one_line_errors
 def demo(
-    rpc: Optional[str] = typer.Option(None, "--rpc", help="JSON-RPC URL of a dev chain (anvil) [default: the embedded chain]."),
+    rpc: Optional[str] = typer.Option(None, "--rpc", help="JSON-RPC URL of a dev chain (anvil) (default: the embedded chain)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report (design §6) to this file.", dir_okay=False),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of tables."),
 ) -> None:

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 def deploy(
     rpc: str = opt.RpcOption,
     account: Optional[str] = typer.Option(
-        None, "--account", "-a", envvar="FEDMARKET_ACCOUNT", help="Deployer: keystore NAME, 0x ADDRESS, or dev:N [default: dev:0, dev chains only]."
+        None, "--account", "-a", envvar="FEDMARKET_ACCOUNT", help="Deployer: keystore NAME, 0x ADDRESS, or dev:N (default: dev:0, dev chains only)."
     ),
     address_book: Optional[Path] = opt.AddressBookOption,
     keystore_dir: Optional[Path] = opt.KeystoreDirOption,

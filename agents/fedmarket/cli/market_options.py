@@ -30,11 +30,11 @@ AccountOption = typer.Option(
 PasswordFileOption = typer.Option(
     None, "--password-file", help="File whose first line is the keystore password (else $FEDMARKET_PASSWORD, else a prompt).", dir_okay=False
 )
-KeystoreDirOption = typer.Option(None, "--keystore-dir", envvar="FEDMARKET_KEYSTORE_DIR", help="Keystore directory [default: <data dir>/keystores].", file_okay=False)
+KeystoreDirOption = typer.Option(None, "--keystore-dir", envvar="FEDMARKET_KEYSTORE_DIR", help="Keystore directory (default: <data dir>/keystores).", file_okay=False)
 ContractOption = typer.Option(
-    None, "--contract", envvar="FEDMARKET_CONTRACT", help="Marketplace address [default: from the address book of the chain id]."
+    None, "--contract", envvar="FEDMARKET_CONTRACT", help="Marketplace address (default: from the address book of the chain id)."
 )
-AddressBookOption = typer.Option(None, "--address-book", envvar="FEDMARKET_ADDRESS_BOOK", help="Directory of <chainId>.json address books [default: deploy/deployments in the repo].", file_okay=False)
+AddressBookOption = typer.Option(None, "--address-book", envvar="FEDMARKET_ADDRESS_BOOK", help="Directory of <chainId>.json address books (default: deploy/deployments in the repo).", file_okay=False)
 JsonOption = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 
 ETH = 10**18

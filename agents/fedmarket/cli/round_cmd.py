@@ -18,7 +18,7 @@ from fedmarket.cli.output import console, one_line_errors, print_json
 from fedmarket.cli.task_cmd import ModelIdArgument, round_json, tx_json
 
 round_app = typer.Typer(help="A round's phases by hand: commit, reveal, score, publish, confirm, close.", no_args_is_help=True)
-RoundOption = typer.Option(None, "--round", "-r", min=1, help="Round number [default: the task's current round].")
+RoundOption = typer.Option(None, "--round", "-r", min=1, help="Round number (default: the task's current round).")
 
 
 def register(app: typer.Typer) -> None:

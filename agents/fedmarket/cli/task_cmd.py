@@ -22,7 +22,7 @@ join_app = typer.Typer(help="Stake and join a task as trainer, validator or aggr
 task_app.add_typer(join_app, name="join")
 
 ModelIdArgument = typer.Argument(..., min=1, help="Task id (modelId).")
-IpfsOption = typer.Option(None, "--ipfs", help="Kubo RPC URL to store --spec / --initial-model in [default: the embedded store in the data dir].")
+IpfsOption = typer.Option(None, "--ipfs", help="Kubo RPC URL to store --spec / --initial-model in (default: the embedded store in the data dir).")
 
 
 def register(app: typer.Typer) -> None:
@@ -84,11 +84,11 @@ def post(
     committee: int = typer.Option(3, "--committee", min=1, help="Validators scoring each round (also the number needed to start)."),
     max_validators: int = typer.Option(9, "--max-validators", min=1, help="Most validators that may join."),
     window: int = typer.Option(600, "--window", min=1, help="Every phase window in seconds (a phase ends early once everyone acted)."),
-    commit_window: Optional[int] = typer.Option(None, "--commit-window", min=1, help="Commit window (s) [default: --window]."),
-    reveal_window: Optional[int] = typer.Option(None, "--reveal-window", min=1, help="Reveal window (s) [default: --window]."),
-    score_window: Optional[int] = typer.Option(None, "--score-window", min=1, help="Score window (s) [default: --window]."),
-    publish_window: Optional[int] = typer.Option(None, "--publish-window", min=1, help="Publish window (s) [default: --window]."),
-    confirm_window: Optional[int] = typer.Option(None, "--confirm-window", min=1, help="Confirm window (s) [default: --window]."),
+    commit_window: Optional[int] = typer.Option(None, "--commit-window", min=1, help="Commit window (s) (default: --window)."),
+    reveal_window: Optional[int] = typer.Option(None, "--reveal-window", min=1, help="Reveal window (s) (default: --window)."),
+    score_window: Optional[int] = typer.Option(None, "--score-window", min=1, help="Score window (s) (default: --window)."),
+    publish_window: Optional[int] = typer.Option(None, "--publish-window", min=1, help="Publish window (s) (default: --window)."),
+    confirm_window: Optional[int] = typer.Option(None, "--confirm-window", min=1, help="Confirm window (s) (default: --window)."),
     license_fee: str = typer.Option("0", "--license-fee", help="Licence fee trainers pay the buyer."),
     trainer_stake: str = typer.Option("0.01eth", "--trainer-stake", help="Stake of each trainer."),
     validator_stake: str = typer.Option("0.01eth", "--validator-stake", help="Stake of each validator."),

@@ -132,7 +132,7 @@ def export_address(
 @wallet_app.command("balance")
 @one_line_errors
 def balance(
-    accounts: Optional[list[str]] = typer.Argument(None, help="Keystore names, addresses or dev:N [default: every keystore]."),
+    accounts: Optional[list[str]] = typer.Argument(None, help="Keystore names, addresses or dev:N (default: every keystore)."),
     rpc: str = opt.RpcOption,
     contract: Optional[str] = opt.ContractOption,
     address_book: Optional[Path] = opt.AddressBookOption,
