@@ -23,8 +23,8 @@ def test_default_utility_pays_honest_trainers_and_no_attacker(lr: float) -> None
     config = FairnessConfig(lr=lr, rounds=8, seeds=(0, 1, 2), clients=10, utilities=(DEFAULT_UTILITY,))
     summary = run(config)["utilities"][DEFAULT_UTILITY]
     roles = summary["roles"]
-    scores = {role: [s for run_ in summary["runs"] for rnd in run_["rounds"]
-                     for r, s in zip(rnd["roles"], rnd["scores"]) if r == role] for role in roles}
+    scores = {role: [s for run_ in summary["runs"] for round_scores in run_["scores"]
+                     for r, s in zip(run_["roles"], round_scores) if r == role] for role in roles}
     assert len(scores["honest"]) == 3 * 8 * 5
     assert min(scores["honest"]) > 0, "every honest non-IID trainer is paid"
     assert set(scores["free_ride"]) == {0.0}, "a free rider scores exactly 0"

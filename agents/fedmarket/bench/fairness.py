@@ -249,10 +249,11 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
         for name in config.utilities or UTILITIES:
             logs = [run_market(config, name, seed, dataset) for seed in config.seeds]
             summaries[name] = summarise(logs)
+            # Roles and sample counts are fixed for a run: stored once, scores round by round.
             summaries[name]["runs"] = [
-                {"seed": log.seed, "final_accuracy": log.final_accuracy,
-                 "rounds": [{"round": r.round, "roles": r.roles, "samples": r.samples, "scores": r.scores,
-                             "accepted": r.accepted} for r in log.rounds]}
+                {"seed": log.seed, "final_accuracy": log.final_accuracy, "roles": log.rounds[0].roles,
+                 "samples": log.rounds[0].samples, "scores": [r.scores for r in log.rounds],
+                 "accepted": [r.accepted for r in log.rounds]}
                 for log in logs
             ]
             if on_result is not None:
@@ -292,14 +293,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         for role, r in u["roles"].items():
             score_rows.append([name, role, f"{r['min']:+.4f}", f"{r['median']:+.4f}", f"{r['max']:+.4f}",
                                _pct(r["below_chain_threshold"])])
-    verdict = report["winner"]
-    if verdict is None:
-        conclusion = "No utility met every requirement in this run."
-    elif verdict == report["default_utility"]:
-        conclusion = f"Winner: **{verdict}**, which is fl.utility's default."
+    best = report["winner"]
+    if best is None:
+        conclusion = "No utility met every requirement in this scenario."
     else:
-        conclusion = (f"Winner: **{verdict}**; fl.utility's default is {report['default_utility']}: "
-                      "the default should follow this table.")
+        conclusion = f"Best in this scenario (meets every requirement, then largest honest share, then accuracy): **{best}**."
+    failed = {name: [check for check, ok in u["checks"].items() if not ok] for name, u in report["utilities"].items()}
+    conclusion += "\n\nFailed requirements: " + "; ".join(
+        f"{name}: {', '.join(checks) if checks else 'none'}" for name, checks in failed.items()) + "."
     return (
         f"# bench fairness: {s['arch']}, lr {s['lr']}\n\n"
         f"{s['dataset']}, {s['partition']}, {s['clients']} trainers ({len(s['attacks'])} attackers: one each of "
@@ -343,7 +344,12 @@ def merge_reports(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
     for r in reports:
         s = r["settings"]
         passing = [n for n, u in r["utilities"].items() if u["meets_requirements"]]
-        summary_rows.append([f"{s['arch']}, lr {s['lr']}", ", ".join(passing) or "none", r["winner"] or "none"])
+        default = r["utilities"].get(DEFAULT_UTILITY)
+        default_cell = "-" if default is None else (
+            f"honest {_pct(default['roles'][HONEST]['pool_share'])}; fails: "
+            + (", ".join(c for c, ok in default["checks"].items() if not ok) or "nothing"))
+        summary_rows.append([f"{s['arch']}, lr {s['lr']}", ", ".join(passing) or "none", r["winner"] or "none",
+                             default_cell])
     if best is None:
         verdict = "No utility met every requirement in any scenario."
     elif best == DEFAULT_UTILITY:
@@ -354,7 +360,7 @@ def merge_reports(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
         "# bench fairness\n\n"
         "Which utility pays honest trainers and not malicious ones, scenario by scenario (details below). "
         "The overall winner meets every requirement in the most scenarios, then has the largest mean honest share.\n\n"
-        + markdown_table(["scenario", "meets every requirement", "winner"], summary_rows) + "\n\n" + verdict
+        + markdown_table(["scenario", "meets every requirement", "best", f"default ({DEFAULT_UTILITY})"], summary_rows) + "\n\n" + verdict
     )
     return merged, head + "\n\n" + "\n\n".join(to_markdown(r).replace("# bench fairness:", "## scenario:") for r in reports)
 
