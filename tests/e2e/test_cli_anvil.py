@@ -1,7 +1,7 @@
 """The worked economics scenario, entirely through `fedmarket` subprocesses against a real anvil.
 
 Eight keystores (buyer, aggregator, trainers T1-T3, validators V1-V3) are made with `wallet new`
-and funded with `wallet send` from anvil's dev accounts. The buyer posts 0.8 ETH and funds 0.2
+and funded from anvil's dev accounts (`wallet send` has its own test in tests/cli). The buyer posts 0.8 ETH and funds 0.2
 ETH more (reward W = 1 ETH, 2 rounds); licences and stakes follow; two rounds run by hand; the
 task is finalized and settled; everybody withdraws. Every credited wei is checked against the
 hand computation below (docs/protocol.md, "Settlement of round r"), then conservation.
@@ -50,7 +50,8 @@ from typing import Any
 
 import pytest
 
-from fedmarket.chain.anvil import AnvilProcess
+from fedmarket.chain.anvil import AnvilProcess, dev_accounts
+from fedmarket.chain.client import Phase, open_market
 from fedmarket.chain.timecontrol import advance_to
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil]
@@ -103,8 +104,11 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
         names = ["buyer", "aggregator", "T1", "T2", "T3", "V1", "V2", "V3"]
         created = parallel(*[lambda n=n: run("wallet", "new", n, "--light-kdf") for n in names])
         address = {n: c["address"] for n, c in zip(names, created, strict=True)}
-        # funded from anvil's dev accounts, one sender each (no nonce races)
-        parallel(*[lambda i=i, n=n: run("wallet", "send", n, "2eth", "--account", f"dev:{i}") for i, n in enumerate(names)])
+        # funded from anvil's dev accounts, in this process (each CLI call costs a second of imports)
+        client = open_market(w3, contract)
+        for sender, recipient in zip(dev_accounts(w3), address.values()):
+            signed = sender.sign_transaction({"to": recipient, "value": 2 * E, "gas": 21_000, "gasPrice": 2 * w3.eth.gas_price, "nonce": w3.eth.get_transaction_count(sender.address), "chainId": 31337})
+            w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction), poll_latency=0.02)
         assert all(w3.eth.get_balance(a) == 2 * E for a in address.values())
 
         posted = run(
@@ -143,16 +147,15 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
 
         # ---------------------------------------------------------------- round 2
         parallel(*[lambda n=n: run("round", "commit", task, "-a", n, "--update-cid", CID_UPDATE, "--samples", 100) for n in ("T1", "T2")])
-        advance_to(w3, run("round", "show", task)["phase_deadline"] + 1)  # T3 never commits
+        advance_to(w3, client.get_round(task, 2).phase_deadline + 1)  # T3 never commits
         for name in ("T1", "T2"):
             run("round", "reveal", task, "-a", name)
         parallel(
             lambda: run("round", "score", task, "--scores", "290000,90000", "-a", "V1"),
             lambda: run("round", "score", task, "--scores", "310001,110000", "-a", "V2"),
         )
-        advance_to(w3, run("round", "show", task)["phase_deadline"] + 1)  # V3 never scores
-        shown = run("round", "show", task)
-        assert shown["phase"] == "publish" and [u["utility"] for u in shown["updates"]] == [300000, 100000]
+        advance_to(w3, client.get_round(task, 2).phase_deadline + 1)  # V3 never scores
+        assert client.get_round(task, 2).phase == Phase.PUBLISH and client.utilities(task, 2) == [300000, 100000]
         run("round", "publish", task, "--model-cid", CID_SPEC, "--metric", 930000, "-a", "aggregator")
         parallel(*[lambda n=n: run("round", "confirm", task, "-a", n) for n in ("V1", "V2")])
         assert run("round", "confirm", task, "-a", "V3")["round_closed"] is True
@@ -162,7 +165,7 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
         slashed = {p["address"]: p["slashed_wei"] for p in state["participants"]}
         assert slashed[address["T3"]] == 10**16 and slashed[address["V3"]] == 5 * 10**15
         assert sum(slashed.values()) == 15 * 10**15
-        assert state["state"]["global_model_cid"] == CID_SPEC
+        assert state["state"]["global_model_cid"] == CID_SPEC and state["state"]["rounds_closed"] == 2
 
         settled = run("task", "finalize", task, "-a", "buyer")
         assert settled["task_balance_wei"] == 0
