@@ -13,8 +13,12 @@ The time helpers also work on a JSON-RPC dev node that speaks anvil's / hardhat'
 
 from __future__ import annotations
 
-from eth_tester import EthereumTester, PyEVMBackend
+from typing import TYPE_CHECKING
+
 from web3 import EthereumTesterProvider, Web3
+
+if TYPE_CHECKING:
+    from eth_tester import EthereumTester
 
 from fedmarket.errors import FedmarketError
 
@@ -33,6 +37,9 @@ def new_embedded_web3(num_accounts: int = DEFAULT_ACCOUNTS) -> Web3:
     """
     if num_accounts < 1:
         raise FedmarketError(f"the embedded chain needs at least one account, not {num_accounts}")
+    # Imported here: py-evm costs ~0.4 s, which commands talking to a node should not pay.
+    from eth_tester import EthereumTester, PyEVMBackend
+
     genesis_state = PyEVMBackend.generate_genesis_state(num_accounts=num_accounts)
     backend = PyEVMBackend(genesis_state=genesis_state)
     tester = EthereumTester(backend=backend, auto_mine_transactions=True)

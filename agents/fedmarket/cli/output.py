@@ -9,6 +9,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from fedmarket.errors import FedmarketError
 
@@ -33,7 +34,8 @@ def print_json(data: Any) -> None:
 
 def fail(message: str, code: int = 1) -> None:
     """Print one error line on stderr and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Text, not markup: a message may hold brackets ("[0, 1]") that rich would swallow.
+    err_console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
