@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import typer
 
 from fedmarket.bench import machine_facts, markdown_table, results_dir, write_results
@@ -123,6 +122,8 @@ def pay_shares(scores: list[float]) -> list[float]:
 
 def run_market(config: FairnessConfig, utility: str, seed: int, dataset: Any) -> RunLog:
     """`config.rounds` market rounds with one utility; returns every score and payment."""
+    # Heavy imports here, not at module level: `fedmarket --help` stays fast.
+    import numpy as np
     import torch
 
     from fedmarket.fl.aggregation import get_rule
@@ -184,6 +185,8 @@ def run_market(config: FairnessConfig, utility: str, seed: int, dataset: Any) ->
 
 def summarise(logs: list[RunLog]) -> dict[str, Any]:
     """Per role: pool share, fraction > 0 / < 0 / below the chain threshold, score range; the verdict."""
+    import numpy as np  # here, not at import: `fedmarket --help` stays fast
+
     pool_rounds = sum(len(log.rounds) for log in logs)
     paid: dict[str, float] = defaultdict(float)
     scores: dict[str, list[float]] = defaultdict(list)
@@ -322,6 +325,8 @@ def to_markdown(report: dict[str, Any]) -> str:
 def overall_winner(reports: list[dict[str, Any]]) -> str | None:
     """Across scenarios: the utility meeting every requirement in the most scenarios, then the
     largest mean honest share."""
+    import numpy as np  # here, not at import: `fedmarket --help` stays fast
+
     names = list(reports[0]["utilities"]) if reports else []
     ranked = []
     for name in names:
