@@ -37,6 +37,7 @@ def test_sim_table_output(tmp_path: Path) -> None:
                  home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "partition iid" in result.stdout and "mse" in result.stdout and "target bin" in result.stdout
+    assert "round 1: Qm" in result.stdout
 
 
 @pytest.mark.parametrize(

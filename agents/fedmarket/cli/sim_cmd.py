@@ -126,10 +126,14 @@ def _print_rounds(result) -> None:
     classification = result.rounds[0].metrics.accuracy is not None
     table = Table(title=f"{result.config.aggregation} on {result.config.dataset} ({result.model_id}, {result.device})")
     columns = ["round", "accuracy", "auc", "loss"] if classification else ["round", "mse"]
-    for column in columns + ["train loss", "wall s", "global cid"]:
-        table.add_column(column, justify="left" if column == "global cid" else "right")
+    for column in columns + ["train loss", "wall s"]:
+        table.add_column(column, justify="right", no_wrap=True)
     for r in result.rounds:
         m = r.metrics
         values = [_fmt(m.accuracy), _fmt(m.auc), _fmt(m.loss)] if classification else [_fmt(m.mse)]
-        table.add_row(str(r.round), *values, _fmt(r.train_loss), f"{r.wall_s:.2f}", r.global_cid)
+        table.add_row(str(r.round), *values, _fmt(r.train_loss), f"{r.wall_s:.2f}")
     console.print(table)
+    # CIDs on lines of their own: 46 characters each, they must never be cut to fit a table.
+    console.print("global model CIDs:", highlight=False)
+    for r in result.rounds:
+        console.print(f"  round {r.round}: {r.global_cid}", highlight=False, soft_wrap=True)
