@@ -39,6 +39,7 @@ from eth_utils import keccak, to_checksum_address
 
 from fedmarket.chain.events import Event, EventDecoder
 from fedmarket.errors import FedmarketError
+from fedmarket.storage.cid import cid_to_digest, digest_to_cid
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -106,36 +107,7 @@ class SlashReason(_SolidityEnum):
 _ENUMS: dict[str, type[_SolidityEnum]] = {"Status": Status, "Phase": Phase, "Role": Role, "SlashReason": SlashReason}
 
 # ----------------------------------------------------------------------------- digests (CIDv0)
-
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_CIDV0_PREFIX = b"\x12\x20"  # multihash: sha2-256, 32 bytes
-
-
-def digest_to_cid(digest: bytes) -> str:
-    """The CIDv0 (`Qm...`) whose sha2-256 multihash digest is `digest` (32 bytes)."""
-    if len(digest) != 32:
-        raise FedmarketError(f"a CIDv0 digest is 32 bytes, not {len(digest)}")
-    number = int.from_bytes(_CIDV0_PREFIX + digest, "big")
-    out = ""
-    while number:
-        number, rem = divmod(number, 58)
-        out = _B58[rem] + out
-    return out
-
-
-def cid_to_digest(cid: str) -> bytes:
-    """The 32-byte digest inside a CIDv0 (`Qm...`); the contract stores only this."""
-    number = 0
-    for char in cid:
-        index = _B58.find(char)
-        if index < 0:
-            raise FedmarketError(f"not a CIDv0: {cid!r} (bad base58 character {char!r})")
-        number = number * 58 + index
-    raw = number.to_bytes(34, "big") if number < 1 << (34 * 8) else b""
-    if len(cid) != 46 or raw[:2] != _CIDV0_PREFIX:
-        raise FedmarketError(f"not a CIDv0 (Qm..., 46 characters): {cid!r}")
-    return raw[2:]
-
+# The chain keeps only a CIDv0's 32-byte sha2-256 digest; the conversion has one home, storage.cid.
 
 def as_digest(value: bytes | str) -> bytes:
     """A bytes32 from 32 raw bytes, a 0x-prefixed 64-hex-digit string or a CIDv0 `Qm...`."""
