@@ -268,7 +268,7 @@ interface IMarketplace {
     function revealedUpdates(uint256 modelId, uint32 round)
         external
         view
-        returns (address[] memory trainers, bytes32[] memory updateDigests, uint64[] memory numSamples);
+        returns (address[] memory trainerAddresses, bytes32[] memory updateDigests, uint64[] memory numSamples);
     /// @notice Median committee score per revealed update, in reveal order (0 where nobody scored).
     /// The current or the previous round only (older: RoundDataPruned).
     function utilities(uint256 modelId, uint32 round) external view returns (int64[] memory);
