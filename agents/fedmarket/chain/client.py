@@ -17,27 +17,91 @@ upper bounds within the protocol's caps; estimation would run every transaction 
 A revert becomes a `ContractRevert` subclass named after the contract's custom error
 (`WrongPhase`, `UnknownModel`, ...) carrying the error's fields and a one-line message, e.g.
 "task 3 round 2 is in its Reveal phase; commitUpdate needs Commit".
+
+This module is the client (transactions, views, signing, nonces, connecting); the records it
+takes and returns live in `fedmarket.chain.records`, the exceptions and revert decoding in
+`fedmarket.chain.reverts`. Everything public of the three is importable from here.
 """
 
 from __future__ import annotations
 
-import ast
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timezone
-from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
-from fedmarket.chain.events import Event, EventDecoder
+from fedmarket.chain.events import EventDecoder
+from fedmarket.chain.records import (
+    WEI_PER_ETH,
+    Confirmation,
+    ModelInfo,
+    ModelParams,
+    ModelState,
+    ParticipantView,
+    Phase,
+    RevealedUpdate,
+    Role,
+    RoundView,
+    Scores,
+    SlashReason,
+    Status,
+    TxResult,
+    as_digest,
+    commitment,
+    format_eth,
+    new_salt,
+)
+from fedmarket.chain.reverts import (
+    ERROR_CLASSES,
+    AlreadyCommitted,
+    AlreadyConfirmed,
+    AlreadyJoined,
+    AlreadyLicensed,
+    AlreadyPublished,
+    AlreadyRevealed,
+    AlreadyScored,
+    AmountTooLarge,
+    ChainUnreachable,
+    CommitmentMismatch,
+    ContractRevert,
+    ErrorDecoder,
+    InsufficientFunds,
+    InvalidParams,
+    MarketNotDeployed,
+    NoLicense,
+    NotAggregator,
+    NotCommitted,
+    NotCommitteeMember,
+    NotEnoughParticipants,
+    NothingToWithdraw,
+    NotOwner,
+    NotOwnerOrAggregator,
+    NotTrainer,
+    OwnerCannotParticipate,
+    Panic,
+    ReentrantCall,
+    RevertReason,
+    RoleFull,
+    RoundDataPruned,
+    RoundNotDue,
+    TransactionFailed,
+    TransferFailed,
+    UnknownModel,
+    UnknownRevert,
+    WrongAmount,
+    WrongPhase,
+    WrongRound,
+    WrongScoreCount,
+    WrongStatus,
+    ZeroEscrow,
+    ZeroSamples,
+    exception_chain,
+    revert_data,
+)
 from fedmarket.errors import FedmarketError
 from fedmarket.storage.cid import cid_to_digest, digest_to_cid
 
@@ -58,717 +122,92 @@ GAS_MARGIN = 1.25
 """Estimated gas is multiplied by this (plus GAS_MARGIN_FLAT) on nodes: state may move between estimate and mining."""
 GAS_MARGIN_FLAT = 20_000
 DEFAULT_TIP_WEI = 10**9
-WEI_PER_ETH = 10**18
 
 MAX_NONCE_RETRIES = 3
 
-# ----------------------------------------------------------------------------- enums
-
-
-class _SolidityEnum(IntEnum):
-    """An IntEnum mirroring a Solidity enum; str() gives the Solidity member name (e.g. "Reveal")."""
-
-    def __str__(self) -> str:
-        return self.name.capitalize()
-
-
-class Status(_SolidityEnum):
-    NONE = 0
-    OPEN = 1
-    TRAINING = 2
-    FINALIZED = 3
-    SETTLED = 4
-    CANCELLED = 5
-
-
-class Phase(_SolidityEnum):
-    NONE = 0
-    COMMIT = 1
-    REVEAL = 2
-    SCORE = 3
-    PUBLISH = 4
-    CONFIRM = 5
-    DUE = 6
-
-
-class Role(_SolidityEnum):
-    NONE = 0
-    TRAINER = 1
-    VALIDATOR = 2
-    AGGREGATOR = 3
-
-
-class SlashReason(_SolidityEnum):
-    LATE = 0
-    POISON = 1
-    REJECTED = 2
-
-
-_ENUMS: dict[str, type[_SolidityEnum]] = {"Status": Status, "Phase": Phase, "Role": Role, "SlashReason": SlashReason}
-
-# ----------------------------------------------------------------------------- digests (CIDv0)
-# The chain keeps only a CIDv0's 32-byte sha2-256 digest; the conversion has one home, storage.cid.
-
-def as_digest(value: bytes | str) -> bytes:
-    """A bytes32 from 32 raw bytes, a 0x-prefixed 64-hex-digit string or a CIDv0 `Qm...`."""
-    if isinstance(value, (bytes, bytearray)):
-        if len(value) != 32:
-            raise FedmarketError(f"a digest is 32 bytes, not {len(value)}")
-        return bytes(value)
-    if isinstance(value, str):
-        if value.startswith(("0x", "0X")):
-            try:
-                raw = bytes.fromhex(value[2:])
-            except ValueError as exc:
-                raise FedmarketError(f"not a hex digest: {value!r}") from exc
-            if len(raw) != 32:
-                raise FedmarketError(f"a digest is 32 bytes, not {len(raw)}: {value!r}")
-            return raw
-        return cid_to_digest(value)
-    raise FedmarketError(f"not a digest: {value!r}")
-
-
-def commitment(model_id: int, round: int, update_digest: bytes | str, num_samples: int, salt: bytes, trainer: str) -> bytes:
-    """keccak256(abi.encode(modelId, round, updateDigest, numSamples, salt, trainer)), computed
-    locally; equal to the contract's `commitmentOf` (docs/protocol.md, Commitment)."""
-    if len(salt) != 32:
-        raise FedmarketError(f"a salt is 32 bytes, not {len(salt)}")
-    encoded = abi_encode(
-        ["uint256", "uint32", "bytes32", "uint64", "bytes32", "address"],
-        [int(model_id), int(round), as_digest(update_digest), int(num_samples), bytes(salt), to_checksum_address(trainer)],
-    )
-    return keccak(encoded)
-
-
-def new_salt() -> bytes:
-    """32 random bytes for a commitment (keep them until the reveal)."""
-    return os.urandom(32)
-
-
-def format_eth(wei: int) -> str:
-    """Wei as ether for people: "1.5 ETH", "0.000021 ETH", "0 ETH"."""
-    if wei == 0:
-        return "0 ETH"
-    if abs(wei) < 10**9:
-        return f"{wei} wei"
-    whole, frac = divmod(abs(int(wei)), WEI_PER_ETH)
-    text = f"{whole}.{frac:018d}".rstrip("0").rstrip(".")
-    return f"{'-' if wei < 0 else ''}{text} ETH"
-
-
-# ----------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelParams:
-    """What a buyer sets when posting a task (the Solidity struct ModelParams, field for field).
-
-    Only the two digests and the aggregator have no default; the defaults are a small healthy task:
-    3 rounds, 2..20 trainers, a committee of 3 out of up to 9 validators, 10-minute windows (a phase
-    ends as soon as everyone acted), no licence fee, 0.01 ETH stakes, 10 % late / 50 % bad slash, the
-    7000/2000/1000 bps trainer/validator/aggregator split, and poison below a utility of -0.1.
-    Digests accept 32 bytes, 0x-hex or a CIDv0 (`Qm...`).
-    """
-
-    spec_digest: bytes
-    initial_model_digest: bytes
-    aggregator: str
-    rounds: int = 3
-    min_trainers: int = 2
-    max_trainers: int = 20
-    committee_size: int = 3
-    max_validators: int = 9
-    commit_window: int = 600
-    reveal_window: int = 600
-    score_window: int = 600
-    publish_window: int = 600
-    confirm_window: int = 600
-    license_fee: int = 0
-    trainer_stake: int = 10**16
-    validator_stake: int = 10**16
-    aggregator_stake: int = 10**16
-    late_slash_bps: int = 1_000
-    bad_slash_bps: int = 5_000
-    trainer_share_bps: int = 7_000
-    validator_share_bps: int = 2_000
-    aggregator_share_bps: int = 1_000
-    poison_threshold: int = -100_000
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "spec_digest", as_digest(self.spec_digest))
-        object.__setattr__(self, "initial_model_digest", as_digest(self.initial_model_digest))
-        object.__setattr__(self, "aggregator", to_checksum_address(self.aggregator))
-
-    def to_abi(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))
-
-    @classmethod
-    def from_abi(cls, values: Sequence[Any]) -> ModelParams:
-        return cls(**{f.name: v for f, v in zip(fields(cls), values, strict=True)})
-
-    def with_(self, **changes: Any) -> ModelParams:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
-
-    @property
-    def spec_cid(self) -> str:
-        return digest_to_cid(self.spec_digest)
-
-    @property
-    def initial_model_cid(self) -> str:
-        return digest_to_cid(self.initial_model_digest)
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """A task's mutable record (the Solidity struct ModelState)."""
-
-    owner: str
-    status: Status
-    current_round: int
-    rounds_closed: int
-    reward: int
-    escrow: int
-    stakes_held: int
-    accrued: int
-    license_income: int
-    global_model_digest: bytes
-    trainer_count: int
-    validator_count: int
-    aggregator_joined: bool
-
-    @classmethod
-    def from_abi(cls, values: Sequence[Any]) -> ModelState:
-        v = list(values)
-        v[1] = Status(v[1])
-        return cls(*v)
-
-    @property
-    def global_model_cid(self) -> str:
-        return digest_to_cid(self.global_model_digest)
-
-
-class ModelInfo(NamedTuple):
-    """`get_model`: the task's parameters and state (unpacks as `params, state = ...`)."""
-
-    params: ModelParams
-    state: ModelState
-
-
-@dataclass(frozen=True)
-class RoundView:
-    """One round as seen now (phase and deadline derived from the latest block's time)."""
-
-    round: int
-    phase: Phase
-    phase_deadline: int
-    committee: tuple[str, ...]
-    commits: int
-    reveals: int
-    scores_submitted: int
-    proposed: bool
-    proposed_digest: bytes
-    proposed_metric: int
-    confirmations: int
-    rejections: int
-    closed: bool
-
-    @classmethod
-    def from_abi(cls, values: Sequence[Any]) -> RoundView:
-        v = list(values)
-        v[1] = Phase(v[1])
-        v[3] = tuple(to_checksum_address(a) for a in v[3])
-        return cls(*v)
-
-
-@dataclass(frozen=True)
-class ParticipantView:
-    """A participant's standing in one task (the Solidity struct ParticipantView)."""
-
-    role: Role
-    stake_remaining: int
-    earned: int
-    slashed: int
-    licensed: bool
-
-    @classmethod
-    def from_abi(cls, values: Sequence[Any]) -> ParticipantView:
-        v = list(values)
-        v[0] = Role(v[0])
-        return cls(*v)
-
-
-@dataclass(frozen=True)
-class RevealedUpdate:
-    """One entry of `revealed_updates`, in reveal order."""
-
-    trainer: str
-    update_digest: bytes
-    num_samples: int
-
-    @property
-    def update_cid(self) -> str:
-        return digest_to_cid(self.update_digest)
-
-
-class Scores(NamedTuple):
-    submitted: bool
-    scores: list[int]
-
-
-class Confirmation(NamedTuple):
-    voted: bool
-    ok: bool
-
-
-@dataclass(frozen=True)
-class TxResult:
-    """A mined, successful transaction and the market events its receipt holds."""
-
-    function: str
-    tx_hash: str
-    gas_used: int
-    block_number: int
-    events: list[Event] = field(default_factory=list)
-
-    def event(self, name: str) -> Event:
-        """The first event called `name` (KeyError if there is none)."""
-        for event in self.events:
-            if event.name == name:
-                return event
-        raise KeyError(f"{self.function} emitted no {name} event (events: {[e.name for e in self.events]})")
-
-    def events_named(self, name: str) -> list[Event]:
-        return [e for e in self.events if e.name == name]
-
-    @property
-    def model_id(self) -> int:
-        """The modelId of the transaction's first event that names one (newModel: the new task's id)."""
-        for event in self.events:
-            if "modelId" in event.args:
-                return int(event.args["modelId"])
-        raise KeyError(f"{self.function} emitted no event with a modelId")
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-class ChainUnreachable(FedmarketError):
-    """The JSON-RPC node does not answer."""
-
-
-class InsufficientFunds(FedmarketError):
-    """The sending account cannot pay value + gas."""
-
-
-class MarketNotDeployed(FedmarketError):
-    """No Marketplace code at the address given or recorded."""
-
-
-class TransactionFailed(FedmarketError):
-    """A transaction failed without a decodable reason (out of gas, dropped, timed out)."""
-
-
-class ContractRevert(FedmarketError):
-    """The contract rejected a call. `name` is the Solidity error (e.g. "WrongPhase"), `fields` its
-    arguments by name (enums as Status/Phase/Role), `function` the contract function called."""
-
-    def __init__(self, name: str, fields: dict[str, Any], function: str | None = None, *, tx_hash: str | None = None, data: bytes = b"") -> None:
-        self.name = name
-        self.fields = fields
-        self.function = function or "the call"
-        self.tx_hash = tx_hash
-        self.data = data
-        super().__init__(self.describe())
-
-    def describe(self) -> str:
-        args = ", ".join(f"{k}={_show(v)}" for k, v in self.fields.items())
-        return f"{self.function} reverted with {self.name}({args})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_revert, (type(self), self.name, self.fields, self.function, self.tx_hash, self.data))
-
-    def __getattr__(self, item: str) -> Any:
-        # e.g. exc.modelId, exc.actual: the error's fields as attributes.
-        try:
-            return self.__dict__["fields"][item]
-        except KeyError:
-            raise AttributeError(item) from None
-
-
-def _rebuild_revert(cls: type[ContractRevert], name: str, fields: dict[str, Any], function: str, tx_hash: str | None, data: bytes) -> ContractRevert:
-    return cls(name, fields, function, tx_hash=tx_hash, data=data)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    return str(value)
-
-
-def _when(timestamp: int) -> str:
-    return datetime.fromtimestamp(int(timestamp), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _plural(role: Any) -> str:
-    return f"{str(role).lower()}s"
-
-
-class UnknownModel(ContractRevert):
-    def describe(self) -> str:
-        return f"unknown task {self.fields['modelId']}"
-
-
-class InvalidParams(ContractRevert):
-    def describe(self) -> str:
-        return f"invalid task parameters: {self.fields['reason']}"
-
-
-class ZeroEscrow(ContractRevert):
-    def describe(self) -> str:
-        return f"{self.function} needs a reward escrow > 0 wei (send value with it)"
-
-
-def _amount(wei: int) -> str:
-    text = format_eth(wei)
-    return text if text.endswith(" wei") or wei == 0 else f"{text} ({wei} wei)"
-
-
-class WrongAmount(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{self.function} needs exactly {_amount(f['expected'])}; sent {_amount(f['sent'])}"
-
-
-class NotOwner(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['caller']} is not the owner of task {f['modelId']}; only the owner may call {self.function}"
-
-
-class NotOwnerOrAggregator(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['caller']} is neither the owner nor the aggregator of task {f['modelId']}; {self.function} is theirs"
-
-
-class NotAggregator(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['caller']} is not the aggregator of task {f['modelId']}"
-
-
-class NotTrainer(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['caller']} is not a trainer of task {f['modelId']}"
-
-
-class NotCommitteeMember(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['caller']} is not on the committee of task {f['modelId']} round {f['round']}"
-
-
-class WrongStatus(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"task {f['modelId']} is {f['actual']}; {self.function} needs it {f['expected']}"
-
-
-class WrongPhase(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        if f["actual"] == Phase.NONE:
-            return f"task {f['modelId']} round {f['round']} is not running; {self.function} needs its {f['expected']} phase"
-        return f"task {f['modelId']} round {f['round']} is in its {f['actual']} phase; {self.function} needs {f['expected']}"
-
-
-class WrongRound(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"task {f['modelId']} is in round {f['expected']}, not round {f['given']}"
-
-
-class AlreadyLicensed(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['caller']} already holds a licence for task {f['modelId']}"
-
-
-class NoLicense(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['caller']} has no licence for task {f['modelId']}: buy one first (buyLicense)"
-
-
-class OwnerCannotParticipate(ContractRevert):
-    def describe(self) -> str:
-        return f"the owner of task {self.fields['modelId']} cannot take part in it ({self.function})"
-
-
-class AlreadyJoined(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['caller']} already joined task {f['modelId']} as {str(f['role']).lower()}"
-
-
-class RoleFull(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"task {f['modelId']} is full: it takes at most {f['cap']} {_plural(f['role'])}"
-
-
-class NotEnoughParticipants(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        aggregator = "joined" if f["aggregatorJoined"] else "not joined"
-        return f"task {f['modelId']} cannot start yet: {f['trainers']} trainers, {f['validators']} validators, aggregator {aggregator}"
-
-
-class AlreadyCommitted(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['trainer']} already committed in task {f['modelId']} round {f['round']}"
-
-
-class NotCommitted(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['trainer']} did not commit in task {f['modelId']} round {f['round']}: nothing to reveal"
-
-
-class AlreadyRevealed(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['trainer']} already revealed in task {f['modelId']} round {f['round']}"
-
-
-class CommitmentMismatch(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"the reveal of {f['trainer']} does not match its commitment in task {f['modelId']} round {f['round']} (other CID, sample count or salt)"
-
-
-class ZeroSamples(ContractRevert):
-    def describe(self) -> str:
-        return f"{self.function} needs numSamples > 0"
-
-
-class AlreadyScored(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['validator']} already scored task {f['modelId']} round {f['round']}"
-
-
-class WrongScoreCount(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{self.function} needs {f['expected']} scores, one per revealed update; got {f['given']}"
-
-
-class AlreadyPublished(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"task {f['modelId']} round {f['round']} already has a proposed global model"
-
-
-class AlreadyConfirmed(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"{f['validator']} already voted on the proposal of task {f['modelId']} round {f['round']}"
-
-
-class RoundNotDue(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"task {f['modelId']} round {f['round']} is not due: its {f['phase']} phase runs until {_when(f['deadline'])}"
-
-
-class RoundDataPruned(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return (
-            f"task {f['modelId']} round {f['round']} is pruned: {self.function} answers for the current round "
-            f"({f['currentRound']}) and the one before; older rounds are in the UpdateRevealed / ScoresSubmitted events"
-        )
-
-
-class NothingToWithdraw(ContractRevert):
-    def describe(self) -> str:
-        return f"{self.fields['account']} has nothing to withdraw"
-
-
-class TransferFailed(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"sending {format_eth(f['amount'])} to {f['account']} failed (the receiver rejected it)"
-
-
-class AmountTooLarge(ContractRevert):
-    def describe(self) -> str:
-        return f"{self.function}: {self.fields['amount']} wei is more than the market's accounting holds"
-
-
-class ReentrantCall(ContractRevert):
-    def describe(self) -> str:
-        return f"{self.function} was re-entered while running (refused)"
-
-
-class RevertReason(ContractRevert):
-    """A plain `require(..., "reason")` / `revert("reason")`: Error(string)."""
-
-    def describe(self) -> str:
-        return f"{self.function} reverted: {self.fields['reason']}"
-
-
-_PANICS = {
-    0x01: "assertion failed",
-    0x11: "arithmetic overflow or underflow",
-    0x12: "division by zero",
-    0x21: "invalid enum value",
-    0x22: "bad storage byte array",
-    0x31: "pop on an empty array",
-    0x32: "array index out of bounds",
-    0x41: "out of memory",
-    0x51: "call to an invalid internal function",
-}
-
-
-class Panic(ContractRevert):
-    """A Solidity panic: Panic(uint256) (a bug in the contract, never expected)."""
-
-    def describe(self) -> str:
-        code = int(self.fields["code"])
-        return f"{self.function} panicked: {_PANICS.get(code, 'unknown panic')} (0x{code:02x})"
-
-
-class UnknownRevert(ContractRevert):
-    """Revert data that matches no error of the ABI (or no data at all)."""
-
-    def describe(self) -> str:
-        if not self.data:
-            return f"{self.function} reverted without a reason"
-        return f"{self.function} reverted with unknown error data 0x{self.data.hex()}"
-
-
-ERROR_CLASSES: dict[str, type[ContractRevert]] = {
-    cls.__name__: cls
-    for cls in (
-        UnknownModel, InvalidParams, ZeroEscrow, WrongAmount, NotOwner, NotOwnerOrAggregator, NotAggregator, NotTrainer,
-        NotCommitteeMember, WrongStatus, WrongPhase, WrongRound, AlreadyLicensed, NoLicense, OwnerCannotParticipate,
-        AlreadyJoined, RoleFull, NotEnoughParticipants, AlreadyCommitted, NotCommitted, AlreadyRevealed,
-        CommitmentMismatch, ZeroSamples, AlreadyScored, WrongScoreCount, AlreadyPublished, AlreadyConfirmed,
-        RoundNotDue, RoundDataPruned, NothingToWithdraw, TransferFailed, AmountTooLarge, ReentrantCall,
-    )
-}  # fmt: skip
-"""Solidity error name -> exception class; an error of the ABI missing here becomes a plain ContractRevert."""
-
-_ERROR_STRING_SELECTOR = keccak(b"Error(string)")[:4]
-_PANIC_SELECTOR = keccak(b"Panic(uint256)")[:4]
-
-
-def _abi_type(item: dict[str, Any]) -> str:
-    kind = item["type"]
-    if kind.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + kind[len("tuple") :]
-    return kind
-
-
-def _enum_of(item: dict[str, Any]) -> type[_SolidityEnum] | None:
-    internal = item.get("internalType", "")
-    if internal.startswith("enum "):
-        return _ENUMS.get(internal.rsplit(".", 1)[-1])
-    return None
-
-
-class ErrorDecoder:
-    """Revert data -> ContractRevert, from the ABI's error entries (selector -> name and argument types)."""
-
-    def __init__(self, abi: list[dict[str, Any]]) -> None:
-        self._errors: dict[bytes, dict[str, Any]] = {}
-        for entry in abi:
-            if entry.get("type") == "error":
-                types = [_abi_type(i) for i in entry.get("inputs", [])]
-                selector = keccak(f"{entry['name']}({','.join(types)})".encode())[:4]
-                self._errors[selector] = {**entry, "_types": types}
-
-    def decode(self, data: bytes, function: str | None = None, *, tx_hash: str | None = None) -> ContractRevert:
-        selector, body = data[:4], data[4:]
-        try:
-            if selector == _ERROR_STRING_SELECTOR:
-                (reason,) = abi_decode(["string"], body)
-                return RevertReason("Error", {"reason": reason}, function, tx_hash=tx_hash, data=data)
-            if selector == _PANIC_SELECTOR:
-                (code,) = abi_decode(["uint256"], body)
-                return Panic("Panic", {"code": code}, function, tx_hash=tx_hash, data=data)
-            entry = self._errors.get(selector)
-            if entry is not None:
-                values = abi_decode(entry["_types"], body)
-                named: dict[str, Any] = {}
-                for item, value in zip(entry["inputs"], values, strict=True):
-                    enum = _enum_of(item)
-                    if enum is not None:
-                        value = enum(value)
-                    elif item["type"] == "address":
-                        value = to_checksum_address(value)
-                    named[item["name"]] = value
-                cls = ERROR_CLASSES.get(entry["name"], ContractRevert)
-                return cls(entry["name"], named, function, tx_hash=tx_hash, data=data)
-        except Exception:  # noqa: BLE001 - malformed revert data: report it raw below
-            pass
-        return UnknownRevert("unknown", {}, function, tx_hash=tx_hash, data=data)
-
-
-def revert_data(exc: BaseException) -> bytes | None:
-    """The raw revert data carried by a web3 / eth-tester exception, or None if it carries none.
-
-    web3 (a node): ContractCustomError / ContractLogicError / ContractPanicError with `.data` as hex.
-    eth-tester: web3's provider re-raises TransactionFailed("execution reverted: <reason>") from the
-    original TransactionFailed whose first argument is the raw bytes.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        data = getattr(current, "data", None)
-        if isinstance(data, str) and data.startswith("0x"):
-            try:
-                return bytes.fromhex(data[2:])
-            except ValueError:
-                pass
-        if isinstance(data, (bytes, bytearray)):
-            return bytes(data)
-        if type(current).__name__ == "TransactionFailed" and current.args:
-            first = current.args[0]
-            if isinstance(first, BaseException) and first.args:
-                first = first.args[0]
-            if isinstance(first, (bytes, bytearray)):
-                return bytes(first)
-            if isinstance(first, str) and first.startswith("execution reverted: b"):
-                try:
-                    value = ast.literal_eval(first[len("execution reverted: ") :])
-                    if isinstance(value, bytes):
-                        return value
-                except (ValueError, SyntaxError):
-                    pass
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _is_revert(exc: BaseException) -> bool:
-    names = {type(e).__name__ for e in _chain(exc)}
-    return bool(names & {"TransactionFailed", "ContractLogicError", "ContractCustomError", "ContractPanicError"})
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
+__all__ = [
+    # this module
+    "DEFAULT_RPC_URL",
+    "EMBEDDED",
+    "RECEIPT_POLL_S",
+    "RECEIPT_TIMEOUT_S",
+    "GAS_MARGIN",
+    "GAS_MARGIN_FLAT",
+    "DEFAULT_TIP_WEI",
+    "MAX_NONCE_RETRIES",
+    "MarketClient",
+    "connect",
+    "load_market_abi",
+    "open_market",
+    "rpc_errors",
+    # fedmarket.storage.cid
+    "cid_to_digest",
+    "digest_to_cid",
+    # fedmarket.chain.records
+    "WEI_PER_ETH",
+    "Confirmation",
+    "ModelInfo",
+    "ModelParams",
+    "ModelState",
+    "ParticipantView",
+    "Phase",
+    "RevealedUpdate",
+    "Role",
+    "RoundView",
+    "Scores",
+    "SlashReason",
+    "Status",
+    "TxResult",
+    "as_digest",
+    "commitment",
+    "format_eth",
+    "new_salt",
+    # fedmarket.chain.reverts
+    "ERROR_CLASSES",
+    "AlreadyCommitted",
+    "AlreadyConfirmed",
+    "AlreadyJoined",
+    "AlreadyLicensed",
+    "AlreadyPublished",
+    "AlreadyRevealed",
+    "AlreadyScored",
+    "AmountTooLarge",
+    "ChainUnreachable",
+    "CommitmentMismatch",
+    "ContractRevert",
+    "ErrorDecoder",
+    "InsufficientFunds",
+    "InvalidParams",
+    "MarketNotDeployed",
+    "NoLicense",
+    "NotAggregator",
+    "NotCommitted",
+    "NotCommitteeMember",
+    "NotEnoughParticipants",
+    "NotOwner",
+    "NotOwnerOrAggregator",
+    "NotTrainer",
+    "NothingToWithdraw",
+    "OwnerCannotParticipate",
+    "Panic",
+    "ReentrantCall",
+    "RevertReason",
+    "RoleFull",
+    "RoundDataPruned",
+    "RoundNotDue",
+    "TransactionFailed",
+    "TransferFailed",
+    "UnknownModel",
+    "UnknownRevert",
+    "WrongAmount",
+    "WrongPhase",
+    "WrongRound",
+    "WrongScoreCount",
+    "WrongStatus",
+    "ZeroEscrow",
+    "ZeroSamples",
+    "revert_data",
+]
 
 # ----------------------------------------------------------------------------- connecting
 
@@ -776,7 +215,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def _is_connection_error(exc: BaseException) -> bool:
     import requests
 
-    return any(isinstance(e, (requests.ConnectionError, requests.Timeout, ConnectionError)) for e in _chain(exc))
+    return any(isinstance(e, (requests.ConnectionError, requests.Timeout, ConnectionError)) for e in exception_chain(exc))
 
 
 def _endpoint(w3: Web3) -> str:
@@ -797,7 +236,7 @@ def rpc_errors(w3: Web3) -> Iterator[None]:
 
 
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(e) for e in _chain(exc))
+    text = " ".join(str(e) for e in exception_chain(exc))
     if "Connection refused" in text or "Errno 111" in text:
         return "connection refused (is it running? `fedmarket chain start` starts one)"
     if "timed out" in text.lower():
@@ -1079,9 +518,9 @@ class MarketClient:
             except FedmarketError:
                 raise
             except Exception as exc:
-                data = revert_data(exc)
-                if data is not None or _is_revert(exc):
-                    raise self.errors.decode(data or b"", function) from None
+                revert = self.errors.decode_exception(exc, function)
+                if revert is not None:
+                    raise revert from None
                 raise
 
     def _transact(self, function: str, args: list[Any], *, value: int = 0) -> TxResult:
@@ -1122,9 +561,9 @@ class MarketClient:
         except FedmarketError:
             raise
         except Exception as exc:
-            data = revert_data(exc)
-            if data is not None or _is_revert(exc):
-                raise self.errors.decode(data or b"", function) from None
+            revert = self.errors.decode_exception(exc, function)
+            if revert is not None:
+                raise revert from None
             if _is_connection_error(exc) or table is None:
                 raise
             return table
@@ -1163,7 +602,7 @@ class MarketClient:
                 try:
                     return bytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
                 except Exception as exc:
-                    text = " ".join(str(e) for e in _chain(exc)).lower()
+                    text = " ".join(str(e) for e in exception_chain(exc)).lower()
                     if "insufficient funds" in text:
                         balance = int(self.w3.eth.get_balance(account.address))
                         raise InsufficientFunds(f"not enough funds: {account.address} holds {format_eth(balance)}; the node refused {function}: {exc}") from exc
@@ -1171,9 +610,9 @@ class MarketClient:
                     if nonce_trouble and attempt < MAX_NONCE_RETRIES:
                         time.sleep(0.05 * (attempt + 1))
                         continue
-                    data = revert_data(exc)
-                    if data is not None or _is_revert(exc):
-                        raise self.errors.decode(data or b"", function) from None
+                    revert = self.errors.decode_exception(exc, function)
+                    if revert is not None:
+                        raise revert from None
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -1188,9 +627,9 @@ class MarketClient:
         try:
             self.w3.eth.call(call, int(receipt["blockNumber"]))  # type: ignore[arg-type]
         except Exception as exc:
-            data = revert_data(exc)
-            if data is not None or _is_revert(exc):
-                return self.errors.decode(data or b"", function, tx_hash=tx_hash)
+            revert = self.errors.decode_exception(exc, function, tx_hash=tx_hash)
+            if revert is not None:
+                return revert
             if _is_connection_error(exc):
                 return ChainUnreachable(f"cannot reach the Ethereum node at {_endpoint(self.w3)}: {_reason(exc)}")
         return TransactionFailed(f"{function} transaction {tx_hash} reverted (gas used {gas_used} of {tx['gas']})")
