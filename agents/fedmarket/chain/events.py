@@ -88,10 +88,10 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _abi_type(item: dict[str, Any]) -> str:
+def abi_type(item: dict[str, Any]) -> str:
     kind = item["type"]
     if kind.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + kind[len("tuple") :]
+        return "(" + ",".join(abi_type(c) for c in item["components"]) + ")" + kind[len("tuple") :]
     return kind
 
 
@@ -121,7 +121,7 @@ class EventDecoder:
         self.topics: dict[str, str] = {}
         for entry in abi:
             if entry.get("type") == "event" and not entry.get("anonymous"):
-                signature = f"{entry['name']}({','.join(_abi_type(i) for i in entry['inputs'])})"
+                signature = f"{entry['name']}({','.join(abi_type(i) for i in entry['inputs'])})"
                 topic = "0x" + keccak(signature.encode()).hex()
                 self._events[topic] = entry
                 self.topics[entry["name"]] = topic
@@ -139,10 +139,10 @@ class EventDecoder:
         plain = [i for i in entry["inputs"] if not i.get("indexed")]
         data = log["data"]
         raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
-        plain_values = codec.decode([_abi_type(i) for i in plain], raw) if plain else ()
+        plain_values = codec.decode([abi_type(i) for i in plain], raw) if plain else ()
         values: dict[str, Any] = {}
         for item, topic in zip(indexed, topics[1:], strict=False):
-            (values[item["name"]],) = codec.decode([_abi_type(item)], bytes.fromhex(topic[2:]))
+            (values[item["name"]],) = codec.decode([abi_type(item)], bytes.fromhex(topic[2:]))
         for item, value in zip(plain, plain_values, strict=True):
             values[item["name"]] = value
         args = {i["name"]: _normalise(i, values[i["name"]]) for i in entry["inputs"] if i["name"] in values}

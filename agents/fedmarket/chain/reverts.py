@@ -19,7 +19,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
-from fedmarket.chain.events import _abi_type
+from fedmarket.chain.events import abi_type
 from fedmarket.chain.records import SOLIDITY_ENUMS, Phase, SolidityEnum, format_eth
 from fedmarket.errors import FedmarketError
 
@@ -358,7 +358,7 @@ class ErrorDecoder:
         self._errors: dict[bytes, dict[str, Any]] = {}
         for entry in abi:
             if entry.get("type") == "error":
-                types = [_abi_type(i) for i in entry.get("inputs", [])]
+                types = [abi_type(i) for i in entry.get("inputs", [])]
                 selector = keccak(f"{entry['name']}({','.join(types)})".encode())[:4]
                 self._errors[selector] = {**entry, "_types": types}
 
