@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -16,15 +15,14 @@ def register(app: typer.Typer) -> None:
 
 
 @one_line_errors
+@opt.with_session(("rpc", "address_book", "keystore_dir", "password_file"))
 def deploy(
-    rpc: str = opt.RpcOption,
+    rpc: str = opt.RpcOption,  # before the deployer's --account in --help, as it always was
     account: Optional[str] = typer.Option(
         None, "--account", "-a", envvar="FEDMARKET_ACCOUNT", help="Deployer: keystore NAME, 0x ADDRESS, or dev:N (default: dev:0, dev chains only)."
     ),
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
+    *,
+    session: opt.MarketSession,
 ) -> None:
     """Compile the contracts (cached by source hash) and deploy the Marketplace.
 
@@ -34,17 +32,17 @@ def deploy(
     from fedmarket.chain.compile import compile_contracts
     from fedmarket.chain.deploy import MARKETPLACE, deploy_marketplace, deployments_dir
 
-    w3 = opt.connect(rpc)
-    deployer = opt.signer(w3, account or "dev:0", keystore_dir=keystore_dir, password_file=password_file)
+    w3 = session.connect()
+    deployer = session.signer(w3, account or "dev:0")
     compile_contracts(include_test=False)
     _require_deploy_funds(w3, deployer.address)
     try:
-        contract = deploy_marketplace(w3, deployer, record=True, directory=address_book)
+        contract = deploy_marketplace(w3, deployer, record=True, directory=session.address_book)
     except Exception as exc:  # a node's refusal (funds, gas) as one line; bugs keep their traceback
         _reraise_node_refusal(exc, deployer.address)
         raise
     receipt = contract.deployment_receipt
-    book = (address_book or deployments_dir()) / f"{int(w3.eth.chain_id)}.json"
+    book = (session.address_book or deployments_dir()) / f"{int(w3.eth.chain_id)}.json"
     result = {
         "contract": MARKETPLACE,
         "address": contract.address,
@@ -55,7 +53,7 @@ def deploy(
         "gas_used": int(receipt["gasUsed"]),
         "address_book": str(book),
     }
-    if as_json:
+    if session.as_json:
         print_json(result)
         return
     console.print(f"Marketplace deployed at [bold]{contract.address}[/] on chain {result['chain_id']}", highlight=False)

@@ -3,18 +3,33 @@ the way from (--rpc, --contract / address book, --account) to a signing MarketCl
 
 Options read environment variables too (FEDMARKET_RPC, FEDMARKET_ACCOUNT, FEDMARKET_CONTRACT,
 FEDMARKET_KEYSTORE_DIR, FEDMARKET_ADDRESS_BOOK), so a shell session can set them once.
+
+A command declares only its own options and takes the shared ones as one `session` argument:
+
+    @task_app.command("fund")
+    @one_line_errors
+    @opt.with_session()  # --account --rpc --contract --address-book --keystore-dir --password-file --json
+    def fund(model_id: int = ModelIdArgument, amount: str = ..., *, session: opt.MarketSession) -> None:
+        wei = opt.parse_amount(amount)  # local checks first: nothing is opened yet
+        market = session.open()  # connect, find the contract, unlock --account
+        ...
+        session.print_result(data, "one line for people")
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
 
+from fedmarket.cli.output import console, print_json
 from fedmarket.errors import FedmarketError
 
 if TYPE_CHECKING:
@@ -145,3 +160,87 @@ def require_funds(w3: Web3, address: str, value: int, max_gas_cost: int, what: s
         raise FedmarketError(
             f"insufficient funds for {what}: {address} holds {format_eth(balance)}, needs {format_eth(value)} + up to {format_eth(max_gas_cost)} gas"
         )
+
+
+# ------------------------------------------------------------------------------ the shared options as one argument
+
+# Every shared option: its parameter name, type and typer option, in the order --help lists them.
+_SESSION_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "account": (str, AccountOption),
+    "rpc": (str, RpcOption),
+    "contract": (Optional[str], ContractOption),
+    "address_book": (Optional[Path], AddressBookOption),
+    "keystore_dir": (Optional[Path], KeystoreDirOption),
+    "password_file": (Optional[Path], PasswordFileOption),
+    "as_json": (bool, JsonOption),
+}
+# A command that signs market transactions, and one that only reads the market.
+SIGNING = ("account", "rpc", "contract", "address_book", "keystore_dir", "password_file")
+READING = ("rpc", "contract", "address_book")
+
+
+@dataclass(frozen=True)
+class MarketSession:
+    """The shared options one command took (those it did not take keep these defaults), and the
+    ways from them to a node, a signer and the market. Nothing is opened until asked."""
+
+    account: str | None = None
+    rpc: str = DEFAULT_RPC
+    contract: str | None = None
+    address_book: Path | None = None
+    keystore_dir: Path | None = None
+    password_file: Path | None = None
+    as_json: bool = False
+
+    def connect(self) -> Web3:
+        return connect(self.rpc)
+
+    def signer(self, w3: Web3 | None, account: str | None = None) -> LocalAccount:
+        """`account` (default: --account), unlocked with --keystore-dir / --password-file."""
+        return signer(w3, account or self.account, keystore_dir=self.keystore_dir, password_file=self.password_file)
+
+    def open(self) -> Market:
+        """The market, signing as --account when the command took it."""
+        return open_market(self.rpc, self.contract, self.address_book, account=self.account, keystore_dir=self.keystore_dir, password_file=self.password_file)
+
+    def print_result(self, data: dict[str, Any], line: str) -> None:
+        """`data` as one JSON document with --json, else `line` for people."""
+        if self.as_json:
+            print_json(data)
+        else:
+            console.print(line, highlight=False)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_session(options: Sequence[str] = SIGNING) -> Callable[[F], F]:
+    """Give a command the shared `options` (and --json) as one `session: MarketSession` argument.
+
+    The command declares its own options and a keyword-only `session`; typer sees the command's
+    own parameters followed by the shared options (the signature the wrapper shows it), so
+    --help lists them all with their names, environment variables, defaults and help. A command
+    that declares one of `options` itself (same parameter name) keeps it where it stands in its
+    --help and receives it as an argument; the session carries its value too.
+    """
+    unknown = set(options) - set(_SESSION_OPTIONS)
+    if unknown:
+        raise ValueError(f"no shared option {', '.join(sorted(unknown))}")
+    names = [name for name in _SESSION_OPTIONS if name in options or name == "as_json"]
+
+    def decorate(command: F) -> F:
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != "session"]
+        declared = {p.name for p in own}
+        added = [name for name in names if name not in declared]
+
+        @functools.wraps(command)
+        def with_options(*args: Any, **kwargs: Any) -> Any:
+            session = MarketSession(**{name: kwargs[name] if name in declared else kwargs.pop(name) for name in names})
+            return command(*args, session=session, **kwargs)
+
+        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_SESSION_OPTIONS[name][1], annotation=_SESSION_OPTIONS[name][0]) for name in added]
+        with_options.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+        with_options.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "session"}, **{name: _SESSION_OPTIONS[name][0] for name in added}}
+        return with_options  # type: ignore[return-value]
+
+    return decorate

@@ -8,7 +8,6 @@ reveal with the same FEDMARKET_HOME. --round defaults to the task's current roun
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -38,30 +37,17 @@ def _current_round(client: Any, model_id: int, given: Optional[int]) -> int:
     return int(state.current_round)
 
 
-def _done(as_json: bool, data: dict[str, Any], line: str) -> None:
-    if as_json:
-        print_json(data)
-    else:
-        console.print(line, highlight=False)
-
-
 @round_app.command("show")
 @one_line_errors
-def show(
-    model_id: int = ModelIdArgument,
-    round_number: Optional[int] = RoundOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    as_json: bool = opt.JsonOption,
-) -> None:
+@opt.with_session(opt.READING)
+def show(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundOption, *, session: opt.MarketSession) -> None:
     """A round's phase and deadline, committee (who scored, who voted), revealed updates and utilities."""
     from rich.table import Table
 
-    market = opt.open_market(rpc, contract, address_book)
+    market = session.open()
     number = _current_round(market.client, model_id, round_number)
     data = {"model_id": model_id, **round_json(market.client, model_id, number)}
-    if as_json:
+    if session.as_json:
         print_json(data)
         return
     console.print(
@@ -89,18 +75,14 @@ def show(
 
 @round_app.command("commit")
 @one_line_errors
+@opt.with_session()
 def commit(
     model_id: int = ModelIdArgument,
     update_cid: str = typer.Option(..., "--update-cid", help="CIDv0 (Qm...) of the trained update."),
     samples: int = typer.Option(..., "--samples", min=1, help="Number of training samples behind the update."),
     round_number: Optional[int] = RoundOption,
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
+    *,
+    session: opt.MarketSession,
 ) -> None:
     """Commit to an update (trainers, Commit phase); the salt is stored in the data dir for the reveal."""
     from fedmarket.errors import FedmarketError
@@ -108,7 +90,7 @@ def commit(
     from fedmarket.storage.cid import validate_cid
 
     validate_cid(update_cid)
-    market = opt.open_market(rpc, contract, address_book, account=account, keystore_dir=keystore_dir, password_file=password_file)
+    market = session.open()
     client = market.client
     number = _current_round(client, model_id, round_number)
     if client.has_committed(model_id, number, market.sender):
@@ -116,33 +98,24 @@ def commit(
     stored = SaltBook().prepare(client.chain_id, client.address, model_id, number, market.sender, update_cid, samples)
     result = client.commit_update(model_id, number, stored.commitment_bytes)
     data = {"model_id": model_id, "round": number, "trainer": market.sender, "update_cid": update_cid, "num_samples": samples, "commitment": stored.commitment, **tx_json(result)}
-    _done(as_json, data, f"committed to {update_cid} ({samples} samples) in task {model_id} round {number}; reveal it with `fedmarket round reveal {model_id}`")
+    session.print_result(data, f"committed to {update_cid} ({samples} samples) in task {model_id} round {number}; reveal it with `fedmarket round reveal {model_id}`")
 
 
 @round_app.command("reveal")
 @one_line_errors
-def reveal(
-    model_id: int = ModelIdArgument,
-    round_number: Optional[int] = RoundOption,
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
-) -> None:
+@opt.with_session()
+def reveal(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundOption, *, session: opt.MarketSession) -> None:
     """Reveal the committed update (trainers, Reveal phase), from the salt stored at commit time."""
     from fedmarket.roles.salts import SaltBook
 
-    market = opt.open_market(rpc, contract, address_book, account=account, keystore_dir=keystore_dir, password_file=password_file)
+    market = session.open()
     client = market.client
     number = _current_round(client, model_id, round_number)
     stored = SaltBook().load(client.chain_id, client.address, model_id, number, market.sender)
     result = client.reveal_update(model_id, number, stored.update_cid, stored.num_samples, stored.salt_bytes)
     index = int(result.event("UpdateRevealed").args["index"])
     data = {"model_id": model_id, "round": number, "trainer": market.sender, "update_cid": stored.update_cid, "num_samples": stored.num_samples, "index": index, **tx_json(result)}
-    _done(as_json, data, f"revealed {stored.update_cid} in task {model_id} round {number} (update #{index})")
+    session.print_result(data, f"revealed {stored.update_cid} in task {model_id} round {number} (update #{index})")
 
 
 def parse_scores(text: str) -> list[int]:
@@ -161,88 +134,68 @@ def parse_scores(text: str) -> list[int]:
 
 @round_app.command("score")
 @one_line_errors
+@opt.with_session()
 def score(
     model_id: int = ModelIdArgument,
     scores: str = typer.Option(..., "--scores", help="One utility per revealed update, in reveal order, micro-units: '1000,250000,-30000'."),
     round_number: Optional[int] = RoundOption,
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
+    *,
+    session: opt.MarketSession,
 ) -> None:
     """Score every revealed update (committee members, Score phase)."""
     values = parse_scores(scores)
-    market = opt.open_market(rpc, contract, address_book, account=account, keystore_dir=keystore_dir, password_file=password_file)
+    market = session.open()
     number = _current_round(market.client, model_id, round_number)
     result = market.client.submit_scores(model_id, number, values)
-    _done(as_json, {"model_id": model_id, "round": number, "validator": market.sender, "scores": values, **tx_json(result)}, f"scored task {model_id} round {number}: {values}")
+    session.print_result({"model_id": model_id, "round": number, "validator": market.sender, "scores": values, **tx_json(result)}, f"scored task {model_id} round {number}: {values}")
 
 
 @round_app.command("publish")
 @one_line_errors
+@opt.with_session()
 def publish(
     model_id: int = ModelIdArgument,
     model_cid: str = typer.Option(..., "--model-cid", help="CIDv0 (Qm...) of the aggregated global model."),
     metric: int = typer.Option(0, "--metric", help="The model's metric in micro-units (e.g. accuracy * 1e6)."),
     round_number: Optional[int] = RoundOption,
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
+    *,
+    session: opt.MarketSession,
 ) -> None:
     """Propose the round's global model (the aggregator, Publish phase)."""
     from fedmarket.storage.cid import validate_cid
 
     validate_cid(model_cid)
-    market = opt.open_market(rpc, contract, address_book, account=account, keystore_dir=keystore_dir, password_file=password_file)
+    market = session.open()
     number = _current_round(market.client, model_id, round_number)
     result = market.client.publish_global_model(model_id, number, model_cid, metric)
-    _done(as_json, {"model_id": model_id, "round": number, "model_cid": model_cid, "metric": metric, **tx_json(result)}, f"proposed {model_cid} for task {model_id} round {number}")
+    session.print_result({"model_id": model_id, "round": number, "model_cid": model_cid, "metric": metric, **tx_json(result)}, f"proposed {model_cid} for task {model_id} round {number}")
 
 
 @round_app.command("confirm")
 @one_line_errors
+@opt.with_session()
 def confirm(
     model_id: int = ModelIdArgument,
     ok: bool = typer.Option(True, "--ok/--reject", help="Accept the proposal (default) or reject it."),
     round_number: Optional[int] = RoundOption,
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
+    *,
+    session: opt.MarketSession,
 ) -> None:
     """Vote on the proposed global model (committee members, Confirm phase); the last vote closes the round."""
-    market = opt.open_market(rpc, contract, address_book, account=account, keystore_dir=keystore_dir, password_file=password_file)
+    market = session.open()
     number = _current_round(market.client, model_id, round_number)
     result = market.client.confirm_global_model(model_id, number, ok)
     closed = [e for e in result.events if e.name == "RoundClosed"]
     data = {"model_id": model_id, "round": number, "ok": ok, "round_closed": bool(closed), **tx_json(result)}
-    _done(as_json, data, f"{'confirmed' if ok else 'rejected'} the proposal of task {model_id} round {number}" + ("; the round is closed" if closed else ""))
+    session.print_result(data, f"{'confirmed' if ok else 'rejected'} the proposal of task {model_id} round {number}" + ("; the round is closed" if closed else ""))
 
 
 @round_app.command("close")
 @one_line_errors
-def close(
-    model_id: int = ModelIdArgument,
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
-) -> None:
+@opt.with_session()
+def close(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None:
     """Settle the current round once it is due (anyone): stragglers are slashed, the next round opens."""
-    market = opt.open_market(rpc, contract, address_book, account=account, keystore_dir=keystore_dir, password_file=password_file)
+    market = session.open()
     result = market.client.close_round(model_id)
     closed = result.event("RoundClosed").args
     from fedmarket.chain.client import SlashReason
@@ -260,4 +213,4 @@ def close(
         "slashes": slashes,
         **tx_json(result),
     }
-    _done(as_json, data, f"closed task {model_id} round {data['round']}: budget {opt.format_eth(data['budget_wei'])}, {len(slashes)} slashed")
+    session.print_result(data, f"closed task {model_id} round {data['round']}: budget {opt.format_eth(data['budget_wei'])}, {len(slashes)} slashed")

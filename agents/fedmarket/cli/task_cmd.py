@@ -32,19 +32,8 @@ def register(app: typer.Typer) -> None:
 # ------------------------------------------------------------------------------ shared
 
 
-def _market(rpc: str, contract: Optional[str], address_book: Optional[Path], account: Optional[str] = None, keystore_dir: Optional[Path] = None, password_file: Optional[Path] = None) -> opt.Market:
-    return opt.open_market(rpc, contract, address_book, account=account, keystore_dir=keystore_dir, password_file=password_file)
-
-
 def tx_json(result: Any) -> dict[str, Any]:
     return {"function": result.function, "tx": result.tx_hash, "gas_used": result.gas_used, "block": result.block_number}
-
-
-def _done(as_json: bool, data: dict[str, Any], line: str) -> None:
-    if as_json:
-        print_json(data)
-    else:
-        console.print(line, highlight=False)
 
 
 def _content_cid(file: Optional[Path], cid: Optional[str], ipfs: Optional[str], what: str) -> str:
@@ -70,8 +59,9 @@ def _content_cid(file: Optional[Path], cid: Optional[str], ipfs: Optional[str], 
 
 @task_app.command("post")
 @one_line_errors
+@opt.with_session()
 def post(
-    account: str = opt.AccountOption,
+    account: str = opt.AccountOption,  # first in --help, as it always was; the session signs with it
     aggregator: str = typer.Option(..., "--aggregator", help="The task's aggregator: keystore NAME, 0x ADDRESS or dev:N."),
     reward: str = typer.Option("1eth", "--reward", help="Reward escrowed now: '1.5', '1.5eth', '30gwei', '1000wei'."),
     spec: Optional[Path] = typer.Option(None, "--spec", help="Task spec JSON file (stored, its CID goes on chain).", dir_okay=False),
@@ -100,12 +90,8 @@ def post(
     aggregator_share_bps: int = typer.Option(1000, "--aggregator-share-bps", min=0, max=10_000, help="Aggregator's share (the three sum to 10000)."),
     poison_threshold: int = typer.Option(-100_000, "--poison-threshold", help="Median utility (micro-units) below which a trainer is bad-slashed."),
     ipfs: Optional[str] = IpfsOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
+    *,
+    session: opt.MarketSession,
 ) -> None:
     """Post a training task, escrowing --reward; you become its owner (the model buyer)."""
     from fedmarket.chain.client import ModelParams
@@ -123,11 +109,11 @@ def post(
         raise FedmarketError(f"the shares must sum to 10000 bps, not {trainer_share_bps + validator_share_bps + aggregator_share_bps}")
     spec_cid = _content_cid(spec, spec_cid, ipfs, "spec")
     initial_cid = _content_cid(initial_model, initial_model_cid, ipfs, "initial-model")
-    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    market = session.open()
     params = ModelParams(
         spec_digest=cid_to_digest(spec_cid),
         initial_model_digest=cid_to_digest(initial_cid),
-        aggregator=resolve_address(aggregator, market.w3, keystore_dir=keystore_dir),
+        aggregator=resolve_address(aggregator, market.w3, keystore_dir=session.keystore_dir),
         rounds=rounds,
         min_trainers=min_trainers,
         max_trainers=max_trainers,
@@ -152,88 +138,60 @@ def post(
     result = buyer.post_task(market.client, params, reward_wei)
     model_id = result.model_id
     data = {"model_id": model_id, "owner": market.sender, "reward_wei": reward_wei, "spec_cid": spec_cid, "initial_model_cid": initial_cid, "aggregator": params.aggregator, **tx_json(result)}
-    _done(as_json, data, f"posted task [bold]{model_id}[/] with {opt.format_eth(reward_wei)} escrowed (owner {market.sender}, tx {result.tx_hash})")
+    session.print_result(data, f"posted task [bold]{model_id}[/] with {opt.format_eth(reward_wei)} escrowed (owner {market.sender}, tx {result.tx_hash})")
 
 
 @task_app.command("fund")
 @one_line_errors
+@opt.with_session()
 def fund(
     model_id: int = ModelIdArgument,
     amount: str = typer.Option(..., "--amount", help="Amount to add to the escrow: '1.5', '1.5eth', '30gwei', '1000wei'."),
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
+    *,
+    session: opt.MarketSession,
 ) -> None:
     """Top the escrow of an open task up (owner only)."""
     from fedmarket.roles import buyer
 
     wei = opt.parse_amount(amount, "amount")
-    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    market = session.open()
     result = buyer.fund_task(market.client, model_id, wei)
     escrow = market.client.get_model(model_id).state.escrow
-    _done(as_json, {"model_id": model_id, "amount_wei": wei, "escrow_wei": escrow, **tx_json(result)}, f"task {model_id}: added {opt.format_eth(wei)}, escrow now {opt.format_eth(escrow)}")
+    session.print_result({"model_id": model_id, "amount_wei": wei, "escrow_wei": escrow, **tx_json(result)}, f"task {model_id}: added {opt.format_eth(wei)}, escrow now {opt.format_eth(escrow)}")
 
 
 @task_app.command("start")
 @one_line_errors
-def start(
-    model_id: int = ModelIdArgument,
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
-) -> None:
+@opt.with_session()
+def start(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None:
     """Start training: fix the reward and open round 1 (owner or aggregator)."""
     from fedmarket.roles import buyer
 
-    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    market = session.open()
     result = buyer.start_task(market.client, model_id)
     view = market.client.get_round(model_id, 1)
     data = {"model_id": model_id, "reward_wei": market.client.get_model(model_id).state.reward, "round": 1, "committee": list(view.committee), "phase_deadline": view.phase_deadline, **tx_json(result)}
-    _done(as_json, data, f"task {model_id} started: round 1 committee {', '.join(view.committee)}")
+    session.print_result(data, f"task {model_id} started: round 1 committee {', '.join(view.committee)}")
 
 
 @task_app.command("cancel")
 @one_line_errors
-def cancel(
-    model_id: int = ModelIdArgument,
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
-) -> None:
+@opt.with_session()
+def cancel(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None:
     """Cancel an open task (owner only): escrow and stakes are credited back for withdrawal."""
     from fedmarket.roles import buyer
 
-    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    market = session.open()
     result = buyer.cancel_task(market.client, model_id)
     payouts = buyer.payouts_of(result)
     data = {"model_id": model_id, "payouts": [_payout_json(p) for p in payouts], **tx_json(result)}
-    _done(as_json, data, f"task {model_id} cancelled: {opt.format_eth(sum(p.total for p in payouts))} credited back to {len(payouts)} accounts (`fedmarket withdraw`)")
+    session.print_result(data, f"task {model_id} cancelled: {opt.format_eth(sum(p.total for p in payouts))} credited back to {len(payouts)} accounts (`fedmarket withdraw`)")
 
 
 @task_app.command("finalize")
 @one_line_errors
-def finalize(
-    model_id: int = ModelIdArgument,
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
-) -> None:
+@opt.with_session()
+def finalize(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None:
     """End the task and credit every payee (finalizeContract, then generateTrainingPayments).
 
     Anyone may finalize after the last round; the owner may stop earlier (the unspent budget
@@ -243,7 +201,7 @@ def finalize(
 
     from fedmarket.roles import buyer
 
-    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    market = session.open()
     settlement = buyer.finalize_and_settle(market.client, model_id)
     data = {
         "model_id": model_id,
@@ -253,7 +211,7 @@ def finalize(
         "credited_wei": settlement.credited,
         "task_balance_wei": market.client.task_balance(model_id),
     }
-    if as_json:
+    if session.as_json:
         print_json(data)
         return
     table = Table(title=f"task {model_id} settled: {opt.format_eth(settlement.credited)} credited")
@@ -370,19 +328,14 @@ def round_json(client: Any, model_id: int, round_number: int) -> dict[str, Any]:
 
 @task_app.command("show")
 @one_line_errors
-def show(
-    model_id: int = ModelIdArgument,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    as_json: bool = opt.JsonOption,
-) -> None:
+@opt.with_session(opt.READING)
+def show(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None:
     """A task's parameters, state, current round and participants."""
     from rich.table import Table
 
-    market = _market(rpc, contract, address_book)
+    market = session.open()
     data = task_json(market.client, model_id)
-    if as_json:
+    if session.as_json:
         print_json(data)
         return
     s, p = data["state"], data["params"]
@@ -417,14 +370,12 @@ def show(
 
 @task_app.command("list")
 @one_line_errors
+@opt.with_session((*opt.READING, "keystore_dir"))
 def list_tasks(
     owner: Optional[str] = typer.Option(None, "--owner", help="Only tasks of this owner (keystore NAME, 0x ADDRESS or dev:N)."),
     status: Optional[str] = typer.Option(None, "--status", help="Only tasks in this status (open, training, finalized, settled, cancelled)."),
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    as_json: bool = opt.JsonOption,
+    *,
+    session: opt.MarketSession,
 ) -> None:
     """Every task of the marketplace: id, owner, status, reward, round, participants."""
     from rich.table import Table
@@ -435,8 +386,8 @@ def list_tasks(
     statuses = ("open", "training", "finalized", "settled", "cancelled")
     if status is not None and status.lower() not in statuses:
         raise FedmarketError(f"unknown status {status!r}: one of {', '.join(statuses)}")
-    market = _market(rpc, contract, address_book)
-    owner_address = resolve_address(owner, market.w3, keystore_dir=keystore_dir) if owner else None
+    market = session.open()
+    owner_address = resolve_address(owner, market.w3, keystore_dir=session.keystore_dir) if owner else None
     rows = []
     for model_id in range(1, market.client.model_count() + 1):
         params, state = market.client.get_model(model_id)
@@ -458,7 +409,7 @@ def list_tasks(
         if status and row["status"] != status.lower():
             continue
         rows.append(row)
-    if as_json:
+    if session.as_json:
         print_json({"contract": market.address, "tasks": rows})
         return
     if not rows:
@@ -479,21 +430,13 @@ def list_tasks(
 
 @task_app.command("license")
 @one_line_errors
-def license_(
-    model_id: int = ModelIdArgument,
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
-) -> None:
+@opt.with_session()
+def license_(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None:
     """Buy the task's licence (its exact fee goes to the owner); trainers need one to join."""
-    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+    market = session.open()
     fee = market.client.get_model(model_id).params.license_fee
     result = market.client.buy_license(model_id, fee)
-    _done(as_json, {"model_id": model_id, "licensee": market.sender, "fee_wei": fee, **tx_json(result)}, f"{market.sender} licensed task {model_id} for {opt.format_eth(fee)}")
+    session.print_result({"model_id": model_id, "licensee": market.sender, "fee_wei": fee, **tx_json(result)}, f"{market.sender} licensed task {model_id} for {opt.format_eth(fee)}")
 
 
 class JoinRole(str, Enum):
@@ -502,32 +445,23 @@ class JoinRole(str, Enum):
     aggregator = "aggregator"
 
 
-def _join(role: JoinRole, model_id: int, rpc: str, contract: Optional[str], address_book: Optional[Path], account: str, keystore_dir: Optional[Path], password_file: Optional[Path], as_json: bool) -> None:
-    market = _market(rpc, contract, address_book, account, keystore_dir, password_file)
+def _join(role: JoinRole, model_id: int, session: opt.MarketSession) -> None:
+    market = session.open()
     params = market.client.get_model(model_id).params
     stake = {JoinRole.trainer: params.trainer_stake, JoinRole.validator: params.validator_stake, JoinRole.aggregator: params.aggregator_stake}[role]
     join = {JoinRole.trainer: market.client.join_as_trainer, JoinRole.validator: market.client.join_as_validator, JoinRole.aggregator: market.client.join_as_aggregator}[role]
     result = join(model_id, stake)
     data = {"model_id": model_id, "role": role.value, "participant": market.sender, "stake_wei": stake, **tx_json(result)}
-    _done(as_json, data, f"{market.sender} joined task {model_id} as {role.value}, staking {opt.format_eth(stake)}")
+    session.print_result(data, f"{market.sender} joined task {model_id} as {role.value}, staking {opt.format_eth(stake)}")
 
 
 def _make_join(role: JoinRole) -> None:
-    def command(
-        model_id: int = ModelIdArgument,
-        account: str = opt.AccountOption,
-        rpc: str = opt.RpcOption,
-        contract: Optional[str] = opt.ContractOption,
-        address_book: Optional[Path] = opt.AddressBookOption,
-        keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-        password_file: Optional[Path] = opt.PasswordFileOption,
-        as_json: bool = opt.JsonOption,
-    ) -> None:
-        _join(role, model_id, rpc, contract, address_book, account, keystore_dir, password_file, as_json)
+    def command(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None:
+        _join(role, model_id, session)
 
     command.__doc__ = f"Stake the task's exact {role.value} stake and join it as {role.value}."
     command.__name__ = f"join_{role.value}"
-    join_app.command(role.value)(one_line_errors(command))
+    join_app.command(role.value)(one_line_errors(opt.with_session()(command)))
 
 
 for _role in JoinRole:

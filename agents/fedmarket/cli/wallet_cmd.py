@@ -5,6 +5,7 @@ Private keys are read from a hidden prompt or a file (never from argv) and are n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -22,13 +23,16 @@ def register(app: typer.Typer) -> None:
     app.add_typer(wallet_app, name="wallet")
 
 
-def _scrypt_n(light: bool) -> int:
-    from fedmarket.wallet import DEFAULT_SCRYPT_N, LIGHT_SCRYPT_N
+def _save_key(verb: str, name: str, read_key: Callable[[], bytes], keystore_dir: Optional[Path], password_file: Optional[Path], light_kdf: bool, as_json: bool) -> None:
+    """Keystore NAME for the key `read_key` gives, encrypted with a new (confirmed) password."""
+    from fedmarket.wallet import DEFAULT_SCRYPT_N, LIGHT_SCRYPT_N, KeystoreDir, read_password
+    from fedmarket.wallet.keystore import validate_name
 
-    return LIGHT_SCRYPT_N if light else DEFAULT_SCRYPT_N
-
-
-def _show_created(entry, as_json: bool, verb: str) -> None:
+    keystores = KeystoreDir(keystore_dir)
+    validate_name(name)
+    key = read_key()
+    password = read_password(password_file, purpose=f"new keystore {name}", confirm=True)
+    entry = keystores.create(name, key, password, scrypt_n=LIGHT_SCRYPT_N if light_kdf else DEFAULT_SCRYPT_N)
     if as_json:
         print_json(entry.as_json())
     else:
@@ -48,14 +52,7 @@ def new(
     """Create a random key and store it encrypted (scrypt) as keystore NAME."""
     from eth_account import Account
 
-    from fedmarket.wallet import KeystoreDir, read_password
-    from fedmarket.wallet.keystore import validate_name
-
-    keystores = KeystoreDir(keystore_dir)
-    validate_name(name)
-    password = read_password(password_file, purpose=f"new keystore {name}", confirm=True)
-    entry = keystores.create(name, Account.create().key, password, scrypt_n=_scrypt_n(light_kdf))
-    _show_created(entry, as_json, "created")
+    _save_key("created", name, lambda: Account.create().key, keystore_dir, password_file, light_kdf, as_json)
 
 
 @wallet_app.command("import")
@@ -71,20 +68,17 @@ def import_key(
     as_json: bool = opt.JsonOption,
 ) -> None:
     """Import a private key (from a file or a hidden prompt, never from the command line) as keystore NAME."""
-    from fedmarket.wallet import KeystoreDir, parse_private_key, read_password
-    from fedmarket.wallet.keystore import validate_name
+    from fedmarket.wallet import parse_private_key
     from fedmarket.wallet.password import read_secret_line
 
-    keystores = KeystoreDir(keystore_dir)
-    validate_name(name)
-    if key_file is not None and str(key_file) == "-" and password_file is not None and str(password_file) == "-":
-        from fedmarket.errors import FedmarketError
+    def read_key() -> bytes:
+        if key_file is not None and str(key_file) == "-" and password_file is not None and str(password_file) == "-":
+            from fedmarket.errors import FedmarketError
 
-        raise FedmarketError("the key and the password cannot both come from stdin")
-    key = parse_private_key(read_secret_line(key_file, what="private key"))
-    password = read_password(password_file, purpose=f"new keystore {name}", confirm=True)
-    entry = keystores.create(name, key, password, scrypt_n=_scrypt_n(light_kdf))
-    _show_created(entry, as_json, "imported")
+            raise FedmarketError("the key and the password cannot both come from stdin")
+        return parse_private_key(read_secret_line(key_file, what="private key"))
+
+    _save_key("imported", name, read_key, keystore_dir, password_file, light_kdf, as_json)
 
 
 @wallet_app.command("list")
@@ -131,13 +125,11 @@ def export_address(
 
 @wallet_app.command("balance")
 @one_line_errors
+@opt.with_session((*opt.READING, "keystore_dir"))
 def balance(
     accounts: Optional[list[str]] = typer.Argument(None, help="Keystore names, addresses or dev:N (default: every keystore)."),
-    rpc: str = opt.RpcOption,
-    contract: Optional[str] = opt.ContractOption,
-    address_book: Optional[Path] = opt.AddressBookOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    as_json: bool = opt.JsonOption,
+    *,
+    session: opt.MarketSession,
 ) -> None:
     """Ether balance of accounts, and their withdrawable market credit when a marketplace is known."""
     from rich.table import Table
@@ -145,21 +137,21 @@ def balance(
     from fedmarket.wallet import KeystoreDir
     from fedmarket.wallet.accounts import resolve_address
 
-    w3 = opt.connect(rpc)
+    w3 = session.connect()
     if accounts:
-        rows = [(spec, resolve_address(spec, w3, keystore_dir=keystore_dir)) for spec in accounts]
+        rows = [(spec, resolve_address(spec, w3, keystore_dir=session.keystore_dir)) for spec in accounts]
     else:
-        rows = [(e.name, e.address) for e in KeystoreDir(keystore_dir).entries()]
+        rows = [(e.name, e.address) for e in KeystoreDir(session.keystore_dir).entries()]
     from fedmarket.chain.client import rpc_errors
 
-    client = _market_or_none(w3, contract, address_book)
+    client = _market_or_none(w3, session.contract, session.address_book)
     result = []
     with rpc_errors(w3):
         for label, address in rows:
             wei = int(w3.eth.get_balance(address))
             credit = int(client.credit(address)) if client is not None else None
             result.append({"account": label, "address": address, "balance_wei": wei, "credit_wei": credit})
-    if as_json:
+    if session.as_json:
         print_json({"chain_id": int(w3.eth.chain_id), "contract": client.address if client else None, "accounts": result})
         return
     table = Table(title=f"balances on chain {int(w3.eth.chain_id)}")
@@ -188,31 +180,27 @@ def _market_or_none(w3, contract: Optional[str], address_book: Optional[Path]):
 
 @wallet_app.command("send")
 @one_line_errors
+@opt.with_session(("account", "rpc", "keystore_dir", "password_file"))
 def send(
     to: str = typer.Argument(..., help="Recipient: keystore name, 0x address or dev:N."),
     value: str = typer.Argument(..., help="Amount: '1.5' or '1.5eth' (ETH), '30gwei', '1000wei'."),
-    account: str = opt.AccountOption,
-    rpc: str = opt.RpcOption,
-    keystore_dir: Optional[Path] = opt.KeystoreDirOption,
-    password_file: Optional[Path] = opt.PasswordFileOption,
-    as_json: bool = opt.JsonOption,
+    *,
+    session: opt.MarketSession,
 ) -> None:
     """Send ether from --account to TO (e.g. fund a new keystore from an anvil dev account)."""
     from fedmarket.wallet.accounts import resolve_address
 
     wei = opt.parse_amount(value, "value")
-    w3 = opt.connect(rpc)
-    recipient = resolve_address(to, w3, keystore_dir=keystore_dir)
-    sender = opt.signer(w3, account, keystore_dir=keystore_dir, password_file=password_file)
+    w3 = session.connect()
+    recipient = resolve_address(to, w3, keystore_dir=session.keystore_dir)
+    sender = session.signer(w3)
     from fedmarket.chain.client import rpc_errors
 
     with rpc_errors(w3):
         receipt = _transfer(w3, sender, recipient, wei)
     tx = "0x" + bytes(receipt["transactionHash"]).hex()
-    if as_json:
-        print_json({"from": sender.address, "to": recipient, "value_wei": wei, "tx": tx, "gas_used": int(receipt["gasUsed"])})
-    else:
-        console.print(f"sent {opt.format_eth(wei)} from {sender.address} to {recipient} (tx {tx})", highlight=False)
+    data = {"from": sender.address, "to": recipient, "value_wei": wei, "tx": tx, "gas_used": int(receipt["gasUsed"])}
+    session.print_result(data, f"sent {opt.format_eth(wei)} from {sender.address} to {recipient} (tx {tx})")
 
 
 def _transfer(w3, sender, recipient: str, wei: int):
