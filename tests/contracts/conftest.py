@@ -25,6 +25,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
 from fedmarket.chain.embedded import latest_timestamp, new_embedded_web3, set_next_timestamp, time_travel
+from fedmarket.chain.events import abi_type
 
 # ------------------------------------------------------------------------------ defaults
 
@@ -219,16 +220,10 @@ def _error_table(contract: Any) -> dict[bytes, tuple[str, list[str]]]:
     for item in contract.abi:
         if item.get("type") != "error":
             continue
-        types = [_abi_type(i) for i in item["inputs"]]
+        types = [abi_type(i) for i in item["inputs"]]
         selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
         table[selector] = (item["name"], types)
     return table
-
-
-def _abi_type(item: dict[str, Any]) -> str:
-    if item["type"].startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
-    return item["type"]
 
 
 def _revert_data(exc: Exception) -> bytes:
