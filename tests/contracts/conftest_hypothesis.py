@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 DEFAULT_EXAMPLES = 200
 THOROUGH_EXAMPLES = 10_000
-DEFAULT_STEPS = 40
+DEFAULT_STEPS = 30
 
 _COMMON = dict(
     deadline=None,
