@@ -16,7 +16,7 @@ from fedmarket.chain.anvil import AnvilProcess, free_port
 from fedmarket.chain.client import MarketClient, Phase, Status
 from fedmarket.storage.cid import cid_of_file
 
-from cli_helpers import AGGREGATOR, BUYER, CID_A, CID_B, CID_C, LICENSE_FEE, REWARD, TRAINER_STAKE, TRAINERS, VALIDATORS, Cli, read_json
+from cli_helpers import AGGREGATOR, BUYER, CID_A, CID_B, CID_C, LICENSE_FEE, REWARD, TRAINER_STAKE, TRAINERS, VALIDATORS, WINDOW, Cli, read_json
 
 pytestmark = pytest.mark.anvil
 
@@ -225,7 +225,7 @@ def test_one_round_by_hand(cli: Cli, market: MarketClient, w3: Web3, accounts: l
     cli.ok_all([("round", "confirm", model_id, "-a", f"dev:{index[committee[0]]}"), ("round", "confirm", model_id, "--reject", "-a", f"dev:{index[committee[1]]}")])
     assert market.has_confirmed(model_id, 1, committee[1]) == (True, False)
     # the third member never votes: the round closes at the Confirm deadline, by anyone
-    w3.provider.make_request("evm_increaseTime", [200])
+    w3.provider.make_request("evm_increaseTime", [WINDOW + 100])
     w3.provider.make_request("evm_mine", [])
     closed = cli.ok("round", "close", model_id, "-a", "dev:9")
     assert closed["accepted"] is True and {s["reason"] for s in closed["slashes"]} == {"poison", "late"}
