@@ -13,8 +13,8 @@ from rich.text import Text
 
 from fedmarket.errors import FedmarketError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(log_path=False)  # a log line names the event, not our source file
+err_console = Console(stderr=True, log_path=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
