@@ -410,6 +410,8 @@ SHARES = st.one_of(
 )
 BPS_VALUES = st.one_of(st.sampled_from([0, 1, 1000, 2500, 5000, 9999, 10000]), st.integers(0, 10000))
 WEI = st.one_of(st.sampled_from([1, 2, 3, 7, 10, 999, 10**23]), st.integers(1, 10**18))
+STAKE = st.one_of(st.just(0), WEI, WEI, WEI)
+"""Stakes: the protocol does not forbid a zero stake (then nothing can be slashed)."""
 THRESHOLDS = st.one_of(st.sampled_from([M.INT64_MIN, -1_000_000, 0, 1, 500_000]), st.integers(-(10**6), 10**6))
 PACES = {"relaxed": st.integers(12, 40), "mixed": st.integers(1, 40), "tight": st.integers(1, 3)}
 """Phase windows of a task: relaxed (everyone can act in time), mixed, tight (stragglers galore)."""
@@ -424,9 +426,12 @@ SCORE = st.one_of(
 
 @st.composite
 def task_params(draw: Any, aggregator: str) -> M.Params:
-    min_trainers = draw(st.integers(1, 3))
-    windows = PACES[draw(st.sampled_from(["relaxed"] * 4 + ["mixed", "tight"]), label="pace")]
-    committee = draw(st.sampled_from([1, 1, 2, 3, 3, 4]))
+    # one task in six is big: up to 9 trainers, so reveal entries (3 a word) and scores (4 a
+    # word) span several packed storage words
+    big = draw(st.integers(0, 5)) == 0
+    min_trainers = draw(st.integers(4, 7)) if big else draw(st.integers(1, 3))
+    windows = PACES[draw(st.sampled_from(["relaxed"] * 4 + ["mixed", "tight"]))]
+    committee = draw(st.sampled_from([1, 2, 3])) if big else draw(st.sampled_from([1, 1, 2, 3, 3, 4]))
     trainer_share, validator_share, aggregator_share = draw(SHARES)
     return M.Params(
         spec_digest=draw(DIGEST),
@@ -436,16 +441,16 @@ def task_params(draw: Any, aggregator: str) -> M.Params:
         min_trainers=min_trainers,
         max_trainers=min_trainers + draw(st.integers(0, 2)),
         committee_size=committee,
-        max_validators=committee + draw(st.integers(0, 3)),
+        max_validators=committee + draw(st.integers(0, 1 if big else 3)),
         commit_window=draw(windows),
         reveal_window=draw(windows),
         score_window=draw(windows),
         publish_window=draw(windows),
         confirm_window=draw(windows),
         license_fee=draw(st.one_of(st.just(0), WEI)),
-        trainer_stake=draw(WEI),
-        validator_stake=draw(WEI),
-        aggregator_stake=draw(WEI),
+        trainer_stake=draw(STAKE),
+        validator_stake=draw(STAKE),
+        aggregator_stake=draw(STAKE),
         late_slash_bps=draw(BPS_VALUES),
         bad_slash_bps=draw(BPS_VALUES),
         trainer_share_bps=trainer_share,
@@ -846,11 +851,13 @@ class MarketplaceMachine(RuleBasedStateMachine):
         sender = self._actor(data, preferred)
         self._reveal(data, mid, sender, self._round_arg(data, mid), kind)
 
-    def _scores(self, data: st.DataObject, n: int) -> list[int]:
-        """One score per revealed update: mostly useful (positive), some harmful, some extreme."""
+    def _scores(self, data: st.DataObject, n: int, threshold: int) -> list[int]:
+        """One score per revealed update: mostly useful (positive), some harmful, some extreme,
+        some right at the task's poison threshold (strictly below it is poison)."""
+        edges = [v for v in (threshold - 1, threshold, threshold + 1) if M.INT64_MIN <= v <= M.INT64_MAX]
         value = st.one_of(
             st.integers(1, 1_000_000), st.integers(1, 1_000_000), st.integers(1, 1_000_000),
-            st.integers(-2_000_000, -1), SCORE,
+            st.integers(-2_000_000, -1), SCORE, st.sampled_from(edges),
         )
         return data.draw(st.lists(value, min_size=n, max_size=n), label="scores")
 
@@ -860,7 +867,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         n = len(rnd.reveals) if rnd else 1
         if wrong_count:
             n = data.draw(st.sampled_from([n + 1, max(n - 1, 0)]), label="count")
-        scores = self._scores(data, n)
+        scores = self._scores(data, n, task.params.poison_threshold if task else 0)
         self.act(sender, "submitScores", (mid, round_, scores), lambda m, now: m.submit_scores(sender, mid, round_, scores, now))
 
     def score(self, data: st.DataObject) -> None:
