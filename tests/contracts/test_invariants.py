@@ -707,7 +707,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         unlicensed = [a for a in self.accounts if task and a != task.owner and not task.participant(a).licensed]
         sender = self._actor(data, unlicensed)
         fee = task.params.license_fee if task else 0
-        value = fee if data.draw(st.integers(0, 9), label="fee-right") < 8 else data.draw(st.sampled_from([0, fee + 1, max(fee - 1, 0)]))
+        wrong = sorted({v for v in (0, fee + 1, fee - 1) if v >= 0 and v != fee})
+        value = fee if data.draw(st.integers(0, 9), label="fee-right") < 8 else data.draw(st.sampled_from(wrong), label="wrong-fee")
         self.act(sender, "buyLicense", (mid,), lambda m, now: m.buy_license(sender, mid, value, now), value=value)
 
     def join(self, data: st.DataObject) -> None:
@@ -731,7 +732,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
             preferred = [task.params.aggregator.lower()]
             stake = task.params.aggregator_stake
         sender = self._actor(data, preferred)
-        value = stake if data.draw(st.integers(0, 9), label="stake-right") < 9 else data.draw(st.sampled_from([0, stake + 1, stake - 1]))
+        wrong = sorted({v for v in (0, stake + 1, stake - 1) if v >= 0 and v != stake})
+        value = stake if data.draw(st.integers(0, 9), label="stake-right") < 9 else data.draw(st.sampled_from(wrong), label="wrong-stake")
         fn = {M.Role.TRAINER: "joinAsTrainer", M.Role.VALIDATOR: "joinAsValidator", M.Role.AGGREGATOR: "joinAsAggregator"}[role]
         method = {M.Role.TRAINER: M.Market.join_as_trainer, M.Role.VALIDATOR: M.Market.join_as_validator,
                   M.Role.AGGREGATOR: M.Market.join_as_aggregator}[role]
