@@ -41,12 +41,11 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
 DEADLINE_INCLUSIVE = True
-"""A phase is still running at `block.timestamp == deadline` (`now <= deadline`) and over after it.
+"""A phase with deadline D still accepts actions at `block.timestamp == D` and is over from D + 1.
 
-docs/protocol.md says a phase "reaches its deadline" and "the next one runs deadline .. deadline +
-window" without fixing which side the deadline second belongs to; the interface calls
-`phaseDeadline` the "end of the current phase". The contract's choice is recorded here (see the
-report of the property tests) and the model follows it.
+The first version of docs/protocol.md left the deadline second open ("a phase that reaches its
+deadline ends at the deadline"); the contract chose `<= D` and the page now says so. Flip this to
+check that the property tests notice a disagreement (they do, within a few dozen sequences).
 """
 
 ZERO_TOP_UP_ALLOWED = False

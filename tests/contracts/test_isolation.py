@@ -115,7 +115,8 @@ def _balance(w3: Web3, address: str) -> int:
 
 
 def test_reentrant_withdraw_fails_and_pays_exactly_once(
-    w3: Web3, market: Any, actors: Any, accounts: list[str], attacker: Any, tx: Callable[..., Any], post_task: Callable[..., int], events: Callable[..., Any]
+    w3: Web3, market: Any, actors: Any, accounts: list[str], attacker: Any, tx: Callable[..., Any], post_task: Callable[..., int],
+    events: Callable[..., Any], call_error: Callable[..., Any]
 ) -> None:
     proxy = Proxy(attacker, accounts[28], market, tx)
     model_id = post_task(rounds=1, minTrainers=1, committeeSize=1, maxValidators=1, value=1_000_003)
@@ -154,7 +155,8 @@ def test_reentrant_withdraw_fails_and_pays_exactly_once(
     assert _credits(market, others) == credits_before, "another account's credit moved"
     assert [(e["account"], e["amount"]) for e in events(receipt, "Withdrawal")] == [(attacker.address, owed)]
     # the credit is spent: a second attack gets nothing
-    with pytest.raises(Exception):
+    assert call_error(attacker.functions.attack(), accounts[28])[0] == "NothingToWithdraw"
+    with pytest.raises(AssertionError):  # the transaction reverts too
         tx(attacker.functions.attack(), accounts[28])
     assert attacker.functions.received().call() == owed
 
@@ -176,7 +178,7 @@ def test_reentrancy_that_bubbles_fails_the_withdrawal_and_keeps_the_credit(
     name, args = call_error(attacker.functions.attack(), accounts[28])
     assert name == "TransferFailed"
     assert (args[0].lower(), args[1]) == (attacker.address.lower(), t_stake)
-    with pytest.raises(Exception):
+    with pytest.raises(AssertionError):  # the transaction reverts too
         tx(attacker.functions.attack(), accounts[28])
     assert market.functions.credit(attacker.address).call() == t_stake, "a failed transfer lost the credit"
     assert _balance(w3, market.address) == held
