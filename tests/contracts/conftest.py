@@ -24,8 +24,9 @@ from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
-from fedmarket.chain.embedded import latest_timestamp, new_embedded_web3, set_next_timestamp, time_travel
+from fedmarket.chain.embedded import latest_timestamp, new_embedded_web3, set_next_timestamp
 from fedmarket.chain.events import abi_type
+from fedmarket.chain.timecontrol import advance_time
 
 # ------------------------------------------------------------------------------ defaults
 
@@ -167,7 +168,7 @@ def now(w3: Web3) -> Callable[[], int]:
 @pytest.fixture
 def advance(w3: Web3) -> Callable[[int], int]:
     """advance(seconds) mines a block `seconds` later; the next transaction runs one second after it."""
-    return lambda seconds: time_travel(w3, seconds)
+    return lambda seconds: advance_time(w3, seconds)
 
 
 @pytest.fixture

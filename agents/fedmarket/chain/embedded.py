@@ -2,7 +2,7 @@
 
 It needs no setup and no network: funded dev accounts, auto-mining (one block per transaction)
 and time control for the phase deadlines of the marketplace. Each block's timestamp is its
-parent's plus one second unless time is moved on with `time_travel` / `set_next_timestamp`.
+parent's plus one second unless time is moved on with `set_next_timestamp` (or `timecontrol.advance_time`).
 
 Pass `gas` explicitly to transactions on this chain: web3's estimation runs the transaction twice
 (~190 ms per transaction instead of ~80 ms); `fedmarket.chain.deploy.GAS_LIMITS` has a limit per
@@ -62,28 +62,6 @@ def is_embedded(w3: Web3) -> bool:
 def latest_timestamp(w3: Web3) -> int:
     """Timestamp of the latest mined block."""
     return int(w3.eth.get_block("latest")["timestamp"])
-
-
-def time_travel(w3: Web3, seconds: int) -> int:
-    """Move chain time on by `seconds` and mine a block there; return that block's timestamp.
-
-    The next transaction's block then has a timestamp one second later (embedded chain), or the
-    node's usual increment (anvil / hardhat).
-    """
-    if seconds < 0:
-        raise FedmarketError(f"time only moves forward, not by {seconds} s")
-    target = latest_timestamp(w3) + seconds
-    tester = _tester(w3)
-    if tester is not None:
-        # eth-tester's own time_travel lands one second short of its target; set the pending
-        # header's timestamp and mine it instead.
-        if seconds > 0:
-            set_next_timestamp(w3, target)
-        tester.mine_blocks(1)
-        return latest_timestamp(w3)
-    w3.provider.make_request("evm_increaseTime", [seconds])
-    w3.provider.make_request("evm_mine", [])
-    return latest_timestamp(w3)
 
 
 def set_next_timestamp(w3: Web3, timestamp: int) -> None:
