@@ -75,6 +75,7 @@ def sim(
     prox_mu: float = typer.Option(0.0, "--prox-mu", min=0.0, help="FedProx proximal weight mu (0: plain FedAvg)."),
     momentum: float = typer.Option(0.0, "--momentum", min=0.0, max=0.999, help="Local SGD momentum."),
     seed: int = typer.Option(0, "--seed", help="Seed of the partition, the initial model and every batch order."),
+    holdout: int = typer.Option(0, "--holdout", min=0, help="Samples held out before partitioning, as a market task's validators hold them (the task spec's holdout): the same value reproduces a market's global models."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch [default: one per core]; 1 avoids thrashing when other jobs share the cores."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     batched: bool = typer.Option(False, "--batched/--sequential", help="Train all clients of a round together (vmap; faster on a GPU, equal up to float rounding) or one at a time (bit-identical to the market's trainers)."),
@@ -93,7 +94,7 @@ def sim(
 
     config = SimConfig(dataset=dataset, partition=partition, clients=clients, rounds=rounds, batch_size=batch_size,
                        lr=lr, epochs=epochs, model=model, aggregation=aggregation, prox_mu=prox_mu, momentum=momentum,
-                       seed=seed, device=device, batched=batched, data_dir=data_dir)
+                       seed=seed, device=device, batched=batched, data_dir=data_dir, holdout=holdout)
     check_config(config)
     # Progress goes to stderr so that --json leaves stdout a single JSON document; it vanishes
     # when done (the round table says the same) and so never sits above an error line.

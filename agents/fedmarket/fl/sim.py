@@ -33,7 +33,7 @@ from fedmarket.fl.datasets import Dataset, load_dataset
 from fedmarket.fl.evaluation import Metrics, evaluate_clients, weighted_overall
 from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.params import State, canonical, flatten
-from fedmarket.fl.partition import Partition, PartitionSummary, partition
+from fedmarket.fl.partition import Partition, PartitionSummary
 from fedmarket.fl.training import TrainConfig, resolve_device, train_local
 
 
@@ -58,6 +58,9 @@ class SimConfig:
     # CIDs are reproduced bit for bit; batched training matches only up to float rounding.
     batched: bool = False
     data_dir: Path | None = None
+    # Samples kept apart before partitioning (a market's validators hold them): with the same
+    # holdout, seed and split, the clients here hold what the market's trainers hold.
+    holdout: int = 0
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(self.epochs, self.batch_size, self.lr, self.momentum, self.prox_mu, seed)
@@ -161,8 +164,8 @@ def check_config(config: SimConfig) -> None:
         raise FedmarketError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASETS)}")
     if config.model != "auto" and config.model not in ARCHITECTURES:
         raise FedmarketError(f"unknown model {config.model!r}; choose auto or one of: {', '.join(ARCHITECTURES)}")
-    if config.rounds < 0 or config.clients < 1:
-        raise FedmarketError("rounds must be >= 0 and clients >= 1")
+    if config.rounds < 0 or config.clients < 1 or config.holdout < 0:
+        raise FedmarketError("rounds and holdout must be >= 0 and clients >= 1")
     parse_scheme(config.partition)
     get_rule(config.aggregation)
     config.train_config(0)
@@ -176,6 +179,7 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
     `dataset` may be passed pre-loaded (it must be the one config.dataset names).
     """
     from fedmarket.fl.aggregation import get_rule
+    from fedmarket.fl.taskspec import market_partition
 
     check_config(config)
     device = resolve_device(config.device)
@@ -183,7 +187,7 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
     spec = model_spec_for(data, config.model)
     model = spec.build().to(device)
     aggregate = get_rule(config.aggregation)
-    parts = partition(data.y, config.clients, config.partition, config.seed)
+    parts, _held = market_partition(data.y, config.clients, config.partition, config.seed, config.holdout)
     test_sets = [c.test for c in parts.clients]
 
     def record(round_number: int, state: State, train_loss: float | None, train_s: float, started: float) -> RoundRecord:

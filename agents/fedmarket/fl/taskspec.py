@@ -1,0 +1,188 @@
+"""The task spec: what a buyer asks for, as the JSON file whose CID goes on chain (`specDigest`).
+
+Everything an agent needs to take part is in it: the data set and how a simulated market splits
+it, the model architecture, the local-training hyper-parameters, the aggregation rule, the
+utility function and the seed. The file is canonical JSON (sorted keys, no spaces), so the same
+spec always has the same CID, and an agent that downloads it checks it against that CID first.
+
+Data of a simulated market (`--data auto`): `holdout` samples of the data set, drawn with the
+seed, are held out and cut into `validators + 1` disjoint slices, one per validator (its
+held-out scoring data) and the last for the aggregator (the metric it publishes); the rest is
+partitioned among `trainers` clients by `partition`, and trainer i (in join order) holds client
+i's train split. The report evaluates every global model on the clients' test splits, weighted
+by size, as `fedmarket sim` does, and `fedmarket sim --holdout N` partitions the same pool: so
+the market's global models can be checked against the simulation's, CID for CID.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from fedmarket.errors import FedmarketError
+from fedmarket.fl.datasets import Dataset
+from fedmarket.fl.models import ModelSpec
+from fedmarket.fl.partition import Partition, partition
+from fedmarket.fl.training import TrainConfig
+
+SPEC_FORMAT = "fedmarket-task/1"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A training task. The defaults are the demo's: digits, 5 trainers, 3 validators."""
+
+    dataset: str = "digits"
+    partition: str = "dir:0.5"
+    trainers: int = 5
+    validators: int = 3
+    holdout: int = 400
+    model: str = "mlp"  # cnn | mlp | linear | auto
+    epochs: int = 1
+    batch_size: int = 10
+    lr: float = 0.05
+    momentum: float = 0.0
+    prox_mu: float = 0.0
+    aggregation: str = "fedavg"
+    utility: str = "separation_cosine"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse a spec no agent could follow, with one line naming the field."""
+        from fedmarket.fl.aggregation import get_rule
+        from fedmarket.fl.datasets import DATASETS
+        from fedmarket.fl.models import ARCHITECTURES
+        from fedmarket.fl.partition import parse_scheme
+        from fedmarket.fl.utility import get_raw_utility
+
+        if self.dataset not in DATASETS:
+            raise FedmarketError(f"task spec: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.model != "auto" and self.model not in ARCHITECTURES:
+            raise FedmarketError(f"task spec: unknown model {self.model!r}; choose auto or one of {', '.join(ARCHITECTURES)}")
+        if self.trainers < 1 or self.validators < 1:
+            raise FedmarketError("task spec: a task needs at least 1 trainer and 1 validator")
+        if self.holdout < self.validators + 1:
+            raise FedmarketError(f"task spec: holdout {self.holdout} cannot give {self.validators} validators and the aggregator a sample each")
+        parse_scheme(self.partition)
+        get_rule(self.aggregation)
+        get_raw_utility(self.utility)
+        self.train_config(0)
+
+    # ------------------------------------------------------------------ the file
+
+    def to_bytes(self) -> bytes:
+        """The canonical JSON file (its CID is the task's specDigest)."""
+        body = {"format": SPEC_FORMAT, **asdict(self)}
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TaskSpec:
+        """Parse a downloaded spec; anything but a well-formed spec of this format is refused."""
+        try:
+            body = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise FedmarketError("task spec is not JSON") from None
+        if not isinstance(body, dict) or body.get("format") != SPEC_FORMAT:
+            raise FedmarketError(f"task spec format is not {SPEC_FORMAT!r}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(body) - set(known) - {"format"})
+        if unknown:
+            raise FedmarketError(f"task spec has unknown fields: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name, value in body.items():
+            if name == "format":
+                continue
+            expected = type(getattr(cls(), name))
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not expected:
+                raise FedmarketError(f"task spec field {name!r} must be {expected.__name__}, not {type(value).__name__}")
+            values[name] = value
+        return cls(**values)
+
+    # ------------------------------------------------------------------ what follows from it
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return TrainConfig(self.epochs, self.batch_size, self.lr, self.momentum, self.prox_mu, seed)
+
+    def model_spec(self, dataset: Dataset) -> ModelSpec:
+        from fedmarket.fl.sim import model_spec_for
+
+        return model_spec_for(dataset, self.model)
+
+    def initial_weights(self, dataset: Dataset) -> bytes:
+        """The initial global model file (round 0): the seeded initialisation, as the sim's round 0."""
+        from fedmarket.fl.params import canonical
+        from fedmarket.storage.weights import WeightsMeta, encode_weights
+
+        spec = self.model_spec(dataset)
+        return encode_weights(canonical(spec.init_state(self.seed)), WeightsMeta(arch=spec.id, round=0, parent_cid=None))
+
+
+def market_partition(labels: np.ndarray, clients: int, scheme: str, seed: int, holdout: int) -> tuple[Partition, np.ndarray]:
+    """(partition of the pool, held-out indices): `holdout` samples drawn with `seed` are kept
+    apart, the rest is partitioned among `clients`; every index refers to the whole data set."""
+    labels = np.asarray(labels)
+    if not 0 <= holdout < len(labels):
+        raise FedmarketError(f"cannot hold out {holdout} of {len(labels)} samples")
+    order = np.random.default_rng([seed, 0x484F4C44]).permutation(len(labels))  # "HOLD": not the partition's stream
+    held, pool = np.sort(order[:holdout]), np.sort(order[holdout:])
+    parts = partition(labels[pool], clients, scheme, seed)
+    remapped = tuple(type(c)(train=pool[c.train], test=pool[c.test]) for c in parts.clients)
+    return Partition(parts.scheme, parts.seed, remapped, parts.labels, parts.label_kind), held
+
+
+@dataclass(frozen=True, eq=False)
+class TaskData:
+    """A simulated market's data: who holds which samples (see the module's docstring)."""
+
+    spec: TaskSpec
+    dataset: Dataset
+
+    @classmethod
+    def load(cls, spec: TaskSpec, data_dir: Any = None) -> TaskData:
+        from fedmarket.fl.datasets import load_dataset
+
+        return cls(spec, load_dataset(spec.dataset, data_dir))
+
+    @cached_property
+    def _split(self) -> tuple[Partition, np.ndarray]:
+        return market_partition(self.dataset.y, self.spec.trainers, self.spec.partition, self.spec.seed, self.spec.holdout)
+
+    @property
+    def partition(self) -> Partition:
+        return self._split[0]
+
+    @cached_property
+    def holdout_slices(self) -> list[np.ndarray]:
+        return [np.asarray(s, dtype=np.int64) for s in np.array_split(self._split[1], self.spec.validators + 1)]
+
+    def trainer_indices(self, index: int) -> np.ndarray:
+        """Train split of trainer `index` (0-based join order)."""
+        if not 0 <= index < self.spec.trainers:
+            raise FedmarketError(f"the task has data for trainers 0..{self.spec.trainers - 1}, not {index}")
+        return self.partition.clients[index].train
+
+    def validator_indices(self, index: int) -> np.ndarray:
+        """Held-out slice of validator `index` (0-based join order)."""
+        if not 0 <= index < self.spec.validators:
+            raise FedmarketError(f"the task has data for validators 0..{self.spec.validators - 1}, not {index}")
+        return self.holdout_slices[index]
+
+    def aggregator_indices(self) -> np.ndarray:
+        return self.holdout_slices[-1]
+
+    def test_sets(self) -> list[np.ndarray]:
+        """The clients' local test splits: what the report evaluates each global model on."""
+        return [c.test for c in self.partition.clients]
+
+    @cached_property
+    def model_spec(self) -> ModelSpec:
+        return self.spec.model_spec(self.dataset)
