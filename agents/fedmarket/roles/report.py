@@ -1,0 +1,410 @@
+"""The market report (design.md §6, extended), rebuilt from the chain and, for accuracy, the store.
+
+`build_report(market, model_id, ...)` reads everything the contract said about one task: its
+events (an EventCursor over the Marketplace, filtered on the task's modelId, from `start_block`)
+and its views (the task's state, each participant's standing, the contract's balance). Nothing
+comes from the process that ran the market, so a market run in one process (`fedmarket demo`)
+and one run by separate agent processes (`fedmarket up`) give the same report, and
+`fedmarket report` can write it afterwards from the chain alone. What only the runners know
+(wall time per round, the agents' train / chain / storage seconds) is passed in when known.
+
+Learning metrics: with a `store` and the task's `TaskData`, every round's global model (its CID
+is in RoundClosed) is downloaded, decoded against the task's model and evaluated on the
+clients' test splits, sample-weighted, exactly as `fl.sim` evaluates its global models, so a
+market round can be compared with the simulation's. Without them, accuracy / loss / auc are null.
+
+Utilities are recomputed from the ScoresSubmitted events (the contract's views keep only the
+last two rounds' scores): u_i is `median_toward_zero` of the committee's scores for trainer i,
+trainers in reveal order (UpdateRevealed.index), which is the contract's lib/Median.
+
+Gas: every distinct transaction that emitted an event of the task is counted once. A transaction
+belongs to round r when it closed round r (RoundClosed; it also opens round r + 1: RoundStarted is
+not used to attribute gas, so nothing is counted twice) or, failing that, when its events name
+round r (commit, reveal, scores, publish, confirm); the others (newModel, payForModel, licences,
+joins, startTraining, finalizeContract, generateTrainingPayments) are set-up and settlement,
+counted in `totals.gas_used` only. `withdraw()` emits no event of a task (Withdrawal names only
+the account), so withdrawals are not in the task's gas.
+
+Assumptions: withdrawals are the Withdrawal events of each account on this contract from
+`start_block` on; the Marketplace's credit is per account, not per task, so this assumes fresh
+accounts per run (no account of the task withdrew credit of another task in that range). Likewise
+`totals.conserved` compares the task's deposits with its withdrawals plus the contract's whole
+balance: exact for a contract that holds this task alone (the demo deploys its own).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fedmarket.chain.records import Role, SlashReason, Status
+from fedmarket.errors import FedmarketError
+from fedmarket.storage.cid import digest_to_cid
+
+if TYPE_CHECKING:
+    from fedmarket.chain.client import MarketClient
+    from fedmarket.chain.events import Event
+    from fedmarket.fl.taskspec import TaskData
+    from fedmarket.storage.store import BlobStore
+
+ANVIL_CHAIN_ID = 31337
+ZERO_DIGEST = bytes(32)
+_PAYMENT_EVENTS = {"ContributionPayment": "trainer", "ValidationPayment": "validator", "OrchestrationPayment": "aggregator"}
+_ROLES = ("trainer", "validator", "aggregator")
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def median_toward_zero(values: Sequence[int]) -> int:
+    """The contract's lib/Median: 0 for no values, the middle one for an odd count, and for an
+    even count the mean of the two middle ones with Solidity's signed division (rounds toward
+    zero, so (-3 + -4) / 2 is -3, where Python's // would give -4)."""
+    k = len(values)
+    if k == 0:
+        return 0
+    ordered = sorted(int(v) for v in values)
+    if k % 2 == 1:
+        return ordered[k // 2]
+    total = ordered[k // 2 - 1] + ordered[k // 2]
+    half = abs(total) // 2
+    return half if total >= 0 else -half
+
+
+def utilities_of(reveal_order: Sequence[str], scores: Iterable[Sequence[int]]) -> dict[str, int]:
+    """u_i per revealed trainer: the median of the submitted score lists' i-th entries (each list
+    in reveal order, one per committee member that scored); 0 when nobody scored."""
+    lists = [list(s) for s in scores]
+    for entry in lists:
+        if len(entry) != len(reveal_order):
+            raise FedmarketError(f"a score list has {len(entry)} scores for {len(reveal_order)} revealed updates")
+    return {trainer: median_toward_zero([entry[i] for entry in lists]) for i, trainer in enumerate(reveal_order)}
+
+
+def _num(value: float | None) -> float | None:
+    """A JSON number: rounded to 6 decimals; None for null, NaN and infinities."""
+    if value is None:
+        return None
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        return None
+    return round(value, 6)
+
+
+NULL_METRICS: dict[str, float | None] = {"accuracy": None, "loss": None, "auc": None}
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+class _Evaluator:
+    """Metrics of global models by CID (cached: a rejected round carries the previous model over)."""
+
+    def __init__(self, store: BlobStore | None, task_data: TaskData | None, notes: list[str]) -> None:
+        self.store = store
+        self.task_data = task_data
+        self.notes = notes
+        self.cache: dict[str, dict[str, float | None]] = {}
+        self._model: Any = None
+        self._expected: Any = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None and self.task_data is not None
+
+    def metrics(self, cid: str) -> dict[str, float | None]:
+        if not self.enabled:
+            return dict(NULL_METRICS)
+        if cid not in self.cache:
+            try:
+                self.cache[cid] = self._evaluate(cid)
+            except FedmarketError as exc:
+                # One unreadable model must not sink the whole report: say which and go on.
+                self.notes.append(f"model {cid} not evaluated: {exc}")
+                self.cache[cid] = dict(NULL_METRICS)
+        return dict(self.cache[cid])
+
+    def _evaluate(self, cid: str) -> dict[str, float | None]:
+        from fedmarket.fl.evaluation import evaluate_clients, weighted_overall
+        from fedmarket.storage.weights import decode_weights, expected_layout
+
+        assert self.store is not None and self.task_data is not None
+        data = self.task_data
+        spec = data.model_spec
+        if self._model is None:
+            self._model = spec.build()
+            self._expected = expected_layout(self._model.state_dict())
+        state, _meta = decode_weights(self.store.get(cid), self._expected, expected_arch=spec.id)
+        # The same call as fl.sim's record(): same test splits, same weighting.
+        per_client = evaluate_clients(self._model, state, data.dataset.x, data.dataset.y, data.test_sets(), data.dataset.task)
+        overall = weighted_overall(per_client)
+        return {"accuracy": _num(overall.accuracy), "loss": _num(overall.loss), "auc": _num(overall.auc)}
+
+
+# ----------------------------------------------------------------------------- gas
+
+
+class _GasMeter:
+    """gasUsed per transaction, each receipt read once."""
+
+    def __init__(self, w3: Any) -> None:
+        self.w3 = w3
+        self.cache: dict[str, int] = {}
+
+    def gas(self, event: Event) -> int:
+        if event.tx_hash not in self.cache:
+            self.cache[event.tx_hash] = self._embedded(event)
+        return self.cache[event.tx_hash]
+
+    def _embedded(self, event: Event) -> int:
+        # eth-tester finds a receipt by scanning the chain backwards from its head; py-evm's
+        # block receipts (cumulative gas) give it at once. Any other provider: the receipt.
+        try:
+            chain = self.w3.provider.ethereum_tester.backend.chain
+        except AttributeError:
+            return int(self.w3.eth.get_transaction_receipt(event.tx_hash)["gasUsed"])
+        block = chain.get_canonical_block_by_number(event.block_number)
+        receipts = block.get_receipts(chain.chaindb)
+        i = event.tx_index
+        if bytes(block.transactions[i].hash).hex() != event.tx_hash.removeprefix("0x"):
+            return int(self.w3.eth.get_transaction_receipt(event.tx_hash)["gasUsed"])
+        return int(receipts[i].gas_used) - (int(receipts[i - 1].gas_used) if i > 0 else 0)
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _chain_kind(market: MarketClient, chain_kind: str | None) -> str:
+    from fedmarket.chain.embedded import is_embedded
+
+    if chain_kind is not None:
+        return chain_kind
+    if is_embedded(market.w3):
+        return "embedded"
+    return "anvil" if market.chain_id == ANVIL_CHAIN_ID else "rpc"
+
+
+def build_report(
+    market: MarketClient,
+    model_id: int,
+    *,
+    store: BlobStore | None = None,
+    task_data: TaskData | None = None,
+    labels: dict[str, str] | None = None,
+    round_wall_s: dict[int, float] | None = None,
+    agent_logs: Iterable[dict[str, Any]] = (),
+    chain_kind: str | None = None,
+    start_block: int = 0,
+) -> dict[str, Any]:
+    """The report of task `model_id`, from the chain's events and views (see the module docstring).
+
+    - `store` + `task_data`: evaluate every global model (else accuracy / loss / auc are null);
+    - `labels`: address -> human label (default: role and join order, "trainer 1", "buyer");
+    - `round_wall_s`: round -> seconds it took (null when absent);
+    - `agent_logs`: records with "round" and some of "train_s", "chain_s", "storage_s", summed per round;
+    - `chain_kind`: overrides "embedded" / "anvil" (chain id 31337) / "rpc";
+    - `start_block`: where to start reading events (the block the contract was deployed in, or before).
+    """
+    from eth_utils import to_checksum_address
+
+    from fedmarket.chain.events import EventCursor
+
+    w3 = market.w3
+    notes: list[str] = []
+    info = market.get_model(model_id)  # UnknownModel for a task that does not exist
+    params, state = info.params, info.state
+    labels = {to_checksum_address(a): v for a, v in (labels or {}).items()}
+    round_wall_s = round_wall_s or {}
+    logs = list(agent_logs)
+
+    events = EventCursor(w3, market.address, market.abi, model_id=model_id, start_block=start_block).poll()
+    withdrawals = EventCursor(w3, market.address, market.abi, names=["Withdrawal"], start_block=start_block).poll()
+    withdrawn: dict[str, int] = {}
+    for event in withdrawals:
+        account = event.args["account"]
+        withdrawn[account] = withdrawn.get(account, 0) + int(event.args["amount"])
+
+    # ---------------------------------------------------------------- who is who
+    owner = state.owner
+    roles: dict[str, str] = {}  # join order
+    deposited: dict[str, int] = {}
+    stake_returned: dict[str, int] = {}
+    buyer_deposited = buyer_refunded = 0
+    for event in events:
+        args = event.args
+        if event.name == "ParticipantJoined":
+            who = args["participant"]
+            roles[who] = Role(int(args["role"])).name.lower()
+            deposited[who] = deposited.get(who, 0) + int(args["stake"])
+        elif event.name == "LicensePurchased":
+            who = args["licensee"]
+            deposited[who] = deposited.get(who, 0) + int(args["fee"])
+        elif event.name == "ModelCreationPayment":
+            buyer_deposited += int(args["amount"])
+        elif event.name == "ModelBuyerReturnPayment":
+            buyer_refunded += int(args["amount"])
+        elif event.name in _PAYMENT_EVENTS:
+            who = args[_PAYMENT_EVENTS[event.name]]
+            stake_returned[who] = stake_returned.get(who, 0) + int(args["stakeReturned"])
+    for who in deposited:  # licensees that never joined
+        roles.setdefault(who, "licensee")
+    counters: dict[str, int] = {}
+    default_labels: dict[str, str] = {owner: "buyer"}
+    for who, role in roles.items():
+        counters[role] = counters.get(role, 0) + 1
+        default_labels[who] = role if role == "aggregator" else f"{role} {counters[role]}"
+    label = {**default_labels, **labels}
+
+    def name(address: str) -> str:
+        return label.get(address, address)
+
+    # ---------------------------------------------------------------- rounds and gas
+    gas = _GasMeter(w3)
+    tx_gas: dict[str, int] = {}
+    closing_round: dict[str, int] = {}
+    named_rounds: dict[str, set[int]] = {}
+    for event in events:
+        tx_gas[event.tx_hash] = gas.gas(event)
+        if event.name == "RoundClosed":
+            closing_round[event.tx_hash] = int(event.args["round"])
+        elif event.round is not None and event.name != "RoundStarted":
+            named_rounds.setdefault(event.tx_hash, set()).add(event.round)
+    round_gas: dict[int, int] = {}
+    for tx, used in tx_gas.items():
+        owner_round = closing_round.get(tx, min(named_rounds[tx]) if tx in named_rounds else None)
+        if owner_round is not None:
+            round_gas[owner_round] = round_gas.get(owner_round, 0) + used
+
+    by_round: dict[int, list[Event]] = {}
+    for event in events:
+        if event.round is not None:
+            by_round.setdefault(event.round, []).append(event)
+
+    evaluator = _Evaluator(store, task_data, notes)
+    if not evaluator.enabled:
+        notes.append("accuracy, loss and auc are null: no store and task data to evaluate the global models with")
+    initial_cid = params.initial_model_cid
+    rounds = []
+    for closed in (e for e in events if e.name == "RoundClosed"):
+        r = int(closed.args["round"])
+        rounds.append(_round_entry(r, closed, by_round.get(r, []), round_gas.get(r, 0), evaluator, name, round_wall_s, logs))
+
+    # ---------------------------------------------------------------- money
+    participants: dict[str, dict[str, Any]] = {}
+    for who, role in roles.items():
+        view = market.participant(model_id, who)
+        participants[who] = {
+            "label": name(who),
+            "role": role,
+            "deposited_wei": deposited.get(who, 0),
+            "earned_wei": int(view.earned),
+            "slashed_wei": int(view.slashed),
+            "stake_returned_wei": stake_returned.get(who, 0),
+            "withdrawn_wei": withdrawn.get(who, 0),
+        }
+    buyer = {
+        "address": owner,
+        "label": name(owner),
+        "deposited_wei": buyer_deposited,
+        "refunded_wei": buyer_refunded,
+        "license_income_wei": int(state.license_income),
+        "withdrawn_wei": withdrawn.get(owner, 0),
+    }
+    total_deposited = buyer_deposited + sum(p["deposited_wei"] for p in participants.values())
+    total_withdrawn = buyer["withdrawn_wei"] + sum(p["withdrawn_wei"] for p in participants.values())
+    balance = int(w3.eth.get_balance(market.address))
+
+    final_digest = bytes(state.global_model_digest)
+    final_cid = digest_to_cid(final_digest) if final_digest != ZERO_DIGEST else initial_cid
+    final = {**evaluator.metrics(final_cid), "model_cid": final_cid}
+    report: dict[str, Any] = {
+        "model_id": int(model_id),
+        "status": str(Status(state.status)).lower(),
+        "chain": {"kind": _chain_kind(market, chain_kind), "chain_id": int(market.chain_id), "contract": market.address},
+        "initial": {"model_cid": initial_cid, **evaluator.metrics(initial_cid)},
+        "rounds": rounds,
+        "participants": participants,
+        "buyer": buyer,
+        "totals": {
+            "deposited_wei": total_deposited,
+            "withdrawn_wei": total_withdrawn,
+            "contract_balance_wei": balance,
+            "task_balance_wei": int(market.task_balance(model_id)),
+            "gas_used": sum(tx_gas.values()),
+            "conserved": total_deposited == total_withdrawn + balance,
+        },
+        "final": {k: final[k] for k in ("accuracy", "auc", "loss", "model_cid")},
+        "notes": notes,
+    }
+    return report
+
+
+def _round_entry(
+    r: int,
+    closed: Event,
+    events: list[Event],
+    gas_used: int,
+    evaluator: _Evaluator,
+    name: Callable[[str], str],
+    round_wall_s: dict[int, float],
+    logs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """One closed round: its model and metrics, who was accepted, its money and gas."""
+    reveals = sorted((int(e.args["index"]), e.args["trainer"]) for e in events if e.name == "UpdateRevealed")
+    order = [trainer for _index, trainer in reveals]
+    scores = [e.args["scores"] for e in events if e.name == "ScoresSubmitted"]
+    utilities = utilities_of(order, scores)
+    committee: list[str] = next((list(e.args["committee"]) for e in events if e.name == "RoundStarted"), [])
+    earned = dict.fromkeys(_ROLES, 0)
+    slashes = []
+    for event in events:
+        if event.name == "RewardAccrued":
+            role = Role(int(event.args["role"])).name.lower()
+            earned[role] = earned.get(role, 0) + int(event.args["amount"])
+        elif event.name == "Slashed":
+            who = event.args["participant"]
+            reason = SlashReason(int(event.args["reason"])).name.lower()
+            slashes.append({"participant": who, "label": name(who), "reason": reason, "amount_wei": int(event.args["amount"])})
+    global_cid = digest_to_cid(bytes(closed.args["globalModelDigest"]))
+    mine = [entry for entry in logs if entry.get("round") == r]
+    wall = round_wall_s.get(r)
+    return {
+        "round": r,
+        "global_cid": global_cid,
+        "accepted_proposal": bool(closed.args["accepted"]),
+        **evaluator.metrics(global_cid),
+        "committee": committee,
+        "revealed": order,
+        "accepted": [t for t in order if utilities[t] > 0],
+        "utilities": utilities,
+        "gas_used": gas_used,
+        "budget_wei": int(closed.args["budget"]),
+        "returned_to_buyer_wei": int(closed.args["returnedToBuyer"]),
+        "earned_wei": earned,
+        "slashed_wei": sum(s["amount_wei"] for s in slashes),
+        "slashes": slashes,
+        "wall_s": _num(wall),
+        **{key: _num(sum(float(entry.get(key) or 0.0) for entry in mine)) for key in ("train_s", "chain_s", "storage_s")},
+    }
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """The report as JSON (indent 2) at `path`, parent folders created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def check_conservation(report: dict[str, Any]) -> None:
+    """Raise FedmarketError (one line) unless deposited == withdrawn + the contract's balance."""
+    totals = report["totals"]
+    deposited, withdrawn, balance = int(totals["deposited_wei"]), int(totals["withdrawn_wei"]), int(totals["contract_balance_wei"])
+    if deposited != withdrawn + balance:
+        raise FedmarketError(
+            f"conservation violated in task {report['model_id']}: deposited {deposited} wei != withdrawn {withdrawn} wei "
+            f"+ contract balance {balance} wei (off by {deposited - withdrawn - balance} wei)"
+        )
