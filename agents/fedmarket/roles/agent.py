@@ -1,0 +1,397 @@
+"""What every learning agent shares: reading the task, the global model, the log, the phase loop.
+
+An agent is a state machine over chain state. `step()` reads the task and its current round from
+views, does the one next thing its role owes in that phase (if any) and says whether it acted.
+It keeps no state of its own that the chain could contradict: what it did is read back from the
+chain (hasCommitted, scoresOf, hasConfirmed, the proposal), so a restarted agent (kill -9
+included) resumes in the right phase and never submits twice. The trainer's commit salt is the
+only thing the chain cannot tell it; the salt book stores it durably before the commit is sent.
+
+Every blob it downloads is checked against its CID by the store, then parsed as safetensors
+against the task's architecture (never unpickled). Every action writes one JSON line to the
+agent's log: round, phase, action, transaction hash, gas, and the seconds spent training,
+talking to the chain and to the store. No key or password is ever logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fedmarket.errors import FedmarketError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from fedmarket.chain.client import MarketClient, ModelInfo, RoundView, TxResult
+    from fedmarket.fl.models import ModelSpec
+    from fedmarket.fl.taskspec import TaskData, TaskSpec
+    from fedmarket.storage.store import BlobStore
+
+State = dict[str, "torch.Tensor"]
+
+FAULT_POINTS = ("before-commit", "before-reveal", "before-score", "before-publish", "before-confirm")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Die by SIGKILL on reaching `point` in `round` (fault injection for the crash tests)."""
+
+    round: int
+    point: str
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """`ROUND:POINT`, e.g. `2:before-commit`."""
+        round_text, _, point = text.partition(":")
+        if not round_text.isdigit() or int(round_text) < 1 or point not in FAULT_POINTS:
+            raise FedmarketError(f"invalid fault {text!r}: give ROUND:POINT with POINT one of {', '.join(FAULT_POINTS)}")
+        return cls(int(round_text), point)
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A dishonest behaviour (for the adversary tests and the fairness story), in some rounds."""
+
+    kind: str
+    rounds: frozenset[int] | None = None  # None: every round
+
+    def active(self, round: int) -> bool:
+        return self.rounds is None or round in self.rounds
+
+    @classmethod
+    def parse(cls, text: str, allowed: tuple[str, ...]) -> Attack:
+        """`KIND` or `KIND@R1,R2`."""
+        kind, _, rounds_text = text.partition("@")
+        if kind not in allowed:
+            raise FedmarketError(f"unknown attack {kind!r} for this role; choose one of {', '.join(allowed)}")
+        rounds = None
+        if rounds_text:
+            try:
+                rounds = frozenset(int(r) for r in rounds_text.split(","))
+            except ValueError:
+                raise FedmarketError(f"invalid attack rounds {rounds_text!r}: give R or R1,R2,...") from None
+        return cls(kind, rounds)
+
+
+class AgentLog:
+    """One JSON line per action, to a file (appended: a restarted agent continues it) and/or a sink."""
+
+    def __init__(self, path: Path | None = None, sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.sink = sink
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.path is not None:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        if self.sink is not None:
+            self.sink(record)
+
+
+@dataclass
+class Timer:
+    """Seconds spent per kind of work since the last log line."""
+
+    train_s: float = 0.0
+    chain_s: float = 0.0
+    storage_s: float = 0.0
+
+    def take(self) -> dict[str, float]:
+        out = {"train_s": round(self.train_s, 6), "chain_s": round(self.chain_s, 6), "storage_s": round(self.storage_s, 6)}
+        self.train_s = self.chain_s = self.storage_s = 0.0
+        return out
+
+
+@dataclass
+class AgentOptions:
+    """How an agent behaves beyond its role: set by `fedmarket agent` or by the demo."""
+
+    device: str = "cpu"
+    join: bool = False  # buy the licence / stake while the task is open
+    withdraw: bool = True  # withdraw the credit once the task is settled, then finish
+    data: str = "auto"  # "auto": the task's simulated split, by join order; or an .npz file (x, y)
+    data_dir: Path | None = None  # where fmnist / cifar10 files live
+    attack: Attack | None = None
+    fault: Fault | None = None
+    name: str | None = None  # the log's agent name (default: role-address prefix)
+
+
+class Agent:
+    """The shared machinery; TrainerAgent, ValidatorAgent and AggregatorAgent add the role."""
+
+    role: ClassVar[str] = ""
+    attacks: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, market: MarketClient, store: BlobStore, model_id: int, state_dir: Path,
+                 log: AgentLog | None = None, options: AgentOptions | None = None) -> None:
+        if market.account is None:
+            raise FedmarketError(f"a {self.role} agent needs a signing account")
+        self.market = market
+        self.store = store
+        self.model_id = model_id
+        self.state_dir = Path(state_dir)
+        self.log = log or AgentLog()
+        self.options = options or AgentOptions()
+        self.address: str = market.account.address
+        self.name = self.options.name or f"{self.role}-{self.address[2:8].lower()}"
+        self.timer = Timer()
+        self.finished = False
+        self._spec: TaskSpec | None = None
+        self._data: TaskData | None = None
+        self._states: dict[str, tuple[State, Any]] = {}  # decoded blobs and their metadata by CID (a CID's bytes never change)
+        if self.options.attack is not None and self.options.attack.kind not in self.attacks:
+            raise FedmarketError(f"a {self.role} cannot run attack {self.options.attack.kind!r}")
+
+    # ------------------------------------------------------------------ the loop
+
+    def step(self) -> bool:
+        """Do the next thing the chain says this agent owes; True if it did something."""
+        from fedmarket.chain.client import Phase, Status
+
+        if self.finished:
+            return False
+        info = self._view(lambda: self.market.get_model(self.model_id))
+        status = info.state.status
+        if status == Status.OPEN:
+            return self._join(info) if self.options.join else False
+        if status == Status.TRAINING:
+            if info.state.rounds_closed >= info.params.rounds:
+                return False  # every round is closed: waiting for finalize
+            r = int(info.state.current_round)
+            view = self._view(lambda: self.market.get_round(self.model_id, r))
+            if view.closed:
+                return False
+            if view.phase == Phase.DUE:
+                return self._close_round(r)
+            return self.act(info, view)
+        if status == Status.FINALIZED:
+            return False  # the buyer (or anyone) credits the payments next
+        # Settled or cancelled: take the credit out and stop.
+        self.finished = True
+        if self.options.withdraw:
+            return self._withdraw()
+        self._record("finished", 0, "done", detail=str(status).lower())
+        return False
+
+    def act(self, info: ModelInfo, view: RoundView) -> bool:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared duties
+
+    def _join(self, info: ModelInfo) -> bool:
+        from fedmarket.chain.client import Role
+
+        me = self._view(lambda: self.market.participant(self.model_id, self.address))
+        wanted = {"trainer": Role.TRAINER, "validator": Role.VALIDATOR, "aggregator": Role.AGGREGATOR}[self.role]
+        if me.role == wanted:
+            return False
+        if me.role != Role.NONE:
+            raise FedmarketError(f"{self.address} already takes part in task {self.model_id} as {str(me.role).lower()}")
+        if self.role == "trainer":
+            if not me.licensed:
+                self._send("open", 0, "buy-licence", lambda: self.market.buy_license(self.model_id, info.params.license_fee))
+            self._send("open", 0, "join", lambda: self.market.join_as_trainer(self.model_id, info.params.trainer_stake))
+        elif self.role == "validator":
+            self._send("open", 0, "join", lambda: self.market.join_as_validator(self.model_id, info.params.validator_stake))
+        else:
+            self._send("open", 0, "join", lambda: self.market.join_as_aggregator(self.model_id, info.params.aggregator_stake))
+        return True
+
+    def _close_round(self, r: int) -> bool:
+        """A phase's deadline passed: settle the round (anyone may; a rival closer may win the race)."""
+        try:
+            self._send("due", r, "close-round", lambda: self.market.close_round(self.model_id))
+        except FedmarketError as exc:
+            if self._view(lambda: self.market.get_round(self.model_id, r)).closed:
+                return True  # someone else closed it first
+            raise exc
+        return True
+
+    def _withdraw(self) -> bool:
+        credit = self._view(lambda: self.market.credit(self.address))
+        if credit == 0:
+            self._record("settled", 0, "done", detail="nothing to withdraw")
+            return False
+        self._send("settled", 0, "withdraw", lambda: self.market.withdraw(), detail=f"{credit} wei")
+        return True
+
+    # ------------------------------------------------------------------ the task
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task spec, downloaded once and checked against the chain's specDigest."""
+        if self._spec is None:
+            from fedmarket.fl.taskspec import TaskSpec
+
+            params = self._view(lambda: self.market.get_model(self.model_id)).params
+            blob = self._fetch(params.spec_cid, "the task spec")
+            self._spec = TaskSpec.from_bytes(blob)
+        return self._spec
+
+    @property
+    def data(self) -> TaskData:
+        if self._data is None:
+            from fedmarket.fl.taskspec import TaskData
+
+            self._data = TaskData.load(self.spec, self.options.data_dir)
+        return self._data
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        return self.data.model_spec
+
+    def own_samples(self, indices_of_auto: Callable[[], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """This agent's private data: the task's simulated split (`--data auto`) or an .npz file."""
+        import numpy as np
+
+        if self.options.data == "auto":
+            idx = indices_of_auto()
+            return self.data.dataset.x[idx], self.data.dataset.y[idx]
+        path = Path(self.options.data)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                x, y = archive["x"], archive["y"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise FedmarketError(f"cannot read data {path}: an .npz with arrays x and y is needed ({exc})") from None
+        expected = tuple(self.data.dataset.input_shape)
+        if tuple(x.shape[1:]) != expected or len(x) != len(y) or len(x) == 0:
+            raise FedmarketError(f"data {path} has inputs {tuple(x.shape)} and {len(y)} labels; the task needs (N, {', '.join(map(str, expected))})")
+        return x.astype(np.float32), y
+
+    def join_index(self, members: list[str]) -> int:
+        try:
+            return [m.lower() for m in members].index(self.address.lower())
+        except ValueError:
+            raise FedmarketError(f"{self.address} is not a {self.role} of task {self.model_id}") from None
+
+    def load_state(self, cid: str, what: str, round: int | None = None, parent: str | None = None) -> State:
+        """Download, verify and parse a weights blob of this task's architecture (cached by CID).
+        `round` / `parent`, when given, must match the file's own metadata."""
+        from fedmarket.storage.weights import decode_weights, expected_layout
+
+        if cid not in self._states:
+            blob = self._fetch(cid, what)
+            layout = expected_layout(self.model_spec.init_state(0))
+            try:
+                self._states[cid] = decode_weights(blob, layout, self.model_spec.id)
+            except FedmarketError as exc:
+                raise FedmarketError(f"{what} {cid}: {exc}") from None
+        state, meta = self._states[cid]
+        if round is not None and meta.round != round:
+            raise FedmarketError(f"{what} {cid} is for round {meta.round}, not {round}")
+        if parent is not None and meta.parent_cid != parent:
+            raise FedmarketError(f"{what} {cid} was trained from {meta.parent_cid}, not from the global model {parent}")
+        return state
+
+    def accepted_aggregate(self, r: int, global_cid: str) -> tuple[State, list[str]]:
+        """The round's aggregate as the protocol defines it: the task's rule over the revealed
+        updates whose median utility is > 0, in trainer join order, weighted by claimed samples.
+        Returns (state, the accepted trainers)."""
+        from fedmarket.fl.aggregation import get_rule
+        from fedmarket.fl.params import canonical
+
+        revealed = self._view(lambda: self.market.revealed_updates(self.model_id, r))
+        utilities = self._view(lambda: self.market.utilities(self.model_id, r))
+        order = {a.lower(): i for i, a in enumerate(self._view(lambda: self.market.trainers(self.model_id)))}
+        accepted = sorted((u for u, score in zip(revealed, utilities, strict=True) if score > 0), key=lambda u: order[u.trainer.lower()])
+        if not accepted:
+            raise FedmarketError(f"round {r} has no accepted update to aggregate")
+        # An accepted update that no longer loads would make every honest aggregate impossible:
+        # that is an error worth stopping for, not a score.
+        states = [self.load_state(u.update_cid, f"update of {u.trainer}", r, global_cid) for u in accepted]
+        counts = [int(u.num_samples) for u in accepted]
+        with self._timing("train_s"):
+            state = canonical(get_rule(self.spec.aggregation)(states, counts))
+        return state, [u.trainer for u in accepted]
+
+    def store_state(self, state: State, round: int, parent: str | None) -> tuple[str, bytes]:
+        from fedmarket.fl.params import canonical
+        from fedmarket.storage.weights import WeightsMeta, encode_weights
+
+        blob = encode_weights(canonical(state), WeightsMeta(arch=self.model_spec.id, round=round, parent_cid=parent))
+        with self._timing("storage_s"):
+            cid = self.store.add(blob)
+        return cid, blob
+
+    def _fetch(self, cid: str, what: str) -> bytes:
+        with self._timing("storage_s"):
+            try:
+                return self.store.get(cid)  # the store checks the bytes against the CID
+            except FedmarketError as exc:
+                raise FedmarketError(f"{what} {cid}: {exc}") from None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def checkpoint(self, round: int, point: str) -> None:
+        """Fault injection: die here, as kill -9 would, if told to."""
+        fault = self.options.fault
+        if fault is not None and fault.round == round and fault.point == point:
+            self._record(point, round, "fault", detail="SIGKILL (injected fault)")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    @contextmanager
+    def _timing(self, kind: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self.timer, kind, getattr(self.timer, kind) + time.perf_counter() - t0)
+
+    def _view(self, call: Callable[[], Any]) -> Any:
+        with self._timing("chain_s"):
+            return call()
+
+    def _send(self, phase: str, round: int, action: str, call: Callable[[], TxResult], detail: str | None = None) -> TxResult:
+        with self._timing("chain_s"):
+            result = call()
+        self._record(phase, round, action, tx=result.tx_hash, gas=result.gas_used, detail=detail)
+        return result
+
+    def _record(self, phase: str, round: int, action: str, *, tx: str | None = None, gas: int | None = None,
+                detail: str | None = None, **extra: Any) -> None:
+        record: dict[str, Any] = {
+            "t": round_time(),
+            "agent": self.name,
+            "role": self.role,
+            "address": self.address,
+            "model_id": self.model_id,
+            "round": round,
+            "phase": phase,
+            "action": action,
+            "tx": tx,
+            "gas": gas,
+            **self.timer.take(),
+            "detail": detail,
+            **extra,
+        }
+        self.log.write(record)
+
+
+def round_time() -> float:
+    return round(time.time(), 3)
+
+
+@dataclass
+class RoundCache:
+    """Per-round memory an agent may drop: scores computed, aggregates built."""
+
+    round: int = 0
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def for_round(self, r: int) -> dict[str, Any]:
+        if r != self.round:
+            self.round, self.values = r, {}
+        return self.values

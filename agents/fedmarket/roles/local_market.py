@@ -1,0 +1,199 @@
+"""A whole market in one process: `fedmarket demo`'s engine and `fedmarket bench overhead`'s.
+
+The same agents that `fedmarket agent` runs as processes are stepped here in turn, on one chain
+connection (the embedded chain by default, or a dev node such as anvil) and one store: a buyer
+posts and funds a task, every participant buys its licence and stakes, the buyer starts
+training, the agents play every round, the buyer finalizes and settles, everyone withdraws.
+Signing uses the dev chain's accounts (index 0 the buyer, 1 the aggregator, then the trainers,
+then the validators).
+
+Time: a phase ends as soon as everyone it waits for has acted, so an honest market never waits.
+When nobody can act (a participant is silent, or its reveal was refused), the engine moves the
+dev chain's clock to the phase's deadline, as real time would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fedmarket.errors import FedmarketError
+from fedmarket.fl.taskspec import TaskSpec
+from fedmarket.roles.agent import Agent, AgentLog, AgentOptions, Attack
+
+if TYPE_CHECKING:
+    from web3 import Web3
+
+    from fedmarket.storage.store import BlobStore
+
+ETH = 10**18
+MAX_IDLE_SWEEPS = 3  # clock moves in a row without anyone acting: the market is stuck
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """The demo's market. Amounts in wei, windows in seconds."""
+
+    spec: TaskSpec = field(default_factory=TaskSpec)
+    rounds: int = 5
+    reward: int = ETH
+    top_up: int = ETH // 2
+    license_fee: int = ETH // 100
+    trainer_stake: int = ETH // 10
+    validator_stake: int = ETH // 20
+    aggregator_stake: int = ETH // 10
+    committee: int = 3
+    window: int = 120
+    late_slash_bps: int = 1_000
+    bad_slash_bps: int = 5_000
+    poison_threshold: int = -100_000
+    attacks: dict[str, str] = field(default_factory=dict)  # agent name (trainer-2, validator-1, aggregator) -> KIND[@ROUNDS]
+    device: str = "cpu"
+
+    def names(self) -> list[str]:
+        return ["aggregator"] + [f"trainer-{i + 1}" for i in range(self.spec.trainers)] + [f"validator-{j + 1}" for j in range(self.spec.validators)]
+
+    def check(self) -> None:
+        unknown = sorted(set(self.attacks) - set(self.names()))
+        if unknown:
+            raise FedmarketError(f"no participant called {', '.join(unknown)}: attack one of trainer-1..{self.spec.trainers}, validator-1..{self.spec.validators}, aggregator")
+        if self.rounds < 1:
+            raise FedmarketError("a market needs at least 1 round")
+
+
+@dataclass
+class LocalRun:
+    """What happened: the task, who was who, and the timings the report needs."""
+
+    model_id: int
+    market: Any  # MarketClient (the buyer's)
+    store: BlobStore
+    labels: dict[str, str]
+    round_wall_s: dict[int, float]
+    logs: list[dict[str, Any]]
+    start_block: int
+    wall_s: float
+    spec: TaskSpec
+
+
+Progress = Callable[[str], None]
+
+
+def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir: Path,
+                     progress: Progress | None = None, log_dir: Path | None = None) -> LocalRun:
+    """Run the market of `config` to the end; raise FedmarketError (one line) if it cannot."""
+    from fedmarket.chain.anvil import dev_accounts
+    from fedmarket.chain.client import ModelParams, Status, open_market
+    from fedmarket.chain.deploy import deploy_marketplace
+    from fedmarket.chain.timecontrol import advance_to
+    from fedmarket.fl.taskspec import TaskData
+    from fedmarket.roles import buyer
+    from fedmarket.roles.aggregator import AggregatorAgent
+    from fedmarket.roles.trainer import TrainerAgent
+    from fedmarket.roles.validator import ValidatorAgent
+    from fedmarket.wallet.accounts import require_dev_chain
+
+    config.check()
+    tell = progress or (lambda _text: None)
+    started = time.perf_counter()
+    spec = config.spec
+    require_dev_chain(w3, "the local market (it signs with dev accounts and moves the clock)")
+    accounts = dev_accounts(w3)
+    names = config.names()
+    if len(accounts) < 1 + len(names):
+        raise FedmarketError(f"the market needs {1 + len(names)} dev accounts; this chain has {len(accounts)}")
+    buyer_account = accounts[0]
+    by_name = dict(zip(names, accounts[1:], strict=False))
+
+    tell("deploy the Marketplace")
+    start_block = int(w3.eth.block_number)
+    contract = deploy_marketplace(w3, buyer_account)
+    market = open_market(w3, contract.address, buyer_account)
+
+    tell("buyer stores the task spec and the initial model, posts and funds the task")
+    data = TaskData.load(spec, None)
+    spec_cid = store.add(spec.to_bytes())
+    initial_cid = store.add(spec.initial_weights(data.dataset))
+    params = ModelParams(
+        spec_digest=spec_cid, initial_model_digest=initial_cid, aggregator=by_name["aggregator"].address,
+        rounds=config.rounds, min_trainers=spec.trainers, max_trainers=spec.trainers,
+        committee_size=min(config.committee, spec.validators), max_validators=spec.validators,
+        commit_window=config.window, reveal_window=config.window, score_window=config.window,
+        publish_window=config.window, confirm_window=config.window,
+        license_fee=config.license_fee, trainer_stake=config.trainer_stake, validator_stake=config.validator_stake,
+        aggregator_stake=config.aggregator_stake, late_slash_bps=config.late_slash_bps, bad_slash_bps=config.bad_slash_bps,
+        poison_threshold=config.poison_threshold,
+    )  # fmt: skip
+    model_id = buyer.post_task(market, params, config.reward).model_id
+    if config.top_up:
+        buyer.fund_task(market, model_id, config.top_up)
+
+    logs: list[dict[str, Any]] = []
+    kinds = {"trainer": TrainerAgent, "validator": ValidatorAgent, "aggregator": AggregatorAgent}
+    agents: list[Agent] = []
+    for name in [n for n in names if n.startswith("trainer")] + [n for n in names if n.startswith("validator")] + ["aggregator"]:
+        cls = kinds[name.split("-")[0]]
+        attack = Attack.parse(config.attacks[name], cls.attacks) if name in config.attacks else None
+        log = AgentLog(log_dir / f"{name}.jsonl" if log_dir else None, logs.append)
+        options = AgentOptions(device=config.device, join=True, withdraw=True, attack=attack, name=name)
+        agent = cls(market.with_account(by_name[name]), store, model_id, state_dir / name, log, options)
+        agent._data = data  # one copy of the data set for everyone in this process
+        agents.append(agent)
+    labels = {buyer_account.address: "buyer", **{account.address: name for name, account in by_name.items()}}
+
+    tell("participants buy licences and stake")
+    round_open: dict[int, float] = {}
+    round_wall: dict[int, float] = {}
+    idle = 0
+    announced = (None, None)
+    while True:
+        acted = False
+        for agent in agents:
+            acted |= agent.step()
+        info = market.get_model(model_id)
+        state = info.state
+        if state.status == Status.OPEN and state.trainer_count == spec.trainers and state.validator_count == spec.validators and state.aggregator_joined:
+            tell("buyer starts training")
+            buyer.start_task(market, model_id)
+            acted = True
+        elif state.status == Status.TRAINING:
+            _time_rounds(state, round_open, round_wall)
+            if state.rounds_closed >= config.rounds:
+                tell("buyer finalizes; the contract credits every payee")
+                buyer.finalize_and_settle(market, model_id)
+                acted = True
+            else:
+                view = market.get_round(model_id, state.current_round)
+                now = (state.current_round, view.phase)
+                if now != announced:
+                    tell(f"round {state.current_round} of {config.rounds}: {str(view.phase).lower()}")
+                    announced = now
+        elif state.status == Status.SETTLED and all(a.finished for a in agents):
+            if market.credit(buyer_account.address) > 0:
+                tell("buyer withdraws")
+                buyer.withdraw(market)
+            break
+        if acted:
+            idle = 0
+            continue
+        idle += 1
+        if idle > MAX_IDLE_SWEEPS or state.status != Status.TRAINING:
+            raise FedmarketError(f"the market is stuck: task {model_id} is {str(state.status).lower()} and nobody can act")
+        view = market.get_round(model_id, state.current_round)
+        # Nobody can act before this phase's deadline: let the clock run to it.
+        advance_to(w3, view.phase_deadline + 1)
+    return LocalRun(model_id, market, store, labels, round_wall, logs, start_block, time.perf_counter() - started, spec)
+
+
+def _time_rounds(state: Any, round_open: dict[int, float], round_wall: dict[int, float]) -> None:
+    """Wall seconds per round: from when the engine first sees it open to when it sees it closed."""
+    now = time.perf_counter()
+    for r in range(1, int(state.rounds_closed) + 1):
+        if r not in round_wall and r in round_open:
+            round_wall[r] = now - round_open[r]
+    current = int(state.current_round)
+    if current > state.rounds_closed and current not in round_open:
+        round_open[current] = now
