@@ -1,0 +1,90 @@
+"""`fedmarket report --model-id N`: a task's report (design.md §6), rebuilt from the chain alone.
+
+Read-only: no account. The events and views of the Marketplace give rounds, acceptances, money
+and gas; with the task's spec and global models in the store (the embedded one, or Kubo with
+--ipfs) every global model is also evaluated on the clients' test splits as `fedmarket sim` does.
+When the store lacks the spec or the spec is no learning task, the metrics are null and one line
+says why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from fedmarket.cli import market_options as opt
+from fedmarket.cli.output import console, err_console, one_line_errors, print_json
+from fedmarket.cli.store_cmd import IpfsOption, StoreDirOption
+
+if TYPE_CHECKING:
+    from fedmarket.chain.client import MarketClient
+    from fedmarket.fl.taskspec import TaskData
+    from fedmarket.storage.store import BlobStore
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+
+
+def load_task_data(market: MarketClient, model_id: int, store: BlobStore, data_dir: Path | None = None) -> tuple[TaskData | None, str | None]:
+    """(the task's data, None), or (None, why not) when the store lacks its spec or the spec is no
+    learning task. The spec is checked against the CID on chain before it is parsed."""
+    from fedmarket.errors import FedmarketError
+    from fedmarket.fl.taskspec import TaskData, TaskSpec
+    from fedmarket.storage.cid import cid_of
+
+    spec_cid = market.get_model(model_id).params.spec_cid
+    try:
+        if not store.has(spec_cid):
+            return None, f"the {store.location} does not hold the task spec {spec_cid}: accuracy, loss and auc are null"
+        data = store.get(spec_cid)
+        if cid_of(data) != spec_cid:  # the stores verify too; the chain's CID is the one that counts
+            return None, f"the task spec from the {store.location} does not match {spec_cid}: accuracy, loss and auc are null"
+        spec = TaskSpec.from_bytes(data)
+        return TaskData.load(spec, data_dir), None
+    except FedmarketError as exc:
+        return None, f"no learning metrics ({exc})"
+
+
+@one_line_errors
+@opt.with_session(opt.READING)
+def report(
+    model_id: int = typer.Option(..., "--model-id", min=0, help="The task's id."),
+    ipfs: Optional[str] = IpfsOption,
+    store_dir: Optional[Path] = StoreDirOption,
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", file_okay=False, help="Folder holding the task's dataset files (fmnist / cifar10) [default: the data dir]."),
+    out: Optional[Path] = typer.Option(None, "--out", dir_okay=False, help="Write the JSON report to this file."),
+    png: Optional[Path] = typer.Option(None, "--png", dir_okay=False, help="Draw the report (accuracy per round, payouts) into this PNG."),
+    start_block: int = typer.Option(0, "--start-block", min=0, help="Read events from this block on (the contract's deployment block or earlier)."),
+    *,
+    session: opt.MarketSession,
+) -> None:
+    """A task's report from the chain: rounds, accepted updates, utilities, money, gas, and (when
+    the store holds the spec and the models) every global model's accuracy."""
+    from fedmarket.cli.report_view import print_report_tables
+    from fedmarket.roles.report import build_report, write_report
+    from fedmarket.storage import open_store
+
+    market = session.open().client
+    store = open_store(ipfs, store_dir)
+    task_data, why = load_task_data(market, model_id, store, data_dir)
+    data: dict[str, Any] = build_report(market, model_id, store=store if task_data is not None else None, task_data=task_data, start_block=start_block)
+    if why is not None:
+        data["notes"] = [why] + [n for n in data["notes"] if not n.startswith("accuracy, loss and auc are null")]
+    if out is not None:
+        write_report(data, out)
+    if png is not None:
+        from fedmarket.roles.report_plot import plot_report
+
+        plot_report(data, png)
+    if session.as_json:
+        print_json(data)
+        if why is not None:
+            err_console.print(why, highlight=False, markup=False)
+        return
+    print_report_tables(data, console)
+    for path, what in ((out, "report"), (png, "plot")):
+        if path is not None:
+            console.print(f"{what} written to {path}", highlight=False)

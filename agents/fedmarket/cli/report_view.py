@@ -1,0 +1,91 @@
+"""The market report (fedmarket.roles.report) as rich tables for people.
+
+Amounts are shown in ETH to 6 decimals; the report keeps exact wei, and a shown amount that is not
+exact carries a "~" (`_eth`). `fedmarket report`, `fedmarket demo` and `fedmarket up` print this.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+
+def _eth(wei: int) -> str:
+    """ETH to 6 decimals for the tables (the report keeps exact wei); tiny amounts in wei."""
+    wei = int(wei)
+    if wei == 0:
+        return "0"
+    if abs(wei) < 10**12:
+        return f"{wei} wei"
+    text = f"{wei / 10**18:.6f}".rstrip("0").rstrip(".")
+    return text if wei % 10**12 == 0 else f"~{text}"
+
+
+def _metric(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def print_report_tables(report: dict[str, Any], console: Console) -> None:
+    """Print the round table, the participant table, the conservation line and the final accuracy."""
+    from rich.table import Table
+
+    chain = report["chain"]
+    rounds = Table(title=f"task {report['model_id']} ({report.get('status', '?')}) on the {chain['kind']} chain {chain['chain_id']}, Marketplace {chain['contract']} (ETH)")
+    columns = ("round", "accuracy", "loss", "accepted", "proposal", "budget", "trainers", "validators", "aggregator", "slashed", "to buyer", "gas", "wall s")
+    for column in columns:
+        rounds.add_column(column, justify="left" if column == "proposal" else "right")
+    initial = report.get("initial") or {}
+    rounds.add_row("0", _metric(initial.get("accuracy")), _metric(initial.get("loss")), "", "initial", *[""] * 8, style="dim")
+    for r in report["rounds"]:
+        earned = r["earned_wei"]
+        rounds.add_row(
+            str(r["round"]), _metric(r.get("accuracy")), _metric(r.get("loss")),
+            f"{len(r['accepted'])}/{len(r.get('revealed', r['accepted']))}",
+            "accepted" if r.get("accepted_proposal", True) else "[red]rejected[/]",
+            _eth(r["budget_wei"]), _eth(earned["trainer"]), _eth(earned["validator"]), _eth(earned["aggregator"]),
+            _eth(r["slashed_wei"]), _eth(r["returned_to_buyer_wei"]), f"{r['gas_used']:,}", _seconds(r.get("wall_s")),
+        )  # fmt: skip
+    console.print(rounds)
+
+    people = Table(title="who paid in, earned, was slashed and took out (ETH)")
+    for column in ("participant", "address", "role", "deposited", "earned", "slashed", "withdrawn"):
+        people.add_column(column, justify="left" if column in ("participant", "address", "role") else "right")
+    for address, p in report["participants"].items():
+        people.add_row(p.get("label", ""), f"{address[:10]}…", p["role"], _eth(p["deposited_wei"]), _eth(p["earned_wei"]), _eth(p["slashed_wei"]), _eth(p["withdrawn_wei"]))
+    b = report["buyer"]
+    people.add_row(
+        b.get("label", "buyer"), f"{b['address'][:10]}…", "buyer", _eth(b["deposited_wei"]),
+        _eth(b["refunded_wei"] + b["license_income_wei"]), "", _eth(b["withdrawn_wei"]),
+    )  # fmt: skip
+    t = report["totals"]
+    people.add_row("total", "", "", _eth(t["deposited_wei"]), "", "", _eth(t["withdrawn_wei"]), style="bold")
+    console.print(people)
+
+    held = t["contract_balance_wei"]
+    same = t["deposited_wei"] == t["withdrawn_wei"] + held
+    console.print(
+        f"conservation: deposited {t['deposited_wei']} wei {'==' if same else '!='} withdrawn {t['withdrawn_wei']} wei "
+        f"+ {held} wei the contract holds{'' if same else ' [bold red]VIOLATED[/]'}; {t['gas_used']:,} gas in the task's transactions.",
+        highlight=False,
+    )
+    console.print(
+        f"the buyer's earnings are its refund ({_eth(b['refunded_wei'])}: unspent escrow, unearned shares and rounding dust) "
+        f"and the licence fees ({_eth(b['license_income_wei'])}).",
+        highlight=False,
+    )
+    final = report.get("final") or {}
+    if final.get("accuracy") is None:
+        console.print(f"final model {final.get('model_cid')}: no learning metrics.", highlight=False)
+    else:
+        console.print(
+            f"final model {final['model_cid']}: accuracy {_metric(final['accuracy'])} (initial {_metric(initial.get('accuracy'))}), "
+            f"auc {_metric(final.get('auc'))}, loss {_metric(final.get('loss'))}.",
+            highlight=False,
+        )
+    for note in report.get("notes", []):
+        console.print(note, style="dim", highlight=False, markup=False)
