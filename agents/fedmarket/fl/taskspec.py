@@ -136,7 +136,9 @@ def market_partition(labels: np.ndarray, clients: int, scheme: str, seed: int, h
     held, pool = np.sort(order[:holdout]), np.sort(order[holdout:])
     parts = partition(labels[pool], clients, scheme, seed)
     remapped = tuple(type(c)(train=pool[c.train], test=pool[c.test]) for c in parts.clients)
-    return Partition(parts.scheme, parts.seed, remapped, parts.labels, parts.label_kind), held
+    split_labels = np.full(len(labels), -1, dtype=np.int64)  # held-out samples belong to no client
+    split_labels[pool] = parts.labels
+    return Partition(parts.scheme, parts.seed, remapped, split_labels, parts.label_kind), held
 
 
 @dataclass(frozen=True, eq=False)
