@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "round_cmd",  # fedmarket round commit|reveal|score|publish|confirm|close|show (by hand)
     "withdraw_cmd",  # fedmarket withdraw
     "store_cmd",  # fedmarket store add|get|cid
+    "agent_cmd",  # fedmarket agent trainer|validator|aggregator
     "bench_cmd",  # fedmarket bench ...
     "report_cmd",  # fedmarket report
 )
