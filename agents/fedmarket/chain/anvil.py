@@ -115,7 +115,17 @@ def _log_tail(log: Path | None) -> str:
     return (": " + " | ".join(lines[-3:])) if lines else ""
 
 
-def _command(port: int, accounts: int, balance_eth: int, chain_id: int | None, block_time: float | None) -> list[str]:
+def _command(
+    port: int, accounts: int, balance_eth: int, chain_id: int | None, block_time: float | None, mixed_mining: bool = False
+) -> list[str]:
+    """anvil's command line. `block_time` alone: interval mining only (a transaction waits for the
+    next block); with `mixed_mining` too: every transaction is mined at once AND an idle chain
+    still gets a block every `block_time` seconds (anvil 1.7.1: --mixed-mining --block-time N), so
+    block timestamps, and so the phases the contract derives from them, advance on their own."""
+    if mixed_mining and block_time is None:
+        raise AnvilError("mixed mining needs a block time (interval mining is half of it)")
+    if block_time is not None and block_time <= 0:
+        raise AnvilError(f"a block time is a positive number of seconds, not {block_time}")
     if accounts < 1:
         raise AnvilError(f"anvil needs at least one account, not {accounts}")
     if balance_eth < 0:
@@ -132,7 +142,9 @@ def _command(port: int, accounts: int, balance_eth: int, chain_id: int | None, b
     if chain_id is not None:
         command += ["--chain-id", str(chain_id)]
     if block_time is not None:
-        command += ["--block-time", str(block_time)]
+        command += ["--block-time", f"{block_time:g}" if isinstance(block_time, float) else str(block_time)]
+    if mixed_mining:
+        command += ["--mixed-mining"]
     return command
 
 
@@ -221,12 +233,16 @@ class AnvilProcess:
         balance_eth: int = DEFAULT_BALANCE_ETH,
         chain_id: int | None = None,
         block_time: float | None = None,
+        mixed_mining: bool = False,
     ) -> None:
+        """`block_time` (seconds): interval mining; with `mixed_mining` a transaction is still
+        mined at once and the interval blocks come on top (chain time moves while nobody sends)."""
         self.port = port
         self.accounts = accounts
         self.balance_eth = balance_eth
         self.chain_id = chain_id
         self.block_time = block_time
+        self.mixed_mining = mixed_mining
         self.process: subprocess.Popen[bytes] | None = None
         self.home: Path | None = None
 
@@ -255,7 +271,7 @@ class AnvilProcess:
             self.port = free_port()
         elif port_in_use(self.port):
             raise AnvilError(f"port {self.port} on {HOST} is already in use")
-        command = _command(self.port, self.accounts, self.balance_eth, self.chain_id, self.block_time)
+        command = _command(self.port, self.accounts, self.balance_eth, self.chain_id, self.block_time, self.mixed_mining)
         self.home = Path(tempfile.mkdtemp(prefix=HOME_PREFIX))
         try:
             self.process = _spawn(command, self.home, self.log)
