@@ -1,0 +1,142 @@
+"""`fedmarket up`: a local devnet, every participant its own OS process (fedmarket.roles.devnet).
+
+    fedmarket up --trainers 4 --validators 3 --rounds 3
+    fedmarket up --trainers 4 --validators 3 --rounds 4 \\
+        --fault 'trainer-2@2:before-commit->r3' --fault 'aggregator@1:before-publish->now' \\
+        --fault 'validator-3@1:before-score->never'
+
+A live view of the task and the agents while it runs (on stderr with --json), then the report's
+tables and the run folder (logs, keystores, supervisor.jsonl, report.json, report.png).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from fedmarket.cli.output import console, err_console, one_line_errors, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+
+
+@one_line_errors
+def up(
+    trainers: int = typer.Option(4, "--trainers", "-n", min=1, max=64, help="Trainer agents (processes)."),
+    validators: int = typer.Option(3, "--validators", "-k", min=1, max=32, help="Validator agents (processes); the committee is min(K, 3)."),
+    rounds: int = typer.Option(3, "--rounds", "-r", min=1, max=1000, help="Training rounds."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", file_okay=False, help="Run folder (default: runs/<UTC timestamp> under the current directory)."),
+    ipfs: Optional[str] = typer.Option(None, "--ipfs", help="Kubo RPC URL for the blobs (default: an embedded store in the run folder)."),
+    report: Optional[Path] = typer.Option(None, "--report", dir_okay=False, help="Copy report.json here too."),
+    png: Optional[Path] = typer.Option(None, "--png", dir_okay=False, help="Copy report.png here too."),
+    window: int = typer.Option(20, "--window", min=2, max=86_400, help="Every phase window, seconds (a phase ends early once everyone acted; the window only bites the dead and the slow)."),
+    fault: Optional[list[str]] = typer.Option(
+        None, "--fault", help="NAME@ROUND:POINT->RESTART, e.g. trainer-2@2:before-commit->r3; NAME trainer-I|validator-J|aggregator, "
+        "POINT before-commit|before-reveal|before-score|before-publish|before-confirm, RESTART rR (when round R opens)|now|never. Repeatable."
+    ),  # fmt: skip
+    attack: Optional[list[str]] = typer.Option(None, "--attack", help="NAME=KIND or NAME=KIND@ROUNDS, e.g. trainer-3=free-ride or trainer-1=sign-flip@2,3 (see `fedmarket agent ROLE --help`). Repeatable."),
+    dataset: str = typer.Option("digits", "--dataset", help="Task spec: digits, mnist, fmnist, cifar10 or diabetes."),
+    partition: str = typer.Option("dir:0.5", "--partition", help="Task spec: iid, pat:K or dir:ALPHA."),
+    model: str = typer.Option("mlp", "--model", help="Task spec: mlp, cnn, linear or auto."),
+    lr: float = typer.Option(0.05, "--lr", help="Task spec: learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Task spec: seed of the split, the initial model and the batch order."),
+    device: str = typer.Option("cpu", "--device", help="Agents' torch device: cpu, cuda or auto."),
+    reward: str = typer.Option("1", "--reward", help="The buyer's reward escrow (ETH, or with a unit: 500000gwei)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result (run folder, report) as JSON on stdout; the live view goes to stderr."),
+) -> None:
+    """Run a local devnet: anvil, the Marketplace, a buyer's task and N trainer, K validator and
+    1 aggregator agents, each its own process, supervised (faults injected and restarted as
+    planned) until the task is settled and everyone has withdrawn; then the report."""
+    from fedmarket.cli.market_options import parse_amount
+    from fedmarket.roles.devnet import Devnet, DevnetConfig
+
+    config = DevnetConfig(
+        trainers=trainers, validators=validators, rounds=rounds, run_dir=run_dir, ipfs=ipfs, window=window,
+        faults=tuple(fault or ()), attacks=tuple(attack or ()), dataset=dataset, partition=partition, model=model,
+        lr=lr, seed=seed, device=device, reward_wei=parse_amount(reward, "reward"),
+    )  # fmt: skip
+    live_console = err_console if as_json else console
+    view = _LiveView(live_console)
+    devnet = Devnet(config, on_update=view.update, on_note=view.note)  # checks the config: errors before anything starts
+    live_console.print(f"run folder {devnet.run_dir}", highlight=False)
+    try:
+        with view:
+            result = devnet.run()
+    except BaseException:
+        live_console.print(f"run folder (logs, supervisor.jsonl): {devnet.run_dir}", highlight=False)
+        raise
+    for target, source in ((report, result.report_path), (png, result.png_path)):
+        if target is not None and source is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    if as_json:
+        print_json(result.as_json())
+    else:
+        from fedmarket.cli.report_view import print_report_tables
+
+        print_report_tables(result.report, console)
+        for note in result.notes:
+            console.print(f"  {note}", style="dim", highlight=False)
+        console.print(f"{result.wall_s:.1f} s in all; rounds took {', '.join(f'{s:.1f}' for s in result.round_wall_s.values())} s", highlight=False)
+        console.print(f"run folder {result.run_dir}", highlight=False)
+    if result.problems:
+        from fedmarket.errors import FedmarketError
+
+        raise FedmarketError("; ".join(result.problems))
+
+
+class _LiveView:
+    """A rich Live table of the task and the agents, refreshed as the devnet's view changes."""
+
+    def __init__(self, target: Any) -> None:
+        from rich.live import Live
+
+        self.console = target
+        self.view: Any = None
+        self.live = Live(console=target, refresh_per_second=4, transient=False, get_renderable=self._render)
+
+    def __enter__(self) -> _LiveView:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(*exc)
+
+    def update(self, view: Any) -> None:
+        self.view = view
+
+    def note(self, text: str) -> None:
+        self.live.console.print(f"[dim]{_clock()}[/] {text}", highlight=False)
+
+    def _render(self) -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        v = self.view
+        if v is None:
+            return Text("starting ...")
+        head = f"{v.stage}  [{v.elapsed_s:5.0f} s]"
+        if v.model_id is not None:
+            head += f"  task {v.model_id}"
+        if v.current_round:
+            left = f", {v.phase_left_s} s left" if v.phase_left_s is not None else ""
+            head += f"  round {v.current_round}/{v.rounds} {v.phase}{left}  closed {v.rounds_closed}"
+        elif v.joined:
+            head += f"  joined: {v.joined}"
+        table = Table(title=head, title_justify="left", expand=False, show_edge=False, pad_edge=False)
+        for column in ("agent", "pid", "state", "launches", "last action"):
+            table.add_column(column)
+        for name, s in v.agents.items():
+            state = s.state + (f" ({s.detail})" if s.detail and s.state != "running" else "")
+            table.add_row(name, str(s.pid or "-"), state, str(s.launches), v.last_action.get(name, ""))
+        return table
+
+
+def _clock() -> str:
+    import time
+
+    return time.strftime("%H:%M:%S")
