@@ -1,14 +1,16 @@
-"""`fedmarket demo`: a whole market in one process (the scripted market until the learning demo lands).
+"""`fedmarket demo`: the whole market, learning included, in one process.
 
-On the embedded chain by default (nothing to set up), or on a dev node with --rpc (anvil:
-`fedmarket chain start`); it deploys its own Marketplace and signs with the chain's dev accounts.
+On the embedded chain and an embedded store by default (nothing to set up), or on a dev node
+(--rpc, e.g. anvil from `fedmarket chain start`) and a Kubo node (--ipfs). It deploys its own
+Marketplace, signs with the chain's dev accounts, and runs the same trainer, validator and
+aggregator agents that `fedmarket agent` runs as processes.
 """
 
 from __future__ import annotations
 
-import json
+import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -21,103 +23,77 @@ def register(app: typer.Typer) -> None:
 
 @one_line_errors
 def demo(
-    rpc: Optional[str] = typer.Option(None, "--rpc", help="JSON-RPC URL of a dev chain (anvil) (default: the embedded chain)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report (design §6) to this file.", dir_okay=False),
+    rounds: int = typer.Option(5, "--rounds", min=1, max=1000, help="Training rounds."),
+    trainers: int = typer.Option(5, "--trainers", min=1, max=64, help="Trainers (each holds one client's split of the data set)."),
+    validators: int = typer.Option(3, "--validators", min=1, max=32, help="Validators (the committee is up to 3 of them)."),
+    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fmnist, cifar10 or diabetes."),
+    partition: str = typer.Option("dir:0.5", "--partition", help="How the trainers' data is split: iid, pat:K or dir:ALPHA."),
+    model: str = typer.Option("mlp", "--model", help="cnn, mlp, linear or auto."),
+    lr: float = typer.Option(0.05, "--lr", help="Local SGD learning rate."),
+    holdout: int = typer.Option(400, "--holdout", min=2, help="Samples held out for the validators and the aggregator."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data split, the initial model and every batch order."),
+    attack: list[str] = typer.Option([], "--attack", help="Make a participant misbehave: NAME=KIND[@ROUNDS], e.g. trainer-4=free-ride, "
+                                     "trainer-5=sign-flip, aggregator=wrong-aggregate@2 (see `fedmarket agent ROLE --help`). Repeatable."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    rpc: Optional[str] = typer.Option(None, "--rpc", help="JSON-RPC URL of a dev chain such as anvil (default: the embedded chain)."),
+    ipfs: Optional[str] = typer.Option(None, "--ipfs", help="Kubo RPC URL (default: an embedded store in a temporary folder)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report (design §6) here.", dir_okay=False),
+    png: Optional[Path] = typer.Option(None, "--png", help="Write the accuracy / payout chart here (default: beside --report).", dir_okay=False),
+    logs: Optional[Path] = typer.Option(None, "--logs", help="Write every agent's JSON-lines log into this folder.", file_okay=False),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of tables."),
 ) -> None:
-    """Run a complete market: deploy, post + fund a task, licences, stakes, three rounds with fixed
-    scores (a late trainer, a poisoner and a silent validator get slashed), finalize, settle, withdraw."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    """Run a complete market: deploy, post and fund a task, licences and stakes, ROUNDS rounds of
+    real federated learning (train, commit, reveal, score, aggregate, confirm), finalize, settle,
+    withdraw; then print accuracy per round and every participant's payout."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from fedmarket.chain.client import connect
-    from fedmarket.roles.scripted_market import ScriptedMarket
+    from fedmarket.chain.embedded import new_embedded_web3
+    from fedmarket.cli.report_view import print_report_tables
+    from fedmarket.errors import FedmarketError
+    from fedmarket.fl.taskspec import TaskSpec
+    from fedmarket.roles.local_market import MarketConfig, run_local_market
+    from fedmarket.roles.report import build_report, check_conservation, write_report
+    from fedmarket.roles.report_plot import plot_report
+    from fedmarket.storage.store import open_store
 
-    w3 = connect(rpc)
-    notes: list[str] = []
-    # --json keeps stdout for the report alone: the live view goes to stderr then.
-    live_console = err_console if as_json else console
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=live_console, transient=as_json,
-    ) as bar:  # fmt: skip
-        market = ScriptedMarket(w3)
-        task = bar.add_task("starting", total=market.total_steps())
-        state = {"started": False}
+    attacks: dict[str, str] = {}
+    for item in attack:
+        name, sep, kind = item.partition("=")
+        if not sep or not kind:
+            raise FedmarketError(f"invalid --attack {item!r}: give NAME=KIND[@ROUNDS], e.g. trainer-2=free-ride")
+        attacks[name.strip()] = kind.strip()
+    spec = TaskSpec(dataset=dataset, partition=partition, trainers=trainers, validators=validators, holdout=holdout, model=model, lr=lr, seed=seed)
+    config = MarketConfig(spec=spec, rounds=rounds, attacks=attacks, device=device)
+    config.check()
 
-        def progress(text: str) -> None:
-            if state["started"]:
-                bar.advance(task)
-            state["started"] = True
-            bar.update(task, description=text)
+    w3 = connect(rpc) if rpc else new_embedded_web3(num_accounts=max(10, 2 + trainers + validators))
+    live_console = err_console if as_json else console  # --json keeps stdout for the report alone
+    with tempfile.TemporaryDirectory(prefix="fedmarket-demo-") as scratch:
+        store = open_store(ipfs, None if ipfs else Path(scratch) / "store")
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      console=live_console, transient=as_json) as bar:  # fmt: skip
+            task = bar.add_task("starting", total=None)
+            run = run_local_market(w3, store, config, Path(scratch) / "state",
+                                   progress=lambda text: bar.update(task, description=text), log_dir=logs)
+            bar.update(task, description="building the report: evaluating every round's global model")
+            from fedmarket.fl.taskspec import TaskData
 
-        def note(text: str) -> None:
-            notes.append(text)
-            bar.console.log(text)
-
-        market.progress, market.note = progress, note
-        run = market.run()
-        bar.update(task, completed=market.total_steps(), description="done")
-
-    data = run.report()
-    if run.deposited != run.withdrawn or run.contract_balance != 0:
-        from fedmarket.errors import FedmarketError
-
-        raise FedmarketError(f"conservation violated: deposited {run.deposited} wei, withdrawn {run.withdrawn} wei, contract holds {run.contract_balance} wei")
+            data = build_report(run.market, run.model_id, store=store, task_data=TaskData.load(spec), labels=run.labels,
+                                round_wall_s=run.round_wall_s, agent_logs=run.logs, start_block=run.start_block)
+            data["wall_s"] = round(run.wall_s, 3)
+            bar.update(task, description="done", total=1, completed=1)
+    check_conservation(data)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(data, indent=2) + "\n")
+        write_report(data, report)
+    if png is None and report is not None:
+        png = report.with_suffix(".png")
+    if png is not None:
+        plot_report(data, png)
     if as_json:
         print_json(data)
         return
-    _print_tables(data)
-    if report is not None:
-        console.print(f"report written to {report}", highlight=False)
-
-
-def _eth(wei: int) -> str:
-    """ETH to 6 decimals for the tables (the report keeps exact wei); tiny amounts in wei."""
-    wei = int(wei)
-    if wei == 0:
-        return "0"
-    if abs(wei) < 10**12:
-        return f"{wei} wei"
-    text = f"{wei / 10**18:.6f}".rstrip("0").rstrip(".")
-    return text if wei % 10**12 == 0 else f"~{text}"
-
-
-def _print_tables(data: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    chain = data["chain"]
-    rounds = Table(title=f"task {data['model_id']} on the {chain['kind']} chain {chain['chain_id']}, Marketplace {chain['contract']} (ETH)")
-    for column in ("round", "budget", "trainers", "validators", "aggregator", "slashed", "to buyer", "accepted", "gas"):
-        rounds.add_column(column, justify="right")
-    for r in data["rounds"]:
-        earned = r["earned_wei"]
-        rounds.add_row(
-            str(r["round"]), _eth(r["budget_wei"]), _eth(earned["trainer"]), _eth(earned["validator"]), _eth(earned["aggregator"]),
-            _eth(r["slashed_wei"]), _eth(r["returned_to_buyer_wei"]), str(len(r["accepted"])), f"{r['gas_used']:,}",
-        )  # fmt: skip
-    console.print(rounds)
-
-    people = Table(title="who paid in, earned, was slashed and took out (ETH)")
-    for column in ("participant", "role", "deposited", "earned", "slashed", "withdrawn"):
-        people.add_column(column, justify="left" if column in ("participant", "role") else "right")
-    for address, p in data["participants"].items():
-        people.add_row(f"{p['label']} {address[:8]}…", p["role"], _eth(p["deposited_wei"]), _eth(p["earned_wei"]), _eth(p["slashed_wei"]), _eth(p["withdrawn_wei"]))
-    b = data["buyer"]
-    people.add_row(f"buyer {b['address'][:8]}…", "buyer", _eth(b["deposited_wei"]), _eth(b["refunded_wei"] + b["license_income_wei"]), "", _eth(b["withdrawn_wei"]))
-    t = data["totals"]
-    people.add_row("total", "", _eth(t["deposited_wei"]), "", "", _eth(t["withdrawn_wei"]), style="bold")
-    console.print(people)
-    same = t["deposited_wei"] == t["withdrawn_wei"]
-    console.print(
-        f"conservation: deposited {t['deposited_wei']} wei {'==' if same else '!='} withdrawn {t['withdrawn_wei']} wei; "
-        f"the contract holds {t['contract_balance_wei']} wei. {t['gas_used']:,} gas in {t['wall_s']:.1f} s.",
-        highlight=False,
-    )
-    console.print(
-        f"the buyer's earnings are its refund ({_eth(b['refunded_wei'])}: unearned shares and rounding dust) and the licence fees ({_eth(b['license_income_wei'])}).",
-        highlight=False,
-    )
-    console.print(data["note"], style="dim", highlight=False)
+    print_report_tables(data, console)
+    for path in (report, png):
+        if path is not None:
+            console.print(f"written: {path}", highlight=False)
