@@ -22,6 +22,10 @@ def _eth(wei: int) -> str:
     return text if wei % 10**12 == 0 else f"~{text}"
 
 
+WIDE = 150
+"""Columns at and above which the rounds fit one table."""
+
+
 def _metric(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -35,35 +39,55 @@ def print_report_tables(report: dict[str, Any], console: Console) -> None:
     from rich.table import Table
 
     chain = report["chain"]
-    rounds = Table(title=f"task {report['model_id']} ({report.get('status', '?')}) on the {chain['kind']} chain {chain['chain_id']}, Marketplace {chain['contract']} (ETH)")
-    columns = ("round", "accuracy", "loss", "accepted", "proposal", "budget", "trainers", "validators", "aggregator", "slashed", "to buyer", "gas", "wall s")
-    for column in columns:
-        rounds.add_column(column, justify="left" if column == "proposal" else "right")
+    title = f"task {report['model_id']} ({report.get('status', '?')}) on the {chain['kind']} chain {chain['chain_id']}, Marketplace {chain['contract']}"
     initial = report.get("initial") or {}
-    rounds.add_row("0", _metric(initial.get("accuracy")), _metric(initial.get("loss")), "", "initial", *[""] * 8, style="dim")
-    for r in report["rounds"]:
-        earned = r["earned_wei"]
-        rounds.add_row(
-            str(r["round"]), _metric(r.get("accuracy")), _metric(r.get("loss")),
-            f"{len(r['accepted'])}/{len(r.get('revealed', r['accepted']))}",
-            "accepted" if r.get("accepted_proposal", True) else "[red]rejected[/]",
-            _eth(r["budget_wei"]), _eth(earned["trainer"]), _eth(earned["validator"]), _eth(earned["aggregator"]),
-            _eth(r["slashed_wei"]), _eth(r["returned_to_buyer_wei"]), f"{r['gas_used']:,}", _seconds(r.get("wall_s")),
-        )  # fmt: skip
-    console.print(rounds)
+    learning = {
+        "round": lambda r: str(r["round"]),
+        "accuracy": lambda r: _metric(r.get("accuracy")),
+        "loss": lambda r: _metric(r.get("loss")),
+        "accepted": lambda r: f"{len(r['accepted'])}/{len(r.get('revealed', r['accepted']))}",
+        "proposal": lambda r: "accepted" if r.get("accepted_proposal", True) else "[red]rejected[/]",
+    }
+    money = {
+        "budget": lambda r: _eth(r["budget_wei"]),
+        "trainers": lambda r: _eth(r["earned_wei"]["trainer"]),
+        "validators": lambda r: _eth(r["earned_wei"]["validator"]),
+        "aggregator": lambda r: _eth(r["earned_wei"]["aggregator"]),
+        "slashed": lambda r: _eth(r["slashed_wei"]),
+        "to buyer": lambda r: _eth(r["returned_to_buyer_wei"]),
+    }
+    cost = {"gas": lambda r: f"{r['gas_used']:,}", "wall s": lambda r: _seconds(r.get("wall_s"))}
+    initial_row = {"round": "0", "accuracy": _metric(initial.get("accuracy")), "loss": _metric(initial.get("loss")), "proposal": "initial"}
+    # One table when the terminal is wide enough; else rounds' learning and their money apart.
+    if console.width >= WIDE:
+        layouts = [(f"{title} (ETH)", {**learning, **money, **cost})]
+    else:
+        layouts = [(title, {**learning, **cost}), ("money per round (ETH)", {"round": learning["round"], **money})]
+    for caption, columns in layouts:
+        table = Table(title=caption)
+        for column in columns:
+            table.add_column(column, justify="left" if column == "proposal" else "right", no_wrap=True)
+        if "accuracy" in columns:
+            table.add_row(*[initial_row.get(column, "") for column in columns], style="dim")
+        for r in report["rounds"]:
+            table.add_row(*[cell(r) for cell in columns.values()])
+        console.print(table)
 
+    narrow = console.width < WIDE
     people = Table(title="who paid in, earned, was slashed and took out (ETH)")
-    for column in ("participant", "address", "role", "deposited", "earned", "slashed", "withdrawn"):
-        people.add_column(column, justify="left" if column in ("participant", "address", "role") else "right")
+    headers = ("participant", "role", "deposited", "earned", "slashed", "withdrawn") if narrow else ("participant", "address", "role", "deposited", "earned", "slashed", "withdrawn")
+    for column in headers:
+        people.add_column(column, justify="left" if column in ("participant", "address", "role") else "right", no_wrap=column != "participant")
+
+    def person(name: str, address: str, role: str, *amounts: str, style: str | None = None) -> None:
+        people.add_row(name, *([] if narrow else [address]), role, *amounts, style=style)
+
     for address, p in report["participants"].items():
-        people.add_row(p.get("label", ""), f"{address[:10]}…", p["role"], _eth(p["deposited_wei"]), _eth(p["earned_wei"]), _eth(p["slashed_wei"]), _eth(p["withdrawn_wei"]))
+        person(p.get("label", ""), f"{address[:10]}…", p["role"], _eth(p["deposited_wei"]), _eth(p["earned_wei"]), _eth(p["slashed_wei"]), _eth(p["withdrawn_wei"]))
     b = report["buyer"]
-    people.add_row(
-        b.get("label", "buyer"), f"{b['address'][:10]}…", "buyer", _eth(b["deposited_wei"]),
-        _eth(b["refunded_wei"] + b["license_income_wei"]), "", _eth(b["withdrawn_wei"]),
-    )  # fmt: skip
+    person(b.get("label", "buyer"), f"{b['address'][:10]}…", "buyer", _eth(b["deposited_wei"]), _eth(b["refunded_wei"] + b["license_income_wei"]), "", _eth(b["withdrawn_wei"]))
     t = report["totals"]
-    people.add_row("total", "", "", _eth(t["deposited_wei"]), "", "", _eth(t["withdrawn_wei"]), style="bold")
+    person("total", "", "", _eth(t["deposited_wei"]), "", "", _eth(t["withdrawn_wei"]), style="bold")
     console.print(people)
 
     held = t["contract_balance_wei"]

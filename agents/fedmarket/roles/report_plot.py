@@ -81,6 +81,7 @@ def _payout_panel(ax: Any, report: dict[str, Any], patch: Any) -> None:
     ax.set_ylabel("earned (up) / slashed (down), ETH")
     roles = [r for r in ROLE_COLOURS if any(p.get("role") == r for p in people)]
     handles = [patch(facecolor=ROLE_COLOURS[r], label=r) for r in roles]
-    handles.append(patch(facecolor="white", edgecolor="#d62728", hatch="//", label="slashed"))
+    if any(slashed):
+        handles.append(patch(facecolor="white", edgecolor="#d62728", hatch="//", label="slashed"))
     ax.legend(handles=handles, fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
