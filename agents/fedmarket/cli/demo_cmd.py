@@ -35,6 +35,8 @@ def demo(
     attack: list[str] = typer.Option([], "--attack", help="Make a participant misbehave: NAME=KIND[@ROUNDS], e.g. trainer-4=free-ride, "
                                      "trainer-5=sign-flip, aggregator=wrong-aggregate@2 (see `fedmarket agent ROLE --help`). Repeatable."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads. Training is bit-reproducible only at the same thread "
+                                "count (a BLAS reduction splits by thread): agents and `fedmarket sim --threads 1` use 1."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="JSON-RPC URL of a dev chain such as anvil (default: the embedded chain)."),
     ipfs: Optional[str] = typer.Option(None, "--ipfs", help="Kubo RPC URL (default: an embedded store in a temporary folder)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report (design §6) here.", dir_okay=False),
@@ -57,6 +59,9 @@ def demo(
     from fedmarket.roles.report_plot import plot_report
     from fedmarket.storage.store import open_store
 
+    import torch
+
+    torch.set_num_threads(threads)
     attacks: dict[str, str] = {}
     for item in attack:
         name, sep, kind = item.partition("=")

@@ -1,0 +1,181 @@
+"""`fedmarket demo` end to end, as a user runs it: the whole market with learning agents on the
+embedded chain and store, checked through its report (design §6) and the agents' logs.
+
+- the defaults: conservation to the wei, the 70 / 20 / 10 split of every round's budget,
+  accuracy above the initial model's, and global models equal to `fedmarket sim`'s, CID for CID;
+- adversaries: a free rider earns nothing, a sign-flipper is excluded and poison-slashed, a
+  wrong aggregate is rejected by the committee and its aggregator slashed;
+- bad input: a corrupted blob behind its CID, wrong shapes, a pickle, a reveal that does not
+  match its commit: each refused with a clear log line while the task goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FEDMARKET = str(Path(sys.executable).with_name("fedmarket"))
+BPS = 10_000
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("FEDMARKET_")}, "FEDMARKET_HOME": str(home), "COLUMNS": "200"}
+
+
+def run_demo(home: Path, *args: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the demo with --json; return its report and every agent's log records."""
+    report, logs = home / "report.json", home / "logs"
+    result = subprocess.run([FEDMARKET, "demo", "--report", str(report), "--logs", str(logs), "--json", *args],
+                            capture_output=True, text=True, env=_env(home), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = json.loads(result.stdout)  # --json: stdout holds the report alone
+    assert printed == json.loads(report.read_text())
+    records = [json.loads(line) for path in sorted(logs.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    return printed, records
+
+
+def by_label(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["label"]: {"address": a, **p} for a, p in report["participants"].items()}
+
+
+def slashes_of(report: dict[str, Any], address: str) -> list[tuple[int, str]]:
+    return [(r["round"], s["reason"]) for r in report["rounds"] for s in r["slashes"] if s["participant"] == address]
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[dict[str, Any]], Path]:
+    home = tmp_path_factory.mktemp("demo-honest")
+    report, logs = run_demo(home)
+    return report, logs, home
+
+
+def test_defaults_conserve_every_wei(honest) -> None:
+    report, _logs, home = honest
+    totals = report["totals"]
+    assert report["status"] == "settled" or report["status"].lower() == "settled"
+    assert totals["deposited_wei"] == totals["withdrawn_wei"] + totals["contract_balance_wei"]
+    assert totals["contract_balance_wei"] == 0
+    paid_in = report["buyer"]["deposited_wei"] + sum(p["deposited_wei"] for p in report["participants"].values())
+    taken_out = report["buyer"]["withdrawn_wei"] + sum(p["withdrawn_wei"] for p in report["participants"].values())
+    assert paid_in == taken_out == totals["deposited_wei"]
+    assert (home / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_defaults_split_each_budget_70_20_10(honest) -> None:
+    report, _logs, _home = honest
+    assert len(report["rounds"]) == 5
+    distributed = trainers = 0
+    for r in report["rounds"]:
+        budget, earned = r["budget_wei"], r["earned_wei"]
+        assert len(r["accepted"]) == 5 and r["accepted_proposal"] and not r["slashes"]
+        # Every share is paid in full but for the rounding dust of a pro-rata split (< 1 wei a payee).
+        assert budget * 7_000 // BPS - 5 <= earned["trainer"] <= budget * 7_000 // BPS
+        assert earned["validator"] == budget * 2_000 // BPS
+        assert earned["aggregator"] == budget - budget * 7_000 // BPS - budget * 2_000 // BPS
+        assert earned["trainer"] + earned["validator"] + earned["aggregator"] + r["returned_to_buyer_wei"] == budget
+        distributed += earned["trainer"] + earned["validator"] + earned["aggregator"]
+        trainers += earned["trainer"]
+    assert abs(trainers - distributed * 7 / 10) <= 5 * len(report["rounds"])
+    people = by_label(report)
+    assert sum(people[f"trainer-{i}"]["earned_wei"] for i in range(1, 6)) == trainers
+
+
+def test_defaults_learn(honest) -> None:
+    report, _logs, _home = honest
+    initial = report["initial"]["accuracy"]
+    accuracies = [r["accuracy"] for r in report["rounds"]]
+    assert all(a > initial for a in accuracies), (initial, accuracies)
+    assert report["final"]["accuracy"] == accuracies[-1] > initial + 0.5
+    assert report["final"]["model_cid"] == report["rounds"][-1]["global_cid"]
+
+
+def test_the_market_changes_no_number(honest) -> None:
+    """Same seed and settings, no update rejected: every round's global model is the sim's, byte for byte."""
+    report, _logs, home = honest
+    result = subprocess.run(
+        [FEDMARKET, "sim", "--dataset", "digits", "--partition", "dir:0.5", "--clients", "5", "--rounds", "5", "--lr", "0.05",
+         "--model", "mlp", "--seed", "0", "--holdout", "400", "--threads", "1", "--json"],
+        capture_output=True, text=True, env=_env(home), timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    sim = json.loads(result.stdout)["rounds"]
+    assert sim[0]["global_cid"] == report["initial"]["model_cid"]
+    assert [r["global_cid"] for r in sim[1:]] == [r["global_cid"] for r in report["rounds"]]
+    assert [round(r["metrics"]["accuracy"], 6) for r in sim[1:]] == [r["accuracy"] for r in report["rounds"]]
+
+
+def test_agents_log_every_transaction_without_secrets(honest) -> None:
+    report, logs, home = honest
+    sent = [r for r in logs if r["tx"]]
+    assert {r["action"] for r in sent} >= {"buy-licence", "join", "commit", "reveal", "submit-scores", "publish", "confirm", "withdraw"}
+    assert all(r["gas"] > 0 and r["tx"].startswith("0x") and "round" in r and "phase" in r for r in sent)
+    text = "\n".join(p.read_text() for p in (home / "logs").glob("*.jsonl"))
+    assert "private" not in text.lower() and "password" not in text.lower()
+    # eth-tester's dev keys are 0x...01, 0x...02, ...: none appears in any log.
+    assert not any(f"{i:064x}" in text for i in range(1, 12))
+
+
+def test_adversaries_are_not_paid_and_are_slashed(tmp_path: Path) -> None:
+    report, logs = run_demo(tmp_path, "--rounds", "3", "--attack", "trainer-4=free-ride", "--attack", "trainer-5=sign-flip",
+                            "--attack", "aggregator=wrong-aggregate@2")
+    people = by_label(report)
+    free_rider, flipper, aggregator = people["trainer-4"], people["trainer-5"], people["aggregator"]
+    for r in report["rounds"]:
+        assert r["utilities"][free_rider["address"]] == 0  # an unchanged model is worth exactly nothing
+        assert r["utilities"][flipper["address"]] < -100_000  # below the poison threshold
+        assert free_rider["address"] not in r["accepted"] and flipper["address"] not in r["accepted"]
+    assert free_rider["earned_wei"] == 0 and free_rider["slashed_wei"] == 0
+    # Half its stake goes in round 1, the other half in round 2: nothing is left to slash in round 3.
+    assert flipper["earned_wei"] == 0 and slashes_of(report, flipper["address"]) == [(1, "poison"), (2, "poison")]
+    assert flipper["slashed_wei"] == 10**17 and flipper["withdrawn_wei"] == 0
+    # Round 2: the committee recomputed the aggregate, voted the proposal down, the old model stayed.
+    r1, r2, r3 = report["rounds"]
+    assert r1["accepted_proposal"] and not r2["accepted_proposal"] and r3["accepted_proposal"]
+    assert r2["global_cid"] == r1["global_cid"] and r2["earned_wei"]["aggregator"] == 0
+    assert slashes_of(report, aggregator["address"]) == [(2, "rejected")]
+    votes = [r for r in logs if r["action"] == "confirm" and r["round"] == 2]
+    assert len(votes) == 3 and all("is not the aggregate" in r["detail"] for r in votes)
+    honest_trainers = [people[f"trainer-{i}"] for i in (1, 2, 3)]
+    assert all(p["earned_wei"] > 0 and p["slashed_wei"] == 0 for p in honest_trainers)
+    assert report["totals"]["conserved"] and report["totals"]["contract_balance_wei"] == 0
+
+
+def _rejections(logs: list[dict[str, Any]], address: str) -> list[str]:
+    return [r["detail"] for r in logs if r["action"] == "reject-update" and r.get("trainer") == address]
+
+
+def test_bad_blobs_are_scored_as_poison_and_the_task_goes_on(tmp_path: Path) -> None:
+    report, logs = run_demo(tmp_path, "--rounds", "2", "--attack", "trainer-2=corrupt-blob", "--attack", "trainer-3=pickle")
+    people = by_label(report)
+    corrupt, pickled = people["trainer-2"]["address"], people["trainer-3"]["address"]
+    assert _rejections(logs, corrupt) and all("does not match" in d or "CID" in d for d in _rejections(logs, corrupt))
+    assert _rejections(logs, pickled) and all("safetensors" in d for d in _rejections(logs, pickled))
+    for r in report["rounds"]:
+        assert r["utilities"][corrupt] == r["utilities"][pickled] == -1_000_000
+        assert r["accepted_proposal"] and len(r["accepted"]) >= 2
+    assert slashes_of(report, corrupt) == slashes_of(report, pickled) == [(1, "poison"), (2, "poison")]
+    for i in (1, 4, 5):  # the honest ones lose nothing
+        assert people[f"trainer-{i}"]["slashed_wei"] == 0
+    assert report["status"].lower() == "settled" and report["totals"]["conserved"]
+
+
+def test_wrong_shapes_and_a_mismatched_reveal_are_refused(tmp_path: Path) -> None:
+    report, logs = run_demo(tmp_path, "--rounds", "2", "--attack", "trainer-2=wrong-shape", "--attack", "trainer-5=bad-reveal@1")
+    people = by_label(report)
+    misshapen, revealer = people["trainer-2"]["address"], people["trainer-5"]["address"]
+    assert _rejections(logs, misshapen) and all("shape" in d for d in _rejections(logs, misshapen))
+    refused = [r for r in logs if r["action"] == "refused" and r["address"] == revealer]
+    assert len(refused) == 1 and refused[0]["round"] == 1 and "does not match its commitment" in refused[0]["detail"]
+    # The refused reveal changed nothing: the trainer then revealed what it committed, was scored and paid.
+    assert revealer in report["rounds"][0]["revealed"] and revealer in report["rounds"][0]["accepted"]
+    assert people["trainer-5"]["slashed_wei"] == 0 and people["trainer-5"]["earned_wei"] > 0
+    assert slashes_of(report, misshapen) == [(1, "poison"), (2, "poison")]
+    assert report["status"].lower() == "settled" and report["totals"]["conserved"]
