@@ -1,0 +1,154 @@
+"""The agents' promise, in process on the embedded chain: a restarted agent (a new object on the
+same state dir, as after kill -9) resumes in the right phase and never submits twice.
+
+The real kill -9 of agent processes is tests/e2e/test_up.py; here each restart point is hit
+exactly, which a signal cannot do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fedmarket.chain.anvil import dev_accounts
+from fedmarket.chain.client import ModelParams, Phase, Status, open_market
+from fedmarket.chain.deploy import deploy_marketplace
+from fedmarket.chain.embedded import new_embedded_web3
+from fedmarket.fl.taskspec import TaskData, TaskSpec
+from fedmarket.roles import buyer
+from fedmarket.roles.agent import Agent, AgentLog, AgentOptions, Attack, Fault
+from fedmarket.roles.aggregator import AggregatorAgent
+from fedmarket.roles.trainer import TrainerAgent
+from fedmarket.roles.validator import ValidatorAgent
+from fedmarket.storage.embedded import EmbeddedStore
+from fedmarket.errors import FedmarketError
+
+ETH = 10**18
+SPEC = TaskSpec(trainers=2, validators=1, holdout=200)
+
+
+class Market:
+    """A 1-round task with 2 trainers, 1 validator and the aggregator, all joined and started."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.w3 = new_embedded_web3(num_accounts=6)
+        accounts = dev_accounts(self.w3)
+        self.tmp = tmp
+        self.store = EmbeddedStore(tmp / "store")
+        self.data = TaskData.load(SPEC)
+        self.market = open_market(self.w3, deploy_marketplace(self.w3, accounts[0]).address, accounts[0])
+        self.accounts = {"aggregator": accounts[1], "trainer-1": accounts[2], "trainer-2": accounts[3], "validator-1": accounts[4]}
+        params = ModelParams(
+            spec_digest=self.store.add(SPEC.to_bytes()), initial_model_digest=self.store.add(SPEC.initial_weights(self.data.dataset)),
+            aggregator=accounts[1].address, rounds=1, min_trainers=2, max_trainers=2, committee_size=1, max_validators=1,
+            trainer_stake=ETH // 10, validator_stake=ETH // 10, aggregator_stake=ETH // 10,
+        )  # fmt: skip
+        self.model_id = buyer.post_task(self.market, params, ETH).model_id
+        self.logs: list[dict] = []
+        self.agents = {name: self.agent(name, join=True) for name in self.accounts}
+        for agent in self.agents.values():
+            agent.step()
+        buyer.start_task(self.market, self.model_id)
+
+    def agent(self, name: str, join: bool = False, **options) -> Agent:
+        cls = {"trainer": TrainerAgent, "validator": ValidatorAgent, "aggregator": AggregatorAgent}[name.split("-")[0]]
+        agent = cls(self.market.with_account(self.accounts[name]), self.store, self.model_id, self.tmp / "state" / name,
+                    AgentLog(sink=self.logs.append), AgentOptions(join=join, name=name, **options))
+        agent._data = self.data
+        return agent
+
+    def restart(self, name: str) -> Agent:
+        """A new agent on the same state dir: all it knows is the chain and what it stored."""
+        self.agents[name] = self.agent(name)
+        return self.agents[name]
+
+    def phase(self) -> Phase:
+        return self.market.get_round(self.model_id, 1).phase
+
+    def actions(self, name: str, action: str) -> list[dict]:
+        return [r for r in self.logs if r["agent"] == name and r["action"] == action]
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Market:
+    return Market(tmp_path)
+
+
+def test_a_trainer_restarted_after_its_commit_reveals_with_the_stored_salt(market: Market) -> None:
+    assert market.agents["trainer-1"].step()  # commits
+    fresh = market.restart("trainer-1")
+    assert not fresh.step()  # still the commit phase: it has committed, so nothing to do
+    assert market.agents["trainer-2"].step()  # the last commit ends the phase
+    assert market.phase() == Phase.REVEAL
+    assert fresh.step()  # reveals with the salt the first process stored
+    assert market.market.has_revealed(market.model_id, 1, fresh.address)
+    assert not fresh.step()
+    assert len(market.actions("trainer-1", "commit")) == 1 and len(market.actions("trainer-1", "reveal")) == 1
+
+
+def test_a_trainer_restarted_between_storing_and_committing_commits_the_same_update(market: Market) -> None:
+    first = market.agents["trainer-1"]
+    info = market.market.get_model(market.model_id)
+    cid, samples, _loss = first._update(1, info.state.global_model_cid)  # stored, not committed: then the crash
+    first.salts.prepare(market.market.chain_id, market.market.address, market.model_id, 1, first.address, cid, samples)
+    fresh = market.restart("trainer-1")
+    assert fresh.step()
+    (commit,) = market.actions("trainer-1", "commit")
+    assert cid in commit["detail"]  # training is deterministic: same bytes, same CID
+    salts = list((market.tmp / "state" / "trainer-1" / "salts").rglob("*.json"))
+    assert len(salts) == 1  # and the same salt: nothing was replaced
+
+
+def test_a_validator_restarted_after_scoring_does_not_score_again(market: Market) -> None:
+    for name in ("trainer-1", "trainer-2", "trainer-1", "trainer-2"):
+        market.agents[name].step()  # commit, commit, reveal, reveal
+    assert market.phase() == Phase.SCORE
+    assert market.agents["validator-1"].step()
+    assert market.phase() == Phase.PUBLISH
+    fresh = market.restart("validator-1")
+    assert not fresh.step()
+    assert market.agents["aggregator"].step()
+    assert market.phase() == Phase.CONFIRM
+    assert fresh.step()  # confirms: the check of the proposal needs no memory of the scores
+    assert market.market.get_round(market.model_id, 1).closed
+    assert len(market.actions("validator-1", "submit-scores")) == 1
+
+
+def test_an_aggregator_restarted_before_publishing_publishes_the_same_model(market: Market) -> None:
+    for name in ("trainer-1", "trainer-2", "trainer-1", "trainer-2", "validator-1"):
+        market.agents[name].step()
+    first = market.agents["aggregator"]
+    info = market.market.get_model(market.model_id)
+    state, _accepted = first.accepted_aggregate(1, info.state.global_model_cid)
+    stored_cid, _ = first.store_state(state, 1, info.state.global_model_cid)  # then the crash
+    fresh = market.restart("aggregator")
+    assert fresh.step()
+    assert not fresh.step()
+    from fedmarket.storage.cid import digest_to_cid
+
+    assert digest_to_cid(market.market.get_round(market.model_id, 1).proposed_digest) == stored_cid
+
+
+def test_the_task_finishes_and_everyone_withdraws(market: Market) -> None:
+    for _ in range(8):
+        for agent in market.agents.values():
+            agent.step()
+    assert market.market.get_model(market.model_id).state.rounds_closed == 1
+    buyer.finalize_and_settle(market.market, market.model_id)
+    for agent in market.agents.values():
+        agent.step()
+        assert agent.finished and market.market.credit(agent.address) == 0
+    assert market.market.get_model(market.model_id).state.status == Status.SETTLED
+
+
+def test_bad_options_are_one_clear_line(market: Market) -> None:
+    with pytest.raises(FedmarketError, match="unknown attack"):
+        Attack.parse("fly", TrainerAgent.attacks)
+    with pytest.raises(FedmarketError, match="ROUND:POINT"):
+        Fault.parse("2:during-lunch")
+    with pytest.raises(FedmarketError, match="cannot run attack"):
+        market.agent("validator-1", attack=Attack("free-ride"))
+    stranger = market.agent("trainer-1")
+    stranger.options.data = str(market.tmp / "missing.npz")
+    with pytest.raises(FedmarketError, match="cannot read data"):
+        stranger.own_samples(lambda: None)
