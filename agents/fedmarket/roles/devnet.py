@@ -138,7 +138,8 @@ def parse_fault(text: str) -> Fault:
         raise DevnetError(f"invalid fault {text!r}: unknown point {point!r}; choose one of {', '.join(POINTS)}")
     if POINTS[point] != role_of(name):
         points = ", ".join(p for p, role in POINTS.items() if role == role_of(name))
-        raise DevnetError(f"invalid fault {text!r}: a {role_of(name)} never reaches {point} (its points: {points})")
+        article = "an" if role_of(name) == "aggregator" else "a"
+        raise DevnetError(f"invalid fault {text!r}: {article} {role_of(name)} never reaches {point} (its points: {points})")
     fault_round = int(match["round"])
     if restart.startswith("r"):
         restart_round = int(restart[1:])
@@ -273,15 +274,30 @@ class _Running:
     started: float
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether any process is left in process group `pgid`."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group `pgid`, from /proc; where there is no
+    /proc, [pgid] while the group exists."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after the command: state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -398,15 +414,8 @@ class ProcessSupervisor:
         return exits
 
     def leftovers(self) -> list[int]:
-        """Pids (process groups) this supervisor started that still have a live process: [] after stop_all."""
-        return [pid for pid in self.pids if _group_alive(pid) and not _is_zombie(pid)]
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+        """Live processes left in the process groups this supervisor started: [] after stop_all."""
+        return [member for pid in self.pids for member in group_members(pid)]
 
 
 # ============================================================================= agents with a fault plan
@@ -505,6 +514,7 @@ class AgentSupervisor:
     def check(self, current_round: int | None, *, finished: bool | Callable[[], bool] = False) -> list[Exit]:
         """Handle exits and due restarts; raise DevnetError on an unexpected exit."""
         exits = self.processes.poll()
+        failures: list[str] = []
         for ended in exits:
             status = self.status[ended.name]
             status.exits.append(ended.code)
@@ -531,13 +541,16 @@ class AgentSupervisor:
                     status.state = "done"
                     continue
                 status.state = "failed"
-                raise DevnetError(f"{ended.name} exited 0 (done) while the task had not ended; see {self.agents[ended.name].spec.output}")
+                failures.append(f"{ended.name} exited 0 (done) while the task had not ended; see {self.agents[ended.name].spec.output}")
+                continue
             status.state = "failed"
             why = last_line(self.agents[ended.name].spec.output) or "no output"
             what = "was killed (SIGKILL) without a planned fault" if ended.code == KILLED else (
                 f"was killed by signal {-ended.code}" if ended.code < 0 else f"exited with code {ended.code}"
             )
-            raise DevnetError(f"{ended.name} (pid {ended.pid}) {what}: {why}")
+            failures.append(f"{ended.name} (pid {ended.pid}) {what}: {why}")
+        if failures:
+            raise DevnetError("; ".join(failures))
         for name, fault in list(self.pending.items()):
             if fault.restart_round is not None and current_round is not None and current_round >= fault.restart_round:
                 self.restart(name, f"fault {fault}: round {fault.restart_round} opened")
