@@ -179,3 +179,16 @@ def test_wrong_shapes_and_a_mismatched_reveal_are_refused(tmp_path: Path) -> Non
     assert people["trainer-5"]["slashed_wei"] == 0 and people["trainer-5"]["earned_wei"] > 0
     assert slashes_of(report, misshapen) == [(1, "poison"), (2, "poison")]
     assert report["status"].lower() == "settled" and report["totals"]["conserved"]
+
+
+@pytest.mark.anvil
+def test_on_anvil_the_market_makes_the_same_models(honest, tmp_path: Path) -> None:
+    """`demo --rpc`: the same market on a real JSON-RPC node gives the same global models."""
+    from fedmarket.chain.anvil import AnvilProcess
+
+    with AnvilProcess() as node:
+        report, _logs = run_demo(tmp_path, "--rounds", "2", "--rpc", node.url)
+    assert report["chain"]["kind"] == "anvil" and report["totals"]["conserved"]
+    assert report["totals"]["contract_balance_wei"] == 0
+    embedded = honest[0]
+    assert [r["global_cid"] for r in report["rounds"]] == [r["global_cid"] for r in embedded["rounds"][:2]]
