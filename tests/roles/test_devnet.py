@@ -171,6 +171,30 @@ def test_jsonl_helpers(tmp_path: Path) -> None:
     assert last_line(tmp_path / "none.err") == ""
 
 
+def test_signals_during_clean_up_are_held_back_then_raised() -> None:
+    from fedmarket.roles.devnet import signals_deferred, sigterm_as_interrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises before this ends
+    steps = []
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            steps.append("cleaned up")
+    assert steps == ["cleaned up"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    with pytest.raises(ValueError):  # an exception already leaving wins
+        try:
+            raise ValueError("the run failed")
+        finally:
+            with signals_deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+
+
 # ============================================================================= processes
 
 

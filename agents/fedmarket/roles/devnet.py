@@ -758,6 +758,29 @@ def sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """While inside, SIGINT / SIGTERM / SIGHUP are held back (main thread only); the first one that
+    came is re-raised as KeyboardInterrupt on the way out, unless an exception is already leaving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    leaving = sys.exc_info()[0] is not None
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught and not leaving:
+        raise KeyboardInterrupt(f"signal {caught[0]}")
+
+
 def _transfer(w3: Any, sender: LocalAccount, recipients: Sequence[tuple[str, int]]) -> None:
     """Send ether from `sender` to each (address, wei), nonces in sequence; wait for every receipt."""
     chain_id = int(w3.eth.chain_id)
@@ -822,11 +845,12 @@ class Devnet:
     def run(self) -> DevnetResult:
         started = time.monotonic()
         self._prepare_dir()
-        try:
-            with sigterm_as_interrupt():
+        with sigterm_as_interrupt():
+            try:
                 return self._run(started)
-        finally:
-            self._shutdown()
+            finally:
+                with signals_deferred():  # a second Ctrl-C must not cut the clean-up short
+                    self._shutdown()
 
     def _prepare_dir(self) -> None:
         run = self.run_dir
