@@ -10,6 +10,13 @@ then the validators).
 Time: a phase ends as soon as everyone it waits for has acted, so an honest market never waits.
 When nobody can act (a participant is silent, or its reveal was refused), the engine moves the
 dev chain's clock to the phase's deadline, as real time would.
+
+Timing: a round's wall time runs from when the engine starts training (round 1) or sees the
+round open, to when it sees the round closed. The engine's own chain calls (get_model and
+get_round every sweep, start, finalize, withdraw, clock moves; deploy and post in round 0) and
+its store calls are chain and storage time too: they are summed per round, attributed to the
+round the engine saw open when it made them, and logged as records of a pseudo-agent "engine"
+(same fields as an agent's), so a report's per-round chain_s counts them.
 """
 
 from __future__ import annotations
@@ -77,6 +84,7 @@ class LocalRun:
     start_block: int
     wall_s: float
     spec: TaskSpec
+    engine_chain_s: dict[int, float] = field(default_factory=dict)  # round (0: set-up and settlement) -> the engine's own chain seconds
 
 
 Progress = Callable[[str], None]
@@ -107,16 +115,34 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
         raise FedmarketError(f"the market needs {1 + len(names)} dev accounts; this chain has {len(accounts)}")
     buyer_account = accounts[0]
     by_name = dict(zip(names, accounts[1:], strict=False))
+    engine_chain: dict[int, float] = {}
+    engine_storage: dict[int, float] = {}
+    engine_round = 0  # the round the engine last saw open (0: none), which its calls are attributed to
+
+    def on_chain(call: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return call()
+        finally:
+            engine_chain[engine_round] = engine_chain.get(engine_round, 0.0) + time.perf_counter() - t0
+
+    def on_store(call: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return call()
+        finally:
+            engine_storage[engine_round] = engine_storage.get(engine_round, 0.0) + time.perf_counter() - t0
 
     tell("deploy the Marketplace")
     start_block = int(w3.eth.block_number)
-    contract = deploy_marketplace(w3, buyer_account)
+    contract = on_chain(lambda: deploy_marketplace(w3, buyer_account))
     market = open_market(w3, contract.address, buyer_account)
 
     tell("buyer stores the task spec and the initial model, posts and funds the task")
     data = TaskData.load(spec, None)
-    spec_cid = store.add(spec.to_bytes())
-    initial_cid = store.add(spec.initial_weights(data.dataset))
+    spec_cid = on_store(lambda: store.add(spec.to_bytes()))
+    initial_weights = spec.initial_weights(data.dataset)
+    initial_cid = on_store(lambda: store.add(initial_weights))
     params = ModelParams(
         spec_digest=spec_cid, initial_model_digest=initial_cid, aggregator=by_name["aggregator"].address,
         rounds=config.rounds, min_trainers=spec.trainers, max_trainers=spec.trainers,
@@ -127,9 +153,9 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
         aggregator_stake=config.aggregator_stake, late_slash_bps=config.late_slash_bps, bad_slash_bps=config.bad_slash_bps,
         poison_threshold=config.poison_threshold,
     )  # fmt: skip
-    model_id = buyer.post_task(market, params, config.reward).model_id
+    model_id = on_chain(lambda: buyer.post_task(market, params, config.reward)).model_id
     if config.top_up:
-        buyer.fund_task(market, model_id, config.top_up)
+        on_chain(lambda: buyer.fund_task(market, model_id, config.top_up))
 
     logs: list[dict[str, Any]] = []
     kinds = {"trainer": TrainerAgent, "validator": ValidatorAgent, "aggregator": AggregatorAgent}
@@ -153,28 +179,33 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
         acted = False
         for agent in agents:
             acted |= agent.step()
-        info = market.get_model(model_id)
+        info = on_chain(lambda: market.get_model(model_id))
         state = info.state
         if state.status == Status.OPEN and state.trainer_count == spec.trainers and state.validator_count == spec.validators and state.aggregator_joined:
             tell("buyer starts training")
-            buyer.start_task(market, model_id)
+            on_chain(lambda: buyer.start_task(market, model_id))
+            round_open.setdefault(1, time.perf_counter())  # round 1 opens now, before the agents' next sweep trains it
+            engine_round = 1
             acted = True
         elif state.status == Status.TRAINING:
             _time_rounds(state, round_open, round_wall)
+            current = int(state.current_round)
+            engine_round = current if current <= config.rounds and current in round_open and current not in round_wall else 0
             if state.rounds_closed >= config.rounds:
                 tell("buyer finalizes; the contract credits every payee")
-                buyer.finalize_and_settle(market, model_id)
+                on_chain(lambda: buyer.finalize_and_settle(market, model_id))
                 acted = True
             else:
-                view = market.get_round(model_id, state.current_round)
+                view = on_chain(lambda: market.get_round(model_id, state.current_round))
                 now = (state.current_round, view.phase)
                 if now != announced:
                     tell(f"round {state.current_round} of {config.rounds}: {str(view.phase).lower()}")
                     announced = now
         elif state.status == Status.SETTLED and all(a.finished for a in agents):
-            if market.credit(buyer_account.address) > 0:
+            engine_round = 0
+            if on_chain(lambda: market.credit(buyer_account.address)) > 0:
                 tell("buyer withdraws")
-                buyer.withdraw(market)
+                on_chain(lambda: buyer.withdraw(market))
             break
         if acted:
             idle = 0
@@ -182,10 +213,19 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
         idle += 1
         if idle > MAX_IDLE_SWEEPS or state.status != Status.TRAINING:
             raise FedmarketError(f"the market is stuck: task {model_id} is {str(state.status).lower()} and nobody can act")
-        view = market.get_round(model_id, state.current_round)
+        view = on_chain(lambda: market.get_round(model_id, state.current_round))
         # Nobody can act before this phase's deadline: let the clock run to it.
-        advance_to(w3, view.phase_deadline + 1)
-    return LocalRun(model_id, market, store, labels, round_wall, logs, start_block, time.perf_counter() - started, spec)
+        on_chain(lambda: advance_to(w3, view.phase_deadline + 1))
+    engine_log = AgentLog(log_dir / "engine.jsonl" if log_dir else None, logs.append)
+    for r in sorted(set(engine_chain) | set(engine_storage)):
+        engine_log.write({
+            "t": round(time.time(), 3), "agent": "engine", "role": "engine", "address": buyer_account.address,
+            "model_id": model_id, "round": r, "phase": "engine", "action": "own-calls", "tx": None, "gas": None,
+            "train_s": 0.0, "chain_s": round(engine_chain.get(r, 0.0), 6), "storage_s": round(engine_storage.get(r, 0.0), 6),
+            "detail": "the engine's own chain and store calls in this round (views every sweep, start / finalize / withdraw)",
+        })  # fmt: skip
+    return LocalRun(model_id, market, store, labels, round_wall, logs, start_block, time.perf_counter() - started, spec,
+                    {r: round(s, 6) for r, s in sorted(engine_chain.items())})
 
 
 def _time_rounds(state: Any, round_open: dict[int, float], round_wall: dict[int, float]) -> None:
