@@ -134,6 +134,10 @@ def test_config_checks_before_anything_starts(tmp_path: Path) -> None:
     assert DevnetConfig(validators=5).committee_size == 3
     assert DevnetConfig(validators=2).committee_size == 2
     assert DevnetConfig(window=20).stall_timeout == 100.0
+    assert DevnetConfig(window=7).phase_window == 7
+    cores = len(os.sched_getaffinity(0))
+    assert DevnetConfig(trainers=4, validators=3).phase_window == max(20, -(-8 * 4 // cores))
+    assert DevnetConfig(trainers=40, validators=9).phase_window == max(20, -(-50 * 4 // cores))
     for config, message in [
         (DevnetConfig(trainers=0), "at least 1 trainer"),
         (DevnetConfig(validators=0), "at least 1 validator"),

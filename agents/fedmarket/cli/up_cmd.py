@@ -33,7 +33,11 @@ def up(
     ipfs: Optional[str] = typer.Option(None, "--ipfs", help="Kubo RPC URL for the blobs (default: an embedded store in the run folder)."),
     report: Optional[Path] = typer.Option(None, "--report", dir_okay=False, help="Copy report.json here too."),
     png: Optional[Path] = typer.Option(None, "--png", dir_okay=False, help="Copy report.png here too."),
-    window: int = typer.Option(20, "--window", min=2, max=86_400, help="Every phase window, seconds (a phase ends early once everyone acted; the window only bites the dead and the slow)."),
+    window: Optional[int] = typer.Option(
+        None, "--window", min=2, max=86_400,
+        help="Every phase window, seconds (a phase ends early once everyone acted; the window only bites the dead and the slow). "
+        "Default: 20, or 4 per agent per CPU core when that is more.",
+    ),  # fmt: skip
     fault: Optional[list[str]] = typer.Option(
         None, "--fault", help="NAME@ROUND:POINT->RESTART, e.g. trainer-2@2:before-commit->r3; NAME trainer-I|validator-J|aggregator, "
         "POINT before-commit|before-reveal|before-score|before-publish|before-confirm, RESTART rR (when round R opens)|now|never. Repeatable."
@@ -113,6 +117,7 @@ class _LiveView:
         self.live.console.print(f"[dim]{_clock()}[/] {text}", highlight=False)
 
     def _render(self) -> Any:
+        from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
@@ -127,13 +132,13 @@ class _LiveView:
             head += f"  round {v.current_round}/{v.rounds} {v.phase}{left}  closed {v.rounds_closed}"
         elif v.joined:
             head += f"  joined: {v.joined}"
-        table = Table(title=head, title_justify="left", expand=False, show_edge=False, pad_edge=False)
+        table = Table(expand=False, show_edge=False, pad_edge=False)
         for column in ("agent", "pid", "state", "launches", "last action"):
             table.add_column(column)
         for name, s in v.agents.items():
             state = s.state + (f" ({s.detail})" if s.detail and s.state != "running" else "")
             table.add_row(name, str(s.pid or "-"), state, str(s.launches), v.last_action.get(name, ""))
-        return table
+        return Group(Text(head, style="bold"), table)
 
 
 def _clock() -> str:

@@ -83,6 +83,9 @@ KILLED = -signal.SIGKILL
 STOP_GRACE_S = 5.0
 POLL_S = 0.25
 DEFAULT_WINDOW_S = 20
+WINDOW_S_PER_AGENT_PER_CORE = 4
+"""The automatic window grows past DEFAULT_WINDOW_S when many agents share few cores: a round's
+work (training, scoring) runs on every agent at once, ~1-3 s of CPU each for the demo task."""
 DEFAULT_JOIN_TIMEOUT_S = 240.0
 DEFAULT_EXIT_TIMEOUT_S = 120.0
 
@@ -580,7 +583,7 @@ class DevnetConfig:
     rounds: int = 3
     run_dir: Path | None = None
     ipfs: str | None = None
-    window: int = DEFAULT_WINDOW_S
+    window: int | None = None  # every phase window, seconds; None: `phase_window`'s automatic choice
     faults: tuple[str, ...] = ()
     attacks: tuple[str, ...] = ()
     dataset: str = "digits"
@@ -609,7 +612,7 @@ class DevnetConfig:
             raise DevnetError("the contract takes at most 64 trainers and 32 validators")
         if not 1 <= self.rounds <= 1000:
             raise DevnetError("rounds must be 1 .. 1000")
-        if self.window < 2:
+        if self.window is not None and self.window < 2:
             raise DevnetError(f"a window of {self.window} s is too short for agents in separate processes (2 s at least)")
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise DevnetError(f"unknown device {self.device!r}: cpu, cuda or auto")
@@ -625,7 +628,18 @@ class DevnetConfig:
 
         A phase ends at the latest at its deadline, so something changes at least every window;
         twice the window plus a minute leaves room for slow agents and a loaded machine."""
-        return self.stall_timeout_s if self.stall_timeout_s is not None else 2.0 * self.window + 60.0
+        return self.stall_timeout_s if self.stall_timeout_s is not None else 2.0 * self.phase_window + 60.0
+
+    @property
+    def phase_window(self) -> int:
+        """--window, else DEFAULT_WINDOW_S (20 s), or WINDOW_S_PER_AGENT_PER_CORE seconds per agent
+        per CPU core when that is more: a round with a dead participant still ends within a few
+        windows, while honest agents sharing the machine never miss a deadline."""
+        if self.window is not None:
+            return self.window
+        agents = self.trainers + self.validators + 1
+        cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+        return max(DEFAULT_WINDOW_S, -(-agents * WINDOW_S_PER_AGENT_PER_CORE // cores))
 
 
 @dataclass
@@ -674,6 +688,7 @@ class DevnetResult:
     png_path: Path | None
     wall_s: float
     round_wall_s: dict[int, float]
+    window: int
     agents: dict[str, AgentStatus]
     notes: list[str]
     problems: list[str]
@@ -687,6 +702,7 @@ class DevnetResult:
             "report_path": str(self.report_path),
             "png_path": str(self.png_path) if self.png_path else None,
             "wall_s": round(self.wall_s, 3),
+            "window_s": self.window,
             "round_wall_s": {str(r): s for r, s in self.round_wall_s.items()},
             "agents": {
                 name: {"role": s.role, "launches": s.launches, "exit_codes": s.exits, "fault": s.fault, "fault_fired": s.fault_fired, "state": s.state}
@@ -922,7 +938,7 @@ class Devnet:
         buyer_market = MarketClient(w3, contract.address, self.accounts["buyer"])
         model_id = self._post_task(buyer_market, spec_cid, initial_cid)
         self.view.model_id = model_id
-        self._log("posted", model_id=model_id, spec_cid=spec_cid, initial_cid=initial_cid, rounds=cfg.rounds, window=cfg.window)
+        self._log("posted", model_id=model_id, spec_cid=spec_cid, initial_cid=initial_cid, rounds=cfg.rounds, window=cfg.phase_window)
 
         # ---------------------------------------------------------------- the agents
         self._stage("launching the agents")
@@ -972,7 +988,7 @@ class Devnet:
         self._stage("done")
         return DevnetResult(
             run_dir=run, model_id=model_id, rpc=self.anvil.url, contract=contract.address, report=report,
-            report_path=report_path, png_path=png_path, wall_s=time.monotonic() - started, round_wall_s=self.times.wall_s(),
+            report_path=report_path, png_path=png_path, wall_s=time.monotonic() - started, round_wall_s=self.times.wall_s(), window=cfg.phase_window,
             agents=self.agents.status, notes=list(self.view.notes), problems=self.problems,
         )  # fmt: skip
 
@@ -980,7 +996,7 @@ class Devnet:
         from fedmarket.chain.client import ModelParams
         from fedmarket.roles import buyer
 
-        cfg, w = self.config, self.config.window
+        cfg, w = self.config, self.config.phase_window
         params = ModelParams(
             spec_digest=spec_cid, initial_model_digest=initial_cid, aggregator=self.accounts["aggregator"].address,
             rounds=cfg.rounds, min_trainers=cfg.trainers, max_trainers=cfg.trainers,
