@@ -1197,7 +1197,8 @@ class Devnet:
                     self._log("leftovers", pids=leftovers)
         if self.anvil is not None:
             anvil, self.anvil = self.anvil, None
-            pid = anvil.process.pid if anvil.process is not None else None
+            process = anvil.process
+            pid = process.pid if process is not None else None
             with contextlib.suppress(Exception):
                 if anvil.home is not None and anvil.log.exists():
                     shutil.copyfile(anvil.log, self.run_dir / "anvil.log")
@@ -1205,4 +1206,4 @@ class Devnet:
                 self._log("kill", name="anvil", pid=pid, signal="SIGTERM", reason="shutdown")
             anvil.stop()
             if pid is not None and self.events is not None:
-                self._log("exit", name="anvil", pid=pid)
+                self._log("exit", name="anvil", pid=pid, code=process.returncode if process is not None else None)
