@@ -38,6 +38,7 @@ def _command(role: str, summary: str) -> None:
         withdraw: bool = typer.Option(True, "--withdraw/--no-withdraw", help="Withdraw the credit once the task is settled."),
         state_dir: Optional[Path] = typer.Option(None, "--state-dir", file_okay=False, help="Salts and the event cursor (default: <data dir>/agents/ROLE-ADDRESS-CHAIN-TASK)."),
         log: Optional[Path] = typer.Option(None, "--log", dir_okay=False, help="Append one JSON line per action here."),
+        name: Optional[str] = typer.Option(None, "--name", help="The agent's name in its log (default: ROLE-ADDRESS PREFIX)."),
         poll: float = typer.Option(0.5, "--poll", min=0.05, help="Seconds between looks at the chain when nothing happens."),
         attack: Optional[str] = typer.Option(None, "--attack", help="Misbehave (adversary tests): KIND[@ROUNDS]; see `fedmarket agent ROLE --help`."),
         fault: Optional[str] = typer.Option(None, "--fault", help="Crash test: SIGKILL itself at ROUND:POINT (before-commit, before-reveal, before-score, before-publish, before-confirm)."),
@@ -55,7 +56,7 @@ def _command(role: str, summary: str) -> None:
         options = AgentOptions(
             device=device, join=join, withdraw=withdraw, data=data, data_dir=data_dir,
             attack=Attack.parse(attack, cls.attacks) if attack else None,
-            fault=Fault.parse(fault) if fault else None,
+            fault=Fault.parse(fault) if fault else None, name=name,
         )  # fmt: skip
         torch.set_num_threads(threads)
         market = session.open()

@@ -57,3 +57,7 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # `python -m fedmarket.cli.app`, as `fedmarket up` launches its agents
+    main()

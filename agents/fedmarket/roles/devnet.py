@@ -1010,10 +1010,11 @@ class Devnet:
     def _agent_launch(self, name: str, model_id: int, contract: str) -> AgentLaunch:
         cfg, run = self.config, self.run_dir
         argv = [
-            cfg.python, "-c", "import sys; from fedmarket.cli.app import main; sys.argv[0] = 'fedmarket'; main()",
+            cfg.python, "-m", "fedmarket.cli.app",
             "agent", role_of(name),
             "--model-id", str(model_id),
             "--account", name,
+            "--name", name,
             "--keystore-dir", str(run / "keystores"),
             "--password-file", str(run / "password"),
             "--rpc", self.view.rpc or "",
