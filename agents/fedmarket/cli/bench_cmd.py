@@ -17,6 +17,7 @@ BENCH_MODULES = (
     "accuracy",  # FedAvg vs centralised training, seed protocol
     "fairness",  # payment shares of honest vs malicious trainers
     "cid",  # CID computation and store throughput
+    "overhead",  # (chain + storage) / round wall time of a whole market, embedded chain and anvil
 )
 
 
