@@ -209,9 +209,11 @@ def measure_one(chain: str, device: str, settings: Settings, ipfs: str | None = 
     say = progress or (lambda _text: None)
     config = MarketConfig(spec=settings.spec(), rounds=settings.rounds, device=device)
     census = _Census()
+    client: dict[str, str] = {}
     load_before = _load()
 
     def market(w3: Any, scratch: Path) -> tuple[Any, dict[str, Any], int]:
+        client["version"] = str(w3.client_version)
         store = _CountingStore(open_store(ipfs, None if ipfs else scratch / "store"), census)
 
         def tell(text: str) -> None:
@@ -240,6 +242,7 @@ def measure_one(chain: str, device: str, settings: Settings, ipfs: str | None = 
         "chain": chain,
         "chain_name": chain_name,
         "chain_id": report["chain"]["chain_id"],
+        "client_version": client.get("version"),
         "device": device,
         "device_name": _device_name(device),
         "store": f"kubo {ipfs}" if ipfs else "embedded (temporary folder)",
@@ -318,6 +321,15 @@ def _summary(chain: str, device: str, rows: list[dict[str, Any]]) -> dict[str, A
 # ----------------------------------------------------------------------------- the benchmark
 
 
+def _market_config(settings: Settings) -> dict[str, Any]:
+    """The MarketConfig every run uses (amounts in wei, windows in seconds) and the task spec as posted."""
+    from fedmarket.roles.local_market import MarketConfig
+
+    config = asdict(MarketConfig(spec=settings.spec(), rounds=settings.rounds))
+    config.pop("device")  # per run
+    return config
+
+
 def run(settings: Settings, chains: list[str], devices: list[str], ipfs: str | None = None,
         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every (chain, device) market; the whole report."""
@@ -337,6 +349,7 @@ def run(settings: Settings, chains: list[str], devices: list[str], ipfs: str | N
     return {
         "benchmark": NAME,
         "settings": asdict(settings),
+        "market": _market_config(settings),
         "chains": chains,
         "devices_measured": measured,
         "gpu": machine.get("gpu") or "none: torch sees no GPU on this machine, so only cpu was measured",
@@ -401,6 +414,27 @@ def _findings(results: list[dict[str, Any]], settings: Settings) -> list[str]:
             f"{puts['seconds_per_round']:.2f} s), {gets['calls_per_round']:.0f} verified gets ({gets['mb_per_round']:.0f} MB, "
             f"{gets['seconds_per_round']:.2f} s); a model file is {res['model_bytes'] / 1e6:.2f} MB."
         )
+        # Shares of the overhead (means over the rounds), and what it would have to shrink to.
+        overhead_s = s["mean"]["chain_s"] + s["mean"]["storage_s"]
+        if overhead_s > 0:
+            engine_mean = statistics.fmean(r["engine_chain_s"] for r in res["rounds"])
+            parts = {
+                "agents' views": views["seconds_per_round"],
+                "transactions": sends["seconds_per_round"],
+                "the engine's views": engine_mean,
+                "store gets": gets["seconds_per_round"],
+                "store puts": puts["seconds_per_round"],
+            }
+            shares = ", ".join(f"{name} {100 * v / overhead_s:.0f} %" for name, v in sorted(parts.items(), key=lambda kv: -kv[1]))
+            rest = med["wall_s"] - med["chain_s"] - med["storage_s"]  # compute and untimed work, which the chain does not change
+            target = s["target"]
+            budget = target * rest / (1 - target)
+            lines.append(
+                f"{res['chain']} / {res['device']}: of the chain + store seconds, {shares}. With the rest of the median round "
+                f"unchanged ({rest:.2f} s), {_pct(target)} would need chain + store <= {budget:.2f} s per round, "
+                f"{overhead_s / budget:.1f}x less than measured"
+                + ("." if s["target_applies"] else f" (the {_pct(target)} target is for GPU training, which makes the rest smaller still).")
+            )
     return lines
 
 
@@ -471,7 +505,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     for res in report["results"]:
         su = res["summary"]
         lines += ["", f"## Per round: {res['chain']}, {res['device']} ({res['device_name']})", "",
-                  f"{res['chain_name']}; chain id {res['chain_id']}; store {res['store']}.", ""]
+                  f"{res['chain_name']}, {res['client_version']}; chain id {res['chain_id']}; store {res['store']}.", ""]
         table = [[
             r["round"], f"{r['wall_s']:.3f}", f"{r['train_s']:.3f}", f"{r['chain_s']:.3f}", f"{r['engine_chain_s']:.3f}",
             f"{r['storage_s']:.4f}", f"{r['other_s']:.3f}", _pct(r["ratio"]), _pct(r["accounted"]), f"{r['gas_used']:,}",
