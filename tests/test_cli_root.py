@@ -11,8 +11,8 @@ import pytest
 
 FEDMARKET = str(Path(sys.executable).with_name("fedmarket"))
 
-GROUPS = ["demo", "sim", "chain", "deploy", "wallet", "task", "round", "withdraw", "store", "bench"]
-BENCHMARKS = ["gas", "train", "accuracy", "fairness", "cid"]
+GROUPS = ["demo", "up", "agent", "report", "sim", "chain", "deploy", "wallet", "task", "round", "withdraw", "store", "bench"]
+BENCHMARKS = ["gas", "train", "accuracy", "fairness", "cid", "overhead"]
 
 
 def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
