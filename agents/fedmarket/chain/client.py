@@ -349,6 +349,7 @@ class MarketClient:
         self.events = EventDecoder(w3, self.abi)
         self._chain_id: int | None = None
         self._view_sender: str | None = None
+        self._view_memo: dict[Any, Any] = {}  # (function, args) -> answer, for the block under key None
         if check_code:
             with rpc_errors(w3):
                 code = w3.eth.get_code(self.address)
@@ -515,8 +516,22 @@ class MarketClient:
 
     def _call(self, function: str, *args: Any) -> Any:
         with rpc_errors(self.w3):
+            # A view's answer is fixed by the latest block (phases too: they derive from its
+            # time), so answers are kept until the next block. Clients made by with_account
+            # share the memo: in one process, twenty agents asking for the round pay once.
+            block = int(self.w3.eth.block_number)
+            memo = self._view_memo
+            if memo.get(None) != block:
+                memo.clear()
+                memo[None] = block
+            key = (function, args)
             try:
-                return getattr(self.contract.functions, function)(*args).call(self._call_options())
+                if key in memo:
+                    return memo[key]
+            except TypeError:  # an unhashable argument: not memoised
+                key = None
+            try:
+                result = getattr(self.contract.functions, function)(*args).call(self._call_options())
             except FedmarketError:
                 raise
             except Exception as exc:
@@ -524,6 +539,9 @@ class MarketClient:
                 if revert is not None:
                     raise revert from None
                 raise
+            if key is not None:
+                memo[key] = result
+            return result
 
     def _call_options(self) -> dict[str, Any]:
         """A fixed sender for views: web3 otherwise asks the node for eth_accounts on every call

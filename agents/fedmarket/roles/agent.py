@@ -149,6 +149,7 @@ class Agent:
         self.name = self.options.name or f"{self.role}-{self.address[2:8].lower()}"
         self.timer = Timer()
         self.finished = False
+        self._facts: set[tuple[int, str]] = set()  # (round, duty) the chain said is done
         self._spec: TaskSpec | None = None
         self._data: TaskData | None = None
         self._states: dict[str, tuple[State, Any]] = {}  # decoded blobs and their metadata by CID (a CID's bytes never change)
@@ -159,10 +160,23 @@ class Agent:
 
     def step(self) -> bool:
         """Do the next thing the chain says this agent owes; True if it did something."""
-        from fedmarket.chain.client import Phase, Status
-
         if self.finished:
             return False
+        return self._step()
+
+    def done(self, r: int, duty: str, on_chain: Callable[[], bool]) -> bool:
+        """Whether `duty` of round `r` is done, asking the chain only until it says yes (it never
+        forgets: a restarted agent asks again)."""
+        if (r, duty) in self._facts:
+            return True
+        if self._view(on_chain):
+            self._facts.add((r, duty))
+            return True
+        return False
+
+    def _step(self) -> bool:
+        from fedmarket.chain.client import Phase, Status
+
         info = self._view(lambda: self.market.get_model(self.model_id))
         status = info.state.status
         if status == Status.OPEN:

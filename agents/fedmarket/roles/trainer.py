@@ -45,15 +45,19 @@ class TrainerAgent(Agent):
         from fedmarket.chain.client import Phase
 
         r = view.round
+        committed = lambda: self.market.has_committed(self.model_id, r, self.address)  # noqa: E731
         if view.phase == Phase.COMMIT:
-            if self._view(lambda: self.market.has_committed(self.model_id, r, self.address)):
+            if self.done(r, "commit", committed):
                 return False
             self.checkpoint(r, "before-commit")
             return self._commit(info, r)
         if view.phase == Phase.REVEAL:
-            if not self._view(lambda: self.market.has_committed(self.model_id, r, self.address)):
+            if (r, "no-commit") in self._facts:
                 return False
-            if self._view(lambda: self.market.has_revealed(self.model_id, r, self.address)):
+            if not self.done(r, "commit", committed):
+                self._facts.add((r, "no-commit"))  # the commit phase is over: that stays so
+                return False
+            if self.done(r, "reveal", lambda: self.market.has_revealed(self.model_id, r, self.address)):
                 return False
             self.checkpoint(r, "before-reveal")
             return self._reveal(r)

@@ -38,12 +38,12 @@ class ValidatorAgent(Agent):
         if self.address not in view.committee:
             return False
         if view.phase == Phase.SCORE:
-            if self._view(lambda: self.market.scores_of(self.model_id, r, self.address)).submitted:
+            if self.done(r, "score", lambda: self.market.scores_of(self.model_id, r, self.address).submitted):
                 return False
             self.checkpoint(r, "before-score")
             return self._score(info, r)
         if view.phase == Phase.CONFIRM and view.proposed:
-            if self._view(lambda: self.market.has_confirmed(self.model_id, r, self.address)).voted:
+            if self.done(r, "confirm", lambda: self.market.has_confirmed(self.model_id, r, self.address).voted):
                 return False
             self.checkpoint(r, "before-confirm")
             return self._confirm(info, view)
