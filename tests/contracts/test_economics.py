@@ -50,7 +50,7 @@ Settlement (earned + stake remaining):
 
 from __future__ import annotations
 
-from conftest import ROLE, SLASH, STATUS, WINDOW
+from contract_helpers import ROLE, SLASH, STATUS, WINDOW
 
 W = 1_234_577
 FEE, T_STAKE, V_STAKE, A_STAKE = 1_001, 10_007, 20_013, 30_011

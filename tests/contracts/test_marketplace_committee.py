@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import SLASH
+from contract_helpers import SLASH
 
 
 def committees(flow, task, rounds):

@@ -12,7 +12,7 @@ import pytest
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
 from fedmarket.chain.embedded import new_embedded_web3
 
-from conftest import DEFAULT_PARAMS, Flow, _actors
+from contract_helpers import DEFAULT_PARAMS, Flow, _actors
 
 TARGET_PER_TRAINER = 150_000
 

@@ -11,7 +11,7 @@ import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
-from conftest import PHASE, ROLE, SLASH, STATUS, WINDOW, salt_of, update_digest
+from contract_helpers import PHASE, ROLE, SLASH, STATUS, WINDOW, salt_of, update_digest
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ rejection majority, nobody eligible, P == 0, budgets of the last round."""
 
 from __future__ import annotations
 
-from conftest import DEFAULT_REWARD, ROLE, SLASH, WINDOW
+from contract_helpers import DEFAULT_REWARD, ROLE, SLASH, WINDOW
 
 
 def accrued(events, receipt):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from eth_utils import keccak
 
-from conftest import DEFAULT_PARAMS, DEFAULT_REWARD, PHASE, ROLE, STATUS
+from contract_helpers import DEFAULT_PARAMS, DEFAULT_REWARD, PHASE, ROLE, STATUS
 
 ZERO32 = b"\x00" * 32
 
