@@ -50,7 +50,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -230,15 +230,17 @@ class EventLog:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file; a torn or foreign line is skipped."""
-    records = []
     try:
         text = Path(path).read_text(errors="replace")
     except FileNotFoundError:
         return []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
+    return json_records(text.splitlines())
+
+
+def json_records(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The JSON objects among `lines`; blank, torn or foreign lines are skipped."""
+    records = []
+    for line in lines:
         try:
             value = json.loads(line)
         except ValueError:
@@ -732,15 +734,7 @@ class LogTail:
         if end < 0:
             return []
         self.offset += end + 1
-        records = []
-        for line in chunk[: end + 1].decode(errors="replace").splitlines():
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                records.append(value)
-        return records
+        return json_records(chunk[: end + 1].decode(errors="replace").splitlines())
 
 
 def default_run_dir(base: Path | None = None) -> Path:
