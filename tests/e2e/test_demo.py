@@ -152,32 +152,30 @@ def _rejections(logs: list[dict[str, Any]], address: str) -> list[str]:
     return [r["detail"] for r in logs if r["action"] == "reject-update" and r.get("trainer") == address]
 
 
-def test_bad_blobs_are_scored_as_poison_and_the_task_goes_on(tmp_path: Path) -> None:
-    report, logs = run_demo(tmp_path, "--rounds", "2", "--attack", "trainer-2=corrupt-blob", "--attack", "trainer-3=pickle")
+def test_bad_input_is_refused_with_one_line_and_the_task_goes_on(tmp_path: Path) -> None:
+    """Four of five trainers send something broken; the honest one loses nothing (a malformed
+    update once made the loss guard judge it at weight 0.56 and slash it: see protocol.md)."""
+    report, logs = run_demo(tmp_path, "--rounds", "2", "--attack", "trainer-2=corrupt-blob", "--attack", "trainer-3=wrong-shape",
+                            "--attack", "trainer-4=pickle", "--attack", "trainer-5=bad-reveal@1")
     people = by_label(report)
-    corrupt, pickled = people["trainer-2"]["address"], people["trainer-3"]["address"]
-    assert _rejections(logs, corrupt) and all("does not match" in d or "CID" in d for d in _rejections(logs, corrupt))
-    assert _rejections(logs, pickled) and all("safetensors" in d for d in _rejections(logs, pickled))
-    for r in report["rounds"]:
-        assert r["utilities"][corrupt] == r["utilities"][pickled] == -1_000_000
-        assert r["accepted_proposal"] and len(r["accepted"]) >= 2
-    assert slashes_of(report, corrupt) == slashes_of(report, pickled) == [(1, "poison"), (2, "poison")]
-    for i in (1, 4, 5):  # the honest ones lose nothing
-        assert people[f"trainer-{i}"]["slashed_wei"] == 0
-    assert report["status"].lower() == "settled" and report["totals"]["conserved"]
-
-
-def test_wrong_shapes_and_a_mismatched_reveal_are_refused(tmp_path: Path) -> None:
-    report, logs = run_demo(tmp_path, "--rounds", "2", "--attack", "trainer-2=wrong-shape", "--attack", "trainer-5=bad-reveal@1")
-    people = by_label(report)
-    misshapen, revealer = people["trainer-2"]["address"], people["trainer-5"]["address"]
+    corrupt, misshapen, pickled = (people[f"trainer-{i}"]["address"] for i in (2, 3, 4))
+    assert _rejections(logs, corrupt) and all("does not match" in d for d in _rejections(logs, corrupt))
     assert _rejections(logs, misshapen) and all("shape" in d for d in _rejections(logs, misshapen))
+    assert _rejections(logs, pickled) and all("safetensors" in d for d in _rejections(logs, pickled))
+    assert len(_rejections(logs, corrupt)) == 2 * 3  # every committee member, every round
+    for r in report["rounds"]:
+        assert r["utilities"][corrupt] == r["utilities"][misshapen] == r["utilities"][pickled] == -1_000_000
+        assert r["accepted_proposal"]
+    for address in (corrupt, misshapen, pickled):
+        assert slashes_of(report, address) == [(1, "poison"), (2, "poison")]
+    # The mismatched reveal: refused by the contract, logged, nothing changed; then the trainer
+    # revealed what it committed, was scored and paid.
+    revealer = people["trainer-5"]["address"]
     refused = [r for r in logs if r["action"] == "refused" and r["address"] == revealer]
     assert len(refused) == 1 and refused[0]["round"] == 1 and "does not match its commitment" in refused[0]["detail"]
-    # The refused reveal changed nothing: the trainer then revealed what it committed, was scored and paid.
     assert revealer in report["rounds"][0]["revealed"] and revealer in report["rounds"][0]["accepted"]
-    assert people["trainer-5"]["slashed_wei"] == 0 and people["trainer-5"]["earned_wei"] > 0
-    assert slashes_of(report, misshapen) == [(1, "poison"), (2, "poison")]
+    for label in ("trainer-1", "trainer-5"):
+        assert people[label]["slashed_wei"] == 0 and people[label]["earned_wei"] > 0
     assert report["status"].lower() == "settled" and report["totals"]["conserved"]
 
 

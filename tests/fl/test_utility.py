@@ -165,6 +165,18 @@ def test_malformed_updates_score_as_poison(digits_round: dict, name: str) -> Non
     assert scores[1:] == [to_micro(MALFORMED_SCORE)] * 3
 
 
+def test_a_malformed_update_counts_as_an_average_one_in_the_weights(digits_round: dict) -> None:
+    """Its own claim is ignored (it could be anything); the honest updates keep the weights they
+    would have among peers, not the whole round between them."""
+    r = digits_round
+    (a, na), (b, nb) = r["honest"]
+    broken = Update({}, 10**12)
+    view = round_view(r["global"], [Update(a, na), broken, Update(b, nb), broken], r["validation"], r["spec"])
+    mean = (na + nb) / 2
+    assert view.weights == pytest.approx([na / (4 * mean), 0.0, nb / (4 * mean), 0.0])
+    assert round_view(r["global"], [Update(a, na), Update(b, nb)], r["validation"], r["spec"]).weights == pytest.approx([na / (na + nb), nb / (na + nb)])
+
+
 def test_sample_counts_must_be_positive_integers(digits_round: dict) -> None:
     r = digits_round
     with pytest.raises(FedmarketError, match="sample count"):

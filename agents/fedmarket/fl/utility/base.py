@@ -129,8 +129,8 @@ class RoundView:
     """One round as a validator sees it: the global model, each update's delta, a loss on its data.
 
     `deltas[i]` is update i minus the global model as a float64 vector in sorted key order, or
-    None for a malformed update; `weights[i]` is update i's FedAvg weight n_i / sum n over the
-    well-formed updates (0 for malformed ones).
+    None for a malformed update; `weights[i]` is update i's FedAvg weight n_i / sum n, where a
+    malformed update counts as the well-formed updates' average count (and its own weight is 0).
     """
 
     global_state: State
@@ -166,7 +166,12 @@ class RoundView:
             else:
                 self.deltas.append(None)
                 counts.append(0)
-        total = sum(counts)
+        # A malformed update keeps its seat at the table with the average well-formed count (its
+        # own claim is ignored: it could be anything). Without that, an honest update among
+        # broken ones is judged at a weight it would never have: 0.56 with 2 of 5 well-formed,
+        # which tripped the loss guard of an honest non-IID trainer.
+        well_formed = [c for c in counts if c > 0]
+        total = max(sum(counts), sum(well_formed) / len(well_formed) * len(counts)) if well_formed else 0
         self.weights = [c / total if total else 0.0 for c in counts]
 
     @property
