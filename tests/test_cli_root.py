@@ -11,7 +11,7 @@ import pytest
 
 FEDMARKET = str(Path(sys.executable).with_name("fedmarket"))
 
-GROUPS = ["demo", "up", "agent", "report", "sim", "chain", "deploy", "wallet", "task", "round", "withdraw", "store", "bench"]
+GROUPS = ["demo", "up", "agent", "report", "model", "sim", "chain", "deploy", "wallet", "task", "round", "withdraw", "store", "bench"]
 BENCHMARKS = ["gas", "train", "accuracy", "fairness", "cid", "overhead"]
 
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "withdraw_cmd",  # fedmarket withdraw
     "store_cmd",  # fedmarket store add|get|cid
     "agent_cmd",  # fedmarket agent trainer|validator|aggregator
+    "model_cmd",  # fedmarket model download
     "up_cmd",  # fedmarket up
     "bench_cmd",  # fedmarket bench ...
     "report_cmd",  # fedmarket report
