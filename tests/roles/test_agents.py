@@ -53,8 +53,7 @@ class Market:
     def agent(self, name: str, join: bool = False, **options) -> Agent:
         cls = {"trainer": TrainerAgent, "validator": ValidatorAgent, "aggregator": AggregatorAgent}[name.split("-")[0]]
         agent = cls(self.market.with_account(self.accounts[name]), self.store, self.model_id, self.tmp / "state" / name,
-                    AgentLog(sink=self.logs.append), AgentOptions(join=join, name=name, **options))
-        agent._data = self.data
+                    AgentLog(sink=self.logs.append), AgentOptions(join=join, name=name, **options), task_data=self.data)
         return agent
 
     def restart(self, name: str) -> Agent:
@@ -120,7 +119,7 @@ def test_an_aggregator_restarted_before_publishing_publishes_the_same_model(mark
     first = market.agents["aggregator"]
     info = market.market.get_model(market.model_id)
     state, _accepted = first.accepted_aggregate(1, info.state.global_model_cid)
-    stored_cid, _ = first.store_state(state, 1, info.state.global_model_cid)  # then the crash
+    stored_cid = first.store_state(state, 1, info.state.global_model_cid)  # then the crash
     fresh = market.restart("aggregator")
     assert fresh.step()
     assert not fresh.step()

@@ -136,7 +136,8 @@ class Agent:
     attacks: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, market: MarketClient, store: BlobStore, model_id: int, state_dir: Path,
-                 log: AgentLog | None = None, options: AgentOptions | None = None) -> None:
+                 log: AgentLog | None = None, options: AgentOptions | None = None, task_data: TaskData | None = None) -> None:
+        """`task_data`: the task's data set, already loaded (agents in one process share one copy)."""
         if market.account is None:
             raise FedmarketError(f"a {self.role} agent needs a signing account")
         self.market = market
@@ -151,7 +152,7 @@ class Agent:
         self.finished = False
         self._facts: set[tuple[int, str]] = set()  # (round, duty) the chain said is done
         self._spec: TaskSpec | None = None
-        self._data: TaskData | None = None
+        self._data: TaskData | None = task_data
         self._states: dict[str, tuple[State, Any]] = {}  # decoded blobs and their metadata by CID (a CID's bytes never change)
         if self.options.attack is not None and self.options.attack.kind not in self.attacks:
             raise FedmarketError(f"a {self.role} cannot run attack {self.options.attack.kind!r}")
@@ -331,14 +332,20 @@ class Agent:
             state = canonical(get_rule(self.spec.aggregation)(states, counts))
         return state, [u.trainer for u in accepted]
 
-    def store_state(self, state: State, round: int, parent: str | None) -> tuple[str, bytes]:
+    def weights_file(self, state: State, round: int, parent: str | None) -> bytes:
+        """The task's weights file of `state` (canonical bytes: one state, one CID everywhere).
+        No check of the state's shapes: the validators make those."""
         from fedmarket.fl.params import canonical
         from fedmarket.storage.weights import WeightsMeta, encode_weights
 
-        blob = encode_weights(canonical(state), WeightsMeta(arch=self.model_spec.id, round=round, parent_cid=parent))
+        return encode_weights(canonical(state), WeightsMeta(arch=self.model_spec.id, round=round, parent_cid=parent))
+
+    def store_blob(self, blob: bytes) -> str:
         with self._timing("storage_s"):
-            cid = self.store.add(blob)
-        return cid, blob
+            return self.store.add(blob)
+
+    def store_state(self, state: State, round: int, parent: str | None) -> str:
+        return self.store_blob(self.weights_file(state, round, parent))
 
     def _fetch(self, cid: str, what: str) -> bytes:
         with self._timing("storage_s"):

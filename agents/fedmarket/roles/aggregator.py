@@ -40,7 +40,7 @@ class AggregatorAgent(Agent):
             from fedmarket.fl.utility import attacks
 
             state = attacks.gaussian_noise(state, 0.01, r)
-        cid, _blob = self.store_state(state, r, global_cid)
+        cid = self.store_state(state, r, global_cid)
         metric = self._metric(state)
         detail = f"{cid} from {len(accepted)} accepted updates, metric {metric}"
         if tampered:

@@ -165,8 +165,7 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
         attack = Attack.parse(config.attacks[name], cls.attacks) if name in config.attacks else None
         log = AgentLog(log_dir / f"{name}.jsonl" if log_dir else None, logs.append)
         options = AgentOptions(device=config.device, join=True, withdraw=True, attack=attack, name=name)
-        agent = cls(market.with_account(by_name[name]), store, model_id, state_dir / name, log, options)
-        agent._data = data  # one copy of the data set for everyone in this process
+        agent = cls(market.with_account(by_name[name]), store, model_id, state_dir / name, log, options, task_data=data)
         agents.append(agent)
     labels = {buyer_account.address: "buyer", **{account.address: name for name, account in by_name.items()}}
 

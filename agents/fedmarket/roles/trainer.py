@@ -111,15 +111,15 @@ class TrainerAgent(Agent):
         if kind == "wrong-shape":
             name = sorted(state)[0]
             state = {**state, name: torch.zeros(tuple(s + 1 for s in state[name].shape))}
-            update_cid = self._store_raw(self._encode_unchecked(state, r, global_cid))
+            update_cid = self.store_blob(self.weights_file(state, r, global_cid))
         elif kind == "pickle":
             import io
 
             buffer = io.BytesIO()
             torch.save(state, buffer)
-            update_cid = self._store_raw(buffer.getvalue())
+            update_cid = self.store_blob(buffer.getvalue())
         else:
-            update_cid, _ = self.store_state(state, r, global_cid)
+            update_cid = self.store_state(state, r, global_cid)
             if kind == "corrupt-blob":
                 self._corrupt(update_cid)
         if kind:
@@ -127,16 +127,6 @@ class TrainerAgent(Agent):
         result = (update_cid, samples, float(loss))
         self.cache.for_round(r)[global_cid] = result
         return result
-
-    def _encode_unchecked(self, state: dict, r: int, parent: str) -> bytes:
-        from fedmarket.fl.params import canonical
-        from fedmarket.storage.weights import WeightsMeta, encode_weights
-
-        return encode_weights(canonical(state), WeightsMeta(arch=self.model_spec.id, round=r, parent_cid=parent))
-
-    def _store_raw(self, blob: bytes) -> str:
-        with self._timing("storage_s"):
-            return self.store.add(blob)
 
     def _corrupt(self, cid: str) -> None:
         """Flip bytes of the stored copy: the CID still names the honest bytes, the store now lies."""

@@ -96,9 +96,7 @@ class ValidatorAgent(Agent):
         return True
 
     def _cid_of(self, state: dict, r: int, parent: str) -> str:
-        from fedmarket.fl.params import canonical
         from fedmarket.storage.cid import cid_of
-        from fedmarket.storage.weights import WeightsMeta, encode_weights
 
         with self._timing("storage_s"):
-            return cid_of(encode_weights(canonical(state), WeightsMeta(arch=self.model_spec.id, round=r, parent_cid=parent)))
+            return cid_of(self.weights_file(state, r, parent))
