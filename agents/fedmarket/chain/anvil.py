@@ -32,7 +32,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedmarket.chain.protocol import ANVIL_CHAIN_ID as ANVIL_CHAIN_ID  # its home is protocol; importable here too
 from fedmarket.errors import FedmarketError
+from fedmarket.files import atomic_write
 from fedmarket.paths import data_dir, repo_root
 
 if TYPE_CHECKING:
@@ -43,7 +45,6 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 8545
 DEFAULT_ACCOUNTS = 10
 DEFAULT_BALANCE_ETH = 10_000
-ANVIL_CHAIN_ID = 31337
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 """anvil's / hardhat's default mnemonic; accounts at m/44'/60'/0'/0/i."""
 DERIVATION_PATH = "m/44'/60'/0'/0/{index}"
@@ -292,7 +293,9 @@ class AnvilProcess:
             self.home = None
 
     def web3(self, *, timeout: float = 30.0) -> Web3:
-        from fedmarket.chain.client import connect
+        # Imported here (as in dev_accounts): web3 costs ~1.2 s to import, and `fedmarket chain
+        # start|stop|status`, this module's other users, need none of it.
+        from fedmarket.chain.rpc import connect
 
         return connect(self.url, timeout=timeout)
 
@@ -361,13 +364,6 @@ def _clear_daemon(info: DaemonInfo | None) -> None:
         _remove_home(Path(info.home))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def start_daemon(port: int = DEFAULT_PORT, accounts: int = DEFAULT_ACCOUNTS, balance_eth: int = DEFAULT_BALANCE_ETH) -> DaemonInfo:
     """Start a detached anvil on 127.0.0.1:`port`, record its pid in the data dir, wait until it answers."""
     running = _read_daemon()
@@ -394,8 +390,8 @@ def start_daemon(port: int = DEFAULT_PORT, accounts: int = DEFAULT_ACCOUNTS, bal
         pid=process.pid, url=url, port=port, chain_id=chain_id, accounts=accounts, balance_eth=balance_eth,
         home=str(home), log=str(log), started_at=time.time(),
     )  # fmt: skip
-    _write_atomic(info_file(), json.dumps(asdict(info), indent=2) + "\n")
-    _write_atomic(pid_file(), f"{process.pid}\n")
+    atomic_write(info_file(), json.dumps(asdict(info), indent=2) + "\n")
+    atomic_write(pid_file(), f"{process.pid}\n")
     return info
 
 
@@ -434,7 +430,7 @@ def daemon_status() -> dict[str, Any]:
 
 @lru_cache(maxsize=256)
 def _mnemonic_account(index: int, mnemonic: str = DEV_MNEMONIC) -> LocalAccount:
-    from eth_account import Account
+    from eth_account import Account  # heavy: see AnvilProcess.web3
 
     Account.enable_unaudited_hdwallet_features()
     return Account.from_mnemonic(mnemonic, account_path=DERIVATION_PATH.format(index=index))
@@ -451,14 +447,14 @@ def dev_accounts(w3: Web3) -> list[LocalAccount]:
     Embedded chain: eth-tester's keys. anvil / hardhat: derived from the default dev mnemonic and
     checked against the node's accounts. Any other chain: FedmarketError.
     """
+    # Imported here: web3 and eth-account are heavy (see AnvilProcess.web3).
     from eth_account import Account
 
     from fedmarket.chain.embedded import dev_private_keys, is_embedded
+    from fedmarket.chain.rpc import rpc_errors
 
     if is_embedded(w3):
         return [Account.from_key(key) for key in dev_private_keys(w3)]
-    from fedmarket.chain.client import rpc_errors
-
     with rpc_errors(w3):
         addresses = list(w3.eth.accounts)
         chain_id = int(w3.eth.chain_id)

@@ -7,34 +7,37 @@
     trainer = market.with_account(trainer_account)
     trainer.buy_license(model_id); trainer.join_as_trainer(model_id)
 
-Transactions are signed locally with an eth_account LocalAccount (the same code path on the
-embedded chain, anvil and any node): build, check the balance covers value + gas, sign,
-`send_raw_transaction`, wait for the receipt, and return a `TxResult` with the decoded events.
-Gas: on the embedded chain a fixed limit per function (`fedmarket.chain.deploy.MARKETPLACE_GAS_LIMITS`,
-upper bounds within the protocol's caps; estimation would run every transaction twice); on a node,
-`eth_estimateGas` plus a margin, which also surfaces a revert before anything is sent.
+Transactions go through `fedmarket.chain.transactions` (signed locally with an eth_account
+LocalAccount; funds checked, nonce, fees, wait, failure replay) and come back as a `TxResult` with
+the decoded events. Gas: on the embedded chain a fixed limit per function
+(`fedmarket.chain.deploy.MARKETPLACE_GAS_LIMITS`, upper bounds within the protocol's caps;
+estimation would run every transaction twice); on a node, `eth_estimateGas` plus a margin, which
+also surfaces a revert before anything is sent, and never less than that fixed limit for the calls
+whose cost depends on who comes last (`deploy.ORDER_DEPENDENT_GAS`: the vote that closes a round).
+An out-of-gas transaction raises `OutOfGas`.
 
 A revert becomes a `ContractRevert` subclass named after the contract's custom error
 (`WrongPhase`, `UnknownModel`, ...) carrying the error's fields and a one-line message, e.g.
 "task 3 round 2 is in its Reveal phase; commitUpdate needs Commit".
 
-This module is the client (transactions, views, signing, nonces, connecting); the records it
-takes and returns live in `fedmarket.chain.records`, the exceptions and revert decoding in
-`fedmarket.chain.reverts`. Everything public of the three is importable from here.
+This module is the client (one method per contract function, views); the records it takes and
+returns live in `fedmarket.chain.records` (the enums and digests in `fedmarket.chain.abi`), the
+exceptions and revert decoding in `fedmarket.chain.reverts`, connecting in `fedmarket.chain.rpc`,
+sending in `fedmarket.chain.transactions`. Their public names stay importable from here.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
 
-from fedmarket.chain.events import EventDecoder
+from fedmarket.chain.abi import EventDecoder
+from fedmarket.chain.compile import load_market_abi
+from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, ORDER_DEPENDENT_GAS, deployed_address
+from fedmarket.chain.embedded import is_embedded
 from fedmarket.chain.records import (
     WEI_PER_ETH,
     Confirmation,
@@ -99,8 +102,18 @@ from fedmarket.chain.reverts import (
     WrongStatus,
     ZeroEscrow,
     ZeroSamples,
-    exception_chain,
     revert_data,
+)
+from fedmarket.chain.rpc import DEFAULT_RPC_URL, EMBEDDED, connect, endpoint, rpc_errors
+from fedmarket.chain.transactions import (
+    DEFAULT_TIP_WEI,
+    GAS_MARGIN,
+    GAS_MARGIN_FLAT,
+    MAX_NONCE_RETRIES,
+    RECEIPT_POLL_S,
+    RECEIPT_TIMEOUT_S,
+    OutOfGas,
+    send_transaction,
 )
 from fedmarket.errors import FedmarketError
 from fedmarket.storage.cid import cid_to_digest, digest_to_cid
@@ -110,40 +123,29 @@ if TYPE_CHECKING:
     from web3 import Web3
     from web3.contract import Contract
 
-DEFAULT_RPC_URL = "http://127.0.0.1:8545"
-"""Where `fedmarket chain start` serves anvil, and what --rpc means when given without a value."""
-
-EMBEDDED = "embedded"
-"""`connect(EMBEDDED)` (or None): a fresh in-process chain."""
-
-RECEIPT_POLL_S = 0.02
-RECEIPT_TIMEOUT_S = 120.0
-GAS_MARGIN = 1.25
-"""Estimated gas is multiplied by this (plus GAS_MARGIN_FLAT) on nodes: state may move between estimate and mining."""
-GAS_MARGIN_FLAT = 20_000
-DEFAULT_TIP_WEI = 10**9
-
-MAX_NONCE_RETRIES = 3
-
 __all__ = [
     # this module
+    "MarketClient",
+    "open_market",
+    # fedmarket.chain.rpc
     "DEFAULT_RPC_URL",
     "EMBEDDED",
+    "connect",
+    "rpc_errors",
+    # fedmarket.chain.compile
+    "load_market_abi",
+    # fedmarket.chain.transactions
     "RECEIPT_POLL_S",
     "RECEIPT_TIMEOUT_S",
     "GAS_MARGIN",
     "GAS_MARGIN_FLAT",
     "DEFAULT_TIP_WEI",
     "MAX_NONCE_RETRIES",
-    "MarketClient",
-    "connect",
-    "load_market_abi",
-    "open_market",
-    "rpc_errors",
+    "OutOfGas",
     # fedmarket.storage.cid
     "cid_to_digest",
     "digest_to_cid",
-    # fedmarket.chain.records
+    # fedmarket.chain.records (enums, as_digest, format_eth: fedmarket.chain.abi)
     "WEI_PER_ETH",
     "Confirmation",
     "ModelInfo",
@@ -209,71 +211,6 @@ __all__ = [
     "revert_data",
 ]
 
-# ----------------------------------------------------------------------------- connecting
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    import requests
-
-    return any(isinstance(e, (requests.ConnectionError, requests.Timeout, ConnectionError)) for e in exception_chain(exc))
-
-
-def _endpoint(w3: Web3) -> str:
-    return str(getattr(w3.provider, "endpoint_uri", None) or "the embedded chain")
-
-
-@contextmanager
-def rpc_errors(w3: Web3) -> Iterator[None]:
-    """Turn a refused / timed-out connection to the node into one ChainUnreachable line."""
-    try:
-        yield
-    except FedmarketError:
-        raise
-    except Exception as exc:
-        if _is_connection_error(exc):
-            raise ChainUnreachable(f"cannot reach the Ethereum node at {_endpoint(w3)}: {_reason(exc)}") from exc
-        raise
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(e) for e in exception_chain(exc))
-    if "Connection refused" in text or "Errno 111" in text:
-        return "connection refused (is it running? `fedmarket chain start` starts one)"
-    if "timed out" in text.lower():
-        return "timed out"
-    return type(exc).__name__
-
-
-def connect(rpc: str | None = None, *, timeout: float = 30.0) -> Web3:
-    """A Web3 for `rpc`: None or "embedded" -> a fresh embedded chain; http(s)://... -> that node.
-
-    The node is asked for its chain id once, so an unreachable URL fails here with one clear line.
-    """
-    if rpc is None or rpc == EMBEDDED:
-        from fedmarket.chain.embedded import new_embedded_web3
-
-        return new_embedded_web3()
-    if not rpc.startswith(("http://", "https://")):
-        raise FedmarketError(f"unsupported RPC URL {rpc!r}: give http(s)://host:port (e.g. {DEFAULT_RPC_URL}) or 'embedded'")
-    from web3 import HTTPProvider, Web3
-
-    w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
-    try:
-        with rpc_errors(w3):
-            w3.eth.chain_id
-    except ChainUnreachable:
-        raise
-    except Exception as exc:
-        raise ChainUnreachable(f"the node at {rpc} does not answer eth_chainId: {type(exc).__name__}: {exc}") from exc
-    return w3
-
-
-def load_market_abi() -> list[dict[str, Any]]:
-    """The Marketplace ABI from the (cached) compile of contracts/."""
-    from fedmarket.chain.compile import load_artifact
-
-    return load_artifact("Marketplace").abi
-
 
 def open_market(
     w3: Web3,
@@ -287,8 +224,6 @@ def open_market(
     (deploy/deployments/<chainId>.json, or <address_book>/<chainId>.json). Raises
     MarketNotDeployed when nothing is recorded or no code is at the address."""
     if address is None:
-        from fedmarket.chain.deploy import deployed_address
-
         with rpc_errors(w3):
             chain_id = int(w3.eth.chain_id)
         try:
@@ -303,13 +238,6 @@ def open_market(
 # ----------------------------------------------------------------------------- the client
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-_NONCE_LOCKS: dict[str, threading.Lock] = {}
-_NONCE_LOCKS_GUARD = threading.Lock()
-
-
-def _nonce_lock(address: str) -> threading.Lock:
-    with _NONCE_LOCKS_GUARD:
-        return _NONCE_LOCKS.setdefault(address, threading.Lock())
 
 
 class MarketClient:
@@ -332,9 +260,6 @@ class MarketClient:
         timeout: float = RECEIPT_TIMEOUT_S,
         check_code: bool = True,
     ) -> None:
-        from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS
-        from fedmarket.chain.embedded import is_embedded
-
         self.w3 = w3
         self.address = to_checksum_address(address)
         self.account = account
@@ -355,7 +280,7 @@ class MarketClient:
                 code = w3.eth.get_code(self.address)
             if len(code) == 0:
                 raise MarketNotDeployed(
-                    f"no contract at {self.address} on chain {self.chain_id} ({_endpoint(w3)}): "
+                    f"no contract at {self.address} on chain {self.chain_id} ({endpoint(w3)}): "
                     "deploy one with `fedmarket deploy` (a stale address book after a chain restart?)"
                 )
 
@@ -557,22 +482,10 @@ class MarketClient:
         if account is None:
             self.sender  # raises the clear error
             raise AssertionError  # pragma: no cover
-        value = int(value)
-        data = self.contract.encode_abi(function, args)
-        with rpc_errors(self.w3):
-            tx: dict[str, Any] = {"from": account.address, "to": self.address, "value": value, "data": data, "chainId": self.chain_id}
-            tx["gas"] = self._gas_limit(function, tx)
-            tx.update(self._fees())
-            self._check_funds(function, account.address, value, tx["gas"] * tx["maxFeePerGas"])
-            tx_hash = self._sign_and_send(function, account, tx)
-            try:
-                receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout, poll_latency=self.poll_latency)
-            except Exception as exc:
-                if type(exc).__name__ == "TimeExhausted":
-                    raise TransactionFailed(f"{function} transaction 0x{tx_hash.hex()} was not mined within {self.timeout:.0f} s") from exc
-                raise
-            if receipt["status"] != 1:
-                raise self._failure(function, tx, receipt)
+        tx = {"to": self.address, "value": int(value), "data": self.contract.encode_abi(function, args), "chainId": self.chain_id}
+        receipt = send_transaction(
+            self.w3, account, tx, what=function, errors=self.errors, timeout=self.timeout, poll_latency=self.poll_latency, **self._gas(function)
+        )
         return TxResult(
             function=function,
             tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
@@ -581,84 +494,11 @@ class MarketClient:
             events=self.events.decode_receipt(receipt, self.address),
         )
 
-    def _gas_limit(self, function: str, tx: dict[str, Any]) -> int:
+    def _gas(self, function: str) -> dict[str, int | None]:
+        """How `function`'s gas limit is chosen: the fixed table without estimation; with it, the
+        estimate + margin, never below the table for calls whose cost depends on who comes last
+        (estimated as a plain vote, mined as the one that closes the round: issue 9)."""
         table = self.gas_limits.get(function)
         if not self.estimate_gas and table is not None:
-            return table
-        try:
-            estimate = int(self.w3.eth.estimate_gas(tx))  # type: ignore[arg-type]
-        except FedmarketError:
-            raise
-        except Exception as exc:
-            revert = self.errors.decode_exception(exc, function)
-            if revert is not None:
-                raise revert from None
-            if _is_connection_error(exc) or table is None:
-                raise
-            return table
-        return int(estimate * GAS_MARGIN) + GAS_MARGIN_FLAT
-
-    def _fees(self) -> dict[str, int]:
-        block = self.w3.eth.get_block("latest")
-        base = int(block.get("baseFeePerGas") or 0)
-        if self.embedded:
-            tip = DEFAULT_TIP_WEI
-        else:
-            try:
-                tip = int(self.w3.eth.max_priority_fee)
-            except Exception:  # noqa: BLE001 - nodes without eth_maxPriorityFeePerGas
-                tip = DEFAULT_TIP_WEI
-        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
-
-    def _check_funds(self, function: str, address: str, value: int, max_gas_cost: int) -> None:
-        balance = int(self.w3.eth.get_balance(address))
-        if balance >= value + max_gas_cost:
-            return
-        if value > 0:
-            need = f"{format_eth(value)} + up to {format_eth(max_gas_cost)} gas"
-        else:
-            need = f"up to {format_eth(max_gas_cost)} gas"
-        raise InsufficientFunds(f"not enough funds: {address} holds {format_eth(balance)}; {function} needs {need}")
-
-    def _sign_and_send(self, function: str, account: LocalAccount, tx: dict[str, Any]) -> bytes:
-        # Different accounts never share nonces, so processes with their own accounts need no
-        # coordination; one account used from several threads is serialised here, and a nonce
-        # taken by another process in the meantime is retried with a fresh one.
-        with _nonce_lock(account.address):
-            for attempt in range(MAX_NONCE_RETRIES + 1):
-                tx["nonce"] = int(self.w3.eth.get_transaction_count(account.address, "pending"))
-                signed = account.sign_transaction(tx)
-                try:
-                    return bytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
-                except Exception as exc:
-                    text = " ".join(str(e) for e in exception_chain(exc)).lower()
-                    if "insufficient funds" in text:
-                        balance = int(self.w3.eth.get_balance(account.address))
-                        raise InsufficientFunds(f"not enough funds: {account.address} holds {format_eth(balance)}; the node refused {function}: {exc}") from exc
-                    nonce_trouble = any(s in text for s in ("nonce too low", "already known", "replacement transaction underpriced", "nonce is too low"))
-                    if nonce_trouble and attempt < MAX_NONCE_RETRIES:
-                        time.sleep(0.05 * (attempt + 1))
-                        continue
-                    revert = self.errors.decode_exception(exc, function)
-                    if revert is not None:
-                        raise revert from None
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _failure(self, function: str, tx: dict[str, Any], receipt: Any) -> FedmarketError:
-        """Why a mined transaction failed: replay it as a call on the state it left (a reverted
-        transaction changes nothing but the sender's nonce and balance) to read the revert data."""
-        tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
-        gas_used = int(receipt["gasUsed"])
-        if gas_used >= tx["gas"]:
-            return TransactionFailed(f"{function} ran out of gas (limit {tx['gas']}) in transaction {tx_hash}")
-        call = {k: tx[k] for k in ("from", "to", "value", "data", "gas")}
-        try:
-            self.w3.eth.call(call, int(receipt["blockNumber"]))  # type: ignore[arg-type]
-        except Exception as exc:
-            revert = self.errors.decode_exception(exc, function, tx_hash=tx_hash)
-            if revert is not None:
-                return revert
-            if _is_connection_error(exc):
-                return ChainUnreachable(f"cannot reach the Ethereum node at {_endpoint(self.w3)}: {_reason(exc)}")
-        return TransactionFailed(f"{function} transaction {tx_hash} reverted (gas used {gas_used} of {tx['gas']})")
+            return {"gas": table}
+        return {"min_gas": table if function in ORDER_DEPENDENT_GAS else None, "fallback_gas": table}

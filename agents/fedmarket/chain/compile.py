@@ -16,13 +16,15 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fedmarket.errors import FedmarketError
+from fedmarket.files import atomic_write
 from fedmarket.paths import data_dir, repo_root
+
+MARKETPLACE = "Marketplace"
 
 EVM_VERSION = "cancun"
 """py-evm (the embedded chain) does not run solc 0.8.37's default, osaka."""
@@ -151,6 +153,11 @@ def load_artifact(name: str) -> Artifact:
     raise FedmarketError(f"no contract named {name!r} under {contracts_dir()}")
 
 
+def load_market_abi() -> list[dict[str, Any]]:
+    """The Marketplace ABI from the (cached) compile of contracts/."""
+    return load_artifact(MARKETPLACE).abi
+
+
 def standard_json_input(sources: dict[str, str]) -> dict[str, Any]:
     return {
         "language": "Solidity",
@@ -233,8 +240,5 @@ def _write_cache(path: Path, key: str, artifacts: dict[str, Artifact]) -> None:
         "settings": COMPILER_SETTINGS,
         "contracts": {name: artifact.to_json() for name, artifact in artifacts.items()},
     }
-    # Write then rename: concurrent test processes never read a half-written cache.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
+    # Atomic: concurrent test processes never read a half-written cache (not durable: it is rebuilt).
+    atomic_write(path, json.dumps(data))

@@ -8,22 +8,21 @@ client can tell whether its artifacts match what is on chain.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 
-from fedmarket.chain.compile import Artifact, compile_contracts, compiler_version, source_hash
+from fedmarket.chain.compile import MARKETPLACE, Artifact, compile_contracts, compiler_version, source_hash
 from fedmarket.chain.embedded import is_embedded
+from fedmarket.chain.reverts import ErrorDecoder
+from fedmarket.chain.transactions import Sender, sender_address
+from fedmarket.chain.transactions import send_transaction as send
 from fedmarket.errors import FedmarketError
+from fedmarket.files import atomic_write_json
 from fedmarket.paths import repo_root
-
-MARKETPLACE = "Marketplace"
 
 DEPLOY_GAS_EMBEDDED = 15_000_000
 """Gas limit of a deployment on the embedded chain (estimation costs a second execution there)."""
@@ -53,7 +52,17 @@ MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     "withdraw": 100_000,
 }
 
-Deployer = str | LocalAccount
+ORDER_DEPENDENT_GAS: frozenset[str] = frozenset(
+    {"commitUpdate", "revealUpdate", "submitScores", "publishGlobalModel", "confirmGlobalModel", "closeRound"}
+)
+"""Functions whose gas depends on who comes last, so an estimate made before another participant's
+transaction is mined can fall short: the last commit / reveal / score ends its phase (the last
+score computes every update's median), a publish or a close may first move the round through
+phases whose deadlines passed (Score -> Publish computes the medians too), the last vote settles
+the round. On a node the client sends them with at least their limit above (issue 9: a vote
+estimated at 39,781 gas was mined as the closing vote, ~200k, and ran out of gas)."""
+
+Deployer = Sender
 
 
 def deployments_dir() -> Path:
@@ -83,7 +92,8 @@ def deploy_contract(
     if artifact.bytecode in ("", "0x"):
         raise FedmarketError(f"{name} is abstract or an interface: nothing to deploy")
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    receipt = send_transaction(w3, factory.constructor(*ctor_args), deployer, value=value, gas=DEPLOY_GAS_EMBEDDED if is_embedded(w3) else None)
+    gas = DEPLOY_GAS_EMBEDDED if is_embedded(w3) else None
+    receipt = send_transaction(w3, factory.constructor(*ctor_args), deployer, value=value, gas=gas, errors=ErrorDecoder(artifact.abi))
     address = receipt["contractAddress"]
     if not address:
         raise FedmarketError(f"deploying {name} produced no contract (transaction {receipt['transactionHash'].hex()})")
@@ -103,28 +113,22 @@ def deploy_marketplace(w3: Web3, deployer: Deployer, *, record: bool = False, di
             contract.address,
             receipt["transactionHash"].to_0x_hex(),
             receipt["blockNumber"],
-            deployer=_address_of(deployer),
+            deployer=sender_address(deployer),
             directory=directory,
         )
     return contract
 
 
-def send_transaction(w3: Web3, call: Any, sender: Deployer, *, value: int = 0, gas: int | None = None) -> Any:
-    """Send a contract call / constructor from `sender` and wait for its receipt; revert -> FedmarketError."""
-    params: dict[str, Any] = {"from": _address_of(sender), "value": value}
-    if gas is not None:
-        params["gas"] = gas
-    if isinstance(sender, LocalAccount):
-        params["nonce"] = w3.eth.get_transaction_count(sender.address, "pending")
-        tx = call.build_transaction(params)
-        signed = sender.sign_transaction(tx)
-        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-    else:
-        tx_hash = call.transact(params)
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.05)
-    if receipt["status"] != 1:
-        raise FedmarketError(f"transaction {tx_hash.hex()} reverted")
-    return receipt
+def send_transaction(w3: Web3, call: Any, sender: Deployer, *, value: int = 0, gas: int | None = None, errors: ErrorDecoder | None = None) -> Any:
+    """Send a contract call / constructor from `sender` (through `fedmarket.chain.transactions`) and
+    wait for its receipt; a revert raises its ContractRevert (decoded with `errors`' ABI)."""
+    # build_transaction only encodes here: gas and fees are given, so it asks the node nothing.
+    built = call.build_transaction({"from": sender_address(sender), "value": value, "gas": 1, "maxFeePerGas": 1, "maxPriorityFeePerGas": 1, "chainId": 1})
+    tx = {"data": built["data"], "value": value}
+    if built.get("to"):
+        tx["to"] = built["to"]
+    what = getattr(call, "fn_name", None) or "the deployment"
+    return send(w3, sender, tx, what=what, gas=gas, errors=errors)
 
 
 def write_address_book(
@@ -154,12 +158,7 @@ def write_address_book(
         "sourceHash": source_hash(include_test=False),
         "deployedAt": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(book, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, book)
 
 
 def read_address_book(chain_id: int, *, directory: Path | None = None) -> dict[str, Any]:
@@ -181,8 +180,3 @@ def deployed_address(chain_id: int, contract: str = MARKETPLACE, *, directory: P
     except KeyError as exc:
         raise FedmarketError(f"no {contract} recorded for chain {chain_id}: run `fedmarket deploy`") from exc
 
-
-def _address_of(sender: Deployer) -> str:
-    if isinstance(sender, LocalAccount):
-        return sender.address
-    return Web3.to_checksum_address(sender)

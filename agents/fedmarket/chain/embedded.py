@@ -9,23 +9,29 @@ Pass `gas` explicitly to transactions on this chain: web3's estimation runs the 
 marketplace function.
 
 The time helpers also work on a JSON-RPC dev node that speaks anvil's / hardhat's `evm_*` methods.
+
+Every shortcut that reads py-evm directly lives here, each used from one place: `embedded_logs`
+(the event cursor), `transaction_gas_used` (the report), the pending header's timestamp
+(`set_next_timestamp`, time control) and the dev keys (`dev_private_keys`, anvil.dev_accounts).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from web3 import EthereumTesterProvider, Web3
+
+from fedmarket.chain.abi import topic_bytes
+from fedmarket.chain.protocol import WEI_PER_ETH
+from fedmarket.errors import FedmarketError
 
 if TYPE_CHECKING:
     from eth_tester import EthereumTester
 
-from fedmarket.errors import FedmarketError
-
 DEFAULT_ACCOUNTS = 30
 """Dev accounts of a new embedded chain (a buyer, 20 trainers, committees and an aggregator fit)."""
 
-DEV_BALANCE_WEI = 1_000_000 * 10**18
+DEV_BALANCE_WEI = 1_000_000 * WEI_PER_ETH
 """What each dev account holds at genesis (1,000,000 ether, eth-tester's default)."""
 
 
@@ -90,6 +96,60 @@ def mine(w3: Web3, blocks: int = 1) -> None:
         return
     for _ in range(blocks):
         w3.provider.make_request("evm_mine", [])
+
+
+def embedded_logs(w3: Web3, address: str, start: int, end: int) -> list[dict[str, Any]] | None:
+    """The logs of contract `address` (checksummed) in blocks start..end, read straight from
+    py-evm's chain database; None when `w3` is not backed by py-evm (then eth_getLogs serves).
+
+    eth-tester's eth_getLogs looks every transaction of the range up by hash, scanning the chain
+    backwards from its head each time: reading a 600-block history takes minutes. Here each block
+    is read once.
+    """
+    chain = _py_evm_chain(w3)
+    if chain is None:
+        return None
+    wanted = bytes.fromhex(address[2:])
+    logs: list[dict[str, Any]] = []
+    for number in range(start, end + 1):
+        block = chain.get_canonical_block_by_number(number)
+        if not block.transactions:
+            continue
+        receipts = block.get_receipts(chain.chaindb)
+        for tx_index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
+            for log_index, log in enumerate(receipt.logs):
+                if bytes(log.address) != wanted:
+                    continue
+                logs.append({
+                    "address": address,
+                    "topics": [topic_bytes(t) for t in log.topics],
+                    "data": bytes(log.data),
+                    "blockNumber": number,
+                    "transactionHash": bytes(tx.hash),
+                    "transactionIndex": tx_index,
+                    "logIndex": log_index,
+                })  # fmt: skip
+    return logs
+
+
+def transaction_gas_used(w3: Web3, block_number: int, tx_index: int, tx_hash: str) -> int | None:
+    """Gas used by transaction `tx_hash` (0x-hex), the `tx_index`-th of block `block_number`, from
+    py-evm's block receipts (cumulative gas); None when `w3` is not py-evm or the index does not
+    hold that transaction (then ask for the receipt: eth-tester finds one by scanning the chain
+    backwards from its head)."""
+    chain = _py_evm_chain(w3)
+    if chain is None:
+        return None
+    block = chain.get_canonical_block_by_number(block_number)
+    if not 0 <= tx_index < len(block.transactions) or bytes(block.transactions[tx_index].hash).hex() != tx_hash.removeprefix("0x"):
+        return None
+    receipts = block.get_receipts(chain.chaindb)
+    return int(receipts[tx_index].gas_used) - (int(receipts[tx_index - 1].gas_used) if tx_index > 0 else 0)
+
+
+def _py_evm_chain(w3: Web3) -> Any:
+    """py-evm's chain object behind an eth-tester provider, or None (another backend or provider)."""
+    return getattr(getattr(_tester(w3), "backend", None), "chain", None)
 
 
 def _tester(w3: Web3) -> EthereumTester | None:

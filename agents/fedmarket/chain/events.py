@@ -21,164 +21,40 @@ clear error instead of silently skipping or repeating events.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
+from fedmarket.chain.abi import Event, EventDecoder, abi_type, model_topic
+from fedmarket.chain.compile import load_market_abi
+from fedmarket.chain.embedded import embedded_logs, is_embedded
+from fedmarket.chain.rpc import rpc_errors
 from fedmarket.errors import FedmarketError
+from fedmarket.files import atomic_write
 
 if TYPE_CHECKING:
     from web3 import Web3
+
+__all__ = [
+    # re-exported from fedmarket.chain.abi (their home)
+    "Event",
+    "EventDecoder",
+    "abi_type",
+    "model_topic",
+    # this module
+    "DEFAULT_CHUNK_BLOCKS",
+    "STATE_FORMAT",
+    "CursorMismatch",
+    "EventCursor",
+]
 
 DEFAULT_CHUNK_BLOCKS = 500
 """Blocks per eth_getLogs request."""
 
 STATE_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Event:
-    """One decoded market event."""
-
-    name: str
-    args: dict[str, Any]
-    block_number: int
-    tx_hash: str
-    log_index: int
-    address: str = ""
-    tx_index: int = 0
-
-    @property
-    def model_id(self) -> int | None:
-        value = self.args.get("modelId")
-        return None if value is None else int(value)
-
-    @property
-    def round(self) -> int | None:
-        value = self.args.get("round")
-        return None if value is None else int(value)
-
-    @property
-    def key(self) -> tuple[int, int, int]:
-        """(block, transaction index, log index): unique per event on a chain, and its order
-        (eth-tester numbers logs per transaction, nodes per block: the triple works for both)."""
-        return (self.block_number, self.tx_index, self.log_index)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "args": {k: _json_value(v) for k, v in self.args.items()},
-            "block": self.block_number,
-            "tx": self.tx_hash,
-            "logIndex": self.log_index,
-        }
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    return value
-
-
-def abi_type(item: dict[str, Any]) -> str:
-    kind = item["type"]
-    if kind.startswith("tuple"):
-        return "(" + ",".join(abi_type(c) for c in item["components"]) + ")" + kind[len("tuple") :]
-    return kind
-
-
-def _topic_hex(value: bytes | str) -> str:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    return value if value.startswith("0x") else "0x" + value
-
-
-def _topic_bytes(topic: Any) -> bytes:
-    if isinstance(topic, int):  # py-evm keeps topics as integers
-        return topic.to_bytes(32, "big")
-    return bytes(topic)
-
-
-def model_topic(model_id: int) -> str:
-    """The 32-byte topic of an indexed uint256 modelId."""
-    return "0x" + int(model_id).to_bytes(32, "big").hex()
-
-
-class EventDecoder:
-    """Decodes the market's logs with its ABI: topic0 -> event name and argument types."""
-
-    def __init__(self, w3: Web3, abi: list[dict[str, Any]]) -> None:
-        self.w3 = w3
-        self._events: dict[str, dict[str, Any]] = {}
-        self.topics: dict[str, str] = {}
-        for entry in abi:
-            if entry.get("type") == "event" and not entry.get("anonymous"):
-                signature = f"{entry['name']}({','.join(abi_type(i) for i in entry['inputs'])})"
-                topic = "0x" + keccak(signature.encode()).hex()
-                self._events[topic] = entry
-                self.topics[entry["name"]] = topic
-
-    def decode(self, log: Any) -> Event | None:
-        """The decoded event of `log`, or None when its topic0 is none of the ABI's events."""
-        topics = [_topic_hex(t) if isinstance(t, str) else _topic_hex(_topic_bytes(t)) for t in log["topics"]]
-        if not topics:
-            return None
-        entry = self._events.get(topics[0])
-        if entry is None:
-            return None
-        codec = self.w3.codec
-        indexed = [i for i in entry["inputs"] if i.get("indexed")]
-        plain = [i for i in entry["inputs"] if not i.get("indexed")]
-        data = log["data"]
-        raw = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
-        plain_values = codec.decode([abi_type(i) for i in plain], raw) if plain else ()
-        values: dict[str, Any] = {}
-        for item, topic in zip(indexed, topics[1:], strict=False):
-            (values[item["name"]],) = codec.decode([abi_type(item)], bytes.fromhex(topic[2:]))
-        for item, value in zip(plain, plain_values, strict=True):
-            values[item["name"]] = value
-        args = {i["name"]: _normalise(i, values[i["name"]]) for i in entry["inputs"] if i["name"] in values}
-        tx_hash = log["transactionHash"]
-        return Event(
-            name=entry["name"],
-            args=args,
-            block_number=int(log["blockNumber"]),
-            tx_hash=tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex(),
-            log_index=int(log["logIndex"]),
-            address=to_checksum_address(log["address"]),
-            tx_index=int(log.get("transactionIndex") or 0),
-        )
-
-    def decode_receipt(self, receipt: Any, address: str) -> list[Event]:
-        """The market's events in a transaction receipt (logs of other contracts are skipped)."""
-        wanted = to_checksum_address(address)
-        events = []
-        for log in receipt["logs"]:
-            if to_checksum_address(log["address"]) != wanted:
-                continue
-            event = self.decode(log)
-            if event is not None:
-                events.append(event)
-        return events
-
-
-def _normalise(item: dict[str, Any], value: Any) -> Any:
-    kind = item["type"]
-    if kind == "address":
-        return to_checksum_address(value)
-    if kind == "address[]":
-        return [to_checksum_address(v) for v in value]
-    if isinstance(value, tuple):
-        return list(value)
-    return value
 
 
 class CursorMismatch(FedmarketError):
@@ -211,8 +87,6 @@ class EventCursor:
         if chunk_blocks < 1:
             raise FedmarketError(f"chunk_blocks must be >= 1, not {chunk_blocks}")
         if abi is None:
-            from fedmarket.chain.client import load_market_abi
-
             abi = load_market_abi()
         self.w3 = w3
         self.address = to_checksum_address(address)
@@ -225,12 +99,9 @@ class EventCursor:
         self.state_file = Path(state_file) if state_file is not None else None
         self.chunk_blocks = chunk_blocks
         self.confirmations = confirmations
-        from fedmarket.chain.client import rpc_errors
-
-        self._rpc_errors = rpc_errors
         with rpc_errors(w3):
             self.chain_id = int(w3.eth.chain_id)
-        self._embedded = type(w3.provider).__name__ == "EthereumTesterProvider"
+        self._embedded = is_embedded(w3)
         self.next_block = int(start_block)
         self._last_hash: str | None = None
         self._saved_block: int | None = None
@@ -256,7 +127,7 @@ class EventCursor:
         """
         events: list[Event] = []
         position, last_hash = self.next_block, self._last_hash
-        with self._rpc_errors(self.w3):
+        with rpc_errors(self.w3):
             head = self.head() if to_block is None else min(int(to_block), self.head())
             while position <= head:
                 end = min(position + self.chunk_blocks - 1, head)
@@ -282,8 +153,10 @@ class EventCursor:
                 time.sleep(interval)
 
     def _read(self, start: int, end: int) -> list[Event]:
-        logs = self._embedded_logs(start, end) if self._embedded else None
+        # py-evm's own database when embedded (eth-tester's eth_getLogs is slow), else the node.
+        logs = embedded_logs(self.w3, self.address, start, end) if self._embedded else None
         if logs is None:
+            self._embedded = False
             topics: list[Any] = [None]
             if self.names is not None:
                 topics = [[self.decoder.topics[n] for n in sorted(self.names)]]
@@ -306,40 +179,6 @@ class EventCursor:
         events.sort(key=lambda e: e.key)
         return events
 
-    def _embedded_logs(self, start: int, end: int) -> list[dict[str, Any]] | None:
-        """The market's logs of blocks start..end read straight from py-evm's chain database.
-
-        eth-tester's eth_getLogs looks every transaction of the range up by hash, scanning the
-        chain backwards from its head each time: reading a 600-block history takes minutes. Here
-        each block is read once. None when the backend is not the py-evm one (then get_logs serves).
-        """
-        try:
-            chain = self.w3.provider.ethereum_tester.backend.chain  # type: ignore[attr-defined]
-            wanted = bytes.fromhex(self.address[2:])
-            logs: list[dict[str, Any]] = []
-            for number in range(start, end + 1):
-                block = chain.get_canonical_block_by_number(number)
-                if not block.transactions:
-                    continue
-                receipts = block.get_receipts(chain.chaindb)
-                for tx_index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
-                    for log_index, log in enumerate(receipt.logs):
-                        if bytes(log.address) != wanted:
-                            continue
-                        logs.append({
-                            "address": self.address,
-                            "topics": [_topic_bytes(t) for t in log.topics],
-                            "data": bytes(log.data),
-                            "blockNumber": number,
-                            "transactionHash": bytes(tx.hash),
-                            "transactionIndex": tx_index,
-                            "logIndex": log_index,
-                        })  # fmt: skip
-            return logs
-        except AttributeError:
-            self._embedded = False
-            return None
-
     def _block_hash(self, number: int) -> str | None:
         if number < 0:
             return None
@@ -360,17 +199,8 @@ class EventCursor:
             "nextBlock": self.next_block,
             "lastBlockHash": self._last_hash,
         }
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=self.state_file.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(state, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.state_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Durable: a cursor that rolled back after a power cut would deliver events twice.
+        atomic_write(self.state_file, json.dumps(state), durable=True)
         self._saved_block = self.next_block
 
     def _load(self) -> None:

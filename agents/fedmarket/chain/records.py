@@ -1,11 +1,9 @@
-"""The Marketplace contract's types as Python records, and the values that go into them.
+"""The Marketplace contract's structs as Python records, and the values that go into them.
 
-Enums mirroring the Solidity ones (`Status`, `Phase`, `Role`, `SlashReason`; str() gives the
-Solidity member name), the structs as frozen records decoded from ABI tuples (`ModelParams`,
-`ModelState`, `RoundView`, `ParticipantView`, ...), `TxResult` (a mined transaction and its
-events), and the helpers for values the contract takes: `as_digest` (bytes32 from raw bytes,
-0x-hex or a CIDv0), `commitment` / `new_salt` (the commit-reveal hash, computed locally) and
-`format_eth`. `fedmarket.chain.client` re-exports all of it.
+The structs as frozen records decoded from ABI tuples (`ModelParams`, `ModelState`, `RoundView`,
+`ParticipantView`, ...), `TxResult` (a mined transaction and its events), and the commit-reveal
+values computed locally (`commitment`, `new_salt`). The enums, `as_digest` and `format_eth` live in
+`fedmarket.chain.abi` and are re-exported here; `fedmarket.chain.client` re-exports all of it.
 """
 
 from __future__ import annotations
@@ -13,84 +11,51 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from enum import IntEnum
 from typing import Any, NamedTuple
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from fedmarket.chain.events import Event
+from fedmarket.chain.abi import SOLIDITY_ENUMS, Event, Phase, Role, SlashReason, SolidityEnum, Status, as_digest, format_eth
+from fedmarket.chain.protocol import (
+    DEFAULT_AGGREGATOR_SHARE_BPS,
+    DEFAULT_TRAINER_SHARE_BPS,
+    DEFAULT_VALIDATOR_SHARE_BPS,
+    WEI_PER_ETH,
+)
 from fedmarket.errors import FedmarketError
-from fedmarket.storage.cid import cid_to_digest, digest_to_cid
+from fedmarket.storage.cid import digest_to_cid
 
-WEI_PER_ETH = 10**18
+__all__ = [
+    # re-exported from fedmarket.chain.abi / fedmarket.chain.protocol
+    "SOLIDITY_ENUMS",
+    "WEI_PER_ETH",
+    "Event",
+    "Phase",
+    "Role",
+    "SlashReason",
+    "SolidityEnum",
+    "Status",
+    "as_digest",
+    "format_eth",
+    # this module
+    "Confirmation",
+    "ModelInfo",
+    "ModelParams",
+    "ModelState",
+    "ParticipantView",
+    "RevealedUpdate",
+    "RoundView",
+    "Scores",
+    "TxResult",
+    "commitment",
+    "new_salt",
+]
 
-# ----------------------------------------------------------------------------- enums
+DEFAULT_STAKE_WEI = WEI_PER_ETH // 100
+"""0.01 ETH: ModelParams' default trainer, validator and aggregator stake."""
 
-
-class SolidityEnum(IntEnum):
-    """An IntEnum mirroring a Solidity enum; str() gives the Solidity member name (e.g. "Reveal")."""
-
-    def __str__(self) -> str:
-        return self.name.capitalize()
-
-
-class Status(SolidityEnum):
-    NONE = 0
-    OPEN = 1
-    TRAINING = 2
-    FINALIZED = 3
-    SETTLED = 4
-    CANCELLED = 5
-
-
-class Phase(SolidityEnum):
-    NONE = 0
-    COMMIT = 1
-    REVEAL = 2
-    SCORE = 3
-    PUBLISH = 4
-    CONFIRM = 5
-    DUE = 6
-
-
-class Role(SolidityEnum):
-    NONE = 0
-    TRAINER = 1
-    VALIDATOR = 2
-    AGGREGATOR = 3
-
-
-class SlashReason(SolidityEnum):
-    LATE = 0
-    POISON = 1
-    REJECTED = 2
-
-
-SOLIDITY_ENUMS: dict[str, type[SolidityEnum]] = {"Status": Status, "Phase": Phase, "Role": Role, "SlashReason": SlashReason}
-"""Solidity enum name -> its Python mirror (how decoded revert arguments get their enum type)."""
-
-# ----------------------------------------------------------------------------- digests (CIDv0)
-# The chain keeps only a CIDv0's 32-byte sha2-256 digest; the conversion has one home, storage.cid.
-
-def as_digest(value: bytes | str) -> bytes:
-    """A bytes32 from 32 raw bytes, a 0x-prefixed 64-hex-digit string or a CIDv0 `Qm...`."""
-    if isinstance(value, (bytes, bytearray)):
-        if len(value) != 32:
-            raise FedmarketError(f"a digest is 32 bytes, not {len(value)}")
-        return bytes(value)
-    if isinstance(value, str):
-        if value.startswith(("0x", "0X")):
-            try:
-                raw = bytes.fromhex(value[2:])
-            except ValueError as exc:
-                raise FedmarketError(f"not a hex digest: {value!r}") from exc
-            if len(raw) != 32:
-                raise FedmarketError(f"a digest is 32 bytes, not {len(raw)}: {value!r}")
-            return raw
-        return cid_to_digest(value)
-    raise FedmarketError(f"not a digest: {value!r}")
-
+# ----------------------------------------------------------------------------- commit-reveal
 
 def commitment(model_id: int, round: int, update_digest: bytes | str, num_samples: int, salt: bytes, trainer: str) -> bytes:
     """keccak256(abi.encode(modelId, round, updateDigest, numSamples, salt, trainer)), computed
@@ -107,17 +72,6 @@ def commitment(model_id: int, round: int, update_digest: bytes | str, num_sample
 def new_salt() -> bytes:
     """32 random bytes for a commitment (keep them until the reveal)."""
     return os.urandom(32)
-
-
-def format_eth(wei: int) -> str:
-    """Wei as ether for people: "1.5 ETH", "0.000021 ETH", "0 ETH"."""
-    if wei == 0:
-        return "0 ETH"
-    if abs(wei) < 10**9:
-        return f"{wei} wei"
-    whole, frac = divmod(abs(int(wei)), WEI_PER_ETH)
-    text = f"{whole}.{frac:018d}".rstrip("0").rstrip(".")
-    return f"{'-' if wei < 0 else ''}{text} ETH"
 
 
 # ----------------------------------------------------------------------------- records
@@ -148,14 +102,14 @@ class ModelParams:
     publish_window: int = 600
     confirm_window: int = 600
     license_fee: int = 0
-    trainer_stake: int = 10**16
-    validator_stake: int = 10**16
-    aggregator_stake: int = 10**16
+    trainer_stake: int = DEFAULT_STAKE_WEI
+    validator_stake: int = DEFAULT_STAKE_WEI
+    aggregator_stake: int = DEFAULT_STAKE_WEI
     late_slash_bps: int = 1_000
     bad_slash_bps: int = 5_000
-    trainer_share_bps: int = 7_000
-    validator_share_bps: int = 2_000
-    aggregator_share_bps: int = 1_000
+    trainer_share_bps: int = DEFAULT_TRAINER_SHARE_BPS
+    validator_share_bps: int = DEFAULT_VALIDATOR_SHARE_BPS
+    aggregator_share_bps: int = DEFAULT_AGGREGATOR_SHARE_BPS
     poison_threshold: int = -100_000
 
     def __post_init__(self) -> None:

@@ -19,8 +19,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
-from fedmarket.chain.events import abi_type
-from fedmarket.chain.records import SOLIDITY_ENUMS, Phase, SolidityEnum, format_eth
+from fedmarket.chain.abi import SOLIDITY_ENUMS, Phase, SolidityEnum, abi_type, format_eth
 from fedmarket.errors import FedmarketError
 
 

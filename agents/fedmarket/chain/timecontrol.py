@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fedmarket.chain.embedded import is_embedded, mine, set_next_timestamp
+from fedmarket.chain.rpc import endpoint, rpc_errors
 from fedmarket.errors import FedmarketError
 
 if TYPE_CHECKING:
@@ -24,17 +26,12 @@ class TimeControlUnsupported(FedmarketError):
 
 def chain_now(w3: Web3) -> int:
     """The latest block's timestamp (seconds)."""
-    from fedmarket.chain.client import rpc_errors
-
     with rpc_errors(w3):
         return int(w3.eth.get_block("latest")["timestamp"])
 
 
 def advance_time(w3: Web3, seconds: int) -> int:
     """Move chain time on by `seconds` and mine a block; return the new latest timestamp."""
-    from fedmarket.chain.client import rpc_errors
-    from fedmarket.chain.embedded import is_embedded, mine, set_next_timestamp
-
     seconds = int(seconds)
     if seconds < 0:
         raise FedmarketError(f"time only moves forward, not by {seconds} s")
@@ -52,7 +49,7 @@ def advance_time(w3: Web3, seconds: int) -> int:
         _dev_request(w3, "evm_mine", [])
         now = chain_now(w3)
     if now < before + seconds:
-        raise TimeControlUnsupported(f"the chain at {_url(w3)} did not move its time: {before} -> {now}, wanted +{seconds} s")
+        raise TimeControlUnsupported(f"the chain at {endpoint(w3)} did not move its time: {before} -> {now}, wanted +{seconds} s")
     return now
 
 
@@ -70,11 +67,7 @@ def _dev_request(w3: Web3, method: str, params: list[Any]) -> Any:
     if error:
         message = error.get("message", error) if isinstance(error, dict) else error
         raise TimeControlUnsupported(
-            f"the chain at {_url(w3)} does not allow time travel ({method}: {message}); "
+            f"the chain at {endpoint(w3)} does not allow time travel ({method}: {message}); "
             "only the embedded chain and anvil / hardhat dev nodes do: wait for real time instead"
         )
     return response.get("result") if isinstance(response, dict) else response
-
-
-def _url(w3: Web3) -> str:
-    return str(getattr(w3.provider, "endpoint_uri", None) or "the embedded chain")

@@ -188,40 +188,14 @@ def send(
     session: opt.MarketSession,
 ) -> None:
     """Send ether from --account to TO (e.g. fund a new keystore from an anvil dev account)."""
+    from fedmarket.chain.transactions import send_value
     from fedmarket.wallet.accounts import resolve_address
 
     wei = opt.parse_amount(value, "value")
     w3 = session.connect()
     recipient = resolve_address(to, w3, keystore_dir=session.keystore_dir)
     sender = session.signer(w3)
-    from fedmarket.chain.client import rpc_errors
-
-    with rpc_errors(w3):
-        receipt = _transfer(w3, sender, recipient, wei)
+    receipt = send_value(w3, sender, recipient, wei)
     tx = "0x" + bytes(receipt["transactionHash"]).hex()
     data = {"from": sender.address, "to": recipient, "value_wei": wei, "tx": tx, "gas_used": int(receipt["gasUsed"])}
     session.print_result(data, f"sent {opt.format_eth(wei)} from {sender.address} to {recipient} (tx {tx})")
-
-
-def _transfer(w3, sender, recipient: str, wei: int):
-    from fedmarket.errors import FedmarketError
-
-    gas = 21_000
-    gas_price = int(w3.eth.gas_price)
-    fee_cap = max(gas_price * 2, 1)
-    opt.require_funds(w3, sender.address, wei, gas * fee_cap, "the transfer")
-    tx = {
-        "to": recipient,
-        "value": wei,
-        "gas": gas,
-        "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
-        "chainId": int(w3.eth.chain_id),
-        "maxFeePerGas": fee_cap,
-        "maxPriorityFeePerGas": min(fee_cap, 10**9),
-    }
-    signed = sender.sign_transaction(tx)
-    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.05)
-    if receipt["status"] != 1:
-        raise FedmarketError(f"transfer reverted (tx 0x{bytes(tx_hash).hex()})")
-    return receipt

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fedmarket.chain.anvil import dev_accounts
+from fedmarket.chain.protocol import ANVIL_CHAIN_ID, DEV_CHAIN_IDS, ETH_TESTER_CHAIN_ID
 from fedmarket.errors import FedmarketError
 from fedmarket.wallet.keystore import ADDRESS_PATTERN, NAME_PATTERN, KeystoreDir
 from fedmarket.wallet.password import read_password
@@ -21,9 +23,17 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from web3 import Web3
 
-ANVIL_CHAIN_ID = 31337
-ETH_TESTER_CHAIN_ID = 131277322940537
-DEV_CHAIN_IDS = (ANVIL_CHAIN_ID, ETH_TESTER_CHAIN_ID)
+__all__ = [
+    "ANVIL_CHAIN_ID",  # the three chain ids live in fedmarket.chain.protocol
+    "DEV_CHAIN_IDS",
+    "ETH_TESTER_CHAIN_ID",
+    "AccountSpec",
+    "dev_account",
+    "parse_account_spec",
+    "require_dev_chain",
+    "resolve_account",
+    "resolve_address",
+]
 
 _DEV_PATTERN = re.compile(r"^dev:(\d{1,4})$")
 
@@ -65,8 +75,6 @@ def require_dev_chain(w3: Web3, what: str) -> int:
 
 def dev_account(w3: Web3, index: int) -> LocalAccount:
     """The `index`-th dev account of anvil or the embedded chain, as a signing account."""
-    from fedmarket.chain.anvil import dev_accounts
-
     require_dev_chain(w3, f"dev:{index}")
     accounts = dev_accounts(w3)
     if not 0 <= index < len(accounts):
