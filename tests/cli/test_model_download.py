@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from fedmarket.chain.embedded import new_embedded_web3
 from fedmarket.cli.app import app
 from fedmarket.fl.taskspec import TaskSpec
-from fedmarket.roles.local_market import MarketConfig, run_local_market
+from fedmarket.market.engine import MarketConfig, run_local_market
+from fedmarket.market.setup import MarketTerms
 from fedmarket.storage.cid import cid_of
 from fedmarket.storage.embedded import EmbeddedStore
 
@@ -23,7 +24,7 @@ def market(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("model-download")
     w3 = new_embedded_web3()
     store = EmbeddedStore(tmp / "store")
-    run = run_local_market(w3, store, MarketConfig(spec=TaskSpec(trainers=2, validators=1, holdout=100), rounds=2), tmp / "state")
+    run = run_local_market(w3, store, MarketConfig(spec=TaskSpec(trainers=2, validators=1, holdout=100), terms=MarketTerms(rounds=2)), tmp / "state")
     return w3, run, tmp
 
 

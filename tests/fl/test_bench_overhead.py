@@ -84,10 +84,11 @@ def test_overhead_command_on_anvil(tmp_path: Path) -> None:
 
 def test_the_engine_logs_its_own_chain_time() -> None:
     from fedmarket.chain.embedded import new_embedded_web3
-    from fedmarket.roles.local_market import MarketConfig, run_local_market
+    from fedmarket.market.engine import MarketConfig, run_local_market
+    from fedmarket.market.setup import MarketTerms
     from fedmarket.storage.store import open_store
 
-    config = MarketConfig(spec=TINY.spec(), rounds=1)
+    config = MarketConfig(spec=TINY.spec(), terms=MarketTerms(rounds=1))
     with tempfile.TemporaryDirectory() as scratch:
         run = run_local_market(new_embedded_web3(num_accounts=10), open_store(None, Path(scratch) / "store"), config, Path(scratch) / "state")
     engine = [r for r in run.logs if r["agent"] == "engine"]

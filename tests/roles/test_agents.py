@@ -16,7 +16,9 @@ from fedmarket.chain.deploy import deploy_marketplace
 from fedmarket.chain.embedded import new_embedded_web3
 from fedmarket.fl.taskspec import TaskData, TaskSpec
 from fedmarket.roles import buyer
-from fedmarket.roles.agent import Agent, AgentLog, AgentOptions, Attack, Fault
+from fedmarket.roles.adversary import Attack, attacks_of
+from fedmarket.roles.agent import Agent, AgentLog, AgentOptions
+from fedmarket.roles.faults import Fault
 from fedmarket.roles.aggregator import AggregatorAgent
 from fedmarket.roles.trainer import TrainerAgent
 from fedmarket.roles.validator import ValidatorAgent
@@ -142,7 +144,7 @@ def test_the_task_finishes_and_everyone_withdraws(market: Market) -> None:
 
 def test_bad_options_are_one_clear_line(market: Market) -> None:
     with pytest.raises(FedmarketError, match="unknown attack"):
-        Attack.parse("fly", TrainerAgent.attacks)
+        Attack.parse("fly", attacks_of("trainer"))
     with pytest.raises(FedmarketError, match="ROUND:POINT"):
         Fault.parse("2:during-lunch")
     with pytest.raises(FedmarketError, match="cannot run attack"):

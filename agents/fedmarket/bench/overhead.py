@@ -200,14 +200,15 @@ def measure_one(chain: str, device: str, settings: Settings, ipfs: str | None = 
     from fedmarket.chain.anvil import AnvilProcess
     from fedmarket.chain.embedded import new_embedded_web3
     from fedmarket.errors import FedmarketError
-    from fedmarket.roles.local_market import MarketConfig, run_local_market
-    from fedmarket.roles.report import build_report
+    from fedmarket.market.engine import MarketConfig, run_local_market
+    from fedmarket.market.setup import MarketTerms
+    from fedmarket.market.report import build_report
     from fedmarket.storage.store import open_store
 
     if chain not in CHAINS:
         raise FedmarketError(f"unknown chain {chain!r}: choose {' or '.join(CHAINS)}")
     say = progress or (lambda _text: None)
-    config = MarketConfig(spec=settings.spec(), rounds=settings.rounds, device=device)
+    config = MarketConfig(spec=settings.spec(), terms=MarketTerms(rounds=settings.rounds), device=device)
     census = _Census()
     client: dict[str, str] = {}
     load_before = _load()
@@ -323,9 +324,10 @@ def _summary(chain: str, device: str, rows: list[dict[str, Any]]) -> dict[str, A
 
 def _market_config(settings: Settings) -> dict[str, Any]:
     """The MarketConfig every run uses (amounts in wei, windows in seconds) and the task spec as posted."""
-    from fedmarket.roles.local_market import MarketConfig
+    from fedmarket.market.engine import MarketConfig
+    from fedmarket.market.setup import MarketTerms
 
-    config = asdict(MarketConfig(spec=settings.spec(), rounds=settings.rounds))
+    config = asdict(MarketConfig(spec=settings.spec(), terms=MarketTerms(rounds=settings.rounds)))
     config.pop("device")  # per run
     return config
 

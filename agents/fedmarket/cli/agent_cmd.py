@@ -48,14 +48,16 @@ def _command(role: str, summary: str) -> None:
         import torch
 
         from fedmarket.paths import data_dir as default_data_dir
-        from fedmarket.roles.agent import AgentLog, AgentOptions, Attack, Fault
+        from fedmarket.roles.adversary import Attack, attacks_of
+        from fedmarket.roles.agent import AgentLog, AgentOptions
+        from fedmarket.roles.faults import Fault
         from fedmarket.roles.runner import Stopped, run_agent
         from fedmarket.storage.store import open_store
 
         cls = _agent_class(role)
         options = AgentOptions(
             device=device, join=join, withdraw=withdraw, data=data, data_dir=data_dir,
-            attack=Attack.parse(attack, cls.attacks) if attack else None,
+            attack=Attack.parse(attack, attacks_of(cls.role)) if attack else None,
             fault=Fault.parse(fault) if fault else None, name=name,
         )  # fmt: skip
         torch.set_num_threads(threads)

@@ -47,19 +47,25 @@ def demo(
     """Run a complete market: deploy, post and fund a task, licences and stakes, ROUNDS rounds of
     real federated learning (train, commit, reveal, score, aggregate, confirm), finalize, settle,
     withdraw; then print accuracy per round and every participant's payout."""
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    import torch
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from fedmarket.chain.client import connect
     from fedmarket.chain.embedded import new_embedded_web3
     from fedmarket.cli.report_view import print_report_tables
     from fedmarket.errors import FedmarketError
     from fedmarket.fl.taskspec import TaskSpec
-    from fedmarket.roles.local_market import MarketConfig, run_local_market
-    from fedmarket.roles.report import build_report, check_conservation, write_report
-    from fedmarket.roles.report_plot import plot_report
+    from fedmarket.market.engine import MarketConfig, run_local_market
+    from fedmarket.market.report import build_report, check_conservation, write_report
+    from fedmarket.market.report_plot import plot_report
+    from fedmarket.market.setup import MarketTerms
     from fedmarket.storage.store import open_store
-
-    import torch
 
     torch.set_num_threads(threads)
     attacks: dict[str, str] = {}
@@ -69,7 +75,7 @@ def demo(
             raise FedmarketError(f"invalid --attack {item!r}: give NAME=KIND[@ROUNDS], e.g. trainer-2=free-ride")
         attacks[name.strip()] = kind.strip()
     spec = TaskSpec(dataset=dataset, partition=partition, trainers=trainers, validators=validators, holdout=holdout, model=model, lr=lr, seed=seed)
-    config = MarketConfig(spec=spec, rounds=rounds, attacks=attacks, device=device)
+    config = MarketConfig(spec=spec, terms=MarketTerms(rounds=rounds), attacks=attacks, device=device)
     config.check()
 
     w3 = connect(rpc) if rpc else new_embedded_web3(num_accounts=max(10, 2 + trainers + validators))

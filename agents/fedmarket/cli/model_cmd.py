@@ -12,6 +12,7 @@ import typer
 from fedmarket.cli import market_options as opt
 from fedmarket.cli.output import one_line_errors
 from fedmarket.cli.store_cmd import IpfsOption, StoreDirOption
+from fedmarket.market import views
 
 model_app = typer.Typer(help="A task's models: download the final or any round's global model.", no_args_is_help=True)
 
@@ -40,7 +41,7 @@ def download(
 
     market = session.open().client
     info = market.get_model(model_id)
-    cid, which = _model_cid(market, model_id, info, round_number, start_block)
+    cid, which = views.round_model_cid(market, model_id, info, round_number, start_block)
     store = open_store(ipfs, store_dir)
     try:
         blob = store.get(cid)  # the store checks the bytes against the CID
@@ -58,20 +59,3 @@ def download(
         f"{which} of task {model_id}: {cid} ({meta.arch}, {parameters:,} parameters, {len(blob):,} bytes) -> {output}",
     )  # fmt: skip
 
-
-def _model_cid(market, model_id: int, info, round_number: int | None, start_block: int) -> tuple[str, str]:
-    from fedmarket.chain.events import EventCursor
-    from fedmarket.errors import FedmarketError
-    from fedmarket.storage.cid import digest_to_cid
-
-    if round_number is None:
-        return info.state.global_model_cid, f"the latest global model (after round {info.state.rounds_closed})"
-    if round_number == 0:
-        return info.params.initial_model_cid, "the initial model"
-    if round_number > info.state.rounds_closed:
-        raise FedmarketError(f"task {model_id} has closed {info.state.rounds_closed} of {info.params.rounds} rounds; round {round_number} has no model yet")
-    cursor = EventCursor(market.w3, market.address, model_id=model_id, names=["RoundClosed"], start_block=start_block)
-    for event in cursor.poll(commit=False):
-        if event.args["round"] == round_number:
-            return digest_to_cid(event.args["globalModelDigest"]), f"the global model after round {round_number}"
-    raise FedmarketError(f"no RoundClosed event of task {model_id} round {round_number} from block {start_block}")

@@ -17,35 +17,14 @@ import typer
 from fedmarket.cli import market_options as opt
 from fedmarket.cli.output import console, err_console, one_line_errors, print_json
 from fedmarket.cli.store_cmd import IpfsOption, StoreDirOption
+from fedmarket.market import views
 
 if TYPE_CHECKING:
-    from fedmarket.chain.client import MarketClient
-    from fedmarket.fl.taskspec import TaskData
-    from fedmarket.storage.store import BlobStore
+    pass
 
 
 def register(app: typer.Typer) -> None:
     app.command("report")(report)
-
-
-def load_task_data(market: MarketClient, model_id: int, store: BlobStore, data_dir: Path | None = None) -> tuple[TaskData | None, str | None]:
-    """(the task's data, None), or (None, why not) when the store lacks its spec or the spec is no
-    learning task. The spec is checked against the CID on chain before it is parsed."""
-    from fedmarket.errors import FedmarketError
-    from fedmarket.fl.taskspec import TaskData, TaskSpec
-    from fedmarket.storage.cid import cid_of
-
-    spec_cid = market.get_model(model_id).params.spec_cid
-    try:
-        if not store.has(spec_cid):
-            return None, f"the {store.location} does not hold the task spec {spec_cid}: accuracy, loss and auc are null"
-        data = store.get(spec_cid)
-        if cid_of(data) != spec_cid:  # the stores verify too; the chain's CID is the one that counts
-            return None, f"the task spec from the {store.location} does not match {spec_cid}: accuracy, loss and auc are null"
-        spec = TaskSpec.from_bytes(data)
-        return TaskData.load(spec, data_dir), None
-    except FedmarketError as exc:
-        return None, f"no learning metrics ({exc})"
 
 
 @one_line_errors
@@ -64,19 +43,19 @@ def report(
     """A task's report from the chain: rounds, accepted updates, utilities, money, gas, and (when
     the store holds the spec and the models) every global model's accuracy."""
     from fedmarket.cli.report_view import print_report_tables
-    from fedmarket.roles.report import build_report, write_report
+    from fedmarket.market.report import build_report, write_report
     from fedmarket.storage import open_store
 
     market = session.open().client
     store = open_store(ipfs, store_dir)
-    task_data, why = load_task_data(market, model_id, store, data_dir)
+    task_data, why = views.load_task_data(market, model_id, store, data_dir)
     data: dict[str, Any] = build_report(market, model_id, store=store if task_data is not None else None, task_data=task_data, start_block=start_block)
     if why is not None:
         data["notes"] = [why] + [n for n in data["notes"] if not n.startswith("accuracy, loss and auc are null")]
     if out is not None:
         write_report(data, out)
     if png is not None:
-        from fedmarket.roles.report_plot import plot_report
+        from fedmarket.market.report_plot import plot_report
 
         plot_report(data, png)
     if session.as_json:

@@ -1,4 +1,4 @@
-"""The market report (fedmarket.roles.report) as rich tables for people.
+"""The market report (fedmarket.market.report) as rich tables for people.
 
 Amounts are shown in ETH to 6 decimals; the report keeps exact wei, and a shown amount that is not
 exact carries a "~" (`_eth`). `fedmarket report`, `fedmarket demo` and `fedmarket up` print this.

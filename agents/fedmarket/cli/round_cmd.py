@@ -8,13 +8,14 @@ reveal with the same FEDMARKET_HOME. --round defaults to the task's current roun
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from fedmarket.cli import market_options as opt
 from fedmarket.cli.output import console, one_line_errors, print_json
-from fedmarket.cli.task_cmd import ModelIdArgument, round_json, tx_json
+from fedmarket.cli.task_cmd import ModelIdArgument, tx_json
+from fedmarket.market import views
 
 round_app = typer.Typer(help="A round's phases by hand: commit, reveal, score, publish, confirm, close.", no_args_is_help=True)
 RoundOption = typer.Option(None, "--round", "-r", min=1, help="Round number (default: the task's current round).")
@@ -22,19 +23,6 @@ RoundOption = typer.Option(None, "--round", "-r", min=1, help="Round number (def
 
 def register(app: typer.Typer) -> None:
     app.add_typer(round_app, name="round")
-
-
-def _current_round(client: Any, model_id: int, given: Optional[int]) -> int:
-    """--round, or the task's current round (refused when the task is not training)."""
-    from fedmarket.chain.client import Status
-    from fedmarket.errors import FedmarketError
-
-    if given is not None:
-        return given
-    state = client.get_model(model_id).state
-    if state.status != Status.TRAINING or state.current_round == 0:
-        raise FedmarketError(f"task {model_id} is {str(state.status).lower()}: no round is running")
-    return int(state.current_round)
 
 
 @round_app.command("show")
@@ -45,8 +33,8 @@ def show(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundOpt
     from rich.table import Table
 
     market = session.open()
-    number = _current_round(market.client, model_id, round_number)
-    data = {"model_id": model_id, **round_json(market.client, model_id, number)}
+    number = views.current_round(market.client, model_id, round_number)
+    data = {"model_id": model_id, **views.round_summary(market.client, model_id, number)}
     if session.as_json:
         print_json(data)
         return
@@ -92,7 +80,7 @@ def commit(
     validate_cid(update_cid)
     market = session.open()
     client = market.client
-    number = _current_round(client, model_id, round_number)
+    number = views.current_round(client, model_id, round_number)
     if client.has_committed(model_id, number, market.sender):
         raise FedmarketError(f"{market.sender} already committed in task {model_id} round {number}")
     stored = SaltBook().prepare(client.chain_id, client.address, model_id, number, market.sender, update_cid, samples)
@@ -110,7 +98,7 @@ def reveal(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundO
 
     market = session.open()
     client = market.client
-    number = _current_round(client, model_id, round_number)
+    number = views.current_round(client, model_id, round_number)
     stored = SaltBook().load(client.chain_id, client.address, model_id, number, market.sender)
     result = client.reveal_update(model_id, number, stored.update_cid, stored.num_samples, stored.salt_bytes)
     index = int(result.event("UpdateRevealed").args["index"])
@@ -145,7 +133,7 @@ def score(
     """Score every revealed update (committee members, Score phase)."""
     values = parse_scores(scores)
     market = session.open()
-    number = _current_round(market.client, model_id, round_number)
+    number = views.current_round(market.client, model_id, round_number)
     result = market.client.submit_scores(model_id, number, values)
     session.print_result({"model_id": model_id, "round": number, "validator": market.sender, "scores": values, **tx_json(result)}, f"scored task {model_id} round {number}: {values}")
 
@@ -166,7 +154,7 @@ def publish(
 
     validate_cid(model_cid)
     market = session.open()
-    number = _current_round(market.client, model_id, round_number)
+    number = views.current_round(market.client, model_id, round_number)
     result = market.client.publish_global_model(model_id, number, model_cid, metric)
     session.print_result({"model_id": model_id, "round": number, "model_cid": model_cid, "metric": metric, **tx_json(result)}, f"proposed {model_cid} for task {model_id} round {number}")
 
@@ -183,7 +171,7 @@ def confirm(
 ) -> None:
     """Vote on the proposed global model (committee members, Confirm phase); the last vote closes the round."""
     market = session.open()
-    number = _current_round(market.client, model_id, round_number)
+    number = views.current_round(market.client, model_id, round_number)
     result = market.client.confirm_global_model(model_id, number, ok)
     closed = [e for e in result.events if e.name == "RoundClosed"]
     data = {"model_id": model_id, "round": number, "ok": ok, "round_closed": bool(closed), **tx_json(result)}

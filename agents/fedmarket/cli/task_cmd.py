@@ -14,8 +14,10 @@ from typing import Any, Optional
 
 import typer
 
+from fedmarket.chain.protocol import BPS
 from fedmarket.cli import market_options as opt
 from fedmarket.cli.output import console, one_line_errors, print_json
+from fedmarket.market import views
 
 task_app = typer.Typer(help="Post, fund, run, settle and join training tasks.", no_args_is_help=True)
 join_app = typer.Typer(help="Stake and join a task as trainer, validator or aggregator.", no_args_is_help=True)
@@ -94,7 +96,6 @@ def post(
     session: opt.MarketSession,
 ) -> None:
     """Post a training task, escrowing --reward; you become its owner (the model buyer)."""
-    from fedmarket.chain.client import ModelParams
     from fedmarket.errors import FedmarketError
     from fedmarket.roles import buyer
     from fedmarket.storage.cid import cid_to_digest
@@ -105,36 +106,20 @@ def post(
     if reward_wei <= 0:
         raise FedmarketError("--reward must be more than 0")
     amounts = {name: opt.parse_amount(text, name) for name, text in (("license fee", license_fee), ("trainer stake", trainer_stake), ("validator stake", validator_stake), ("aggregator stake", aggregator_stake))}
-    if trainer_share_bps + validator_share_bps + aggregator_share_bps != 10_000:
-        raise FedmarketError(f"the shares must sum to 10000 bps, not {trainer_share_bps + validator_share_bps + aggregator_share_bps}")
+    if trainer_share_bps + validator_share_bps + aggregator_share_bps != BPS:
+        raise FedmarketError(f"the shares must sum to {BPS} bps, not {trainer_share_bps + validator_share_bps + aggregator_share_bps}")
     spec_cid = _content_cid(spec, spec_cid, ipfs, "spec")
     initial_cid = _content_cid(initial_model, initial_model_cid, ipfs, "initial-model")
     market = session.open()
-    params = ModelParams(
-        spec_digest=cid_to_digest(spec_cid),
-        initial_model_digest=cid_to_digest(initial_cid),
-        aggregator=resolve_address(aggregator, market.w3, keystore_dir=session.keystore_dir),
-        rounds=rounds,
-        min_trainers=min_trainers,
-        max_trainers=max_trainers,
-        committee_size=committee,
-        max_validators=max_validators,
-        commit_window=commit_window or window,
-        reveal_window=reveal_window or window,
-        score_window=score_window or window,
-        publish_window=publish_window or window,
-        confirm_window=confirm_window or window,
-        license_fee=amounts["license fee"],
-        trainer_stake=amounts["trainer stake"],
-        validator_stake=amounts["validator stake"],
-        aggregator_stake=amounts["aggregator stake"],
-        late_slash_bps=late_slash_bps,
-        bad_slash_bps=bad_slash_bps,
-        trainer_share_bps=trainer_share_bps,
-        validator_share_bps=validator_share_bps,
-        aggregator_share_bps=aggregator_share_bps,
+    params = buyer.task_params(
+        cid_to_digest(spec_cid), cid_to_digest(initial_cid), resolve_address(aggregator, market.w3, keystore_dir=session.keystore_dir),
+        rounds=rounds, trainers=(min_trainers, max_trainers), validators=max_validators, committee=committee, window=window,
+        windows={"commit": commit_window, "reveal": reveal_window, "score": score_window, "publish": publish_window, "confirm": confirm_window},
+        license_fee=amounts["license fee"], trainer_stake=amounts["trainer stake"], validator_stake=amounts["validator stake"],
+        aggregator_stake=amounts["aggregator stake"], late_slash_bps=late_slash_bps, bad_slash_bps=bad_slash_bps,
+        trainer_share_bps=trainer_share_bps, validator_share_bps=validator_share_bps, aggregator_share_bps=aggregator_share_bps,
         poison_threshold=poison_threshold,
-    )
+    )  # fmt: skip
     result = buyer.post_task(market.client, params, reward_wei)
     model_id = result.model_id
     data = {"model_id": model_id, "owner": market.sender, "reward_wei": reward_wei, "spec_cid": spec_cid, "initial_model_cid": initial_cid, "aggregator": params.aggregator, **tx_json(result)}
@@ -230,102 +215,6 @@ def _payout_json(p: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ views
 
 
-def task_json(client: Any, model_id: int) -> dict[str, Any]:
-    """Everything about one task, JSON-ready (CIDs for digests, names for enums)."""
-    from fedmarket.chain.client import Status
-
-    params, state = client.get_model(model_id)
-    addresses = [("trainer", a) for a in client.trainers(model_id)] + [("validator", a) for a in client.validators(model_id)]
-    if state.aggregator_joined:
-        addresses.append(("aggregator", params.aggregator))
-    participants = []
-    for _, address in addresses:
-        view = client.participant(model_id, address)
-        participants.append(
-            {"address": address, "role": str(view.role).lower(), "stake_remaining_wei": view.stake_remaining, "earned_wei": view.earned, "slashed_wei": view.slashed, "licensed": view.licensed}
-        )
-    current = None
-    if state.status == Status.TRAINING and state.current_round > state.rounds_closed:
-        current = round_json(client, model_id, state.current_round)
-    return {
-        "model_id": model_id,
-        "owner": state.owner,
-        "status": str(state.status).lower(),
-        "params": _params_json(params),
-        "state": {
-            "current_round": state.current_round,
-            "rounds_closed": state.rounds_closed,
-            "reward_wei": state.reward,
-            "escrow_wei": state.escrow,
-            "stakes_held_wei": state.stakes_held,
-            "accrued_wei": state.accrued,
-            "license_income_wei": state.license_income,
-            "global_model_cid": state.global_model_cid,
-            "trainers": state.trainer_count,
-            "validators": state.validator_count,
-            "aggregator_joined": state.aggregator_joined,
-        },
-        "task_balance_wei": client.task_balance(model_id),
-        "round": current,
-        "participants": participants,
-    }
-
-
-def _params_json(params: Any) -> dict[str, Any]:
-    return {
-        "spec_cid": params.spec_cid,
-        "initial_model_cid": params.initial_model_cid,
-        "aggregator": params.aggregator,
-        "rounds": params.rounds,
-        "min_trainers": params.min_trainers,
-        "max_trainers": params.max_trainers,
-        "committee_size": params.committee_size,
-        "max_validators": params.max_validators,
-        "windows_s": {"commit": params.commit_window, "reveal": params.reveal_window, "score": params.score_window, "publish": params.publish_window, "confirm": params.confirm_window},
-        "license_fee_wei": params.license_fee,
-        "trainer_stake_wei": params.trainer_stake,
-        "validator_stake_wei": params.validator_stake,
-        "aggregator_stake_wei": params.aggregator_stake,
-        "late_slash_bps": params.late_slash_bps,
-        "bad_slash_bps": params.bad_slash_bps,
-        "shares_bps": {"trainer": params.trainer_share_bps, "validator": params.validator_share_bps, "aggregator": params.aggregator_share_bps},
-        "poison_threshold": params.poison_threshold,
-    }
-
-
-def round_json(client: Any, model_id: int, round_number: int) -> dict[str, Any]:
-    """One round: phase, deadline, committee and what each of them did, revealed updates and utilities."""
-    from fedmarket.storage.cid import digest_to_cid
-
-    view = client.get_round(model_id, round_number)
-    updates = client.revealed_updates(model_id, round_number)
-    utilities = client.utilities(model_id, round_number) if updates else []
-    committee = []
-    for member in view.committee:
-        scores = client.scores_of(model_id, round_number, member)
-        vote = client.has_confirmed(model_id, round_number, member)
-        committee.append({"address": member, "scored": scores.submitted, "scores": scores.scores, "voted": vote.voted, "ok": vote.ok if vote.voted else None})
-    return {
-        "round": view.round,
-        "phase": str(view.phase).lower(),
-        "phase_deadline": view.phase_deadline,
-        "closed": view.closed,
-        "commits": view.commits,
-        "reveals": view.reveals,
-        "scores_submitted": view.scores_submitted,
-        "proposed": view.proposed,
-        "proposed_cid": digest_to_cid(view.proposed_digest) if view.proposed else None,
-        "proposed_metric": view.proposed_metric if view.proposed else None,
-        "confirmations": view.confirmations,
-        "rejections": view.rejections,
-        "committee": committee,
-        "updates": [
-            {"index": i, "trainer": u.trainer, "update_cid": u.update_cid, "num_samples": u.num_samples, "utility": utilities[i] if i < len(utilities) else None}
-            for i, u in enumerate(updates)
-        ],
-    }
-
-
 @task_app.command("show")
 @one_line_errors
 @opt.with_session(opt.READING)
@@ -334,7 +223,7 @@ def show(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None
     from rich.table import Table
 
     market = session.open()
-    data = task_json(market.client, model_id)
+    data = views.task_summary(market.client, model_id)
     if session.as_json:
         print_json(data)
         return

@@ -1,4 +1,4 @@
-"""`fedmarket up`: a local devnet, every participant its own OS process (fedmarket.roles.devnet).
+"""`fedmarket up`: a local devnet, every participant its own OS process (fedmarket.market.devnet).
 
     fedmarket up --trainers 4 --validators 3 --rounds 3
     fedmarket up --trainers 4 --validators 3 --rounds 4 \\
@@ -55,13 +55,16 @@ def up(
     """Run a local devnet: anvil, the Marketplace, a buyer's task and N trainer, K validator and
     1 aggregator agents, each its own process, supervised (faults injected and restarted as
     planned) until the task is settled and everyone has withdrawn; then the report."""
-    from fedmarket.cli.market_options import parse_amount
-    from fedmarket.roles.devnet import Devnet, DevnetConfig
+    from dataclasses import replace
 
+    from fedmarket.cli.market_options import parse_amount
+    from fedmarket.fl.taskspec import TaskSpec
+    from fedmarket.market.devnet import DEVNET_TERMS, Devnet, DevnetConfig
+
+    spec = TaskSpec(dataset=dataset, partition=partition, trainers=trainers, validators=validators, model=model, lr=lr, seed=seed)
     config = DevnetConfig(
-        trainers=trainers, validators=validators, rounds=rounds, run_dir=run_dir, ipfs=ipfs, window=window,
-        faults=tuple(fault or ()), attacks=tuple(attack or ()), dataset=dataset, partition=partition, model=model,
-        lr=lr, seed=seed, device=device, reward_wei=parse_amount(reward, "reward"),
+        spec=spec, terms=replace(DEVNET_TERMS, rounds=rounds, reward=parse_amount(reward, "reward")), run_dir=run_dir, ipfs=ipfs,
+        window=window, faults=tuple(fault or ()), attacks=tuple(attack or ()), device=device,
     )  # fmt: skip
     live_console = err_console if as_json else console
     view = _LiveView(live_console)

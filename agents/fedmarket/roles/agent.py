@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fedmarket.errors import FedmarketError
+from fedmarket.roles.adversary import Adversary, Attack
+from fedmarket.roles.faults import Fault, die
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,50 +38,6 @@ if TYPE_CHECKING:
     from fedmarket.storage.store import BlobStore
 
 State = dict[str, "torch.Tensor"]
-
-FAULT_POINTS = ("before-commit", "before-reveal", "before-score", "before-publish", "before-confirm")
-
-
-@dataclass(frozen=True)
-class Fault:
-    """Die by SIGKILL on reaching `point` in `round` (fault injection for the crash tests)."""
-
-    round: int
-    point: str
-
-    @classmethod
-    def parse(cls, text: str) -> Fault:
-        """`ROUND:POINT`, e.g. `2:before-commit`."""
-        round_text, _, point = text.partition(":")
-        if not round_text.isdigit() or int(round_text) < 1 or point not in FAULT_POINTS:
-            raise FedmarketError(f"invalid fault {text!r}: give ROUND:POINT with POINT one of {', '.join(FAULT_POINTS)}")
-        return cls(int(round_text), point)
-
-
-@dataclass(frozen=True)
-class Attack:
-    """A dishonest behaviour (for the adversary tests and the fairness story), in some rounds."""
-
-    kind: str
-    rounds: frozenset[int] | None = None  # None: every round
-
-    def active(self, round: int) -> bool:
-        return self.rounds is None or round in self.rounds
-
-    @classmethod
-    def parse(cls, text: str, allowed: tuple[str, ...]) -> Attack:
-        """`KIND` or `KIND@R1,R2`."""
-        kind, _, rounds_text = text.partition("@")
-        if kind not in allowed:
-            raise FedmarketError(f"unknown attack {kind!r} for this role; choose one of {', '.join(allowed)}")
-        rounds = None
-        if rounds_text:
-            try:
-                rounds = frozenset(int(r) for r in rounds_text.split(","))
-            except ValueError:
-                raise FedmarketError(f"invalid attack rounds {rounds_text!r}: give R or R1,R2,...") from None
-        return cls(kind, rounds)
-
 
 class AgentLog:
     """One JSON line per action, to a file (appended: a restarted agent continues it) and/or a sink."""
@@ -133,7 +90,6 @@ class Agent:
     """The shared machinery; TrainerAgent, ValidatorAgent and AggregatorAgent add the role."""
 
     role: ClassVar[str] = ""
-    attacks: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, market: MarketClient, store: BlobStore, model_id: int, state_dir: Path,
                  log: AgentLog | None = None, options: AgentOptions | None = None, task_data: TaskData | None = None) -> None:
@@ -154,8 +110,7 @@ class Agent:
         self._spec: TaskSpec | None = None
         self._data: TaskData | None = task_data
         self._states: dict[str, tuple[State, Any]] = {}  # decoded blobs and their metadata by CID (a CID's bytes never change)
-        if self.options.attack is not None and self.options.attack.kind not in self.attacks:
-            raise FedmarketError(f"a {self.role} cannot run attack {self.options.attack.kind!r}")
+        self.adversary = Adversary(self.role, self.options.attack)  # honest unless told otherwise
 
     # ------------------------------------------------------------------ the loop
 
@@ -359,9 +314,9 @@ class Agent:
     def checkpoint(self, round: int, point: str) -> None:
         """Fault injection: die here, as kill -9 would, if told to."""
         fault = self.options.fault
-        if fault is not None and fault.round == round and fault.point == point:
+        if fault is not None and fault.fires(round, point):
             self._record(point, round, "fault", detail="SIGKILL (injected fault)")
-            os.kill(os.getpid(), signal.SIGKILL)
+            die()
 
     @contextmanager
     def _timing(self, kind: str) -> Iterator[None]:

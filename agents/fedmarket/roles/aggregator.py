@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 class AggregatorAgent(Agent):
     role = "aggregator"
-    attacks = ("wrong-aggregate",)
 
     def act(self, info: ModelInfo, view: RoundView) -> bool:
         from fedmarket.chain.client import Phase
@@ -34,17 +33,13 @@ class AggregatorAgent(Agent):
         self.checkpoint(r, "before-publish")
         global_cid = info.state.global_model_cid
         state, accepted = self.accepted_aggregate(r, global_cid)
-        attack = self.options.attack
-        tampered = attack is not None and attack.active(r)
-        if tampered:
-            from fedmarket.fl.utility import attacks
-
-            state = attacks.gaussian_noise(state, 0.01, r)
+        behaviour = self.adversary.in_round(r)
+        state = behaviour.tamper_aggregate(state, r)
         cid = self.store_state(state, r, global_cid)
         metric = self._metric(state)
         detail = f"{cid} from {len(accepted)} accepted updates, metric {metric}"
-        if tampered:
-            detail += " (wrong-aggregate attack: noise added)"
+        if behaviour.kind:
+            detail += f" ({behaviour.kind} attack: noise added)"
         self._send("publish", r, "publish", lambda: self.market.publish_global_model(self.model_id, r, cid, metric), detail=detail)
         return True
 

@@ -1,6 +1,8 @@
 """The model buyer's operations, as plain functions over a MarketClient signing as the buyer.
 
-The buyer posts a task (escrowing the reward), may top the escrow up while the task is open,
+`task_params` is the one place a task's ModelParams are built from what a buyer decides (every
+runner, the CLI and the benchmarks call it). The buyer posts a task (escrowing the reward), may
+top the escrow up while the task is open,
 starts training once enough participants have staked (or cancels before), ends the task and
 settles it (finalizeContract, then generateTrainingPayments), and withdraws what it is owed.
 The CLI's `fedmarket task ...` commands and the scripted market use these; so will the agents.
@@ -9,8 +11,9 @@ The CLI's `fedmarket task ...` commands and the scripted market use these; so wi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from fedmarket.chain.protocol import BUYER_RETURN_EVENT, PAYMENT_EVENTS
 from fedmarket.errors import FedmarketError
 
 if TYPE_CHECKING:
@@ -49,7 +52,42 @@ class Settlement:
         return self.payments.gas_used + (self.finalized.gas_used if self.finalized else 0)
 
 
-_PAYMENT_EVENTS = {"ContributionPayment": "trainer", "ValidationPayment": "validator", "OrchestrationPayment": "aggregator"}
+PHASES = ("commit", "reveal", "score", "publish", "confirm")
+
+
+def task_params(
+    spec_cid: str | bytes,
+    initial_model_cid: str | bytes,
+    aggregator: str,
+    *,
+    rounds: int,
+    trainers: int | tuple[int, int],
+    validators: int,
+    committee: int,
+    window: int,
+    windows: dict[str, int | None] | None = None,
+    stake: int | None = None,
+    **terms: Any,
+) -> ModelParams:
+    """A task's ModelParams. `trainers`: the exact number, or (min, max); `validators`: the most
+    that may stake; `committee`: the committee size; `window`: every phase's window in
+    seconds, unless `windows` names a phase's own (e.g. {"commit": 120}); `stake`: every role's
+    stake unless `trainer_stake` / `validator_stake` / `aggregator_stake` is given. The other
+    keywords are ModelParams' own (license_fee, slash bps, shares, poison_threshold)."""
+    from fedmarket.chain.client import ModelParams
+
+    low, high = (trainers, trainers) if isinstance(trainers, int) else trainers
+    own = windows or {}
+    unknown = sorted(set(own) - set(PHASES))
+    if unknown:
+        raise FedmarketError(f"unknown phase {', '.join(unknown)}: the phases are {', '.join(PHASES)}")
+    phase_windows = {f"{phase}_window": own.get(phase) or window for phase in PHASES}
+    stakes = {f"{role}_stake": stake for role in ("trainer", "validator", "aggregator") if stake is not None}
+    return ModelParams(
+        spec_digest=spec_cid, initial_model_digest=initial_model_cid, aggregator=aggregator, rounds=rounds,
+        min_trainers=low, max_trainers=high, committee_size=committee, max_validators=validators,
+        **phase_windows, **{**stakes, **terms},
+    )  # fmt: skip
 
 
 def post_task(market: MarketClient, params: ModelParams, reward_wei: int) -> TxResult:
@@ -94,11 +132,11 @@ def payouts_of(payments: TxResult) -> list[Payout]:
     """The payees of a generateTrainingPayments (or cancelModel) transaction, from its events."""
     payouts = []
     for event in payments.events:
-        role = _PAYMENT_EVENTS.get(event.name)
+        role = PAYMENT_EVENTS.get(event.name)
         if role is not None:
             address = event.args.get("trainer") or event.args.get("validator") or event.args.get("aggregator")
             payouts.append(Payout(role, address, int(event.args["earned"]), int(event.args["stakeReturned"])))
-        elif event.name == "ModelBuyerReturnPayment":
+        elif event.name == BUYER_RETURN_EVENT:
             payouts.append(Payout("buyer", event.args["owner"], int(event.args["amount"]), 0))
     return payouts
 

@@ -6,17 +6,7 @@ store the update, write the salt durably, commit. Reveal phase: reveal what was 
 Training is deterministic, so a trainer restarted before its commit retrains to the same bytes
 and the same CID, and the salt book hands back the same salt.
 
-Attacks (`--attack`, for the adversary tests; an honest trainer runs none):
-    free-ride     re-submit the global model unchanged
-    sign-flip     submit the honest update reversed: w_g - (w_i - w_g)
-    scale         submit the honest update times 10
-    noise         submit the global model plus Gaussian noise
-    label-flip    train on labels c -> C - 1 - c
-    corrupt-blob  store the honest update, then corrupt the stored bytes (embedded store only)
-    wrong-shape   submit weights whose first tensor has the wrong shape
-    pickle        submit a pickle (torch.save) instead of a safetensors file
-    bad-reveal    first send a reveal that does not match the commit (the contract refuses it),
-                  then reveal what was committed
+Attacks (`--attack`) are fedmarket.roles.adversary's, reached through its hooks.
 """
 
 from __future__ import annotations
@@ -32,7 +22,6 @@ if TYPE_CHECKING:
 
 class TrainerAgent(Agent):
     role = "trainer"
-    attacks = ("free-ride", "sign-flip", "scale", "noise", "label-flip", "corrupt-blob", "wrong-shape", "pickle", "bad-reveal")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -83,71 +72,34 @@ class TrainerAgent(Agent):
         cached = self.cache.for_round(r).get(global_cid)
         if cached is not None:
             return cached
-        import torch
-
         from fedmarket.fl.sim import client_seed
         from fedmarket.fl.training import resolve_device, train_local
-        from fedmarket.fl.utility import attacks
 
         index = self.join_index(self._view(lambda: self.market.trainers(self.model_id)))
         x, y = self.own_samples(lambda: self.data.trainer_indices(index))
         global_state = self.load_state(global_cid, "global model")
-        attack = self.options.attack if self.options.attack is not None and self.options.attack.active(r) else None
-        kind = attack.kind if attack else None
-        if kind == "label-flip":
-            y = attacks.flipped_labels(y, self.data.dataset.num_classes)
+        behaviour = self.adversary.in_round(r)
+        y = behaviour.training_labels(y, self.data.dataset.num_classes)
         config = self.spec.train_config(client_seed(self.spec.seed, r, index))
         with self._timing("train_s"):
             state, samples, loss = train_local(self.model_spec.build(), global_state, x, y, config, resolve_device(self.options.device))
-            if kind == "free-ride":
-                state = attacks.free_ride(global_state)
-            elif kind == "sign-flip":
-                state = attacks.sign_flip(global_state, state)
-            elif kind == "scale":
-                state = attacks.scale(global_state, state)
-            elif kind == "noise":
-                state = attacks.gaussian_noise(global_state, 0.1, config.seed)
+            state = behaviour.forge_update(global_state, state, config.seed)
         samples = int(samples)
-        if kind == "wrong-shape":
-            name = sorted(state)[0]
-            state = {**state, name: torch.zeros(tuple(s + 1 for s in state[name].shape))}
-            update_cid = self.store_blob(self.weights_file(state, r, global_cid))
-        elif kind == "pickle":
-            import io
-
-            buffer = io.BytesIO()
-            torch.save(state, buffer)
-            update_cid = self.store_blob(buffer.getvalue())
-        else:
-            update_cid = self.store_state(state, r, global_cid)
-            if kind == "corrupt-blob":
-                self._corrupt(update_cid)
-        if kind:
-            self._record("commit", r, "attack", detail=f"{kind}: update {update_cid}")
+        update_cid = self.store_blob(behaviour.encode_update(state, lambda s: self.weights_file(s, r, global_cid)))
+        behaviour.after_store(update_cid, self.store)
+        if behaviour.kind:
+            self._record("commit", r, "attack", detail=f"{behaviour.kind}: update {update_cid}")
         result = (update_cid, samples, float(loss))
         self.cache.for_round(r)[global_cid] = result
         return result
-
-    def _corrupt(self, cid: str) -> None:
-        """Flip bytes of the stored copy: the CID still names the honest bytes, the store now lies."""
-        path_of = getattr(self.store, "path_of", None)
-        if path_of is None:
-            raise FedmarketError("the corrupt-blob attack needs the embedded store (it edits the stored file)")
-        path = path_of(cid)
-        data = bytearray(path.read_bytes())
-        middle = len(data) // 2
-        data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
-        path.chmod(0o644)
-        path.write_bytes(bytes(data))
 
     # ------------------------------------------------------------------ reveal
 
     def _reveal(self, r: int) -> bool:
         stored = self.salts.load(self.market.chain_id, self.market.address, self.model_id, r, self.address)
-        attack = self.options.attack
-        if attack is not None and attack.kind == "bad-reveal" and attack.active(r):
+        for false_samples in self.adversary.in_round(r).false_reveal_samples(stored.num_samples):
             try:
-                self._send("reveal", r, "reveal", lambda: self.market.reveal_update(self.model_id, r, stored.update_cid, stored.num_samples + 1, stored.salt_bytes),
+                self._send("reveal", r, "reveal", lambda n=false_samples: self.market.reveal_update(self.model_id, r, stored.update_cid, n, stored.salt_bytes),
                            detail="bad-reveal attack: a sample count that does not match the commit")
             except FedmarketError as exc:
                 self._record("reveal", r, "refused", detail=f"the contract refused the mismatched reveal: {exc}")

@@ -9,7 +9,7 @@ shapes, another round's or model's weights) scores as malformed (-1, a poison sc
 reason goes to the log. Confirm phase: rebuild the aggregate of the accepted updates (the same
 deterministic code the aggregator runs) and vote ok only if its CID is the proposal's.
 
-Attack (`--attack`): `approve-all` votes ok without checking (a lazy validator).
+Attacks (`--attack`) are fedmarket.roles.adversary's, reached through its hooks.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 class ValidatorAgent(Agent):
     role = "validator"
-    attacks = ("approve-all",)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -81,19 +80,20 @@ class ValidatorAgent(Agent):
 
         r = view.round
         proposed = digest_to_cid(view.proposed_digest)
-        attack = self.options.attack
-        if attack is not None and attack.active(r):  # approve-all
-            self._send("confirm", r, "confirm", lambda: self.market.confirm_global_model(self.model_id, r, True), detail=f"{proposed} approved unchecked (attack)")
-            return True
+        ok, detail = self.adversary.in_round(r).vote(lambda: self._check_proposal(info, r, proposed))
+        self._send("confirm", r, "confirm", lambda: self.market.confirm_global_model(self.model_id, r, ok), detail=f"proposal {proposed} {detail}")
+        return True
+
+    def _check_proposal(self, info: ModelInfo, r: int, proposed: str) -> tuple[bool, str]:
+        """Whether the proposal is the deterministic aggregate of the accepted updates, and why."""
         expected = self.cache.for_round(r).get("expected")
         if expected is None:
             state, _accepted = self.accepted_aggregate(r, info.state.global_model_cid)
             expected = self._cid_of(state, r, info.state.global_model_cid)
             self.cache.for_round(r)["expected"] = expected
-        ok = expected == proposed
-        detail = f"proposal {proposed} is the aggregate" if ok else f"proposal {proposed} is not the aggregate {expected}: rejected"
-        self._send("confirm", r, "confirm", lambda: self.market.confirm_global_model(self.model_id, r, ok), detail=detail)
-        return True
+        if expected == proposed:
+            return True, "is the aggregate"
+        return False, f"is not the aggregate {expected}: rejected"
 
     def _cid_of(self, state: dict, r: int, parent: str) -> str:
         from fedmarket.storage.cid import cid_of

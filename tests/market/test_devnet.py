@@ -1,4 +1,4 @@
-"""fedmarket.roles.devnet without the chain: the fault and attack specs, and the process
+"""fedmarket.market.devnet without the chain: the fault and attack specs, and the process
 supervisor over dummy children (real processes, real SIGKILL / SIGTERM, real process groups);
 plus anvil's mixed mining, which `fedmarket up` relies on."""
 
@@ -8,31 +8,33 @@ import json
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-from fedmarket.roles.devnet import (
+from devnet_dummies import argv as dummy
+from fedmarket.fl.taskspec import TaskSpec
+from fedmarket.market.devnet import DEVNET_TERMS, DevnetConfig, default_run_dir
+from fedmarket.market.plan import (
+    DevnetError,
+    Fault,
+    FaultPlan,
+    parse_attack,
+    parse_fault,
+)
+from fedmarket.market.setup import participant_names
+from fedmarket.market.supervisor import (
     KILLED,
     AgentLaunch,
     AgentSupervisor,
-    DevnetConfig,
-    DevnetError,
     EventLog,
-    Fault,
-    FaultPlan,
     LogTail,
     ProcessSpec,
     ProcessSupervisor,
-    default_run_dir,
     last_line,
-    parse_attack,
-    parse_fault,
-    participant_names,
     read_jsonl,
 )
-
-from devnet_dummies import argv as dummy
 
 
 def alive(pid: int) -> bool:
@@ -130,20 +132,25 @@ def test_fault_plan_checks_names_rounds_and_duplicates() -> None:
         assert message in str(caught.value)
 
 
+def devnet_config(trainers: int = 4, validators: int = 3, rounds: int = 3, **options: Any) -> DevnetConfig:
+    """A DevnetConfig of `trainers` / `validators` and `rounds`, else the devnet's defaults."""
+    return DevnetConfig(spec=TaskSpec(trainers=trainers, validators=validators), terms=replace(DEVNET_TERMS, rounds=rounds), **options)
+
+
 def test_config_checks_before_anything_starts(tmp_path: Path) -> None:
-    assert DevnetConfig(validators=5).committee_size == 3
-    assert DevnetConfig(validators=2).committee_size == 2
-    assert DevnetConfig(window=20).stall_timeout == 100.0
-    assert DevnetConfig(window=7).phase_window == 7
+    assert devnet_config(validators=5).committee_size == 3
+    assert devnet_config(validators=2).committee_size == 2
+    assert devnet_config(window=20).stall_timeout == 100.0
+    assert devnet_config(window=7).phase_window == 7
     cores = len(os.sched_getaffinity(0))
-    assert DevnetConfig(trainers=4, validators=3).phase_window == max(20, -(-8 * 4 // cores))
-    assert DevnetConfig(trainers=40, validators=9).phase_window == max(20, -(-50 * 4 // cores))
+    assert devnet_config(trainers=4, validators=3).phase_window == max(20, -(-8 * 4 // cores))
+    assert devnet_config(trainers=40, validators=9).phase_window == max(20, -(-50 * 4 // cores))
     for config, message in [
-        (DevnetConfig(trainers=0), "at least 1 trainer"),
-        (DevnetConfig(validators=0), "at least 1 validator"),
-        (DevnetConfig(window=1), "too short"),
-        (DevnetConfig(device="tpu"), "unknown device"),
-        (DevnetConfig(rounds=2, faults=("trainer-1@3:before-commit->now",)), "the task has 2 rounds"),
+        (devnet_config(trainers=65), "at most 64 trainers"),
+        (devnet_config(rounds=1001), "rounds must be 1 .. 1000, not 1001"),
+        (devnet_config(window=1), "too short"),
+        (devnet_config(device="tpu"), "unknown device"),
+        (devnet_config(rounds=2, faults=("trainer-1@3:before-commit->now",)), "the task has 2 rounds"),
     ]:
         with pytest.raises(DevnetError, match=message):
             config.check()
@@ -176,7 +183,7 @@ def test_jsonl_helpers(tmp_path: Path) -> None:
 
 
 def test_signals_during_clean_up_are_held_back_then_raised() -> None:
-    from fedmarket.roles.devnet import signals_deferred, sigterm_as_interrupt
+    from fedmarket.market.supervisor import signals_deferred, sigterm_as_interrupt
 
     with pytest.raises(KeyboardInterrupt):
         with sigterm_as_interrupt():
@@ -413,11 +420,11 @@ def _started_pids(run: Path) -> list[int]:
 
 @pytest.mark.anvil
 def test_an_agent_that_fails_stops_the_run_with_one_line_and_nothing_left(tmp_path: Path) -> None:
-    from fedmarket.roles.devnet import Devnet
+    from fedmarket.market.devnet import Devnet
 
     run = tmp_path / "run"
     python = _fake_python(tmp_path, 'echo "error: no such command: $3" >&2; exit 2')
-    config = DevnetConfig(trainers=1, validators=1, rounds=1, run_dir=run, python=python, plot=False)
+    config = devnet_config(trainers=1, validators=1, rounds=1, run_dir=run, python=python, plot=False)
     with pytest.raises(DevnetError) as caught:
         Devnet(config).run()
     message = str(caught.value)
@@ -426,7 +433,7 @@ def test_an_agent_that_fails_stops_the_run_with_one_line_and_nothing_left(tmp_pa
     assert len(pids) == 4  # anvil and three agents
     assert not any(alive(pid) for pid in pids)
     records = read_jsonl(run / "supervisor.jsonl")
-    assert [r["event"] for r in records][:4] == ["start", "deployed", "funded", "posted"]
+    assert [r["event"] for r in records][:4] == ["start", "funded", "deployed", "posted"]
     assert records[-1] == {**records[-1], "event": "exit", "name": "anvil"}
     assert (run / "anvil.log").is_file() and "Listening on 127.0.0.1" in (run / "anvil.log").read_text()
     assert sorted(p.name for p in (run / "keystores").iterdir()) == ["aggregator.json", "buyer.json", "trainer-1.json", "validator-1.json"]
@@ -444,8 +451,8 @@ def test_an_interrupted_devnet_stops_everything_it_started(tmp_path: Path, sig: 
     run = tmp_path / "run"
     python = _fake_python(tmp_path, "exec sleep 600")  # agents that never join
     driver = (
-        "import sys; from pathlib import Path; from fedmarket.roles.devnet import Devnet, DevnetConfig\n"
-        f"Devnet(DevnetConfig(trainers=2, validators=1, rounds=1, run_dir=Path({str(run)!r}), python={python!r}, plot=False)).run()\n"
+        "import sys; from pathlib import Path; from fedmarket.market.devnet import Devnet, DevnetConfig\n"
+        f"Devnet(devnet_config(trainers=2, validators=1, rounds=1, run_dir=Path({str(run)!r}), python={python!r}, plot=False)).run()\n"
     )
     process = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

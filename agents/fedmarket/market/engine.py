@@ -29,46 +29,35 @@ from typing import TYPE_CHECKING, Any
 
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.taskspec import TaskSpec
-from fedmarket.roles.agent import Agent, AgentLog, AgentOptions, Attack
+from fedmarket.market.setup import MarketTerms, participant_names, set_up_market
+from fedmarket.roles.adversary import Attack, attacks_of
+from fedmarket.roles.agent import Agent, AgentLog, AgentOptions
 
 if TYPE_CHECKING:
     from web3 import Web3
 
     from fedmarket.storage.store import BlobStore
 
-ETH = 10**18
 MAX_IDLE_SWEEPS = 3  # clock moves in a row without anyone acting: the market is stuck
 
 
 @dataclass(frozen=True)
 class MarketConfig:
-    """The demo's market. Amounts in wei, windows in seconds."""
+    """The demo's market: the task, the buyer's terms, who misbehaves, the training device."""
 
     spec: TaskSpec = field(default_factory=TaskSpec)
-    rounds: int = 5
-    reward: int = ETH
-    top_up: int = ETH // 2
-    license_fee: int = ETH // 100
-    trainer_stake: int = ETH // 10
-    validator_stake: int = ETH // 20
-    aggregator_stake: int = ETH // 10
-    committee: int = 3
-    window: int = 120
-    late_slash_bps: int = 1_000
-    bad_slash_bps: int = 5_000
-    poison_threshold: int = -100_000
+    terms: MarketTerms = field(default_factory=MarketTerms)
     attacks: dict[str, str] = field(default_factory=dict)  # agent name (trainer-2, validator-1, aggregator) -> KIND[@ROUNDS]
     device: str = "cpu"
 
     def names(self) -> list[str]:
-        return ["aggregator"] + [f"trainer-{i + 1}" for i in range(self.spec.trainers)] + [f"validator-{j + 1}" for j in range(self.spec.validators)]
+        return participant_names(self.spec.trainers, self.spec.validators)
 
     def check(self) -> None:
         unknown = sorted(set(self.attacks) - set(self.names()))
         if unknown:
             raise FedmarketError(f"no participant called {', '.join(unknown)}: attack one of trainer-1..{self.spec.trainers}, validator-1..{self.spec.validators}, aggregator")
-        if self.rounds < 1:
-            raise FedmarketError("a market needs at least 1 round")
+        self.terms.check()
 
 
 @dataclass
@@ -94,10 +83,8 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
                      progress: Progress | None = None, log_dir: Path | None = None) -> LocalRun:
     """Run the market of `config` to the end; raise FedmarketError (one line) if it cannot."""
     from fedmarket.chain.anvil import dev_accounts
-    from fedmarket.chain.client import ModelParams, Status, open_market
-    from fedmarket.chain.deploy import deploy_marketplace
+    from fedmarket.chain.client import Status
     from fedmarket.chain.timecontrol import advance_to
-    from fedmarket.fl.taskspec import TaskData
     from fedmarket.roles import buyer
     from fedmarket.roles.aggregator import AggregatorAgent
     from fedmarket.roles.trainer import TrainerAgent
@@ -133,36 +120,18 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
         finally:
             engine_storage[engine_round] = engine_storage.get(engine_round, 0.0) + time.perf_counter() - t0
 
-    tell("deploy the Marketplace")
-    start_block = int(w3.eth.block_number)
-    contract = on_chain(lambda: deploy_marketplace(w3, buyer_account))
-    market = open_market(w3, contract.address, buyer_account)
-
-    tell("buyer stores the task spec and the initial model, posts and funds the task")
-    data = TaskData.load(spec, None)
-    spec_cid = on_store(lambda: store.add(spec.to_bytes()))
-    initial_weights = spec.initial_weights(data.dataset)
-    initial_cid = on_store(lambda: store.add(initial_weights))
-    params = ModelParams(
-        spec_digest=spec_cid, initial_model_digest=initial_cid, aggregator=by_name["aggregator"].address,
-        rounds=config.rounds, min_trainers=spec.trainers, max_trainers=spec.trainers,
-        committee_size=min(config.committee, spec.validators), max_validators=spec.validators,
-        commit_window=config.window, reveal_window=config.window, score_window=config.window,
-        publish_window=config.window, confirm_window=config.window,
-        license_fee=config.license_fee, trainer_stake=config.trainer_stake, validator_stake=config.validator_stake,
-        aggregator_stake=config.aggregator_stake, late_slash_bps=config.late_slash_bps, bad_slash_bps=config.bad_slash_bps,
-        poison_threshold=config.poison_threshold,
-    )  # fmt: skip
-    model_id = on_chain(lambda: buyer.post_task(market, params, config.reward)).model_id
-    if config.top_up:
-        on_chain(lambda: buyer.fund_task(market, model_id, config.top_up))
+    tell("deploy the Marketplace; the buyer stores the task spec and the initial model, posts and funds the task")
+    posted = set_up_market(w3, buyer_account, buyer_account, store, spec, config.terms, by_name["aggregator"].address,
+                           on_chain=on_chain, on_store=on_store)
+    market, model_id, data = posted.market, posted.model_id, posted.task_data
+    start_block = posted.deploy_block
 
     logs: list[dict[str, Any]] = []
     kinds = {"trainer": TrainerAgent, "validator": ValidatorAgent, "aggregator": AggregatorAgent}
     agents: list[Agent] = []
     for name in [n for n in names if n.startswith("trainer")] + [n for n in names if n.startswith("validator")] + ["aggregator"]:
         cls = kinds[name.split("-")[0]]
-        attack = Attack.parse(config.attacks[name], cls.attacks) if name in config.attacks else None
+        attack = Attack.parse(config.attacks[name], attacks_of(cls.role)) if name in config.attacks else None
         log = AgentLog(log_dir / f"{name}.jsonl" if log_dir else None, logs.append)
         options = AgentOptions(device=config.device, join=True, withdraw=True, attack=attack, name=name)
         agent = cls(market.with_account(by_name[name]), store, model_id, state_dir / name, log, options, task_data=data)
@@ -189,8 +158,8 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
         elif state.status == Status.TRAINING:
             _time_rounds(state, round_open, round_wall)
             current = int(state.current_round)
-            engine_round = current if current <= config.rounds and current in round_open and current not in round_wall else 0
-            if state.rounds_closed >= config.rounds:
+            engine_round = current if current <= config.terms.rounds and current in round_open and current not in round_wall else 0
+            if state.rounds_closed >= config.terms.rounds:
                 tell("buyer finalizes; the contract credits every payee")
                 on_chain(lambda: buyer.finalize_and_settle(market, model_id))
                 acted = True
@@ -198,7 +167,7 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
                 view = on_chain(lambda: market.get_round(model_id, state.current_round))
                 now = (state.current_round, view.phase)
                 if now != announced:
-                    tell(f"round {state.current_round} of {config.rounds}: {str(view.phase).lower()}")
+                    tell(f"round {state.current_round} of {config.terms.rounds}: {str(view.phase).lower()}")
                     announced = now
         elif state.status == Status.SETTLED and all(a.finished for a in agents):
             engine_round = 0

@@ -1,4 +1,4 @@
-"""A whole market with fixed scores and no learning: what `fedmarket demo` runs.
+"""A test fixture: a whole market with fixed scores and no learning, for the report's tests.
 
 It drives every phase of the protocol with real transactions on a dev chain (the embedded one by
 default, or anvil), signing as the chain's dev accounts: a buyer posts and funds a task, four
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fedmarket.chain.protocol import ANVIL_CHAIN_ID, WEI_PER_ETH, of_bps
 from fedmarket.errors import FedmarketError
 from fedmarket.roles import buyer
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
     from fedmarket.chain.client import MarketClient, TxResult
 
-ETH = 10**18
+ETH = WEI_PER_ETH
 NOTE = "scripted market: nothing is trained (updates and global models are CIDs of labels); accuracy, loss and auc are null"
 
 
@@ -204,7 +205,7 @@ class ScriptedMarket:
 
     def run(self) -> MarketRun:
         from fedmarket.chain.anvil import dev_accounts
-        from fedmarket.chain.client import ModelParams, open_market
+        from fedmarket.chain.client import open_market
         from fedmarket.chain.deploy import deploy_marketplace
         from fedmarket.chain.embedded import is_embedded
         from fedmarket.wallet.accounts import require_dev_chain
@@ -229,28 +230,12 @@ class ScriptedMarket:
 
         self.progress("buyer posts the task")
         spec_cid, initial_cid = self._cid(b"scripted task spec: no model, fixed scores\n"), self._cid(b"scripted initial model\n")
-        params = ModelParams(
-            spec_digest=spec_cid,
-            initial_model_digest=initial_cid,
-            aggregator=aggregator.address,
-            rounds=cfg.rounds,
-            min_trainers=len(trainers),
-            max_trainers=len(trainers),
-            committee_size=cfg.committee,
-            max_validators=cfg.validators,
-            commit_window=cfg.window,
-            reveal_window=cfg.window,
-            score_window=cfg.window,
-            publish_window=cfg.window,
-            confirm_window=cfg.window,
-            license_fee=cfg.license_fee,
-            trainer_stake=cfg.trainer_stake,
-            validator_stake=cfg.validator_stake,
-            aggregator_stake=cfg.aggregator_stake,
-            late_slash_bps=cfg.late_slash_bps,
-            bad_slash_bps=cfg.bad_slash_bps,
-            poison_threshold=cfg.poison_threshold,
-        )
+        params = buyer.task_params(
+            spec_cid, initial_cid, aggregator.address, rounds=cfg.rounds, trainers=len(trainers), validators=cfg.validators,
+            committee=cfg.committee, window=cfg.window, license_fee=cfg.license_fee, trainer_stake=cfg.trainer_stake,
+            validator_stake=cfg.validator_stake, aggregator_stake=cfg.aggregator_stake, late_slash_bps=cfg.late_slash_bps,
+            bad_slash_bps=cfg.bad_slash_bps, poison_threshold=cfg.poison_threshold,
+        )  # fmt: skip
         model_id = self._tx(lambda: buyer.post_task(market, params, cfg.reward)).model_id
         buyer_party.deposited += cfg.reward
 
@@ -296,7 +281,7 @@ class ScriptedMarket:
 
         contract_balance = int(self.w3.eth.get_balance(market.address))
         return MarketRun(
-            chain_kind="embedded" if is_embedded(self.w3) else ("anvil" if chain_id == 31337 else "rpc"),
+            chain_kind="embedded" if is_embedded(self.w3) else ("anvil" if chain_id == ANVIL_CHAIN_ID else "rpc"),
             chain_id=chain_id,
             contract=market.address,
             model_id=model_id,
@@ -391,8 +376,8 @@ class ScriptedMarket:
         closed = result.event("RoundClosed").args
         record.budget_wei = int(closed["budget"])
         record.returned_to_buyer_wei = int(closed["returnedToBuyer"])
-        record.trainer_pool_wei = record.budget_wei * params.trainer_share_bps // 10_000
-        record.validator_pool_wei = record.budget_wei * params.validator_share_bps // 10_000
+        record.trainer_pool_wei = of_bps(record.budget_wei, params.trainer_share_bps)
+        record.validator_pool_wei = of_bps(record.budget_wei, params.validator_share_bps)
         record.aggregator_pool_wei = record.budget_wei - record.trainer_pool_wei - record.validator_pool_wei
         for event in result.events:
             if event.name == "RewardAccrued":

@@ -1,4 +1,4 @@
-"""The market report rebuilt from the chain (fedmarket.roles.report): checked against what the
+"""The market report rebuilt from the chain (fedmarket.market.report): checked against what the
 scripted market knows it did, against the contract's own medians, and, for a learning task,
 against fl.sim's evaluation; its PNG, its tables and `fedmarket report`."""
 
@@ -24,8 +24,8 @@ from fedmarket.chain.client import MarketClient, open_market
 from fedmarket.chain.embedded import new_embedded_web3
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.taskspec import TaskSpec
-from fedmarket.roles.report import build_report, check_conservation, median_toward_zero, utilities_of, write_report
-from fedmarket.roles.scripted_market import MarketRun, ScriptConfig, ScriptedMarket
+from fedmarket.market.report import build_report, check_conservation, median_toward_zero, utilities_of, write_report
+from scripted_market import MarketRun, ScriptConfig, ScriptedMarket
 from fedmarket.storage.embedded import EmbeddedStore
 
 from report_helpers import LearningTask, post_learning_task, rounded, run_learning_task
@@ -229,7 +229,7 @@ def test_unknown_task(scripted: tuple[Web3, MarketRun, MarketClient]) -> None:
 
 
 def test_plot_is_a_deterministic_png(report: dict[str, Any], tmp_path: Path) -> None:
-    from fedmarket.roles.report_plot import plot_report
+    from fedmarket.market.report_plot import plot_report
 
     first = plot_report(report, tmp_path / "x" / "one.png")
     second = plot_report(report, tmp_path / "two.png")

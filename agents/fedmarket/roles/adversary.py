@@ -1,0 +1,229 @@
+"""Adversarial behaviour, injected into the agents: for the adversary tests, `demo --attack` and
+the fairness story. An honest agent runs `HONEST`, whose every hook is the identity; the honest
+code paths call the hooks and never test for an attack themselves.
+
+Trainers (`--attack KIND[@ROUNDS]`):
+    free-ride     re-submit the global model unchanged
+    sign-flip     submit the honest update reversed: w_g - (w_i - w_g)
+    scale         submit the honest update times 10
+    noise         submit the global model plus Gaussian noise
+    label-flip    train on labels c -> C - 1 - c
+    corrupt-blob  store the honest update, then corrupt the stored bytes (embedded store only)
+    wrong-shape   submit weights whose first tensor has the wrong shape
+    pickle        submit a pickle (torch.save) instead of a safetensors file
+    bad-reveal    first send a reveal that does not match the commit (the contract refuses it),
+                  then reveal what was committed
+Validators: approve-all   vote ok without checking the proposal (a lazy validator)
+Aggregator: wrong-aggregate   publish the aggregate plus noise
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from fedmarket.errors import FedmarketError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from fedmarket.storage.store import BlobStore
+
+    State = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """An attack as given on the command line: its kind, and the rounds it runs in."""
+
+    kind: str
+    rounds: frozenset[int] | None = None  # None: every round
+
+    def active(self, round: int) -> bool:
+        return self.rounds is None or round in self.rounds
+
+    @classmethod
+    def parse(cls, text: str, allowed: tuple[str, ...]) -> Attack:
+        """`KIND` or `KIND@R1,R2`."""
+        kind, _, rounds_text = text.partition("@")
+        if kind not in allowed:
+            raise FedmarketError(f"unknown attack {kind!r} for this role; choose one of {', '.join(allowed)}")
+        rounds = None
+        if rounds_text:
+            try:
+                rounds = frozenset(int(r) for r in rounds_text.split(","))
+            except ValueError:
+                raise FedmarketError(f"invalid attack rounds {rounds_text!r}: give R or R1,R2,...") from None
+        return cls(kind, rounds)
+
+
+class Behaviour:
+    """The honest behaviour: every hook returns what the honest agent made. Subclasses override
+    the hooks of the one thing their attack does."""
+
+    kind: ClassVar[str | None] = None
+
+    # ------------------------------------------------------------------ trainer
+    def training_labels(self, y: np.ndarray, num_classes: int) -> np.ndarray:
+        return y
+
+    def forge_update(self, global_state: State, trained: State, seed: int) -> State:
+        return trained
+
+    def encode_update(self, state: State, encode: Callable[[State], bytes]) -> bytes:
+        return encode(state)
+
+    def after_store(self, cid: str, store: BlobStore) -> None:
+        return None
+
+    def false_reveal_samples(self, num_samples: int) -> list[int]:
+        """Sample counts to reveal, and be refused for, before the true reveal."""
+        return []
+
+    # ------------------------------------------------------------------ validator
+    def vote(self, check: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
+        """(ok, why): the honest vote runs `check`."""
+        return check()
+
+    # ------------------------------------------------------------------ aggregator
+    def tamper_aggregate(self, state: State, round: int) -> State:
+        return state
+
+
+HONEST = Behaviour()
+
+
+class FreeRide(Behaviour):
+    kind = "free-ride"
+
+    def forge_update(self, global_state: State, trained: State, seed: int) -> State:
+        from fedmarket.fl.utility import attacks
+
+        return attacks.free_ride(global_state)
+
+
+class SignFlip(Behaviour):
+    kind = "sign-flip"
+
+    def forge_update(self, global_state: State, trained: State, seed: int) -> State:
+        from fedmarket.fl.utility import attacks
+
+        return attacks.sign_flip(global_state, trained)
+
+
+class Scale(Behaviour):
+    kind = "scale"
+
+    def forge_update(self, global_state: State, trained: State, seed: int) -> State:
+        from fedmarket.fl.utility import attacks
+
+        return attacks.scale(global_state, trained)
+
+
+class Noise(Behaviour):
+    kind = "noise"
+
+    def forge_update(self, global_state: State, trained: State, seed: int) -> State:
+        from fedmarket.fl.utility import attacks
+
+        return attacks.gaussian_noise(global_state, 0.1, seed)
+
+
+class LabelFlip(Behaviour):
+    kind = "label-flip"
+
+    def training_labels(self, y: np.ndarray, num_classes: int) -> np.ndarray:
+        from fedmarket.fl.utility import attacks
+
+        return attacks.flipped_labels(y, num_classes)
+
+
+class CorruptBlob(Behaviour):
+    kind = "corrupt-blob"
+
+    def after_store(self, cid: str, store: BlobStore) -> None:
+        """Flip bytes of the stored copy: the CID still names the honest bytes, the store now lies."""
+        path_of = getattr(store, "path_of", None)
+        if path_of is None:
+            raise FedmarketError("the corrupt-blob attack needs the embedded store (it edits the stored file)")
+        path = path_of(cid)
+        data = bytearray(path.read_bytes())
+        middle = len(data) // 2
+        data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+        path.chmod(0o644)
+        path.write_bytes(bytes(data))
+
+
+class WrongShape(Behaviour):
+    kind = "wrong-shape"
+
+    def encode_update(self, state: State, encode: Callable[[State], bytes]) -> bytes:
+        import torch
+
+        name = sorted(state)[0]
+        return encode({**state, name: torch.zeros(tuple(s + 1 for s in state[name].shape))})
+
+
+class Pickle(Behaviour):
+    kind = "pickle"
+
+    def encode_update(self, state: State, encode: Callable[[State], bytes]) -> bytes:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getvalue()
+
+
+class BadReveal(Behaviour):
+    kind = "bad-reveal"
+
+    def false_reveal_samples(self, num_samples: int) -> list[int]:
+        return [num_samples + 1]
+
+
+class ApproveAll(Behaviour):
+    kind = "approve-all"
+
+    def vote(self, check: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
+        return True, "approved unchecked (attack)"
+
+
+class WrongAggregate(Behaviour):
+    kind = "wrong-aggregate"
+
+    def tamper_aggregate(self, state: State, round: int) -> State:
+        from fedmarket.fl.utility import attacks
+
+        return attacks.gaussian_noise(state, 0.01, round)
+
+
+BEHAVIOURS: dict[str, dict[str, type[Behaviour]]] = {
+    "trainer": {cls.kind: cls for cls in (FreeRide, SignFlip, Scale, Noise, LabelFlip, CorruptBlob, WrongShape, Pickle, BadReveal)},  # type: ignore[misc]
+    "validator": {ApproveAll.kind: ApproveAll},  # type: ignore[dict-item]
+    "aggregator": {WrongAggregate.kind: WrongAggregate},  # type: ignore[dict-item]
+}
+"""role -> attack kind -> its behaviour."""
+
+
+def attacks_of(role: str) -> tuple[str, ...]:
+    """The attack kinds an agent of `role` can run."""
+    return tuple(BEHAVIOURS.get(role, {}))
+
+
+class Adversary:
+    """An agent's behaviour round by round: its attack where the attack is active, else honest."""
+
+    def __init__(self, role: str, attack: Attack | None) -> None:
+        if attack is not None and attack.kind not in BEHAVIOURS.get(role, {}):
+            raise FedmarketError(f"a {role} cannot run attack {attack.kind!r}; its attacks: {', '.join(attacks_of(role))}")
+        self.attack = attack
+        self._behaviour = BEHAVIOURS[role][attack.kind]() if attack is not None else HONEST
+
+    def in_round(self, round: int) -> Behaviour:
+        if self.attack is not None and self.attack.active(round):
+            return self._behaviour
+        return HONEST
