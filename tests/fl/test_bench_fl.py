@@ -37,5 +37,5 @@ def test_bench_accuracy_report() -> None:
 
 def test_scenario_and_rounds_parsing() -> None:
     assert train.parse_scenarios("digits:dir:0.1, mnist:iid") == [("digits", "dir:0.1"), ("mnist", "iid")]
-    assert accuracy._rounds_map("5", ["digits", "mnist"]) == {"digits": 5, "mnist": 5}
-    assert accuracy._rounds_map("digits=40,mnist=10", ["digits", "mnist", "fmnist"]) == {"digits": 40, "mnist": 10, "fmnist": 40}
+    assert accuracy.parse_rounds("5", ["digits", "mnist"]) == {"digits": 5, "mnist": 5}
+    assert accuracy.parse_rounds("digits=40,mnist=10", ["digits", "mnist", "fmnist"]) == {"digits": 40, "mnist": 10, "fmnist": 40}

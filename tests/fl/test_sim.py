@@ -8,7 +8,8 @@ import pytest
 
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.params import max_abs_diff
-from fedmarket.fl.sim import SimConfig, client_seed, run_simulation
+from fedmarket.fl.seeds import client_seed
+from fedmarket.fl.sim import SimConfig, run_simulation
 
 
 

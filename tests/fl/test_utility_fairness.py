@@ -38,17 +38,9 @@ def test_default_utility_pays_honest_trainers_and_no_attacker(lr: float) -> None
 
 
 def test_bench_fairness_command_writes_json_and_markdown(tmp_path) -> None:
-    import typer
     from typer.testing import CliRunner
 
-    from fedmarket.bench import fairness
-
-    app = typer.Typer()
-    fairness.register(app)
-
-    @app.command()
-    def other() -> None:  # a second command keeps typer from collapsing the group
-        """Unused."""
+    from fedmarket.cli.bench_cmd import bench_app as app
 
     result = CliRunner().invoke(app, ["fairness", "--rounds", "1", "--seeds", "0", "--scenarios", "linear:0.05",
                                       "--utilities", "loss_delta,loo", "--out", str(tmp_path)])

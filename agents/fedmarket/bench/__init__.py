@@ -1,7 +1,10 @@
 """Benchmarks behind `fedmarket bench`: one module per benchmark, results in bench/results/.
 
-Shared here: the facts about the machine a result was measured on, and writing a result as JSON
-plus a markdown table beside it.
+Each module is pure: `run` (or `measure`) -> a JSON-able dict, `to_markdown(dict)` -> its page;
+the typer commands that parse options and print live in fedmarket.cli.bench_cmd. Shared here:
+the facts about the machine a result was measured on, and writing a result as JSON plus a
+markdown table beside it. Modules import torch and the market inside their functions, so that
+registering the commands keeps `fedmarket --help` fast.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fedmarket.files import atomic_write
 from fedmarket.paths import repo_root
 
 
@@ -50,12 +54,11 @@ def machine_facts() -> dict[str, Any]:
 
 
 def write_results(name: str, report: dict[str, Any], markdown: str, directory: Path | None = None) -> tuple[Path, Path]:
-    """Write <directory>/<name>.json and <name>.md; return both paths."""
+    """Write <directory>/<name>.json (keys in the report's order) and <name>.md; return both paths."""
     directory = directory or results_dir()
-    directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / f"{name}.json", directory / f"{name}.md"
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    md_path.write_text(markdown.rstrip() + "\n")
+    atomic_write(json_path, json.dumps(report, indent=2) + "\n")
+    atomic_write(md_path, markdown.rstrip() + "\n")
     return json_path, md_path
 
 

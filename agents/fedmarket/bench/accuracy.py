@@ -18,13 +18,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-import typer
-
-from fedmarket.bench import machine_facts, markdown_table, results_dir, write_results
-from fedmarket.cli.output import err_console, one_line_errors, print_json
+from fedmarket.bench import machine_facts, markdown_table
+from fedmarket.errors import FedmarketError
+from fedmarket.fl.learning import SEED_PROTOCOL
 
 NAME = "accuracy"
 DEFAULT_PARTITIONS = "pat:2,dir:0.1"
@@ -36,7 +34,7 @@ def pooled_test_metrics(dataset, parts, state, config, device: str) -> dict[str,
     import numpy as np
 
     from fedmarket.fl.evaluation import evaluate
-    from fedmarket.fl.sim import model_spec_for
+    from fedmarket.fl.models import model_spec_for
 
     test_idx = np.concatenate([c.test for c in parts.clients])
     spec = model_spec_for(dataset, config.model)
@@ -47,14 +45,15 @@ def centralised(dataset, parts, rounds: int, config, device: str) -> dict[str, A
     """Train the CNN on all clients' train splits pooled for `rounds` epochs; score on pooled test splits."""
     import numpy as np
 
-    from fedmarket.fl.sim import model_spec_for
+    from fedmarket.fl.models import model_spec_for
+    from fedmarket.fl.seeds import centralised_seed, initial_model_seed
     from fedmarket.fl.training import train_local
 
     spec = model_spec_for(dataset, config.model)
     train_idx = np.concatenate([c.train for c in parts.clients])
     started = time.perf_counter()
-    state, _, train_loss = train_local(spec, spec.init_state(config.seed), dataset.x[train_idx], dataset.y[train_idx],
-                                       replace(config.train_config(config.seed), epochs=rounds), device)
+    state, _, train_loss = train_local(spec, spec.init_state(initial_model_seed(config.seed)), dataset.x[train_idx], dataset.y[train_idx],
+                                       replace(config.train_config(centralised_seed(config.seed)), epochs=rounds), device)
     return {"epochs": rounds, "metrics": pooled_test_metrics(dataset, parts, state, config, device),
             "train_loss": train_loss, "wall_s": time.perf_counter() - started}
 
@@ -95,8 +94,9 @@ def run(datasets: list[str], partitions: list[str], rounds: dict[str, int], clie
                 on_result(entry)
     return {
         "benchmark": NAME,
-        "settings": {"clients": clients, "batch_size": 10, "lr": 0.005, "local_epochs": 1, "model": "cnn (seed paper)",
-                     "aggregation": "fedavg", "rounds": rounds, "partitions": partitions, "seed": seed,
+        "settings": {"clients": clients, "batch_size": SEED_PROTOCOL.batch_size, "lr": SEED_PROTOCOL.lr,
+                     "local_epochs": SEED_PROTOCOL.epochs, "model": "cnn (seed paper)",
+                     "aggregation": SEED_PROTOCOL.aggregation, "rounds": rounds, "partitions": partitions, "seed": seed,
                      "device": device, "batched": batched,
                      "centralised": "same CNN, batch and lr, one epoch per FedAvg round, on all clients' train splits pooled",
                      "scored_on": "all clients' local test splits pooled (25% of each client's samples)"},
@@ -125,10 +125,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     )
 
 
-def _rounds_map(text: str, datasets: list[str]) -> dict[str, int]:
+def parse_rounds(text: str, datasets: list[str]) -> dict[str, int]:
     """ "30" -> same for all; "digits=40,mnist=20" -> per dataset (others: the first value)."""
-    from fedmarket.errors import FedmarketError
-
     try:
         if "=" not in text:
             return {d: int(text) for d in datasets}
@@ -137,48 +135,3 @@ def _rounds_map(text: str, datasets: list[str]) -> dict[str, int]:
         return {d: int(pairs.get(d, default)) for d in datasets}
     except ValueError:
         raise FedmarketError(f"bad --rounds {text!r}; write N or DATASET=N,DATASET=N") from None
-
-
-def register(bench_app: typer.Typer) -> None:
-    @bench_app.command(NAME)
-    @one_line_errors
-    def accuracy(
-        datasets: str = typer.Option("auto", "--datasets", help="Comma-separated; auto: digits, mnist, and fmnist / cifar10 when their files are present."),
-        partitions: str = typer.Option(DEFAULT_PARTITIONS, "--partitions", help="Comma-separated partition schemes."),
-        rounds: str = typer.Option("digits=40,mnist=10,fmnist=10,cifar10=10", "--rounds", help="N for all, or DATASET=N,..."),
-        clients: int = typer.Option(20, "--clients", min=1),
-        seed: int = typer.Option(0, "--seed"),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch [default: one per core]; 1 avoids thrashing when other jobs share the cores."),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-        batched: bool = typer.Option(True, "--batched/--sequential"),
-        out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for accuracy.json and accuracy.md."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
-    ) -> None:
-        """FedAvg (seed protocol, PAT and Dir(0.1)) next to centralised training; bench/results/accuracy.{json,md}."""
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
-        from fedmarket.fl.datasets import dataset_available
-        from fedmarket.fl.partition import parse_scheme
-        from fedmarket.fl.training import resolve_device
-
-        if datasets == "auto":
-            names = ["digits", "mnist"] + [d for d in OPTIONAL_DATASETS if dataset_available(d)]
-        else:
-            names = [d.strip() for d in datasets.split(",") if d.strip()]
-        schemes = [str(parse_scheme(p)) for p in partitions.split(",") if p.strip()]
-        dev = str(resolve_device(device))
-
-        def show(entry: dict[str, Any]) -> None:
-            f, c = entry["fedavg"]["final"], entry["centralised"]["metrics"]
-            err_console.print(f"{entry['dataset']} {entry['partition']} ({entry['rounds']} rounds): FedAvg acc "
-                              f"{f['accuracy']:.3f}, centralised acc {c['accuracy']:.3f}", highlight=False)
-
-        report = run(names, schemes, _rounds_map(rounds, names), clients, seed, dev, batched, on_result=show)
-        json_path, md_path = write_results(NAME, report, to_markdown(report), out)
-        if as_json:
-            print_json(report)
-        else:
-            typer.echo(to_markdown(report))
-            typer.echo(f"wrote {json_path} and {md_path}")

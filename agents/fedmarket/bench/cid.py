@@ -18,10 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import typer
-
-from fedmarket.bench import machine_facts, markdown_table, results_dir, write_results
-from fedmarket.cli.output import console, one_line_errors, print_json
+from fedmarket.bench import machine_facts, markdown_table
 
 NAME = "cid"
 DEFAULT_SIZES_MB = "1,16,64"
@@ -121,32 +118,3 @@ def to_markdown(report: dict[str, Any]) -> str:
         "cached file; embedded put = hash + temp file + fsync + rename; embedded get = read + verify.",
     ]
     return "\n".join(lines)
-
-
-def register(bench_app: typer.Typer) -> None:
-    @bench_app.command("cid")
-    @one_line_errors
-    def cid(
-        sizes: str = typer.Option(DEFAULT_SIZES_MB, "--sizes", help="Blob sizes in MB (10**6 bytes), comma-separated."),
-        repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per measurement; the best counts."),
-        ipfs: str = typer.Option(None, "--ipfs", help="Also measure the Kubo node at this RPC URL."),
-        out: Path = typer.Option(None, "--out", help="Directory for cid.json and cid.md [default: bench/results].", file_okay=False),
-        json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
-    ) -> None:
-        """MB/s of CID computation and embedded (and Kubo) store put/get; results in bench/results/cid.{json,md}."""
-        from fedmarket.errors import FedmarketError
-
-        try:
-            sizes_mb = [int(s) for s in sizes.split(",") if s.strip()]
-        except ValueError as exc:
-            raise FedmarketError(f"--sizes takes comma-separated whole MB, not {sizes!r}") from exc
-        if not sizes_mb or any(s < 1 for s in sizes_mb):
-            raise FedmarketError(f"--sizes must be whole MB >= 1: {sizes!r}")
-        with console.status("benchmarking CIDs") as status:
-            report = measure(sizes_mb, repeats, ipfs, progress=lambda text: status.update(f"benchmarking CIDs: {text}"))
-        json_path, md_path = write_results(NAME, report, to_markdown(report), out or results_dir())
-        if json_out:
-            print_json(report)
-            return
-        console.print(to_markdown(report), highlight=False, soft_wrap=True)
-        console.print(f"\nwrote {json_path} and {md_path}", highlight=False, soft_wrap=True)

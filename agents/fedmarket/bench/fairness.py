@@ -24,18 +24,16 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable
 
-import typer
-
-from fedmarket.bench import machine_facts, markdown_table, results_dir, write_results
+from fedmarket.bench import machine_facts, markdown_table
+from fedmarket.errors import FedmarketError
+from fedmarket.fl.learning import Learning
 
 NAME = "fairness"
 HONEST = "honest"
 ATTACK_ROLES = ("free_ride", "gaussian_noise", "label_flip", "sign_flip", "scale")
-TRAINER_SHARE = 0.7  # the trainers' part of a round's budget (design section 3)
-CHAIN_POISON_THRESHOLD = -0.1  # the deployment default of the bad-slash threshold
+CHAIN_POISON_THRESHOLD = -0.1  # ModelParams' default poison_threshold (-100_000 micro-units), in utility units
 SCALE_FACTOR = 10.0
 MAX_ATTACK_PAY = 0.01  # noise + label flipping together may take at most 1 % of the trainer pool
 # The seed protocol's lr 0.005 and a 10x larger one: the utilities behave differently at each.
@@ -43,18 +41,16 @@ DEFAULT_SCENARIOS = "mlp:0.05,mlp:0.005"
 
 
 @dataclass(frozen=True)
-class FairnessConfig:
-    """One fairness scenario; defaults finish in a few minutes on 2 CPU cores."""
+class FairnessConfig(Learning):
+    """One fairness scenario: the learning settings (an MLP at lr 0.05 on digits, Dir(0.3)) and
+    the market's; defaults finish in a few minutes on 2 CPU cores."""
 
-    dataset: str = "digits"
     partition: str = "dir:0.3"
+    model: str = "mlp"
+    lr: float = 0.05
     clients: int = 10
     rounds: int = 8
-    seeds: tuple[int, ...] = (0, 1, 2)
-    arch: str = "mlp"
-    lr: float = 0.05
-    epochs: int = 1
-    batch_size: int = 10
+    seeds: tuple[int, ...] = (0, 1, 2)  # one run per seed, with `seed` set to it
     validator_samples: int = 300
     utilities: tuple[str, ...] = ()  # empty: every registered utility
     attacks: tuple[str, ...] = ATTACK_ROLES
@@ -64,7 +60,11 @@ class FairnessConfig:
     threads: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The report's settings, by the names fairness.json has always used (arch: the model)."""
+        out = asdict(self)
+        out["arch"] = out.pop("model")
+        del out["seed"]  # each run's is one of `seeds`
+        return out
 
 
 @dataclass
@@ -88,8 +88,6 @@ class RunLog:
 
 def parse_scenarios(text: str) -> list[tuple[str, float]]:
     """ "mlp:0.05,cnn:0.005" -> [("mlp", 0.05), ("cnn", 0.005)]."""
-    from fedmarket.errors import FedmarketError
-
     scenarios = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         model, _, lr = item.partition(":")
@@ -104,8 +102,6 @@ def parse_scenarios(text: str) -> list[tuple[str, float]]:
 
 def assign_roles(clients: int, attacks: tuple[str, ...], seed: int) -> list[str]:
     """One trainer per attack, the rest honest, rotated by `seed` so attackers get different data."""
-    from fedmarket.errors import FedmarketError
-
     if len(attacks) >= clients:
         raise FedmarketError(f"{clients} trainers cannot hold {len(attacks)} attackers and an honest majority")
     roles = [HONEST] * (clients - len(attacks)) + list(attacks)
@@ -120,41 +116,42 @@ def pay_shares(scores: list[float]) -> list[float]:
     return [p / total if total > 0 else 0.0 for p in positive]
 
 
-def run_market(config: FairnessConfig, utility: str, seed: int, dataset: Any) -> RunLog:
-    """`config.rounds` market rounds with one utility; returns every score and payment."""
+def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
+    """`config.rounds` market rounds with one utility, seeded by `config.seed`; every score and payment."""
     # Heavy imports here, not at module level: `fedmarket --help` stays fast.
     import numpy as np
     import torch
 
     from fedmarket.fl.aggregation import get_rule
     from fedmarket.fl.evaluation import evaluate
-    from fedmarket.fl.models import ModelSpec
+    from fedmarket.fl.models import model_spec_for
     from fedmarket.fl.params import canonical
     from fedmarket.fl.partition import partition
-    from fedmarket.fl.training import TrainConfig, train_local
-    from fedmarket.fl.utility import Update, ValidationData, get_utility
+    from fedmarket.fl.seeds import client_seed, fairness_holdout_seed, fairness_noise_seed, fairness_utility_seed, initial_model_seed
+    from fedmarket.fl.training import train_local
+    from fedmarket.fl.utility import MICRO, Update, ValidationData, get_utility
     from fedmarket.fl.utility import attacks as atk
 
     started = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(dataset.y))
+    seed = config.seed
+    order = np.random.default_rng(fairness_holdout_seed(seed)).permutation(len(dataset.y))
     held_out, pool = order[: config.validator_samples], order[config.validator_samples :]
     parts = partition(dataset.y[pool], config.clients, config.partition, seed)
     roles = assign_roles(config.clients, config.attacks, seed)
-    spec = ModelSpec(config.arch, dataset.input_shape, dataset.num_outputs)
+    spec = model_spec_for(dataset, config.model)
     validation = ValidationData(dataset.x[held_out], dataset.y[held_out])
     score = get_utility(utility)
-    fedavg = get_rule("fedavg")
-    global_state = spec.init_state(seed)
+    aggregate = get_rule(config.aggregation)
+    global_state = spec.init_state(initial_model_seed(seed))
     model = spec.build()
-    train = TrainConfig(config.epochs, config.batch_size, config.lr, seed=0)
+    train = config.train_config(0)
     log = RunLog(utility, seed)
     for r in range(1, config.rounds + 1):
         updates: list[Update] = []
         for i, client in enumerate(parts.clients):
             idx = pool[client.train]
             x, y = dataset.x[idx], dataset.y[idx]
-            local = replace(train, seed=int(np.random.SeedSequence([seed, r, i]).generate_state(1)[0]))
+            local = config.train_config(client_seed(seed, r, i))
             role = roles[i]
             if role == "label_flip":
                 state, n = atk.label_flip(spec, global_state, x, y, local, config.device)
@@ -163,17 +160,18 @@ def run_market(config: FairnessConfig, utility: str, seed: int, dataset: Any) ->
             if role == "free_ride":
                 state = atk.free_ride(global_state)
             elif role == "gaussian_noise":  # noise as large as the update it replaces
-                state = atk.gaussian_noise(global_state, atk.update_rms(global_state, state), seed * 1000 + r * 100 + i)
+                state = atk.gaussian_noise(global_state, atk.update_rms(global_state, state), fairness_noise_seed(seed, r, i))
             elif role == "sign_flip":
                 state = atk.sign_flip(global_state, state)
             elif role == "scale":
                 state = atk.scale(global_state, state, SCALE_FACTOR)
             updates.append(Update(state, n))
-        micro = score(global_state, updates, validation, spec, seed=seed * 1000 + r, train=train, device=config.device)
-        scores = [m / 1e6 for m in micro]
+        micro = score(global_state, updates, validation, spec, seed=fairness_utility_seed(seed, r), train=train,
+                      device=config.device)
+        scores = [m / MICRO for m in micro]
         accepted = [u for u, s in zip(updates, scores) if s > 0]
         if accepted:
-            global_state = canonical(fedavg([u.state for u in accepted], [u.num_samples for u in accepted]))
+            global_state = canonical(aggregate([u.state for u in accepted], [u.num_samples for u in accepted]))
         log.rounds.append(RoundLog(r, roles, [u.num_samples for u in updates], scores, pay_shares(scores), len(accepted)))
     test = np.concatenate([pool[c.test] for c in parts.clients])
     with torch.no_grad():
@@ -250,7 +248,7 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
     torch.set_num_threads(config.threads)
     try:
         for name in config.utilities or UTILITIES:
-            logs = [run_market(config, name, seed, dataset) for seed in config.seeds]
+            logs = [run_market(replace(config, seed=seed), name, dataset) for seed in config.seeds]
             summaries[name] = summarise(logs)
             # Roles and sample counts are fixed for a run: stored once, scores round by round.
             summaries[name]["runs"] = [
@@ -273,7 +271,8 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
     }
 
 
-def _pct(value: float) -> str:
+def percent(value: float) -> str:
+    """A share as a percentage with two decimals."""
     return f"{100 * value:.2f}%"
 
 
@@ -284,18 +283,18 @@ def to_markdown(report: dict[str, Any]) -> str:
     rows = []
     for name, u in report["utilities"].items():
         roles = u["roles"]
-        share = lambda role: _pct(roles[role]["pool_share"]) if role in roles else "-"  # noqa: E731
-        frac = lambda role, key: _pct(roles[role][key]) if role in roles else "-"  # noqa: E731
+        share = lambda role: percent(roles[role]["pool_share"]) if role in roles else "-"  # noqa: E731
+        frac = lambda role, key: percent(roles[role][key]) if role in roles else "-"  # noqa: E731
         label = name + (" (default)" if name == report["default_utility"] else "")
         rows.append([label, share(HONEST), share("free_ride"), share("gaussian_noise"), share("label_flip"),
-                     share("sign_flip"), share("scale"), _pct(u["returned_to_buyer"]), frac(HONEST, "positive"),
+                     share("sign_flip"), share("scale"), percent(u["returned_to_buyer"]), frac(HONEST, "positive"),
                      frac("sign_flip", "negative"), frac("scale", "negative"), f"{u['final_accuracy']:.3f}",
                      "yes" if u["meets_requirements"] else "no"])
     score_rows = []
     for name, u in report["utilities"].items():
         for role, r in u["roles"].items():
             score_rows.append([name, role, f"{r['min']:+.4f}", f"{r['median']:+.4f}", f"{r['max']:+.4f}",
-                               _pct(r["below_chain_threshold"])])
+                               percent(r["below_chain_threshold"])])
     best = report["winner"]
     if best is None:
         conclusion = "No utility met every requirement in this scenario."
@@ -351,7 +350,7 @@ def merge_reports(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
         passing = [n for n, u in r["utilities"].items() if u["meets_requirements"]]
         default = r["utilities"].get(DEFAULT_UTILITY)
         default_cell = "-" if default is None else (
-            f"honest {_pct(default['roles'][HONEST]['pool_share'])}; fails: "
+            f"honest {percent(default['roles'][HONEST]['pool_share'])}; fails: "
             + (", ".join(c for c, ok in default["checks"].items() if not ok) or "nothing"))
         summary_rows.append([f"{s['arch']}, lr {s['lr']}", ", ".join(passing) or "none", r["winner"] or "none",
                              default_cell])
@@ -368,55 +367,3 @@ def merge_reports(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
         + markdown_table(["scenario", "meets every requirement", "best", f"default ({DEFAULT_UTILITY})"], summary_rows) + "\n\n" + verdict
     )
     return merged, head + "\n\n" + "\n\n".join(to_markdown(r).replace("# bench fairness:", "## scenario:") for r in reports)
-
-
-def register(bench_app: typer.Typer) -> None:
-    from fedmarket.cli.output import console, err_console, one_line_errors, print_json
-
-    @bench_app.command(NAME)
-    @one_line_errors
-    def fairness(
-        dataset: str = typer.Option("digits", "--dataset"),
-        partition_scheme: str = typer.Option("dir:0.3", "--partition", help="iid, pat:K or dir:ALPHA."),
-        clients: int = typer.Option(10, "--clients", min=2, help="Trainers, one of each attack among them."),
-        rounds: int = typer.Option(8, "--rounds", min=1),
-        seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds; roles rotate with the seed."),
-        scenarios: str = typer.Option(DEFAULT_SCENARIOS, "--scenarios",
-                                      help="Comma-separated MODEL:LR pairs, one scenario each (models: cnn, mlp, linear)."),
-        validator_samples: int = typer.Option(300, "--validator-samples", min=10),
-        utilities: str = typer.Option("", "--utilities", help="Comma-separated utilities (default: all)."),
-        device: str = typer.Option("cpu", "--device"),
-        out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for fairness.json and .md."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
-    ) -> None:
-        """Payment share of honest vs malicious trainers under each utility; bench/results/fairness.{json,md}."""
-        from fedmarket.errors import FedmarketError
-
-        try:
-            seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-        except ValueError:
-            raise FedmarketError("--seeds takes comma-separated integers") from None
-        if not seed_list:
-            raise FedmarketError("give at least one seed")
-        reports = []
-        for model, lr in parse_scenarios(scenarios):
-            config = FairnessConfig(dataset=dataset, partition=partition_scheme, clients=clients, rounds=rounds,
-                                    seeds=seed_list, arch=model, lr=lr, validator_samples=validator_samples,
-                                    utilities=tuple(u.strip() for u in utilities.split(",") if u.strip()),
-                                    device=device)
-
-            def show(name: str, summary: dict[str, Any], model: str = model, lr: float = lr) -> None:
-                roles = summary["roles"]
-                err_console.print(
-                    f"{model} lr {lr} {name}: honest {_pct(roles[HONEST]['pool_share'])}, "
-                    + ", ".join(f"{r} {_pct(roles[r]['pool_share'])}" for r in ATTACK_ROLES if r in roles)
-                    + f", meets all: {summary['meets_requirements']} ({summary['wall_s']:.0f} s)", highlight=False)
-
-            reports.append(run(config, on_result=show))
-        report, markdown = merge_reports(reports)
-        json_path, md_path = write_results(NAME, report, markdown, out)
-        if as_json:
-            print_json(report)
-        else:
-            typer.echo(markdown)
-            console.print(f"wrote {json_path} and {md_path}", highlight=False)

@@ -27,17 +27,13 @@ Gas is the EVM's (cancun rules on py-evm); anvil and mainnet charge the same for
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-
-from fedmarket.cli.output import console, one_line_errors, print_json
+from fedmarket.chain.protocol import MAX_COMMITTEE, MAX_TRAINERS, MAX_VALIDATORS, WEI_PER_ETH
 from fedmarket.paths import repo_root
 
 if TYPE_CHECKING:
@@ -47,9 +43,8 @@ TARGET_PER_TRAINER_ROUND = 150_000
 DEFAULT_TRAINERS = 20
 DEFAULT_COMMITTEE = 3
 DEFAULT_STEPS = (10, 16, 20, 32, 48, 64)
-CAP_TRAINERS = 64
-CAP_COMMITTEE = 9
-CAP_VALIDATORS = 32
+NAME = "gas"
+CAP_TRAINERS, CAP_COMMITTEE, CAP_VALIDATORS = MAX_TRAINERS, MAX_COMMITTEE, MAX_VALIDATORS  # the worst case measured
 WINDOW = 100
 TASK_ROUNDS = 4
 FIRST, DEADLINE, STEADY = 1, 2, 3
@@ -135,10 +130,10 @@ def measure(n_trainers: int, committee: int, n_validators: int | None = None, *,
         score_window=WINDOW,
         publish_window=WINDOW,
         confirm_window=WINDOW,
-        license_fee=10**15,
-        trainer_stake=10**16,
-        validator_stake=10**16,
-        aggregator_stake=10**16,
+        license_fee=WEI_PER_ETH // 1000,
+        trainer_stake=WEI_PER_ETH // 100,
+        validator_stake=WEI_PER_ETH // 100,
+        aggregator_stake=WEI_PER_ETH // 100,
     )
 
     def join_everyone(model_id: int, record: bool) -> None:
@@ -151,8 +146,8 @@ def measure(n_trainers: int, committee: int, n_validators: int | None = None, *,
             act("joinAsValidator", market.with_account(v), "join_as_validator", model_id, params.validator_stake)
         act("joinAsAggregator", market.with_account(aggregator), "join_as_aggregator", model_id, params.aggregator_stake)
 
-    model_id = send("newModel", market, "new_model", params, 10**18).model_id
-    send("payForModel", market, "pay_for_model", model_id, 10**17)
+    model_id = send("newModel", market, "new_model", params, WEI_PER_ETH).model_id
+    send("payForModel", market, "pay_for_model", model_id, WEI_PER_ETH // 10)
     join_everyone(model_id, record=True)
     send("startTraining", market, "start_training", model_id)
 
@@ -208,7 +203,7 @@ def measure(n_trainers: int, committee: int, n_validators: int | None = None, *,
     send("generateTrainingPayments", market, "generate_training_payments", model_id)
     send("withdraw", market.with_account(trainers[0]), "withdraw")
     if with_cancel:
-        cancelled = market.new_model(params, 10**18).model_id
+        cancelled = market.new_model(params, WEI_PER_ETH).model_id
         join_everyone(cancelled, record=False)
         send("cancelModel", market, "cancel_model", cancelled)
     return {
@@ -394,41 +389,3 @@ def to_markdown(report: dict[str, Any]) -> str:
         ]
     lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]] + [""]
     return "\n".join(lines)
-
-
-def write_results(report: dict[str, Any], directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = directory / "gas.json", directory / "gas.md"
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    md_path.write_text(to_markdown(report))
-    return json_path, md_path
-
-
-def register(bench_app: typer.Typer) -> None:
-    @bench_app.command("gas")
-    @one_line_errors
-    def gas(
-        trainers: int = typer.Option(DEFAULT_TRAINERS, "--trainers", min=1, max=CAP_TRAINERS, help="Trainers of the main scenario."),
-        committee: int = typer.Option(DEFAULT_COMMITTEE, "--committee", min=1, max=CAP_COMMITTEE, help="Committee size."),
-        steps: str = typer.Option(",".join(map(str, DEFAULT_STEPS)), "--steps", help="Trainer counts of the scaling series (comma-separated)."),
-        worst_case: bool = typer.Option(True, "--worst-case/--no-worst-case", help=f"Also measure the caps ({CAP_TRAINERS} trainers, committee {CAP_COMMITTEE} of {CAP_VALIDATORS})."),
-        out: Path = typer.Option(repo_root() / "bench" / "results", "--out", help="Directory for gas.json and gas.md."),
-        json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
-    ) -> None:
-        """Gas of every Marketplace function and per trainer per round; results in bench/results/gas.{json,md}."""
-        from fedmarket.errors import FedmarketError
-
-        try:
-            series = sorted({int(s) for s in steps.split(",") if s.strip()})
-        except ValueError as exc:
-            raise FedmarketError(f"--steps takes comma-separated trainer counts, not {steps!r}") from exc
-        if any(not 1 <= n <= CAP_TRAINERS for n in series):
-            raise FedmarketError(f"--steps must lie in 1..{CAP_TRAINERS}: {series}")
-        with console.status("measuring gas") as status:
-            report = run(trainers, committee, series, worst_case=worst_case, progress=lambda text: status.update(f"measuring gas: {text}"))
-        json_path, md_path = write_results(report, out)
-        if json_out:
-            print_json(report)
-            return
-        console.print(to_markdown(report), markup=False, highlight=False)
-        console.print(f"written {json_path} and {md_path}", style="dim")

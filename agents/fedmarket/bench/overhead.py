@@ -31,12 +31,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
-import typer
+from fedmarket.bench import machine_facts, markdown_table
+from fedmarket.fl.learning import Learning
 
-from fedmarket.bench import machine_facts, markdown_table, results_dir, write_results
-from fedmarket.cli.output import console, one_line_errors, print_json
+if TYPE_CHECKING:
+    from fedmarket.fl.taskspec import TaskSpec
 
 NAME = "overhead"
 CHAINS = ("embedded", "anvil")
@@ -47,28 +48,23 @@ ROUND1_DIFFERS = 0.25  # round 1 is called out when its ratio or wall time diffe
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The market measured. The task's learning settings default to the seed protocol's."""
+class Settings(Learning):
+    """The market measured: the seed protocol's learning settings on mnist with its CNN, and the
+    market's size."""
 
-    trainers: int = 20
-    validators: int = 3
-    rounds: int = 3
     dataset: str = "mnist"
     model: str = "cnn"
-    partition: str = "dir:0.1"
-    lr: float = 0.005
-    batch_size: int = 10
-    epochs: int = 1
+    trainers: int = 20
+    validators: int = 3
     holdout: int = 400
-    seed: int = 0
+    rounds: int = 3
     threads: int = 1
 
-    def spec(self) -> Any:
-        from fedmarket.fl.taskspec import TaskSpec
+    def spec(self) -> TaskSpec:
+        """The task posted (a bad data set, model or partition fails here, in one line)."""
+        from fedmarket.fl.taskspec import TaskSpec  # loads torch: not when the CLI registers commands
 
-        return TaskSpec(dataset=self.dataset, partition=self.partition, trainers=self.trainers, validators=self.validators,
-                        holdout=self.holdout, model=self.model, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                        seed=self.seed)  # fmt: skip
+        return TaskSpec.of(self, trainers=self.trainers, validators=self.validators, holdout=self.holdout)
 
     def accounts(self) -> int:
         return max(30, 2 + self.trainers + self.validators)
@@ -201,8 +197,8 @@ def measure_one(chain: str, device: str, settings: Settings, ipfs: str | None = 
     from fedmarket.chain.embedded import new_embedded_web3
     from fedmarket.errors import FedmarketError
     from fedmarket.market.engine import MarketConfig, run_local_market
-    from fedmarket.market.setup import MarketTerms
     from fedmarket.market.report import build_report
+    from fedmarket.market.setup import MarketTerms
     from fedmarket.storage.store import open_store
 
     if chain not in CHAINS:
@@ -530,57 +526,3 @@ def to_markdown(report: dict[str, Any]) -> str:
         ]
     lines += ["", "## How it is measured", ""] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def _csv(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def register(bench_app: typer.Typer) -> None:
-    @bench_app.command(NAME)
-    @one_line_errors
-    def overhead(
-        trainers: int = typer.Option(Settings.trainers, "--trainers", min=1, max=64, help="Trainers."),
-        validators: int = typer.Option(Settings.validators, "--validators", min=1, max=32, help="Validators (the committee is up to 3)."),
-        rounds: int = typer.Option(Settings.rounds, "--rounds", min=1, help="Training rounds per market."),
-        dataset: str = typer.Option(Settings.dataset, "--dataset", help="digits, mnist, fmnist, cifar10 or diabetes."),
-        model: str = typer.Option(Settings.model, "--model", help="cnn, mlp, linear or auto."),
-        partition: str = typer.Option(Settings.partition, "--partition", help="iid, pat:K or dir:ALPHA."),
-        lr: float = typer.Option(Settings.lr, "--lr", help="Local SGD learning rate."),
-        seed: int = typer.Option(Settings.seed, "--seed"),
-        chains: str = typer.Option(",".join(CHAINS), "--chains", help="Comma-separated: embedded, anvil."),
-        devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated torch devices [default: cpu, and cuda when present]."),
-        threads: int = typer.Option(Settings.threads, "--threads", min=1, help="torch CPU threads (the agents use 1)."),
-        ipfs: Optional[str] = typer.Option(None, "--ipfs", help="Kubo RPC URL (default: a fresh embedded store per market)."),
-        out: Optional[Path] = typer.Option(None, "--out", file_okay=False, help="Directory for overhead.json and overhead.md [default: bench/results]."),
-        as_json: bool = typer.Option(False, "--json", help="Print the JSON report."),
-    ) -> None:
-        """(chain + storage) / round wall time of a whole market, on the embedded chain and anvil, per device; gas per round.
-        Results in bench/results/overhead.{json,md}."""
-        from fedmarket.errors import FedmarketError
-
-        chain_list = _csv(chains)
-        unknown = [c for c in chain_list if c not in CHAINS]
-        if not chain_list or unknown:
-            raise FedmarketError(f"--chains takes {' and/or '.join(CHAINS)}, not {chains!r}")
-        device_list = _csv(devices) if devices else default_devices()
-        if not device_list:
-            raise FedmarketError("--devices needs at least one device")
-        import torch
-
-        if any(d.startswith("cuda") for d in device_list) and not torch.cuda.is_available():
-            raise FedmarketError("--devices names cuda but torch sees no GPU on this machine")
-        settings = Settings(trainers=trainers, validators=validators, rounds=rounds, dataset=dataset, model=model,
-                            partition=partition, lr=lr, seed=seed, threads=threads)  # fmt: skip
-        settings.spec()  # a bad dataset / model / partition fails here, in one line
-        with console.status("measuring chain overhead") as status:
-            report = run(settings, chain_list, device_list, ipfs, progress=lambda text: status.update(f"measuring chain overhead: {text}"))
-        json_path, md_path = write_results(NAME, report, to_markdown(report), out or results_dir())
-        if as_json:
-            print_json(report)
-            return
-        console.print(to_markdown(report), highlight=False, soft_wrap=True, markup=False)
-        console.print(f"\nwrote {json_path} and {md_path}", highlight=False, soft_wrap=True)

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-import typer
-
-from fedmarket.bench import machine_facts, markdown_table, results_dir, write_results
-from fedmarket.cli.output import console, err_console, one_line_errors, print_json
+from fedmarket.bench import machine_facts, markdown_table
+from fedmarket.errors import FedmarketError
+from fedmarket.fl.learning import SEED_PROTOCOL
 
 NAME = "train"
 DEFAULT_SCENARIOS = "digits:dir:0.1,mnist:dir:0.1,mnist:iid"
@@ -27,8 +25,6 @@ DEFAULT_SCENARIOS = "digits:dir:0.1,mnist:dir:0.1,mnist:iid"
 
 def parse_scenarios(text: str) -> list[tuple[str, str]]:
     """ "digits:dir:0.1,mnist:iid" -> [("digits", "dir:0.1"), ("mnist", "iid")]."""
-    from fedmarket.errors import FedmarketError
-
     scenarios = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         dataset, _, scheme = item.partition(":")
@@ -44,9 +40,11 @@ def time_rounds(dataset, partition_scheme: str, clients: int, rounds: int, batch
     import torch
 
     from fedmarket.fl.aggregation import get_rule
+    from fedmarket.fl.models import model_spec_for
     from fedmarket.fl.params import canonical
     from fedmarket.fl.partition import partition
-    from fedmarket.fl.sim import SimConfig, model_spec_for, train_round
+    from fedmarket.fl.seeds import initial_model_seed
+    from fedmarket.fl.sim import SimConfig, train_round
 
     config = SimConfig(dataset=dataset.name, partition=partition_scheme, clients=clients, batched=batched,
                        device=device, seed=seed)
@@ -54,8 +52,8 @@ def time_rounds(dataset, partition_scheme: str, clients: int, rounds: int, batch
     spec = model_spec_for(dataset, config.model)
     model = spec.build().to(dev)
     parts = partition(dataset.y, clients, partition_scheme, seed)
-    fedavg = get_rule("fedavg")
-    state = spec.init_state(seed)
+    aggregate = get_rule(config.aggregation)
+    state = spec.init_state(initial_model_seed(seed))
     train_s = 0.0
     started = 0.0
     for r in range(rounds + 1):
@@ -65,7 +63,7 @@ def time_rounds(dataset, partition_scheme: str, clients: int, rounds: int, batch
         t0 = time.perf_counter()
         updates = train_round(config, spec, model, state, dataset, parts, r, dev)
         train_s += time.perf_counter() - t0
-        state = canonical(fedavg([u[0] for u in updates], [int(u[1]) for u in updates]))
+        state = canonical(aggregate([u[0] for u in updates], [int(u[1]) for u in updates]))
     wall = time.perf_counter() - started
     return {
         "rounds_timed": rounds,
@@ -110,8 +108,9 @@ def run(scenarios: list[tuple[str, str]], clients: int, rounds: int, devices: li
                 on_result(entry)
     return {
         "benchmark": NAME,
-        "settings": {"clients": clients, "rounds_timed": rounds, "warmup_rounds": 1, "batch_size": 10, "lr": 0.005,
-                     "epochs": 1, "model": "cnn (seed paper)", "aggregation": "fedavg", "seed": seed,
+        "settings": {"clients": clients, "rounds_timed": rounds, "warmup_rounds": 1, "batch_size": SEED_PROTOCOL.batch_size,
+                     "lr": SEED_PROTOCOL.lr, "epochs": SEED_PROTOCOL.epochs, "model": "cnn (seed paper)",
+                     "aggregation": SEED_PROTOCOL.aggregation, "seed": seed,
                      "devices": devices},
         "machine": {**machine_facts(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "results": results,
@@ -138,45 +137,3 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"load average (1/5/15 min) {_load(m['load_average_before'])} before, {_load(m['load_average_after'])} after.\n\n"
         + table + "\n"
     )
-
-
-def register(bench_app: typer.Typer) -> None:
-    @bench_app.command(NAME)
-    @one_line_errors
-    def train(
-        scenarios: str = typer.Option(DEFAULT_SCENARIOS, "--scenarios", help="Comma-separated DATASET:PARTITION pairs."),
-        clients: int = typer.Option(20, "--clients", min=1, help="Simulated clients."),
-        rounds: int = typer.Option(3, "--rounds", min=1, help="Timed rounds per mode (after one warm-up round)."),
-        device: str = typer.Option("all", "--device", help="cpu, cuda, or all (cpu and cuda when present)."),
-        seed: int = typer.Option(0, "--seed"),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch [default: one per core]; 1 avoids thrashing when other jobs share the cores."),
-        out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for train.json and train.md."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
-    ) -> None:
-        """Rounds per minute, all clients batched on one device vs one at a time; bench/results/train.{json,md}."""
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
-        import torch
-
-        from fedmarket.fl.training import resolve_device
-
-        if device == "all":
-            devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        else:
-            devices = [str(resolve_device(device))]
-
-        def show(entry: dict[str, Any]) -> None:
-            err_console.print(
-                f"{entry['dataset']} {entry['partition']} on {entry['device']}: batched "
-                f"{entry['batched']['rounds_per_minute']:.1f} rounds/min, sequential "
-                f"{entry['sequential']['rounds_per_minute']:.1f} ({entry['speedup']:.2f}x)", highlight=False)
-
-        report = run(parse_scenarios(scenarios), clients, rounds, devices, seed, on_result=show)
-        json_path, md_path = write_results(NAME, report, to_markdown(report), out)
-        if as_json:
-            print_json(report)
-        else:
-            typer.echo(to_markdown(report))
-            console.print(f"wrote {json_path} and {md_path}", highlight=False)

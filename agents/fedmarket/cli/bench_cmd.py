@@ -1,28 +1,289 @@
-"""`fedmarket bench`: every benchmark, each in its own module under fedmarket.bench.
+"""`fedmarket bench`: every benchmark's command; the benchmarks themselves are fedmarket.bench's.
 
-Results go to bench/results/<name>.json and a markdown table beside it; claims of speed live
-there, never in timed tests.
+Each command parses its options, calls the benchmark's pure `run` (or `measure`), writes
+bench/results/<name>.json and the markdown beside it, and prints. Claims of speed live in those
+results, never in timed tests. torch, web3 and the market load inside the commands, so that
+`fedmarket --help` stays fast.
 """
 
 from __future__ import annotations
 
-import importlib
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import typer
 
-# Each module defines `register(bench_app: typer.Typer) -> None`, adding one command.
-BENCH_MODULES = (
-    "gas",  # gas per function and per trainer per round
-    "train",  # batched vs one-at-a-time client training
-    "accuracy",  # FedAvg vs centralised training, seed protocol
-    "fairness",  # payment shares of honest vs malicious trainers
-    "cid",  # CID computation and store throughput
-    "overhead",  # (chain + storage) / round wall time of a whole market, embedded chain and anvil
-)
+from fedmarket.bench import accuracy as accuracy_bench
+from fedmarket.bench import cid as cid_bench
+from fedmarket.bench import fairness as fairness_bench
+from fedmarket.bench import gas as gas_bench
+from fedmarket.bench import overhead as overhead_bench
+from fedmarket.bench import results_dir, write_results
+from fedmarket.bench import train as train_bench
+from fedmarket.chain.protocol import MAX_TRAINERS, MAX_VALIDATORS
+from fedmarket.cli.output import console, err_console, one_line_errors, print_json
+from fedmarket.errors import FedmarketError
+
+bench_app = typer.Typer(help="Benchmarks; results in bench/results/.", no_args_is_help=True)
+
+THREADS_HELP = "CPU threads for torch [default: one per core]; 1 avoids thrashing when other jobs share the cores."
 
 
 def register(app: typer.Typer) -> None:
-    bench_app = typer.Typer(help="Benchmarks; results in bench/results/.", no_args_is_help=True)
-    for name in BENCH_MODULES:
-        importlib.import_module(f"fedmarket.bench.{name}").register(bench_app)
     app.add_typer(bench_app, name="bench")
+
+
+def _publish(name: str, report: dict[str, Any], markdown: str, out: Path, as_json: bool,
+             page: Callable[[str, Path, Path], None]) -> None:
+    """Write <out>/<name>.json and .md; print the report as JSON (--json), else `page(markdown, json, md)`."""
+    json_path, md_path = write_results(name, report, markdown, out)
+    if as_json:
+        print_json(report)
+    else:
+        page(markdown, json_path, md_path)
+
+
+def _echo_page(markdown: str, json_path: Path, md_path: Path) -> None:
+    typer.echo(markdown)
+    console.print(f"wrote {json_path} and {md_path}", highlight=False)
+
+
+def _rich_page(markdown: str, json_path: Path, md_path: Path) -> None:
+    console.print(markdown, highlight=False, soft_wrap=True, markup=False)
+    console.print(f"\nwrote {json_path} and {md_path}", highlight=False, soft_wrap=True)
+
+
+def _gas_page(markdown: str, json_path: Path, md_path: Path) -> None:
+    console.print(markdown, markup=False, highlight=False)
+    console.print(f"written {json_path} and {md_path}", style="dim")
+
+
+def _accuracy_page(markdown: str, json_path: Path, md_path: Path) -> None:
+    typer.echo(markdown)
+    typer.echo(f"wrote {json_path} and {md_path}")
+
+
+def _use_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _ints(text: str, error: str) -> list[int]:
+    """Comma-separated integers; anything else is `error`, in one line."""
+    try:
+        return [int(s) for s in _csv(text)]
+    except ValueError:
+        raise FedmarketError(error) from None
+
+
+# --------------------------------------------------------------------------------------- gas
+
+
+@bench_app.command(gas_bench.NAME)
+@one_line_errors
+def gas(
+    trainers: int = typer.Option(gas_bench.DEFAULT_TRAINERS, "--trainers", min=1, max=gas_bench.CAP_TRAINERS, help="Trainers of the main scenario."),
+    committee: int = typer.Option(gas_bench.DEFAULT_COMMITTEE, "--committee", min=1, max=gas_bench.CAP_COMMITTEE, help="Committee size."),
+    steps: str = typer.Option(",".join(map(str, gas_bench.DEFAULT_STEPS)), "--steps", help="Trainer counts of the scaling series (comma-separated)."),
+    worst_case: bool = typer.Option(True, "--worst-case/--no-worst-case", help=f"Also measure the caps ({gas_bench.CAP_TRAINERS} trainers, committee {gas_bench.CAP_COMMITTEE} of {gas_bench.CAP_VALIDATORS})."),
+    out: Path = typer.Option(results_dir(), "--out", help="Directory for gas.json and gas.md."),
+    json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
+) -> None:
+    """Gas of every Marketplace function and per trainer per round; results in bench/results/gas.{json,md}."""
+    series = sorted(set(_ints(steps, f"--steps takes comma-separated trainer counts, not {steps!r}")))
+    if any(not 1 <= n <= gas_bench.CAP_TRAINERS for n in series):
+        raise FedmarketError(f"--steps must lie in 1..{gas_bench.CAP_TRAINERS}: {series}")
+    with console.status("measuring gas") as status:
+        report = gas_bench.run(trainers, committee, series, worst_case=worst_case,
+                               progress=lambda text: status.update(f"measuring gas: {text}"))
+    _publish(gas_bench.NAME, report, gas_bench.to_markdown(report), out, json_out, _gas_page)
+
+
+# ------------------------------------------------------------------------------------- train
+
+
+@bench_app.command(train_bench.NAME)
+@one_line_errors
+def train(
+    scenarios: str = typer.Option(train_bench.DEFAULT_SCENARIOS, "--scenarios", help="Comma-separated DATASET:PARTITION pairs."),
+    clients: int = typer.Option(20, "--clients", min=1, help="Simulated clients."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Timed rounds per mode (after one warm-up round)."),
+    device: str = typer.Option("all", "--device", help="cpu, cuda, or all (cpu and cuda when present)."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for train.json and train.md."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+) -> None:
+    """Rounds per minute, all clients batched on one device vs one at a time; bench/results/train.{json,md}."""
+    _use_threads(threads)
+    import torch
+
+    from fedmarket.fl.training import resolve_device
+
+    if device == "all":
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    else:
+        devices = [str(resolve_device(device))]
+
+    def show(entry: dict[str, Any]) -> None:
+        err_console.print(
+            f"{entry['dataset']} {entry['partition']} on {entry['device']}: batched "
+            f"{entry['batched']['rounds_per_minute']:.1f} rounds/min, sequential "
+            f"{entry['sequential']['rounds_per_minute']:.1f} ({entry['speedup']:.2f}x)", highlight=False)
+
+    report = train_bench.run(train_bench.parse_scenarios(scenarios), clients, rounds, devices, seed, on_result=show)
+    _publish(train_bench.NAME, report, train_bench.to_markdown(report), out, as_json, _echo_page)
+
+
+# ---------------------------------------------------------------------------------- accuracy
+
+
+@bench_app.command(accuracy_bench.NAME)
+@one_line_errors
+def accuracy(
+    datasets: str = typer.Option("auto", "--datasets", help="Comma-separated; auto: digits, mnist, and fmnist / cifar10 when their files are present."),
+    partitions: str = typer.Option(accuracy_bench.DEFAULT_PARTITIONS, "--partitions", help="Comma-separated partition schemes."),
+    rounds: str = typer.Option("digits=40,mnist=10,fmnist=10,cifar10=10", "--rounds", help="N for all, or DATASET=N,..."),
+    clients: int = typer.Option(20, "--clients", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    batched: bool = typer.Option(True, "--batched/--sequential"),
+    out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for accuracy.json and accuracy.md."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+) -> None:
+    """FedAvg (seed protocol, PAT and Dir(0.1)) next to centralised training; bench/results/accuracy.{json,md}."""
+    _use_threads(threads)
+    from fedmarket.fl.datasets import dataset_available
+    from fedmarket.fl.partition import parse_scheme
+    from fedmarket.fl.training import resolve_device
+
+    if datasets == "auto":
+        names = ["digits", "mnist"] + [d for d in accuracy_bench.OPTIONAL_DATASETS if dataset_available(d)]
+    else:
+        names = _csv(datasets)
+    schemes = [str(parse_scheme(p)) for p in _csv(partitions)]
+    dev = str(resolve_device(device))
+
+    def show(entry: dict[str, Any]) -> None:
+        f, c = entry["fedavg"]["final"], entry["centralised"]["metrics"]
+        err_console.print(f"{entry['dataset']} {entry['partition']} ({entry['rounds']} rounds): FedAvg acc "
+                          f"{f['accuracy']:.3f}, centralised acc {c['accuracy']:.3f}", highlight=False)
+
+    report = accuracy_bench.run(names, schemes, accuracy_bench.parse_rounds(rounds, names), clients, seed, dev, batched,
+                                on_result=show)
+    _publish(accuracy_bench.NAME, report, accuracy_bench.to_markdown(report), out, as_json, _accuracy_page)
+
+
+# ---------------------------------------------------------------------------------- fairness
+
+
+@bench_app.command(fairness_bench.NAME)
+@one_line_errors
+def fairness(
+    dataset: str = typer.Option(fairness_bench.FairnessConfig.dataset, "--dataset"),
+    partition_scheme: str = typer.Option(fairness_bench.FairnessConfig.partition, "--partition", help="iid, pat:K or dir:ALPHA."),
+    clients: int = typer.Option(fairness_bench.FairnessConfig.clients, "--clients", min=2, help="Trainers, one of each attack among them."),
+    rounds: int = typer.Option(fairness_bench.FairnessConfig.rounds, "--rounds", min=1),
+    seeds: str = typer.Option(",".join(map(str, fairness_bench.FairnessConfig.seeds)), "--seeds", help="Comma-separated seeds; roles rotate with the seed."),
+    scenarios: str = typer.Option(fairness_bench.DEFAULT_SCENARIOS, "--scenarios",
+                                  help="Comma-separated MODEL:LR pairs, one scenario each (models: cnn, mlp, linear)."),
+    validator_samples: int = typer.Option(fairness_bench.FairnessConfig.validator_samples, "--validator-samples", min=10),
+    utilities: str = typer.Option("", "--utilities", help="Comma-separated utilities (default: all)."),
+    device: str = typer.Option(fairness_bench.FairnessConfig.device, "--device"),
+    out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for fairness.json and .md."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+) -> None:
+    """Payment share of honest vs malicious trainers under each utility; bench/results/fairness.{json,md}."""
+    seed_list = tuple(_ints(seeds, "--seeds takes comma-separated integers"))
+    if not seed_list:
+        raise FedmarketError("give at least one seed")
+    reports = []
+    for model, lr in fairness_bench.parse_scenarios(scenarios):
+        config = fairness_bench.FairnessConfig(dataset=dataset, partition=partition_scheme, clients=clients, rounds=rounds,
+                                               seeds=seed_list, model=model, lr=lr, validator_samples=validator_samples,
+                                               utilities=tuple(_csv(utilities)), device=device)
+
+        def show(name: str, summary: dict[str, Any], model: str = model, lr: float = lr) -> None:
+            roles = summary["roles"]
+            pct = fairness_bench.percent
+            err_console.print(
+                f"{model} lr {lr} {name}: honest {pct(roles[fairness_bench.HONEST]['pool_share'])}, "
+                + ", ".join(f"{r} {pct(roles[r]['pool_share'])}" for r in fairness_bench.ATTACK_ROLES if r in roles)
+                + f", meets all: {summary['meets_requirements']} ({summary['wall_s']:.0f} s)", highlight=False)
+
+        reports.append(fairness_bench.run(config, on_result=show))
+    report, markdown = fairness_bench.merge_reports(reports)
+    _publish(fairness_bench.NAME, report, markdown, out, as_json, _echo_page)
+
+
+# --------------------------------------------------------------------------------------- cid
+
+
+@bench_app.command(cid_bench.NAME)
+@one_line_errors
+def cid(
+    sizes: str = typer.Option(cid_bench.DEFAULT_SIZES_MB, "--sizes", help="Blob sizes in MB (10**6 bytes), comma-separated."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Runs per measurement; the best counts."),
+    ipfs: str = typer.Option(None, "--ipfs", help="Also measure the Kubo node at this RPC URL."),
+    out: Path = typer.Option(None, "--out", help="Directory for cid.json and cid.md [default: bench/results].", file_okay=False),
+    json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
+) -> None:
+    """MB/s of CID computation and embedded (and Kubo) store put/get; results in bench/results/cid.{json,md}."""
+    sizes_mb = _ints(sizes, f"--sizes takes comma-separated whole MB, not {sizes!r}")
+    if not sizes_mb or any(s < 1 for s in sizes_mb):
+        raise FedmarketError(f"--sizes must be whole MB >= 1: {sizes!r}")
+    with console.status("benchmarking CIDs") as status:
+        report = cid_bench.measure(sizes_mb, repeats, ipfs, progress=lambda text: status.update(f"benchmarking CIDs: {text}"))
+    _publish(cid_bench.NAME, report, cid_bench.to_markdown(report), out or results_dir(), json_out, _rich_page)
+
+
+# ---------------------------------------------------------------------------------- overhead
+
+Settings = overhead_bench.Settings  # its defaults are the options'
+
+
+@bench_app.command(overhead_bench.NAME)
+@one_line_errors
+def overhead(
+    trainers: int = typer.Option(Settings.trainers, "--trainers", min=1, max=MAX_TRAINERS, help="Trainers."),
+    validators: int = typer.Option(Settings.validators, "--validators", min=1, max=MAX_VALIDATORS, help="Validators (the committee is up to 3)."),
+    rounds: int = typer.Option(Settings.rounds, "--rounds", min=1, help="Training rounds per market."),
+    dataset: str = typer.Option(Settings.dataset, "--dataset", help="digits, mnist, fmnist, cifar10 or diabetes."),
+    model: str = typer.Option(Settings.model, "--model", help="cnn, mlp, linear or auto."),
+    partition: str = typer.Option(Settings.partition, "--partition", help="iid, pat:K or dir:ALPHA."),
+    lr: float = typer.Option(Settings.lr, "--lr", help="Local SGD learning rate."),
+    seed: int = typer.Option(Settings.seed, "--seed"),
+    chains: str = typer.Option(",".join(overhead_bench.CHAINS), "--chains", help="Comma-separated: embedded, anvil."),
+    devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated torch devices [default: cpu, and cuda when present]."),
+    threads: int = typer.Option(Settings.threads, "--threads", min=1, help="torch CPU threads (the agents use 1)."),
+    ipfs: Optional[str] = typer.Option(None, "--ipfs", help="Kubo RPC URL (default: a fresh embedded store per market)."),
+    out: Optional[Path] = typer.Option(None, "--out", file_okay=False, help="Directory for overhead.json and overhead.md [default: bench/results]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report."),
+) -> None:
+    """(chain + storage) / round wall time of a whole market, on the embedded chain and anvil, per device; gas per round.
+    Results in bench/results/overhead.{json,md}."""
+    chain_list = _csv(chains)
+    unknown = [c for c in chain_list if c not in overhead_bench.CHAINS]
+    if not chain_list or unknown:
+        raise FedmarketError(f"--chains takes {' and/or '.join(overhead_bench.CHAINS)}, not {chains!r}")
+    device_list = _csv(devices) if devices else overhead_bench.default_devices()
+    if not device_list:
+        raise FedmarketError("--devices needs at least one device")
+    import torch
+
+    if any(d.startswith("cuda") for d in device_list) and not torch.cuda.is_available():
+        raise FedmarketError("--devices names cuda but torch sees no GPU on this machine")
+    settings = Settings(trainers=trainers, validators=validators, rounds=rounds, dataset=dataset, model=model,
+                        partition=partition, lr=lr, seed=seed, threads=threads)  # fmt: skip
+    settings.spec()  # a bad dataset / model / partition fails here, in one line
+    with console.status("measuring chain overhead") as status:
+        report = overhead_bench.run(settings, chain_list, device_list, ipfs,
+                                    progress=lambda text: status.update(f"measuring chain overhead: {text}"))
+    _publish(overhead_bench.NAME, report, overhead_bench.to_markdown(report), out or results_dir(), as_json, _rich_page)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Optional
@@ -9,6 +10,7 @@ from typing import Optional
 import typer
 
 from fedmarket.cli.output import console, err_console, one_line_errors, print_json
+from fedmarket.files import atomic_write
 
 DEFAULTS_NOTE = "defaults: the seed paper's protocol (20 clients, batch 10, lr 0.005, 1 epoch, Dir(0.1), cnn, digits)"
 
@@ -24,9 +26,7 @@ def write_outputs(result, out_dir: Path) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    metrics_path = atomic_write(out_dir / "metrics.json", json.dumps(result.to_dict(), indent=2) + "\n")
     rounds = [r.round for r in result.rounds]
     classification = result.rounds[0].metrics.accuracy is not None
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -51,9 +51,10 @@ def write_outputs(result, out_dir: Path) -> dict[str, str]:
     c = result.config
     figure.suptitle(f"{c.aggregation} on {c.dataset}, {c.partition}, {c.clients} clients ({result.model_id})")
     figure.tight_layout()
-    plot_path = out_dir / "metrics.png"
-    figure.savefig(plot_path, dpi=100)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100)
     plt.close(figure)
+    plot_path = atomic_write(out_dir / "metrics.png", png.getvalue())
     return {"metrics": str(metrics_path), "plot": str(plot_path)}
 
 
@@ -88,9 +89,15 @@ def sim(
         import torch
 
         torch.set_num_threads(threads)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
-    from fedmarket.fl.sim import SimConfig, check_config, run_simulation
+    from fedmarket.fl.sim import SimConfig, check_config, run_simulation  # loads torch: only when the command runs
 
     config = SimConfig(dataset=dataset, partition=partition, clients=clients, rounds=rounds, batch_size=batch_size,
                        lr=lr, epochs=epochs, model=model, aggregation=aggregation, prox_mu=prox_mu, momentum=momentum,

@@ -16,7 +16,6 @@ import hashlib
 import io
 import os
 import pickle
-import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -26,7 +25,9 @@ from typing import Callable, Literal
 
 import numpy as np
 
+from fedmarket import paths
 from fedmarket.errors import FedmarketError
+from fedmarket.files import atomic_write
 
 DATA_ENV = "FEDMARKET_DATA"
 Task = Literal["classification", "regression"]
@@ -132,32 +133,17 @@ def default_data_dir() -> Path:
     override = os.environ.get(DATA_ENV)
     if override:
         return Path(override)
-    from fedmarket.paths import data_dir
-
-    return data_dir() / "datasets"
-
-
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return paths.data_dir() / "datasets"
 
 
 def _download(remote: _RemoteFile, target_dir: Path, timeout_s: float = 20.0) -> Path:
     """Fetch one file into target_dir, keeping it only when its MD5 matches the published one."""
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / remote.name
-    partial = target.with_suffix(target.suffix + ".part")
-    with urllib.request.urlopen(remote.url, timeout=timeout_s) as response, partial.open("wb") as out:
-        shutil.copyfileobj(response, out)
-    got = md5_of(partial)
+    with urllib.request.urlopen(remote.url, timeout=timeout_s) as response:
+        data = response.read()  # at most CIFAR-10's 170 MB: checked in memory, written whole
+    got = hashlib.md5(data, usedforsecurity=False).hexdigest()
     if got != remote.md5:
-        partial.unlink()
         raise FedmarketError(f"downloaded {remote.url} has md5 {got}, expected {remote.md5}; not using it")
-    partial.replace(target)
-    return target
+    return atomic_write(target_dir / remote.name, data)
 
 
 def _fetch_or_fail(name: str, files: tuple[_RemoteFile, ...], directory: Path, download: bool, hint: str) -> None:

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from fedmarket.errors import FedmarketError
+
+if TYPE_CHECKING:
+    from fedmarket.fl.datasets import Dataset
 
 ARCHITECTURES = ("cnn", "mlp", "linear")
 # Bump a version when an architecture's layers change: the id goes into weight-file metadata, and
@@ -132,6 +136,14 @@ class ModelSpec:
 
     def init_state(self, seed: int) -> dict[str, Tensor]:
         return init_state(self.arch, self.input_shape, self.num_outputs, seed)
+
+
+def model_spec_for(dataset: Dataset, model: str) -> ModelSpec:
+    """The model a config names for `dataset`; "auto" picks the CNN for images and linear for tabular data."""
+    arch = model
+    if model == "auto":
+        arch = "cnn" if len(dataset.input_shape) == 3 else "linear"
+    return ModelSpec(arch, dataset.input_shape, dataset.num_outputs)
 
 
 def init_state(arch: str, input_shape: tuple[int, ...], num_outputs: int, seed: int) -> dict[str, Tensor]:

@@ -25,6 +25,9 @@ draw deterministic. A dataset with fewer than MIN_CLIENT_SAMPLES * N samples is 
 
 Each client's samples are then shuffled and split 75 / 25 into local train and test sets
 (test = round(n / 4), at least 1). One numpy Generator seeded once drives every random choice.
+
+A market's split (`market_partition`) first draws `holdout` samples apart with their own stream
+(fl.seeds.holdout_entropy), for the validators and the aggregator, and partitions the rest.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from fedmarket.errors import FedmarketError
+from fedmarket.fl.seeds import holdout_entropy, partition_seed
 
 MIN_CLIENT_SAMPLES = 8
 NUM_TARGET_BINS = 10
@@ -239,7 +243,7 @@ def partition(labels: np.ndarray, num_clients: int, scheme: str | Scheme, seed: 
         split_labels, label_kind = target_bins(labels), "target bin"
     else:
         split_labels, label_kind = labels.astype(np.int64), "label"
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(partition_seed(seed))
     if parsed.kind == "iid":
         parts = _iid(split_labels, num_clients, rng)
     elif parsed.kind == "pat":
@@ -255,3 +259,19 @@ def partition(labels: np.ndarray, num_clients: int, scheme: str | Scheme, seed: 
         parts = _top_up(parts, MIN_CLIENT_SAMPLES, rng)
     clients = tuple(_split_train_test(p, rng) for p in parts)
     return Partition(parsed, seed, clients, split_labels, label_kind)
+
+
+def market_partition(labels: np.ndarray, clients: int, scheme: str, seed: int, holdout: int) -> tuple[Partition, np.ndarray]:
+    """(partition of the pool, held-out indices): `holdout` samples drawn with `seed` are kept
+    apart (a market's validators and aggregator hold them), the rest is partitioned among
+    `clients`; every index refers to the whole data set."""
+    labels = np.asarray(labels)
+    if not 0 <= holdout < len(labels):
+        raise FedmarketError(f"cannot hold out {holdout} of {len(labels)} samples")
+    order = np.random.default_rng(holdout_entropy(seed)).permutation(len(labels))
+    held, pool = np.sort(order[:holdout]), np.sort(order[holdout:])
+    parts = partition(labels[pool], clients, scheme, seed)
+    remapped = tuple(ClientData(train=pool[c.train], test=pool[c.test]) for c in parts.clients)
+    split_labels = np.full(len(labels), -1, dtype=np.int64)  # held-out samples belong to no client
+    split_labels[pool] = parts.labels
+    return Partition(parts.scheme, parts.seed, remapped, split_labels, parts.label_kind), held

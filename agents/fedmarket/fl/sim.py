@@ -12,7 +12,7 @@ Deterministic: the partition, the initial model and every client's batch order d
 SHA-256 `digest` of the weights, and the CID the market would publish, record that). The CID is
 that of fedmarket.storage's canonical weights file with metadata (architecture id, round, CID of
 the previous round's global model; none for round 0), so a market run of the same task can be
-checked against it: trainer i of round r trains with train_local and seed client_seed(seed, r, i)
+checked against it: trainer i of round r trains with train_local and seed fl.seeds.client_seed(seed, r, i)
 on its partition's train split, and the rule aggregates in client order with sample-count weights.
 Batched mode (fl.batched) is faster on a GPU but equals this only up to float rounding, so its
 CIDs differ; bit-identity also assumes the same CPU kind (kernels may round differently).
@@ -26,33 +26,29 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
+from torch import nn
 
 from fedmarket.errors import FedmarketError
+from fedmarket.fl.aggregation import get_rule
 from fedmarket.fl.datasets import Dataset, load_dataset
 from fedmarket.fl.evaluation import Metrics, evaluate_clients, weighted_overall
-from fedmarket.fl.models import ModelSpec
+from fedmarket.fl.learning import Learning
+from fedmarket.fl.models import ModelSpec, model_spec_for
 from fedmarket.fl.params import State, canonical, flatten
-from fedmarket.fl.partition import Partition, PartitionSummary
-from fedmarket.fl.training import TrainConfig, resolve_device, train_local
+from fedmarket.fl.partition import Partition, PartitionSummary, market_partition
+from fedmarket.fl.seeds import client_seed, initial_model_seed
+from fedmarket.fl.taskspec import check_learning
+from fedmarket.fl.training import resolve_device, train_local
+from fedmarket.storage.cid import cid_of
+from fedmarket.storage.weights import WeightsMeta, encode_weights
 
 
 @dataclass(frozen=True)
-class SimConfig:
-    """One simulation; the defaults are the seed paper's protocol."""
+class SimConfig(Learning):
+    """One simulation: the learning settings (the seed paper's protocol by default) and the run's."""
 
-    dataset: str = "digits"
-    partition: str = "dir:0.1"
     clients: int = 20
     rounds: int = 10
-    batch_size: int = 10
-    lr: float = 0.005
-    epochs: int = 1
-    model: str = "auto"  # "cnn" for images, "linear" for tabular data
-    aggregation: str = "fedavg"
-    prox_mu: float = 0.0
-    momentum: float = 0.0
-    seed: int = 0
     device: str = "cpu"
     # One client at a time by default: that is what the market's trainers run, so its global-model
     # CIDs are reproduced bit for bit; batched training matches only up to float rounding.
@@ -61,9 +57,6 @@ class SimConfig:
     # Samples kept apart before partitioning (a market's validators hold them): with the same
     # holdout, seed and split, the clients here hold what the market's trainers hold.
     holdout: int = 0
-
-    def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(self.epochs, self.batch_size, self.lr, self.momentum, self.prox_mu, seed)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -113,19 +106,6 @@ class SimResult:
         }
 
 
-def model_spec_for(dataset: Dataset, model: str) -> ModelSpec:
-    """The model a config names; "auto" picks the CNN for images and linear for tabular data."""
-    arch = model
-    if model == "auto":
-        arch = "cnn" if len(dataset.input_shape) == 3 else "linear"
-    return ModelSpec(arch, dataset.input_shape, dataset.num_outputs)
-
-
-def client_seed(seed: int, round_number: int, client: int) -> int:
-    """Independent, reproducible batch-order seed of one client in one round."""
-    return int(np.random.SeedSequence([seed, round_number, client]).generate_state(1)[0])
-
-
 def state_digest(state: State) -> str:
     return hashlib.sha256(flatten(canonical(state)).numpy().astype("<f4").tobytes()).hexdigest()
 
@@ -133,18 +113,16 @@ def state_digest(state: State) -> str:
 def global_model_cid(state: State, model_id: str, round_number: int, parent_cid: str | None) -> str:
     """CID of the round's global-model file as the market stores it (fedmarket.storage's canonical
     safetensors encoding; metadata: architecture id, round, and the previous global model's CID)."""
-    from fedmarket.storage.cid import cid_of
-    from fedmarket.storage.weights import WeightsMeta, encode_weights
-
     return cid_of(encode_weights(canonical(state), WeightsMeta(arch=model_id, round=round_number, parent_cid=parent_cid)))
 
 
-def train_round(config: SimConfig, spec: ModelSpec, model, global_state: State, data: Dataset,
-                parts: Partition, round_number: int, device) -> list[tuple[State, int, float]]:
+def train_round(config: SimConfig, spec: ModelSpec, model: nn.Module, global_state: State, data: Dataset,
+                parts: Partition, round_number: int, device: Any) -> list[tuple[State, int, float]]:
     """Every client's local training of one round: (state, samples, train loss) per client."""
     train_sets = [c.train for c in parts.clients]
     seeds = [client_seed(config.seed, round_number, i) for i in range(len(train_sets))]
     if config.batched:
+        # fl.batched needs torch.func, loaded only when a run asks for batched training.
         from fedmarket.fl.batched import train_clients_batched
 
         return train_clients_batched(model, global_state, data.x, data.y, train_sets,
@@ -155,20 +133,9 @@ def train_round(config: SimConfig, spec: ModelSpec, model, global_state: State, 
 
 def check_config(config: SimConfig) -> None:
     """Refuse a bad config before any work: unknown names, bad numbers, missing device."""
-    from fedmarket.fl.aggregation import get_rule
-    from fedmarket.fl.datasets import DATASETS
-    from fedmarket.fl.models import ARCHITECTURES
-    from fedmarket.fl.partition import parse_scheme
-
-    if config.dataset not in DATASETS:
-        raise FedmarketError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASETS)}")
-    if config.model != "auto" and config.model not in ARCHITECTURES:
-        raise FedmarketError(f"unknown model {config.model!r}; choose auto or one of: {', '.join(ARCHITECTURES)}")
+    check_learning(config)
     if config.rounds < 0 or config.clients < 1 or config.holdout < 0:
         raise FedmarketError("rounds and holdout must be >= 0 and clients >= 1")
-    parse_scheme(config.partition)
-    get_rule(config.aggregation)
-    config.train_config(0)
     resolve_device(config.device)
 
 
@@ -178,9 +145,6 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
 
     `dataset` may be passed pre-loaded (it must be the one config.dataset names).
     """
-    from fedmarket.fl.aggregation import get_rule
-    from fedmarket.fl.taskspec import market_partition
-
     check_config(config)
     device = resolve_device(config.device)
     data = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir)
@@ -201,7 +165,7 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
         return entry
 
     started = time.perf_counter()
-    global_state = spec.init_state(config.seed)
+    global_state = spec.init_state(initial_model_seed(config.seed))
     records: list[RoundRecord] = []
     records.append(record(0, global_state, None, 0.0, started))
     for r in range(1, config.rounds + 1):

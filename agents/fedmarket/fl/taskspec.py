@@ -1,8 +1,9 @@
 """The task spec: what a buyer asks for, as the JSON file whose CID goes on chain (`specDigest`).
 
-Everything an agent needs to take part is in it: the data set and how a simulated market splits
-it, the model architecture, the local-training hyper-parameters, the aggregation rule, the
-utility function and the seed. The file is canonical JSON (sorted keys, no spaces), so the same
+Everything an agent needs to take part is in it: the learning settings (fl.learning.Learning:
+the data set and its split, the model architecture, the local-training hyper-parameters, the
+aggregation rule and the seed), how many trainers and validators share the data, and the
+utility function. The file is canonical JSON (sorted keys, no spaces), so the same
 spec always has the same CID, and an agent that downloads it checks it against that CID first.
 
 Data of a simulated market (`--data auto`): `holdout` samples of the data set, drawn with the
@@ -24,56 +25,63 @@ from typing import Any
 import numpy as np
 
 from fedmarket.errors import FedmarketError
-from fedmarket.fl.datasets import Dataset
-from fedmarket.fl.models import ModelSpec
-from fedmarket.fl.partition import Partition, partition
-from fedmarket.fl.training import TrainConfig
+from fedmarket.fl.aggregation import get_rule
+from fedmarket.fl.datasets import DATASETS, Dataset, load_dataset
+from fedmarket.fl.learning import Learning, learning_fields
+from fedmarket.fl.models import ARCHITECTURES, ModelSpec, model_spec_for
+from fedmarket.fl.params import canonical
+from fedmarket.fl.partition import Partition, market_partition, parse_scheme
+from fedmarket.fl.seeds import initial_model_seed
+from fedmarket.fl.utility import get_raw_utility
+from fedmarket.storage.weights import WeightsMeta, encode_weights
 
 SPEC_FORMAT = "fedmarket-task/1"
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """A training task. The defaults are the demo's: digits, 5 trainers, 3 validators."""
+def check_learning(learning: Learning, where: str = "") -> None:
+    """Refuse learning settings that name no data set, model, partition or rule this version has;
+    `where` starts each message (e.g. "task spec: ")."""
+    if learning.dataset not in DATASETS:
+        raise FedmarketError(f"{where}unknown dataset {learning.dataset!r}; choose one of: {', '.join(DATASETS)}")
+    if learning.model != "auto" and learning.model not in ARCHITECTURES:
+        raise FedmarketError(f"{where}unknown model {learning.model!r}; choose auto or one of: {', '.join(ARCHITECTURES)}")
+    parse_scheme(learning.partition)
+    get_rule(learning.aggregation)
 
-    dataset: str = "digits"
+
+@dataclass(frozen=True)
+class TaskSpec(Learning):
+    """A training task: the learning settings and who holds which data.
+
+    The defaults are the demo's: digits split Dir(0.5), the MLP at lr 0.05, 5 trainers and 3
+    validators (the other learning settings are the seed protocol's, fl.learning).
+    """
+
     partition: str = "dir:0.5"
+    model: str = "mlp"
+    lr: float = 0.05
     trainers: int = 5
     validators: int = 3
     holdout: int = 400
-    model: str = "mlp"  # cnn | mlp | linear | auto
-    epochs: int = 1
-    batch_size: int = 10
-    lr: float = 0.05
-    momentum: float = 0.0
-    prox_mu: float = 0.0
-    aggregation: str = "fedavg"
     utility: str = "separation_cosine"
-    seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.check()
+
+    @classmethod
+    def of(cls, learning: Learning, **task: Any) -> TaskSpec:
+        """The task that learns as `learning` does; `task` sets trainers, validators, holdout, utility."""
+        return cls(**learning_fields(learning), **task)
 
     def check(self) -> None:
         """Refuse a spec no agent could follow, with one line naming the field."""
-        from fedmarket.fl.aggregation import get_rule
-        from fedmarket.fl.datasets import DATASETS
-        from fedmarket.fl.models import ARCHITECTURES
-        from fedmarket.fl.partition import parse_scheme
-        from fedmarket.fl.utility import get_raw_utility
-
-        if self.dataset not in DATASETS:
-            raise FedmarketError(f"task spec: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if self.model != "auto" and self.model not in ARCHITECTURES:
-            raise FedmarketError(f"task spec: unknown model {self.model!r}; choose auto or one of {', '.join(ARCHITECTURES)}")
+        check_learning(self, "task spec: ")
         if self.trainers < 1 or self.validators < 1:
             raise FedmarketError("task spec: a task needs at least 1 trainer and 1 validator")
         if self.holdout < self.validators + 1:
             raise FedmarketError(f"task spec: holdout {self.holdout} cannot give {self.validators} validators and the aggregator a sample each")
-        parse_scheme(self.partition)
-        get_rule(self.aggregation)
         get_raw_utility(self.utility)
-        self.train_config(0)
 
     # ------------------------------------------------------------------ the file
 
@@ -109,36 +117,14 @@ class TaskSpec:
 
     # ------------------------------------------------------------------ what follows from it
 
-    def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(self.epochs, self.batch_size, self.lr, self.momentum, self.prox_mu, seed)
-
     def model_spec(self, dataset: Dataset) -> ModelSpec:
-        from fedmarket.fl.sim import model_spec_for
-
         return model_spec_for(dataset, self.model)
 
     def initial_weights(self, dataset: Dataset) -> bytes:
         """The initial global model file (round 0): the seeded initialisation, as the sim's round 0."""
-        from fedmarket.fl.params import canonical
-        from fedmarket.storage.weights import WeightsMeta, encode_weights
-
         spec = self.model_spec(dataset)
-        return encode_weights(canonical(spec.init_state(self.seed)), WeightsMeta(arch=spec.id, round=0, parent_cid=None))
-
-
-def market_partition(labels: np.ndarray, clients: int, scheme: str, seed: int, holdout: int) -> tuple[Partition, np.ndarray]:
-    """(partition of the pool, held-out indices): `holdout` samples drawn with `seed` are kept
-    apart, the rest is partitioned among `clients`; every index refers to the whole data set."""
-    labels = np.asarray(labels)
-    if not 0 <= holdout < len(labels):
-        raise FedmarketError(f"cannot hold out {holdout} of {len(labels)} samples")
-    order = np.random.default_rng([seed, 0x484F4C44]).permutation(len(labels))  # "HOLD": not the partition's stream
-    held, pool = np.sort(order[:holdout]), np.sort(order[holdout:])
-    parts = partition(labels[pool], clients, scheme, seed)
-    remapped = tuple(type(c)(train=pool[c.train], test=pool[c.test]) for c in parts.clients)
-    split_labels = np.full(len(labels), -1, dtype=np.int64)  # held-out samples belong to no client
-    split_labels[pool] = parts.labels
-    return Partition(parts.scheme, parts.seed, remapped, split_labels, parts.label_kind), held
+        state = canonical(spec.init_state(initial_model_seed(self.seed)))
+        return encode_weights(state, WeightsMeta(arch=spec.id, round=0, parent_cid=None))
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,8 +136,6 @@ class TaskData:
 
     @classmethod
     def load(cls, spec: TaskSpec, data_dir: Any = None) -> TaskData:
-        from fedmarket.fl.datasets import load_dataset
-
         return cls(spec, load_dataset(spec.dataset, data_dir))
 
     @cached_property

@@ -11,7 +11,6 @@ else is plain arithmetic, so the same inputs and seed give a bit-identical state
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Mapping
 
 import numpy as np
@@ -19,33 +18,11 @@ import torch
 from torch import Tensor, nn
 
 from fedmarket.errors import FedmarketError
+from fedmarket.fl.learning import TrainConfig  # declared with the other learning settings; imported from here too
 from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.params import State, canonical
 
 DEVICES = ("cpu", "cuda", "auto")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Local training hyper-parameters (the seed paper's protocol: 1 epoch, batch 10, lr 0.005)."""
-
-    epochs: int = 1
-    batch_size: int = 10
-    lr: float = 0.005
-    momentum: float = 0.0
-    prox_mu: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise FedmarketError("epochs and batch size must be at least 1")
-        if not self.lr > 0:
-            raise FedmarketError(f"the learning rate must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1 or self.prox_mu < 0:
-            raise FedmarketError("momentum must be in [0, 1) and prox_mu >= 0")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

@@ -42,7 +42,6 @@ from fedmarket.fl.training import TrainConfig
 from fedmarket.fl.utility.base import RoundView, State, Update, ValidationData, cosine, round_view
 from fedmarket.fl.utility.reference import guarded_scores, train_reference
 
-
 CHUNK = 512  # validator samples per forward/backward pass: bounds memory on large validation sets
 
 
