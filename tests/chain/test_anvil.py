@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -16,9 +17,11 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from fedmarket.chain.anvil import ANVIL_CHAIN_ID, AnvilError, AnvilProcess, dev_accounts, port_in_use
-from fedmarket.chain.client import InsufficientFunds, MarketClient, ModelParams, NotOwner, WrongAmount, connect
-from fedmarket.chain.deploy import deploy_marketplace
+from fedmarket.chain.anvil import AnvilError, AnvilProcess, dev_accounts, port_in_use
+from fedmarket.chain.client import InsufficientFunds, MarketClient, ModelParams, NotOwner, Phase, TxResult, WrongAmount, commitment, connect
+from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
+from fedmarket.chain.protocol import ANVIL_CHAIN_ID
+from fedmarket.chain.transactions import GAS_MARGIN, GAS_MARGIN_FLAT
 from fedmarket.chain.timecontrol import TimeControlUnsupported, advance_time, advance_to, chain_now
 
 pytestmark = pytest.mark.anvil
@@ -176,6 +179,69 @@ def test_one_account_from_several_threads_gets_distinct_nonces(anvil: AnvilProce
         t.join()
     assert errors == []
     assert market.model_count() == 6
+
+
+def test_two_votes_estimated_before_either_is_mined_both_succeed_and_the_second_closes_the_round() -> None:
+    """Issue 9: with automine off, two committee members estimate and send their votes; one block
+    mines both, so the second is the closing vote although it was estimated as a plain one."""
+    with AnvilProcess(accounts=7) as node:
+        w3 = node.web3()
+        owner, aggregator, trainer, first, second, deployer = dev_accounts(w3)[:6]
+        market = MarketClient(w3, deploy_marketplace(w3, deployer).address, owner)
+        window = 3_600
+        params = ModelParams(
+            spec_digest=keccak(text="spec"), initial_model_digest=keccak(text="init"), aggregator=aggregator.address, rounds=1,
+            min_trainers=1, max_trainers=1, committee_size=2, max_validators=2, commit_window=window, reveal_window=window,
+            score_window=window, publish_window=window, confirm_window=window, trainer_stake=10**15, validator_stake=10**15,
+            aggregator_stake=10**15,
+        )  # fmt: skip
+        model_id = market.new_model(params, 10**18).model_id
+        market.with_account(trainer).buy_license(model_id)
+        market.with_account(trainer).join_as_trainer(model_id)
+        voters = [market.with_account(v) for v in (first, second)]
+        for voter in voters:
+            voter.join_as_validator(model_id)
+        market.with_account(aggregator).join_as_aggregator(model_id)
+        market.start_training(model_id)
+        update, salt = keccak(text="update"), keccak(text="salt")
+        market.with_account(trainer).commit_update(model_id, 1, commitment(model_id, 1, update, 7, salt, trainer.address))
+        market.with_account(trainer).reveal_update(model_id, 1, update, 7, salt)
+        for voter in voters:
+            voter.submit_scores(model_id, 1, [500_000])
+        market.with_account(aggregator).publish_global_model(model_id, 1, keccak(text="global"), 1)
+        assert market.get_round(model_id, 1).phase == Phase.CONFIRM
+        plain = market.contract.functions.confirmGlobalModel(model_id, 1, True).estimate_gas({"from": second.address})
+
+        results: dict[str, TxResult | BaseException] = {}
+
+        def vote(voter: MarketClient) -> None:
+            try:
+                results[voter.sender] = voter.confirm_global_model(model_id, 1, True)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                results[voter.sender] = exc
+
+        w3.provider.make_request("evm_setAutomine", [False])
+        try:
+            threads = [threading.Thread(target=vote, args=(voter,)) for voter in voters]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 30
+            while any(w3.eth.get_transaction_count(v.sender, "pending") == w3.eth.get_transaction_count(v.sender) for v in voters):
+                assert time.monotonic() < deadline, "the votes were never sent"
+                time.sleep(0.05)
+            w3.provider.make_request("evm_mine", [])
+            for thread in threads:
+                thread.join(timeout=60)
+        finally:
+            w3.provider.make_request("evm_setAutomine", [True])
+        assert all(isinstance(r, TxResult) for r in results.values()), results
+        votes = sorted(results.values(), key=lambda r: r.block_number)
+        assert len({r.block_number for r in votes}) == 1  # one block: both estimated before either was mined
+        closing = [r for r in votes if r.events_named("RoundClosed")]
+        assert len(closing) == 1
+        assert closing[0].gas_used > int(plain * GAS_MARGIN) + GAS_MARGIN_FLAT  # what the estimate alone gave: out of gas
+        assert all(int(w3.eth.get_transaction(r.tx_hash)["gas"]) >= MARKETPLACE_GAS_LIMITS["confirmGlobalModel"] for r in votes)
+        assert market.get_model(model_id).state.rounds_closed == 1
 
 
 # ------------------------------------------------------------------------------ the CLI

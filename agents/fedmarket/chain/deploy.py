@@ -29,10 +29,13 @@ DEPLOY_GAS_EMBEDDED = 15_000_000
 
 MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     # Upper bounds within the documented caps (docs/protocol.md): pass them as `gas` on the
-    # embedded chain, where estimation doubles the cost of a transaction. Measured worst cases
-    # (tests/contracts/test_marketplace_gas.py, 64 trainers, committee 9): newModel 324k,
-    # joinAsTrainer 117k, submitScores 483k, the last confirmation (which settles the round)
-    # 1.7M, generateTrainingPayments 2.9M (64 trainers + 32 validators + 1 payees).
+    # embedded chain, where estimation doubles the cost of a transaction; on a node they are the
+    # floor of the ORDER_DEPENDENT_GAS calls. Measured worst cases at 64 trainers and a committee
+    # of 9 (tests/chain/test_gas_limits.py, tests/contracts/test_marketplace_gas.py): newModel 324k,
+    # joinAsTrainer 117k, the last score when only the last update has a positive median (every
+    # median read) 1.94M, a publish that first moves the round past a missed Score deadline 1.35M,
+    # the last confirmation (which settles the round) 2.3M, a closeRound after a missed Score
+    # deadline with every update poisoned 3.24M, generateTrainingPayments 2.9M (64 + 32 + 1 payees).
     "newModel": 400_000,
     "payForModel": 80_000,
     "buyLicense": 160_000,  # measured 117,675: the first licence of a task writes fresh slots
@@ -43,8 +46,8 @@ MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     "cancelModel": 4_000_000,
     "commitUpdate": 150_000,
     "revealUpdate": 200_000,
-    "submitScores": 600_000,
-    "publishGlobalModel": 150_000,
+    "submitScores": 2_500_000,
+    "publishGlobalModel": 2_000_000,
     "confirmGlobalModel": 4_000_000,
     "closeRound": 4_000_000,
     "finalizeContract": 150_000,
