@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.anvil]
 FEDMARKET = str(Path(sys.executable).with_name("fedmarket"))
 ROUNDS = 3
 FAULTS = ("trainer-2@2:before-commit->r3", "aggregator@1:before-publish->now", "validator-3@1:before-score->never")
+RUN_PASSWORD = "a password only this test knows"
 AGENTS = ["aggregator", "trainer-1", "trainer-2", "trainer-3", "trainer-4", "validator-1", "validator-2", "validator-3"]
 
 
@@ -59,6 +59,7 @@ def test_up_with_crashes_settles_slashes_exactly_the_dead_and_leaves_nothing(tmp
         command += ["--fault", fault]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEDMARKET_")}
     env["FEDMARKET_HOME"] = str(tmp_path / "home")
+    env["FEDMARKET_PASSWORD"] = RUN_PASSWORD  # so that the test can open the run's keystores afterwards
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=570)
     wall = time.monotonic() - started
@@ -73,9 +74,9 @@ def check_run(run: Path, result: dict, output: str, copy: Path, png: Path) -> No
 
     # ---------------------------------------------------------------- the run folder
     assert Path(result["run_dir"]) == run
-    for name in ("anvil.log", "report.json", "report.png", "supervisor.jsonl", "password"):
+    for name in ("anvil.log", "report.json", "report.png", "supervisor.jsonl"):
         assert (run / name).is_file(), name
-    assert stat.S_IMODE((run / "password").stat().st_mode) == 0o600
+    assert not any("password" in p.name for p in run.rglob("*")), "the run folder keeps no password"
     assert sorted(p.stem for p in (run / "keystores").glob("*.json")) == sorted(["buyer", *AGENTS])
     assert (run / "store").is_dir()
     for name in AGENTS:
@@ -141,7 +142,7 @@ def check_run(run: Path, result: dict, output: str, copy: Path, png: Path) -> No
     assert [pid for pid in pids if alive(pid)] == []
     from eth_account import Account
 
-    password = (run / "password").read_text().splitlines()[0]
+    password = RUN_PASSWORD
     keys = [bytes(Account.decrypt(json.loads(p.read_text()), password)).hex() for p in sorted((run / "keystores").glob("*.json"))]
     texts = [output, (run / "supervisor.jsonl").read_text()]
     texts += [p.read_text(errors="replace") for p in (run / "logs").iterdir()]

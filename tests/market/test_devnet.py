@@ -266,14 +266,15 @@ def test_a_name_runs_once_at_a_time(tmp_path: Path) -> None:
 # ============================================================================= the fault plan over processes
 
 
-def _agents(tmp_path: Path, plan: dict[str, tuple[list[str], str | None]]) -> tuple[AgentSupervisor, EventLog]:
-    """An AgentSupervisor over dummies: name -> (dummy argv, fault spec or None)."""
+def _agents(tmp_path: Path, plan: dict[str, tuple[list[str], str | None]], **options: Any) -> tuple[AgentSupervisor, EventLog]:
+    """An AgentSupervisor over dummies: name -> (dummy argv, fault spec or None); no crash restarts
+    unless `options` say so."""
     events = EventLog(tmp_path / "supervisor.jsonl")
     launches = [
         AgentLaunch(name, ProcessSpec(name, argv, tmp_path / f"{name}.err", {**os.environ, "DUMMY_TRACE": str(tmp_path / "trace")}), parse_fault(fault) if fault else None)
         for name, (argv, fault) in plan.items()
     ]  # fmt: skip
-    return AgentSupervisor(ProcessSupervisor(events), launches), events
+    return AgentSupervisor(ProcessSupervisor(events), launches, **{"crash_restarts": 0, **options}), events
 
 
 def _check_until(agents: AgentSupervisor, condition, *, current_round: int | None = 1, finished: bool = False, timeout: float = 20.0) -> None:
@@ -305,7 +306,7 @@ def test_faults_fire_and_restart_now_in_round_or_never(tmp_path: Path) -> None:
         assert status["validator-3"].exits == [KILLED] and status["validator-3"].fault_fired
         assert status["trainer-2"].detail == "restart in round 3"
         # trainer-1 ends with 0 while the task is not over: an error, not a success.
-        with pytest.raises(DevnetError, match="trainer-1 exited 0 \\(done\\) while the task had not ended"):
+        with pytest.raises(DevnetError, match="trainer-1 \\(pid \\d+\\) exited 0 \\(done\\) while the task had not ended"):
             _check_until(agents, lambda: False, current_round=2)
         # Round 3 opens: trainer-2 is restarted, without --fault this time.
         _check_until(agents, lambda: status["trainer-2"].launches == 2, current_round=3)
@@ -350,6 +351,24 @@ def test_unexpected_exits_fail_with_one_line(tmp_path: Path, argv: list[str], fa
             _check_until(agents, lambda: False)
         assert "\n" not in str(caught.value)
         assert agents.status["trainer-1"].state == "failed"
+    finally:
+        agents.stop_all(grace=1)
+
+
+def test_a_crashed_agent_is_restarted_with_backoff_up_to_the_limit(tmp_path: Path) -> None:
+    notes: list[str] = []
+    agents, events = _agents(tmp_path, {"trainer-1": (dummy("exit", "3", "0.05"), None)}, crash_restarts=2, backoff_s=0.1)
+    agents.on_note = notes.append
+    agents.start_all()
+    try:
+        with pytest.raises(DevnetError, match=r"trainer-1 \(pid \d+\) exited with code 3: exiting with code 3 \(after 2 restarts\)"):
+            _check_until(agents, lambda: False)
+        records = events.read()
+        crashes = [r for r in records if r["event"] == "crash"]
+        assert [(r["crashes"], r["restart_in_s"]) for r in crashes] == [(1, 0.1), (2, 0.2)]
+        assert [r["why"] for r in records if r["event"] == "restart"] == ["crash 1", "crash 2"]
+        assert agents.status["trainer-1"].launches == 3 and agents.status["trainer-1"].state == "failed"
+        assert any("restarting in 0 s (crash 1 of 2 allowed)" in note for note in notes)
     finally:
         agents.stop_all(grace=1)
 
@@ -428,16 +447,16 @@ def test_an_agent_that_fails_stops_the_run_with_one_line_and_nothing_left(tmp_pa
     with pytest.raises(DevnetError) as caught:
         Devnet(config).run()
     message = str(caught.value)
-    assert "exited with code 2: error: no such command: agent" in message and "\n" not in message
+    assert "exited with code 2: error: no such command: agent (after 3 restarts)" in message and "\n" not in message
     pids = _started_pids(run)
-    assert len(pids) == 4  # anvil and three agents
+    assert len(pids) == 1 + 3 * 4  # anvil, and three agents launched once and restarted three times each
     assert not any(alive(pid) for pid in pids)
     records = read_jsonl(run / "supervisor.jsonl")
     assert [r["event"] for r in records][:4] == ["start", "funded", "deployed", "posted"]
     assert records[-1] == {**records[-1], "event": "exit", "name": "anvil"}
     assert (run / "anvil.log").is_file() and "Listening on 127.0.0.1" in (run / "anvil.log").read_text()
     assert sorted(p.name for p in (run / "keystores").iterdir()) == ["aggregator.json", "buyer.json", "trainer-1.json", "validator-1.json"]
-    assert oct((run / "password").stat().st_mode & 0o777) == "0o600"
+    assert not (run / "password").exists()  # the keystores' password is in no file of the run
     accounts = json.loads((run / "accounts.json").read_text())
     assert set(accounts) == {"buyer", "aggregator", "trainer-1", "validator-1"}
 
@@ -451,8 +470,10 @@ def test_an_interrupted_devnet_stops_everything_it_started(tmp_path: Path, sig: 
     run = tmp_path / "run"
     python = _fake_python(tmp_path, "exec sleep 600")  # agents that never join
     driver = (
-        "import sys; from pathlib import Path; from fedmarket.market.devnet import Devnet, DevnetConfig\n"
-        f"Devnet(devnet_config(trainers=2, validators=1, rounds=1, run_dir=Path({str(run)!r}), python={python!r}, plot=False)).run()\n"
+        "import sys; from dataclasses import replace; from pathlib import Path\n"
+        "from fedmarket.fl.taskspec import TaskSpec; from fedmarket.market.devnet import DEVNET_TERMS, Devnet, DevnetConfig\n"
+        "spec, terms = TaskSpec(trainers=2, validators=1), replace(DEVNET_TERMS, rounds=1)\n"
+        f"Devnet(DevnetConfig(spec=spec, terms=terms, run_dir=Path({str(run)!r}), python={python!r}, plot=False)).run()\n"
     )
     process = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -153,3 +153,44 @@ def test_bad_options_are_one_clear_line(market: Market) -> None:
     stranger.options.data = str(market.tmp / "missing.npz")
     with pytest.raises(FedmarketError, match="cannot read data"):
         stranger.own_samples(lambda: None)
+
+
+def test_a_trainer_overtaken_by_the_deadline_carries_on(market: Market) -> None:
+    """The commit phase ends between the trainer's read and its commit: the contract refuses the
+    commit, and the trainer logs the race and goes on from what the chain says now."""
+    from fedmarket.chain.timecontrol import advance_to
+
+    trainer = market.agents["trainer-1"]
+    honest_commit = trainer.market.commit_update
+
+    def late_commit(*args, **kwargs):
+        deadline = market.market.get_round(market.model_id, 1).phase_deadline
+        advance_to(market.w3, deadline + 1)  # the deadline passes while the transaction is on its way
+        return honest_commit(*args, **kwargs)
+
+    trainer.market.commit_update = late_commit
+    assert trainer.step()  # overtaken: not an error
+    [race] = market.actions("trainer-1", "overtaken")
+    assert "commit" in race["detail"] and "reading the chain again" in race["detail"]
+    trainer.market.commit_update = honest_commit
+    assert market.phase() == Phase.DUE
+    assert trainer.step()  # the round is due: the trainer closes it
+    assert market.market.get_round(market.model_id, 1).closed
+    assert not market.actions("trainer-1", "commit")
+
+
+def test_a_duty_already_done_on_chain_is_a_race_not_a_crash(market: Market) -> None:
+    """A trainer whose view says it has not committed (a stale read) sends its commit again: the
+    contract refuses it as AlreadyCommitted, and the trainer carries on; the same refusal over and
+    over is no race, and ends the agent with one line."""
+    trainer = market.agents["trainer-1"]
+    assert trainer.step()  # commits
+    trainer.market.has_committed = lambda *args: False  # a view that lags behind the chain
+    trainer._facts.clear()
+    for _ in range(3):
+        assert trainer.step()
+    assert len(market.actions("trainer-1", "overtaken")) == 3
+    assert all("AlreadyCommitted" in r["detail"] or "already committed" in r["detail"] for r in market.actions("trainer-1", "overtaken"))
+    with pytest.raises(FedmarketError, match="refused 4 times in a row"):
+        trainer.step()
+    assert len(market.actions("trainer-1", "commit")) == 1

@@ -4,7 +4,8 @@ One run, in one folder (default `runs/<UTC timestamp>`):
 
     anvil.log            the dev chain's log (copied when it stops)
     keystores/           one scrypt keystore per participant (throwaway keys, light KDF)
-    password             the run's random keystore password (mode 0600)
+    (the keystores' password, $FEDMARKET_PASSWORD or a random one, is never written: the agents
+    get it in their environment)
     store/               the shared embedded blob store (unless --ipfs names a Kubo node)
     state/<name>/        each agent's own state (salts, cursors)
     logs/<name>.jsonl    each agent's JSON lines, one per action
@@ -58,6 +59,7 @@ from fedmarket.chain.protocol import (
     WEI_PER_ETH,
 )
 from fedmarket.files import atomic_write_json
+from fedmarket.wallet.password import PASSWORD_ENV
 from fedmarket.fl.taskspec import TaskSpec
 from fedmarket.market.plan import DevnetError, FaultPlan
 from fedmarket.market.setup import (
@@ -305,6 +307,7 @@ class Devnet:
         self.accounts: dict[str, LocalAccount] = {}
         self.times = RoundTimes()
         self.problems: list[str] = []
+        self._reporting: tuple[Any, ...] | None = None  # what a report needs, once the task is posted
         self._password = ""
 
     # ------------------------------------------------------------------ helpers
@@ -329,6 +332,11 @@ class Devnet:
         with sigterm_as_interrupt():
             try:
                 return self._run(started)
+            except BaseException:
+                # Whatever stopped the run, what the chain holds is still worth a report.
+                with signals_deferred():
+                    self._report_what_the_chain_holds()
+                raise
             finally:
                 with signals_deferred():  # a second Ctrl-C must not cut the clean-up short
                     self._shutdown()
@@ -339,12 +347,10 @@ class Devnet:
             raise DevnetError(f"run folder {run} is not empty: give a new --run-dir")
         for sub in ("keystores", "logs", "state"):
             (run / sub).mkdir(parents=True, exist_ok=True)
-        password = secrets.token_urlsafe(24)
-        path = run / "password"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(password + "\n")
-        self._password = password
+        # The run's keystore password lives in memory and in the agents' environment only: the
+        # run folder keeps encrypted keystores, never what opens them. $FEDMARKET_PASSWORD, when
+        # set, is used instead of a random one (to open the run's keystores afterwards).
+        self._password = os.environ.get(PASSWORD_ENV) or secrets.token_urlsafe(24)
         self.events = EventLog(run / "supervisor.jsonl")
         self.view.run_dir = run
 
@@ -387,6 +393,7 @@ class Devnet:
         store: BlobStore = open_store(cfg.ipfs, root=run / "store")
         posted = set_up_market(w3, dev, self.accounts["buyer"], store, cfg.spec, cfg.posted_terms(), self.accounts["aggregator"].address)
         buyer_market, model_id, task_data, deploy_block = posted.market, posted.model_id, posted.task_data, posted.deploy_block
+        self._reporting = (buyer_market, model_id, store, task_data, labels, deploy_block)
         contract_address = buyer_market.address
         self.view.contract = contract_address
         self._log("deployed", contract=contract_address, block=deploy_block, chain_id=int(w3.eth.chain_id))
@@ -421,24 +428,9 @@ class Devnet:
 
         # ---------------------------------------------------------------- report
         self._stage("writing the report")
-        from fedmarket.market.report import (
-            build_report,
-            check_conservation,
-            write_report,
-        )
+        from fedmarket.market.report import check_conservation
 
-        report = build_report(
-            buyer_market, model_id, store=store, task_data=task_data, labels=labels, round_wall_s=self.times.wall_s(),
-            agent_logs=self.agent_records(), chain_kind="anvil", start_block=deploy_block,
-        )  # fmt: skip
-        report_path = run / "report.json"
-        write_report(report, report_path)
-        png_path: Path | None = None
-        if cfg.plot:
-            from fedmarket.market.report_plot import plot_report
-
-            png_path = run / "report.png"
-            plot_report(report, png_path)
+        report, report_path, png_path = self._write_report()
         check_conservation(report)
         if report["totals"]["contract_balance_wei"] != 0:
             self.problems.append(f"the contract still holds {report['totals']['contract_balance_wei']} wei")
@@ -449,6 +441,38 @@ class Devnet:
             agents=self.agents.status, notes=list(self.view.notes), problems=self.problems,
         )  # fmt: skip
 
+    def _write_report(self) -> tuple[dict[str, Any], Path, Path | None]:
+        """report.json (and report.png) of the task, rebuilt from the chain: (report, its path, the PNG's)."""
+        from fedmarket.market.report import build_report, write_report
+
+        assert self._reporting is not None
+        market, model_id, store, task_data, labels, deploy_block = self._reporting
+        report = build_report(
+            market, model_id, store=store, task_data=task_data, labels=labels, round_wall_s=self.times.wall_s(),
+            agent_logs=self.agent_records(), chain_kind="anvil", start_block=deploy_block,
+        )  # fmt: skip
+        report_path = self.run_dir / "report.json"
+        write_report(report, report_path)
+        png_path: Path | None = None
+        if self.config.plot:
+            from fedmarket.market.report_plot import plot_report
+
+            png_path = self.run_dir / "report.png"
+            plot_report(report, png_path)
+        return report, report_path, png_path
+
+    def _report_what_the_chain_holds(self) -> None:
+        """After a failed run: the report of whatever the chain holds, if the task was posted and
+        the chain still answers; a note says where, or why not."""
+        if self._reporting is None or self.anvil is None:
+            return
+        try:
+            _report, path, _png = self._write_report()
+        except Exception as exc:  # noqa: BLE001 - the run's own error is the one to raise
+            self._note(f"no report: {exc}")
+            return
+        self._note(f"the report of what the chain holds: {path}")
+
     def _agent_launch(self, name: str, model_id: int, contract: str) -> AgentLaunch:
         cfg, run = self.config, self.run_dir
         argv = [
@@ -458,7 +482,6 @@ class Devnet:
             "--account", name,
             "--name", name,
             "--keystore-dir", str(run / "keystores"),
-            "--password-file", str(run / "password"),
             "--rpc", self.view.rpc or "",
             "--contract", contract,
             *(["--ipfs", cfg.ipfs] if cfg.ipfs else ["--store-dir", str(run / "store")]),
@@ -473,6 +496,7 @@ class Devnet:
         if name in self.plan.attacks:
             argv += ["--attack", self.plan.attacks[name]]
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEDMARKET_") or k in ("FEDMARKET_HOME", "FEDMARKET_DATA")}
+        env[PASSWORD_ENV] = self._password
         env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
         spec = ProcessSpec(name, argv, run / "logs" / f"{name}.err", env, cwd=Path.cwd())
         return AgentLaunch(name, spec, self.plan.faults.get(name))

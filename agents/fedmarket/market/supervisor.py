@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 KILLED = -signal.SIGKILL
 STOP_GRACE_S = 5.0
+CRASH_RESTARTS = 3
+"""Unplanned exits an agent is restarted after (it resumes from the chain) before the run fails."""
+CRASH_BACKOFF_S = 1.0
+"""The wait before the first crash restart; it doubles with each crash."""
 POLL_S = 0.25
 
 
@@ -283,6 +287,7 @@ class AgentStatus:
     exits: list[int] = field(default_factory=list)
     fault: str | None = None
     fault_fired: bool = False
+    crashes: int = 0  # unplanned exits so far (each restarted while under the supervisor's limit)
     detail: str = ""
 
 
@@ -306,16 +311,21 @@ class AgentSupervisor:
     `check(current_round, finished)` polls the processes: an agent with a fault that exits -9 is
     the fault firing (expected); it is restarted per its plan (now, once round R has opened, or
     never), without --fault; exit 0 is an agent that is done (accepted only once `finished` says
-    the task has ended); anything else raises DevnetError naming the agent and its .err file's
-    last line.
+    the task has ended); anything else is a crash: the agent is restarted after a backoff
+    (`backoff_s`, doubling) up to `crash_restarts` times, since an agent resumes from the chain;
+    past that, DevnetError names the agent and its .err file's last line.
     """
 
-    def __init__(self, processes: ProcessSupervisor, agents: Sequence[AgentLaunch], *, on_note: Callable[[str], None] | None = None) -> None:
+    def __init__(self, processes: ProcessSupervisor, agents: Sequence[AgentLaunch], *, on_note: Callable[[str], None] | None = None,
+                 crash_restarts: int = CRASH_RESTARTS, backoff_s: float = CRASH_BACKOFF_S) -> None:
         self.processes = processes
         self.on_note = on_note or (lambda _text: None)
         self.agents = {agent.name: agent for agent in agents}
         self.status = {agent.name: AgentStatus(agent.name, agent.role, fault=str(agent.fault) if agent.fault else None) for agent in agents}
         self.pending: dict[str, Fault] = {}  # fired faults waiting for their restart
+        self.crash_restarts = crash_restarts
+        self.backoff_s = backoff_s
+        self.crashed: dict[str, float] = {}  # crashed agents -> monotonic time of their restart
 
     @property
     def events(self) -> EventLog:
@@ -342,6 +352,7 @@ class AgentSupervisor:
     def restart(self, name: str, why: str) -> int:
         """Launch `name` again with its plain command (no --fault), appending to the same logs."""
         self.pending.pop(name, None)
+        self.crashed.pop(name, None)
         agent = self.agents[name]
         pid = self._launched(name, self.processes.launch(agent.spec, note={"why": why}))
         self.status[name].detail = f"restarted ({why})"
@@ -372,25 +383,37 @@ class AgentSupervisor:
                     status.state = "down"
                     status.detail = "killed for good"
                 continue
+            if ended.code == 0 and (finished() if callable(finished) else finished):
+                status.state = "done"
+                continue
             if ended.code == 0:
-                done = finished() if callable(finished) else finished
-                if done:
-                    status.state = "done"
-                    continue
-                status.state = "failed"
-                failures.append(f"{ended.name} exited 0 (done) while the task had not ended; see {self.agents[ended.name].spec.output}")
+                what = f"exited 0 (done) while the task had not ended; see {self.agents[ended.name].spec.output}"
+            else:
+                why = last_line(self.agents[ended.name].spec.output) or "no output"
+                how = "was killed (SIGKILL) without a planned fault" if ended.code == KILLED else (
+                    f"was killed by signal {-ended.code}" if ended.code < 0 else f"exited with code {ended.code}"
+                )
+                what = f"{how}: {why}"
+            if status.crashes < self.crash_restarts:
+                delay = self.backoff_s * 2**status.crashes
+                status.crashes += 1
+                status.state, status.detail = "restarting", f"crashed ({what}); restart in {delay:.0f} s"
+                self.crashed[ended.name] = time.monotonic() + delay
+                self.events.write("crash", name=ended.name, pid=ended.pid, code=ended.code, crashes=status.crashes, restart_in_s=delay, why=what)
+                self.on_note(f"{ended.name} (pid {ended.pid}) {what}; restarting in {delay:.0f} s (crash {status.crashes} of {self.crash_restarts} allowed)")
                 continue
             status.state = "failed"
-            why = last_line(self.agents[ended.name].spec.output) or "no output"
-            what = "was killed (SIGKILL) without a planned fault" if ended.code == KILLED else (
-                f"was killed by signal {-ended.code}" if ended.code < 0 else f"exited with code {ended.code}"
-            )
-            failures.append(f"{ended.name} (pid {ended.pid}) {what}: {why}")
+            after = f" (after {status.crashes} restarts)" if status.crashes else ""
+            failures.append(f"{ended.name} (pid {ended.pid}) {what}{after}")
         if failures:
             raise DevnetError("; ".join(failures))
         for name, fault in list(self.pending.items()):
             if fault.restart_round is not None and current_round is not None and current_round >= fault.restart_round:
                 self.restart(name, f"fault {fault}: round {fault.restart_round} opened")
+        for name, when in list(self.crashed.items()):
+            if time.monotonic() >= when:
+                del self.crashed[name]
+                self.restart(name, f"crash {self.status[name].crashes}")
         return exits
 
     def running(self) -> list[str]:

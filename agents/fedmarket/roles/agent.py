@@ -39,6 +39,31 @@ if TYPE_CHECKING:
 
 State = dict[str, "torch.Tensor"]
 
+RACE_ERRORS = frozenset({
+    "WrongPhase", "WrongRound", "WrongStatus", "RoundNotDue", "RoundDataPruned", "AlreadyCommitted", "AlreadyRevealed",
+    "AlreadyScored", "AlreadyPublished", "AlreadyConfirmed", "AlreadyJoined", "AlreadyLicensed", "NothingToWithdraw",
+})  # fmt: skip
+"""Reverts that say the chain moved on between the agent's read and its transaction: another
+participant acted first, or a deadline passed. The agent re-reads the chain and carries on."""
+MAX_OVERTAKEN = 3
+"""The same action overtaken this often in a row is no race any more: the agent stops and says so."""
+
+
+class Overtaken(Exception):
+    """A transaction refused because the chain moved on (a race), or one that ran out of gas because
+    it became the call that closes a phase. `Agent.step` re-reads the chain and moves on."""
+
+    def __init__(self, phase: str, round: int, action: str, why: str) -> None:
+        super().__init__(why)
+        self.phase, self.round, self.action, self.why = phase, round, action, why
+
+
+def is_race(exc: BaseException) -> bool:
+    """Whether `exc` is a refusal the chain's moving on explains (or an out-of-gas to retry)."""
+    from fedmarket.chain.client import ContractRevert, OutOfGas
+
+    return isinstance(exc, OutOfGas) or (isinstance(exc, ContractRevert) and exc.name in RACE_ERRORS)
+
 class AgentLog:
     """One JSON line per action, to a file (appended: a restarted agent continues it) and/or a sink."""
 
@@ -107,6 +132,7 @@ class Agent:
         self.timer = Timer()
         self.finished = False
         self._facts: set[tuple[int, str]] = set()  # (round, duty) the chain said is done
+        self._overtaken: dict[tuple[int, str], int] = {}  # (round, action) -> races lost in a row
         self._spec: TaskSpec | None = None
         self._data: TaskData | None = task_data
         self._states: dict[str, tuple[State, Any]] = {}  # decoded blobs and their metadata by CID (a CID's bytes never change)
@@ -115,10 +141,15 @@ class Agent:
     # ------------------------------------------------------------------ the loop
 
     def step(self) -> bool:
-        """Do the next thing the chain says this agent owes; True if it did something."""
+        """Do the next thing the chain says this agent owes; True if it did something (or was
+        overtaken: the chain moved on while it acted, and the next step reads where it is now)."""
         if self.finished:
             return False
-        return self._step()
+        try:
+            return self._step()
+        except Overtaken as race:
+            self._record(race.phase, race.round, "overtaken", detail=f"{race.action}: {race.why}; reading the chain again")
+            return True
 
     def done(self, r: int, duty: str, on_chain: Callable[[], bool]) -> bool:
         """Whether `duty` of round `r` is done, asking the chain only until it says yes (it never
@@ -331,8 +362,20 @@ class Agent:
             return call()
 
     def _send(self, phase: str, round: int, action: str, call: Callable[[], TxResult], detail: str | None = None) -> TxResult:
-        with self._timing("chain_s"):
-            result = call()
+        """Send one transaction. A refusal that the chain's moving on explains raises Overtaken
+        (handled by `step`), unless the same action was overtaken MAX_OVERTAKEN times in a row."""
+        key = (round, action)
+        try:
+            with self._timing("chain_s"):
+                result = call()
+        except FedmarketError as exc:
+            if not is_race(exc):
+                raise
+            self._overtaken[key] = self._overtaken.get(key, 0) + 1
+            if self._overtaken[key] > MAX_OVERTAKEN:
+                raise FedmarketError(f"{action} of round {round} was refused {self._overtaken[key]} times in a row: {exc}") from exc
+            raise Overtaken(phase, round, action, str(exc)) from exc
+        self._overtaken.pop(key, None)
         self._record(phase, round, action, tx=result.tx_hash, gas=result.gas_used, detail=detail)
         return result
 
