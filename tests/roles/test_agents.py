@@ -9,21 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fedmarket.chain.anvil import dev_accounts
 from fedmarket.chain.client import ModelParams, Phase, Status, open_market
 from fedmarket.chain.deploy import deploy_marketplace
 from fedmarket.chain.embedded import new_embedded_web3
+from fedmarket.errors import FedmarketError
 from fedmarket.fl.taskspec import TaskData, TaskSpec
 from fedmarket.roles import buyer
 from fedmarket.roles.adversary import Attack, attacks_of
 from fedmarket.roles.agent import Agent, AgentLog, AgentOptions
-from fedmarket.roles.faults import Fault
 from fedmarket.roles.aggregator import AggregatorAgent
+from fedmarket.roles.faults import Fault
+from fedmarket.roles.policy import JoinPolicy, PolicyRefusal
 from fedmarket.roles.trainer import TrainerAgent
 from fedmarket.roles.validator import ValidatorAgent
 from fedmarket.storage.embedded import EmbeddedStore
-from fedmarket.errors import FedmarketError
 
 ETH = 10**18
 SPEC = TaskSpec(trainers=2, validators=1, holdout=200)
@@ -194,3 +194,52 @@ def test_a_duty_already_done_on_chain_is_a_race_not_a_crash(market: Market) -> N
     with pytest.raises(FedmarketError, match="refused 4 times in a row"):
         trainer.step()
     assert len(market.actions("trainer-1", "commit")) == 1
+
+
+def _post(market: Market, **changes) -> int:
+    """Another open task on the fixture's Marketplace, with `changes` to its parameters."""
+    params = market.market.get_model(market.model_id).params.with_(rounds=1, **changes)
+    return buyer.post_task(market.market, params, ETH).model_id
+
+
+def _joiner(market: Market, model_id: int, name: str, **options) -> Agent:
+    cls = {"trainer": TrainerAgent, "validator": ValidatorAgent, "aggregator": AggregatorAgent}[name.split("-")[0]]
+    return cls(market.market.with_account(market.accounts[name]), market.store, model_id, market.tmp / "other" / name,
+               AgentLog(sink=market.logs.append), AgentOptions(join=True, name=name, **options))
+
+
+@pytest.mark.parametrize(
+    ("changes", "role", "message"),
+    [
+        ({"commit_window": 1}, "trainer-1", "windows \\(commit 1 s\\) are shorter than this agent's minimum of 2 s"),
+        ({"late_slash_bps": 10_000}, "validator-1", "late slash of 10000 bps is above"),
+        ({"poison_threshold": 1}, "trainer-1", "poison threshold 1 is above 0"),
+        ({"trainer_stake": ETH}, "trainer-1", "trainer stake of 1000000000000000000 wei is above"),
+    ],
+)
+def test_a_trap_task_is_refused_before_any_wei_moves(market: Market, changes: dict, role: str, message: str) -> None:
+    model_id = _post(market, **changes)
+    agent = _joiner(market, model_id, role, policy=JoinPolicy(max_stake_wei=ETH // 2))
+    before = market.w3.eth.get_balance(agent.address)
+    with pytest.raises(PolicyRefusal, match=message):
+        agent.step()
+    assert market.w3.eth.get_balance(agent.address) == before
+    assert not market.market.participant(model_id, agent.address).licensed
+
+
+@pytest.mark.parametrize("what", ["spec", "initial model", "data"])
+def test_garbage_task_files_or_data_are_refused_before_any_wei_moves(market: Market, what: str) -> None:
+    garbage = market.store.add(b"not a task file at all\n")
+    changes = {"spec_digest": garbage} if what == "spec" else {"initial_model_digest": garbage} if what == "initial model" else {}
+    model_id = _post(market, **changes)
+    data = {}
+    if what == "data":
+        bad = market.tmp / "bad.npz"
+        bad.write_bytes(b"garbage")
+        data = {"data": str(bad)}
+    agent = _joiner(market, model_id, "trainer-1", **data)
+    before = market.w3.eth.get_balance(agent.address)
+    with pytest.raises(FedmarketError):
+        agent.step()
+    assert market.w3.eth.get_balance(agent.address) == before
+    assert market.market.participant(model_id, agent.address).role == 0

@@ -12,8 +12,10 @@ from typing import Optional
 
 import typer
 
+from fedmarket.chain.protocol import BPS
 from fedmarket.cli import market_options as opt
 from fedmarket.cli.output import one_line_errors
+from fedmarket.roles.policy import JoinPolicy
 
 agent_app = typer.Typer(help="Run a trainer, validator or aggregator agent for one task until it is settled.", no_args_is_help=True)
 
@@ -42,6 +44,9 @@ def _command(role: str, summary: str) -> None:
         poll: float = typer.Option(0.5, "--poll", min=0.05, help="Seconds between looks at the chain when nothing happens."),
         attack: Optional[str] = typer.Option(None, "--attack", help="Misbehave (adversary tests): KIND[@ROUNDS]; see `fedmarket agent ROLE --help`."),
         fault: Optional[str] = typer.Option(None, "--fault", help="Crash test: SIGKILL itself at ROUND:POINT (before-commit, before-reveal, before-score, before-publish, before-confirm)."),
+        min_window: int = typer.Option(JoinPolicy.min_window_s, "--min-window", min=1, help="Join policy: refuse a task with any phase window shorter than this (s); minutes on a real network."),
+        max_late_slash_bps: int = typer.Option(JoinPolicy.max_late_slash_bps, "--max-late-slash-bps", min=0, max=BPS, help="Join policy: refuse a task whose late slash is above this (bps)."),
+        max_stake: Optional[str] = typer.Option(None, "--max-stake", help="Join policy: refuse a task whose stake for this role is above this amount ('0.1eth')."),
         *,
         session: opt.MarketSession,
     ) -> None:
@@ -59,6 +64,8 @@ def _command(role: str, summary: str) -> None:
             device=device, join=join, withdraw=withdraw, data=data, data_dir=data_dir,
             attack=Attack.parse(attack, attacks_of(cls.role)) if attack else None,
             fault=Fault.parse(fault) if fault else None, name=name,
+            policy=JoinPolicy(min_window_s=min_window, max_late_slash_bps=max_late_slash_bps,
+                              max_stake_wei=opt.parse_amount(max_stake, "max stake") if max_stake else None),
         )  # fmt: skip
         torch.set_num_threads(threads)
         market = session.open()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from fedmarket.errors import FedmarketError
 from fedmarket.roles.adversary import Adversary, Attack
 from fedmarket.roles.faults import Fault, die
+from fedmarket.roles.policy import JoinPolicy
 
 if TYPE_CHECKING:
     import numpy as np
@@ -108,6 +109,7 @@ class AgentOptions:
     data_dir: Path | None = None  # where fmnist / cifar10 files live
     attack: Attack | None = None
     fault: Fault | None = None
+    policy: JoinPolicy = field(default_factory=JoinPolicy)  # task parameters it refuses to join
     name: str | None = None  # the log's agent name (default: role-address prefix)
 
 
@@ -201,6 +203,7 @@ class Agent:
             return False
         if me.role != Role.NONE:
             raise FedmarketError(f"{self.address} already takes part in task {self.model_id} as {str(me.role).lower()}")
+        self._check_before_joining(info)
         if self.role == "trainer":
             if not me.licensed:
                 self._send("open", 0, "buy-licence", lambda: self.market.buy_license(self.model_id, info.params.license_fee))
@@ -210,6 +213,20 @@ class Agent:
         else:
             self._send("open", 0, "join", lambda: self.market.join_as_aggregator(self.model_id, info.params.aggregator_stake))
         return True
+
+    def _check_before_joining(self, info: ModelInfo) -> None:
+        """Everything that can make the task unworkable for this agent, checked before any wei
+        moves: the join policy, the spec (against its CID), the initial model (its CID, format and
+        the architecture's shapes) and this agent's own data."""
+        self.options.policy.check(info.params, self.role)
+        spec = self.spec
+        self.load_state(info.params.initial_model_cid, "the initial model")
+        if self.options.data != "auto":
+            x, _y = self.own_samples(lambda: None)
+            detail = f"{len(x)} samples of its own"
+        else:
+            detail = "the task's simulated split"
+        self._record("open", 0, "checked", detail=f"spec {spec.dataset}/{spec.model}, initial model {info.params.initial_model_cid}, {detail}")
 
     def _close_round(self, r: int) -> bool:
         """A phase's deadline passed: settle the round (anyone may; a rival closer may win the race)."""
