@@ -31,9 +31,8 @@ from fedmarket.roles import buyer
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
-    from web3 import Web3
-
     from fedmarket.chain.client import MarketClient, TxResult
+    from web3 import Web3
 
 ETH = WEI_PER_ETH
 NOTE = "scripted market: nothing is trained (updates and global models are CIDs of labels); accuracy, loss and auc are null"

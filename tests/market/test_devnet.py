@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from devnet_dummies import argv as dummy
 from fedmarket.fl.taskspec import TaskSpec
-from fedmarket.market.devnet import DEVNET_TERMS, DevnetConfig, default_run_dir
+from fedmarket.market.devnet import DEVNET_TERMS, DevnetConfig
 from fedmarket.market.plan import (
     DevnetError,
     Fault,
@@ -23,6 +23,7 @@ from fedmarket.market.plan import (
     parse_attack,
     parse_fault,
 )
+from fedmarket.market.run import default_run_dir
 from fedmarket.market.setup import participant_names
 from fedmarket.market.supervisor import (
     KILLED,

@@ -14,21 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from rich.console import Console
-from typer.testing import CliRunner
-from web3 import Web3
-
 from fedmarket.chain.client import MarketClient, open_market
 from fedmarket.chain.embedded import new_embedded_web3
+from fedmarket.chain.protocol import median_toward_zero
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.taskspec import TaskSpec
-from fedmarket.market.report import build_report, check_conservation, median_toward_zero, utilities_of, write_report
-from scripted_market import MarketRun, ScriptConfig, ScriptedMarket
+from fedmarket.market.report import (
+    build_report,
+    check_conservation,
+    utilities_of,
+    write_report,
+)
 from fedmarket.storage.embedded import EmbeddedStore
-
+from hypothesis import given
+from hypothesis import strategies as st
 from report_helpers import LearningTask, post_learning_task, rounded, run_learning_task
+from rich.console import Console
+from scripted_market import MarketRun, ScriptConfig, ScriptedMarket
+from typer.testing import CliRunner
+from web3 import Web3
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

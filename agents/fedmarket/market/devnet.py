@@ -46,9 +46,8 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,10 +57,11 @@ from fedmarket.chain.protocol import (
     MAX_VALIDATORS,
     WEI_PER_ETH,
 )
+from fedmarket.chain.transactions import send_values
 from fedmarket.files import atomic_write_json
-from fedmarket.wallet.password import PASSWORD_ENV
 from fedmarket.fl.taskspec import TaskSpec
 from fedmarket.market.plan import DevnetError, FaultPlan
+from fedmarket.market.run import DevnetResult, DevnetView, RoundTimes, default_run_dir
 from fedmarket.market.setup import (
     MarketTerms,
     participant_names,
@@ -71,7 +71,6 @@ from fedmarket.market.setup import (
 from fedmarket.market.supervisor import (
     POLL_S,
     AgentLaunch,
-    AgentStatus,
     AgentSupervisor,
     EventLog,
     LogTail,
@@ -81,6 +80,7 @@ from fedmarket.market.supervisor import (
     signals_deferred,
     sigterm_as_interrupt,
 )
+from fedmarket.wallet.password import PASSWORD_ENV
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -178,109 +178,6 @@ class DevnetConfig:
         agents = self.trainers + self.validators + 1
         cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
         return max(DEFAULT_WINDOW_S, -(-agents * WINDOW_S_PER_AGENT_PER_CORE // cores))
-
-
-@dataclass
-class RoundTimes:
-    opened: dict[int, float] = field(default_factory=dict)
-    closed: dict[int, float] = field(default_factory=dict)
-
-    def wall_s(self) -> dict[int, float]:
-        return {r: round(self.closed[r] - self.opened[r], 3) for r in self.closed if r in self.opened}
-
-
-@dataclass
-class DevnetView:
-    """The live state of a run, for a progress display (updated in place by `Devnet.run`)."""
-
-    stage: str = "starting"
-    run_dir: Path | None = None
-    rpc: str | None = None
-    contract: str | None = None
-    model_id: int | None = None
-    rounds: int = 0
-    current_round: int = 0
-    rounds_closed: int = 0
-    phase: str = ""
-    phase_left_s: int | None = None
-    status: str = ""
-    joined: str = ""
-    started_at: float = field(default_factory=time.monotonic)
-    agents: dict[str, AgentStatus] = field(default_factory=dict)
-    last_action: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def elapsed_s(self) -> float:
-        return time.monotonic() - self.started_at
-
-
-@dataclass
-class DevnetResult:
-    run_dir: Path
-    model_id: int
-    rpc: str
-    contract: str
-    report: dict[str, Any]
-    report_path: Path
-    png_path: Path | None
-    wall_s: float
-    round_wall_s: dict[int, float]
-    window: int
-    agents: dict[str, AgentStatus]
-    notes: list[str]
-    problems: list[str]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "run_dir": str(self.run_dir),
-            "model_id": self.model_id,
-            "rpc": self.rpc,
-            "contract": self.contract,
-            "report_path": str(self.report_path),
-            "png_path": str(self.png_path) if self.png_path else None,
-            "wall_s": round(self.wall_s, 3),
-            "window_s": self.window,
-            "round_wall_s": {str(r): s for r, s in self.round_wall_s.items()},
-            "agents": {
-                name: {"role": s.role, "launches": s.launches, "exit_codes": s.exits, "fault": s.fault, "fault_fired": s.fault_fired, "state": s.state}
-                for name, s in self.agents.items()
-            },
-            "notes": self.notes,
-            "problems": self.problems,
-            "report": self.report,
-        }
-
-
-def default_run_dir(base: Path | None = None) -> Path:
-    """runs/<UTC timestamp> under `base` (default: the current directory); never an existing folder."""
-    root = (base or Path.cwd()) / "runs"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = root / stamp
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}-{n}"
-    return path
-
-
-def _transfer(w3: Any, sender: LocalAccount, recipients: Sequence[tuple[str, int]]) -> None:
-    """Send ether from `sender` to each (address, wei), nonces in sequence; wait for every receipt."""
-    chain_id = int(w3.eth.chain_id)
-    nonce = int(w3.eth.get_transaction_count(sender.address, "pending"))
-    base = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
-    tip = 10**9
-    hashes = []
-    for offset, (to, wei) in enumerate(recipients):
-        tx = {
-            "to": to, "value": int(wei), "gas": 21_000, "nonce": nonce + offset, "chainId": chain_id,
-            "maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip,
-        }  # fmt: skip
-        hashes.append(w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction))
-    for tx_hash in hashes:
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.02)
-        if receipt["status"] != 1:
-            raise DevnetError(f"funding transfer 0x{bytes(tx_hash).hex()} failed")
 
 
 class Devnet:
@@ -385,7 +282,7 @@ class Devnet:
         self._stage("funding the participants")
         funding = [(self.accounts["buyer"].address, cfg.terms.reward + cfg.terms.top_up + cfg.fund_wei)]
         funding += [(self.accounts[name].address, cfg.fund_wei) for name in names[1:]]
-        _transfer(w3, dev, funding)
+        send_values(w3, dev, funding)
         self._log("funded", accounts={name: wei for (address, wei), name in zip(funding, names, strict=True)})
 
         # ---------------------------------------------------------------- the task

@@ -40,6 +40,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedmarket.chain.protocol import (
+    ANVIL_CHAIN_ID,
+    PAYMENT_EVENTS,
+    ROLES,
+    median_toward_zero,
+)
 from fedmarket.chain.records import Role, SlashReason, Status
 from fedmarket.errors import FedmarketError
 from fedmarket.storage.cid import digest_to_cid
@@ -50,27 +56,9 @@ if TYPE_CHECKING:
     from fedmarket.fl.taskspec import TaskData
     from fedmarket.storage.store import BlobStore
 
-ANVIL_CHAIN_ID = 31337
 ZERO_DIGEST = bytes(32)
-_PAYMENT_EVENTS = {"ContributionPayment": "trainer", "ValidationPayment": "validator", "OrchestrationPayment": "aggregator"}
-_ROLES = ("trainer", "validator", "aggregator")
 
 # ----------------------------------------------------------------------------- pure helpers
-
-
-def median_toward_zero(values: Sequence[int]) -> int:
-    """The contract's lib/Median: 0 for no values, the middle one for an odd count, and for an
-    even count the mean of the two middle ones with Solidity's signed division (rounds toward
-    zero, so (-3 + -4) / 2 is -3, where Python's // would give -4)."""
-    k = len(values)
-    if k == 0:
-        return 0
-    ordered = sorted(int(v) for v in values)
-    if k % 2 == 1:
-        return ordered[k // 2]
-    total = ordered[k // 2 - 1] + ordered[k // 2]
-    half = abs(total) // 2
-    return half if total >= 0 else -half
 
 
 def utilities_of(reveal_order: Sequence[str], scores: Iterable[Sequence[int]]) -> dict[str, int]:
@@ -158,18 +146,11 @@ class _GasMeter:
         return self.cache[event.tx_hash]
 
     def _embedded(self, event: Event) -> int:
-        # eth-tester finds a receipt by scanning the chain backwards from its head; py-evm's
-        # block receipts (cumulative gas) give it at once. Any other provider: the receipt.
-        try:
-            chain = self.w3.provider.ethereum_tester.backend.chain
-        except AttributeError:
-            return int(self.w3.eth.get_transaction_receipt(event.tx_hash)["gasUsed"])
-        block = chain.get_canonical_block_by_number(event.block_number)
-        receipts = block.get_receipts(chain.chaindb)
-        i = event.tx_index
-        if bytes(block.transactions[i].hash).hex() != event.tx_hash.removeprefix("0x"):
-            return int(self.w3.eth.get_transaction_receipt(event.tx_hash)["gasUsed"])
-        return int(receipts[i].gas_used) - (int(receipts[i - 1].gas_used) if i > 0 else 0)
+        # The embedded chain's fast path (eth-tester scans the chain for a receipt); else the receipt.
+        from fedmarket.chain.embedded import transaction_gas_used
+
+        used = transaction_gas_used(self.w3, event.block_number, event.tx_index, event.tx_hash)
+        return used if used is not None else int(self.w3.eth.get_transaction_receipt(event.tx_hash)["gasUsed"])
 
 
 # ----------------------------------------------------------------------------- the report
@@ -244,8 +225,8 @@ def build_report(
             buyer_deposited += int(args["amount"])
         elif event.name == "ModelBuyerReturnPayment":
             buyer_refunded += int(args["amount"])
-        elif event.name in _PAYMENT_EVENTS:
-            who = args[_PAYMENT_EVENTS[event.name]]
+        elif event.name in PAYMENT_EVENTS:
+            who = args[PAYMENT_EVENTS[event.name]]
             stake_returned[who] = stake_returned.get(who, 0) + int(args["stakeReturned"])
     for who in deposited:  # licensees that never joined
         roles.setdefault(who, "licensee")
@@ -356,7 +337,7 @@ def _round_entry(
     scores = [e.args["scores"] for e in events if e.name == "ScoresSubmitted"]
     utilities = utilities_of(order, scores)
     committee: list[str] = next((list(e.args["committee"]) for e in events if e.name == "RoundStarted"), [])
-    earned = dict.fromkeys(_ROLES, 0)
+    earned = dict.fromkeys(ROLES, 0)
     slashes = []
     for event in events:
         if event.name == "RewardAccrued":
