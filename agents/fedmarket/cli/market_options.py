@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
 
+from fedmarket.chain.protocol import WEI_PER_ETH
 from fedmarket.cli.output import console, print_json
 from fedmarket.errors import FedmarketError
 
@@ -52,8 +53,8 @@ ContractOption = typer.Option(
 AddressBookOption = typer.Option(None, "--address-book", envvar="FEDMARKET_ADDRESS_BOOK", help="Directory of <chainId>.json address books (default: deploy/deployments in the repo).", file_okay=False)
 JsonOption = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 
-ETH = 10**18
-_UNITS = {"wei": 1, "gwei": 10**9, "eth": ETH, "ether": ETH}
+
+_UNITS = {"wei": 1, "gwei": 10**9, "eth": WEI_PER_ETH, "ether": WEI_PER_ETH}
 _AMOUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*$")
 
 
@@ -151,15 +152,6 @@ def open_market(
     if local is not None:
         client = client.with_account(local)
     return Market(w3, client, address, local)
-
-
-def require_funds(w3: Web3, address: str, value: int, max_gas_cost: int, what: str) -> None:
-    """Refuse before signing when `address` cannot pay `value` plus the most gas it may cost."""
-    balance = int(w3.eth.get_balance(address))
-    if balance < value + max_gas_cost:
-        raise FedmarketError(
-            f"insufficient funds for {what}: {address} holds {format_eth(balance)}, needs {format_eth(value)} + up to {format_eth(max_gas_cost)} gas"
-        )
 
 
 # ------------------------------------------------------------------------------ the shared options as one argument

@@ -10,6 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
+from fedmarket.chain.protocol import WEI_PER_ETH
+
 
 def _eth(wei: int) -> str:
     """ETH to 6 decimals for the tables (the report keeps exact wei); tiny amounts in wei."""
@@ -18,7 +20,7 @@ def _eth(wei: int) -> str:
         return "0"
     if abs(wei) < 10**12:
         return f"{wei} wei"
-    text = f"{wei / 10**18:.6f}".rstrip("0").rstrip(".")
+    text = f"{wei / WEI_PER_ETH:.6f}".rstrip("0").rstrip(".")
     return text if wei % 10**12 == 0 else f"~{text}"
 
 

@@ -14,7 +14,12 @@ from typing import Any, Optional
 
 import typer
 
-from fedmarket.chain.protocol import BPS
+from fedmarket.chain.protocol import (
+    BPS,
+    DEFAULT_AGGREGATOR_SHARE_BPS,
+    DEFAULT_TRAINER_SHARE_BPS,
+    DEFAULT_VALIDATOR_SHARE_BPS,
+)
 from fedmarket.cli import market_options as opt
 from fedmarket.cli.output import console, one_line_errors, print_json
 from fedmarket.market import views
@@ -85,11 +90,11 @@ def post(
     trainer_stake: str = typer.Option("0.01eth", "--trainer-stake", help="Stake of each trainer."),
     validator_stake: str = typer.Option("0.01eth", "--validator-stake", help="Stake of each validator."),
     aggregator_stake: str = typer.Option("0.01eth", "--aggregator-stake", help="Stake of the aggregator."),
-    late_slash_bps: int = typer.Option(1000, "--late-slash-bps", min=0, max=10_000, help="Stake lost per late round (basis points)."),
-    bad_slash_bps: int = typer.Option(5000, "--bad-slash-bps", min=0, max=10_000, help="Stake lost for poison / a rejected proposal (bps)."),
-    trainer_share_bps: int = typer.Option(7000, "--trainer-share-bps", min=0, max=10_000, help="Trainers' share of each round's budget."),
-    validator_share_bps: int = typer.Option(2000, "--validator-share-bps", min=0, max=10_000, help="Validators' share."),
-    aggregator_share_bps: int = typer.Option(1000, "--aggregator-share-bps", min=0, max=10_000, help="Aggregator's share (the three sum to 10000)."),
+    late_slash_bps: int = typer.Option(1000, "--late-slash-bps", min=0, max=BPS, help="Stake lost per late round (basis points)."),
+    bad_slash_bps: int = typer.Option(5000, "--bad-slash-bps", min=0, max=BPS, help="Stake lost for poison / a rejected proposal (bps)."),
+    trainer_share_bps: int = typer.Option(DEFAULT_TRAINER_SHARE_BPS, "--trainer-share-bps", min=0, max=BPS, help="Trainers' share of each round's budget."),
+    validator_share_bps: int = typer.Option(DEFAULT_VALIDATOR_SHARE_BPS, "--validator-share-bps", min=0, max=BPS, help="Validators' share."),
+    aggregator_share_bps: int = typer.Option(DEFAULT_AGGREGATOR_SHARE_BPS, "--aggregator-share-bps", min=0, max=BPS, help="Aggregator's share (the three sum to 10000)."),
     poison_threshold: int = typer.Option(-100_000, "--poison-threshold", help="Median utility (micro-units) below which a trainer is bad-slashed."),
     ipfs: Optional[str] = IpfsOption,
     *,

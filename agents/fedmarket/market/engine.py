@@ -106,19 +106,19 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
     engine_storage: dict[int, float] = {}
     engine_round = 0  # the round the engine last saw open (0: none), which its calls are attributed to
 
-    def on_chain(call: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return call()
-        finally:
-            engine_chain[engine_round] = engine_chain.get(engine_round, 0.0) + time.perf_counter() - t0
+    def timed(seconds: dict[int, float]) -> Callable[[Callable[[], Any]], Any]:
+        """A wrapper that adds each call's seconds to `seconds`, under the round it was made in."""
 
-    def on_store(call: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return call()
-        finally:
-            engine_storage[engine_round] = engine_storage.get(engine_round, 0.0) + time.perf_counter() - t0
+        def call_timed(call: Callable[[], Any]) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return call()
+            finally:
+                seconds[engine_round] = seconds.get(engine_round, 0.0) + time.perf_counter() - t0
+
+        return call_timed
+
+    on_chain, on_store = timed(engine_chain), timed(engine_storage)
 
     tell("deploy the Marketplace; the buyer stores the task spec and the initial model, posts and funds the task")
     posted = set_up_market(w3, buyer_account, buyer_account, store, spec, config.terms, by_name["aggregator"].address,

@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fedmarket.chain.protocol import WEI_PER_ETH
+
 ROLE_COLOURS = {"trainer": "#1f77b4", "validator": "#2ca02c", "aggregator": "#9467bd", "licensee": "#7f7f7f", "buyer": "#ff7f0e"}
-WEI_PER_ETH = 10**18
+
 
 
 def plot_report(report: dict[str, Any], path: Path) -> Path:

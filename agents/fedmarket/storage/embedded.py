@@ -17,8 +17,15 @@ import tempfile
 from pathlib import Path
 
 from fedmarket.errors import FedmarketError
+from fedmarket.files import atomic_write
 from fedmarket.paths import data_dir
-from fedmarket.storage.cid import CHUNK_SIZE, CidHasher, cid_of, cid_of_file, validate_cid
+from fedmarket.storage.cid import (
+    CHUNK_SIZE,
+    CidHasher,
+    cid_of,
+    cid_of_file,
+    validate_cid,
+)
 
 _COPY_BLOCK = 4 * CHUNK_SIZE
 
@@ -83,22 +90,9 @@ class EmbeddedStore:
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp_path = self._temp_file(target.parent)
+            atomic_write(target, data, durable=True)  # the bytes are on disk before the name points at them
         except OSError as exc:
-            raise FedmarketError(f"cannot write to the {self.location}: {exc.strerror or exc}") from exc
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
-            os.replace(temp_path, target)
-        except OSError as exc:
-            _unlink_quietly(temp_path)
             raise FedmarketError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        except BaseException:
-            _unlink_quietly(temp_path)
-            raise
 
     @staticmethod
     def _temp_file(directory: Path) -> tuple[int, str]:
