@@ -59,7 +59,7 @@ def centralised(dataset, parts, rounds: int, config, device: str) -> dict[str, A
 
 
 def run(datasets: list[str], partitions: list[str], rounds: dict[str, int], clients: int, seed: int, device: str,
-        batched: bool, on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        batched: bool, on_result: Callable[[dict[str, Any]], None] = lambda _entry: None) -> dict[str, Any]:
     from fedmarket.fl.datasets import load_dataset
     from fedmarket.fl.partition import partition
     from fedmarket.fl.sim import SimConfig, run_simulation
@@ -90,8 +90,7 @@ def run(datasets: list[str], partitions: list[str], rounds: dict[str, int], clie
                 "centralised": central,
             }
             results.append(entry)
-            if on_result is not None:
-                on_result(entry)
+            on_result(entry)
     return {
         "benchmark": NAME,
         "settings": {"clients": clients, "batch_size": SEED_PROTOCOL.batch_size, "lr": SEED_PROTOCOL.lr,

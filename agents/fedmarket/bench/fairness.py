@@ -235,7 +235,7 @@ def winner(summaries: dict[str, dict[str, Any]]) -> str | None:
     return max(passing)[2] if passing else None
 
 
-def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None] = lambda _name, _summary: None) -> dict[str, Any]:
     """Every utility of `config` over every seed; the report behind fairness.json."""
     import torch
 
@@ -257,8 +257,7 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
                  "accepted": [r.accepted for r in log.rounds]}
                 for log in logs
             ]
-            if on_result is not None:
-                on_result(name, summaries[name])
+            on_result(name, summaries[name])
     finally:
         torch.set_num_threads(threads)
     return {

@@ -76,7 +76,7 @@ def time_rounds(dataset, partition_scheme: str, clients: int, rounds: int, batch
 
 
 def run(scenarios: list[tuple[str, str]], clients: int, rounds: int, devices: list[str], seed: int,
-        on_result: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        on_result: Callable[[dict[str, Any]], None] = lambda _entry: None) -> dict[str, Any]:
     import torch
 
     from fedmarket.fl.datasets import load_dataset
@@ -104,8 +104,7 @@ def run(scenarios: list[tuple[str, str]], clients: int, rounds: int, devices: li
                 "max_abs_diff_final_global": diff,
             }
             results.append(entry)
-            if on_result is not None:
-                on_result(entry)
+            on_result(entry)
     return {
         "benchmark": NAME,
         "settings": {"clients": clients, "rounds_timed": rounds, "warmup_rounds": 1, "batch_size": SEED_PROTOCOL.batch_size,
