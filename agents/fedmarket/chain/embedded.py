@@ -1,8 +1,11 @@
 """The embedded chain: an in-process EVM (web3.py's EthereumTesterProvider over py-evm).
 
 It needs no setup and no network: funded dev accounts, auto-mining (one block per transaction)
-and time control for the phase deadlines of the marketplace. Each block's timestamp is its
-parent's plus one second unless time is moved on with `set_next_timestamp` (or `timecontrol.advance_time`).
+and time control for the phase deadlines of the marketplace. Its clock is the caller's, not the
+wall clock's: each block's timestamp is its parent's plus one second, however long the machine
+took in between, unless time is moved on with `set_next_timestamp` (or `timecontrol.advance_time`).
+So a busy machine never expires a phase window; only the test or the engine that moves the clock
+does.
 
 Pass `gas` explicitly to transactions on this chain: web3's estimation runs the transaction twice
 (~190 ms per transaction instead of ~80 ms); `fedmarket.chain.deploy.GAS_LIMITS` has a limit per
@@ -48,8 +51,25 @@ def new_embedded_web3(num_accounts: int = DEFAULT_ACCOUNTS) -> Web3:
 
     genesis_state = PyEVMBackend.generate_genesis_state(num_accounts=num_accounts)
     backend = PyEVMBackend(genesis_state=genesis_state)
+    _drive_the_clock(backend.chain)
     tester = EthereumTester(backend=backend, auto_mine_transactions=True)
     return Web3(EthereumTesterProvider(tester))
+
+
+def _drive_the_clock(chain: Any) -> None:
+    """Date every block one second after its parent. py-evm dates the next pending block by the
+    wall clock (max(parent + 1, now)), so a slow or loaded machine would move the chain's time,
+    and expire phase windows, behind the test's back."""
+    mine_block = chain.mine_block
+
+    def mine_block_one_second_later(*args: Any, **kwargs: Any) -> Any:
+        block = mine_block(*args, **kwargs)
+        chain.header = chain.header.copy(timestamp=block.header.timestamp + 1)
+        return block
+
+    chain.mine_block = mine_block_one_second_later
+    genesis = chain.get_canonical_head()
+    chain.header = chain.header.copy(timestamp=genesis.timestamp + 1)
 
 
 def dev_private_keys(w3: Web3) -> list[bytes]:

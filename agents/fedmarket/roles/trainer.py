@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fedmarket.errors import FedmarketError
+from fedmarket.fl.seeds import client_seed
 from fedmarket.roles.agent import Agent, RoundCache
 
 if TYPE_CHECKING:
@@ -72,7 +73,6 @@ class TrainerAgent(Agent):
         cached = self.cache.for_round(r).get(global_cid)
         if cached is not None:
             return cached
-        from fedmarket.fl.sim import client_seed
         from fedmarket.fl.training import resolve_device, train_local
 
         index = self.join_index(self._view(lambda: self.market.trainers(self.model_id)))

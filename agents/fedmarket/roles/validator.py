@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fedmarket.errors import FedmarketError
+from fedmarket.fl.seeds import validator_seed
 from fedmarket.roles.agent import Agent, RoundCache
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ class ValidatorAgent(Agent):
         return False
 
     def _score(self, info: ModelInfo, r: int) -> bool:
-        import numpy as np
 
         from fedmarket.fl.utility import Update, ValidationData, get_utility
 
@@ -66,7 +66,7 @@ class ValidatorAgent(Agent):
             updates.append(Update(state, int(u.num_samples)))
         index = self.join_index(self._view(lambda: self.market.validators(self.model_id)))
         x, y = self.own_samples(lambda: self.data.validator_indices(index))
-        seed = int(np.random.SeedSequence([self.spec.seed, r, index, 0x56414C]).generate_state(1)[0])  # "VAL"
+        seed = validator_seed(self.spec.seed, r, index)
         utility = get_utility(self.spec.utility)
         with self._timing("train_s"):
             scores = utility(global_state, updates, ValidationData(x, y), self.model_spec, seed=seed,
