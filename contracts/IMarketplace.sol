@@ -2,7 +2,7 @@
 pragma solidity ^0.8.24;
 
 /// @title IMarketplace — the fedmarket federated-learning market
-/// @notice A model buyer escrows a reward and posts a training task (`ModelData`). Licensed trainers
+/// @notice A model buyer escrows a reward and posts a training task (its record: `ModelData`). Licensed trainers
 /// stake and submit model updates by commit-reveal; a rotating, staked validator committee scores
 /// every update; a staked aggregator proposes each round's global model, which the committee
 /// confirms. Each round's budget is paid by measured contribution (default 70 % trainers, 20 %
@@ -36,6 +36,7 @@ interface IMarketplace {
         Due // every window has passed: anyone may closeRound
     }
 
+    /// @notice What a participant joined a task as (one role per address per task).
     enum Role {
         None,
         Trainer,
@@ -43,6 +44,7 @@ interface IMarketplace {
         Aggregator
     }
 
+    /// @notice Why a participant was slashed (`Slashed` event).
     enum SlashReason {
         Late, // did not act within its window
         Poison, // trainer whose median utility is below the poison threshold
@@ -76,7 +78,7 @@ interface IMarketplace {
         int64 poisonThreshold; // median utility strictly below this is bad-slashed (micro-units)
     }
 
-    /// @notice A task's mutable record (with `ModelParams`, the seed's `ModelData`).
+    /// @notice What the market keeps of a task as it runs: the mutable half of its `ModelData`.
     struct ModelState {
         address owner;
         Status status;
@@ -91,6 +93,13 @@ interface IMarketplace {
         uint16 trainerCount;
         uint16 validatorCount;
         bool aggregatorJoined;
+    }
+
+    /// @notice A task's record, the seed's `ModelData`: the parameters its buyer set (`newModel`,
+    /// fixed from then on) and its state. `getModel` returns it.
+    struct ModelData {
+        ModelParams params;
+        ModelState state;
     }
 
     /// @notice One round as seen now (phase and deadlines derived from block.timestamp).
@@ -149,45 +158,108 @@ interface IMarketplace {
 
     // ----------------------------------------------------------------- errors
 
+    /// @notice No task has this id (ids run 1..modelCount()).
     error UnknownModel(uint256 modelId);
-    error InvalidParams(string reason);
+
+    // newModel's parameter checks, in the order the contract runs them (docs/protocol.md).
+    /// @notice newModel: `specDigest` is zero (no task spec).
+    error ZeroSpecDigest();
+    /// @notice newModel: `initialModelDigest` is zero (no round-0 model).
+    error ZeroInitialModelDigest();
+    /// @notice newModel: `aggregator` is the zero address.
+    error ZeroAggregator();
+    /// @notice newModel: `aggregator` is the caller; the owner cannot take part in its own task.
+    error AggregatorIsOwner(address aggregator);
+    /// @notice newModel: `rounds` is not in 1..max (MAX_ROUNDS).
+    error RoundsOutOfRange(uint256 given, uint256 max);
+    /// @notice newModel: the trainer bounds break 1 <= minTrainers <= maxTrainers <= max (MAX_TRAINERS).
+    error TrainerBoundsOutOfRange(uint256 minTrainers, uint256 maxTrainers, uint256 max);
+    /// @notice newModel: `committeeSize` is not in 1..max (MAX_COMMITTEE).
+    error CommitteeSizeOutOfRange(uint256 given, uint256 max);
+    /// @notice newModel: `maxValidators` is not in min..max (committeeSize..MAX_VALIDATORS).
+    error MaxValidatorsOutOfRange(uint256 given, uint256 min, uint256 max);
+    /// @notice newModel: the window of `phase` (Commit, Reveal, Score, Publish or Confirm; the first
+    /// one out of range) is not in min..max seconds (MIN_WINDOW..MAX_WINDOW).
+    error WindowOutOfRange(Phase phase, uint256 given, uint256 min, uint256 max);
+    /// @notice newModel: the stake of `role` (the first one too large, trainer first) is above max
+    /// wei (2^96 - 1, what the packed accounting holds).
+    error StakeTooLarge(Role role, uint256 given, uint256 max);
+    /// @notice newModel: `lateSlashBps` or `badSlashBps` is above max (10000 bps, the whole stake).
+    error SlashBpsTooLarge(uint256 lateSlashBps, uint256 badSlashBps, uint256 max);
+    /// @notice newModel: the trainer, validator and aggregator shares do not sum to total (10000 bps).
+    error SharesDoNotSum(uint256 trainerShareBps, uint256 validatorShareBps, uint256 aggregatorShareBps, uint256 total);
+
+    /// @notice newModel or payForModel sent no value: the escrow (or top-up) must be > 0 wei.
     error ZeroEscrow();
+    /// @notice A licence fee or a stake was not paid exactly: `expected` wei, `sent` wei.
     error WrongAmount(uint256 expected, uint256 sent);
+    /// @notice Only the task's owner (its buyer) may call this (payForModel, cancelModel,
+    /// finalizeContract before the last round closed).
     error NotOwner(uint256 modelId, address caller);
+    /// @notice startTraining: the caller is neither the task's owner nor its aggregator.
     error NotOwnerOrAggregator(uint256 modelId, address caller);
+    /// @notice joinAsAggregator / publishGlobalModel: the caller is not the aggregator named in the
+    /// task's params.
     error NotAggregator(uint256 modelId, address caller);
+    /// @notice commitUpdate / revealUpdate: the caller is not a trainer of the task.
     error NotTrainer(uint256 modelId, address caller);
+    /// @notice submitScores / confirmGlobalModel: the caller is not on the round's committee.
     error NotCommitteeMember(uint256 modelId, uint32 round, address caller);
+    /// @notice The task is `actual`; the function needs it `expected` (e.g. joining needs Open).
     error WrongStatus(uint256 modelId, Status expected, Status actual);
+    /// @notice The round is in phase `actual`; the function acts only in `expected`.
     error WrongPhase(uint256 modelId, uint32 round, Phase expected, Phase actual);
+    /// @notice A round action named round `given` while the task is in round `expected`.
     error WrongRound(uint256 modelId, uint32 expected, uint32 given);
+    /// @notice buyLicense: the caller already holds a licence for the task.
     error AlreadyLicensed(uint256 modelId, address caller);
+    /// @notice joinAsTrainer: the caller has not bought the task's licence.
     error NoLicense(uint256 modelId, address caller);
+    /// @notice buyLicense / join*: the task's owner cannot take part in its own task.
     error OwnerCannotParticipate(uint256 modelId);
+    /// @notice join*: the caller already joined the task (as `role`); one role per address per task.
     error AlreadyJoined(uint256 modelId, address caller, Role role);
+    /// @notice joinAsTrainer / joinAsValidator: the task already has `cap` participants of `role`
+    /// (maxTrainers or maxValidators).
     error RoleFull(uint256 modelId, Role role, uint256 cap);
+    /// @notice startTraining: fewer than minTrainers trainers or committeeSize validators, or no aggregator, joined.
     error NotEnoughParticipants(uint256 modelId, uint256 trainers, uint256 validators, bool aggregatorJoined);
+    /// @notice commitUpdate: the trainer already committed in this round.
     error AlreadyCommitted(uint256 modelId, uint32 round, address trainer);
+    /// @notice revealUpdate: the trainer did not commit in this round, so has nothing to reveal.
     error NotCommitted(uint256 modelId, uint32 round, address trainer);
+    /// @notice revealUpdate: the trainer already revealed in this round.
     error AlreadyRevealed(uint256 modelId, uint32 round, address trainer);
+    /// @notice revealUpdate: the revealed digest, sample count and salt do not hash to the commitment.
     error CommitmentMismatch(uint256 modelId, uint32 round, address trainer);
+    /// @notice revealUpdate: numSamples is 0.
     error ZeroSamples();
+    /// @notice submitScores: the committee member already scored this round.
     error AlreadyScored(uint256 modelId, uint32 round, address validator);
+    /// @notice submitScores: `given` scores sent; the round has `expected` revealed updates, one score each.
     error WrongScoreCount(uint256 expected, uint256 given);
+    /// @notice publishGlobalModel: the round already has a proposed global model.
     error AlreadyPublished(uint256 modelId, uint32 round);
+    /// @notice confirmGlobalModel: the committee member already voted on this round's proposal.
     error AlreadyConfirmed(uint256 modelId, uint32 round, address validator);
+    /// @notice closeRound: the round's `phase` runs until `deadline` (phase None: no round is open).
     error RoundNotDue(uint256 modelId, uint32 round, Phase phase, uint64 deadline);
     /// @notice Per-update data (revealedUpdates, utilities, scoresOf) is kept for the current and
     /// the previous round only; older rounds are in the UpdateRevealed / ScoresSubmitted events.
     error RoundDataPruned(uint256 modelId, uint32 round, uint32 currentRound);
+    /// @notice withdraw: the caller has no credited balance.
     error NothingToWithdraw(address account);
+    /// @notice withdraw: sending `amount` wei to `account` failed (it rejected the ether); the credit is kept.
     error TransferFailed(address account, uint256 amount);
 
     // --------------------------------------------------------- task set-up
 
     /// @notice Post a training task; the caller becomes its owner (the model buyer).
     /// @dev Anyone; msg.value (> 0) is the reward escrow. Emits ModelCreated and ModelCreationPayment.
-    /// Reverts ZeroEscrow, InvalidParams.
+    /// Reverts ZeroEscrow, then the first parameter check that fails: ZeroSpecDigest,
+    /// ZeroInitialModelDigest, ZeroAggregator, AggregatorIsOwner, RoundsOutOfRange,
+    /// TrainerBoundsOutOfRange, CommitteeSizeOutOfRange, MaxValidatorsOutOfRange, WindowOutOfRange,
+    /// StakeTooLarge, SlashBpsTooLarge, SharesDoNotSum.
     function newModel(ModelParams calldata params) external payable returns (uint256 modelId);
 
     /// @notice Top the escrow up. Owner only, while Open. Emits ModelCreationPayment.
@@ -260,8 +332,12 @@ interface IMarketplace {
 
     // ------------------------------------------------------------------ views
 
+    /// @notice Number of tasks posted so far; task ids run 1..modelCount().
     function modelCount() external view returns (uint256);
-    function getModel(uint256 modelId) external view returns (ModelParams memory params, ModelState memory state);
+    /// @notice A task's record (`ModelData`): its parameters and its state. Reverts UnknownModel.
+    function getModel(uint256 modelId) external view returns (ModelData memory);
+    /// @notice Round `round` of a task as seen now (phase and deadline derived from
+    /// block.timestamp). Any round number; reverts UnknownModel only.
     function getRound(uint256 modelId, uint32 round) external view returns (RoundView memory);
     /// @notice Revealed updates of a round in reveal order. The current or the previous round only
     /// (older: RoundDataPruned).
@@ -275,7 +351,11 @@ interface IMarketplace {
     /// @notice A committee member's scores, in reveal order. The current or the previous round only
     /// (older: RoundDataPruned).
     function scoresOf(uint256 modelId, uint32 round, address validator) external view returns (bool submitted, int64[] memory scores);
+    /// @notice Whether a committee member voted on the round's proposal, and how (false, false for
+    /// anyone not on the committee). Reverts UnknownModel.
     function hasConfirmed(uint256 modelId, uint32 round, address validator) external view returns (bool voted, bool ok);
+    /// @notice The commitment commitUpdate expects:
+    /// keccak256(abi.encode(modelId, round, updateDigest, numSamples, salt, trainer)).
     function commitmentOf(
         uint256 modelId,
         uint32 round,
@@ -284,10 +364,16 @@ interface IMarketplace {
         bytes32 salt,
         address trainer
     ) external pure returns (bytes32);
+    /// @notice Whether `trainer` is a trainer of the task and committed in `round`. Reverts UnknownModel.
     function hasCommitted(uint256 modelId, uint32 round, address trainer) external view returns (bool);
+    /// @notice Whether `trainer` is a trainer of the task and revealed in `round`. Reverts UnknownModel.
     function hasRevealed(uint256 modelId, uint32 round, address trainer) external view returns (bool);
+    /// @notice The task's trainers, in joining order (their seats). Reverts UnknownModel.
     function trainers(uint256 modelId) external view returns (address[] memory);
+    /// @notice The task's validators, in joining order (the committee rotates over this list).
+    /// Reverts UnknownModel.
     function validators(uint256 modelId) external view returns (address[] memory);
+    /// @notice An account's standing in a task (role None for a non-participant). Reverts UnknownModel.
     function participant(uint256 modelId, address account) external view returns (ParticipantView memory);
     /// @notice Wei the contract holds for this task: escrow + stakesHeld + accrued.
     function taskBalance(uint256 modelId) external view returns (uint256);

@@ -26,10 +26,6 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     // =====================================================================================
 
     /// @inheritdoc IMarketplace
-    /// @dev InvalidParams reasons: "specDigest is zero", "initialModelDigest is zero",
-    /// "aggregator is the zero address", "aggregator is the owner", "rounds out of range",
-    /// "trainer bounds out of range", "committeeSize out of range", "maxValidators out of range",
-    /// "window out of range", "stake too large", "slash bps above 10000", "shares do not sum to 10000".
     function newModel(ModelParams calldata params) external payable returns (uint256 modelId) {
         if (msg.value == 0) revert ZeroEscrow();
         _validate(params);
@@ -393,10 +389,10 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     }
 
     /// @inheritdoc IMarketplace
-    function getModel(uint256 modelId) external view returns (ModelParams memory params, ModelState memory state) {
+    function getModel(uint256 modelId) external view returns (ModelData memory) {
         Task storage t = _task(modelId);
-        params = t.params;
-        state = ModelState({
+        ModelParams memory params = t.params;
+        ModelState memory state = ModelState({
             owner: t.owner,
             status: t.status,
             currentRound: t.currentRound,
@@ -411,6 +407,7 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
             validatorCount: t.validatorCount,
             aggregatorJoined: t.participants[params.aggregator].role == Role.Aggregator
         });
+        return ModelData({params: params, state: state});
     }
 
     /// @inheritdoc IMarketplace
@@ -671,35 +668,47 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         }
     }
 
+    /// @dev The parameter checks of newModel, in the order IMarketplace lists their errors; the
+    /// first that fails reverts.
     function _validate(ModelParams calldata p) private view {
-        if (p.specDigest == bytes32(0)) revert InvalidParams("specDigest is zero");
-        if (p.initialModelDigest == bytes32(0)) revert InvalidParams("initialModelDigest is zero");
-        if (p.aggregator == address(0)) revert InvalidParams("aggregator is the zero address");
-        if (p.aggregator == msg.sender) revert InvalidParams("aggregator is the owner");
-        if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert InvalidParams("rounds out of range");
+        if (p.specDigest == bytes32(0)) revert ZeroSpecDigest();
+        if (p.initialModelDigest == bytes32(0)) revert ZeroInitialModelDigest();
+        if (p.aggregator == address(0)) revert ZeroAggregator();
+        if (p.aggregator == msg.sender) revert AggregatorIsOwner(p.aggregator);
+        if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert RoundsOutOfRange(p.rounds, MAX_ROUNDS);
         if (p.minTrainers == 0 || p.minTrainers > p.maxTrainers || p.maxTrainers > MAX_TRAINERS) {
-            revert InvalidParams("trainer bounds out of range");
+            revert TrainerBoundsOutOfRange(p.minTrainers, p.maxTrainers, MAX_TRAINERS);
         }
-        if (p.committeeSize == 0 || p.committeeSize > MAX_COMMITTEE) revert InvalidParams("committeeSize out of range");
+        if (p.committeeSize == 0 || p.committeeSize > MAX_COMMITTEE) {
+            revert CommitteeSizeOutOfRange(p.committeeSize, MAX_COMMITTEE);
+        }
         if (p.maxValidators < p.committeeSize || p.maxValidators > MAX_VALIDATORS) {
-            revert InvalidParams("maxValidators out of range");
+            revert MaxValidatorsOutOfRange(p.maxValidators, p.committeeSize, MAX_VALIDATORS);
         }
-        if (
-            !_windowOk(p.commitWindow) || !_windowOk(p.revealWindow) || !_windowOk(p.scoreWindow)
-                || !_windowOk(p.publishWindow) || !_windowOk(p.confirmWindow)
-        ) revert InvalidParams("window out of range");
-        uint256 maxStake = type(uint96).max;
-        if (p.trainerStake > maxStake || p.validatorStake > maxStake || p.aggregatorStake > maxStake) {
-            revert InvalidParams("stake too large");
+        _requireWindow(Phase.Commit, p.commitWindow);
+        _requireWindow(Phase.Reveal, p.revealWindow);
+        _requireWindow(Phase.Score, p.scoreWindow);
+        _requireWindow(Phase.Publish, p.publishWindow);
+        _requireWindow(Phase.Confirm, p.confirmWindow);
+        _requireStake(Role.Trainer, p.trainerStake);
+        _requireStake(Role.Validator, p.validatorStake);
+        _requireStake(Role.Aggregator, p.aggregatorStake);
+        if (p.lateSlashBps > Shares.BPS || p.badSlashBps > Shares.BPS) {
+            revert SlashBpsTooLarge(p.lateSlashBps, p.badSlashBps, Shares.BPS);
         }
-        if (p.lateSlashBps > Shares.BPS || p.badSlashBps > Shares.BPS) revert InvalidParams("slash bps above 10000");
         if (uint256(p.trainerShareBps) + p.validatorShareBps + p.aggregatorShareBps != Shares.BPS) {
-            revert InvalidParams("shares do not sum to 10000");
+            revert SharesDoNotSum(p.trainerShareBps, p.validatorShareBps, p.aggregatorShareBps, Shares.BPS);
         }
     }
 
-    function _windowOk(uint32 window) private pure returns (bool) {
-        return window >= MIN_WINDOW && window <= MAX_WINDOW;
+    function _requireWindow(Phase phase, uint32 window) private pure {
+        if (window < MIN_WINDOW || window > MAX_WINDOW) revert WindowOutOfRange(phase, window, MIN_WINDOW, MAX_WINDOW);
+    }
+
+    /// @dev The packed records keep per-participant amounts in 96 and 112 bits (MarketStorage's
+    /// Seat and Participant); stakes are capped at 2^96 - 1 wei (~7.9e10 ether) to match.
+    function _requireStake(Role role, uint256 stake) private pure {
+        if (stake > type(uint96).max) revert StakeTooLarge(role, stake, type(uint96).max);
     }
 
     // =====================================================================================

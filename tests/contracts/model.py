@@ -36,7 +36,7 @@ MIN_WINDOW = 1
 MAX_WINDOW = 30 * 24 * 3600
 BPS = 10_000
 MAX_STAKE = 2**96 - 1
-"""The contract refuses stakes above type(uint96).max (InvalidParams "stake too large")."""
+"""The contract refuses stakes above type(uint96).max (StakeTooLarge)."""
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
@@ -257,39 +257,43 @@ class Params:
             self.poison_threshold,
         )
 
-    def invalid_reasons(self, owner: str) -> list[str]:
-        """The parameter rules this violates when `owner` posts it (empty: valid).
+    def param_errors(self, owner: str) -> list[Err]:
+        """The errors of the parameter rules this violates when `owner` posts it (empty: valid).
 
-        The caps are docs/protocol.md's; the contract adds (documented in Marketplace.sol only):
-        non-zero digests, a non-zero aggregator that is not the owner, stakes below 2^96.
+        docs/protocol.md lists the rules; the contract reverts with the first that fails in its
+        order, so each violated rule is one acceptable error (a window or stake per field).
         """
-        reasons: list[str] = []
-        if self.spec_digest == bytes(32) or self.initial_model_digest == bytes(32):
-            reasons.append("digest")
+        errors: list[Err] = []
+        if self.spec_digest == bytes(32):
+            errors.append(Err("ZeroSpecDigest", ()))
+        if self.initial_model_digest == bytes(32):
+            errors.append(Err("ZeroInitialModelDigest", ()))
         if int(self.aggregator, 16) == 0:
-            reasons.append("aggregator zero")
+            errors.append(Err("ZeroAggregator", ()))
         if self.aggregator.lower() == owner.lower():
-            reasons.append("aggregator is the owner")
-        if max(self.trainer_stake, self.validator_stake, self.aggregator_stake) > MAX_STAKE:
-            reasons.append("stake")
+            errors.append(Err("AggregatorIsOwner", (self.aggregator,)))
         if not 1 <= self.rounds <= MAX_ROUNDS:
-            reasons.append("rounds")
-        if self.min_trainers < 1:
-            reasons.append("minTrainers")
-        if not self.min_trainers <= self.max_trainers <= MAX_TRAINERS:
-            reasons.append("maxTrainers")
+            errors.append(Err("RoundsOutOfRange", (self.rounds, MAX_ROUNDS)))
+        if not 1 <= self.min_trainers <= self.max_trainers <= MAX_TRAINERS:
+            errors.append(Err("TrainerBoundsOutOfRange", (self.min_trainers, self.max_trainers, MAX_TRAINERS)))
         if not 1 <= self.committee_size <= MAX_COMMITTEE:
-            reasons.append("committeeSize")
+            errors.append(Err("CommitteeSizeOutOfRange", (self.committee_size, MAX_COMMITTEE)))
         if not self.committee_size <= self.max_validators <= MAX_VALIDATORS:
-            reasons.append("maxValidators")
-        for name in ("commit_window", "reveal_window", "score_window", "publish_window", "confirm_window"):
-            if not MIN_WINDOW <= getattr(self, name) <= MAX_WINDOW:
-                reasons.append(name)
+            errors.append(Err("MaxValidatorsOutOfRange", (self.max_validators, self.committee_size, MAX_VALIDATORS)))
+        windows = (self.commit_window, self.reveal_window, self.score_window, self.publish_window, self.confirm_window)
+        for phase, window in zip((Phase.COMMIT, Phase.REVEAL, Phase.SCORE, Phase.PUBLISH, Phase.CONFIRM), windows):
+            if not MIN_WINDOW <= window <= MAX_WINDOW:
+                errors.append(Err("WindowOutOfRange", (int(phase), window, MIN_WINDOW, MAX_WINDOW)))
+        stakes = (self.trainer_stake, self.validator_stake, self.aggregator_stake)
+        for role, stake in zip((Role.TRAINER, Role.VALIDATOR, Role.AGGREGATOR), stakes):
+            if stake > MAX_STAKE:
+                errors.append(Err("StakeTooLarge", (int(role), stake, MAX_STAKE)))
         if self.late_slash_bps > BPS or self.bad_slash_bps > BPS:
-            reasons.append("slashBps")
-        if self.trainer_share_bps + self.validator_share_bps + self.aggregator_share_bps != BPS:
-            reasons.append("shares")
-        return reasons
+            errors.append(Err("SlashBpsTooLarge", (self.late_slash_bps, self.bad_slash_bps, BPS)))
+        shares = (self.trainer_share_bps, self.validator_share_bps, self.aggregator_share_bps)
+        if sum(shares) != BPS:
+            errors.append(Err("SharesDoNotSum", (*shares, BPS)))
+        return errors
 
 
 @dataclass
@@ -488,8 +492,7 @@ class Market:
         errors: list[Err] = []
         if value == 0:
             errors.append(Err("ZeroEscrow", ()))
-        if params.invalid_reasons(caller):
-            errors.append(Err("InvalidParams"))
+        errors += params.param_errors(caller)
         _raise_if(errors)
         model_id = len(self.tasks) + 1
         task = Task(model_id=model_id, owner=caller.lower(), params=copy.deepcopy(params))

@@ -10,6 +10,7 @@ import pytest
 from eth_utils import keccak
 
 from contract_helpers import DEFAULT_PARAMS, DEFAULT_REWARD, PHASE, ROLE, STATUS
+from fedmarket.chain.reverts import ErrorDecoder, InvalidParams
 
 ZERO32 = b"\x00" * 32
 
@@ -41,36 +42,96 @@ def test_new_model_zero_escrow(market, actors, make_params, expect_revert):
     expect_revert(market.functions.newModel(make_params()), actors.owner, "ZeroEscrow", value=0)
 
 
-@pytest.mark.parametrize(
-    "overrides, reason",
-    [
-        ({"specDigest": ZERO32}, "specDigest is zero"),
-        ({"initialModelDigest": ZERO32}, "initialModelDigest is zero"),
-        ({"aggregator": "0x" + "00" * 20}, "aggregator is the zero address"),
-        ({"rounds": 0}, "rounds out of range"),
-        ({"rounds": 1001}, "rounds out of range"),
-        ({"minTrainers": 0}, "trainer bounds out of range"),
-        ({"minTrainers": 5, "maxTrainers": 4}, "trainer bounds out of range"),
-        ({"maxTrainers": 65}, "trainer bounds out of range"),
-        ({"committeeSize": 0}, "committeeSize out of range"),
-        ({"committeeSize": 10, "maxValidators": 12}, "committeeSize out of range"),
-        ({"maxValidators": 2}, "maxValidators out of range"),
-        ({"maxValidators": 33}, "maxValidators out of range"),
-        ({"commitWindow": 0}, "window out of range"),
-        ({"confirmWindow": 30 * 86400 + 1}, "window out of range"),
-        ({"trainerStake": 2**96}, "stake too large"),
-        ({"lateSlashBps": 10_001}, "slash bps above 10000"),
-        ({"badSlashBps": 10_001}, "slash bps above 10000"),
-        ({"trainerShareBps": 7_001}, "shares do not sum to 10000"),
-    ],
-)
-def test_new_model_invalid_params(market, actors, make_params, expect_revert, overrides, reason):
-    expect_revert(market.functions.newModel(make_params(**overrides)), actors.owner, "InvalidParams", reason, value=1)
+MAX_WINDOW = 30 * 86400
+MAX_STAKE = 2**96 - 1
+
+# (id, params overrides, error, its args, the client's line after "invalid task parameters: ")
+INVALID_PARAMS = [
+    ("spec-digest-zero", {"specDigest": ZERO32}, "ZeroSpecDigest", (), "specDigest is zero (no task spec)"),
+    ("initial-model-digest-zero", {"initialModelDigest": ZERO32}, "ZeroInitialModelDigest", (), "initialModelDigest is zero (no initial model)"),
+    ("aggregator-zero", {"aggregator": "0x" + "00" * 20}, "ZeroAggregator", (), "the aggregator is the zero address"),
+    ("rounds-zero", {"rounds": 0}, "RoundsOutOfRange", (0, 1000), "rounds 0 out of range 1..1000"),
+    ("rounds-above-cap", {"rounds": 1001}, "RoundsOutOfRange", (1001, 1000), "rounds 1001 out of range 1..1000"),
+    ("min-trainers-zero", {"minTrainers": 0}, "TrainerBoundsOutOfRange", (0, 20, 64),
+     "trainers 0..20 out of range: need 1 <= minTrainers <= maxTrainers <= 64"),
+    ("min-trainers-above-max", {"minTrainers": 5, "maxTrainers": 4}, "TrainerBoundsOutOfRange", (5, 4, 64),
+     "trainers 5..4 out of range: need 1 <= minTrainers <= maxTrainers <= 64"),
+    ("max-trainers-above-cap", {"maxTrainers": 65}, "TrainerBoundsOutOfRange", (3, 65, 64),
+     "trainers 3..65 out of range: need 1 <= minTrainers <= maxTrainers <= 64"),
+    ("committee-zero", {"committeeSize": 0}, "CommitteeSizeOutOfRange", (0, 9), "committeeSize 0 out of range 1..9"),
+    ("committee-above-cap", {"committeeSize": 10, "maxValidators": 12}, "CommitteeSizeOutOfRange", (10, 9), "committeeSize 10 out of range 1..9"),
+    ("max-validators-below-committee", {"maxValidators": 2}, "MaxValidatorsOutOfRange", (2, 3, 32),
+     "maxValidators 2 out of range 3..32 (committeeSize..32)"),
+    ("max-validators-above-cap", {"maxValidators": 33}, "MaxValidatorsOutOfRange", (33, 3, 32),
+     "maxValidators 33 out of range 3..32 (committeeSize..32)"),
+    ("commit-window-zero", {"commitWindow": 0}, "WindowOutOfRange", (PHASE["Commit"], 0, 1, MAX_WINDOW),
+     "commit window 0 s out of range 1..2592000 s"),
+    ("reveal-window-zero", {"revealWindow": 0}, "WindowOutOfRange", (PHASE["Reveal"], 0, 1, MAX_WINDOW),
+     "reveal window 0 s out of range 1..2592000 s"),
+    ("score-window-above-cap", {"scoreWindow": MAX_WINDOW + 1}, "WindowOutOfRange", (PHASE["Score"], MAX_WINDOW + 1, 1, MAX_WINDOW),
+     "score window 2592001 s out of range 1..2592000 s"),
+    ("publish-window-zero", {"publishWindow": 0}, "WindowOutOfRange", (PHASE["Publish"], 0, 1, MAX_WINDOW),
+     "publish window 0 s out of range 1..2592000 s"),
+    ("confirm-window-above-cap", {"confirmWindow": MAX_WINDOW + 1}, "WindowOutOfRange", (PHASE["Confirm"], MAX_WINDOW + 1, 1, MAX_WINDOW),
+     "confirm window 2592001 s out of range 1..2592000 s"),
+    ("first-bad-window-named", {"revealWindow": 0, "confirmWindow": 0}, "WindowOutOfRange", (PHASE["Reveal"], 0, 1, MAX_WINDOW),
+     "reveal window 0 s out of range 1..2592000 s"),
+    ("trainer-stake-too-large", {"trainerStake": 2**96}, "StakeTooLarge", (ROLE["Trainer"], 2**96, MAX_STAKE),
+     f"trainer stake {2**96} wei above the largest, {MAX_STAKE} wei"),
+    ("validator-stake-too-large", {"validatorStake": 2**96}, "StakeTooLarge", (ROLE["Validator"], 2**96, MAX_STAKE),
+     f"validator stake {2**96} wei above the largest, {MAX_STAKE} wei"),
+    ("aggregator-stake-too-large", {"aggregatorStake": 2**256 - 1}, "StakeTooLarge", (ROLE["Aggregator"], 2**256 - 1, MAX_STAKE),
+     f"aggregator stake {2**256 - 1} wei above the largest, {MAX_STAKE} wei"),
+    ("late-slash-above-whole", {"lateSlashBps": 10_001}, "SlashBpsTooLarge", (10_001, 5_000, 10_000),
+     "slash fractions late 10001 / bad 5000 bps: each at most 10000"),
+    ("bad-slash-above-whole", {"badSlashBps": 10_001}, "SlashBpsTooLarge", (1_000, 10_001, 10_000),
+     "slash fractions late 1000 / bad 10001 bps: each at most 10000"),
+    ("shares-above-whole", {"trainerShareBps": 7_001}, "SharesDoNotSum", (7_001, 2_000, 1_000, 10_000),
+     "shares 7001 + 2000 + 1000 = 10001 bps; they must sum to 10000"),
+    ("shares-below-whole", {"aggregatorShareBps": 0}, "SharesDoNotSum", (7_000, 2_000, 0, 10_000),
+     "shares 7000 + 2000 + 0 = 9000 bps; they must sum to 10000"),
+]  # fmt: skip
+
+
+def _client_error(market, sender, params):
+    """The revert of newModel(params) as the Python client decodes it."""
+    with pytest.raises(Exception) as info:
+        market.functions.newModel(params).call({"from": sender, "value": 1})
+    exc = ErrorDecoder(market.abi).decode_exception(info.value, "newModel")
+    assert exc is not None, f"not a revert: {info.value!r}"
+    return exc
+
+
+@pytest.mark.parametrize("overrides, error, args, message", [c[1:] for c in INVALID_PARAMS], ids=[c[0] for c in INVALID_PARAMS])
+def test_new_model_invalid_params(market, actors, make_params, expect_revert, overrides, error, args, message):
+    expect_revert(market.functions.newModel(make_params(**overrides)), actors.owner, error, *args, value=1)
+    exc = _client_error(market, actors.owner, make_params(**overrides))
+    assert isinstance(exc, InvalidParams) and type(exc).__name__ == error
+    assert str(exc) == f"invalid task parameters: {message}"
 
 
 def test_new_model_aggregator_cannot_be_owner(market, actors, make_params, expect_revert):
     params = make_params(aggregator=actors.owner)
-    expect_revert(market.functions.newModel(params), actors.owner, "InvalidParams", "aggregator is the owner", value=1)
+    expect_revert(market.functions.newModel(params), actors.owner, "AggregatorIsOwner", actors.owner, value=1)
+    exc = _client_error(market, actors.owner, params)
+    assert isinstance(exc, InvalidParams)
+    assert str(exc) == f"invalid task parameters: the aggregator {actors.owner} is the task's owner, who cannot take part in it"
+
+
+def test_new_model_checks_escrow_before_params(market, actors, make_params, expect_revert):
+    expect_revert(market.functions.newModel(make_params(rounds=0)), actors.owner, "ZeroEscrow", value=0)
+
+
+def test_new_model_checks_params_in_order(market, actors, make_params, expect_revert):
+    """Every check fails: the first one in IMarketplace's order reverts."""
+    params = make_params(
+        specDigest=ZERO32, initialModelDigest=ZERO32, rounds=0, minTrainers=0, committeeSize=0, commitWindow=0,
+        trainerStake=2**96, lateSlashBps=10_001, trainerShareBps=0,
+    )
+    expect_revert(market.functions.newModel(params), actors.owner, "ZeroSpecDigest", value=1)
+    expect_revert(market.functions.newModel(make_params(rounds=0, minTrainers=0)), actors.owner, "RoundsOutOfRange", value=1)
+    expect_revert(market.functions.newModel(make_params(commitWindow=0, trainerStake=2**96)), actors.owner, "WindowOutOfRange", value=1)
+    expect_revert(market.functions.newModel(make_params(trainerStake=2**96, trainerShareBps=0)), actors.owner, "StakeTooLarge", value=1)
 
 
 def test_new_model_accepts_bounds(post_task, flow):

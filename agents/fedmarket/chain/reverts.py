@@ -93,8 +93,88 @@ class UnknownModel(ContractRevert):
 
 
 class InvalidParams(ContractRevert):
+    """newModel refused the task parameters. Not a Solidity error itself: the base of the
+    contract's parameter errors (ZeroSpecDigest, RoundsOutOfRange, ...), so one `except` catches
+    them all; each says which check failed and the range it allows."""
+
     def describe(self) -> str:
-        return f"invalid task parameters: {self.fields['reason']}"
+        return f"invalid task parameters: {self.problem()}"
+
+    def problem(self) -> str:
+        args = ", ".join(f"{k}={_show(v)}" for k, v in self.fields.items())
+        return f"{self.name}({args})"
+
+
+class ZeroSpecDigest(InvalidParams):
+    def problem(self) -> str:
+        return "specDigest is zero (no task spec)"
+
+
+class ZeroInitialModelDigest(InvalidParams):
+    def problem(self) -> str:
+        return "initialModelDigest is zero (no initial model)"
+
+
+class ZeroAggregator(InvalidParams):
+    def problem(self) -> str:
+        return "the aggregator is the zero address"
+
+
+class AggregatorIsOwner(InvalidParams):
+    def problem(self) -> str:
+        return f"the aggregator {self.fields['aggregator']} is the task's owner, who cannot take part in it"
+
+
+class RoundsOutOfRange(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        return f"rounds {f['given']} out of range 1..{f['max']}"
+
+
+class TrainerBoundsOutOfRange(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        return f"trainers {f['minTrainers']}..{f['maxTrainers']} out of range: need 1 <= minTrainers <= maxTrainers <= {f['max']}"
+
+
+class CommitteeSizeOutOfRange(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        return f"committeeSize {f['given']} out of range 1..{f['max']}"
+
+
+class MaxValidatorsOutOfRange(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        return f"maxValidators {f['given']} out of range {f['min']}..{f['max']} (committeeSize..{f['max']})"
+
+
+class WindowOutOfRange(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        return f"{str(f['phase']).lower()} window {f['given']} s out of range {f['min']}..{f['max']} s"
+
+
+class StakeTooLarge(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        return f"{str(f['role']).lower()} stake {f['given']} wei above the largest, {f['max']} wei"
+
+
+class SlashBpsTooLarge(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        return f"slash fractions late {f['lateSlashBps']} / bad {f['badSlashBps']} bps: each at most {f['max']}"
+
+
+class SharesDoNotSum(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        total = f["trainerShareBps"] + f["validatorShareBps"] + f["aggregatorShareBps"]
+        return (
+            f"shares {f['trainerShareBps']} + {f['validatorShareBps']} + {f['aggregatorShareBps']} = {total} bps; "
+            f"they must sum to {f['total']}"
+        )
 
 
 class ZeroEscrow(ContractRevert):
@@ -328,7 +408,9 @@ class UnknownRevert(ContractRevert):
 ERROR_CLASSES: dict[str, type[ContractRevert]] = {
     cls.__name__: cls
     for cls in (
-        UnknownModel, InvalidParams, ZeroEscrow, WrongAmount, NotOwner, NotOwnerOrAggregator, NotAggregator, NotTrainer,
+        UnknownModel, ZeroSpecDigest, ZeroInitialModelDigest, ZeroAggregator, AggregatorIsOwner, RoundsOutOfRange,
+        TrainerBoundsOutOfRange, CommitteeSizeOutOfRange, MaxValidatorsOutOfRange, WindowOutOfRange, StakeTooLarge,
+        SlashBpsTooLarge, SharesDoNotSum, ZeroEscrow, WrongAmount, NotOwner, NotOwnerOrAggregator, NotAggregator, NotTrainer,
         NotCommitteeMember, WrongStatus, WrongPhase, WrongRound, AlreadyLicensed, NoLicense, OwnerCannotParticipate,
         AlreadyJoined, RoleFull, NotEnoughParticipants, AlreadyCommitted, NotCommitted, AlreadyRevealed,
         CommitmentMismatch, ZeroSamples, AlreadyScored, WrongScoreCount, AlreadyPublished, AlreadyConfirmed,
