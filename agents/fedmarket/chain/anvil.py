@@ -407,6 +407,15 @@ def stop_daemon() -> DaemonInfo | None:
     return info if alive else None
 
 
+def recorded_url() -> str | None:
+    """The URL of the anvil `fedmarket chain start` runs (from the data dir's record), or None
+    when none runs: so that commands find a chain started on any --port."""
+    info = _read_daemon()
+    if info is None or not info.url or not _is_anvil(info.pid):
+        return None
+    return info.url
+
+
 def daemon_status() -> dict[str, Any]:
     """{running, pid, url, chain_id, block, accounts, ...} of the recorded anvil."""
     info = _read_daemon()

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 @one_line_errors
 @opt.with_session(("rpc", "address_book", "keystore_dir", "password_file"))
 def deploy(
-    rpc: str = opt.RpcOption,  # before the deployer's --account in --help, as it always was
+    rpc: Optional[str] = opt.RpcOption,  # before the deployer's --account in --help, as it always was
     account: Optional[str] = typer.Option(
         None, "--account", "-a", envvar="FEDMARKET_ACCOUNT", help="Deployer: keystore NAME, 0x ADDRESS, or dev:N (default: dev:0, dev chains only)."
     ),

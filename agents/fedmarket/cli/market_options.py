@@ -39,7 +39,10 @@ if TYPE_CHECKING:
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 
-RpcOption = typer.Option(DEFAULT_RPC, "--rpc", envvar="FEDMARKET_RPC", help="JSON-RPC URL of the chain.")
+RpcOption = typer.Option(
+    None, "--rpc", envvar="FEDMARKET_RPC", show_default=False,
+    help=f"JSON-RPC URL of the chain [default: the anvil `fedmarket chain start` runs, on whatever port; else {DEFAULT_RPC}].",
+)  # fmt: skip
 AccountOption = typer.Option(
     ..., "--account", "-a", envvar="FEDMARKET_ACCOUNT", help="Signing account: keystore NAME, its 0x ADDRESS, or dev:N (anvil / embedded chain only)."
 )
@@ -82,11 +85,13 @@ def format_eth(wei: int) -> str:
     return chain_format_eth(int(wei))
 
 
-def connect(rpc: str) -> Web3:
-    """A Web3 on `rpc` that answered; a dead node is one clear line."""
+def connect(rpc: str | None) -> Web3:
+    """A Web3 on `rpc` that answered (None: the chain `fedmarket chain start` runs, else
+    DEFAULT_RPC); a dead node is one clear line."""
+    from fedmarket.chain.anvil import recorded_url
     from fedmarket.chain.client import connect as chain_connect
 
-    return chain_connect(rpc)
+    return chain_connect(rpc or recorded_url() or DEFAULT_RPC)
 
 
 def signer(
@@ -133,7 +138,7 @@ class Market:
 
 
 def open_market(
-    rpc: str,
+    rpc: str | None,
     contract: str | None,
     address_book: Path | None,
     *,
@@ -159,7 +164,7 @@ def open_market(
 # Every shared option: its parameter name, type and typer option, in the order --help lists them.
 _SESSION_OPTIONS: dict[str, tuple[Any, Any]] = {
     "account": (str, AccountOption),
-    "rpc": (str, RpcOption),
+    "rpc": (Optional[str], RpcOption),
     "contract": (Optional[str], ContractOption),
     "address_book": (Optional[Path], AddressBookOption),
     "keystore_dir": (Optional[Path], KeystoreDirOption),
@@ -177,7 +182,7 @@ class MarketSession:
     ways from them to a node, a signer and the market. Nothing is opened until asked."""
 
     account: str | None = None
-    rpc: str = DEFAULT_RPC
+    rpc: str | None = None  # None: the recorded `chain start` anvil, else DEFAULT_RPC
     contract: str | None = None
     address_book: Path | None = None
     keystore_dir: Path | None = None

@@ -19,9 +19,13 @@ from fedmarket.chain.protocol import (
     DEFAULT_AGGREGATOR_SHARE_BPS,
     DEFAULT_TRAINER_SHARE_BPS,
     DEFAULT_VALIDATOR_SHARE_BPS,
+    MAX_TRAINERS,
+    MAX_VALIDATORS,
 )
 from fedmarket.cli import market_options as opt
+from fedmarket.cli import spec_options as so
 from fedmarket.cli.output import console, one_line_errors, print_json
+from fedmarket.fl.learning import DEMO_TRAINERS, DEMO_VALIDATORS
 from fedmarket.market import views
 
 task_app = typer.Typer(help="Post, fund, run, settle and join training tasks.", no_args_is_help=True)
@@ -61,7 +65,70 @@ def _content_cid(file: Optional[Path], cid: Optional[str], ipfs: Optional[str], 
     return open_store(ipfs).add_file(file)
 
 
+def _check_task_files(spec: Optional[Path], spec_cid: Optional[str], model: Optional[Path], model_cid: Optional[str], ipfs: Optional[str]) -> None:
+    """Refuse, before anything is stored or sent, a spec or an initial model that the agents
+    could not use: each parsed as the agents will (format, architecture, shapes)."""
+    from fedmarket.market.views import verify_task_files
+    from fedmarket.storage.store import open_store
+
+    def blob(file: Optional[Path], cid: Optional[str]) -> bytes | None:
+        if file is not None:
+            return file.read_bytes() if file.is_file() else None
+        if cid is not None:
+            store = open_store(ipfs)
+            return store.get(cid) if store.has(cid) else None
+        return None
+
+    spec_blob, model_blob = blob(spec, spec_cid), blob(model, model_cid)
+    if spec_blob is not None and model_blob is not None:
+        verify_task_files(spec_blob, model_blob)
+
+
 # ------------------------------------------------------------------------------ buyer
+
+
+@task_app.command("spec")
+@one_line_errors
+def spec_files(
+    out: Path = typer.Option(..., "--out", "-o", file_okay=False, help="Folder to write spec.json and initial-model.safetensors into."),
+    trainers: int = typer.Option(DEMO_TRAINERS, "--trainers", min=1, max=MAX_TRAINERS, help="Task spec: trainers (clients of the simulated split)."),
+    validators: int = typer.Option(DEMO_VALIDATORS, "--validators", min=1, max=MAX_VALIDATORS, help="Task spec: validators (held-out slices)."),
+    dataset: str = so.DatasetOption,
+    partition: str = so.PartitionOption,
+    model: str = so.ModelOption,
+    epochs: int = so.EpochsOption,
+    batch_size: int = so.BatchSizeOption,
+    lr: float = so.LrOption,
+    momentum: float = so.MomentumOption,
+    prox_mu: float = so.ProxMuOption,
+    aggregation: str = so.AggregationOption,
+    utility: Optional[str] = so.UtilityOption,
+    holdout: int = so.HoldoutOption,
+    seed: int = so.SeedOption,
+    as_json: bool = opt.JsonOption,
+) -> None:
+    """Write a task spec and its initial model from the same flags `up`, `demo` and `sim` take,
+    ready for `task post --spec OUT/spec.json --initial-model OUT/initial-model.safetensors`."""
+    from fedmarket.files import atomic_write
+    from fedmarket.fl.taskspec import TaskData
+    from fedmarket.storage.cid import cid_of
+
+    spec = so.spec_of(dataset=dataset, partition=partition, model=model, trainers=trainers, validators=validators, holdout=holdout,
+                      epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, prox_mu=prox_mu, aggregation=aggregation,
+                      utility=utility, seed=seed)  # fmt: skip
+    spec_blob = spec.to_bytes()
+    model_blob = spec.initial_weights(TaskData.load(spec).dataset)
+    spec_path = atomic_write(out / "spec.json", spec_blob)
+    model_path = atomic_write(out / "initial-model.safetensors", model_blob)
+    data = {"spec": str(spec_path), "spec_cid": cid_of(spec_blob), "initial_model": str(model_path), "initial_model_cid": cid_of(model_blob),
+            "trainers": spec.trainers, "validators": spec.validators}  # fmt: skip
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"wrote {spec_path} ({data['spec_cid']}) and {model_path} ({data['initial_model_cid']})", highlight=False, soft_wrap=True)
+    console.print(f"next: fedmarket task post --spec {spec_path} --initial-model {model_path} --min-trainers {spec.trainers} "
+                  f"--max-trainers {spec.trainers} --max-validators {spec.validators} --aggregator NAME --account BUYER", highlight=False, soft_wrap=True)  # fmt: skip
+
 
 
 @task_app.command("post")
@@ -113,6 +180,7 @@ def post(
     amounts = {name: opt.parse_amount(text, name) for name, text in (("license fee", license_fee), ("trainer stake", trainer_stake), ("validator stake", validator_stake), ("aggregator stake", aggregator_stake))}
     if trainer_share_bps + validator_share_bps + aggregator_share_bps != BPS:
         raise FedmarketError(f"the shares must sum to {BPS} bps, not {trainer_share_bps + validator_share_bps + aggregator_share_bps}")
+    _check_task_files(spec, spec_cid, initial_model, initial_model_cid, ipfs)
     spec_cid = _content_cid(spec, spec_cid, ipfs, "spec")
     initial_cid = _content_cid(initial_model, initial_model_cid, ipfs, "initial-model")
     market = session.open()

@@ -25,7 +25,12 @@ def register(app: typer.Typer) -> None:
 
 def _save_key(verb: str, name: str, read_key: Callable[[], bytes], keystore_dir: Optional[Path], password_file: Optional[Path], light_kdf: bool, as_json: bool) -> None:
     """Keystore NAME for the key `read_key` gives, encrypted with a new (confirmed) password."""
-    from fedmarket.wallet import DEFAULT_SCRYPT_N, LIGHT_SCRYPT_N, KeystoreDir, read_password
+    from fedmarket.wallet import (
+        DEFAULT_SCRYPT_N,
+        LIGHT_SCRYPT_N,
+        KeystoreDir,
+        read_password,
+    )
     from fedmarket.wallet.keystore import validate_name
 
     keystores = KeystoreDir(keystore_dir)

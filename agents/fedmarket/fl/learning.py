@@ -77,3 +77,8 @@ def learning_fields(config: Learning) -> dict[str, Any]:
 
 SEED_PROTOCOL = Learning()
 """The seed paper's protocol, the defaults of `fedmarket sim` and the benchmarks."""
+
+DEMO_TASK = Learning(partition="dir:0.5", model="mlp", lr=0.05)
+"""The demo's task (fl.taskspec.TaskSpec's defaults): digits split Dir(0.5), the MLP at lr 0.05;
+importable without torch, so that the CLI's flags can show these defaults."""
+DEMO_TRAINERS, DEMO_VALIDATORS, DEMO_HOLDOUT = 5, 3, 400

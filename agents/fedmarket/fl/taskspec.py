@@ -27,7 +27,14 @@ import numpy as np
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.aggregation import get_rule
 from fedmarket.fl.datasets import DATASETS, Dataset, load_dataset
-from fedmarket.fl.learning import Learning, learning_fields
+from fedmarket.fl.learning import (
+    DEMO_HOLDOUT,
+    DEMO_TASK,
+    DEMO_TRAINERS,
+    DEMO_VALIDATORS,
+    Learning,
+    learning_fields,
+)
 from fedmarket.fl.models import ARCHITECTURES, ModelSpec, model_spec_for
 from fedmarket.fl.params import canonical
 from fedmarket.fl.partition import Partition, market_partition, parse_scheme
@@ -57,12 +64,12 @@ class TaskSpec(Learning):
     validators (the other learning settings are the seed protocol's, fl.learning).
     """
 
-    partition: str = "dir:0.5"
-    model: str = "mlp"
-    lr: float = 0.05
-    trainers: int = 5
-    validators: int = 3
-    holdout: int = 400
+    partition: str = DEMO_TASK.partition
+    model: str = DEMO_TASK.model
+    lr: float = DEMO_TASK.lr
+    trainers: int = DEMO_TRAINERS
+    validators: int = DEMO_VALIDATORS
+    holdout: int = DEMO_HOLDOUT
     utility: str = "separation_cosine"
 
     def __post_init__(self) -> None:

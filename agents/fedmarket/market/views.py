@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fedmarket.chain.client import MarketClient, ModelInfo
-    from fedmarket.fl.taskspec import TaskData
+    from fedmarket.fl.taskspec import TaskData, TaskSpec
     from fedmarket.storage.store import BlobStore
 
 
@@ -159,3 +159,25 @@ def load_task_data(market: MarketClient, model_id: int, store: BlobStore, data_d
         return TaskData.load(spec, data_dir), None
     except FedmarketError as exc:
         return None, f"no learning metrics ({exc})"
+
+
+def verify_task_files(spec_blob: bytes, model_blob: bytes, data_dir: Path | None = None) -> tuple[TaskSpec, int]:
+    """Parse a task's spec and initial model as every agent will: the spec must be a well-formed
+    spec of this format, the model a safetensors file of the spec's architecture with its exact
+    shapes, for round 0. Returns (the spec, the model's parameter count); refuses with one line."""
+    from fedmarket.errors import FedmarketError
+    from fedmarket.fl.taskspec import TaskData, TaskSpec
+    from fedmarket.storage.weights import decode_weights, expected_layout
+
+    try:
+        spec = TaskSpec.from_bytes(spec_blob)
+    except FedmarketError as exc:
+        raise FedmarketError(f"the spec is refused: {exc}") from None
+    model_spec = TaskData.load(spec, data_dir).model_spec
+    try:
+        state, meta = decode_weights(model_blob, expected_layout(model_spec.init_state(0)), model_spec.id)
+    except FedmarketError as exc:
+        raise FedmarketError(f"the initial model is refused: {exc}") from None
+    if meta.round != 0 or meta.parent_cid is not None:
+        raise FedmarketError(f"the initial model is refused: it is round {meta.round}'s model (parent {meta.parent_cid}), not a round-0 model")
+    return spec, sum(int(t.numel()) for t in state.values())

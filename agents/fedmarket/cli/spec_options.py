@@ -1,0 +1,43 @@
+"""The task-spec flags, declared once: `fedmarket task spec`, `demo` and `up` take the same ones,
+and `spec_of` turns them into a TaskSpec. Defaults are the demo task's (fl.learning.DEMO_TASK,
+TaskSpec's defaults); fl.learning imports nothing heavy, so `--help` stays quick."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from fedmarket.fl.learning import DEMO_HOLDOUT, DEMO_TASK
+
+if TYPE_CHECKING:
+    from fedmarket.fl.taskspec import TaskSpec
+
+DatasetOption = typer.Option(DEMO_TASK.dataset, "--dataset", help="Task spec: digits, mnist, fmnist, cifar10 or diabetes.")
+PartitionOption = typer.Option(DEMO_TASK.partition, "--partition", help="Task spec: how the trainers' data is split: iid, pat:K or dir:ALPHA.")
+ModelOption = typer.Option(DEMO_TASK.model, "--model", help="Task spec: cnn, mlp, linear or auto.")
+EpochsOption = typer.Option(DEMO_TASK.epochs, "--epochs", min=1, help="Task spec: local epochs per round.")
+BatchSizeOption = typer.Option(DEMO_TASK.batch_size, "--batch-size", min=1, help="Task spec: local minibatch size.")
+LrOption = typer.Option(DEMO_TASK.lr, "--lr", help="Task spec: local SGD learning rate.")
+MomentumOption = typer.Option(DEMO_TASK.momentum, "--momentum", min=0.0, max=0.999, help="Task spec: local SGD momentum.")
+ProxMuOption = typer.Option(DEMO_TASK.prox_mu, "--prox-mu", min=0.0, help="Task spec: FedProx proximal weight mu (0: plain FedAvg).")
+AggregationOption = typer.Option(DEMO_TASK.aggregation, "--aggregation", help="Task spec: fedavg, weighted, median, trimmed_mean[:beta], krum[:f], multikrum[:f[:m]].")
+UtilityOption = typer.Option(None, "--utility", help="Task spec: the validators' scoring function [default: the task spec's default utility].")
+HoldoutOption = typer.Option(DEMO_HOLDOUT, "--holdout", min=2, help="Task spec: samples held out for the validators and the aggregator.")
+SeedOption = typer.Option(DEMO_TASK.seed, "--seed", help="Task spec: seed of the data split, the initial model and every batch order.")
+
+
+def spec_of(
+    *, dataset: str, partition: str, model: str, trainers: int, validators: int, holdout: int = DEMO_HOLDOUT,
+    epochs: int = DEMO_TASK.epochs, batch_size: int = DEMO_TASK.batch_size, lr: float = DEMO_TASK.lr,
+    momentum: float = DEMO_TASK.momentum, prox_mu: float = DEMO_TASK.prox_mu, aggregation: str = DEMO_TASK.aggregation,
+    utility: Optional[str] = None, seed: int = DEMO_TASK.seed,
+) -> TaskSpec:  # fmt: skip
+    """The TaskSpec of the flags (checked: a bad value is one line)."""
+    from fedmarket.fl.taskspec import TaskSpec
+
+    return TaskSpec(
+        dataset=dataset, partition=partition, model=model, trainers=trainers, validators=validators, holdout=holdout,
+        epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, prox_mu=prox_mu, aggregation=aggregation,
+        seed=seed, **({"utility": utility} if utility else {}),
+    )  # fmt: skip
