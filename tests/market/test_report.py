@@ -186,10 +186,27 @@ def test_totals_and_gas(report: dict[str, Any], scripted: tuple[Web3, MarketRun,
 
 def test_check_conservation_refuses_a_gap(report: dict[str, Any]) -> None:
     broken = copy.deepcopy(report)
-    broken["totals"]["withdrawn_wei"] -= 7
+    broken["totals"]["credited_wei"] -= 7
     with pytest.raises(FedmarketError, match="off by 7 wei") as info:
         check_conservation(broken)
     assert "\n" not in str(info.value)
+
+
+def test_conservation_is_per_task(report: dict[str, Any]) -> None:
+    """Another task of the same Marketplace still holds money, and this task's accounts hold
+    credit from it: this task's own books still balance, and nothing says VIOLATED."""
+    from rich.console import Console
+
+    from fedmarket.cli.report_view import print_report_tables
+
+    other = copy.deepcopy(report)
+    other["totals"]["contract_balance_wei"] += 5 * 10**17  # another task's escrow
+    other["totals"]["withdrawn_wei"] += 10**16  # an account here withdrew credit of the other task too
+    check_conservation(other)
+    console = Console(width=200, record=True)
+    print_report_tables(other, console)
+    text = console.export_text()
+    assert "VIOLATED" not in text and "conservation (this task)" in text
 
 
 def test_timings(report: dict[str, Any]) -> None:

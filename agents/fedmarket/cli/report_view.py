@@ -92,11 +92,11 @@ def print_report_tables(report: dict[str, Any], console: Console) -> None:
     person("total", "", "", _eth(t["deposited_wei"]), "", "", _eth(t["withdrawn_wei"]), style="bold")
     console.print(people)
 
-    held = t["contract_balance_wei"]
-    same = t["deposited_wei"] == t["withdrawn_wei"] + held
+    held, credited = t["task_balance_wei"], t["credited_wei"]
+    same = t["deposited_wei"] == credited + held
     console.print(
-        f"conservation: deposited {t['deposited_wei']} wei {'==' if same else '!='} withdrawn {t['withdrawn_wei']} wei "
-        f"+ {held} wei the contract holds{'' if same else ' [bold red]VIOLATED[/]'}; {t['gas_used']:,} gas in the task's transactions.",
+        f"conservation (this task): deposited {t['deposited_wei']} wei {'==' if same else '!='} credited {credited} wei "
+        f"+ {held} wei the task still holds{'' if same else ' [bold red]VIOLATED[/]'}; {t['gas_used']:,} gas in the task's transactions.",
         highlight=False,
     )
     console.print(

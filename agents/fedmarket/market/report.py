@@ -57,6 +57,11 @@ if TYPE_CHECKING:
     from fedmarket.storage.store import BlobStore
 
 ZERO_DIGEST = bytes(32)
+CREDITING_EVENTS = {
+    "ContributionPayment": ("earned", "stakeReturned"), "ValidationPayment": ("earned", "stakeReturned"),
+    "OrchestrationPayment": ("earned", "stakeReturned"), "ModelBuyerReturnPayment": ("amount",), "LicensePurchased": ("fee",),
+}  # fmt: skip
+"""The events by which a task credits accounts (pull payments), and the amounts each credits."""
 
 # ----------------------------------------------------------------------------- pure helpers
 
@@ -212,8 +217,11 @@ def build_report(
     deposited: dict[str, int] = {}
     stake_returned: dict[str, int] = {}
     buyer_deposited = buyer_refunded = 0
+    credited = 0  # what the task has credited to accounts (payments, refunds, licence fees)
     for event in events:
         args = event.args
+        if event.name in CREDITING_EVENTS:
+            credited += sum(int(args[field]) for field in CREDITING_EVENTS[event.name])
         if event.name == "ParticipantJoined":
             who = args["participant"]
             roles[who] = Role(int(args["role"])).name.lower()
@@ -295,6 +303,7 @@ def build_report(
     total_deposited = buyer_deposited + sum(p["deposited_wei"] for p in participants.values())
     total_withdrawn = buyer["withdrawn_wei"] + sum(p["withdrawn_wei"] for p in participants.values())
     balance = int(w3.eth.get_balance(market.address))
+    task_balance = int(market.task_balance(model_id))
 
     final_digest = bytes(state.global_model_digest)
     final_cid = digest_to_cid(final_digest) if final_digest != ZERO_DIGEST else initial_cid
@@ -311,9 +320,12 @@ def build_report(
             "deposited_wei": total_deposited,
             "withdrawn_wei": total_withdrawn,
             "contract_balance_wei": balance,
-            "task_balance_wei": int(market.task_balance(model_id)),
+            "task_balance_wei": task_balance,
+            "credited_wei": credited,
             "gas_used": sum(tx_gas.values()),
-            "conserved": total_deposited == total_withdrawn + balance,
+            # Per task: what it took in is what it credited plus what it still holds. (Credit is
+            # per account, so withdrawals and the contract's balance mix every task's money.)
+            "conserved": total_deposited == credited + task_balance,
         },
         "final": {k: final[k] for k in ("accuracy", "auc", "loss", "model_cid")},
         "notes": notes,
@@ -381,11 +393,12 @@ def write_report(report: dict[str, Any], path: Path) -> None:
 
 
 def check_conservation(report: dict[str, Any]) -> None:
-    """Raise FedmarketError (one line) unless deposited == withdrawn + the contract's balance."""
+    """Raise FedmarketError (one line) unless the task's deposits equal what it credited plus what
+    it still holds (escrow, stakes, accrued rewards): per task, whatever other tasks hold."""
     totals = report["totals"]
-    deposited, withdrawn, balance = int(totals["deposited_wei"]), int(totals["withdrawn_wei"]), int(totals["contract_balance_wei"])
-    if deposited != withdrawn + balance:
+    deposited, credited, held = int(totals["deposited_wei"]), int(totals["credited_wei"]), int(totals["task_balance_wei"])
+    if deposited != credited + held:
         raise FedmarketError(
-            f"conservation violated in task {report['model_id']}: deposited {deposited} wei != withdrawn {withdrawn} wei "
-            f"+ contract balance {balance} wei (off by {deposited - withdrawn - balance} wei)"
+            f"conservation violated in task {report['model_id']}: deposited {deposited} wei != credited {credited} wei "
+            f"+ held by the task {held} wei (off by {deposited - credited - held} wei)"
         )
