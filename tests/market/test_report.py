@@ -273,7 +273,7 @@ def test_tables(report: dict[str, Any]) -> None:
         console = Console(record=True, width=width)
         print_report_tables(report, console)
         text = console.export_text()
-        for fragment in ("poisoner", "validator 4", "conservation", "== withdrawn", "no learning metrics", "4/4", "2/3", f"{report['rounds'][0]['gas_used']:,}", "0.065"):
+        for fragment in ("poisoner", "validator 4", "conservation", "== credited", "no learning metrics", "4/4", "2/3", f"{report['rounds'][0]['gas_used']:,}", "0.065"):
             assert fragment in text, (width, fragment)
         assert ("0x6813Eb93" in text) == (width > 150)
         assert "…" not in text.replace("0x", "").split("who paid in")[0]  # no cell of the round tables is cut short
