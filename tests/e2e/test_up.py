@@ -80,7 +80,7 @@ def check_run(run: Path, result: dict, output: str, copy: Path, png: Path) -> No
     assert sorted(p.stem for p in (run / "keystores").glob("*.json")) == sorted(["buyer", *AGENTS])
     assert (run / "store").is_dir()
     for name in AGENTS:
-        assert (run / "logs" / f"{name}.jsonl").is_file() and (run / "logs" / f"{name}.err").is_file(), name
+        assert (run / "logs" / f"{name}.jsonl").is_file() and (run / "logs" / f"{name}.log").is_file(), name
     assert copy.read_text() == (run / "report.json").read_text()
     assert png.read_bytes() == (run / "report.png").read_bytes() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ One run, in one folder (default `runs/<UTC timestamp>`):
     store/               the shared embedded blob store (unless --ipfs names a Kubo node)
     state/<name>/        each agent's own state (salts, cursors)
     logs/<name>.jsonl    each agent's JSON lines, one per action
-    logs/<name>.err      each agent's stdout + stderr
+    logs/<name>.log      each agent's stdout + stderr
     supervisor.jsonl     every start / exit / kill / restart / withdrawal of the supervisor
     report.json, report.png
 
@@ -395,7 +395,7 @@ class Devnet:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEDMARKET_") or k in ("FEDMARKET_HOME", "FEDMARKET_DATA")}
         env[PASSWORD_ENV] = self._password
         env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
-        spec = ProcessSpec(name, argv, run / "logs" / f"{name}.err", env, cwd=Path.cwd())
+        spec = ProcessSpec(name, argv, run / "logs" / f"{name}.log", env, cwd=Path.cwd())
         return AgentLaunch(name, spec, self.plan.faults.get(name))
 
     # ------------------------------------------------------------------ watching

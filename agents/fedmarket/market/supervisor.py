@@ -313,7 +313,7 @@ class AgentSupervisor:
     never), without --fault; exit 0 is an agent that is done (accepted only once `finished` says
     the task has ended); anything else is a crash: the agent is restarted after a backoff
     (`backoff_s`, doubling) up to `crash_restarts` times, since an agent resumes from the chain;
-    past that, DevnetError names the agent and its .err file's last line.
+    past that, DevnetError names the agent and its .log file's last line.
     """
 
     def __init__(self, processes: ProcessSupervisor, agents: Sequence[AgentLaunch], *, on_note: Callable[[str], None] | None = None,
