@@ -42,13 +42,19 @@ def test_bench_fairness_command_writes_json_and_markdown(tmp_path) -> None:
 
     from fedmarket.cli.bench_cmd import bench_app as app
 
-    result = CliRunner().invoke(app, ["fairness", "--rounds", "1", "--seeds", "0", "--scenarios", "linear:0.05",
+    result = CliRunner().invoke(app, ["fairness", "--rounds", "1", "--seeds", "0", "--scenarios", "linear:0.05", "--clients", "10",
+                                      "--validators", "1", "--partitions", "dir:0.3,pat:2",
                                       "--utilities", "loss_delta,loo", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "fairness.json").read_text())
+    assert [s["settings"]["partition"] for s in report["scenarios"]] == ["dir:0.3", "pat:2"]
     scenario = report["scenarios"][0]
     assert set(scenario["utilities"]) == {"loss_delta", "loo"}
+    assert set(scenario["utilities"]["loo"]["checks"]) == {"attackers_at_most_0_5pct", "poisoners_slashed_most_rounds",
+                                                         "honest_at_least_95pct", "accuracy_within_2pts", "spearman_at_least_0_9"}
     assert scenario["settings"]["arch"] == "linear"
     assert "| utility | honest |" in (tmp_path / "fairness.md").read_text()
+    unknown = CliRunner().invoke(app, ["fairness", "--attacks", "bribe", "--out", str(tmp_path)])
+    assert unknown.exit_code != 0 and "unknown attack" in unknown.output
     bad = CliRunner().invoke(app, ["fairness", "--scenarios", "mlp", "--out", str(tmp_path)])
     assert bad.exit_code != 0 and "MODEL:LR" in bad.output

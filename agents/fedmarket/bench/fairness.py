@@ -1,59 +1,86 @@
-"""`fedmarket bench fairness`: who gets paid, honest or malicious trainers, under each utility function.
+"""`fedmarket bench fairness`: who gets paid, honest or dishonest trainers, under each utility function.
 
-Scenario (the market's round without the chain): a pool of trainers on a Dir(alpha) split of a
-dataset, some honest and one of each attack of fl.utility.attacks (free rider, Gaussian noise,
-label flipping, sign flipping, x10 scaling); one validator holding a random held-out slice of the
-dataset that no trainer sees. Every round each trainer trains from the global model (attackers
-then replace or distort their update), the validator scores all updates with the utility under
-test (micro-units, as submitted on chain), the trainers' 70 % of the round budget is paid in
-proportion to max(u, 0) (nothing paid returns to the buyer), and the aggregator publishes the
-FedAvg of the updates with u > 0 (the previous model carries over when none is accepted). So a
-utility that accepts poison also pays for its consequences in the following rounds, as in the
-market. Roles rotate over the trainers with the seed, so every attack meets several data sizes.
+The market's incentive test (design §7), run without the chain. A pool of trainers on a split of a
+dataset; `attack_share` of the seats attack, their kinds drawn in turn from `attacks` (the seats
+rotate with the seed, so every attack meets several data sizes and a run with several seeds sees
+every kind); the honest trainers' data quality varies, their share of clean labels falling
+linearly from 100 % to `clean_min` (the rest random labels). `validators` validators, each with
+its own random held-out slice that no trainer sees, score every update with the utility under
+test (micro-units, as submitted on chain); the update's utility is the median of their scores
+(chain.protocol.median_toward_zero, as the contract takes it). The trainers' pool of each round
+is paid in proportion to max(u, 0) (what nobody earns returns to the buyer), an update with
+u < the poison threshold is slashed, and the aggregator publishes the FedAvg of the updates with
+u > 0 (the previous model carries over when none is accepted): a utility that accepts poison also
+pays for its consequences in the later rounds, as in the market.
 
-Reported per utility and role: the share of the trainer pool paid, the fraction of updates scored
-> 0, < 0 (bad-slashed with a poison threshold of 0) and < -0.1 (the chain's default threshold),
-the final global accuracy on every trainer's local test split, and whether the utility meets the
-market's requirements: every honest update > 0, free riders exactly 0, noise and label flipping
-together at most 1 % of the pool, every sign-flipped and scaled update < 0. The winner is the
-utility that meets them with the largest honest share; it should be fl.utility.DEFAULT_UTILITY.
+What each validator knows besides the round's updates is what the chain makes public: the
+earlier global models and the previous round's revealed updates (fl.utility.PublicPast).
+
+The attacks (fl.utility.attacks): free ride, momentum free ride (w + (w - w_prev)), stale copy
+(the previous round's best-scored update re-applied), copycat (a sybil's second seat: another
+seat's update plus 1e-3 relative noise, revealed after it), Gaussian noise (as large as an honest
+update), label flip, sign flip, x10 scale, ALIE (the colluding seats of the run send the mean of
+their own trained updates plus one standard deviation), lazy (trains on 10 % of its data and
+claims all of it).
+
+The clean run beside each run: the same market without its attackers (the honest seats alone),
+every update aggregated: the accuracy the attacked market is measured against. Reported per utility and
+role (fairness_report): pool share, fraction accepted / slashed, score range; final accuracy
+against the clean run; the Spearman correlation of honest pay with clean-sample count; the
+issue's targets met or missed. The winner is the utility that meets the most targets, then has
+the largest honest share; it should be fl.utility.DEFAULT_UTILITY.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
-from fedmarket.bench import machine_facts, markdown_table
+from fedmarket.bench import machine_facts
+from fedmarket.bench.fairness_report import HONEST, merge_reports, percent, summarise, to_markdown, winner
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.learning import Learning
 
 NAME = "fairness"
-HONEST = "honest"
-ATTACK_ROLES = ("free_ride", "gaussian_noise", "label_flip", "sign_flip", "scale")
+# One entry per attacking seat kind, in the order seats are dealt; ALIE twice: it needs colluders.
+ATTACK_ROLES = ("free_ride", "momentum_free_ride", "stale_copy", "copycat", "gaussian_noise", "label_flip", "sign_flip",
+                "scale", "alie", "lazy")
+SEAT_CYCLE = ("free_ride", "momentum_free_ride", "stale_copy", "copycat", "gaussian_noise", "label_flip", "sign_flip",
+              "scale", "alie", "alie", "lazy")
 CHAIN_POISON_THRESHOLD = -0.1  # ModelParams' default poison_threshold (-100_000 micro-units), in utility units
 SCALE_FACTOR = 10.0
-MAX_ATTACK_PAY = 0.01  # noise + label flipping together may take at most 1 % of the trainer pool
+LAZY_SHARE = 0.1
+ALIE_Z = 1.0
+COPY_NOISE = 1e-3
+PUBLIC_MODELS = 3  # earlier global models a validator reads (their steps span any extrapolation of them)
 # The seed protocol's lr 0.005 and a 10x larger one: the utilities behave differently at each.
 DEFAULT_SCENARIOS = "mlp:0.05,mlp:0.005"
+
+__all__ = ["ATTACK_ROLES", "DEFAULT_SCENARIOS", "HONEST", "NAME", "FairnessConfig", "merge_reports", "parse_scenarios",
+           "percent", "run", "summarise", "to_markdown", "winner"]
 
 
 @dataclass(frozen=True)
 class FairnessConfig(Learning):
     """One fairness scenario: the learning settings (an MLP at lr 0.05 on digits, Dir(0.3)) and
-    the market's; defaults finish in a few minutes on 2 CPU cores."""
+    the market's. The defaults finish in minutes on 2 CPU cores; the issue's full benchmark is
+    `--dataset mnist --scenarios cnn:0.005 --partitions dir:0.1,pat:2 --clients 20 --rounds 10
+    --seeds 0,1,2 --validators 3` (the seed protocol's batch 10 and 1 epoch are the defaults)."""
 
     partition: str = "dir:0.3"
     model: str = "mlp"
     lr: float = 0.05
-    clients: int = 10
+    clients: int = 20
     rounds: int = 8
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per seed, with `seed` set to it
-    validator_samples: int = 300
+    validators: int = 3
+    validator_samples: int = 200
     utilities: tuple[str, ...] = ()  # empty: every registered utility
-    attacks: tuple[str, ...] = ATTACK_ROLES
+    attacks: tuple[str, ...] = SEAT_CYCLE
+    attack_share: float = 0.3
+    clean_min: float = 0.2  # the dirtiest honest trainer's share of clean labels
+    poison_threshold: float = CHAIN_POISON_THRESHOLD
     device: str = "cpu"
     # Small models train fastest on one CPU thread; on a busy machine torch's thread pool
     # otherwise spins and a run takes 10x longer.
@@ -70,9 +97,7 @@ class FairnessConfig(Learning):
 @dataclass
 class RoundLog:
     round: int
-    roles: list[str]
-    samples: list[int]
-    scores: list[float]
+    scores: list[float]  # the median utility of each seat's update
     paid: list[float]  # share of this round's trainer pool
     accepted: int
 
@@ -81,8 +106,12 @@ class RoundLog:
 class RunLog:
     utility: str
     seed: int
+    roles: list[str]
+    samples: list[int]
+    clean_samples: list[int]
     rounds: list[RoundLog] = field(default_factory=list)
     final_accuracy: float = float("nan")
+    clean_accuracy: float = float("nan")
     wall_s: float = 0.0
 
 
@@ -100,13 +129,27 @@ def parse_scenarios(text: str) -> list[tuple[str, float]]:
     return scenarios
 
 
-def assign_roles(clients: int, attacks: tuple[str, ...], seed: int) -> list[str]:
-    """One trainer per attack, the rest honest, rotated by `seed` so attackers get different data."""
-    if len(attacks) >= clients:
-        raise FedmarketError(f"{clients} trainers cannot hold {len(attacks)} attackers and an honest majority")
-    roles = [HONEST] * (clients - len(attacks)) + list(attacks)
+def assign_roles(clients: int, attacks: tuple[str, ...], seed: int, share: float = 0.3) -> list[str]:
+    """round(share * clients) attacking seats, their kinds dealt from `attacks` starting at
+    seed * seats (so successive seeds see the next kinds), the rest honest, rotated by `seed` so
+    attackers get different data."""
+    seats = round(share * clients) if attacks else 0
+    if seats * 2 >= clients:
+        raise FedmarketError(f"{clients} trainers cannot hold {seats} attackers and an honest majority")
+    start = seed * seats
+    kinds = [attacks[(start + j) % len(attacks)] for j in range(seats)]
+    roles = [HONEST] * (clients - seats) + kinds
     shift = seed % clients
     return roles[shift:] + roles[:shift]
+
+
+def clean_shares(roles: list[str], clean_min: float) -> list[float]:
+    """Each seat's share of clean labels: honest seats from 1.0 down to `clean_min` in seat order; attackers 1.0."""
+    honest = [i for i, role in enumerate(roles) if role == HONEST]
+    shares = [1.0] * len(roles)
+    for k, i in enumerate(honest):
+        shares[i] = 1.0 - (1.0 - clean_min) * (k / max(1, len(honest) - 1))
+    return shares
 
 
 def pay_shares(scores: list[float]) -> list[float]:
@@ -116,123 +159,187 @@ def pay_shares(scores: list[float]) -> list[float]:
     return [p / total if total > 0 else 0.0 for p in positive]
 
 
-def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
-    """`config.rounds` market rounds with one utility, seeded by `config.seed`; every score and payment."""
-    # Heavy imports here, not at module level: `fedmarket --help` stays fast.
-    import numpy as np
-    import torch
+def copy_source(roles: list[str], i: int) -> int:
+    """The seat a copycat copies: the nearest honest seat before it (cyclically)."""
+    n = len(roles)
+    for back in range(1, n):
+        j = (i - back) % n
+        if roles[j] == HONEST:
+            return j
+    raise FedmarketError("a copycat needs an honest seat to copy")
 
-    from fedmarket.fl.aggregation import get_rule
-    from fedmarket.fl.evaluation import evaluate
-    from fedmarket.fl.models import model_spec_for
-    from fedmarket.fl.params import canonical
-    from fedmarket.fl.partition import partition
-    from fedmarket.fl.seeds import client_seed, fairness_holdout_seed, fairness_noise_seed, fairness_utility_seed, initial_model_seed
-    from fedmarket.fl.training import train_local
-    from fedmarket.fl.utility import MICRO, Update, ValidationData, get_utility
+
+def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
+    """`config.rounds` market rounds with one utility, seeded by `config.seed`; every score and
+    payment, and the clean run's final accuracy."""
+    # Heavy imports here, not at module level: `fedmarket --help` stays fast.
+    from fedmarket.chain.protocol import median_toward_zero
+    from fedmarket.fl.seeds import fairness_noise_seed
+    from fedmarket.fl.utility import MICRO, PublicPast, Update, ValidationData, get_utility
     from fedmarket.fl.utility import attacks as atk
 
     started = time.perf_counter()
     seed = config.seed
-    order = np.random.default_rng(fairness_holdout_seed(seed)).permutation(len(dataset.y))
-    held_out, pool = order[: config.validator_samples], order[config.validator_samples :]
-    parts = partition(dataset.y[pool], config.clients, config.partition, seed)
-    roles = assign_roles(config.clients, config.attacks, seed)
-    spec = model_spec_for(dataset, config.model)
-    validation = ValidationData(dataset.x[held_out], dataset.y[held_out])
+    spec, pool, slices, parts, roles, labels, log = _setup(config, utility, dataset)
+    validation = [ValidationData(dataset.x[s], dataset.y[s]) for s in slices]
+    samples = log.samples
     score = get_utility(utility)
-    aggregate = get_rule(config.aggregation)
-    global_state = spec.init_state(initial_model_seed(seed))
-    model = spec.build()
-    train = config.train_config(0)
-    log = RunLog(utility, seed)
+    market = _Market(config, spec, dataset, pool, parts, labels)
+    past: list[Any] = []  # earlier global models, newest first
+    previous_updates: list[tuple[Any, Any]] = []
+    previous_scores: list[float] = []
     for r in range(1, config.rounds + 1):
+        g = market.global_state
+        trained = market.train_round(r, roles)
         updates: list[Update] = []
-        for i, client in enumerate(parts.clients):
-            idx = pool[client.train]
-            x, y = dataset.x[idx], dataset.y[idx]
-            local = config.train_config(client_seed(seed, r, i))
-            role = roles[i]
-            if role == "label_flip":
-                state, n = atk.label_flip(spec, global_state, x, y, local, config.device)
-            else:
-                state, n, _ = train_local(model, global_state, x, y, local, config.device)
-            if role == "free_ride":
-                state = atk.free_ride(global_state)
+        colluders = [trained[i] for i, role in enumerate(roles) if role == "alie"]
+        for i, role in enumerate(roles):
+            noise_seed = fairness_noise_seed(seed, r, i)
+            if role in ("free_ride", "momentum_free_ride", "stale_copy"):
+                state = _free_ride_kind(role, g, past, previous_updates, previous_scores, roles, atk)
+            elif role == "copycat":
+                state = atk.near_copy(g, trained[copy_source(roles, i)], noise_seed, COPY_NOISE)
             elif role == "gaussian_noise":  # noise as large as the update it replaces
-                state = atk.gaussian_noise(global_state, atk.update_rms(global_state, state), fairness_noise_seed(seed, r, i))
+                state = atk.gaussian_noise(g, atk.update_rms(g, trained[i]), noise_seed)
             elif role == "sign_flip":
-                state = atk.sign_flip(global_state, state)
+                state = atk.sign_flip(g, trained[i])
             elif role == "scale":
-                state = atk.scale(global_state, state, SCALE_FACTOR)
-            updates.append(Update(state, n))
-        micro = score(global_state, updates, validation, spec, seed=fairness_utility_seed(seed, r), train=train,
-                      device=config.device)
-        scores = [m / MICRO for m in micro]
-        accepted = [u for u, s in zip(updates, scores) if s > 0]
-        if accepted:
-            global_state = canonical(aggregate([u.state for u in accepted], [u.num_samples for u in accepted]))
-        log.rounds.append(RoundLog(r, roles, [u.num_samples for u in updates], scores, pay_shares(scores), len(accepted)))
-    test = np.concatenate([pool[c.test] for c in parts.clients])
-    with torch.no_grad():
-        metrics = evaluate(model, global_state, dataset.x[test], dataset.y[test], dataset.task, config.device)
-    log.final_accuracy = float(metrics.accuracy if metrics.accuracy is not None else float("nan"))
+                state = atk.scale(g, trained[i], SCALE_FACTOR)
+            elif role == "alie":
+                state = atk.alie(g, colluders, ALIE_Z)
+            else:  # honest, label flip, lazy: what they trained
+                state = trained[i]
+            updates.append(Update(state, samples[i]))
+        # Reveal order: every copycat after the seat it copies (a sybil reveals its copy second).
+        reveal = [i for i, role in enumerate(roles) if role != "copycat"] + [i for i, role in enumerate(roles) if role == "copycat"]
+        public = PublicPast(tuple(past[:PUBLIC_MODELS]), tuple(previous_updates))
+        per_validator = [score(g, [updates[i] for i in reveal], data, spec, seed=_utility_seed(seed, r, v), train=market.train,
+                               device=config.device, public=public) for v, data in enumerate(validation)]
+        medians = [median_toward_zero([s[k] for s in per_validator]) for k in range(len(reveal))]
+        scores = [0.0] * len(roles)
+        for k, i in enumerate(reveal):
+            scores[i] = medians[k] / MICRO
+        accepted = [i for i, s in enumerate(scores) if s > 0]
+        past = [g, *past][:PUBLIC_MODELS]
+        previous_updates = [(u.state, g) for u in updates]
+        previous_scores = scores
+        market.aggregate([updates[i] for i in accepted])
+        log.rounds.append(RoundLog(r, scores, pay_shares(scores), len(accepted)))
+    log.final_accuracy = market.accuracy()
     log.wall_s = time.perf_counter() - started
     return log
 
 
-def summarise(logs: list[RunLog]) -> dict[str, Any]:
-    """Per role: pool share, fraction > 0 / < 0 / below the chain threshold, score range; the verdict."""
-    import numpy as np  # here, not at import: `fedmarket --help` stays fast
+def _setup(config: FairnessConfig, utility: str, dataset: Any) -> tuple[Any, Any, list[Any], Any, list[str], list[Any], RunLog]:
+    """One run's fixed facts: model spec, trainer pool, validator slices, split, roles, labels, its log."""
+    import numpy as np
 
-    pool_rounds = sum(len(log.rounds) for log in logs)
-    paid: dict[str, float] = defaultdict(float)
-    scores: dict[str, list[float]] = defaultdict(list)
-    for log in logs:
-        for rnd in log.rounds:
-            for role, s, p in zip(rnd.roles, rnd.scores, rnd.paid):
-                paid[role] += p
-                scores[role].append(s)
-    roles: dict[str, Any] = {}
-    for role in (HONEST, *ATTACK_ROLES):
-        values = scores.get(role, [])
-        if not values:
-            continue
-        roles[role] = {
-            "pool_share": paid[role] / pool_rounds,
-            "updates": len(values),
-            "positive": sum(v > 0 for v in values) / len(values),
-            "zero": sum(v == 0 for v in values) / len(values),
-            "negative": sum(v < 0 for v in values) / len(values),
-            "below_chain_threshold": sum(v < CHAIN_POISON_THRESHOLD for v in values) / len(values),
-            "min": min(values),
-            "median": float(np.median(values)),
-            "max": max(values),
-        }
-    returned = max(0.0, 1.0 - sum(paid.values()) / pool_rounds)  # max: no "-0.00 %" from float rounding
-    checks = {
-        "honest_all_positive": roles.get(HONEST, {}).get("positive", 0.0) == 1.0,
-        "free_ride_all_zero": roles.get("free_ride", {"zero": 1.0})["zero"] == 1.0,
-        "noise_and_flip_at_most_1pct": (roles.get("gaussian_noise", {}).get("pool_share", 0.0)
-                                        + roles.get("label_flip", {}).get("pool_share", 0.0)) <= MAX_ATTACK_PAY,
-        "sign_flip_all_negative": roles.get("sign_flip", {"negative": 1.0})["negative"] == 1.0,
-        "scale_all_negative": roles.get("scale", {"negative": 1.0})["negative"] == 1.0,
-    }
-    return {
-        "roles": roles,
-        "returned_to_buyer": returned,
-        "final_accuracy": float(np.mean([log.final_accuracy for log in logs])),
-        "checks": checks,
-        "meets_requirements": all(checks.values()),
-        "wall_s": sum(log.wall_s for log in logs),
-    }
+    from fedmarket.fl.models import model_spec_for
+    from fedmarket.fl.partition import partition
+    from fedmarket.fl.seeds import fairness_holdout_seed, fairness_noise_seed
+    from fedmarket.fl.utility import attacks as atk
+
+    seed = config.seed
+    order = np.random.default_rng(fairness_holdout_seed(seed)).permutation(len(dataset.y))
+    pool = order[config.validators * config.validator_samples :]
+    slices = [order[v * config.validator_samples : (v + 1) * config.validator_samples] for v in range(config.validators)]
+    parts = partition(dataset.y[pool], config.clients, config.partition, seed)
+    roles = assign_roles(config.clients, config.attacks, seed, config.attack_share)
+    quality = clean_shares(roles, config.clean_min)
+    labels = []  # each seat's training labels: a share of them random for a dirty honest trainer
+    for i, client in enumerate(parts.clients):
+        y = dataset.y[pool[client.train]]
+        dirty = 1.0 - quality[i]
+        labels.append(y if dirty == 0 else atk.random_labels(y, dataset.num_classes, dirty, fairness_noise_seed(seed, 0, i)))
+    samples = [len(pool[c.train]) for c in parts.clients]
+    log = RunLog(utility, seed, roles, samples, [round(n * q) for n, q in zip(samples, quality)])
+    return model_spec_for(dataset, config.model), pool, slices, parts, roles, labels, log
 
 
-def winner(summaries: dict[str, dict[str, Any]]) -> str | None:
-    """The utility that meets every requirement with the largest honest share (then accuracy)."""
-    passing = [(s["roles"].get(HONEST, {}).get("pool_share", 0.0), s["final_accuracy"], name)
-               for name, s in summaries.items() if s["meets_requirements"]]
-    return max(passing)[2] if passing else None
+def clean_accuracy(config: FairnessConfig, dataset: Any) -> float:
+    """The run without its attackers: the honest seats alone (with their own labels, dirty ones
+    included), every update aggregated: the final accuracy the attacked run is measured against."""
+    from fedmarket.fl.utility import Update
+
+    spec, pool, _slices, parts, roles, labels, _log = _setup(config, "", dataset)
+    market = _Market(config, spec, dataset, pool, parts, labels)
+    # Attack seats are skipped by train_round like free riders: only the honest ones train.
+    seats = [role if role == HONEST else "free_ride" for role in roles]
+    for r in range(1, config.rounds + 1):
+        trained = market.train_round(r, seats)
+        market.aggregate([Update(trained[i], len(labels[i])) for i in sorted(trained)])
+    return market.accuracy()
+
+
+def _free_ride_kind(role: str, g: Any, past: list[Any], previous_updates: list[tuple[Any, Any]],
+                    previous_scores: list[float], roles: list[str], atk: Any) -> Any:
+    """The updates built from public data alone: the global model, its last step again, or the
+    previous round's best-scored honest update re-applied (the global model in round 1)."""
+    if role == "momentum_free_ride" and past:
+        return atk.momentum_free_ride(g, past[0])
+    if role == "stale_copy" and previous_updates:
+        best = max((i for i, r in enumerate(roles) if r == HONEST), key=lambda i: previous_scores[i])
+        return atk.stale_copy(g, *previous_updates[best])
+    return atk.free_ride(g)
+
+
+def _utility_seed(seed: int, r: int, v: int) -> int:
+    from fedmarket.fl.seeds import validator_seed
+
+    return validator_seed(seed, r, v)
+
+
+class _Market:
+    """The learning side of one run: the global model, each seat's local training, FedAvg."""
+
+    def __init__(self, config: FairnessConfig, spec: Any, dataset: Any, pool: Any, parts: Any, labels: list[Any]) -> None:
+        from fedmarket.fl.aggregation import get_rule
+        from fedmarket.fl.seeds import initial_model_seed
+
+        self.config, self.spec, self.dataset, self.pool, self.parts, self.labels = config, spec, dataset, pool, parts, labels
+        self.rule = get_rule(config.aggregation)
+        self.model = spec.build()
+        self.global_state = spec.init_state(initial_model_seed(config.seed))
+        self.train = config.train_config(0)
+
+    def train_round(self, r: int, roles: list[str]) -> dict[int, Any]:
+        """Every seat's local update from the global model (free riders train nothing)."""
+        from fedmarket.fl.seeds import client_seed
+        from fedmarket.fl.training import train_local
+        from fedmarket.fl.utility import attacks as atk
+
+        trained: dict[int, Any] = {}
+        for i, client in enumerate(self.parts.clients):
+            if roles[i] in ("free_ride", "momentum_free_ride", "stale_copy"):
+                continue
+            x, y = self.dataset.x[self.pool[client.train]], self.labels[i]
+            if roles[i] == "lazy":  # the first 10 % of its data, claiming all of it
+                keep = max(1, round(LAZY_SHARE * len(y)))
+                x, y = x[:keep], y[:keep]
+            if roles[i] == "label_flip":
+                y = atk.flipped_labels(y, self.spec.num_outputs)
+            trained[i], _n, _loss = train_local(self.model, self.global_state, x, y,
+                                                self.config.train_config(client_seed(self.config.seed, r, i)), self.config.device)
+        return trained
+
+    def aggregate(self, updates: list[Any]) -> None:
+        from fedmarket.fl.params import canonical
+
+        if updates:
+            self.global_state = canonical(self.rule([u.state for u in updates], [u.num_samples for u in updates]))
+
+    def accuracy(self) -> float:
+        """The global model's accuracy on every client's local test split."""
+        import numpy as np
+        import torch
+
+        from fedmarket.fl.evaluation import evaluate
+
+        test = np.concatenate([self.pool[c.test] for c in self.parts.clients])
+        with torch.no_grad():
+            metrics = evaluate(self.model, self.global_state, self.dataset.x[test], self.dataset.y[test], self.dataset.task,
+                               self.config.device)
+        return float(metrics.accuracy if metrics.accuracy is not None else float("nan"))
 
 
 def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None] = lambda _name, _summary: None) -> dict[str, Any]:
@@ -247,14 +354,17 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
+        clean = {seed: clean_accuracy(replace(config, seed=seed), dataset) for seed in config.seeds}
         for name in config.utilities or UTILITIES:
             logs = [run_market(replace(config, seed=seed), name, dataset) for seed in config.seeds]
-            summaries[name] = summarise(logs)
+            for log in logs:
+                log.clean_accuracy = clean[log.seed]
+            summaries[name] = summarise(logs, config.poison_threshold)
             # Roles and sample counts are fixed for a run: stored once, scores round by round.
             summaries[name]["runs"] = [
-                {"seed": log.seed, "final_accuracy": log.final_accuracy, "roles": log.rounds[0].roles,
-                 "samples": log.rounds[0].samples, "scores": [r.scores for r in log.rounds],
-                 "accepted": [r.accepted for r in log.rounds]}
+                {"seed": log.seed, "final_accuracy": log.final_accuracy, "clean_accuracy": log.clean_accuracy,
+                 "roles": log.roles, "samples": log.samples, "clean_samples": log.clean_samples,
+                 "scores": [r.scores for r in log.rounds], "accepted": [r.accepted for r in log.rounds]}
                 for log in logs
             ]
             on_result(name, summaries[name])
@@ -268,101 +378,3 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
         "winner": winner(summaries),
         "utilities": summaries,
     }
-
-
-def percent(value: float) -> str:
-    """A share as a percentage with two decimals."""
-    return f"{100 * value:.2f}%"
-
-
-def to_markdown(report: dict[str, Any]) -> str:
-    s, m = report["settings"], report["machine"]
-    headers = ["utility", "honest", "free ride", "noise", "label flip", "sign flip", "x10 scale", "to buyer",
-               "honest > 0", "sign < 0", "scale < 0", "final acc", "meets all"]
-    rows = []
-    for name, u in report["utilities"].items():
-        roles = u["roles"]
-        share = lambda role: percent(roles[role]["pool_share"]) if role in roles else "-"  # noqa: E731
-        frac = lambda role, key: percent(roles[role][key]) if role in roles else "-"  # noqa: E731
-        label = name + (" (default)" if name == report["default_utility"] else "")
-        rows.append([label, share(HONEST), share("free_ride"), share("gaussian_noise"), share("label_flip"),
-                     share("sign_flip"), share("scale"), percent(u["returned_to_buyer"]), frac(HONEST, "positive"),
-                     frac("sign_flip", "negative"), frac("scale", "negative"), f"{u['final_accuracy']:.3f}",
-                     "yes" if u["meets_requirements"] else "no"])
-    score_rows = []
-    for name, u in report["utilities"].items():
-        for role, r in u["roles"].items():
-            score_rows.append([name, role, f"{r['min']:+.4f}", f"{r['median']:+.4f}", f"{r['max']:+.4f}",
-                               percent(r["below_chain_threshold"])])
-    best = report["winner"]
-    if best is None:
-        conclusion = "No utility met every requirement in this scenario."
-    else:
-        conclusion = f"Best in this scenario (meets every requirement, then largest honest share, then accuracy): **{best}**."
-    failed = {name: [check for check, ok in u["checks"].items() if not ok] for name, u in report["utilities"].items()}
-    conclusion += "\n\nFailed requirements: " + "; ".join(
-        f"{name}: {', '.join(checks) if checks else 'none'}" for name, checks in failed.items()) + "."
-    return (
-        f"# bench fairness: {s['arch']}, lr {s['lr']}\n\n"
-        f"{s['dataset']}, {s['partition']}, {s['clients']} trainers ({len(s['attacks'])} attackers: one each of "
-        f"{', '.join(s['attacks'])}; the rest honest), {s['rounds']} rounds, seeds {list(s['seeds'])}, "
-        f"{s['arch']} trained with lr {s['lr']}, batch {s['batch_size']}, {s['epochs']} local epoch; one validator "
-        f"with {s['validator_samples']} held-out samples; the global model is the FedAvg of the updates scored > 0. "
-        f"Shares are of the trainers' pool (70 % of each round's budget) summed over rounds and seeds; "
-        f"\"to buyer\" is the part nobody earned. Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']}; "
-        f"measured {m['measured_at']}.\n\n"
-        f"Requirements (\"meets all\"): every honest update > 0, free riders exactly 0, noise + label flipping "
-        f"<= 1 % of the pool, every sign-flipped and x10-scaled update < 0.\n\n"
-        + markdown_table(headers, rows) + "\n\n" + conclusion + "\n\n"
-        "Scores (utility units; the chain gets micro-units) and the fraction below the chain's default poison "
-        f"threshold {CHAIN_POISON_THRESHOLD}:\n\n"
-        + markdown_table(["utility", "role", "min", "median", "max", f"< {CHAIN_POISON_THRESHOLD}"], score_rows) + "\n"
-    )
-
-
-def overall_winner(reports: list[dict[str, Any]]) -> str | None:
-    """Across scenarios: the utility meeting every requirement in the most scenarios, then the
-    largest mean honest share."""
-    import numpy as np  # here, not at import: `fedmarket --help` stays fast
-
-    names = list(reports[0]["utilities"]) if reports else []
-    ranked = []
-    for name in names:
-        entries = [r["utilities"][name] for r in reports if name in r["utilities"]]
-        passed = sum(e["meets_requirements"] for e in entries)
-        honest = float(np.mean([e["roles"].get(HONEST, {}).get("pool_share", 0.0) for e in entries]))
-        ranked.append((passed, honest, name))
-    if not ranked or max(ranked)[0] == 0:
-        return None
-    return max(ranked)[2]
-
-
-def merge_reports(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
-    """Several scenarios (e.g. two learning rates) in one JSON document and one markdown page."""
-    from fedmarket.fl.utility import DEFAULT_UTILITY
-
-    best = overall_winner(reports)
-    merged = {"benchmark": NAME, "default_utility": DEFAULT_UTILITY, "overall_winner": best, "scenarios": reports}
-    summary_rows = []
-    for r in reports:
-        s = r["settings"]
-        passing = [n for n, u in r["utilities"].items() if u["meets_requirements"]]
-        default = r["utilities"].get(DEFAULT_UTILITY)
-        default_cell = "-" if default is None else (
-            f"honest {percent(default['roles'][HONEST]['pool_share'])}; fails: "
-            + (", ".join(c for c, ok in default["checks"].items() if not ok) or "nothing"))
-        summary_rows.append([f"{s['arch']}, lr {s['lr']}", ", ".join(passing) or "none", r["winner"] or "none",
-                             default_cell])
-    if best is None:
-        verdict = "No utility met every requirement in any scenario."
-    elif best == DEFAULT_UTILITY:
-        verdict = f"Overall winner: **{best}**, the default utility of fl.utility."
-    else:
-        verdict = f"Overall winner: **{best}**; the default is still {DEFAULT_UTILITY} and should follow this table."
-    head = (
-        "# bench fairness\n\n"
-        "Which utility pays honest trainers and not malicious ones, scenario by scenario (details below). "
-        "The overall winner meets every requirement in the most scenarios, then has the largest mean honest share.\n\n"
-        + markdown_table(["scenario", "meets every requirement", "best", f"default ({DEFAULT_UTILITY})"], summary_rows) + "\n\n" + verdict
-    )
-    return merged, head + "\n\n" + "\n\n".join(to_markdown(r).replace("# bench fairness:", "## scenario:") for r in reports)

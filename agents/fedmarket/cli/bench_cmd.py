@@ -188,37 +188,49 @@ def accuracy(
 @one_line_errors
 def fairness(
     dataset: str = typer.Option(fairness_bench.FairnessConfig.dataset, "--dataset"),
-    partition_scheme: str = typer.Option(fairness_bench.FairnessConfig.partition, "--partition", help="iid, pat:K or dir:ALPHA."),
-    clients: int = typer.Option(fairness_bench.FairnessConfig.clients, "--clients", min=2, help="Trainers, one of each attack among them."),
+    partitions: str = typer.Option(fairness_bench.FairnessConfig.partition, "--partitions", "--partition",
+                                   help="Comma-separated splits (iid, pat:K, dir:ALPHA), one scenario each."),
+    clients: int = typer.Option(fairness_bench.FairnessConfig.clients, "--clients", min=2, help="Trainers, attackers among them."),
     rounds: int = typer.Option(fairness_bench.FairnessConfig.rounds, "--rounds", min=1),
     seeds: str = typer.Option(",".join(map(str, fairness_bench.FairnessConfig.seeds)), "--seeds", help="Comma-separated seeds; roles rotate with the seed."),
     scenarios: str = typer.Option(fairness_bench.DEFAULT_SCENARIOS, "--scenarios",
                                   help="Comma-separated MODEL:LR pairs, one scenario each (models: cnn, mlp, linear)."),
+    validators: int = typer.Option(fairness_bench.FairnessConfig.validators, "--validators", min=1),
     validator_samples: int = typer.Option(fairness_bench.FairnessConfig.validator_samples, "--validator-samples", min=10),
+    attacks: str = typer.Option(",".join(fairness_bench.SEAT_CYCLE), "--attacks", help="Attack kinds dealt to the attacking seats in turn."),
+    attack_share: float = typer.Option(fairness_bench.FairnessConfig.attack_share, "--attack-share", min=0.0, max=0.49),
+    clean_min: float = typer.Option(fairness_bench.FairnessConfig.clean_min, "--clean-min", min=0.0, max=1.0,
+                                    help="The dirtiest honest trainer's share of clean labels."),
     utilities: str = typer.Option("", "--utilities", help="Comma-separated utilities (default: all)."),
     device: str = typer.Option(fairness_bench.FairnessConfig.device, "--device"),
     out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for fairness.json and .md."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
 ) -> None:
-    """Payment share of honest vs malicious trainers under each utility; bench/results/fairness.{json,md}."""
+    """Payment share of honest vs dishonest trainers under each utility; bench/results/fairness.{json,md}."""
     seed_list = tuple(_ints(seeds, "--seeds takes comma-separated integers"))
     if not seed_list:
         raise FedmarketError("give at least one seed")
+    kinds = tuple(_csv(attacks))
+    unknown = sorted(set(kinds) - set(fairness_bench.ATTACK_ROLES))
+    if unknown:
+        raise FedmarketError(f"unknown attack {', '.join(unknown)}; choose from {', '.join(fairness_bench.ATTACK_ROLES)}")
     reports = []
     for model, lr in fairness_bench.parse_scenarios(scenarios):
-        config = fairness_bench.FairnessConfig(dataset=dataset, partition=partition_scheme, clients=clients, rounds=rounds,
-                                               seeds=seed_list, model=model, lr=lr, validator_samples=validator_samples,
-                                               utilities=tuple(_csv(utilities)), device=device)
+        for split in _csv(partitions):
+            config = fairness_bench.FairnessConfig(dataset=dataset, partition=split, clients=clients, rounds=rounds,
+                                                   seeds=seed_list, model=model, lr=lr, validators=validators,
+                                                   validator_samples=validator_samples, attacks=kinds, attack_share=attack_share,
+                                                   clean_min=clean_min, utilities=tuple(_csv(utilities)), device=device)
 
-        def show(name: str, summary: dict[str, Any], model: str = model, lr: float = lr) -> None:
-            roles = summary["roles"]
-            pct = fairness_bench.percent
-            err_console.print(
-                f"{model} lr {lr} {name}: honest {pct(roles[fairness_bench.HONEST]['pool_share'])}, "
-                + ", ".join(f"{r} {pct(roles[r]['pool_share'])}" for r in fairness_bench.ATTACK_ROLES if r in roles)
-                + f", meets all: {summary['meets_requirements']} ({summary['wall_s']:.0f} s)", highlight=False)
+            def show(name: str, summary: dict[str, Any], label: str = f"{model} lr {lr} {split}") -> None:
+                roles = summary["roles"]
+                pct = fairness_bench.percent
+                err_console.print(
+                    f"{label} {name}: " + ", ".join(f"{r} {pct(v['pool_share'])}" for r, v in roles.items())
+                    + f"; targets met {sum(summary['checks'].values())}/{len(summary['checks'])} ({summary['wall_s']:.0f} s)",
+                    highlight=False)
 
-        reports.append(fairness_bench.run(config, on_result=show))
+            reports.append(fairness_bench.run(config, on_result=show))
     report, markdown = fairness_bench.merge_reports(reports)
     _publish(fairness_bench.NAME, report, markdown, out, as_json, _echo_page)
 

@@ -5,7 +5,8 @@ device) -> one int per update in micro-units (round(score * 1e6)), deterministic
 ready for `submitScores`. An unchanged model scores exactly 0; a malformed update scores -1.
 
 Registered (one file per algorithm):
-    separation_cosine    cosine with the validator's class-separation gradient, guarded (default)
+    novel_separation     the separation cosine of what public data does not explain, guarded; same-round copies 0 (default)
+    separation_cosine    cosine with the validator's class-separation gradient, guarded
     reference_cosine     FLTrust's cosine with the validator's trained reference update, guarded
     loss_delta           validation-loss decrease of the update alone (the literal v({i}))
     weighted_loss_delta  validation-loss decrease of the update at its FedAvg weight
@@ -27,6 +28,8 @@ from fedmarket.fl.training import TrainConfig
 from fedmarket.fl.utility.base import (
     MALFORMED_SCORE,
     MICRO,
+    NO_PAST,
+    PublicPast,
     State,
     Update,
     UtilityFunction,
@@ -34,13 +37,18 @@ from fedmarket.fl.utility.base import (
     to_micro,
 )
 from fedmarket.fl.utility.loo import loo_scores
-from fedmarket.fl.utility.loss_delta import loss_delta_scores, weighted_loss_delta_scores
+from fedmarket.fl.utility.loss_delta import (
+    loss_delta_scores,
+    weighted_loss_delta_scores,
+)
+from fedmarket.fl.utility.novel_separation import novel_separation_scores
 from fedmarket.fl.utility.reference_cosine import reference_cosine_scores
 from fedmarket.fl.utility.separation_cosine import separation_cosine_scores
 
 RawUtility = Callable[..., list[float]]
 
 _RAW: dict[str, RawUtility] = {
+    "novel_separation": novel_separation_scores,
     "separation_cosine": separation_cosine_scores,
     "reference_cosine": reference_cosine_scores,
     "loss_delta": loss_delta_scores,
@@ -48,13 +56,15 @@ _RAW: dict[str, RawUtility] = {
     "loo": loo_scores,
 }
 UTILITIES: tuple[str, ...] = tuple(_RAW)
-DEFAULT_UTILITY = "separation_cosine"
+DEFAULT_UTILITY = "novel_separation"
 
 __all__ = [
     "DEFAULT_UTILITY",
     "MALFORMED_SCORE",
     "MICRO",
+    "NO_PAST",
     "UTILITIES",
+    "PublicPast",
     "Update",
     "UtilityFunction",
     "ValidationData",
@@ -78,7 +88,8 @@ def get_utility(name: str = DEFAULT_UTILITY) -> UtilityFunction:
 
     @wraps(raw)
     def utility(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec, *,
-                seed: int, train: TrainConfig | None = None, device: str = "cpu") -> list[int]:
-        return [to_micro(s) for s in raw(global_state, updates, data, spec, seed=seed, train=train, device=device)]
+                seed: int, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[int]:
+        scores = raw(global_state, updates, data, spec, seed=seed, train=train, device=device, public=public)
+        return [to_micro(s) for s in scores]
 
     return utility

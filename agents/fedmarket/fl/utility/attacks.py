@@ -14,6 +14,14 @@ and the end-to-end market reuse them.
   Byzantine Machine Learning", ICML 2018; the "sign-flipping" attack of Li et al. 2019, RSA).
 - scale: the honest update multiplied by a factor (model replacement / boosting, Bagdasaryan et
   al., "How To Backdoor Federated Learning", AISTATS 2020; Bhagoji et al., ICML 2019).
+- momentum_free_ride: the previous global step again, w + f (w - w_prev): a free rider that
+  extrapolates public models (Lin et al., "Free-riders in Federated Learning: Attacks and
+  Defenses", 2019, use the global models' differences as a disguise).
+- stale_copy: an earlier round's (public) update re-applied to the current global model.
+- near_copy: another update of the same round with a negligible perturbation (a sybil's second seat).
+- alie: "A Little Is Enough" (Baruch, Baruch, Goldberg, NeurIPS 2019): colluders send the mean of
+  their updates plus z times the coordinate-wise standard deviation.
+- random_labels: a share of the labels replaced by random ones (an honest trainer with dirty data).
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.training import TrainConfig, train_local
 
 State = dict[str, Tensor]
-ATTACKS = ("free_ride", "gaussian_noise", "label_flip", "sign_flip", "scale")
+ATTACKS = ("free_ride", "momentum_free_ride", "stale_copy", "near_copy", "gaussian_noise", "label_flip", "sign_flip",
+           "scale", "alie")
 
 
 def _combine(global_state: Mapping[str, Tensor], update: Mapping[str, Tensor], factor: float) -> State:
@@ -92,3 +101,44 @@ def sign_flip(global_state: Mapping[str, Tensor], update: Mapping[str, Tensor]) 
 def scale(global_state: Mapping[str, Tensor], update: Mapping[str, Tensor], factor: float = 10.0) -> State:
     """w_g + factor * (w_u - w_g): the honest update boosted."""
     return _combine(global_state, update, factor)
+
+
+def momentum_free_ride(global_state: Mapping[str, Tensor], previous: Mapping[str, Tensor], factor: float = 1.0) -> State:
+    """w + factor * (w - w_prev): the last global step taken again (w itself when there is no step)."""
+    return _combine(previous, global_state, 1.0 + factor)
+
+
+def stale_copy(global_state: Mapping[str, Tensor], old_update: Mapping[str, Tensor], old_parent: Mapping[str, Tensor]) -> State:
+    """w + (u_old - w_old): an earlier round's update re-applied to the current global model."""
+    out: State = {}
+    for k in sorted(global_state):
+        g, u, p = (t[k].detach().to("cpu", torch.float64) for t in (global_state, old_update, old_parent))
+        out[k] = (g + (u - p)).to(torch.float32)
+    return out
+
+
+def near_copy(global_state: Mapping[str, Tensor], update: Mapping[str, Tensor], seed: int, relative: float = 1e-3) -> State:
+    """`update` plus Gaussian noise of `relative` times its change's rms per coordinate."""
+    return gaussian_noise({k: update[k] for k in sorted(global_state)}, relative * update_rms(global_state, update), seed)
+
+
+def alie(global_state: Mapping[str, Tensor], updates: list[Mapping[str, Tensor]], z: float = 1.0) -> State:
+    """w + mean_j delta_j + z * std_j delta_j per coordinate, over the colluders' own updates."""
+    if not updates:
+        raise FedmarketError("ALIE needs the colluders' updates")
+    out: State = {}
+    for k in sorted(global_state):
+        g = global_state[k].detach().to("cpu", torch.float64)
+        deltas = torch.stack([u[k].detach().to("cpu", torch.float64) - g for u in updates])
+        std = deltas.std(dim=0, unbiased=False)
+        out[k] = (g + deltas.mean(dim=0) + z * std).to(torch.float32)
+    return out
+
+
+def random_labels(y: np.ndarray, num_classes: int, share: float, seed: int) -> np.ndarray:
+    """`y` with a `share` of its labels (chosen by `seed`) replaced by uniformly random classes."""
+    rng = np.random.default_rng(seed)
+    out = np.asarray(y, dtype=np.int64).copy()
+    dirty = rng.permutation(len(out))[: int(round(share * len(out)))]
+    out[dirty] = rng.integers(0, num_classes, size=len(dirty))
+    return out

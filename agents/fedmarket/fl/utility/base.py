@@ -14,6 +14,7 @@ infinity) is not an error of the validator: it scores MALFORMED_SCORE, like a po
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,11 +55,43 @@ class ValidationData:
             raise FedmarketError(f"validation data needs as many labels as inputs, and at least one: {len(self.x)} / {len(self.y)}")
 
 
+@dataclass(frozen=True, eq=False)
+class PublicPast:
+    """What anyone could know before this round: the information a utility must not pay for.
+
+    global_models: earlier global models, newest first (the one before the current global model,
+    then the one before it, ...): their differences are the past global steps.
+    updates: earlier rounds' revealed updates as (update state, the global model it was trained from).
+    """
+
+    global_models: tuple[State, ...] = ()
+    updates: tuple[tuple[State, State], ...] = ()
+
+    def steps(self, current: State, names: Sequence[str]) -> list[np.ndarray]:
+        """The past global steps, newest first (current - previous, previous - the one before, ...),
+        float64 in `names` order; malformed models (other keys or shapes) end the chain."""
+        out: list[np.ndarray] = []
+        for newer, older in itertools.pairwise([current, *self.global_models]):
+            if not (_well_formed(older, current) and _well_formed(newer, current)):
+                break
+            out.append(flat64(newer, names) - flat64(older, names))
+        return out
+
+    def update_deltas(self, current: State, names: Sequence[str]) -> list[np.ndarray]:
+        """Every earlier update's delta from its own parent (malformed ones skipped)."""
+        return [flat64(u, names) - flat64(p, names) for u, p in self.updates if _well_formed(u, current) and _well_formed(p, current)]
+
+
+NO_PAST = PublicPast()
+
+
 class UtilityFunction(Protocol):
     """Scores of `updates` (micro-units, one per update, in order) on the validator's data.
 
     `train` is the task's local-training configuration: utilities that train a reference update
     use it, so that the reference moves like an honest trainer would; `seed` seeds that training.
+    `public` is what was public before the round (earlier global models and updates); only the
+    utilities that discount public information read it.
     """
 
     def __call__(
@@ -71,6 +104,7 @@ class UtilityFunction(Protocol):
         seed: int,
         train: TrainConfig | None = None,
         device: str = "cpu",
+        public: PublicPast = NO_PAST,
     ) -> list[int]: ...
 
 

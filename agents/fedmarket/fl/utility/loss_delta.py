@@ -18,11 +18,19 @@ from collections.abc import Sequence
 
 from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.training import TrainConfig
-from fedmarket.fl.utility.base import State, Update, ValidationData, round_view, scores_or_malformed
+from fedmarket.fl.utility.base import (
+    NO_PAST,
+    PublicPast,
+    State,
+    Update,
+    ValidationData,
+    round_view,
+    scores_or_malformed,
+)
 
 
 def loss_delta_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-                      *, seed: int = 0, train: TrainConfig | None = None, device: str = "cpu") -> list[float]:
+                      *, seed: int = 0, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[float]:
     """L(global) - L(update) on the validator's data, per update (seed and train unused)."""
     view = round_view(global_state, updates, data, spec, device)
     base = view.base_loss
@@ -31,7 +39,7 @@ def loss_delta_scores(global_state: State, updates: Sequence[Update], data: Vali
 
 
 def weighted_loss_delta_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-                               *, seed: int = 0, train: TrainConfig | None = None, device: str = "cpu") -> list[float]:
+                               *, seed: int = 0, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[float]:
     """L(global) - L(global + p_i * delta_i), p_i the update's FedAvg weight (seed and train unused)."""
     view = round_view(global_state, updates, data, spec, device)
     base = view.base_loss

@@ -32,6 +32,7 @@ any guard.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -77,21 +78,28 @@ def _penalty(excess: float) -> float:
 def guarded_scores(view: RoundView, alignments: list[float], reference: Reference, train: TrainConfig) -> list[float]:
     """Each update's alignment minus the chance margin, then the norm and loss guards, in [-1, 1]."""
     margin = CHANCE_SIGMAS / math.sqrt(view.dim)
+    return apply_guards(view, [None if d is None else a - margin for d, a in zip(view.deltas, alignments)], reference, train)
+
+
+def apply_guards(view: RoundView, scores: Sequence[float | None], reference: Reference, train: TrainConfig) -> list[float]:
+    """The norm and loss guards on scores the chance margin was already taken from, in [-1, 1].
+
+    A malformed update (None) scores MALFORMED_SCORE; an unchanged model exactly 0 before any guard.
+    """
     base = view.base_loss
-    scores: list[float] = []
-    for delta, update, weight, alignment in zip(view.deltas, view.updates, view.weights, alignments):
-        if delta is None:
-            scores.append(MALFORMED_SCORE)
+    out: list[float] = []
+    for delta, update, weight, score in zip(view.deltas, view.updates, view.weights, scores):
+        if delta is None or score is None:
+            out.append(MALFORMED_SCORE)
             continue
         if not np.any(delta):
-            scores.append(0.0)  # a free rider: the model did not change, so it contributed nothing
+            out.append(0.0)  # a free rider: the model did not change, so it contributed nothing
             continue
-        score = alignment - margin
         nu = norm_ratio(delta, update.num_samples, reference, train)
         if nu > NORM_BOUND:
             score = min(score, _penalty(nu / NORM_BOUND - 1.0))
         increase = (view.loss(view.state_at(delta, weight)) - base) / max(base, 1e-12)
         if increase > LOSS_TOLERANCE:
             score = min(score, _penalty(increase / LOSS_TOLERANCE - 1.0))
-        scores.append(min(1.0, max(-1.0, score)))
-    return scores
+        out.append(min(1.0, max(-1.0, score)))
+    return out

@@ -20,12 +20,20 @@ from collections.abc import Sequence
 
 from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.training import TrainConfig
-from fedmarket.fl.utility.base import State, Update, ValidationData, cosine, round_view
+from fedmarket.fl.utility.base import (
+    NO_PAST,
+    PublicPast,
+    State,
+    Update,
+    ValidationData,
+    cosine,
+    round_view,
+)
 from fedmarket.fl.utility.reference import guarded_scores, train_reference
 
 
 def reference_cosine_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-                            *, seed: int, train: TrainConfig | None = None, device: str = "cpu") -> list[float]:
+                            *, seed: int, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[float]:
     """Guarded cos(delta_i, delta_ref) per update, delta_ref trained on the validator's data."""
     config = train or TrainConfig()
     view = round_view(global_state, updates, data, spec, device)

@@ -39,7 +39,16 @@ from torch.func import functional_call
 
 from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.training import TrainConfig
-from fedmarket.fl.utility.base import RoundView, State, Update, ValidationData, cosine, round_view
+from fedmarket.fl.utility.base import (
+    NO_PAST,
+    PublicPast,
+    RoundView,
+    State,
+    Update,
+    ValidationData,
+    cosine,
+    round_view,
+)
 from fedmarket.fl.utility.reference import guarded_scores, train_reference
 
 CHUNK = 512  # validator samples per forward/backward pass: bounds memory on large validation sets
@@ -73,24 +82,44 @@ def separation_contrast(log_probs: Tensor, labels: Tensor) -> Tensor:
 
 
 def separation_direction(view: RoundView) -> np.ndarray:
-    """grad S at the global model (classification) or -grad MSE (regression), float64, sorted keys.
+    """grad S at the global model (classification) or -grad MSE (regression), float64, sorted keys."""
+    if view.task == "regression":
+        return _gradient(view, None)
+    return _gradient(view, separation_weights(view.data.y, view.spec.num_outputs))
 
-    S is a fixed weighted sum of per-sample terms, so its gradient is accumulated chunk by chunk
-    (in sample order, a fixed order of additions) without holding every activation at once.
+
+def class_directions(view: RoundView) -> list[np.ndarray]:
+    """grad S_k per class k present (S = sum_k S_k / |K|): the directions in which the validator's
+    data tells one class from the others; for regression the one direction -grad MSE."""
+    if view.task == "regression":
+        return [_gradient(view, None)]
+    weights = separation_weights(view.data.y, view.spec.num_outputs)
+    out = []
+    for k in np.flatnonzero(np.any(weights != 0.0, axis=0)):
+        only = np.zeros_like(weights)
+        only[:, k] = weights[:, k]
+        out.append(_gradient(view, only))
+    return out
+
+
+def _gradient(view: RoundView, weights: np.ndarray | None) -> np.ndarray:
+    """The gradient at the global model of sum_{i,k} weights[i, k] log p(k | x_i) (or, for None,
+    of minus the MSE), float64 on the CPU in sorted key order.
+
+    The objective is a fixed weighted sum of per-sample terms, so its gradient is accumulated
+    chunk by chunk (in sample order, a fixed order of additions) without holding every
+    activation at once.
     """
     model = view.spec.build().to(torch.float64)
     params = {k: view.global_state[k].to(torch.float64).clone().requires_grad_(True) for k in view.names}
     x_all = np.asarray(view.data.x)
     n = len(x_all)
-    if view.task == "regression":
-        targets = np.asarray(view.data.y, dtype=np.float64)
-    else:
-        weights = separation_weights(view.data.y, view.spec.num_outputs)
+    targets = np.asarray(view.data.y, dtype=np.float64) if weights is None else None
     total = [torch.zeros_like(params[k]) for k in view.names]
     for start in range(0, n, CHUNK):
         x = torch.as_tensor(x_all[start : start + CHUNK], dtype=torch.float64)
         outputs = functional_call(model, params, (x,))
-        if view.task == "regression":
+        if targets is not None:
             y = torch.as_tensor(targets[start : start + CHUNK])
             objective = -((outputs.squeeze(-1) - y) ** 2).sum() / n
         else:
@@ -104,7 +133,7 @@ def separation_direction(view: RoundView) -> np.ndarray:
 
 
 def separation_cosine_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-                             *, seed: int, train: TrainConfig | None = None, device: str = "cpu") -> list[float]:
+                             *, seed: int, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[float]:
     """Guarded cos(delta_i, grad S) per update."""
     config = train or TrainConfig()
     view = round_view(global_state, updates, data, spec, device)
