@@ -24,7 +24,7 @@ from fedmarket.market.plan import (
     parse_fault,
 )
 from fedmarket.market.run import default_run_dir
-from fedmarket.market.setup import participant_names
+from fedmarket.market.setup import participant_names, window_for_training
 from fedmarket.market.supervisor import (
     KILLED,
     AgentLaunch,
@@ -141,9 +141,12 @@ def devnet_config(trainers: int = 4, validators: int = 3, rounds: int = 3, **opt
 def test_config_checks_before_anything_starts(tmp_path: Path) -> None:
     assert devnet_config(validators=5).committee_size == 3
     assert devnet_config(validators=2).committee_size == 2
-    assert devnet_config(window=20).stall_timeout == 100.0
+    assert devnet_config(window=20).stall_timeout() == 100.0 and devnet_config().stall_timeout(40) == 140.0
     assert devnet_config(window=7).phase_window == 7
     cores = len(os.sched_getaffinity(0))
+    assert devnet_config(window=7).window_for(30.0) == (7, window_for_training(30.0, 4, cores))  # --window is kept
+    assert devnet_config().window_for(30.0)[0] == max(devnet_config().phase_window, window_for_training(30.0, 4, cores))
+    assert window_for_training(2.5, 4, 2) == 15 and window_for_training(2.5, 5, 2) == 23  # 3 x 2.5 s x trainers per core
     assert devnet_config(trainers=4, validators=3).phase_window == max(20, -(-8 * 4 // cores))
     assert devnet_config(trainers=40, validators=9).phase_window == max(20, -(-50 * 4 // cores))
     for config, message in [
@@ -453,7 +456,7 @@ def test_an_agent_that_fails_stops_the_run_with_one_line_and_nothing_left(tmp_pa
     assert len(pids) == 1 + 3 * 4  # anvil, and three agents launched once and restarted three times each
     assert not any(alive(pid) for pid in pids)
     records = read_jsonl(run / "supervisor.jsonl")
-    assert [r["event"] for r in records][:4] == ["start", "funded", "deployed", "posted"]
+    assert [r["event"] for r in records][:5] == ["window", "start", "funded", "deployed", "posted"]
     assert records[-1] == {**records[-1], "event": "exit", "name": "anvil"}
     assert (run / "anvil.log").is_file() and "Listening on 127.0.0.1" in (run / "anvil.log").read_text()
     assert sorted(p.name for p in (run / "keystores").iterdir()) == ["aggregator.json", "buyer.json", "trainer-1.json", "validator-1.json"]

@@ -64,9 +64,11 @@ from fedmarket.market.plan import DevnetError, FaultPlan
 from fedmarket.market.run import DevnetResult, DevnetView, RoundTimes, default_run_dir
 from fedmarket.market.setup import (
     MarketTerms,
+    measure_training_s,
     participant_names,
     role_of,
     set_up_market,
+    window_for_training,
 )
 from fedmarket.market.supervisor import (
     POLL_S,
@@ -103,6 +105,10 @@ DEVNET_TERMS = MarketTerms(
     validator_stake=WEI_PER_ETH // 100, aggregator_stake=WEI_PER_ETH // 100, committee=3, window=DEFAULT_WINDOW_S,
 )  # fmt: skip
 """`fedmarket up`'s default terms: 3 rounds, 1 ETH reward, 0.01 ETH licence and stakes, committee 3."""
+
+
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 # ============================================================================= the devnet
@@ -156,17 +162,22 @@ class DevnetConfig:
     def committee_size(self) -> int:
         return min(self.validators, self.terms.committee)
 
-    def posted_terms(self) -> MarketTerms:
-        """The terms as posted: every phase window is `phase_window`."""
-        return replace(self.terms, window=self.phase_window)
+    def posted_terms(self, window: int | None = None) -> MarketTerms:
+        """The terms as posted: every phase window is `window` (default: `phase_window`)."""
+        return replace(self.terms, window=window or self.phase_window)
 
-    @property
-    def stall_timeout(self) -> float:
+    def window_for(self, train_s: float) -> tuple[int, int]:
+        """(the window to post, the window the measured training needs): --window as given, else
+        the larger of `phase_window` and what `train_s` of training per trainer needs here."""
+        needed = window_for_training(train_s, self.trainers, _cores())
+        return (self.window if self.window is not None else max(self.phase_window, needed)), needed
+
+    def stall_timeout(self, window: int | None = None) -> float:
         """How long the task may show no change at all (phase, counts, round) before the run fails.
 
         A phase ends at the latest at its deadline, so something changes at least every window;
         twice the window plus a minute leaves room for slow agents and a loaded machine."""
-        return self.stall_timeout_s if self.stall_timeout_s is not None else 2.0 * self.phase_window + 60.0
+        return self.stall_timeout_s if self.stall_timeout_s is not None else 2.0 * (window or self.phase_window) + 60.0
 
     @property
     def phase_window(self) -> int:
@@ -176,8 +187,7 @@ class DevnetConfig:
         if self.window is not None:
             return self.window
         agents = self.trainers + self.validators + 1
-        cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-        return max(DEFAULT_WINDOW_S, -(-agents * WINDOW_S_PER_AGENT_PER_CORE // cores))
+        return max(DEFAULT_WINDOW_S, -(-agents * WINDOW_S_PER_AGENT_PER_CORE // _cores()))
 
 
 class Devnet:
@@ -204,6 +214,7 @@ class Devnet:
         self.accounts: dict[str, LocalAccount] = {}
         self.times = RoundTimes()
         self.problems: list[str] = []
+        self.window = config.phase_window  # replaced by the measured choice before anything is posted
         self._reporting: tuple[Any, ...] | None = None  # what a report needs, once the task is posted
         self._password = ""
 
@@ -256,6 +267,9 @@ class Devnet:
         from fedmarket.storage.store import open_store
 
         cfg, run = self.config, self.run_dir
+        # ---------------------------------------------------------------- the window
+        self._stage("measuring a local training")
+        self._choose_window()
         # ---------------------------------------------------------------- chain
         self._stage("starting anvil")
         self.anvil = AnvilProcess(accounts=1, block_time=1, mixed_mining=True)
@@ -288,14 +302,14 @@ class Devnet:
         # ---------------------------------------------------------------- the task
         self._stage("deploying the Marketplace and posting the task")
         store: BlobStore = open_store(cfg.ipfs, root=run / "store")
-        posted = set_up_market(w3, dev, self.accounts["buyer"], store, cfg.spec, cfg.posted_terms(), self.accounts["aggregator"].address)
+        posted = set_up_market(w3, dev, self.accounts["buyer"], store, cfg.spec, cfg.posted_terms(self.window), self.accounts["aggregator"].address)
         buyer_market, model_id, task_data, deploy_block = posted.market, posted.model_id, posted.task_data, posted.deploy_block
         self._reporting = (buyer_market, model_id, store, task_data, labels, deploy_block)
         contract_address = buyer_market.address
         self.view.contract = contract_address
         self._log("deployed", contract=contract_address, block=deploy_block, chain_id=int(w3.eth.chain_id))
         self.view.model_id = model_id
-        self._log("posted", model_id=model_id, spec_cid=posted.spec_cid, initial_cid=posted.initial_cid, rounds=cfg.rounds, window=cfg.phase_window)
+        self._log("posted", model_id=model_id, spec_cid=posted.spec_cid, initial_cid=posted.initial_cid, rounds=cfg.rounds, window=self.window)
 
         # ---------------------------------------------------------------- the agents
         self._stage("launching the agents")
@@ -334,9 +348,24 @@ class Devnet:
         self._stage("done")
         return DevnetResult(
             run_dir=run, model_id=model_id, rpc=self.anvil.url, contract=contract_address, report=report,
-            report_path=report_path, png_path=png_path, wall_s=time.monotonic() - started, round_wall_s=self.times.wall_s(), window=cfg.phase_window,
+            report_path=report_path, png_path=png_path, wall_s=time.monotonic() - started, round_wall_s=self.times.wall_s(), window=self.window,
             agents=self.agents.status, notes=list(self.view.notes), problems=self.problems,
         )  # fmt: skip
+
+    def _choose_window(self) -> None:
+        """Time one local training here, before anyone stakes, and post a window that fits it
+        (or, for a --window too short for it, say so)."""
+        from fedmarket.fl.taskspec import TaskData
+
+        cfg = self.config
+        train_s = measure_training_s(cfg.spec, TaskData.load(cfg.spec), device=cfg.device)
+        self.window, needed = cfg.window_for(train_s)
+        self._log("window", window=self.window, needed=needed, train_s=round(train_s, 3), cores=_cores())
+        if self.window < needed:
+            self._note(
+                f"warning: a local training takes {train_s:.1f} s here, so {cfg.trainers} trainers on {_cores()} cores need windows of "
+                f"about {needed} s; --window {self.window} may make honest trainers miss the commit phase"
+            )
 
     def _write_report(self) -> tuple[dict[str, Any], Path, Path | None]:
         """report.json (and report.png) of the task, rebuilt from the chain: (report, its path, the PNG's)."""
@@ -484,9 +513,9 @@ class Devnet:
             )  # fmt: skip
             if key != last_key:
                 last_key, last_change = key, time.monotonic()
-            elif time.monotonic() - last_change > cfg.stall_timeout:
+            elif time.monotonic() - last_change > cfg.stall_timeout(self.window):
                 raise DevnetError(
-                    f"task {model_id} made no progress for {cfg.stall_timeout:.0f} s (round {state.current_round}, phase {self.view.phase}); "
+                    f"task {model_id} made no progress for {cfg.stall_timeout(self.window):.0f} s (round {state.current_round}, phase {self.view.phase}); "
                     f"see {self.run_dir / 'logs'}"
                 )
             time.sleep(POLL_S)

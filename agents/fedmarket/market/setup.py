@@ -72,6 +72,37 @@ def role_of(name: str) -> str:
     return name.split("-", 1)[0]
 
 
+def measure_training_s(spec: TaskSpec, task_data: TaskData, *, device: str = "cpu") -> float:
+    """Seconds one trainer's local training of round 1 takes here (trainer 1's split, one torch
+    thread, as the agents run it): what a commit window must leave room for."""
+    import time
+
+    import torch
+
+    from fedmarket.fl.seeds import client_seed, initial_model_seed
+    from fedmarket.fl.training import resolve_device, train_local
+
+    idx = task_data.trainer_indices(0)
+    model_spec = task_data.model_spec
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        started = time.perf_counter()
+        train_local(model_spec.build(), model_spec.init_state(initial_model_seed(spec.seed)), task_data.dataset.x[idx], task_data.dataset.y[idx],
+                    spec.train_config(client_seed(spec.seed, 1, 0)), resolve_device(device))  # fmt: skip
+        return time.perf_counter() - started
+    finally:
+        torch.set_num_threads(threads)
+
+
+def window_for_training(train_s: float, trainers: int, cores: int) -> int:
+    """A phase window that leaves every trainer room to train while all of them share `cores`
+    cores: the measured time, times the trainers per core, times 3 for a machine that is busy
+    with other work too (rounded up to whole seconds)."""
+    per_core = -(-trainers // max(1, cores))
+    return int(-(-3 * train_s * per_core // 1))
+
+
 @dataclass(frozen=True)
 class PostedTask:
     """A deployed Marketplace with the task posted (and funded) on it."""
