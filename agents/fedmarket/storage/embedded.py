@@ -26,6 +26,7 @@ from fedmarket.storage.cid import (
     cid_of_file,
     validate_cid,
 )
+from fedmarket.storage.store import too_large
 
 _COPY_BLOCK = 4 * CHUNK_SIZE
 
@@ -108,14 +109,17 @@ class EmbeddedStore:
 
     # ------------------------------------------------------------------ reading
 
-    def get(self, cid: str) -> bytes:
+    def get(self, cid: str, max_size: int | None = None) -> bytes:
         target = self.path_of(cid)
         try:
-            data = target.read_bytes()
+            with open(target, "rb") as handle:  # at most max_size + 1 bytes: a bigger file is refused unread
+                data = handle.read() if max_size is None else handle.read(max_size + 1)
         except FileNotFoundError:
             raise FedmarketError(f"{cid} is not in the {self.location}") from None
         except OSError as exc:
             raise FedmarketError(f"cannot read {target}: {exc.strerror or exc}") from exc
+        if max_size is not None and len(data) > max_size:
+            raise too_large(cid, max_size, self.location)
         if cid_of(data) != cid:
             raise FedmarketError(f"stored blob {target} is corrupted: content does not match CID {cid}")
         return data

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import httpx
 
 from fedmarket.errors import FedmarketError
 from fedmarket.storage.cid import CHUNK_SIZE, cid_of, cid_of_file, validate_cid
+from fedmarket.storage.store import too_large
 
 DEFAULT_TIMEOUT_S = 60.0
 _CONNECT_TIMEOUT_S = 5.0
@@ -58,8 +61,14 @@ class KuboStore:
 
     def _send(self, endpoint: str, params: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
         """One RPC call; every transport failure becomes one line naming the node."""
-        try:
+        with self._transport(endpoint):
             return self._client.post(f"/{endpoint}", params=params, **kwargs)
+
+    @contextmanager
+    def _transport(self, endpoint: str) -> Iterator[None]:
+        """Every transport failure of one RPC call becomes one line naming the node."""
+        try:
+            yield
         except httpx.ConnectError as exc:
             raise FedmarketError(f"cannot reach Kubo at {self.url}: {_reason(exc)} (is `ipfs daemon` running?)") from exc
         except httpx.TimeoutException as exc:
@@ -107,12 +116,27 @@ class KuboStore:
             )
         return expected
 
-    def get(self, cid: str) -> bytes:
+    def get(self, cid: str, max_size: int | None = None) -> bytes:
         validate_cid(cid)
-        data = self._post("cat", {"arg": cid}).content
+        data = self._cat(cid, max_size)
         if cid_of(data) != cid:
             raise FedmarketError(f"Kubo at {self.url} returned {len(data)} bytes for {cid}: content does not match CID")
         return data
+
+    def _cat(self, cid: str, max_size: int | None) -> bytes:
+        """/cat streamed, hashed as it comes and cut off past max_size (Kubo is asked for at most
+        max_size + 1 bytes as well)."""
+        params = {"arg": cid} if max_size is None else {"arg": cid, "length": str(max_size + 1)}
+        data = bytearray()
+        with self._transport("cat"), self._client.stream("POST", "/cat", params=params) as response:
+            if response.status_code != 200:
+                response.read()
+                raise _refused(self.url, "cat", response)
+            for piece in response.iter_bytes(CHUNK_SIZE):
+                data += piece
+                if max_size is not None and len(data) > max_size:
+                    raise too_large(cid, max_size, self.location)
+        return bytes(data)
 
     def has(self, cid: str) -> bool:
         """Whether the node holds every block of `cid` locally (asked offline: nothing is fetched)."""

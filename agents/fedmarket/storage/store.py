@@ -16,6 +16,11 @@ from fedmarket.errors import FedmarketError
 DEFAULT_KUBO_URL = "http://127.0.0.1:5001"
 
 
+def too_large(cid: str, max_size: int, where: str) -> FedmarketError:
+    """The one refusal of a blob over its bound, from any store."""
+    return FedmarketError(f"{cid} in the {where} is larger than the {max_size} bytes allowed; refusing to read it")
+
+
 @runtime_checkable
 class BlobStore(Protocol):
     """Content-addressed blobs, keyed by the CIDv0 `ipfs add` gives them."""
@@ -33,8 +38,12 @@ class BlobStore(Protocol):
         """Store a file's content; return its CID (equal to `ipfs add FILE`'s)."""
         ...
 
-    def get(self, cid: str) -> bytes:
-        """The content of `cid`, verified against it (FedmarketError "content does not match CID")."""
+    def get(self, cid: str, max_size: int | None = None) -> bytes:
+        """The content of `cid`, verified against it (FedmarketError "content does not match CID").
+
+        `max_size`: refuse (FedmarketError "larger than") a blob of more bytes, while reading it:
+        no more than max_size + 1 bytes are ever held.
+        """
         ...
 
     def has(self, cid: str) -> bool:

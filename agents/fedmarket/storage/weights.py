@@ -234,3 +234,19 @@ def expected_layout(state: dict[str, torch.Tensor]) -> dict[str, tuple[tuple[int
         for name, t in state.items()
     }
 
+
+
+_LONGEST_ROUND = 10**18 - 1  # WeightsMeta.from_header reads at most 18 digits
+_A_CID = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"  # any CIDv0: every one spells 46 characters
+
+
+def max_weights_size(state: dict[str, torch.Tensor], arch: str) -> int:
+    """The largest weights file of a model shaped like `state` that encode_weights writes for
+    `arch`: the exact safetensors size (the data bytes plus the header with the longest round
+    number and a parent CID). A blob of a task's weights above it cannot be one; stores refuse it
+    unread (BlobStore.get's max_size)."""
+    import torch
+
+    layout = expected_layout(state)
+    zeros = {name: torch.zeros(shape, dtype=dtype) for name, (shape, dtype) in layout.items()}
+    return len(encode_weights(zeros, WeightsMeta(arch=arch, round=_LONGEST_ROUND, parent_cid=_A_CID)))
