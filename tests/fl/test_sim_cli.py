@@ -29,6 +29,11 @@ def test_sim_json_and_output_files(tmp_path: Path) -> None:
     assert all(len(c["labels"]) == 2 for c in data["partition"]["clients"])
     assert json.loads((out / "metrics.json").read_text())["final"] == data["final"]
     assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # written as it went: one JSON line per round, the same rounds as the final metrics
+    kept = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [r["global_cid"] for r in kept] == [r["global_cid"] for r in data["rounds"]]
+    # not a terminal: one plain progress line per round on stderr
+    assert [line.split(":")[0] for line in result.stderr.splitlines() if line.startswith("round ")] == ["round 0/2", "round 1/2", "round 2/2"]
 
 
 @pytest.mark.slow

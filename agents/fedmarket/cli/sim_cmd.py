@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -108,14 +109,28 @@ def sim(
     progress = Progress(TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console,
                         transient=True)
-    with progress:
-        task = progress.add_task("sim", total=rounds, status="loading data")
+    # Not on a terminal (a log file, CI): one plain line per round instead of a live bar. With
+    # --out, every round is appended to rounds.jsonl as it ends, so an interrupted run keeps
+    # what it measured.
+    live = err_console.is_terminal
+    rounds_file = out / "rounds.jsonl" if out is not None else None
+    if rounds_file is not None:
+        rounds_file.parent.mkdir(parents=True, exist_ok=True)
+        rounds_file.write_text("")
+    with progress if live else contextlib.nullcontext():
+        task = progress.add_task("sim", total=rounds, status="loading data") if live else None
 
         def on_round(entry) -> None:
             m = entry.metrics
             status = f"acc {_fmt(m.accuracy)} auc {_fmt(m.auc)} loss {_fmt(m.loss)}" if m.accuracy is not None \
                 else f"mse {_fmt(m.mse)}"
-            progress.update(task, completed=entry.round, status=status)
+            if rounds_file is not None:
+                with rounds_file.open("a") as handle:
+                    handle.write(json.dumps(entry.to_dict(), sort_keys=True) + "\n")
+            if live:
+                progress.update(task, completed=entry.round, status=status)
+            else:
+                err_console.print(f"round {entry.round}/{rounds}: {status} ({entry.wall_s:.2f} s)", highlight=False, soft_wrap=True)
 
         result = run_simulation(config, on_round=on_round)
     written = write_outputs(result, out) if out is not None else {}
