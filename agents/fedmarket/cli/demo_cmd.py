@@ -108,3 +108,25 @@ def demo(
     for path in (report, png):
         if path is not None:
             console.print(f"written: {path}", highlight=False)
+    console.print(_what_happened(data, spec, attacks), highlight=False, soft_wrap=True)
+    console.print(
+        "next: try `fedmarket demo --attack trainer-4=free-ride --attack trainer-5=sign-flip`, or `fedmarket up` for every "
+        "agent as its own process (the README's by-hand market runs the same steps one command at a time)",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+
+
+def _what_happened(report: dict, spec, attacks: dict[str, str]) -> str:
+    """One line: who trained what, how far it learned, and that every wei is accounted for."""
+    from fedmarket.cli.market_options import format_eth
+
+    rounds = report["rounds"]
+    start, end = report["initial"].get("accuracy"), report["final"].get("accuracy")
+    learned = f"accuracy {start:.3f} -> {end:.3f}" if start is not None and end is not None else "no accuracy (regression task)"
+    cheats = f", {len(attacks)} of them misbehaving" if attacks else ""
+    t = report["totals"]
+    return (
+        f"what happened: {spec.trainers} trainers{cheats} trained {len(rounds)} rounds on {spec.dataset} ({learned}); "
+        f"{len(report['participants'])} participants were paid by measured contribution and "
+        f"the {format_eth(t['deposited_wei'])} deposited {'are accounted for to the wei' if t['conserved'] else 'are NOT accounted for'}"
+    )
