@@ -220,8 +220,8 @@ def test_timings(report: dict[str, Any]) -> None:
 def test_default_labels(scripted: tuple[Web3, MarketRun, MarketClient]) -> None:
     _w3, run, market = scripted
     plain = build_report(market, run.model_id)
-    labels = [p["label"] for p in plain["participants"].values()]
-    assert labels == ["trainer 1", "trainer 2", "trainer 3", "trainer 4", "validator 1", "validator 2", "validator 3", "validator 4", "aggregator"]
+    labels = {who: p["label"] for who, p in plain["participants"].items()}
+    assert labels == {who: f"{who[:6]}…{who[-4:]}" for who in labels}  # no names given: short addresses
     assert plain["buyer"]["label"] == "buyer"
     assert plain["rounds"][0]["wall_s"] is None
     # start_block past the whole run: no events, so no rounds and nothing withdrawn
@@ -314,7 +314,23 @@ def test_report_command(scripted: tuple[Web3, MarketRun, MarketClient], report: 
 
     tables = CliRunner().invoke(app, args[:7], env={"COLUMNS": "220"})
     assert tables.exit_code == 0, tables.output
-    assert "conservation" in tables.stdout and "validator 4" in tables.stdout
+    assert "conservation" in tables.stdout and run.parties[-2].address[:6] in tables.stdout
+
+
+def test_report_command_names_participants_by_keystore(scripted: tuple[Web3, MarketRun, MarketClient], on_chain: Any, tmp_path: Path) -> None:
+    from fedmarket.cli.app import app
+    from fedmarket.wallet import LIGHT_SCRYPT_N, KeystoreDir
+
+    _w3, run, _market = scripted
+    on_chain(_w3)
+    keystores = KeystoreDir(tmp_path / "keys")
+    keystores.create("alice", run.parties[0].account.key, "pw", scrypt_n=LIGHT_SCRYPT_N)
+    args = ["report", "--model-id", str(run.model_id), "--contract", run.contract, "--keystore-dir", str(tmp_path / "keys"), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    labels = {who: p["label"] for who, p in json.loads(result.stdout)["participants"].items()}
+    assert labels[run.parties[0].address] == "alice"
+    assert labels[run.parties[1].address] == f"{run.parties[1].address[:6]}…{run.parties[1].address[-4:]}"
 
 
 def test_report_command_unknown_task_is_one_line(scripted: tuple[Web3, MarketRun, MarketClient], on_chain: Any, tmp_path: Path) -> None:

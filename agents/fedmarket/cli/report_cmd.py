@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
 
 @one_line_errors
-@opt.with_session(opt.READING)
+@opt.with_session((*opt.READING, "keystore_dir"))
 def report(
     model_id: int = typer.Option(..., "--model-id", min=0, help="The task's id."),
     ipfs: Optional[str] = IpfsOption,
@@ -49,7 +49,11 @@ def report(
     market = session.open().client
     store = open_store(ipfs, store_dir)
     task_data, why = views.load_task_data(market, model_id, store, data_dir)
-    data: dict[str, Any] = build_report(market, model_id, store=store if task_data is not None else None, task_data=task_data, start_block=start_block)
+    from fedmarket.wallet import KeystoreDir
+
+    names = {entry.address: entry.name for entry in KeystoreDir(session.keystore_dir).entries()}  # no password needed
+    data: dict[str, Any] = build_report(market, model_id, store=store if task_data is not None else None, task_data=task_data,
+                                        start_block=start_block, labels=names)  # fmt: skip
     if why is not None:
         data["notes"] = [why] + [n for n in data["notes"] if not n.startswith("accuracy, loss and auc are null")]
     if out is not None:

@@ -161,6 +161,11 @@ class _GasMeter:
 # ----------------------------------------------------------------------------- the report
 
 
+def short_address(address: str) -> str:
+    """0x1234…cdef: enough of an address to tell participants apart in a table or a legend."""
+    return f"{address[:6]}…{address[-4:]}"
+
+
 def _chain_kind(market: MarketClient, chain_kind: str | None) -> str:
     from fedmarket.chain.embedded import is_embedded
 
@@ -238,12 +243,8 @@ def build_report(
             stake_returned[who] = stake_returned.get(who, 0) + int(args["stakeReturned"])
     for who in deposited:  # licensees that never joined
         roles.setdefault(who, "licensee")
-    counters: dict[str, int] = {}
-    default_labels: dict[str, str] = {owner: "buyer"}
-    for who, role in roles.items():
-        counters[role] = counters.get(role, 0) + 1
-        default_labels[who] = role if role == "aggregator" else f"{role} {counters[role]}"
-    label = {**default_labels, **labels}
+    # Named by `labels` (keystore names, the engine's names) where known, else by short address.
+    label = {owner: "buyer", **{who: short_address(who) for who in roles}, **labels}
 
     def name(address: str) -> str:
         return label.get(address, address)
