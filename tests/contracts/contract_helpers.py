@@ -25,7 +25,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
 from fedmarket.chain.embedded import latest_timestamp, new_embedded_web3, set_next_timestamp
-from fedmarket.chain.events import abi_type
+from fedmarket.chain.abi import abi_type
 from fedmarket.chain.timecontrol import advance_time
 
 # ------------------------------------------------------------------------------ defaults

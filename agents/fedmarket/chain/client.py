@@ -36,7 +36,11 @@ from eth_utils import to_checksum_address
 
 from fedmarket.chain.abi import EventDecoder
 from fedmarket.chain.compile import load_market_abi
-from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, ORDER_DEPENDENT_GAS, deployed_address
+from fedmarket.chain.deploy import (
+    MARKETPLACE_GAS_LIMITS,
+    ORDER_DEPENDENT_GAS,
+    deployed_address,
+)
 from fedmarket.chain.embedded import is_embedded
 from fedmarket.chain.records import (
     WEI_PER_ETH,
@@ -60,6 +64,7 @@ from fedmarket.chain.records import (
 )
 from fedmarket.chain.reverts import (
     ERROR_CLASSES,
+    AggregatorIsOwner,
     AlreadyCommitted,
     AlreadyConfirmed,
     AlreadyJoined,
@@ -70,11 +75,13 @@ from fedmarket.chain.reverts import (
     AmountTooLarge,
     ChainUnreachable,
     CommitmentMismatch,
+    CommitteeSizeOutOfRange,
     ContractRevert,
     ErrorDecoder,
     InsufficientFunds,
     InvalidParams,
     MarketNotDeployed,
+    MaxValidatorsOutOfRange,
     NoLicense,
     NotAggregator,
     NotCommitted,
@@ -91,17 +98,26 @@ from fedmarket.chain.reverts import (
     RoleFull,
     RoundDataPruned,
     RoundNotDue,
+    RoundsOutOfRange,
+    SharesDoNotSum,
+    SlashBpsTooLarge,
+    StakeTooLarge,
+    TrainerBoundsOutOfRange,
     TransactionFailed,
     TransferFailed,
     UnknownModel,
     UnknownRevert,
+    WindowOutOfRange,
     WrongAmount,
     WrongPhase,
     WrongRound,
     WrongScoreCount,
     WrongStatus,
+    ZeroAggregator,
     ZeroEscrow,
+    ZeroInitialModelDigest,
     ZeroSamples,
+    ZeroSpecDigest,
     revert_data,
 )
 from fedmarket.chain.rpc import DEFAULT_RPC_URL, EMBEDDED, connect, endpoint, rpc_errors
@@ -180,6 +196,18 @@ __all__ = [
     "ErrorDecoder",
     "InsufficientFunds",
     "InvalidParams",
+    "AggregatorIsOwner",
+    "CommitteeSizeOutOfRange",
+    "MaxValidatorsOutOfRange",
+    "RoundsOutOfRange",
+    "SharesDoNotSum",
+    "SlashBpsTooLarge",
+    "StakeTooLarge",
+    "TrainerBoundsOutOfRange",
+    "WindowOutOfRange",
+    "ZeroAggregator",
+    "ZeroInitialModelDigest",
+    "ZeroSpecDigest",
     "MarketNotDeployed",
     "NoLicense",
     "NotAggregator",
