@@ -38,3 +38,9 @@ def test_the_caller_moves_the_clock() -> None:
     advance_time(w3, 100)
     assert latest_timestamp(w3) - start == 100
     assert _send(w3) - start == 101
+
+
+def test_time_left_reads_like_a_clock() -> None:
+    from fedmarket.chain.timecontrol import time_left
+
+    assert [time_left(s) for s in (-5, 0, 42, 97, 3599, 7500)] == ["0s", "0s", "42s", "1m37s", "59m59s", "2h05m"]

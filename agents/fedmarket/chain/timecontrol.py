@@ -71,3 +71,13 @@ def _dev_request(w3: Web3, method: str, params: list[Any]) -> Any:
             "only the embedded chain and anvil / hardhat dev nodes do: wait for real time instead"
         )
     return response.get("result") if isinstance(response, dict) else response
+
+
+def time_left(seconds: int | float) -> str:
+    """A deadline's distance for people: "1m37s", "42s", "2h05m"; "0s" once it has passed."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"

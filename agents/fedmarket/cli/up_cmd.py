@@ -131,8 +131,10 @@ class _LiveView:
         if v.model_id is not None:
             head += f"  task {v.model_id}"
         if v.current_round:
-            left = f", {v.phase_left_s} s left" if v.phase_left_s is not None else ""
-            head += f"  round {v.current_round}/{v.rounds} {v.phase}{left}  closed {v.rounds_closed}"
+            from fedmarket.chain.timecontrol import time_left
+
+            left = f": {time_left(v.phase_left_s)} left" if v.phase_left_s is not None else ""
+            head += f"  round {v.current_round}/{v.rounds}, {str(v.phase).lower()} phase{left}  closed {v.rounds_closed}"
         elif v.joined:
             head += f"  joined: {v.joined}"
         table = Table(expand=False, show_edge=False, pad_edge=False)
