@@ -99,4 +99,4 @@ def test_the_projection_by_hand() -> None:
     assert len(basis) == 2  # the third is dependent, the fourth zero
     assert residual(np.array([5.0, -2.0, 7.0]), basis) == pytest.approx([0.0, 0.0, 7.0])
     deltas = [np.array([1.0, 0.0, 0.0]), None, np.array([1.0, 0.01, 0.0]), np.array([0.0, 1.0, 0.0]), np.zeros(3)]
-    assert duplicates(deltas, []) == [False, False, True, False, False]
+    assert duplicates(deltas, orthonormal_basis([])) == [False, False, True, False, False]

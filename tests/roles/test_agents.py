@@ -90,7 +90,7 @@ def test_a_trainer_restarted_after_its_commit_reveals_with_the_stored_salt(marke
 def test_a_trainer_restarted_between_storing_and_committing_commits_the_same_update(market: Market) -> None:
     first = market.agents["trainer-1"]
     info = market.market.get_model(market.model_id)
-    cid, samples, _loss = first._update(1, info.state.global_model_cid)  # stored, not committed: then the crash
+    cid, samples, _loss = first._update(info, 1, info.state.global_model_cid)  # stored, not committed: then the crash
     first.salts.prepare(market.market.chain_id, market.market.address, market.model_id, 1, first.address, cid, samples)
     fresh = market.restart("trainer-1")
     assert fresh.step()

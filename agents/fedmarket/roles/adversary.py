@@ -4,6 +4,12 @@ code paths call the hooks and never test for an attack themselves.
 
 Trainers (`--attack KIND[@ROUNDS]`):
     free-ride     re-submit the global model unchanged
+    momentum-free-ride  submit the previous global step again: w + (w - w_prev) (round 1: w)
+    stale-copy    re-apply an update revealed in the previous round (round 1: w)
+    copycat       a sybil's second seat: train as the seat before it does (its data, its seed),
+                  plus a 1e-3 relative perturbation: a near-copy of that seat's update
+    oversized-blob  store the honest update with a megabyte of padding after it
+    huge-samples  claim 2**63 samples for the honest update
     sign-flip     submit the honest update reversed: w_g - (w_i - w_g)
     scale         submit the honest update times 10
     noise         submit the global model plus Gaussian noise
@@ -15,6 +21,8 @@ Trainers (`--attack KIND[@ROUNDS]`):
                   then reveal what was committed
 Validators: approve-all   vote ok without checking the proposal (a lazy validator)
 Aggregator: wrong-aggregate   publish the aggregate plus noise
+            withheld-model    publish the aggregate's CID without storing the file
+            lying-metric      publish the aggregate with a perfect metric (1_000_000)
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from fedmarket.fl.utility import PublicPast
     from fedmarket.storage.store import BlobStore
 
     State = dict[str, torch.Tensor]
@@ -67,11 +76,19 @@ class Behaviour:
     kind: ClassVar[str | None] = None
 
     # ------------------------------------------------------------------ trainer
+    def data_seat(self, index: int, trainers: int) -> int:
+        """Whose data (and training seed) the trainer uses: its own seat's."""
+        return index
+
     def training_labels(self, y: np.ndarray, num_classes: int) -> np.ndarray:
         return y
 
-    def forge_update(self, global_state: State, trained: State, seed: int) -> State:
+    def forge_update(self, global_state: State, trained: State, seed: int, past: Callable[[], PublicPast]) -> State:
+        """The update to publish; `past()` reads what was public before the round (only attacks call it)."""
         return trained
+
+    def claim_samples(self, num_samples: int) -> int:
+        return num_samples
 
     def encode_update(self, state: State, encode: Callable[[State], bytes]) -> bytes:
         return encode(state)
@@ -92,6 +109,13 @@ class Behaviour:
     def tamper_aggregate(self, state: State, round: int) -> State:
         return state
 
+    def publish_blob(self, blob: bytes, store: Callable[[bytes], str]) -> str:
+        """Store the proposal's file; its CID."""
+        return store(blob)
+
+    def report_metric(self, metric: int) -> int:
+        return metric
+
 
 HONEST = Behaviour()
 
@@ -99,16 +123,62 @@ HONEST = Behaviour()
 class FreeRide(Behaviour):
     kind = "free-ride"
 
-    def forge_update(self, global_state: State, trained: State, seed: int) -> State:
+    def forge_update(self, global_state: State, trained: State, seed: int, past: Callable[[], PublicPast]) -> State:
         from fedmarket.fl.utility import attacks
 
         return attacks.free_ride(global_state)
 
 
+class MomentumFreeRide(Behaviour):
+    kind = "momentum-free-ride"
+
+    def forge_update(self, global_state: State, trained: State, seed: int, past: Callable[[], PublicPast]) -> State:
+        from fedmarket.fl.utility import attacks
+
+        models = past().global_models
+        return attacks.momentum_free_ride(global_state, models[0]) if models else attacks.free_ride(global_state)
+
+
+class StaleCopy(Behaviour):
+    kind = "stale-copy"
+
+    def forge_update(self, global_state: State, trained: State, seed: int, past: Callable[[], PublicPast]) -> State:
+        from fedmarket.fl.utility import attacks
+
+        updates = past().updates
+        return attacks.stale_copy(global_state, *updates[0]) if updates else attacks.free_ride(global_state)
+
+
+class Copycat(Behaviour):
+    kind = "copycat"
+
+    def data_seat(self, index: int, trainers: int) -> int:
+        return index - 1 if index > 0 else min(1, trainers - 1)
+
+    def forge_update(self, global_state: State, trained: State, seed: int, past: Callable[[], PublicPast]) -> State:
+        from fedmarket.fl.utility import attacks
+
+        return attacks.near_copy(global_state, trained, seed)
+
+
+class OversizedBlob(Behaviour):
+    kind = "oversized-blob"
+
+    def encode_update(self, state: State, encode: Callable[[State], bytes]) -> bytes:
+        return encode(state) + bytes(1 << 20)
+
+
+class HugeSamples(Behaviour):
+    kind = "huge-samples"
+
+    def claim_samples(self, num_samples: int) -> int:
+        return 2**63
+
+
 class SignFlip(Behaviour):
     kind = "sign-flip"
 
-    def forge_update(self, global_state: State, trained: State, seed: int) -> State:
+    def forge_update(self, global_state: State, trained: State, seed: int, past: Callable[[], PublicPast]) -> State:
         from fedmarket.fl.utility import attacks
 
         return attacks.sign_flip(global_state, trained)
@@ -117,7 +187,7 @@ class SignFlip(Behaviour):
 class Scale(Behaviour):
     kind = "scale"
 
-    def forge_update(self, global_state: State, trained: State, seed: int) -> State:
+    def forge_update(self, global_state: State, trained: State, seed: int, past: Callable[[], PublicPast]) -> State:
         from fedmarket.fl.utility import attacks
 
         return attacks.scale(global_state, trained)
@@ -126,7 +196,7 @@ class Scale(Behaviour):
 class Noise(Behaviour):
     kind = "noise"
 
-    def forge_update(self, global_state: State, trained: State, seed: int) -> State:
+    def forge_update(self, global_state: State, trained: State, seed: int, past: Callable[[], PublicPast]) -> State:
         from fedmarket.fl.utility import attacks
 
         return attacks.gaussian_noise(global_state, 0.1, seed)
@@ -201,10 +271,28 @@ class WrongAggregate(Behaviour):
         return attacks.gaussian_noise(state, 0.01, round)
 
 
+class WithheldModel(Behaviour):
+    kind = "withheld-model"
+
+    def publish_blob(self, blob: bytes, store: Callable[[bytes], str]) -> str:
+        from fedmarket.storage.cid import cid_of
+
+        return cid_of(blob)  # the true aggregate's CID, and no file behind it
+
+
+class LyingMetric(Behaviour):
+    kind = "lying-metric"
+
+    def report_metric(self, metric: int) -> int:
+        return 1_000_000
+
+
+_TRAINER_ATTACKS = (FreeRide, MomentumFreeRide, StaleCopy, Copycat, SignFlip, Scale, Noise, LabelFlip, CorruptBlob, WrongShape,
+                    Pickle, BadReveal, OversizedBlob, HugeSamples)
 BEHAVIOURS: dict[str, dict[str, type[Behaviour]]] = {
-    "trainer": {cls.kind: cls for cls in (FreeRide, SignFlip, Scale, Noise, LabelFlip, CorruptBlob, WrongShape, Pickle, BadReveal)},  # type: ignore[misc]
+    "trainer": {cls.kind: cls for cls in _TRAINER_ATTACKS},  # type: ignore[misc]
     "validator": {ApproveAll.kind: ApproveAll},  # type: ignore[dict-item]
-    "aggregator": {WrongAggregate.kind: WrongAggregate},  # type: ignore[dict-item]
+    "aggregator": {cls.kind: cls for cls in (WrongAggregate, WithheldModel, LyingMetric)},  # type: ignore[misc]
 }
 """role -> attack kind -> its behaviour."""
 

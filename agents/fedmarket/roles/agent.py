@@ -7,8 +7,12 @@ chain (hasCommitted, scoresOf, hasConfirmed, the proposal), so a restarted agent
 included) resumes in the right phase and never submits twice. The trainer's commit salt is the
 only thing the chain cannot tell it; the salt book stores it durably before the commit is sent.
 
-Every blob it downloads is checked against its CID by the store, then parsed as safetensors
-against the task's architecture (never unpickled). Every action writes one JSON line to the
+Every blob it downloads is bounded while it streams in (a weights file by the exact size of the
+task's model, the spec by MAX_SPEC_SIZE), checked against its CID by the store, then parsed as
+safetensors against the task's architecture (never unpickled). A claimed sample count is never
+trusted: it is bounded by the task's data (`claimed_samples`). A global model nobody serves is
+rebuilt from the revealed accepted updates of the round that made it (`global_model`), which is
+the same deterministic aggregate, and the agent says so in its log. Every action writes one JSON line to the
 agent's log: round, phase, action, transaction hash, gas, and the seconds spent training,
 talking to the chain and to the store. No key or password is ever logged.
 """
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     from fedmarket.chain.client import MarketClient, ModelInfo, RoundView, TxResult
     from fedmarket.fl.models import ModelSpec
     from fedmarket.fl.taskspec import TaskData, TaskSpec
+    from fedmarket.fl.utility import PublicPast
     from fedmarket.storage.store import BlobStore
 
 State = dict[str, "torch.Tensor"]
@@ -46,6 +51,10 @@ RACE_ERRORS = frozenset({
 })  # fmt: skip
 """Reverts that say the chain moved on between the agent's read and its transaction: another
 participant acted first, or a deadline passed. The agent re-reads the chain and carries on."""
+MAX_SPEC_SIZE = 1 << 20
+"""The largest task spec an agent downloads (a spec is a few hundred bytes of JSON)."""
+PUBLIC_MODELS = 3
+"""Earlier global models a validator gives its utility: their steps span any extrapolation of them."""
 MAX_OVERTAKEN = 3
 """The same action overtaken this often in a row is no race any more: the agent stops and says so."""
 
@@ -138,6 +147,7 @@ class Agent:
         self._spec: TaskSpec | None = None
         self._data: TaskData | None = task_data
         self._states: dict[str, tuple[State, Any]] = {}  # decoded blobs and their metadata by CID (a CID's bytes never change)
+        self._max_blob: int | None = None
         self.adversary = Adversary(self.role, self.options.attack)  # honest unless told otherwise
 
     # ------------------------------------------------------------------ the loop
@@ -255,7 +265,7 @@ class Agent:
             from fedmarket.fl.taskspec import TaskSpec
 
             params = self._view(lambda: self.market.get_model(self.model_id)).params
-            blob = self._fetch(params.spec_cid, "the task spec")
+            blob = self._fetch(params.spec_cid, "the task spec", MAX_SPEC_SIZE)
             self._spec = TaskSpec.from_bytes(blob)
         return self._spec
 
@@ -295,13 +305,28 @@ class Agent:
         except ValueError:
             raise FedmarketError(f"{self.address} is not a {self.role} of task {self.model_id}") from None
 
+    @property
+    def max_blob_size(self) -> int:
+        """The exact size of this task's weights file: no weights blob of the task is larger."""
+        if self._max_blob is None:
+            from fedmarket.storage.weights import max_weights_size
+
+            self._max_blob = max_weights_size(self.model_spec.init_state(0), self.model_spec.id)
+        return self._max_blob
+
+    def claimed_samples(self, claimed: int) -> int:
+        """A trainer's claimed sample count, bounded by the task: no trainer holds more samples
+        than the task's data set has outside the held-out part (2**63 claimed counts as that)."""
+        bound = max(1, len(self.data.dataset.y) - self.spec.holdout)
+        return max(1, min(int(claimed), bound))
+
     def load_state(self, cid: str, what: str, round: int | None = None, parent: str | None = None) -> State:
-        """Download, verify and parse a weights blob of this task's architecture (cached by CID).
-        `round` / `parent`, when given, must match the file's own metadata."""
+        """Download (at most max_blob_size bytes), verify and parse a weights blob of this task's
+        architecture (cached by CID). `round` / `parent`, when given, must match the file's own metadata."""
         from fedmarket.storage.weights import decode_weights, expected_layout
 
         if cid not in self._states:
-            blob = self._fetch(cid, what)
+            blob = self._fetch(cid, what, self.max_blob_size)
             layout = expected_layout(self.model_spec.init_state(0))
             try:
                 self._states[cid] = decode_weights(blob, layout, self.model_spec.id)
@@ -313,6 +338,76 @@ class Agent:
         if parent is not None and meta.parent_cid != parent:
             raise FedmarketError(f"{what} {cid} was trained from {meta.parent_cid}, not from the global model {parent}")
         return state
+
+    def parent_of(self, cid: str) -> str | None:
+        """The global model a loaded weights file says it was trained from (its metadata)."""
+        return self._states[cid][1].parent_cid if cid in self._states else None
+
+    def global_model(self, info: ModelInfo, r: int) -> State:
+        """The round's global model: downloaded, or, where no store serves it, rebuilt from the
+        previous round's revealed accepted updates (the same deterministic aggregate) and checked
+        against the CID on chain; the rebuilt file is stored so that others can fetch it too."""
+        cid = info.state.global_model_cid
+        try:
+            return self.load_state(cid, "global model")
+        except FedmarketError as exc:
+            if r <= 1 or cid == info.params.initial_model_cid:
+                raise
+            why = str(exc)
+        rebuilt = self._rebuild(r - 1, cid)
+        if rebuilt is None:
+            raise FedmarketError(f"global model {cid} cannot be fetched ({why}) nor rebuilt from round {r - 1}'s accepted updates")
+        self._record("commit", r, "rebuilt-global-model", detail=f"{cid} was not retrievable ({why}); rebuilt from round {r - 1}'s accepted updates")
+        return rebuilt
+
+    def _rebuild(self, made_in: int, cid: str) -> State | None:
+        """The aggregate of round `made_in` if its CID is `cid`, else None."""
+        from fedmarket.storage.cid import cid_of
+
+        revealed = self._view(lambda: self.market.revealed_updates(self.model_id, made_in))
+        parents = set()
+        for u in revealed:
+            try:
+                self.load_state(u.update_cid, f"update of {u.trainer}", made_in)
+            except FedmarketError:
+                continue
+            parents.add(self.parent_of(u.update_cid))
+        for parent in sorted(p for p in parents if p is not None):
+            try:
+                state, _accepted = self.accepted_aggregate(made_in, parent)
+            except FedmarketError:
+                continue
+            blob = self.weights_file(state, made_in, parent)
+            if cid_of(blob) == cid:
+                self.store_blob(blob)
+                self._states.pop(cid, None)
+                return self.load_state(cid, "rebuilt global model")
+        return None
+
+    def public_past(self, r: int, global_cid: str) -> PublicPast:
+        """What was public before round r: up to PUBLIC_MODELS earlier global models (walking the
+        global model's parent links) and round r - 1's revealed updates with their parents.
+        Whatever cannot be fetched is left out (the utility then discounts less, never more)."""
+        from fedmarket.fl.utility import PublicPast
+
+        models, cid = [], self.parent_of(global_cid)
+        while cid is not None and len(models) < PUBLIC_MODELS:
+            try:
+                models.append(self.load_state(cid, "earlier global model"))
+            except FedmarketError:
+                break
+            cid = self.parent_of(cid)
+        updates = []
+        if r > 1:
+            for u in self._view(lambda: self.market.revealed_updates(self.model_id, r - 1)):
+                try:
+                    state = self.load_state(u.update_cid, f"update of {u.trainer}", r - 1)
+                    parent = self.parent_of(u.update_cid)
+                    if parent is not None:
+                        updates.append((state, self.load_state(parent, "earlier global model")))
+                except FedmarketError:
+                    continue
+        return PublicPast(tuple(models), tuple(updates))
 
     def accepted_aggregate(self, r: int, global_cid: str) -> tuple[State, list[str]]:
         """The round's aggregate as the protocol defines it: the task's rule over the revealed
@@ -330,10 +425,20 @@ class Agent:
         # An accepted update that no longer loads would make every honest aggregate impossible:
         # that is an error worth stopping for, not a score.
         states = [self.load_state(u.update_cid, f"update of {u.trainer}", r, global_cid) for u in accepted]
-        counts = [int(u.num_samples) for u in accepted]
+        counts = [self.claimed_samples(u.num_samples) for u in accepted]
         with self._timing("train_s"):
             state = canonical(get_rule(self.spec.aggregation)(states, counts))
         return state, [u.trainer for u in accepted]
+
+    def metric_of(self, state: State, x: np.ndarray, y: np.ndarray) -> int:
+        """The proposal metric of `state` on (x, y): accuracy in micro-units (for regression, minus the MSE)."""
+        from fedmarket.fl.evaluation import evaluate
+        from fedmarket.fl.training import resolve_device, task_of
+
+        with self._timing("train_s"):
+            metrics = evaluate(self.model_spec.build(), state, x, y, task_of(y), resolve_device(self.options.device))
+        value = metrics.accuracy if metrics.accuracy is not None else -(metrics.mse or 0.0)
+        return round(value * 1_000_000)
 
     def weights_file(self, state: State, round: int, parent: str | None) -> bytes:
         """The task's weights file of `state` (canonical bytes: one state, one CID everywhere).
@@ -350,10 +455,10 @@ class Agent:
     def store_state(self, state: State, round: int, parent: str | None) -> str:
         return self.store_blob(self.weights_file(state, round, parent))
 
-    def _fetch(self, cid: str, what: str) -> bytes:
+    def _fetch(self, cid: str, what: str, max_size: int) -> bytes:
         with self._timing("storage_s"):
             try:
-                return self.store.get(cid)  # the store checks the bytes against the CID
+                return self.store.get(cid, max_size=max_size)  # the store checks the size, then the bytes against the CID
             except FedmarketError as exc:
                 raise FedmarketError(f"{what} {cid}: {exc}") from None
 

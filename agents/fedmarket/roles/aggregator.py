@@ -7,8 +7,9 @@ float64 on the CPU, so every validator that recomputes it gets the same bytes an
 is the new model's accuracy (micro-units; for regression, minus the MSE) on the aggregator's own
 held-out data.
 
-Attack (`--attack`): `wrong-aggregate` proposes the true aggregate plus a little Gaussian noise:
-a model that is not the aggregate, which the committee must reject.
+Attacks (`--attack`, fedmarket.roles.adversary): `wrong-aggregate` proposes the true aggregate plus
+a little Gaussian noise; `withheld-model` publishes the true aggregate's CID without storing the
+file; `lying-metric` publishes a perfect metric. The committee must reject all three.
 """
 
 from __future__ import annotations
@@ -35,20 +36,10 @@ class AggregatorAgent(Agent):
         state, accepted = self.accepted_aggregate(r, global_cid)
         behaviour = self.adversary.in_round(r)
         state = behaviour.tamper_aggregate(state, r)
-        cid = self.store_state(state, r, global_cid)
-        metric = self._metric(state)
+        cid = behaviour.publish_blob(self.weights_file(state, r, global_cid), self.store_blob)
+        metric = behaviour.report_metric(self.metric_of(state, *self.own_samples(self.data.aggregator_indices)))
         detail = f"{cid} from {len(accepted)} accepted updates, metric {metric}"
         if behaviour.kind:
-            detail += f" ({behaviour.kind} attack: noise added)"
+            detail += f" ({behaviour.kind} attack)"
         self._send("publish", r, "publish", lambda: self.market.publish_global_model(self.model_id, r, cid, metric), detail=detail)
         return True
-
-    def _metric(self, state: dict) -> int:
-        from fedmarket.fl.evaluation import evaluate
-        from fedmarket.fl.training import resolve_device, task_of
-
-        x, y = self.own_samples(self.data.aggregator_indices)
-        with self._timing("train_s"):
-            metrics = evaluate(self.model_spec.build(), state, x, y, task_of(y), resolve_device(self.options.device))
-        value = metrics.accuracy if metrics.accuracy is not None else -(metrics.mse or 0.0)
-        return int(round(value * 1_000_000))

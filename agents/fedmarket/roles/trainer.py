@@ -6,7 +6,9 @@ store the update, write the salt durably, commit. Reveal phase: reveal what was 
 Training is deterministic, so a trainer restarted before its commit retrains to the same bytes
 and the same CID, and the salt book hands back the same salt.
 
-Attacks (`--attack`) are fedmarket.roles.adversary's, reached through its hooks.
+A global model no store serves is rebuilt from the previous round's revealed accepted updates
+(Agent.global_model), and the log says so. Attacks (`--attack`) are fedmarket.roles.adversary's,
+reached through its hooks.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class TrainerAgent(Agent):
         from fedmarket.chain.client import Phase
 
         global_cid = info.state.global_model_cid
-        update_cid, samples, loss = self._update(r, global_cid)
+        update_cid, samples, loss = self._update(info, r, global_cid)
         stored = self.salts.prepare(self.market.chain_id, self.market.address, self.model_id, r, self.address, update_cid, samples)
         if self._view(lambda: self.market.get_round(self.model_id, r)).phase != Phase.COMMIT:
             self._record("commit", r, "missed", detail="the commit phase ended while training")
@@ -68,23 +70,24 @@ class TrainerAgent(Agent):
                    detail=f"update {update_cid}, {samples} samples, train loss {loss:.4f}")
         return True
 
-    def _update(self, r: int, global_cid: str) -> tuple[str, int, float]:
+    def _update(self, info: ModelInfo, r: int, global_cid: str) -> tuple[str, int, float]:
         """Train (or, under an attack, forge) this round's update and store it: (CID, samples, loss)."""
         cached = self.cache.for_round(r).get(global_cid)
         if cached is not None:
             return cached
         from fedmarket.fl.training import resolve_device, train_local
 
-        index = self.join_index(self._view(lambda: self.market.trainers(self.model_id)))
-        x, y = self.own_samples(lambda: self.data.trainer_indices(index))
-        global_state = self.load_state(global_cid, "global model")
         behaviour = self.adversary.in_round(r)
+        index = self.join_index(self._view(lambda: self.market.trainers(self.model_id)))
+        seat = behaviour.data_seat(index, self.spec.trainers)
+        x, y = self.own_samples(lambda: self.data.trainer_indices(seat))
+        global_state = self.global_model(info, r)
         y = behaviour.training_labels(y, self.data.dataset.num_classes)
-        config = self.spec.train_config(client_seed(self.spec.seed, r, index))
+        config = self.spec.train_config(client_seed(self.spec.seed, r, seat))
         with self._timing("train_s"):
             state, samples, loss = train_local(self.model_spec.build(), global_state, x, y, config, resolve_device(self.options.device))
-            state = behaviour.forge_update(global_state, state, config.seed)
-        samples = int(samples)
+            state = behaviour.forge_update(global_state, state, config.seed, lambda: self.public_past(r, global_cid))
+        samples = behaviour.claim_samples(int(samples))
         update_cid = self.store_blob(behaviour.encode_update(state, lambda s: self.weights_file(s, r, global_cid)))
         behaviour.after_store(update_cid, self.store)
         if behaviour.kind:

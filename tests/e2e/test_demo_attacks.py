@@ -1,0 +1,120 @@
+"""The demo's market (in process: embedded chain and store, the real agents) against the attacks
+of "pay only for real work": the attacker gains nothing, honest trainers are not slashed, the task
+completes. The task's utility is the default one (fl.utility.DEFAULT_UTILITY).
+
+- momentum free rider, stale copy, same-round copy (a sybil's second seat), lying metric;
+- oversized blob, huge sample count, withheld model (rejected by the committee);
+- withheld model behind a lazy committee: the trainers rebuild the model and carry on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from fedmarket.chain.embedded import new_embedded_web3
+from fedmarket.fl.taskspec import TaskData, TaskSpec
+from fedmarket.fl.utility import DEFAULT_UTILITY
+from fedmarket.market.engine import MarketConfig, run_local_market
+from fedmarket.market.report import build_report
+from fedmarket.market.setup import MarketTerms
+from fedmarket.storage.embedded import EmbeddedStore
+
+pytestmark = pytest.mark.slow
+
+SPEC = TaskSpec(utility=DEFAULT_UTILITY)
+TRAINERS = [f"trainer-{i}" for i in range(1, 6)]
+
+
+def market(tmp: Path, rounds: int, attacks: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the demo market with `attacks`; its report (by participant label) and every log record."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        w3 = new_embedded_web3(num_accounts=12)
+        store = EmbeddedStore(tmp / "store")
+        run = run_local_market(w3, store, MarketConfig(spec=SPEC, terms=MarketTerms(rounds=rounds), attacks=attacks),
+                               tmp / "state")
+        report = build_report(run.market, run.model_id, store=store, task_data=TaskData.load(SPEC), labels=run.labels,
+                              round_wall_s=run.round_wall_s, agent_logs=run.logs, start_block=run.start_block)
+    finally:
+        torch.set_num_threads(threads)
+    return report, run.logs
+
+
+def people(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["label"]: {"address": a, **p} for a, p in report["participants"].items()}
+
+
+def slashes(report: dict[str, Any], address: str) -> list[tuple[int, str]]:
+    return [(r["round"], s["reason"]) for r in report["rounds"] for s in r["slashes"] if s["participant"] == address]
+
+
+def settled(report: dict[str, Any]) -> bool:
+    return report["status"].lower() == "settled" and report["totals"]["conserved"] and report["totals"]["contract_balance_wei"] == 0
+
+
+def test_public_information_earns_nothing_and_a_lying_metric_is_voted_down(tmp_path: Path) -> None:
+    """trainer-3 copies trainer-2's update (its sybil seat), trainer-4 extrapolates the global
+    models, trainer-5 re-applies a revealed update of the round before; the aggregator lies
+    about its metric in round 2."""
+    report, logs = market(tmp_path, 3, {"trainer-3": "copycat", "trainer-4": "momentum-free-ride", "trainer-5": "stale-copy",
+                                        "aggregator": "lying-metric@2"})
+    who = people(report)
+    copycat, momentum, stale = (who[f"trainer-{i}"]["address"] for i in (3, 4, 5))
+    for r in report["rounds"]:
+        assert r["utilities"][copycat] <= 0 and r["utilities"][momentum] <= 0 and r["utilities"][stale] <= 0
+        assert r["utilities"][who["trainer-2"]["address"]] > 0  # the copied seat keeps its score
+    for label in ("trainer-3", "trainer-4", "trainer-5"):
+        assert who[label]["earned_wei"] == 0
+    for label in ("trainer-1", "trainer-2"):
+        assert who[label]["earned_wei"] > 0 and who[label]["slashed_wei"] == 0
+    r1, r2, r3 = report["rounds"]
+    assert r1["accepted_proposal"] and not r2["accepted_proposal"] and r3["accepted_proposal"]
+    votes = [r for r in logs if r["action"] == "confirm" and r["round"] == 2]
+    assert len(votes) == 3 and all("metric 1000000 is not within" in r["detail"] for r in votes)
+    assert slashes(report, who["aggregator"]["address"]) == [(2, "rejected")]
+    assert settled(report)
+
+
+def test_oversized_blobs_huge_sample_counts_and_withheld_models_gain_nothing(tmp_path: Path) -> None:
+    report, logs = market(tmp_path, 2, {"trainer-4": "oversized-blob", "trainer-5": "huge-samples",
+                                        "aggregator": "withheld-model@1"})
+    who = people(report)
+    big, huge = who["trainer-4"]["address"], who["trainer-5"]["address"]
+    refused = [r["detail"] for r in logs if r["action"] == "reject-update" and r.get("trainer") == big]
+    assert refused and all("larger than" in d for d in refused)
+    assert slashes(report, big) == [(1, "poison"), (2, "poison")] and who["trainer-4"]["earned_wei"] == 0
+    # Round 1: the committee could not fetch the proposal, voted it down; the aggregator is slashed.
+    r1, r2 = report["rounds"]
+    votes = [r for r in logs if r["action"] == "confirm" and r["round"] == 1]
+    assert len(votes) == 3 and all("not retrievable" in r["detail"] for r in votes)
+    assert not r1["accepted_proposal"] and r2["accepted_proposal"]
+    assert slashes(report, who["aggregator"]["address"]) == [(1, "rejected")]
+    # A claim of 2**63 samples is bounded by the task's data: the aggregate is not that update.
+    assert r2["global_cid"] not in {r["detail"] for r in logs if r.get("address") == huge}
+    assert who["trainer-5"]["earned_wei"] <= max(who[label]["earned_wei"] for label in ("trainer-1", "trainer-2", "trainer-3"))
+    for label in ("trainer-1", "trainer-2", "trainer-3", "trainer-5"):
+        assert who[label]["slashed_wei"] == 0
+    assert report["final"]["accuracy"] > report["initial"]["accuracy"]
+    assert settled(report)
+
+
+def test_a_model_nobody_serves_is_rebuilt_by_the_trainers(tmp_path: Path) -> None:
+    """A lazy committee approves a model the aggregator never stored: a trainer rebuilds it from
+    round 1's revealed accepted updates, says so, stores it, and the task goes on."""
+    attacks = {f"validator-{i}": "approve-all" for i in (1, 2, 3)} | {"aggregator": "withheld-model@1"}
+    report, logs = market(tmp_path, 2, attacks)
+    who = people(report)
+    assert report["rounds"][0]["accepted_proposal"]
+    rebuilt = [r for r in logs if r["action"] == "rebuilt-global-model"]
+    # The first to need it rebuilds it and stores it: the others (and the report) fetch it from the store.
+    assert len(rebuilt) == 1 and rebuilt[0]["agent"] in TRAINERS and rebuilt[0]["round"] == 2
+    assert "not retrievable" in rebuilt[0]["detail"] and report["rounds"][0]["global_cid"] in rebuilt[0]["detail"]
+    assert all(len(r["accepted"]) == 5 for r in report["rounds"])
+    for label in TRAINERS:
+        assert who[label]["slashed_wei"] == 0 and who[label]["earned_wei"] > 0
+    assert settled(report)
