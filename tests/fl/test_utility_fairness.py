@@ -1,10 +1,10 @@
 """The market's requirements on the default utility, shown on digits with a Dir(0.3) split.
 
-Ten trainers (five honest; one free rider, one Gaussian-noise, one label-flipping, one
-sign-flipping and one x10-scaling trainer), an MLP, eight market rounds, three seeds (the roles
-rotate with the seed), one validator with 300 held-out samples; the global model is the FedAvg of
-the updates scored > 0, as the market's aggregator publishes it. Both the seed protocol's
-learning rate and a 10x larger one.
+Twenty trainers, 30 % of them attacking (seed 0: free rider, momentum free rider, stale copy,
+copycat, Gaussian noise, label flip; seed 1: sign flip, x10 scale, two ALIE colluders, lazy, free
+rider), honest trainers with 100 % down to 20 % clean labels, an MLP, five market rounds, one
+validator with 200 held-out samples; the global model is the FedAvg of the updates scored > 0, as
+the market's aggregator publishes it.
 """
 
 from __future__ import annotations
@@ -16,25 +16,24 @@ import pytest
 from fedmarket.bench.fairness import FairnessConfig, run
 from fedmarket.fl.utility import DEFAULT_UTILITY
 
+PUBLIC_ONLY = ("free_ride", "momentum_free_ride", "stale_copy", "copycat")
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lr", [0.05, 0.005])
-def test_default_utility_pays_honest_trainers_and_no_attacker(lr: float) -> None:
-    config = FairnessConfig(lr=lr, rounds=8, seeds=(0, 1, 2), clients=10, utilities=(DEFAULT_UTILITY,))
+def test_default_utility_pays_honest_trainers_and_nothing_for_public_information() -> None:
+    config = FairnessConfig(rounds=5, seeds=(0, 1), clients=20, validators=1, utilities=(DEFAULT_UTILITY,))
     summary = run(config)["utilities"][DEFAULT_UTILITY]
     roles = summary["roles"]
     scores = {role: [s for run_ in summary["runs"] for round_scores in run_["scores"]
                      for r, s in zip(run_["roles"], round_scores) if r == role] for role in roles}
-    assert len(scores["honest"]) == 3 * 8 * 5
-    assert min(scores["honest"]) > 0, "every honest non-IID trainer is paid"
-    assert set(scores["free_ride"]) == {0.0}, "a free rider scores exactly 0"
-    assert roles["gaussian_noise"]["pool_share"] + roles["label_flip"]["pool_share"] <= 0.01, \
-        "noise and label flipping together take at most 1 % of the trainer pool"
+    assert len(scores["honest"]) == 2 * 5 * 14
+    assert sum(s > 0 for s in scores["honest"]) >= 0.95 * len(scores["honest"]), "honest non-IID trainers are paid"
+    for role in PUBLIC_ONLY:
+        assert max(scores[role]) <= 0 and roles[role]["pool_share"] == 0, f"{role} is public information"
     assert max(scores["gaussian_noise"]) <= 0
     assert max(scores["sign_flip"]) < 0, "sign-flipped updates are bad-slashed at a poison threshold of 0"
     assert max(scores["scale"]) < 0, "x10-scaled updates are bad-slashed at a poison threshold of 0"
-    assert roles["honest"]["pool_share"] >= 0.99
-    assert summary["meets_requirements"]
+    assert roles["honest"]["pool_share"] >= 0.9
 
 
 def test_bench_fairness_command_writes_json_and_markdown(tmp_path) -> None:

@@ -26,7 +26,7 @@ from fedmarket.storage.cid import (
     cid_of_file,
     validate_cid,
 )
-from fedmarket.storage.store import too_large
+from fedmarket.storage.limits import too_large
 
 _COPY_BLOCK = 4 * CHUNK_SIZE
 

@@ -24,7 +24,7 @@ import httpx
 
 from fedmarket.errors import FedmarketError
 from fedmarket.storage.cid import CHUNK_SIZE, cid_of, cid_of_file, validate_cid
-from fedmarket.storage.store import too_large
+from fedmarket.storage.limits import too_large
 
 DEFAULT_TIMEOUT_S = 60.0
 _CONNECT_TIMEOUT_S = 5.0

@@ -16,10 +16,6 @@ from fedmarket.errors import FedmarketError
 DEFAULT_KUBO_URL = "http://127.0.0.1:5001"
 
 
-def too_large(cid: str, max_size: int, where: str) -> FedmarketError:
-    """The one refusal of a blob over its bound, from any store."""
-    return FedmarketError(f"{cid} in the {where} is larger than the {max_size} bytes allowed; refusing to read it")
-
 
 @runtime_checkable
 class BlobStore(Protocol):
