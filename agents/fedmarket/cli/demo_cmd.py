@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from fedmarket.cli import spec_options as so
 from fedmarket.cli.output import console, err_console, one_line_errors, print_json
 
 
@@ -26,12 +27,18 @@ def demo(
     rounds: int = typer.Option(5, "--rounds", min=1, max=1000, help="Training rounds."),
     trainers: int = typer.Option(5, "--trainers", min=1, max=64, help="Trainers (each holds one client's split of the data set)."),
     validators: int = typer.Option(3, "--validators", min=1, max=32, help="Validators (the committee is up to 3 of them)."),
-    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fmnist, cifar10 or diabetes."),
-    partition: str = typer.Option("dir:0.5", "--partition", help="How the trainers' data is split: iid, pat:K or dir:ALPHA."),
-    model: str = typer.Option("mlp", "--model", help="cnn, mlp, linear or auto."),
-    lr: float = typer.Option(0.05, "--lr", help="Local SGD learning rate."),
-    holdout: int = typer.Option(400, "--holdout", min=2, help="Samples held out for the validators and the aggregator."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the data split, the initial model and every batch order."),
+    dataset: str = so.DatasetOption,
+    partition: str = so.PartitionOption,
+    model: str = so.ModelOption,
+    epochs: int = so.EpochsOption,
+    batch_size: int = so.BatchSizeOption,
+    lr: float = so.LrOption,
+    momentum: float = so.MomentumOption,
+    prox_mu: float = so.ProxMuOption,
+    aggregation: str = so.AggregationOption,
+    utility: Optional[str] = so.UtilityOption,
+    holdout: int = so.HoldoutOption,
+    seed: int = so.SeedOption,
     attack: list[str] = typer.Option([], "--attack", help="Make a participant misbehave: NAME=KIND[@ROUNDS], e.g. trainer-4=free-ride, "
                                      "trainer-5=sign-flip, aggregator=wrong-aggregate@2 (see `fedmarket agent ROLE --help`). Repeatable."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
@@ -60,7 +67,6 @@ def demo(
     from fedmarket.chain.embedded import new_embedded_web3
     from fedmarket.cli.report_view import print_report_tables
     from fedmarket.errors import FedmarketError
-    from fedmarket.fl.taskspec import TaskSpec
     from fedmarket.market.engine import MarketConfig, run_local_market
     from fedmarket.market.report import build_report, check_conservation, write_report
     from fedmarket.market.report_plot import plot_report
@@ -74,7 +80,9 @@ def demo(
         if not sep or not kind:
             raise FedmarketError(f"invalid --attack {item!r}: give NAME=KIND[@ROUNDS], e.g. trainer-2=free-ride")
         attacks[name.strip()] = kind.strip()
-    spec = TaskSpec(dataset=dataset, partition=partition, trainers=trainers, validators=validators, holdout=holdout, model=model, lr=lr, seed=seed)
+    spec = so.spec_of(dataset=dataset, partition=partition, model=model, trainers=trainers, validators=validators, holdout=holdout,
+                      epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, prox_mu=prox_mu, aggregation=aggregation,
+                      utility=utility, seed=seed)  # fmt: skip
     config = MarketConfig(spec=spec, terms=MarketTerms(rounds=rounds), attacks=attacks, device=device)
     config.check()
 

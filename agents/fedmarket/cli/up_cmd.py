@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import typer
 
+from fedmarket.cli import spec_options as so
 from fedmarket.cli.output import console, err_console, one_line_errors, print_json
 
 
@@ -43,11 +44,18 @@ def up(
         "POINT before-commit|before-reveal|before-score|before-publish|before-confirm, RESTART rR (when round R opens)|now|never. Repeatable."
     ),  # fmt: skip
     attack: Optional[list[str]] = typer.Option(None, "--attack", help="NAME=KIND or NAME=KIND@ROUNDS, e.g. trainer-3=free-ride or trainer-1=sign-flip@2,3 (see `fedmarket agent ROLE --help`). Repeatable."),
-    dataset: str = typer.Option("digits", "--dataset", help="Task spec: digits, mnist, fmnist, cifar10 or diabetes."),
-    partition: str = typer.Option("dir:0.5", "--partition", help="Task spec: iid, pat:K or dir:ALPHA."),
-    model: str = typer.Option("mlp", "--model", help="Task spec: mlp, cnn, linear or auto."),
-    lr: float = typer.Option(0.05, "--lr", help="Task spec: learning rate."),
-    seed: int = typer.Option(0, "--seed", help="Task spec: seed of the split, the initial model and the batch order."),
+    dataset: str = so.DatasetOption,
+    partition: str = so.PartitionOption,
+    model: str = so.ModelOption,
+    epochs: int = so.EpochsOption,
+    batch_size: int = so.BatchSizeOption,
+    lr: float = so.LrOption,
+    momentum: float = so.MomentumOption,
+    prox_mu: float = so.ProxMuOption,
+    aggregation: str = so.AggregationOption,
+    utility: Optional[str] = so.UtilityOption,
+    holdout: int = so.HoldoutOption,
+    seed: int = so.SeedOption,
     device: str = typer.Option("cpu", "--device", help="Agents' torch device: cpu, cuda or auto."),
     reward: str = typer.Option("1", "--reward", help="The buyer's reward escrow (ETH, or with a unit: 500000gwei)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result (run folder, report) as JSON on stdout; the live view goes to stderr."),
@@ -58,10 +66,11 @@ def up(
     from dataclasses import replace
 
     from fedmarket.cli.market_options import parse_amount
-    from fedmarket.fl.taskspec import TaskSpec
     from fedmarket.market.devnet import DEVNET_TERMS, Devnet, DevnetConfig
 
-    spec = TaskSpec(dataset=dataset, partition=partition, trainers=trainers, validators=validators, model=model, lr=lr, seed=seed)
+    spec = so.spec_of(dataset=dataset, partition=partition, model=model, trainers=trainers, validators=validators, holdout=holdout,
+                      epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, prox_mu=prox_mu, aggregation=aggregation,
+                      utility=utility, seed=seed)  # fmt: skip
     config = DevnetConfig(
         spec=spec, terms=replace(DEVNET_TERMS, rounds=rounds, reward=parse_amount(reward, "reward")), run_dir=run_dir, ipfs=ipfs,
         window=window, faults=tuple(fault or ()), attacks=tuple(attack or ()), device=device,
