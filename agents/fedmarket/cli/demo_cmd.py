@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -23,22 +23,11 @@ def register(app: typer.Typer) -> None:
 
 
 @one_line_errors
+@so.with_spec_flags
 def demo(
     rounds: int = typer.Option(5, "--rounds", min=1, max=1000, help="Training rounds."),
     trainers: int = typer.Option(5, "--trainers", min=1, max=64, help="Trainers (each holds one client's split of the data set)."),
     validators: int = typer.Option(3, "--validators", min=1, max=32, help="Validators (the committee is up to 3 of them)."),
-    dataset: str = so.DatasetOption,
-    partition: str = so.PartitionOption,
-    model: str = so.ModelOption,
-    epochs: int = so.EpochsOption,
-    batch_size: int = so.BatchSizeOption,
-    lr: float = so.LrOption,
-    momentum: float = so.MomentumOption,
-    prox_mu: float = so.ProxMuOption,
-    aggregation: str = so.AggregationOption,
-    utility: Optional[str] = so.UtilityOption,
-    holdout: int = so.HoldoutOption,
-    seed: int = so.SeedOption,
     attack: list[str] = typer.Option([], "--attack", help="Make a participant misbehave: NAME=KIND[@ROUNDS], e.g. trainer-4=free-ride, "
                                      "trainer-5=sign-flip, aggregator=wrong-aggregate@2 (see `fedmarket agent ROLE --help`). Repeatable."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
@@ -50,6 +39,8 @@ def demo(
     png: Optional[Path] = typer.Option(None, "--png", help="Write the accuracy / payout chart here (default: beside --report).", dir_okay=False),
     logs: Optional[Path] = typer.Option(None, "--logs", help="Write every agent's JSON-lines log into this folder.", file_okay=False),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of tables."),
+    *,
+    spec_flags: dict[str, Any],
 ) -> None:
     """Run a complete market: deploy, post and fund a task, licences and stakes, ROUNDS rounds of
     real federated learning (train, commit, reveal, score, aggregate, confirm), finalize, settle,
@@ -80,9 +71,7 @@ def demo(
         if not sep or not kind:
             raise FedmarketError(f"invalid --attack {item!r}: give NAME=KIND[@ROUNDS], e.g. trainer-2=free-ride")
         attacks[name.strip()] = kind.strip()
-    spec = so.spec_of(dataset=dataset, partition=partition, model=model, trainers=trainers, validators=validators, holdout=holdout,
-                      epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, prox_mu=prox_mu, aggregation=aggregation,
-                      utility=utility, seed=seed)  # fmt: skip
+    spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
     config = MarketConfig(spec=spec, terms=MarketTerms(rounds=rounds), attacks=attacks, device=device)
     config.check()
 

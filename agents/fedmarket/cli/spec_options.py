@@ -4,7 +4,10 @@ TaskSpec's defaults); fl.learning imports nothing heavy, so `--help` stays quick
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+import functools
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
 
@@ -25,6 +28,36 @@ AggregationOption = typer.Option(DEMO_TASK.aggregation, "--aggregation", help="T
 UtilityOption = typer.Option(None, "--utility", help="Task spec: the validators' scoring function [default: the task spec's default utility].")
 HoldoutOption = typer.Option(DEMO_HOLDOUT, "--holdout", min=2, help="Task spec: samples held out for the validators and the aggregator.")
 SeedOption = typer.Option(DEMO_TASK.seed, "--seed", help="Task spec: seed of the data split, the initial model and every batch order.")
+
+
+# parameter name -> (annotation, typer option), in the order --help lists them
+SPEC_FLAGS: dict[str, tuple[Any, Any]] = {
+    "dataset": (str, DatasetOption), "partition": (str, PartitionOption), "model": (str, ModelOption),
+    "epochs": (int, EpochsOption), "batch_size": (int, BatchSizeOption), "lr": (float, LrOption),
+    "momentum": (float, MomentumOption), "prox_mu": (float, ProxMuOption), "aggregation": (str, AggregationOption),
+    "utility": (Optional[str], UtilityOption), "holdout": (int, HoldoutOption), "seed": (int, SeedOption),
+}  # fmt: skip
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_spec_flags(command: F) -> F:
+    """Give a command every task-spec flag as one keyword-only `spec_flags: dict` argument (for
+    `spec_of(trainers=..., validators=..., **spec_flags)`); --help lists the flags after the
+    command's own options."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != "spec_flags"]
+    keyword = [p for p in own if p.kind == inspect.Parameter.KEYWORD_ONLY]
+    positional = [p for p in own if p.kind != inspect.Parameter.KEYWORD_ONLY]
+
+    @functools.wraps(command)
+    def with_flags(*args: Any, **kwargs: Any) -> Any:
+        flags = {name: kwargs.pop(name) for name in SPEC_FLAGS}
+        return command(*args, spec_flags=flags, **kwargs)
+
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind) for name, (kind, option) in SPEC_FLAGS.items()]
+    with_flags.__signature__ = inspect.Signature([*positional, *added, *keyword])  # type: ignore[attr-defined]
+    with_flags.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "spec_flags"}, **{n: k for n, (k, _) in SPEC_FLAGS.items()}}
+    return with_flags  # type: ignore[return-value]
 
 
 def spec_of(

@@ -89,23 +89,14 @@ def _check_task_files(spec: Optional[Path], spec_cid: Optional[str], model: Opti
 
 @task_app.command("spec")
 @one_line_errors
+@so.with_spec_flags
 def spec_files(
     out: Path = typer.Option(..., "--out", "-o", file_okay=False, help="Folder to write spec.json and initial-model.safetensors into."),
     trainers: int = typer.Option(DEMO_TRAINERS, "--trainers", min=1, max=MAX_TRAINERS, help="Task spec: trainers (clients of the simulated split)."),
     validators: int = typer.Option(DEMO_VALIDATORS, "--validators", min=1, max=MAX_VALIDATORS, help="Task spec: validators (held-out slices)."),
-    dataset: str = so.DatasetOption,
-    partition: str = so.PartitionOption,
-    model: str = so.ModelOption,
-    epochs: int = so.EpochsOption,
-    batch_size: int = so.BatchSizeOption,
-    lr: float = so.LrOption,
-    momentum: float = so.MomentumOption,
-    prox_mu: float = so.ProxMuOption,
-    aggregation: str = so.AggregationOption,
-    utility: Optional[str] = so.UtilityOption,
-    holdout: int = so.HoldoutOption,
-    seed: int = so.SeedOption,
     as_json: bool = opt.JsonOption,
+    *,
+    spec_flags: dict[str, Any],
 ) -> None:
     """Write a task spec and its initial model from the same flags `up`, `demo` and `sim` take,
     ready for `task post --spec OUT/spec.json --initial-model OUT/initial-model.safetensors`."""
@@ -113,9 +104,7 @@ def spec_files(
     from fedmarket.fl.taskspec import TaskData
     from fedmarket.storage.cid import cid_of
 
-    spec = so.spec_of(dataset=dataset, partition=partition, model=model, trainers=trainers, validators=validators, holdout=holdout,
-                      epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, prox_mu=prox_mu, aggregation=aggregation,
-                      utility=utility, seed=seed)  # fmt: skip
+    spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
     spec_blob = spec.to_bytes()
     model_blob = spec.initial_weights(TaskData.load(spec).dataset)
     spec_path = atomic_write(out / "spec.json", spec_blob)

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
 
 
 @one_line_errors
+@so.with_spec_flags
 def up(
     trainers: int = typer.Option(4, "--trainers", "-n", min=1, max=64, help="Trainer agents (processes)."),
     validators: int = typer.Option(3, "--validators", "-k", min=1, max=32, help="Validator agents (processes); the committee is min(K, 3)."),
@@ -44,21 +45,11 @@ def up(
         "POINT before-commit|before-reveal|before-score|before-publish|before-confirm, RESTART rR (when round R opens)|now|never. Repeatable."
     ),  # fmt: skip
     attack: Optional[list[str]] = typer.Option(None, "--attack", help="NAME=KIND or NAME=KIND@ROUNDS, e.g. trainer-3=free-ride or trainer-1=sign-flip@2,3 (see `fedmarket agent ROLE --help`). Repeatable."),
-    dataset: str = so.DatasetOption,
-    partition: str = so.PartitionOption,
-    model: str = so.ModelOption,
-    epochs: int = so.EpochsOption,
-    batch_size: int = so.BatchSizeOption,
-    lr: float = so.LrOption,
-    momentum: float = so.MomentumOption,
-    prox_mu: float = so.ProxMuOption,
-    aggregation: str = so.AggregationOption,
-    utility: Optional[str] = so.UtilityOption,
-    holdout: int = so.HoldoutOption,
-    seed: int = so.SeedOption,
     device: str = typer.Option("cpu", "--device", help="Agents' torch device: cpu, cuda or auto."),
     reward: str = typer.Option("1", "--reward", help="The buyer's reward escrow (ETH, or with a unit: 500000gwei)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result (run folder, report) as JSON on stdout; the live view goes to stderr."),
+    *,
+    spec_flags: dict[str, Any],
 ) -> None:
     """Run a local devnet: anvil, the Marketplace, a buyer's task and N trainer, K validator and
     1 aggregator agents, each its own process, supervised (faults injected and restarted as
@@ -68,9 +59,7 @@ def up(
     from fedmarket.cli.market_options import parse_amount
     from fedmarket.market.devnet import DEVNET_TERMS, Devnet, DevnetConfig
 
-    spec = so.spec_of(dataset=dataset, partition=partition, model=model, trainers=trainers, validators=validators, holdout=holdout,
-                      epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, prox_mu=prox_mu, aggregation=aggregation,
-                      utility=utility, seed=seed)  # fmt: skip
+    spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
     config = DevnetConfig(
         spec=spec, terms=replace(DEVNET_TERMS, rounds=rounds, reward=parse_amount(reward, "reward")), run_dir=run_dir, ipfs=ipfs,
         window=window, faults=tuple(fault or ()), attacks=tuple(attack or ()), device=device,
