@@ -15,7 +15,7 @@ Trainers (`--attack KIND[@ROUNDS]`):
     noise         submit the global model plus Gaussian noise
     label-flip    train on labels c -> C - 1 - c
     corrupt-blob  store the honest update, then corrupt the stored bytes (embedded store only)
-    wrong-shape   submit weights whose first tensor has the wrong shape
+    wrong-shape   submit weights whose first tensor has the wrong shape (one row fewer)
     pickle        submit a pickle (torch.save) instead of a safetensors file
     bad-reveal    first send a reveal that does not match the commit (the contract refuses it),
                   then reveal what was committed
@@ -233,8 +233,10 @@ class WrongShape(Behaviour):
     def encode_update(self, state: State, encode: Callable[[State], bytes]) -> bytes:
         import torch
 
+        # One fewer element along the first axis: a file within the size bound, refused for its shape.
         name = sorted(state)[0]
-        return encode({**state, name: torch.zeros(tuple(s + 1 for s in state[name].shape))})
+        shape = state[name].shape
+        return encode({**state, name: torch.zeros((max(1, shape[0] - 1), *shape[1:]) if shape[0] > 1 else (2, *shape[1:]))})
 
 
 class Pickle(Behaviour):
