@@ -10,8 +10,7 @@ import torch
 
 from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.training import TrainConfig, train_local
-from fedmarket.fl.utility import PublicPast, Update, ValidationData, get_raw_utility, get_utility
-from fedmarket.fl.utility import attacks
+from fedmarket.fl.utility import PublicPast, Update, ValidationData, attacks, get_raw_utility, get_utility
 from fedmarket.fl.utility.novel_separation import duplicates, orthonormal_basis, residual
 
 

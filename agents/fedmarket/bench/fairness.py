@@ -34,8 +34,9 @@ the largest honest share; it should be fl.utility.DEFAULT_UTILITY.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from fedmarket.bench import machine_facts
 from fedmarket.bench.fairness_report import HONEST, merge_reports, percent, summarise, to_markdown, winner
@@ -170,8 +171,8 @@ def copy_source(roles: list[str], i: int) -> int:
 
 
 def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
-    """`config.rounds` market rounds with one utility, seeded by `config.seed`; every score and
-    payment, and the clean run's final accuracy."""
+    """`config.rounds` market rounds with one utility, seeded by `config.seed`; every score,
+    payment and the final accuracy (the clean run's is clean_accuracy's)."""
     # Heavy imports here, not at module level: `fedmarket --help` stays fast.
     from fedmarket.chain.protocol import median_toward_zero
     from fedmarket.fl.seeds import fairness_noise_seed
