@@ -84,29 +84,31 @@ def separation_contrast(log_probs: Tensor, labels: Tensor) -> Tensor:
 def separation_direction(view: RoundView) -> np.ndarray:
     """grad S at the global model (classification) or -grad MSE (regression), float64, sorted keys."""
     if view.task == "regression":
-        return _gradient(view, None)
-    return _gradient(view, separation_weights(view.data.y, view.spec.num_outputs))
+        return _gradients(view, [None])[0]
+    return _gradients(view, [separation_weights(view.data.y, view.spec.num_outputs)])[0]
 
 
 def class_directions(view: RoundView) -> list[np.ndarray]:
-    """grad S_k per class k present (S = sum_k S_k / |K|): the directions in which the validator's
-    data tells one class from the others; for regression the one direction -grad MSE."""
+    """grad S_k per class k present (S = sum_k S_k, each S_k carrying its 1 / |K|): the directions
+    in which the validator's data tells one class from the others; their sum is grad S. For
+    regression the one direction -grad MSE."""
     if view.task == "regression":
-        return [_gradient(view, None)]
+        return _gradients(view, [None])
     weights = separation_weights(view.data.y, view.spec.num_outputs)
-    out = []
+    columns = []
     for k in np.flatnonzero(np.any(weights != 0.0, axis=0)):
         only = np.zeros_like(weights)
         only[:, k] = weights[:, k]
-        out.append(_gradient(view, only))
-    return out
+        columns.append(only)
+    return _gradients(view, columns)
 
 
-def _gradient(view: RoundView, weights: np.ndarray | None) -> np.ndarray:
-    """The gradient at the global model of sum_{i,k} weights[i, k] log p(k | x_i) (or, for None,
-    of minus the MSE), float64 on the CPU in sorted key order.
+def _gradients(view: RoundView, objectives: list[np.ndarray | None]) -> list[np.ndarray]:
+    """For each weight matrix w in `objectives`, the gradient at the global model of
+    sum_{i,k} w[i, k] log p(k | x_i) (None: of minus the MSE), float64 on the CPU in sorted key
+    order; one forward pass per chunk serves them all.
 
-    The objective is a fixed weighted sum of per-sample terms, so its gradient is accumulated
+    Each objective is a fixed weighted sum of per-sample terms, so its gradient is accumulated
     chunk by chunk (in sample order, a fixed order of additions) without holding every
     activation at once.
     """
@@ -114,22 +116,26 @@ def _gradient(view: RoundView, weights: np.ndarray | None) -> np.ndarray:
     params = {k: view.global_state[k].to(torch.float64).clone().requires_grad_(True) for k in view.names}
     x_all = np.asarray(view.data.x)
     n = len(x_all)
-    targets = np.asarray(view.data.y, dtype=np.float64) if weights is None else None
-    total = [torch.zeros_like(params[k]) for k in view.names]
+    targets = np.asarray(view.data.y, dtype=np.float64)
+    totals = [[torch.zeros_like(params[k]) for k in view.names] for _ in objectives]
     for start in range(0, n, CHUNK):
         x = torch.as_tensor(x_all[start : start + CHUNK], dtype=torch.float64)
         outputs = functional_call(model, params, (x,))
-        if targets is not None:
-            y = torch.as_tensor(targets[start : start + CHUNK])
-            objective = -((outputs.squeeze(-1) - y) ** 2).sum() / n
-        else:
-            w = torch.as_tensor(weights[start : start + CHUNK])
-            objective = (w * torch.log_softmax(outputs, dim=1)).sum()
-        grads = torch.autograd.grad(objective, [params[k] for k in view.names], allow_unused=True)
-        for acc, g in zip(total, grads):
-            if g is not None:
-                acc += g.detach()
-    return np.concatenate([t.reshape(-1).numpy() for t in total]).astype(np.float64)
+        log_probs = None
+        for j, weights in enumerate(objectives):
+            if weights is None:
+                y = torch.as_tensor(targets[start : start + CHUNK])
+                objective = -((outputs.squeeze(-1) - y) ** 2).sum() / n
+            else:
+                if log_probs is None:
+                    log_probs = torch.log_softmax(outputs, dim=1)
+                objective = (torch.as_tensor(weights[start : start + CHUNK]) * log_probs).sum()
+            grads = torch.autograd.grad(objective, [params[k] for k in view.names], allow_unused=True,
+                                        retain_graph=j < len(objectives) - 1)
+            for acc, g in zip(totals[j], grads):
+                if g is not None:
+                    acc += g.detach()
+    return [np.concatenate([t.reshape(-1).numpy() for t in total]).astype(np.float64) for total in totals]
 
 
 def separation_cosine_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
