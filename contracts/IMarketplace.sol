@@ -76,6 +76,8 @@ interface IMarketplace {
         uint16 validatorShareBps;
         uint16 aggregatorShareBps;
         int64 poisonThreshold; // median utility strictly below this is bad-slashed (micro-units)
+        uint32 startWindow; // seconds after newModel by which training must start (MIN_WINDOW..MAX_WINDOW);
+        // past it anyone may cancelModel and startTraining reverts StartDeadlinePassed
     }
 
     /// @notice What the market keeps of a task as it runs: the mutable half of its `ModelData`.
@@ -88,11 +90,14 @@ interface IMarketplace {
         uint256 escrow; // unspent escrow (before start: everything deposited)
         uint256 stakesHeld; // stakes not yet slashed nor returned
         uint256 accrued; // earned by participants and the buyer, not yet credited
-        uint256 licenseIncome; // licence fees credited to the owner so far
+        uint256 licenseIncome; // licence fees credited to the owner (all of them, at startTraining)
         bytes32 globalModelDigest; // latest accepted global model (initial model before round 1 closes)
         uint16 trainerCount;
         uint16 validatorCount;
         bool aggregatorJoined;
+        uint256 licenseHeld; // licence fees the task holds (until startTraining; refundable before)
+        uint64 startDeadline; // newModel's timestamp + startWindow
+        bool endRequested; // the owner's early finalizeContract waits for the open round to settle
     }
 
     /// @notice A task's record, the seed's `ModelData`: the parameters its buyer set (`newModel`,
@@ -155,6 +160,13 @@ interface IMarketplace {
     /// @notice What returns to the buyer: unspent escrow, unearned shares, rounding dust, unredistributed slashes.
     event ModelBuyerReturnPayment(uint256 indexed modelId, address indexed owner, uint256 amount);
     event Withdrawal(address indexed account, uint256 amount);
+    /// @notice startTraining credited the licence fees the task held to its owner.
+    event LicenseIncomeCredited(uint256 indexed modelId, address indexed owner, uint256 amount);
+    /// @notice leaveModel credited back a stake (role None: none, a licensee's reclaim or a
+    /// cancelled task) and a licence fee (0 when the caller held no licence).
+    event ParticipantLeft(uint256 indexed modelId, address indexed participant, Role role, uint256 stakeReturned, uint256 feeReturned);
+    /// @notice The owner's early finalizeContract: the task ends when the open round `round` settles.
+    event EndRequested(uint256 indexed modelId, uint32 round);
 
     // ----------------------------------------------------------------- errors
 
@@ -179,7 +191,7 @@ interface IMarketplace {
     /// @notice newModel: `maxValidators` is not in min..max (committeeSize..MAX_VALIDATORS).
     error MaxValidatorsOutOfRange(uint256 given, uint256 min, uint256 max);
     /// @notice newModel: the window of `phase` (Commit, Reveal, Score, Publish or Confirm; the first
-    /// one out of range) is not in min..max seconds (MIN_WINDOW..MAX_WINDOW).
+    /// one out of range; None: the start window, checked last) is not in min..max seconds (MIN_WINDOW..MAX_WINDOW).
     error WindowOutOfRange(Phase phase, uint256 given, uint256 min, uint256 max);
     /// @notice newModel: the stake of `role` (the first one too large, trainer first) is above max
     /// wei (2^96 - 1, what the packed accounting holds).
@@ -189,12 +201,17 @@ interface IMarketplace {
     /// @notice newModel: the trainer, validator and aggregator shares do not sum to total (10000 bps).
     error SharesDoNotSum(uint256 trainerShareBps, uint256 validatorShareBps, uint256 aggregatorShareBps, uint256 total);
 
+    /// @notice startTraining: the task's start deadline (`deadline`) has passed; anyone may cancel it.
+    error StartDeadlinePassed(uint256 modelId, uint64 deadline);
+    /// @notice leaveModel: the caller has neither a role nor an unrefunded licence in the task.
+    error NothingToLeave(uint256 modelId, address caller);
+
     /// @notice newModel or payForModel sent no value: the escrow (or top-up) must be > 0 wei.
     error ZeroEscrow();
     /// @notice A licence fee or a stake was not paid exactly: `expected` wei, `sent` wei.
     error WrongAmount(uint256 expected, uint256 sent);
-    /// @notice Only the task's owner (its buyer) may call this (payForModel, cancelModel,
-    /// finalizeContract before the last round closed).
+    /// @notice Only the task's owner (its buyer) may call this (payForModel, cancelModel before the
+    /// start deadline, finalizeContract before the last round closed).
     error NotOwner(uint256 modelId, address caller);
     /// @notice startTraining: the caller is neither the task's owner nor its aggregator.
     error NotOwnerOrAggregator(uint256 modelId, address caller);
@@ -259,14 +276,15 @@ interface IMarketplace {
     /// Reverts ZeroEscrow, then the first parameter check that fails: ZeroSpecDigest,
     /// ZeroInitialModelDigest, ZeroAggregator, AggregatorIsOwner, RoundsOutOfRange,
     /// TrainerBoundsOutOfRange, CommitteeSizeOutOfRange, MaxValidatorsOutOfRange, WindowOutOfRange,
-    /// StakeTooLarge, SlashBpsTooLarge, SharesDoNotSum.
+    /// StakeTooLarge, SlashBpsTooLarge, SharesDoNotSum, WindowOutOfRange(None) for the start window.
     function newModel(ModelParams calldata params) external payable returns (uint256 modelId);
 
     /// @notice Top the escrow up. Owner only, while Open. Emits ModelCreationPayment.
     function payForModel(uint256 modelId) external payable;
 
-    /// @notice Buy the task's licence at its exact fee (credited to the owner at once); needed to
-    /// join as trainer. Anyone but the owner, while Open or Training. Emits LicensePurchased.
+    /// @notice Buy the task's licence at its exact fee (held by the task, credited to the owner at
+    /// startTraining, refundable before); needed to join as trainer. Anyone but the owner, while
+    /// Open. Emits LicensePurchased.
     function buyLicense(uint256 modelId) external payable;
 
     /// @notice Stake exactly `trainerStake` and join as trainer. Licensees only, while Open, up to
@@ -281,13 +299,21 @@ interface IMarketplace {
     /// aggregator named in the params, once, while Open. Emits ParticipantJoined.
     function joinAsAggregator(uint256 modelId) external payable;
 
-    /// @notice Fix the reward and open round 1. Owner or aggregator, while Open, once minTrainers
-    /// trainers, committeeSize validators and the aggregator have joined. Emits TrainingStarted, RoundStarted.
+    /// @notice Fix the reward, credit the held licence fees to the owner and open round 1. Owner or
+    /// aggregator, while Open and not past the start deadline, once minTrainers trainers,
+    /// committeeSize validators and the aggregator have joined. Emits TrainingStarted,
+    /// LicenseIncomeCredited, RoundStarted.
     function startTraining(uint256 modelId) external;
 
-    /// @notice Cancel before training: escrow and every stake are credited back at once.
-    /// Owner only, while Open. Emits ModelCancelled, ModelBuyerReturnPayment and one payment event per participant.
+    /// @notice Cancel before training: escrow and every stake are credited back at once; each
+    /// licensee reclaims its fee with leaveModel. The owner while Open; anyone once the start
+    /// deadline has passed. Emits ModelCancelled, ModelBuyerReturnPayment and one payment event per participant.
     function cancelModel(uint256 modelId) external;
+
+    /// @notice Leave a task: while Open, a participant gets its whole stake and a licensee its fee
+    /// credited back (its seat goes to the last joiner of its role); once Cancelled, a licensee
+    /// reclaims its fee. Emits ParticipantLeft.
+    function leaveModel(uint256 modelId) external;
 
     // ----------------------------------------------------------------- rounds
 
@@ -318,8 +344,10 @@ interface IMarketplace {
     // -------------------------------------------------------------- the end
 
     /// @notice End the task: anyone after the last round closed; the owner at any time during
-    /// training (the budget of rounds not closed returns to the buyer, nobody is slashed for the
-    /// open round). Emits ModelFinalized.
+    /// training. Early, a round without a commit is abandoned (its budget stays in escrow) and the
+    /// task ends now; once the open round has a commit it settles normally and the task ends when
+    /// it closes (EndRequested now, ModelFinalized then). The budget of rounds never opened
+    /// returns to the buyer. Emits ModelFinalized or EndRequested.
     function finalizeContract(uint256 modelId) external;
 
     /// @notice Credit every participant's earnings and remaining stake and the buyer's return.
@@ -375,7 +403,7 @@ interface IMarketplace {
     function validators(uint256 modelId) external view returns (address[] memory);
     /// @notice An account's standing in a task (role None for a non-participant). Reverts UnknownModel.
     function participant(uint256 modelId, address account) external view returns (ParticipantView memory);
-    /// @notice Wei the contract holds for this task: escrow + stakesHeld + accrued.
+    /// @notice Wei the contract holds for this task: escrow + stakesHeld + accrued + licenseHeld.
     function taskBalance(uint256 modelId) external view returns (uint256);
     /// @notice Withdrawable balance of an account (credited by any task).
     function credit(address account) external view returns (uint256);

@@ -3,6 +3,14 @@ pragma solidity ^0.8.24;
 
 import {IMarketplace} from "./IMarketplace.sol";
 
+// The caps (docs/protocol.md), at file level so that ParamsCheck shares them.
+uint256 constant CAP_MAX_TRAINERS = 64;
+uint256 constant CAP_MAX_VALIDATORS = 32;
+uint256 constant CAP_MAX_COMMITTEE = 9;
+uint256 constant CAP_MAX_ROUNDS = 1000;
+uint256 constant CAP_MIN_WINDOW = 1 seconds;
+uint256 constant CAP_MAX_WINDOW = 30 days;
+
 /// @title MarketStorage — the Marketplace's constants, storage layout and packed records
 /// @notice Storage is packed so that the per-trainer work of a round stays flat and small:
 /// a round's who-did-what lives in one word (bitmaps), each trainer's address and earnings in one
@@ -12,17 +20,17 @@ abstract contract MarketStorage is IMarketplace {
     // ---------------------------------------------------------------- caps (docs/protocol.md)
 
     /// @notice Most trainers per task: closing a round loops over them (and a round's bitmaps hold 64).
-    uint256 public constant MAX_TRAINERS = 64;
+    uint256 public constant MAX_TRAINERS = CAP_MAX_TRAINERS;
     /// @notice Most validators per task: settlement loops over every participant.
-    uint256 public constant MAX_VALIDATORS = 32;
+    uint256 public constant MAX_VALIDATORS = CAP_MAX_VALIDATORS;
     /// @notice Largest committee: each utility is the median of at most this many scores.
-    uint256 public constant MAX_COMMITTEE = 9;
+    uint256 public constant MAX_COMMITTEE = CAP_MAX_COMMITTEE;
     /// @notice Most rounds per task (keeps the per-round budget meaningful).
-    uint256 public constant MAX_ROUNDS = 1000;
+    uint256 public constant MAX_ROUNDS = CAP_MAX_ROUNDS;
     /// @notice Shortest phase window.
-    uint256 public constant MIN_WINDOW = 1 seconds;
+    uint256 public constant MIN_WINDOW = CAP_MIN_WINDOW;
     /// @notice Longest phase window.
-    uint256 public constant MAX_WINDOW = 30 days;
+    uint256 public constant MAX_WINDOW = CAP_MAX_WINDOW;
 
     /// @dev The stored stage of a round that has been settled (beyond IMarketplace.Phase).
     uint8 internal constant STAGE_CLOSED = 7;
@@ -96,7 +104,7 @@ abstract contract MarketStorage is IMarketplace {
         uint8 trainerCount;
         uint8 validatorCount;
         uint8 committeeOffset; // first committee's position in the validator list
-        // money of this task (wei); taskBalance = escrow + stakesHeld + accrued
+        // money of this task (wei); taskBalance = escrow + stakesHeld + accrued + licenseHeld
         uint128 reward;
         uint128 escrow;
         uint128 stakesHeld;
@@ -104,6 +112,10 @@ abstract contract MarketStorage is IMarketplace {
         uint128 buyerAccrued; // what returns to the buyer at settlement, escrow aside
         uint128 licenseIncome;
         uint128 aggregatorEarned;
+        // one word: 128 + 64 + 8 bits
+        uint128 licenseHeld; // licence fees held until startTraining (refundable before)
+        uint64 startDeadline; // newModel's timestamp + startWindow
+        bool endRequested; // the owner's early finalize: the task ends when the open round closes
         bytes32 globalModelDigest;
         Seat[] trainerSeats;
         Seat[] validatorSeats;

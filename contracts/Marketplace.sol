@@ -7,6 +7,7 @@ import {Bits} from "./lib/Bits.sol";
 import {Median} from "./lib/Median.sol";
 import {ReentrancyGuard} from "./lib/ReentrancyGuard.sol";
 import {Shares} from "./lib/Shares.sol";
+import {ParamsCheck} from "./ParamsCheck.sol";
 
 /// @title Marketplace — the fedmarket state machine
 /// @notice Implements IMarketplace exactly as docs/protocol.md fixes it: caps, lazy phases,
@@ -21,6 +22,14 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     /// @notice An amount does not fit the packed accounting (impossible with real ether supplies).
     error AmountTooLarge(uint256 amount);
 
+    /// @notice The parameter checks of newModel, deployed with the market: their code lives
+    /// outside this contract, which would otherwise pass the 24,576-byte code size limit (EIP-170).
+    ParamsCheck public immutable PARAMS_CHECK;
+
+    constructor() {
+        PARAMS_CHECK = new ParamsCheck();
+    }
+
     // =====================================================================================
     // task set-up
     // =====================================================================================
@@ -28,7 +37,8 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     /// @inheritdoc IMarketplace
     function newModel(ModelParams calldata params) external payable returns (uint256 modelId) {
         if (msg.value == 0) revert ZeroEscrow();
-        _validate(params);
+        // Reverts with newModel's parameter errors (an external call re-throws them as they are).
+        PARAMS_CHECK.check(params, msg.sender);
         modelId = ++_modelCount;
         Task storage t = _tasks[modelId];
         t.params = params;
@@ -36,6 +46,7 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         t.status = Status.Open;
         t.escrow = _toU128(msg.value);
         t.globalModelDigest = params.initialModelDigest;
+        t.startDeadline = uint64(block.timestamp) + params.startWindow;
         emit ModelCreated(modelId, msg.sender, params.aggregator, params.specDigest, params.rounds);
         emit ModelCreationPayment(modelId, msg.sender, msg.value);
     }
@@ -52,19 +63,19 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     }
 
     /// @inheritdoc IMarketplace
-    /// @dev Reverts UnknownModel, WrongStatus (expected Open; Training is accepted too),
-    /// OwnerCannotParticipate, AlreadyLicensed, WrongAmount.
+    /// @dev Reverts UnknownModel, WrongStatus, OwnerCannotParticipate, AlreadyLicensed, WrongAmount.
+    /// A licence bought during training could no longer be used to join, so sales stop at start.
     function buyLicense(uint256 modelId) external payable {
         Task storage t = _task(modelId);
-        if (t.status != Status.Open && t.status != Status.Training) revert WrongStatus(modelId, Status.Open, t.status);
+        _requireStatus(modelId, t, Status.Open);
         if (msg.sender == t.owner) revert OwnerCannotParticipate(modelId);
         Participant storage me = t.participants[msg.sender];
         if (me.licensed) revert AlreadyLicensed(modelId, msg.sender);
         uint256 fee = t.params.licenseFee;
         if (msg.value != fee) revert WrongAmount(fee, msg.value);
         me.licensed = true;
-        t.licenseIncome = _toU128(t.licenseIncome + fee);
-        _creditTo(t.owner, fee);
+        // Held by the task (not credited): an owner must not be able to sell licences and cancel.
+        t.licenseHeld = _toU128(t.licenseHeld + fee);
         emit LicensePurchased(modelId, msg.sender, fee);
     }
 
@@ -122,13 +133,14 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     }
 
     /// @inheritdoc IMarketplace
-    /// @dev Reverts UnknownModel, WrongStatus, NotOwnerOrAggregator, NotEnoughParticipants.
-    /// The committee offset is keccak256(abi.encode(block.prevrandao, modelId)) % validators.
+    /// @dev Reverts UnknownModel, WrongStatus, NotOwnerOrAggregator, StartDeadlinePassed,
+    /// NotEnoughParticipants. The committee offset is keccak256(abi.encode(block.prevrandao, modelId)) % validators.
     function startTraining(uint256 modelId) external {
         Task storage t = _task(modelId);
         _requireStatus(modelId, t, Status.Open);
         ModelParams storage p = t.params;
         if (msg.sender != t.owner && msg.sender != p.aggregator) revert NotOwnerOrAggregator(modelId, msg.sender);
+        if (block.timestamp > t.startDeadline) revert StartDeadlinePassed(modelId, t.startDeadline);
         bool aggregatorJoined = t.participants[p.aggregator].role == Role.Aggregator;
         if (t.trainerCount < p.minTrainers || t.validatorCount < p.committeeSize || !aggregatorJoined) {
             revert NotEnoughParticipants(modelId, t.trainerCount, t.validatorCount, aggregatorJoined);
@@ -137,17 +149,25 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         t.reward = t.escrow;
         // The result is below validatorCount <= MAX_VALIDATORS = 32: fits uint8.
         t.committeeOffset = uint8(uint256(keccak256(abi.encode(block.prevrandao, modelId))) % t.validatorCount);
+        // The licences are used now (no one can join any more): their fees become the owner's.
+        uint256 fees = t.licenseHeld;
+        t.licenseHeld = 0;
+        t.licenseIncome = _toU128(fees);
+        _creditTo(t.owner, fees);
         emit TrainingStarted(modelId, t.reward);
+        emit LicenseIncomeCredited(modelId, t.owner, fees);
         _openRound(modelId, t, 1);
     }
 
     /// @inheritdoc IMarketplace
-    /// @dev Reverts UnknownModel, WrongStatus, NotOwner. Emits ContributionPayment /
-    /// ValidationPayment / OrchestrationPayment (earned 0, the whole stake returned) per participant.
+    /// @dev Reverts UnknownModel, WrongStatus, NotOwner (anyone but the owner before the start
+    /// deadline). Emits ContributionPayment / ValidationPayment / OrchestrationPayment (earned 0,
+    /// the whole stake returned) per participant. The licence fees stay in the task until each
+    /// licensee reclaims its own with leaveModel (a pull: the licensees are not bounded in number).
     function cancelModel(uint256 modelId) external {
         Task storage t = _task(modelId);
         _requireStatus(modelId, t, Status.Open);
-        if (msg.sender != t.owner) revert NotOwner(modelId, msg.sender);
+        if (msg.sender != t.owner && block.timestamp <= t.startDeadline) revert NotOwner(modelId, msg.sender);
         t.status = Status.Cancelled;
         emit ModelCancelled(modelId);
         uint256 refund = t.escrow;
@@ -172,6 +192,52 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
             _creditTo(p.aggregator, p.aggregatorStake);
             emit OrchestrationPayment(modelId, p.aggregator, 0, p.aggregatorStake);
         }
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev Reverts UnknownModel, WrongStatus (expected Open; Cancelled is accepted for a licence
+    /// refund), NothingToLeave. A leaving trainer's or validator's seat is taken by the last one of
+    /// its role (seats stay contiguous; join order changes only for that one).
+    function leaveModel(uint256 modelId) external {
+        Task storage t = _task(modelId);
+        Status status = t.status;
+        bool open = status == Status.Open;
+        if (!open && status != Status.Cancelled) revert WrongStatus(modelId, Status.Open, status);
+        Participant storage me = t.participants[msg.sender];
+        Role role = open ? me.role : Role.None;
+        bool licensed = me.licensed;
+        if (role == Role.None && !licensed) revert NothingToLeave(modelId, msg.sender);
+
+        uint256 stake = _stakeOf(t.params, role);
+        if (role == Role.Trainer || role == Role.Validator) {
+            Seat[] storage seats = role == Role.Trainer ? t.trainerSeats : t.validatorSeats;
+            // The last seat moves into the leaver's (earnings are 0 before training).
+            uint256 index = me.index;
+            address moved = seats[seats.length - 1].account;
+            seats[index].account = moved;
+            t.participants[moved].index = uint16(index);
+            seats.pop();
+            if (role == Role.Trainer) --t.trainerCount;
+            else --t.validatorCount;
+        }
+        uint256 fee = licensed ? t.params.licenseFee : 0;
+        if (open) me.role = Role.None; // a cancelled task's records keep their roles
+        me.licensed = false;
+        // Both are part of what the task holds (stakesHeld, licenseHeld): the subtractions cannot underflow.
+        unchecked {
+            t.stakesHeld -= uint128(stake);
+            t.licenseHeld -= uint128(fee);
+        }
+        _creditTo(msg.sender, stake + fee);
+        emit ParticipantLeft(modelId, msg.sender, role, stake, fee);
+    }
+
+    /// @dev The stake a participant of `role` put in (0 for Role.None).
+    function _stakeOf(ModelParams storage p, Role role) private view returns (uint256) {
+        if (role == Role.Trainer) return p.trainerStake;
+        if (role == Role.Validator) return p.validatorStake;
+        if (role == Role.Aggregator) return p.aggregatorStake;
+        return 0;
     }
 
     // =====================================================================================
@@ -320,11 +386,22 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     // =====================================================================================
 
     /// @inheritdoc IMarketplace
-    /// @dev Reverts UnknownModel, WrongStatus, NotOwner (anyone but the owner before the last round closed).
+    /// @dev Reverts UnknownModel, WrongStatus, NotOwner (anyone but the owner before the last round
+    /// closed). Once the open round has a commit, its budget belongs to that
+    /// round: the owner's early finalize only stops the next round from opening.
     function finalizeContract(uint256 modelId) external {
         Task storage t = _task(modelId);
         _requireStatus(modelId, t, Status.Training);
-        if (t.roundsClosed < t.params.rounds && msg.sender != t.owner) revert NotOwner(modelId, msg.sender);
+        uint32 round = t.currentRound;
+        if (t.roundsClosed < t.params.rounds) {
+            if (msg.sender != t.owner) revert NotOwner(modelId, msg.sender);
+            if (t.rounds[round].header.committed != 0) {
+                // A repeated request changes nothing (the task ends when the round settles).
+                t.endRequested = true;
+                emit EndRequested(modelId, round);
+                return;
+            }
+        }
         t.status = Status.Finalized;
         emit ModelFinalized(modelId, t.roundsClosed, t.escrow);
     }
@@ -405,7 +482,10 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
             globalModelDigest: t.globalModelDigest,
             trainerCount: t.trainerCount,
             validatorCount: t.validatorCount,
-            aggregatorJoined: t.participants[params.aggregator].role == Role.Aggregator
+            aggregatorJoined: t.participants[params.aggregator].role == Role.Aggregator,
+            licenseHeld: t.licenseHeld,
+            startDeadline: t.startDeadline,
+            endRequested: t.endRequested
         });
         return ModelData({params: params, state: state});
     }
@@ -547,22 +627,21 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         v.role = pp.role;
         v.licensed = pp.licensed;
         v.slashed = pp.slashed;
+        if (pp.role == Role.None) return v;
+        v.stakeRemaining = _stakeOf(t.params, pp.role) - pp.slashed;
         if (pp.role == Role.Trainer) {
             v.earned = t.trainerSeats[pp.index].earned;
-            v.stakeRemaining = t.params.trainerStake - pp.slashed;
         } else if (pp.role == Role.Validator) {
             v.earned = t.validatorSeats[pp.index].earned;
-            v.stakeRemaining = t.params.validatorStake - pp.slashed;
-        } else if (pp.role == Role.Aggregator) {
+        } else {
             v.earned = t.aggregatorEarned;
-            v.stakeRemaining = t.params.aggregatorStake - pp.slashed;
         }
     }
 
     /// @inheritdoc IMarketplace
     function taskBalance(uint256 modelId) external view returns (uint256) {
         Task storage t = _task(modelId);
-        return uint256(t.escrow) + t.stakesHeld + t.accrued;
+        return uint256(t.escrow) + t.stakesHeld + t.accrued + t.licenseHeld;
     }
 
     /// @inheritdoc IMarketplace
@@ -666,49 +745,6 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         for (uint256 i = 0; i < n; ++i) {
             list[i] = seats[i].account;
         }
-    }
-
-    /// @dev The parameter checks of newModel, in the order IMarketplace lists their errors; the
-    /// first that fails reverts.
-    function _validate(ModelParams calldata p) private view {
-        if (p.specDigest == bytes32(0)) revert ZeroSpecDigest();
-        if (p.initialModelDigest == bytes32(0)) revert ZeroInitialModelDigest();
-        if (p.aggregator == address(0)) revert ZeroAggregator();
-        if (p.aggregator == msg.sender) revert AggregatorIsOwner(p.aggregator);
-        if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert RoundsOutOfRange(p.rounds, MAX_ROUNDS);
-        if (p.minTrainers == 0 || p.minTrainers > p.maxTrainers || p.maxTrainers > MAX_TRAINERS) {
-            revert TrainerBoundsOutOfRange(p.minTrainers, p.maxTrainers, MAX_TRAINERS);
-        }
-        if (p.committeeSize == 0 || p.committeeSize > MAX_COMMITTEE) {
-            revert CommitteeSizeOutOfRange(p.committeeSize, MAX_COMMITTEE);
-        }
-        if (p.maxValidators < p.committeeSize || p.maxValidators > MAX_VALIDATORS) {
-            revert MaxValidatorsOutOfRange(p.maxValidators, p.committeeSize, MAX_VALIDATORS);
-        }
-        _requireWindow(Phase.Commit, p.commitWindow);
-        _requireWindow(Phase.Reveal, p.revealWindow);
-        _requireWindow(Phase.Score, p.scoreWindow);
-        _requireWindow(Phase.Publish, p.publishWindow);
-        _requireWindow(Phase.Confirm, p.confirmWindow);
-        _requireStake(Role.Trainer, p.trainerStake);
-        _requireStake(Role.Validator, p.validatorStake);
-        _requireStake(Role.Aggregator, p.aggregatorStake);
-        if (p.lateSlashBps > Shares.BPS || p.badSlashBps > Shares.BPS) {
-            revert SlashBpsTooLarge(p.lateSlashBps, p.badSlashBps, Shares.BPS);
-        }
-        if (uint256(p.trainerShareBps) + p.validatorShareBps + p.aggregatorShareBps != Shares.BPS) {
-            revert SharesDoNotSum(p.trainerShareBps, p.validatorShareBps, p.aggregatorShareBps, Shares.BPS);
-        }
-    }
-
-    function _requireWindow(Phase phase, uint32 window) private pure {
-        if (window < MIN_WINDOW || window > MAX_WINDOW) revert WindowOutOfRange(phase, window, MIN_WINDOW, MAX_WINDOW);
-    }
-
-    /// @dev The packed records keep per-participant amounts in 96 and 112 bits (MarketStorage's
-    /// Seat and Participant); stakes are capped at 2^96 - 1 wei (~7.9e10 ether) to match.
-    function _requireStake(Role role, uint256 stake) private pure {
-        if (stake > type(uint96).max) revert StakeTooLarge(role, stake, type(uint96).max);
     }
 
     // =====================================================================================
@@ -890,7 +926,12 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         t.buyerAccrued = _toU128(uint256(t.buyerAccrued) + s.toBuyer);
         emit RoundClosed(modelId, round, t.globalModelDigest, accepted, s.budget, s.toBuyer);
 
-        if (round < p.rounds) _openRound(modelId, t, round + 1);
+        if (t.endRequested) {
+            t.status = Status.Finalized;
+            emit ModelFinalized(modelId, round, t.escrow);
+        } else if (round < p.rounds) {
+            _openRound(modelId, t, round + 1);
+        }
     }
 
     /// @dev Late: every trainer that did not reveal (did not commit, or committed and did not

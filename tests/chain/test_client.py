@@ -81,17 +81,20 @@ def test_licences_stakes_and_participant_views(market: MarketClient, actors: Act
     assert (me.role, me.stake_remaining, me.earned, me.slashed, me.licensed) == (Role.TRAINER, 10_000, 0, 0, True)
     assert market.participant(model_id, actors.aggregator.address).role is Role.AGGREGATOR
     assert market.participant(model_id, actors.outsider.address).role is Role.NONE
-    assert market.credit(actors.owner.address) == 3 * 1_000  # licence fees are credited at once
-    assert market.total_credit() == 3 * 1_000
+    assert market.credit(actors.owner.address) == 0  # licence fees are held until training starts
+    assert market.total_credit() == 0
     state = market.get_model(model_id).state
     assert (state.trainer_count, state.validator_count, state.aggregator_joined) == (3, 3, True)
-    assert market.task_balance(model_id) == REWARD + 3 * 10_000 + 3 * 20_000 + 30_000
+    assert (state.license_held, state.license_income, state.end_requested) == (3 * 1_000, 0, False)
+    assert state.start_deadline > 0
+    assert market.task_balance(model_id) == REWARD + 3 * 1_000 + 3 * 10_000 + 3 * 20_000 + 30_000
 
 
 def test_a_whole_task_through_the_client(w3, market: MarketClient, actors: Actors, ready_task: Callable[..., int]) -> None:
     model_id = ready_task(start=False)
     started = market.start_training(model_id)
-    assert {e.name for e in started.events} == {"TrainingStarted", "RoundStarted"}
+    assert {e.name for e in started.events} == {"TrainingStarted", "LicenseIncomeCredited", "RoundStarted"}
+    assert started.event("LicenseIncomeCredited").args["amount"] == 3 * 1_000
     view = market.get_round(model_id, 1)
     assert view.round == 1 and view.phase is Phase.COMMIT and len(view.committee) == 3 and view.phase_deadline > chain_now(w3)
     assert started.event("RoundStarted").args["committee"] == list(view.committee)
@@ -166,7 +169,11 @@ def test_cancel_credits_everyone_back(market: MarketClient, actors: Actors, read
     assert market.get_model(model_id).state.status is Status.CANCELLED
     assert market.credit(actors.trainers[0].address) == 10_000
     assert market.credit(actors.aggregator.address) == 30_000
-    assert market.task_balance(model_id) == 0
+    assert market.task_balance(model_id) == 3 * 1_000  # the licence fees, until each licensee leaves
+    left = market.with_account(actors.trainers[0]).leave_model(model_id)
+    assert left.event("ParticipantLeft").args["feeReturned"] == 1_000
+    assert market.credit(actors.trainers[0].address) == 10_000 + 1_000
+    assert market.task_balance(model_id) == 2 * 1_000
 
 
 def test_owner_may_finalize_early(market: MarketClient, ready_task: Callable[..., int]) -> None:

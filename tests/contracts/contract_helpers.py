@@ -33,6 +33,9 @@ from fedmarket.chain.timecontrol import advance_time
 WINDOW = 100
 """Every phase window of the default task, in seconds."""
 
+START_WINDOW = 10_000
+"""The default task's start window (s): past it anyone may cancel an unstarted task."""
+
 DEFAULT_REWARD = 1_000_003
 """Default escrow (wei): odd on purpose, so that budget and share rounding shows up."""
 
@@ -60,6 +63,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "validatorShareBps": 2_000,
     "aggregatorShareBps": 1_000,
     "poisonThreshold": -500_000,
+    "startWindow": START_WINDOW,
 }
 
 # enum values (IMarketplace)
@@ -418,6 +422,7 @@ PARTICIPANT_FIELDS = ["role", "stakeRemaining", "earned", "slashed", "licensed"]
 STATE_FIELDS = [
     "owner", "status", "currentRound", "roundsClosed", "reward", "escrow", "stakesHeld", "accrued",
     "licenseIncome", "globalModelDigest", "trainerCount", "validatorCount", "aggregatorJoined",
+    "licenseHeld", "startDeadline", "endRequested",
 ]
 
 

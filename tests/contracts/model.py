@@ -229,6 +229,7 @@ class Params:
     validator_share_bps: int = 2000
     aggregator_share_bps: int = 1000
     poison_threshold: int = 0
+    start_window: int = 1000
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
@@ -255,6 +256,7 @@ class Params:
             self.validator_share_bps,
             self.aggregator_share_bps,
             self.poison_threshold,
+            self.start_window,
         )
 
     def param_errors(self, owner: str) -> list[Err]:
@@ -293,6 +295,8 @@ class Params:
         shares = (self.trainer_share_bps, self.validator_share_bps, self.aggregator_share_bps)
         if sum(shares) != BPS:
             errors.append(Err("SharesDoNotSum", (*shares, BPS)))
+        if not MIN_WINDOW <= self.start_window <= MAX_WINDOW:  # phase None names the start window
+            errors.append(Err("WindowOutOfRange", (int(Phase.NONE), self.start_window, MIN_WINDOW, MAX_WINDOW)))
         return errors
 
 
@@ -362,7 +366,10 @@ class Task:
     escrow: int = 0
     stakes_held: int = 0
     accrued: int = 0
-    license_income: int = 0
+    license_income: int = 0  # licence fees credited to the owner (at start)
+    license_held: int = 0  # licence fees the task holds (before start; refundable)
+    start_deadline: int = 0
+    end_requested: bool = False
     global_digest: bytes = b"\x00" * 32
     trainers: list[str] = field(default_factory=list)
     validators: list[str] = field(default_factory=list)
@@ -378,7 +385,7 @@ class Task:
 
     @property
     def balance(self) -> int:
-        return self.escrow + self.stakes_held + self.accrued
+        return self.escrow + self.stakes_held + self.accrued + self.license_held
 
     def participant(self, account: str) -> ParticipantState:
         return self.participants.get(account.lower(), ParticipantState())
@@ -498,6 +505,7 @@ class Market:
         task = Task(model_id=model_id, owner=caller.lower(), params=copy.deepcopy(params))
         task.escrow = value
         task.deposited = value
+        task.start_deadline = now + params.start_window
         task.global_digest = params.initial_model_digest
         self.tasks[model_id] = task
         return model_id
@@ -520,7 +528,7 @@ class Market:
         errors: list[Err] = []
         task = self._task(model_id, errors)
         if task is not None:
-            self._status(task, (Status.OPEN, Status.TRAINING), errors)
+            self._status(task, (Status.OPEN,), errors)
             if caller.lower() == task.owner:
                 errors.append(Err("OwnerCannotParticipate", (model_id,)))
             if task.participant(caller).licensed:
@@ -531,9 +539,8 @@ class Market:
         assert task is not None
         p = task.participants.setdefault(caller.lower(), ParticipantState())
         p.licensed = True
-        task.license_income += value
+        task.license_held += value  # held until start, refundable before
         task.deposited += value
-        self._credit(task, task.owner, value)
 
     def _join(self, caller: str, model_id: int, value: int, role: Role) -> Task:
         errors: list[Err] = []
@@ -596,6 +603,8 @@ class Market:
             p = task.params
             if caller.lower() not in (task.owner, p.aggregator.lower()):
                 errors.append(Err("NotOwnerOrAggregator", (model_id, caller)))
+            if task.status == Status.OPEN and now > task.start_deadline:
+                errors.append(Err("StartDeadlinePassed", (model_id, task.start_deadline)))
             if self._status(task, (Status.OPEN,), errors):
                 if len(task.trainers) < p.min_trainers or len(task.validators) < p.committee_size or not task.aggregator_joined:
                     errors.append(
@@ -606,6 +615,8 @@ class Market:
         task.status = Status.TRAINING
         task.reward = task.escrow
         task.offset = committee_offset(prevrandao, model_id, len(task.validators))
+        self._credit(task, task.owner, task.license_held)
+        task.license_income, task.license_held = task.license_held, 0
         self._open_round(task, 1, now)
 
     def _open_round(self, task: Task, number: int, now: int) -> None:
@@ -617,7 +628,7 @@ class Market:
         errors: list[Err] = []
         task = self._task(model_id, errors)
         if task is not None:
-            if caller.lower() != task.owner:
+            if caller.lower() != task.owner and now <= task.start_deadline:
                 errors.append(Err("NotOwner", (model_id, caller)))
             self._status(task, (Status.OPEN,), errors)
         _raise_if(errors)
@@ -630,6 +641,40 @@ class Market:
                 task.stakes_held -= part.stake_remaining
         assert task.stakes_held == 0
         task.status = Status.CANCELLED
+
+    def leave_model(self, caller: str, model_id: int, now: int) -> None:
+        """Open: a participant's stake and a licensee's fee back (the last of its role takes its
+        seat); Cancelled: a licensee reclaims its fee."""
+        errors: list[Err] = []
+        task = self._task(model_id, errors)
+        if task is None:
+            raise ModelRevert(errors)
+        me = task.participant(caller)
+        role = me.role if task.status == Status.OPEN else Role.NONE
+        if task.status not in (Status.OPEN, Status.CANCELLED):
+            errors.append(Err("WrongStatus", (model_id, int(Status.OPEN), int(task.status))))
+        elif role == Role.NONE and not me.licensed:
+            errors.append(Err("NothingToLeave", (model_id, caller)))
+        _raise_if(errors)
+        key = caller.lower()
+        p = task.params
+        stake = {Role.TRAINER: p.trainer_stake, Role.VALIDATOR: p.validator_stake, Role.AGGREGATOR: p.aggregator_stake}.get(role, 0)
+        seats = {Role.TRAINER: task.trainers, Role.VALIDATOR: task.validators}.get(role)
+        if seats is not None:
+            index = seats.index(key)
+            last = seats.pop()
+            if index < len(seats):
+                seats[index] = last
+        if role == Role.AGGREGATOR:
+            task.aggregator_joined = False
+        fee = p.license_fee if me.licensed else 0
+        if task.status == Status.OPEN:
+            task.participants[key] = ParticipantState()
+        else:
+            task.participants[key].licensed = False
+        task.stakes_held -= stake
+        task.license_held -= fee
+        self._credit(task, key, stake + fee)
 
     # -------------------------------------------------------------- rounds
 
@@ -876,7 +921,9 @@ class Market:
         rnd.slashes = slashes
         rnd.rewards = rewards
         task.rounds_closed += 1
-        if rnd.number < R:
+        if task.end_requested:
+            task.status = Status.FINALIZED
+        elif rnd.number < R:
             self._open_round(task, rnd.number + 1, now)
 
     # -------------------------------------------------------------- the end
@@ -886,11 +933,17 @@ class Market:
         task = self._task(model_id, errors)
         if task is not None:
             if self._status(task, (Status.TRAINING,), errors):
-                if not task.all_rounds_closed() and caller.lower() != task.owner:
-                    errors.append(Err("NotOwner", (model_id, caller)))
+                if not task.all_rounds_closed():
+                    if caller.lower() != task.owner:
+                        errors.append(Err("NotOwner", (model_id, caller)))
+                    elif task.end_requested:
+                        errors.append(Err("EndAlreadyRequested", (model_id, task.current_round)))
         _raise_if(errors)
         assert task is not None
         rnd = task.round()
+        if rnd is not None and not rnd.closed and rnd.commitments:
+            task.end_requested = True  # the round's budget is committed to: it settles normally first
+            return
         if rnd is not None and not rnd.closed:
             rnd.stage, rnd.deadline = Phase.NONE, 0  # abandoned: nobody slashed, its budget stays in escrow
         task.status = Status.FINALIZED

@@ -319,8 +319,10 @@ def check_contract_against_model(chain: ContractDriver, market: M.Market, accoun
     for mid, task in market.tasks.items():
         assert task_balances[mid] == task.balance, f"taskBalance({mid}) {task_balances[mid]} != model {task.balance}"
         assert task.deposited == task.credited_out + task_balances[mid], f"task {mid} created or lost wei"
-        if task.status in (M.Status.SETTLED, M.Status.CANCELLED):
+        if task.status == M.Status.SETTLED:
             assert task_balances[mid] == 0, f"task {mid} is {task.status.name} but holds {task_balances[mid]} wei"
+        if task.status == M.Status.CANCELLED:  # only the fees of licensees that never joined, until reclaimed
+            assert task_balances[mid] == task.license_held, f"task {mid} is cancelled but holds {task_balances[mid]} wei"
     _check_records(chain, market, accounts, task_balances, scope)
     _check_rounds(chain, market, scope.rounds)
 
@@ -351,17 +353,20 @@ def _check_records(chain: ContractDriver, market: M.Market, accounts: list[str],
         params, state = chain.call("getModel", mid)
         assert params == _normalize(task.params.as_tuple()), f"task {mid} params {params} != model {task.params}"
         (owner, status, current_round, rounds_closed, reward, escrow, stakes_held, accrued, license_income, global_digest,
-         trainer_count, validator_count, aggregator_joined) = state
+         trainer_count, validator_count, aggregator_joined, license_held, start_deadline, end_requested) = state
         expected = (task.owner, int(task.status), task.current_round, task.rounds_closed, task.reward, task.escrow,
                     task.stakes_held, task.accrued, task.license_income, task.global_digest, len(task.trainers),
-                    len(task.validators), task.aggregator_joined)
+                    len(task.validators), task.aggregator_joined, task.license_held, task.start_deadline, task.end_requested)
         got = (owner, status, current_round, rounds_closed, reward, escrow, stakes_held, accrued, license_income,
-               global_digest, trainer_count, validator_count, aggregator_joined)
+               global_digest, trainer_count, validator_count, aggregator_joined, license_held, start_deadline, end_requested)
         names = ("owner", "status", "currentRound", "roundsClosed", "reward", "escrow", "stakesHeld", "accrued",
-                 "licenseIncome", "globalModelDigest", "trainerCount", "validatorCount", "aggregatorJoined")
+                 "licenseIncome", "globalModelDigest", "trainerCount", "validatorCount", "aggregatorJoined",
+                 "licenseHeld", "startDeadline", "endRequested")
         for name, g, e in zip(names, got, expected):
             assert g == e, f"task {mid} {name}: contract {g!r} != model {e!r}"
-        assert escrow + stakes_held + accrued == task_balances[mid]
+        assert escrow + stakes_held + accrued + license_held == task_balances[mid]
+        assert list(chain.call("trainers", mid)) == task.trainers, f"task {mid} trainer seats"
+        assert list(chain.call("validators", mid)) == task.validators, f"task {mid} validator seats"
         # per-update data of the current and the previous round (kept in two parity buffers)
         for number in (task.current_round - 1, task.current_round):
             rnd = task.rounds.get(number)
@@ -457,6 +462,7 @@ def task_params(draw: Any, aggregator: str) -> M.Params:
         validator_share_bps=validator_share,
         aggregator_share_bps=aggregator_share,
         poison_threshold=draw(THRESHOLDS),
+        start_window=draw(st.one_of(st.integers(1, 60), st.integers(200, 2000))),
     )
 
 
@@ -479,6 +485,8 @@ INVALID_MUTATIONS: dict[str, Callable[[M.Params], None]] = {
     "initial_zero": lambda p: setattr(p, "initial_model_digest", bytes(32)),
     "aggregator_zero": lambda p: setattr(p, "aggregator", ZERO_ADDRESS),
     "stake_huge": lambda p: setattr(p, "validator_stake", M.MAX_STAKE + 1),
+    "start_window0": lambda p: setattr(p, "start_window", 0),
+    "start_window_cap": lambda p: setattr(p, "start_window", M.MAX_WINDOW + 1),
 }
 
 # --------------------------------------------------------------------------------------- the machine
@@ -497,6 +505,7 @@ ACTIONS: list[tuple[str, int, str]] = [
     ("join", 2, ""),
     ("start", 1, ""),
     ("cancel", 1, ""),
+    ("leave", 1, ""),
     ("commit", 2, ""),
     ("reveal", 2, ""),
     ("score", 2, ""),
@@ -579,6 +588,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
             self.dirty_accounts |= {a for a in set(before.credits) | set(trial.credits) if before.credit_of(a) != trial.credit_of(a)}
             self.model.check_self()
             self._check_events(before, fn, args, outcome)
+            _check_owner_takes_nothing(before, trial, sender, fn)
             return True
         _STATS["reverts"] += 1
         assert not outcome.ok, f"{label}: contract succeeded but the model expected a revert with one of {expected}"
@@ -779,6 +789,14 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     def start(self, data: st.DataObject) -> None:
         self._start(data, self._task_id(data, (M.Status.OPEN,)))
+
+    def leave(self, data: st.DataObject) -> None:
+        """A participant or licensee leaves an Open task, or reclaims a fee from a cancelled one."""
+        mid = self._task_id(data, (M.Status.OPEN, M.Status.CANCELLED))
+        task = self.model.tasks.get(mid)
+        leavers = [a for a, p in task.participants.items() if p.role != M.Role.NONE or p.licensed] if task else []
+        sender = self._actor(data, leavers)
+        self.act(sender, "leaveModel", (mid,), lambda m, now: m.leave_model(sender, mid, now))
 
     def cancel(self, data: st.DataObject) -> None:
         mid = self._task_id(data, (M.Status.OPEN,))
@@ -981,9 +999,14 @@ class MarketplaceMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ time
 
     def warp(self, data: st.DataObject) -> None:
-        kind = data.draw(st.sampled_from(["deadline", "deadline", "deadline", "small", "small", "long"]), label="kind")
+        kind = data.draw(st.sampled_from(["deadline", "deadline", "deadline", "small", "small", "long", "start"]), label="kind")
         now = self.chain.now()
-        if kind == "small":
+        starts = [t.start_deadline for t in self.model.tasks.values() if t.status == M.Status.OPEN and t.start_deadline >= now]
+        if kind == "start" and starts:
+            target = data.draw(st.sampled_from(starts), label="start-deadline") + data.draw(st.integers(0, 1), label="around")
+        elif kind == "start":
+            return
+        elif kind == "small":
             target = now + data.draw(st.integers(1, 3), label="seconds")
         elif kind == "long":
             target = now + data.draw(st.integers(30, 200), label="seconds")
@@ -1116,6 +1139,30 @@ class MarketplaceMachine(RuleBasedStateMachine):
         if _DEBUG:
             print("END", [(t.status.name, t.params.rounds, t.rounds_closed, len(t.trainers), len(t.validators), t.params.committee_size)
                           for t in self.model.tasks.values()])
+
+
+OWNER_ACTIONS = frozenset({"newModel", "payForModel", "cancelModel", "startTraining", "finalizeContract", "generateTrainingPayments"})
+
+
+def _trainer_wealth(task: M.Task, trainer: str) -> int:
+    part = task.participant(trainer)
+    return part.earned + part.stake_remaining + task.credits.get(trainer, 0)
+
+
+def _check_owner_takes_nothing(before: M.Market, after: M.Market, sender: str, fn: str) -> None:
+    """No owner action moves a trainer's credited or escrowed wei (earned, stake, credits) away, and
+    none ends a task whose open round has a commit before that round settles."""
+    if fn not in OWNER_ACTIONS:
+        return
+    for mid, old in before.tasks.items():
+        if old.owner != sender:
+            continue
+        new = after.tasks[mid]
+        for trainer in old.trainers:
+            assert _trainer_wealth(new, trainer) >= _trainer_wealth(old, trainer), f"{fn} by the owner took wei of {trainer}"
+        rnd = old.round()
+        if old.status == M.Status.TRAINING and new.status == M.Status.FINALIZED and rnd is not None and not rnd.closed:
+            assert not rnd.commitments, f"{fn}: the owner ended task {mid} with committed round {rnd.number} unsettled"
 
 
 def _short(args: tuple[Any, ...]) -> str:

@@ -50,11 +50,10 @@ def test_finalize_early_needs_owner(market, actors, flow, expect_revert, ready_t
 
 
 def test_owner_stops_early(market, actors, flow, events, ready_task):
-    """The owner stops during round 2: round 2 is abandoned (nobody slashed), its budget returns."""
+    """The owner stops before round 2's first commit: round 2 is abandoned (nobody slashed), its budget returns."""
     task = ready_task()
     trainers = actors.trainers[:3]
     flow.play_round(task, 1, trainers)
-    flow.commit(task, 2, trainers[0])
     receipt = flow.tx(market.functions.finalizeContract(task), actors.owner)
     budget2 = DEFAULT_REWARD - DEFAULT_REWARD // 2
     assert events(receipt, "ModelFinalized") == [{"modelId": task, "roundsClosed": 1, "unspentEscrow": budget2}]
@@ -142,8 +141,9 @@ def test_withdraw_to_refusing_receiver_keeps_credit(w3, market, actors, flow, ma
     data = market.encode_abi("newModel", args=[make_params()])
     flow.tx(rejecter.functions.forward(market.address, data), actors.outsiders[0], value=1_000)
     task = market.functions.modelCount().call()
-    flow.tx(market.functions.buyLicense(task), actors.trainers[0], value=1_000)  # credited to the rejecter
-    assert market.functions.credit(rejecter.address).call() == 1_000
+    flow.tx(market.functions.buyLicense(task), actors.trainers[0], value=1_000)  # held by the task
+    flow.tx(rejecter.functions.forward(market.address, market.encode_abi("cancelModel", args=[task])), actors.outsiders[0])
+    assert market.functions.credit(rejecter.address).call() == 1_000  # the escrow
     withdraw = market.encode_abi("withdraw", args=[])
     expect_revert(rejecter.functions.forward(market.address, withdraw), actors.outsiders[0], "TransferFailed", rejecter.address, 1_000)
     assert market.functions.credit(rejecter.address).call() == 1_000

@@ -171,16 +171,17 @@ def test_pay_for_model_after_start(market, actors, expect_revert, ready_task):
 # ------------------------------------------------------------------------------ buyLicense
 
 
-def test_buy_license_credits_owner(market, actors, tx, events, post_task, flow):
+def test_buy_license_holds_fee(market, actors, tx, events, post_task, flow):
+    """Issue 10 item 2: the fee is held by the task (part of its balance), not credited to the owner."""
     model_id = post_task(licenseFee=1_234)
     trainer = actors.trainers[0]
     receipt = tx(market.functions.buyLicense(model_id), trainer, value=1_234)
     assert events(receipt, "LicensePurchased") == [{"modelId": model_id, "licensee": trainer, "fee": 1_234}]
-    assert market.functions.credit(actors.owner).call() == 1_234
-    assert market.functions.totalCredit().call() == 1_234
-    assert flow.state(model_id)["licenseIncome"] == 1_234
+    assert market.functions.credit(actors.owner).call() == 0
+    assert market.functions.totalCredit().call() == 0
+    assert (flow.state(model_id)["licenseIncome"], flow.state(model_id)["licenseHeld"]) == (0, 1_234)
     assert flow.participant(model_id, trainer)["licensed"] is True
-    assert market.functions.taskBalance(model_id).call() == DEFAULT_REWARD  # fees never join the task balance
+    assert market.functions.taskBalance(model_id).call() == DEFAULT_REWARD + 1_234
 
 
 def test_buy_license_free(market, actors, tx, post_task, flow):
@@ -190,10 +191,11 @@ def test_buy_license_free(market, actors, tx, post_task, flow):
     assert market.functions.credit(actors.owner).call() == 0
 
 
-def test_buy_license_during_training(market, actors, tx, ready_task, flow):
+def test_buy_license_during_training(market, actors, expect_revert, ready_task, flow):
+    """Issue 10 item 4: a licence bought during training could not be used to join: no sale."""
     model_id = ready_task()
-    tx(market.functions.buyLicense(model_id), actors.outsiders[0], value=1_000)
-    assert flow.participant(model_id, actors.outsiders[0])["licensed"] is True
+    expect_revert(market.functions.buyLicense(model_id), actors.outsiders[0], "WrongStatus", model_id, STATUS["Open"], STATUS["Training"], value=1_000)
+    assert flow.participant(model_id, actors.outsiders[0])["licensed"] is False
 
 
 def test_buy_license_owner(market, actors, expect_revert, post_task):
@@ -234,7 +236,7 @@ def test_join_as_trainer(market, actors, tx, events, post_task, flow):
     assert flow.participant(model_id, trainer) == {"role": ROLE["Trainer"], "stakeRemaining": 10_000, "earned": 0, "slashed": 0, "licensed": True}
     assert market.functions.trainers(model_id).call() == [trainer]
     assert flow.state(model_id)["stakesHeld"] == 10_000 and flow.state(model_id)["trainerCount"] == 1
-    assert market.functions.taskBalance(model_id).call() == DEFAULT_REWARD + 10_000
+    assert market.functions.taskBalance(model_id).call() == DEFAULT_REWARD + 1_000 + 10_000
 
 
 def test_join_as_trainer_needs_license(market, actors, expect_revert, post_task):
@@ -274,7 +276,6 @@ def test_join_as_trainer_full(market, actors, tx, expect_revert, post_task):
 def test_join_as_trainer_after_start(market, actors, tx, expect_revert, ready_task):
     model_id = ready_task()
     trainer = actors.trainers[5]
-    tx(market.functions.buyLicense(model_id), trainer, value=1_000)
     expect_revert(market.functions.joinAsTrainer(model_id), trainer, "WrongStatus", model_id, STATUS["Open"], STATUS["Training"], value=10_000)
 
 
@@ -412,9 +413,14 @@ def test_cancel_model_credits_everyone(market, actors, tx, events, ready_task, f
     assert [e["stakeReturned"] for e in events(receipt, "ValidationPayment")] == [20_000] * 3
     assert events(receipt, "OrchestrationPayment") == [{"modelId": model_id, "aggregator": actors.aggregator, "earned": 0, "stakeReturned": 30_000}]
     assert flow.state(model_id)["status"] == STATUS["Cancelled"]
-    assert market.functions.taskBalance(model_id).call() == 0
-    assert market.functions.credit(actors.owner).call() == DEFAULT_REWARD + 3 * 1_000
+    # the three trainers' licence fees stay in the task until each reclaims its own (leaveModel)
+    assert market.functions.taskBalance(model_id).call() == 3 * 1_000
+    assert market.functions.credit(actors.owner).call() == DEFAULT_REWARD
     assert market.functions.credit(actors.trainers[0]).call() == 10_000
+    for trainer in actors.trainers[:3]:
+        tx(market.functions.leaveModel(model_id), trainer)
+    assert market.functions.taskBalance(model_id).call() == 0
+    assert market.functions.credit(actors.trainers[0]).call() == 10_000 + 1_000
     assert market.functions.credit(actors.validators[2]).call() == 20_000
     assert market.functions.credit(actors.aggregator).call() == 30_000
     assert market.functions.totalCredit().call() == market.w3.eth.get_balance(market.address)

@@ -33,7 +33,8 @@ Settlement (earned + stake returned):
   V1 = V2 = 33333333333333333 + 5e16 + 5e16 = 133333333333333333
   V3 33333333333333333 + (5e16 - 5e15) = 78333333333333333
   aggregator 5e16 + 5e16 + 1e17 = 2e17
-  buyer: 1 wei of dust returned + 3 licence fees (3e16, credited when bought) = 30000000000000001
+  buyer: 1 wei of dust returned + 3 licence fees (3e16, held by the task until startTraining
+  credits them) = 30000000000000001
 Deposited 1e18 + 3e16 + 3e17 + 1.5e17 + 1e17 = 1.58e18 = the sum of the withdrawals above.
 """
 

@@ -367,8 +367,12 @@ class MarketClient:
         return self._transact("startTraining", [model_id])
 
     def cancel_model(self, model_id: int) -> TxResult:
-        """cancelModel: the owner cancels before training; everything is credited back."""
+        """cancelModel: cancel before training (the owner; anyone past the start deadline); everything is credited back."""
         return self._transact("cancelModel", [model_id])
+
+    def leave_model(self, model_id: int) -> TxResult:
+        """leaveModel: leave an Open task (stake and licence fee credited back), or reclaim a licence fee once cancelled."""
+        return self._transact("leaveModel", [model_id])
 
     # ---------------------------------------------------------------- rounds
 

@@ -44,6 +44,7 @@ MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     "joinAsAggregator": 150_000,
     "startTraining": 300_000,
     "cancelModel": 4_000_000,
+    "leaveModel": 150_000,
     "commitUpdate": 150_000,
     "revealUpdate": 200_000,
     "submitScores": 2_500_000,

@@ -21,6 +21,8 @@ MAX_COMMITTEE = 9
 MAX_ROUNDS = 1000
 MIN_WINDOW_S = 1
 MAX_WINDOW_S = 30 * 24 * 3600
+DEFAULT_START_WINDOW_S = 7 * 24 * 3600
+"""ModelParams.startWindow by default: a task that has not started a week after posting may be cancelled by anyone."""
 
 DEFAULT_TRAINER_SHARE_BPS = 7000
 DEFAULT_VALIDATOR_SHARE_BPS = 2000

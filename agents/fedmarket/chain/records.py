@@ -19,6 +19,7 @@ from eth_utils import keccak, to_checksum_address
 from fedmarket.chain.abi import SOLIDITY_ENUMS, Event, Phase, Role, SlashReason, SolidityEnum, Status, as_digest, format_eth
 from fedmarket.chain.protocol import (
     DEFAULT_AGGREGATOR_SHARE_BPS,
+    DEFAULT_START_WINDOW_S,
     DEFAULT_TRAINER_SHARE_BPS,
     DEFAULT_VALIDATOR_SHARE_BPS,
     WEI_PER_ETH,
@@ -84,7 +85,8 @@ class ModelParams:
     Only the two digests and the aggregator have no default; the defaults are a small healthy task:
     3 rounds, 2..20 trainers, a committee of 3 out of up to 9 validators, 10-minute windows (a phase
     ends as soon as everyone acted), no licence fee, 0.01 ETH stakes, 10 % late / 50 % bad slash, the
-    7000/2000/1000 bps trainer/validator/aggregator split, and poison below a utility of -0.1.
+    7000/2000/1000 bps trainer/validator/aggregator split, poison below a utility of -0.1, and a
+    week to start (past it anyone may cancel the task).
     Digests accept 32 bytes, 0x-hex or a CIDv0 (`Qm...`).
     """
 
@@ -111,6 +113,7 @@ class ModelParams:
     validator_share_bps: int = DEFAULT_VALIDATOR_SHARE_BPS
     aggregator_share_bps: int = DEFAULT_AGGREGATOR_SHARE_BPS
     poison_threshold: int = -100_000
+    start_window: int = DEFAULT_START_WINDOW_S
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spec_digest", as_digest(self.spec_digest))
@@ -154,6 +157,9 @@ class ModelState:
     trainer_count: int
     validator_count: int
     aggregator_joined: bool
+    license_held: int = 0  # licence fees the task holds until startTraining
+    start_deadline: int = 0  # past it anyone may cancel the task (if it has not started)
+    end_requested: bool = False  # the owner's early finalize waits for the open round to settle
 
     @classmethod
     def from_abi(cls, values: Sequence[Any]) -> ModelState:

@@ -177,6 +177,12 @@ class SharesDoNotSum(InvalidParams):
         )
 
 
+class StartWindowOutOfRange(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        return f"start window {f['given']} s out of range {f['min']}..{f['max']} s"
+
+
 class ZeroEscrow(ContractRevert):
     def describe(self) -> str:
         return f"{self.function} needs a reward escrow > 0 wei (send value with it)"
@@ -396,6 +402,24 @@ class Panic(ContractRevert):
         return f"{self.function} panicked: {_PANICS.get(code, 'unknown panic')} (0x{code:02x})"
 
 
+class StartDeadlinePassed(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"task {f['modelId']} did not start by its deadline ({_when(f['deadline'])}); anyone may cancel it now"
+
+
+class NothingToLeave(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"{f['caller']} holds neither a stake nor an unrefunded licence in task {f['modelId']}"
+
+
+class EndAlreadyRequested(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"task {f['modelId']} already ends when round {f['round']} settles"
+
+
 class UnknownRevert(ContractRevert):
     """Revert data that matches no error of the ABI (or no data at all)."""
 
@@ -415,6 +439,7 @@ ERROR_CLASSES: dict[str, type[ContractRevert]] = {
         AlreadyJoined, RoleFull, NotEnoughParticipants, AlreadyCommitted, NotCommitted, AlreadyRevealed,
         CommitmentMismatch, ZeroSamples, AlreadyScored, WrongScoreCount, AlreadyPublished, AlreadyConfirmed,
         RoundNotDue, RoundDataPruned, NothingToWithdraw, TransferFailed, AmountTooLarge, ReentrantCall,
+        StartWindowOutOfRange, StartDeadlinePassed, NothingToLeave, EndAlreadyRequested,
     )
 }  # fmt: skip
 """Solidity error name -> exception class; an error of the ABI missing here becomes a plain ContractRevert."""

@@ -59,7 +59,8 @@ if TYPE_CHECKING:
 ZERO_DIGEST = bytes(32)
 CREDITING_EVENTS = {
     "ContributionPayment": ("earned", "stakeReturned"), "ValidationPayment": ("earned", "stakeReturned"),
-    "OrchestrationPayment": ("earned", "stakeReturned"), "ModelBuyerReturnPayment": ("amount",), "LicensePurchased": ("fee",),
+    "OrchestrationPayment": ("earned", "stakeReturned"), "ModelBuyerReturnPayment": ("amount",),
+    "LicenseIncomeCredited": ("amount",), "ParticipantLeft": ("stakeReturned", "feeReturned"),
 }  # fmt: skip
 """The events by which a task credits accounts (pull payments), and the amounts each credits."""
 

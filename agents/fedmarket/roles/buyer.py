@@ -73,7 +73,7 @@ def task_params(
     that may stake; `committee`: the committee size; `window`: every phase's window in
     seconds, unless `windows` names a phase's own (e.g. {"commit": 120}); `stake`: every role's
     stake unless `trainer_stake` / `validator_stake` / `aggregator_stake` is given. The other
-    keywords are ModelParams' own (license_fee, slash bps, shares, poison_threshold)."""
+    keywords are ModelParams' own (license_fee, slash bps, shares, poison_threshold, start_window)."""
     from fedmarket.chain.client import ModelParams
 
     low, high = (trainers, trainers) if isinstance(trainers, int) else trainers

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IMarketplace} from "./IMarketplace.sol";
+import {CAP_MAX_COMMITTEE, CAP_MAX_ROUNDS, CAP_MAX_TRAINERS, CAP_MAX_VALIDATORS, CAP_MAX_WINDOW, CAP_MIN_WINDOW} from "./MarketStorage.sol";
+import {Shares} from "./lib/Shares.sol";
+
+/// @title ParamsCheck — newModel's parameter rules (docs/protocol.md, "Task parameters")
+/// @notice Deployed by the Marketplace's constructor; stateless. Its reverts are IMarketplace's
+/// errors, which the market's newModel re-throws unchanged.
+contract ParamsCheck {
+    /// @notice Reverts with the first of newModel's parameter errors whose rule `p` breaks when
+    /// `owner` posts it (IMarketplace lists them in this order); returns when every rule holds.
+    function check(IMarketplace.ModelParams calldata p, address owner) external pure {
+        if (p.specDigest == bytes32(0)) revert IMarketplace.ZeroSpecDigest();
+        if (p.initialModelDigest == bytes32(0)) revert IMarketplace.ZeroInitialModelDigest();
+        if (p.aggregator == address(0)) revert IMarketplace.ZeroAggregator();
+        if (p.aggregator == owner) revert IMarketplace.AggregatorIsOwner(p.aggregator);
+        if (p.rounds == 0 || p.rounds > CAP_MAX_ROUNDS) revert IMarketplace.RoundsOutOfRange(p.rounds, CAP_MAX_ROUNDS);
+        if (p.minTrainers == 0 || p.minTrainers > p.maxTrainers || p.maxTrainers > CAP_MAX_TRAINERS) {
+            revert IMarketplace.TrainerBoundsOutOfRange(p.minTrainers, p.maxTrainers, CAP_MAX_TRAINERS);
+        }
+        if (p.committeeSize == 0 || p.committeeSize > CAP_MAX_COMMITTEE) {
+            revert IMarketplace.CommitteeSizeOutOfRange(p.committeeSize, CAP_MAX_COMMITTEE);
+        }
+        if (p.maxValidators < p.committeeSize || p.maxValidators > CAP_MAX_VALIDATORS) {
+            revert IMarketplace.MaxValidatorsOutOfRange(p.maxValidators, p.committeeSize, CAP_MAX_VALIDATORS);
+        }
+        _requireWindow(IMarketplace.Phase.Commit, p.commitWindow);
+        _requireWindow(IMarketplace.Phase.Reveal, p.revealWindow);
+        _requireWindow(IMarketplace.Phase.Score, p.scoreWindow);
+        _requireWindow(IMarketplace.Phase.Publish, p.publishWindow);
+        _requireWindow(IMarketplace.Phase.Confirm, p.confirmWindow);
+        _requireStake(IMarketplace.Role.Trainer, p.trainerStake);
+        _requireStake(IMarketplace.Role.Validator, p.validatorStake);
+        _requireStake(IMarketplace.Role.Aggregator, p.aggregatorStake);
+        if (p.lateSlashBps > Shares.BPS || p.badSlashBps > Shares.BPS) {
+            revert IMarketplace.SlashBpsTooLarge(p.lateSlashBps, p.badSlashBps, Shares.BPS);
+        }
+        if (uint256(p.trainerShareBps) + p.validatorShareBps + p.aggregatorShareBps != Shares.BPS) {
+            revert IMarketplace.SharesDoNotSum(p.trainerShareBps, p.validatorShareBps, p.aggregatorShareBps, Shares.BPS);
+        }
+        // Phase None names the start window (before any round).
+        _requireWindow(IMarketplace.Phase.None, p.startWindow);
+    }
+
+    function _requireWindow(IMarketplace.Phase phase, uint32 window) private pure {
+        if (window < CAP_MIN_WINDOW || window > CAP_MAX_WINDOW) revert IMarketplace.WindowOutOfRange(phase, window, CAP_MIN_WINDOW, CAP_MAX_WINDOW);
+    }
+
+    /// @dev The packed records keep per-participant amounts in 96 and 112 bits (MarketStorage's
+    /// Seat and Participant); stakes are capped at 2^96 - 1 wei (~7.9e10 ether) to match.
+    function _requireStake(IMarketplace.Role role, uint256 stake) private pure {
+        if (stake > type(uint96).max) revert IMarketplace.StakeTooLarge(role, stake, type(uint96).max);
+    }
+
+}
