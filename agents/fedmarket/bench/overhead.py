@@ -146,8 +146,8 @@ class _CountingStore:
     def add_file(self, path: Any) -> str:
         return str(self._census.blob("put", lambda: self._store.add_file(path), lambda _cid: os.path.getsize(path)))
 
-    def get(self, cid: str) -> bytes:
-        return bytes(self._census.blob("get", lambda: self._store.get(cid), len))
+    def get(self, cid: str, max_size: int | None = None) -> bytes:
+        return bytes(self._census.blob("get", lambda: self._store.get(cid, max_size=max_size), len))
 
     def has(self, cid: str) -> bool:
         return bool(self._store.has(cid))

@@ -39,7 +39,7 @@ from fedmarket.fl.models import ARCHITECTURES, ModelSpec, model_spec_for
 from fedmarket.fl.params import canonical
 from fedmarket.fl.partition import Partition, market_partition, parse_scheme
 from fedmarket.fl.seeds import initial_model_seed
-from fedmarket.fl.utility import get_raw_utility
+from fedmarket.fl.utility import DEFAULT_UTILITY, get_raw_utility
 from fedmarket.storage.weights import WeightsMeta, encode_weights
 
 SPEC_FORMAT = "fedmarket-task/1"
@@ -70,7 +70,7 @@ class TaskSpec(Learning):
     trainers: int = DEMO_TRAINERS
     validators: int = DEMO_VALIDATORS
     holdout: int = DEMO_HOLDOUT
-    utility: str = "separation_cosine"
+    utility: str = DEFAULT_UTILITY
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -102,6 +102,7 @@ class _Evaluator:
         self.cache: dict[str, dict[str, float | None]] = {}
         self._model: Any = None
         self._expected: Any = None
+        self._max_size: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -121,7 +122,7 @@ class _Evaluator:
 
     def _evaluate(self, cid: str) -> dict[str, float | None]:
         from fedmarket.fl.evaluation import evaluate_clients, weighted_overall
-        from fedmarket.storage.weights import decode_weights, expected_layout
+        from fedmarket.storage.weights import decode_weights, expected_layout, max_weights_size
 
         assert self.store is not None and self.task_data is not None
         data = self.task_data
@@ -129,7 +130,9 @@ class _Evaluator:
         if self._model is None:
             self._model = spec.build()
             self._expected = expected_layout(self._model.state_dict())
-        state, _meta = decode_weights(self.store.get(cid), self._expected, expected_arch=spec.id)
+            self._max_size = max_weights_size(self._model.state_dict(), spec.id)
+        # A blob larger than the task's weights file cannot be one: refused unread (issue 11).
+        state, _meta = decode_weights(self.store.get(cid, max_size=self._max_size), self._expected, expected_arch=spec.id)
         # The same call as fl.sim's record(): same test splits, same weighting.
         per_client = evaluate_clients(self._model, state, data.dataset.x, data.dataset.y, data.test_sets(), data.dataset.task)
         overall = weighted_overall(per_client)
