@@ -243,3 +243,15 @@ def test_garbage_task_files_or_data_are_refused_before_any_wei_moves(market: Mar
         agent.step()
     assert market.w3.eth.get_balance(agent.address) == before
     assert market.market.participant(model_id, agent.address).role == 0
+
+
+def test_an_idle_agent_says_once_what_it_waits_for(market: Market) -> None:
+    validator = market.agents["validator-1"]
+    assert not validator.step() and not validator.step()  # the commit phase: nothing for a validator to do
+    [waiting] = market.actions("validator-1", "waiting")
+    assert waiting["detail"].startswith("round 1 commit phase: ") and waiting["detail"].endswith(" left")
+    model_id = _post(market)
+    idle = _joiner(market, model_id, "trainer-1")
+    idle.options.join = False
+    assert not idle.step()
+    assert any(f"waiting for the owner to run `fedmarket task start {model_id}`" in r["detail"] for r in market.actions("trainer-1", "waiting"))

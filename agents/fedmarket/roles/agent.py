@@ -144,6 +144,7 @@ class Agent:
         self.finished = False
         self._facts: set[tuple[int, str]] = set()  # (round, duty) the chain said is done
         self._overtaken: dict[tuple[int, str], int] = {}  # (round, action) -> races lost in a row
+        self._said: set[tuple[int, str]] = set()  # what it has said it waits for
         self._spec: TaskSpec | None = None
         self._data: TaskData | None = task_data
         self._states: dict[str, tuple[State, Any]] = {}  # decoded blobs and their metadata by CID (a CID's bytes never change)
@@ -175,23 +176,34 @@ class Agent:
 
     def _step(self) -> bool:
         from fedmarket.chain.client import Phase, Status
+        from fedmarket.chain.timecontrol import chain_now, time_left
 
         info = self._view(lambda: self.market.get_model(self.model_id))
         status = info.state.status
         if status == Status.OPEN:
-            return self._join(info) if self.options.join else False
+            acted = self._join(info) if self.options.join else False
+            if not acted:
+                self._waiting("open", 0, f"waiting for the owner to run `fedmarket task start {self.model_id}` "
+                              f"({info.state.trainer_count} trainers, {info.state.validator_count} validators staked)")  # fmt: skip
+            return acted
         if status == Status.TRAINING:
             if info.state.rounds_closed >= info.params.rounds:
-                return False  # every round is closed: waiting for finalize
+                self._waiting("finished", 0, f"the task is finished: waiting for `fedmarket task finalize {self.model_id}`")
+                return False
             r = int(info.state.current_round)
             view = self._view(lambda: self.market.get_round(self.model_id, r))
             if view.closed:
                 return False
             if view.phase == Phase.DUE:
                 return self._close_round(r)
-            return self.act(info, view)
+            acted = self.act(info, view)
+            if not acted:
+                phase = str(view.phase).lower()
+                self._waiting(phase, r, lambda: f"round {r} {phase} phase: {time_left(view.phase_deadline - chain_now(self.market.w3))} left")
+            return acted
         if status == Status.FINALIZED:
-            return False  # the buyer (or anyone) credits the payments next
+            self._waiting("finalized", 0, f"finalized: waiting for the payments (`fedmarket task finalize {self.model_id}` credits them)")
+            return False
         # Settled or cancelled: take the credit out and stop.
         self.finished = True
         if self.options.withdraw:
@@ -201,6 +213,14 @@ class Agent:
 
     def act(self, info: ModelInfo, view: RoundView) -> bool:
         raise NotImplementedError
+
+    def _waiting(self, phase: str, round: int, detail: str | Callable[[], str]) -> None:
+        """Say once per phase what the agent is waiting for (the log would fill with polls);
+        `detail` may be a callable, so that nothing is read from the chain to say it twice."""
+        key = (round, f"waiting:{phase}")
+        if key not in self._said:
+            self._said.add(key)
+            self._record(phase, round, "waiting", detail=detail() if callable(detail) else detail)
 
     # ------------------------------------------------------------------ shared duties
 
