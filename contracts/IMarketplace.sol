@@ -78,6 +78,7 @@ interface IMarketplace {
         int64 poisonThreshold; // median utility strictly below this is bad-slashed (micro-units)
         uint32 startWindow; // seconds after newModel by which training must start (MIN_WINDOW..MAX_WINDOW);
         // past it anyone may cancelModel and startTraining reverts StartDeadlinePassed
+        uint64 maxSamples; // the largest sample count a reveal may claim (>= 1): bounds an update's FedAvg weight
     }
 
     /// @notice What the market keeps of a task as it runs: the mutable half of its `ModelData`.
@@ -203,6 +204,15 @@ interface IMarketplace {
 
     /// @notice startTraining: the task's start deadline (`deadline`) has passed; anyone may cancel it.
     error StartDeadlinePassed(uint256 modelId, uint64 deadline);
+    /// @notice newModel: `lateSlashBps` is above max (MAX_LATE_SLASH_BPS): a trap where one late
+    /// transaction costs most of a stake.
+    error LateSlashTooLarge(uint256 given, uint256 max);
+    /// @notice newModel: `poisonThreshold` is above 0: an update nobody scored (utility 0) would be poison.
+    error PoisonThresholdPositive(int256 given);
+    /// @notice newModel: `maxSamples` is 0 (no reveal could claim a sample count).
+    error ZeroMaxSamples();
+    /// @notice revealUpdate: numSamples `given` is above the task's maxSamples `max`.
+    error TooManySamples(uint256 given, uint256 max);
     /// @notice leaveModel: the caller has neither a role nor an unrefunded licence in the task.
     error NothingToLeave(uint256 modelId, address caller);
 
@@ -276,7 +286,9 @@ interface IMarketplace {
     /// Reverts ZeroEscrow, then the first parameter check that fails: ZeroSpecDigest,
     /// ZeroInitialModelDigest, ZeroAggregator, AggregatorIsOwner, RoundsOutOfRange,
     /// TrainerBoundsOutOfRange, CommitteeSizeOutOfRange, MaxValidatorsOutOfRange, WindowOutOfRange,
-    /// StakeTooLarge, SlashBpsTooLarge, SharesDoNotSum, WindowOutOfRange(None) for the start window.
+    /// StakeTooLarge, SlashBpsTooLarge, SharesDoNotSum, WindowOutOfRange(None) for the start window,
+    /// ZeroMaxSamples, LateSlashTooLarge, PoisonThresholdPositive. The shortest window is the
+    /// deployment's (PARAMS_CHECK().MIN_WINDOW(): 1 s on dev chains, minutes elsewhere).
     function newModel(ModelParams calldata params) external payable returns (uint256 modelId);
 
     /// @notice Top the escrow up. Owner only, while Open. Emits ModelCreationPayment.
@@ -325,7 +337,8 @@ interface IMarketplace {
     /// values must match the commitment. Emits UpdateRevealed (index = position in reveal order).
     function revealUpdate(uint256 modelId, uint32 round, bytes32 updateDigest, uint64 numSamples, bytes32 salt) external;
 
-    /// @notice Score every revealed update, one utility per update in reveal order (micro-units).
+    /// @notice Score every revealed update, one utility per update in reveal order (micro-units;
+    /// each is clamped to -MAX_SCORE..MAX_SCORE when stored, the event carries them as sent).
     /// Committee members of the round only, once, in the Score phase. Emits ScoresSubmitted.
     function submitScores(uint256 modelId, uint32 round, int64[] calldata scores) external;
 
@@ -373,7 +386,8 @@ interface IMarketplace {
         external
         view
         returns (address[] memory trainerAddresses, bytes32[] memory updateDigests, uint64[] memory numSamples);
-    /// @notice Median committee score per revealed update, in reveal order (0 where nobody scored).
+    /// @notice Utility per revealed update, in reveal order: the lower median of the committee's
+    /// clamped scores; 0 for every update when fewer than a majority of the committee scored.
     /// The current or the previous round only (older: RoundDataPruned).
     function utilities(uint256 modelId, uint32 round) external view returns (int64[] memory);
     /// @notice A committee member's scores, in reveal order. The current or the previous round only

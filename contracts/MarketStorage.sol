@@ -8,7 +8,8 @@ uint256 constant CAP_MAX_TRAINERS = 64;
 uint256 constant CAP_MAX_VALIDATORS = 32;
 uint256 constant CAP_MAX_COMMITTEE = 9;
 uint256 constant CAP_MAX_ROUNDS = 1000;
-uint256 constant CAP_MIN_WINDOW = 1 seconds;
+uint256 constant CAP_MIN_WINDOW = 1 seconds; // the floor; each deployment fixes its own minimum (ParamsCheck)
+uint256 constant CAP_MAX_LATE_SLASH_BPS = 5000; // a late round costs at most half the stake
 uint256 constant CAP_MAX_WINDOW = 30 days;
 
 /// @title MarketStorage — the Marketplace's constants, storage layout and packed records
@@ -31,6 +32,9 @@ abstract contract MarketStorage is IMarketplace {
     uint256 public constant MIN_WINDOW = CAP_MIN_WINDOW;
     /// @notice Longest phase window.
     uint256 public constant MAX_WINDOW = CAP_MAX_WINDOW;
+
+    /// @notice Scores are clamped to -MAX_SCORE..MAX_SCORE micro-units (the agents' own limit, +-1000.0).
+    int64 public constant MAX_SCORE = 1e9;
 
     /// @dev The stored stage of a round that has been settled (beyond IMarketplace.Phase).
     uint8 internal constant STAGE_CLOSED = 7;

@@ -26,8 +26,9 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     /// outside this contract, which would otherwise pass the 24,576-byte code size limit (EIP-170).
     ParamsCheck public immutable PARAMS_CHECK;
 
-    constructor() {
-        PARAMS_CHECK = new ParamsCheck();
+    /// @param minWindow the shortest phase window newModel accepts, in seconds (1 on dev chains).
+    constructor(uint256 minWindow) {
+        PARAMS_CHECK = new ParamsCheck(minWindow);
     }
 
     // =====================================================================================
@@ -175,23 +176,10 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         t.stakesHeld = 0;
         _creditTo(t.owner, refund);
         emit ModelBuyerReturnPayment(modelId, t.owner, refund);
-        ModelParams storage p = t.params;
-        uint256 n = t.trainerCount;
-        for (uint256 i = 0; i < n; ++i) {
-            address trainer = t.trainerSeats[i].account;
-            _creditTo(trainer, p.trainerStake);
-            emit ContributionPayment(modelId, trainer, 0, p.trainerStake);
-        }
-        n = t.validatorCount;
-        for (uint256 i = 0; i < n; ++i) {
-            address validator = t.validatorSeats[i].account;
-            _creditTo(validator, p.validatorStake);
-            emit ValidationPayment(modelId, validator, 0, p.validatorStake);
-        }
-        if (t.participants[p.aggregator].role == Role.Aggregator) {
-            _creditTo(p.aggregator, p.aggregatorStake);
-            emit OrchestrationPayment(modelId, p.aggregator, 0, p.aggregatorStake);
-        }
+        // Nothing earned or slashed before training: each gets its whole stake back.
+        _settleSeats(modelId, t, t.trainerSeats, Role.Trainer);
+        _settleSeats(modelId, t, t.validatorSeats, Role.Validator);
+        if (t.participants[t.params.aggregator].role == Role.Aggregator) _settleAggregator(modelId, t);
     }
 
     /// @inheritdoc IMarketplace
@@ -277,6 +265,7 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         _requirePhase(modelId, round, t, h, Phase.Reveal);
         if (!Bits.has(h.committed, seat)) revert NotCommitted(modelId, round, msg.sender);
         if (numSamples == 0) revert ZeroSamples();
+        if (numSamples > t.params.maxSamples) revert TooManySamples(numSamples, t.params.maxSamples);
         UpdateBuffer storage buf = _buffer(t, round);
         if (buf.updates[seat] != _commitment(modelId, round, updateDigest, numSamples, salt, msg.sender)) {
             revert CommitmentMismatch(modelId, round, msg.sender);
@@ -316,7 +305,11 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
             uint256 end = first + SCORES_PER_WORD < n ? first + SCORES_PER_WORD : n;
             uint256 word = 0;
             for (uint256 k = first; k < end; ++k) {
-                word = Bits.withScore(word, k - first, scores[k]);
+                int64 score = scores[k];
+                // Clamped: no member can move a median further than the utilities' range.
+                if (score > MAX_SCORE) score = MAX_SCORE;
+                else if (score < -MAX_SCORE) score = -MAX_SCORE;
+                word = Bits.withScore(word, k - first, score);
             }
             words[first / SCORES_PER_WORD] = word;
         }
@@ -414,27 +407,9 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         Task storage t = _task(modelId);
         _requireStatus(modelId, t, Status.Finalized);
         t.status = Status.Settled;
-        ModelParams storage p = t.params;
-
-        uint256 n = t.trainerCount;
-        for (uint256 i = 0; i < n; ++i) {
-            Seat storage seat = t.trainerSeats[i];
-            (address trainer, uint256 earned) = (seat.account, seat.earned);
-            uint256 stakeBack = _settle(t, trainer, earned, p.trainerStake);
-            emit ContributionPayment(modelId, trainer, earned, stakeBack);
-        }
-        n = t.validatorCount;
-        for (uint256 i = 0; i < n; ++i) {
-            Seat storage seat = t.validatorSeats[i];
-            (address validator, uint256 earned) = (seat.account, seat.earned);
-            uint256 stakeBack = _settle(t, validator, earned, p.validatorStake);
-            emit ValidationPayment(modelId, validator, earned, stakeBack);
-        }
-        {
-            uint256 earned = t.aggregatorEarned;
-            uint256 stakeBack = _settle(t, p.aggregator, earned, p.aggregatorStake);
-            emit OrchestrationPayment(modelId, p.aggregator, earned, stakeBack);
-        }
+        _settleSeats(modelId, t, t.trainerSeats, Role.Trainer);
+        _settleSeats(modelId, t, t.validatorSeats, Role.Validator);
+        _settleAggregator(modelId, t);
         uint256 buyerReturn = uint256(t.escrow) + t.buyerAccrued;
         t.escrow = 0;
         t.stakesHeld = 0;
@@ -596,16 +571,20 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
 
     /// @inheritdoc IMarketplace
     function hasCommitted(uint256 modelId, uint32 round, address trainer) external view returns (bool) {
-        Task storage t = _task(modelId);
-        Participant storage pp = t.participants[trainer];
-        return pp.role == Role.Trainer && Bits.has(t.rounds[round].header.committed, pp.index);
+        return _trainerDid(modelId, round, trainer, false);
     }
 
     /// @inheritdoc IMarketplace
     function hasRevealed(uint256 modelId, uint32 round, address trainer) external view returns (bool) {
+        return _trainerDid(modelId, round, trainer, true);
+    }
+
+    /// @dev Whether `trainer` is a trainer of the task and committed (or, `revealed`, revealed) in `round`.
+    function _trainerDid(uint256 modelId, uint32 round, address trainer, bool revealed) private view returns (bool) {
         Task storage t = _task(modelId);
         Participant storage pp = t.participants[trainer];
-        return pp.role == Role.Trainer && Bits.has(t.rounds[round].header.revealed, pp.index);
+        RoundHeader storage h = t.rounds[round].header;
+        return pp.role == Role.Trainer && Bits.has(revealed ? h.revealed : h.committed, pp.index);
     }
 
     /// @inheritdoc IMarketplace
@@ -829,6 +808,8 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         if (n == 0) return (u, false);
         uint256[SCORE_WORDS][MAX_COMMITTEE] storage scores = _buffer(t, round).scores;
         uint256 size = t.params.committeeSize;
+        // Quorum: a majority of the committee scored, or no update has a utility (none is paid or slashed).
+        if (Bits.popcount(h.scored) * 2 <= size) return (u, false);
         uint256[] memory words = new uint256[](size);
         int256[] memory column = new int256[](size);
         // Loop bounds: n <= MAX_TRAINERS = 64, size <= MAX_COMMITTEE = 9; no counter can overflow.
@@ -913,7 +894,8 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         _payTrainers(modelId, t, round, u, seats, s);
         _payCommittee(modelId, t, h, round, s);
 
-        bool accepted = h.proposed && !s.rejected;
+        // Only a positive majority of the whole committee accepts: silence approves nothing.
+        bool accepted = h.proposed && Bits.popcount(h.approved) * 2 > p.committeeSize;
         if (accepted && s.aggregatorPool > 0) {
             t.aggregatorEarned = _toU128(uint256(t.aggregatorEarned) + s.aggregatorPool);
             emit RewardAccrued(modelId, round, p.aggregator, Role.Aggregator, s.aggregatorPool);
@@ -1060,7 +1042,8 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         Participant storage pp = t.participants[account];
         amount = Shares.slashAmount(stake, pp.slashed, bps);
         if (amount == 0) return 0;
-        pp.slashed = _toU112(uint256(pp.slashed) + amount);
+        // At most the stake, itself below 2^96 (StakeTooLarge): fits uint112.
+        pp.slashed = uint112(uint256(pp.slashed) + amount);
         t.stakesHeld = _toU128(t.stakesHeld - amount);
         emit Slashed(modelId, round, account, reason, amount);
     }
@@ -1083,10 +1066,28 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         emit ParticipantJoined(modelId, msg.sender, role, stake);
     }
 
-    /// @dev Credits `earned` and the stake remaining to `account`; returns the stake remaining.
-    function _settle(Task storage t, address account, uint256 earned, uint256 stake) private returns (uint256 stakeBack) {
-        stakeBack = stake - t.participants[account].slashed;
-        _creditTo(account, earned + stakeBack);
+    /// @dev Credits every seat of `role` its earnings and the stake remaining (ContributionPayment
+    /// or ValidationPayment each). At most MAX_TRAINERS (or MAX_VALIDATORS) seats.
+    function _settleSeats(uint256 modelId, Task storage t, Seat[] storage seats, Role role) private {
+        uint256 stake = _stakeOf(t.params, role);
+        uint256 n = seats.length;
+        for (uint256 i = 0; i < n; ++i) {
+            Seat storage seat = seats[i];
+            (address account, uint256 earned) = (seat.account, seat.earned);
+            uint256 stakeBack = stake - t.participants[account].slashed;
+            _creditTo(account, earned + stakeBack);
+            if (role == Role.Trainer) emit ContributionPayment(modelId, account, earned, stakeBack);
+            else emit ValidationPayment(modelId, account, earned, stakeBack);
+        }
+    }
+
+    /// @dev Credits the aggregator its earnings and the stake remaining (OrchestrationPayment).
+    function _settleAggregator(uint256 modelId, Task storage t) private {
+        address aggregator = t.params.aggregator;
+        uint256 earned = t.aggregatorEarned;
+        uint256 stakeBack = t.params.aggregatorStake - t.participants[aggregator].slashed;
+        _creditTo(aggregator, earned + stakeBack);
+        emit OrchestrationPayment(modelId, aggregator, earned, stakeBack);
     }
 
     function _creditTo(address account, uint256 amount) private {
@@ -1109,11 +1110,6 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     function _toU128(uint256 amount) private pure returns (uint128) {
         if (amount > type(uint128).max) revert AmountTooLarge(amount);
         return uint128(amount);
-    }
-
-    function _toU112(uint256 amount) private pure returns (uint112) {
-        if (amount > type(uint112).max) revert AmountTooLarge(amount);
-        return uint112(amount);
     }
 
     function _toU96(uint256 amount) private pure returns (uint96) {

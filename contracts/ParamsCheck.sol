@@ -2,16 +2,36 @@
 pragma solidity ^0.8.24;
 
 import {IMarketplace} from "./IMarketplace.sol";
-import {CAP_MAX_COMMITTEE, CAP_MAX_ROUNDS, CAP_MAX_TRAINERS, CAP_MAX_VALIDATORS, CAP_MAX_WINDOW, CAP_MIN_WINDOW} from "./MarketStorage.sol";
+import {
+    CAP_MAX_COMMITTEE,
+    CAP_MAX_LATE_SLASH_BPS,
+    CAP_MAX_ROUNDS,
+    CAP_MAX_TRAINERS,
+    CAP_MAX_VALIDATORS,
+    CAP_MAX_WINDOW,
+    CAP_MIN_WINDOW
+} from "./MarketStorage.sol";
 import {Shares} from "./lib/Shares.sol";
 
 /// @title ParamsCheck — newModel's parameter rules (docs/protocol.md, "Task parameters")
 /// @notice Deployed by the Marketplace's constructor; stateless. Its reverts are IMarketplace's
 /// errors, which the market's newModel re-throws unchanged.
 contract ParamsCheck {
+    /// @notice The shortest phase (and start) window this deployment accepts, in seconds.
+    uint256 public immutable MIN_WINDOW;
+
+    /// @notice constructor: `given` is not in 1 s .. 30 days.
+    error MinWindowOutOfRange(uint256 given);
+
+    /// @param minWindow the shortest window (CAP_MIN_WINDOW .. CAP_MAX_WINDOW; the deployer picks
+    /// 1 s on dev chains, minutes on real networks, where a block takes seconds).
+    constructor(uint256 minWindow) {
+        if (minWindow < CAP_MIN_WINDOW || minWindow > CAP_MAX_WINDOW) revert MinWindowOutOfRange(minWindow);
+        MIN_WINDOW = minWindow;
+    }
     /// @notice Reverts with the first of newModel's parameter errors whose rule `p` breaks when
     /// `owner` posts it (IMarketplace lists them in this order); returns when every rule holds.
-    function check(IMarketplace.ModelParams calldata p, address owner) external pure {
+    function check(IMarketplace.ModelParams calldata p, address owner) external view {
         if (p.specDigest == bytes32(0)) revert IMarketplace.ZeroSpecDigest();
         if (p.initialModelDigest == bytes32(0)) revert IMarketplace.ZeroInitialModelDigest();
         if (p.aggregator == address(0)) revert IMarketplace.ZeroAggregator();
@@ -42,10 +62,13 @@ contract ParamsCheck {
         }
         // Phase None names the start window (before any round).
         _requireWindow(IMarketplace.Phase.None, p.startWindow);
+        if (p.maxSamples == 0) revert IMarketplace.ZeroMaxSamples();
+        if (p.lateSlashBps > CAP_MAX_LATE_SLASH_BPS) revert IMarketplace.LateSlashTooLarge(p.lateSlashBps, CAP_MAX_LATE_SLASH_BPS);
+        if (p.poisonThreshold > 0) revert IMarketplace.PoisonThresholdPositive(p.poisonThreshold);
     }
 
-    function _requireWindow(IMarketplace.Phase phase, uint32 window) private pure {
-        if (window < CAP_MIN_WINDOW || window > CAP_MAX_WINDOW) revert IMarketplace.WindowOutOfRange(phase, window, CAP_MIN_WINDOW, CAP_MAX_WINDOW);
+    function _requireWindow(IMarketplace.Phase phase, uint32 window) private view {
+        if (window < MIN_WINDOW || window > CAP_MAX_WINDOW) revert IMarketplace.WindowOutOfRange(phase, window, MIN_WINDOW, CAP_MAX_WINDOW);
     }
 
     /// @dev The packed records keep per-participant amounts in 96 and 112 bits (MarketStorage's
@@ -53,5 +76,4 @@ contract ParamsCheck {
     function _requireStake(IMarketplace.Role role, uint256 stake) private pure {
         if (stake > type(uint96).max) revert IMarketplace.StakeTooLarge(role, stake, type(uint96).max);
     }
-
 }

@@ -3,15 +3,15 @@ pragma solidity ^0.8.24;
 
 /// @title Median — median of a short list of signed integers
 /// @notice The utility u_i of an update is the median of the committee's scores for it
-/// (docs/protocol.md, "Utility"): k odd -> the middle value; k even -> the mean of the two middle
-/// values with Solidity's signed division (rounds toward zero); k == 0 -> 0.
+/// (docs/protocol.md, "Utility"): the lower median, always one of the values: k odd -> the middle
+/// value; k even -> the lower of the two middle values; k == 0 -> 0.
 library Median {
     /// @notice Median of the first `k` values of `values` (sorts that prefix in place).
     /// @dev Insertion sort: k is at most the committee size (MAX_COMMITTEE = 9).
     function medianOf(int256[] memory values, uint256 k) internal pure returns (int256) {
         if (k == 0) return 0;
         if (k == 1) return values[0];
-        if (k == 2) return (values[0] + values[1]) / 2;
+        if (k == 2) return values[0] < values[1] ? values[0] : values[1];
         if (k == 3) return _medianOf3(values[0], values[1], values[2]);
         // Insertion sort of the prefix; k <= values.length is the caller's promise.
         unchecked {
@@ -26,9 +26,7 @@ library Median {
                 values[j] = v;
             }
         }
-        if (k % 2 == 1) return values[k / 2];
-        // Both values come from int64 scores, so their sum cannot overflow int256.
-        return (values[k / 2 - 1] + values[k / 2]) / 2;
+        return values[(k - 1) / 2];
     }
 
     /// @dev The middle one of three values (the most common committee size, without sorting).

@@ -64,6 +64,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "aggregatorShareBps": 1_000,
     "poisonThreshold": -500_000,
     "startWindow": START_WINDOW,
+    "maxSamples": 1_000_000,
 }
 
 # enum values (IMarketplace)

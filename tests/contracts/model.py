@@ -35,8 +35,11 @@ MAX_ROUNDS = 1000
 MIN_WINDOW = 1
 MAX_WINDOW = 30 * 24 * 3600
 BPS = 10_000
+MAX_LATE_SLASH_BPS = 5_000
 MAX_STAKE = 2**96 - 1
 """The contract refuses stakes above type(uint96).max (StakeTooLarge)."""
+MAX_SCORE = 10**9
+"""Scores are clamped to -MAX_SCORE..MAX_SCORE micro-units when stored."""
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
@@ -183,16 +186,14 @@ def committee_of(validators: list[str], offset: int, round_: int, size: int) -> 
 
 
 def median(scores: list[int]) -> int:
-    """Median with Solidity's signed division (rounds toward zero) for an even count; [] -> 0."""
+    """The lower median (always a submitted score): s[(k - 1) // 2] of the sorted scores; [] -> 0."""
     if not scores:
         return 0
-    s = sorted(scores)
-    k = len(s)
-    if k % 2 == 1:
-        return s[k // 2]
-    total = s[k // 2 - 1] + s[k // 2]
-    quotient = abs(total) // 2
-    return quotient if total >= 0 else -quotient
+    return sorted(scores)[(len(scores) - 1) // 2]
+
+
+def clamp_score(score: int) -> int:
+    return max(-MAX_SCORE, min(MAX_SCORE, score))
 
 
 def mul_div(a: int, b: int, c: int) -> int:
@@ -230,6 +231,7 @@ class Params:
     aggregator_share_bps: int = 1000
     poison_threshold: int = 0
     start_window: int = 1000
+    max_samples: int = 2**64 - 1
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
@@ -257,6 +259,7 @@ class Params:
             self.aggregator_share_bps,
             self.poison_threshold,
             self.start_window,
+            self.max_samples,
         )
 
     def param_errors(self, owner: str) -> list[Err]:
@@ -297,6 +300,12 @@ class Params:
             errors.append(Err("SharesDoNotSum", (*shares, BPS)))
         if not MIN_WINDOW <= self.start_window <= MAX_WINDOW:  # phase None names the start window
             errors.append(Err("WindowOutOfRange", (int(Phase.NONE), self.start_window, MIN_WINDOW, MAX_WINDOW)))
+        if self.max_samples == 0:
+            errors.append(Err("ZeroMaxSamples", ()))
+        if self.late_slash_bps > MAX_LATE_SLASH_BPS:
+            errors.append(Err("LateSlashTooLarge", (self.late_slash_bps, MAX_LATE_SLASH_BPS)))
+        if self.poison_threshold > 0:
+            errors.append(Err("PoisonThresholdPositive", (self.poison_threshold,)))
         return errors
 
 
@@ -343,7 +352,10 @@ class RoundState:
         return any(r.trainer == trainer for r in self.reveals)
 
     def utilities(self) -> list[int]:
-        """Median committee score per revealed update, in reveal order."""
+        """Lower median of the (clamped) committee scores per revealed update, in reveal order;
+        all 0 without a quorum (more than half of the committee scored)."""
+        if len(self.scores) * 2 <= len(self.committee):
+            return [0] * len(self.reveals)
         out: list[int] = []
         for i in range(len(self.reveals)):
             out.append(median([s[i] for s in self.scores.values()]))
@@ -352,6 +364,10 @@ class RoundState:
     @property
     def rejections(self) -> int:
         return sum(1 for ok in self.votes.values() if not ok)
+
+    @property
+    def approvals(self) -> int:
+        return sum(1 for ok in self.votes.values() if ok)
 
 
 @dataclass
@@ -727,6 +743,8 @@ class Market:
                 errors.append(Err("CommitmentMismatch", (model_id, round_, caller)))
         if num_samples == 0:
             errors.append(Err("ZeroSamples", ()))
+        if task is not None and num_samples > task.params.max_samples:
+            errors.append(Err("TooManySamples", (num_samples, task.params.max_samples)))
         _raise_if(errors)
         assert task is not None and rnd is not None
         self._settle_phase(task, rnd, now)
@@ -753,7 +771,7 @@ class Market:
         _raise_if(errors)
         assert task is not None and rnd is not None
         self._settle_phase(task, rnd, now)
-        rnd.scores[caller.lower()] = list(scores)
+        rnd.scores[caller.lower()] = [clamp_score(s) for s in scores]
         if len(rnd.scores) == len(rnd.committee):
             self._end_phase_early(task, rnd, now)
 
@@ -860,7 +878,7 @@ class Market:
 
         # 3. aggregator
         rejected = rnd.proposed and rnd.rejections * 2 > p.committee_size
-        accepted = rnd.proposed and not rejected
+        accepted = rnd.proposed and rnd.approvals * 2 > p.committee_size  # silence approves nothing
         aggregator = p.aggregator.lower()
         if accepted:
             if a_share:

@@ -24,15 +24,16 @@ Round 1 — everyone acts; reveal order A, B, C; scores (V1 / V2 / V3):
 
 Round 2 — C never commits (Commit ends at its deadline); A then B reveal; V3 never scores
 (Score ends at its deadline) but votes; everyone confirms. Scores (V1 / V2):
-    A 600_001 / 599_999 -> median (599_999 + 600_001) / 2 = 600_000
-    B 200_001 / 200_000 -> median  400_001 / 2 = 200_000 (rounded toward zero)   3 : 1, P = 800_000
+    two of three scored: a quorum; the utility is the lower median (a submitted score)
+    A 600_001 / 599_999 -> 599_999
+    B 200_001 / 200_000 -> 200_000                                         P = 799_999
   T2 = 617_289 * 7000 // 10000 = 432_102   (432_102.3)
   V2 = 617_289 * 2000 // 10000 = 123_457   (123_457.8)
   A2 = 617_289 - 432_102 - 123_457 = 61_730
   slashes: C late 10_007 * 1000 // 10000 = 1_000 (1_000.7); V3 late 20_013 * 1000 // 10000 = 2_001
      (2_001.3); S = 3_001
-  A: 432_102 * 3/4 = 324_076 (324_076.5) + 3_001 * 3/4 = 2_250 (2_250.75) -> 326_326
-  B: 432_102 * 1/4 = 108_025 (108_025.5) + 3_001 * 1/4 =   750 (  750.25) -> 108_775
+  A: 432_102 * 599_999 // 799_999 = 324_076 (324_076.36) + 3_001 * 599_999 // 799_999 = 2_250 (2_250.75) -> 326_326
+  B: 432_102 * 200_000 // 799_999 = 108_025 (108_025.64) + 3_001 * 200_000 // 799_999 =   750 (  750.25) -> 108_775
      trainers' dust: 432_102 + 3_001 - 326_326 - 108_775 = 2 -> buyer
   V1, V2 (scored and voted): 123_457 // 2 = 61_728 each, dust 1 -> buyer; V3 earns nothing
   aggregator: 61_730.                            buyer gets 2 + 1 = 3 in round 2
@@ -119,7 +120,7 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
     flow.reveal(model_id, 2, b)
     flow.score(model_id, 2, v1, [600_001, 200_001])
     flow.score(model_id, 2, v2, [599_999, 200_000])  # V3 never scores
-    assert f.utilities(model_id, 2).call() == [600_000, 200_000]
+    assert f.utilities(model_id, 2).call() == [599_999, 200_000]
     advance(WINDOW + 1)
     flow.publish(model_id, 2)
     flow.confirm(model_id, 2, v1)

@@ -417,7 +417,9 @@ BPS_VALUES = st.one_of(st.sampled_from([0, 1, 1000, 2500, 5000, 9999, 10000]), s
 WEI = st.one_of(st.sampled_from([1, 2, 3, 7, 10, 999, 10**23]), st.integers(1, 10**18))
 STAKE = st.one_of(st.just(0), WEI, WEI, WEI)
 """Stakes: the protocol does not forbid a zero stake (then nothing can be slashed)."""
-THRESHOLDS = st.one_of(st.sampled_from([M.INT64_MIN, -1_000_000, 0, 1, 500_000]), st.integers(-(10**6), 10**6))
+THRESHOLDS = st.one_of(st.sampled_from([M.INT64_MIN, -1_000_000, -1, 0]), st.integers(-(10**6), 0))
+"""Poison thresholds: the contract refuses one above 0 (PoisonThresholdPositive)."""
+LATE_BPS = st.one_of(st.sampled_from([0, 1, 1000, 2500, 5000]), st.integers(0, M.MAX_LATE_SLASH_BPS))
 PACES = {"relaxed": st.integers(12, 40), "mixed": st.integers(1, 40), "tight": st.integers(1, 3)}
 """Phase windows of a task: relaxed (everyone can act in time), mixed, tight (stragglers galore)."""
 DIGEST = st.binary(min_size=32, max_size=32).map(lambda b: b[:31] + bytes([b[31] | 1]))
@@ -456,13 +458,14 @@ def task_params(draw: Any, aggregator: str) -> M.Params:
         trainer_stake=draw(STAKE),
         validator_stake=draw(STAKE),
         aggregator_stake=draw(STAKE),
-        late_slash_bps=draw(BPS_VALUES),
+        late_slash_bps=draw(LATE_BPS),
         bad_slash_bps=draw(BPS_VALUES),
         trainer_share_bps=trainer_share,
         validator_share_bps=validator_share,
         aggregator_share_bps=aggregator_share,
         poison_threshold=draw(THRESHOLDS),
         start_window=draw(st.one_of(st.integers(1, 60), st.integers(200, 2000))),
+        max_samples=draw(st.sampled_from([1000, 10**6, 2**64 - 1, 2**64 - 1])),
     )
 
 
@@ -479,6 +482,8 @@ INVALID_MUTATIONS: dict[str, Callable[[M.Params], None]] = {
     "window0": lambda p: setattr(p, "score_window", 0),
     "window_cap": lambda p: setattr(p, "confirm_window", M.MAX_WINDOW + 1),
     "late_bps": lambda p: setattr(p, "late_slash_bps", 10001),
+    "late_bps_cap": lambda p: setattr(p, "late_slash_bps", M.MAX_LATE_SLASH_BPS + 1),
+    "poison_positive": lambda p: setattr(p, "poison_threshold", 1),
     "bad_bps": lambda p: setattr(p, "bad_slash_bps", 10001),
     "shares": lambda p: setattr(p, "aggregator_share_bps", p.aggregator_share_bps + 1),
     "spec_zero": lambda p: setattr(p, "spec_digest", bytes(32)),
@@ -486,6 +491,7 @@ INVALID_MUTATIONS: dict[str, Callable[[M.Params], None]] = {
     "aggregator_zero": lambda p: setattr(p, "aggregator", ZERO_ADDRESS),
     "stake_huge": lambda p: setattr(p, "validator_stake", M.MAX_STAKE + 1),
     "start_window0": lambda p: setattr(p, "start_window", 0),
+    "max_samples0": lambda p: setattr(p, "max_samples", 0),
     "start_window_cap": lambda p: setattr(p, "start_window", M.MAX_WINDOW + 1),
 }
 
@@ -808,6 +814,9 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     def _commit(self, data: st.DataObject, mid: int, sender: str, round_: int, kind: str) -> None:
         digest = data.draw(st.binary(min_size=32, max_size=32), label="digest")
+        copied = [s[0] for (t, r, a), s in self.secrets.items() if (t, r) == (mid, round_) and a != sender]
+        if copied and data.draw(st.integers(0, 4), label="copy") == 0:  # another seat's update (refused at reveal)
+            digest = data.draw(st.sampled_from(copied), label="copied")
         samples = data.draw(st.one_of(st.integers(1, 10**6), st.just(0), st.just(2**64 - 1)), label="samples")
         salt = data.draw(st.binary(min_size=32, max_size=32), label="salt")
         secret = (digest, samples, salt)

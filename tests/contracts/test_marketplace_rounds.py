@@ -151,7 +151,7 @@ def test_submit_scores(market, actors, flow, events, task):
     member = flow.committee(task, 1)[0]
     receipt = flow.score(task, 1, member, [5, -7, 2**63 - 1])
     assert events(receipt, "ScoresSubmitted") == [{"modelId": task, "round": 1, "validator": member, "scores": [5, -7, 2**63 - 1]}]
-    assert market.functions.scoresOf(task, 1, member).call() == [True, [5, -7, 2**63 - 1]]
+    assert market.functions.scoresOf(task, 1, member).call() == [True, [5, -7, 10**9]]  # stored clamped to MAX_SCORE (issue 10 item 6)
     assert market.functions.scoresOf(task, 1, flow.committee(task, 1)[1]).call() == [False, []]
     assert flow.round(task)["scoresSubmitted"] == 1
 
@@ -353,13 +353,14 @@ def test_get_round_bounds(market, flow, task, post_task):
 
 
 def test_utilities_median_rules(market, actors, flow, advance, task):
-    """Odd count: the middle score; even count (a member missed): the mean of the two middle ones,
-    rounded toward zero; nobody scored: 0."""
+    """Issue 10 item 6: no quorum (at most half of the committee scored): 0 for every update; an
+    even count: the lower of the two middle scores (always a submitted score); odd: the middle one."""
     flow.to_phase(task, 1, actors.trainers[:3], "Score")
     c = flow.committee(task, 1)
     flow.score(task, 1, c[0], [10, -3, 7])
+    assert market.functions.utilities(task, 1).call() == [0, 0, 0]  # 1 of 3: no quorum
     flow.score(task, 1, c[1], [30, 0, 8])
-    assert market.functions.utilities(task, 1).call() == [20, -1, 7]  # (-3 + 0) / 2 -> -1
+    assert market.functions.utilities(task, 1).call() == [10, -3, 7]
     flow.score(task, 1, c[2], [20, 100, -5])
     assert market.functions.utilities(task, 1).call() == [20, 0, 7]
 

@@ -2,12 +2,16 @@
 to fail or to gain nothing (to the wei), and every new revert path.
 
 Items here: 1 (early finalize after the round's commits), 2 (licence fees held until start,
-refundable), 3 (start deadline, leaving an Open task), 4 (no licence sale outside Open).
+refundable), 3 (start deadline, leaving an Open task), 4 (no licence sale outside Open),
+6 (clamped scores, lower median, quorum), 9 (a positive majority accepts), 10 (maxSamples).
 """
 
 from __future__ import annotations
 
-from contract_helpers import DEFAULT_REWARD, PHASE, ROLE, START_WINDOW, STATUS
+import pytest
+
+from contract_helpers import DEFAULT_REWARD, PHASE, ROLE, START_WINDOW, STATUS, salt_of, update_digest
+from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS
 
 FEE, T_STAKE, V_STAKE, A_STAKE = 1_000, 10_000, 20_000, 30_000  # contract_helpers.DEFAULT_PARAMS
 MAX_WINDOW = 30 * 24 * 3600
@@ -116,6 +120,7 @@ def test_item3_trainer_leaves_with_stake_and_fee(market, actors, tx, events, rea
         {"modelId": task, "participant": first, "role": ROLE["Trainer"], "stakeReturned": T_STAKE, "feeReturned": FEE}
     ]
     assert market.functions.credit(first).call() == T_STAKE + FEE
+    assert receipt["gasUsed"] <= MARKETPLACE_GAS_LIMITS["leaveModel"]
     assert market.functions.trainers(task).call() == [last, second]  # the last joiner took the seat
     assert flow.participant(task, first) == {"role": ROLE["None"], "stakeRemaining": 0, "earned": 0, "slashed": 0, "licensed": False}
     assert flow.state(task)["trainerCount"] == 2
@@ -167,3 +172,123 @@ def test_item4_no_licence_sale_after_open(market, actors, expect_revert, ready_t
     expect_revert(market.functions.buyLicense(task), actors.outsiders[0], "WrongStatus", task, STATUS["Open"], STATUS["Training"], value=FEE)
     tx(market.functions.finalizeContract(task), actors.owner)
     expect_revert(market.functions.buyLicense(task), actors.outsiders[0], "WrongStatus", task, STATUS["Open"], STATUS["Finalized"], value=FEE)
+
+
+# ------------------------------------------------------------------------------ item 6
+
+
+def test_item6_one_member_cannot_set_the_utilities(market, actors, flow, events, advance, ready_task):
+    """Committee 3, one member absent: the other dishonest one scores its ally +4.6e18. The score
+    is clamped to MAX_SCORE and the utility is the lower median, a submitted score: the ally gets
+    the honest member's score, and the three trainers split the pool as the honest member scored."""
+    task = ready_task(rounds=1)
+    trainers = actors.trainers[:3]
+    flow.to_phase(task, 1, trainers, "Score")
+    liar, honest, _absent = flow.committee(task, 1)
+    flow.score(task, 1, liar, [4_600_000_000_000_000_000, 300_000, 300_000])
+    flow.score(task, 1, honest, [100_000, 300_000, 300_000])
+    assert market.functions.utilities(task, 1).call() == [100_000, 300_000, 300_000]
+    assert market.functions.scoresOf(task, 1, liar).call()[1][0] == 10**9
+    advance(100 + 1)  # the Score window ends: Publish
+    flow.publish(task, 1)
+    receipt = None
+    for member in flow.committee(task, 1):
+        receipt = flow.confirm(task, 1, member)
+    # T = 1,000,003 * 0.7 = 700,002; P = 700,000: 100,000 -> 100,000; 300,000 -> 300,001 each (dust 0)
+    pay = {e["participant"]: e["amount"] for e in events(receipt, "RewardAccrued") if e["role"] == ROLE["Trainer"]}
+    absent_slash = 2_000  # the absent member's late slash (10 % of 20,000) is shared by utility too
+    assert pay == {
+        trainers[0]: 700_002 * 100_000 // 700_000 + absent_slash * 100_000 // 700_000,
+        trainers[1]: 700_002 * 300_000 // 700_000 + absent_slash * 300_000 // 700_000,
+        trainers[2]: 700_002 * 300_000 // 700_000 + absent_slash * 300_000 // 700_000,
+    }
+
+
+def test_item6_no_quorum_neither_pays_nor_slashes(market, actors, flow, events, advance, ready_task):
+    """One score of a committee of 3 is no quorum: every utility is 0, Publish is skipped, nobody
+    revealed is paid or poison-slashed (only the two silent members are late)."""
+    task = ready_task(rounds=1)
+    flow.to_phase(task, 1, actors.trainers[:3], "Score")
+    c = flow.committee(task, 1)
+    flow.score(task, 1, c[0], [-1_000_000, -1_000_000, 500_000])
+    assert market.functions.utilities(task, 1).call() == [0, 0, 0]
+    advance(100 + 1)
+    receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
+    assert [(e["participant"], e["reason"]) for e in events(receipt, "Slashed")] == [(c[1], 0), (c[2], 0)]
+    assert [e for e in events(receipt, "RewardAccrued") if e["role"] == ROLE["Trainer"]] == []
+
+
+# ------------------------------------------------------------------------------ item 9
+
+
+def test_item9_silence_approves_nothing(market, actors, flow, events, ready_task):
+    """1 reject, 0 approvals, 2 silent: the bogus proposal does not become the global model and
+    the aggregator is not paid (its 100,000 wei share returns to the buyer) nor slashed."""
+    task = ready_task(rounds=1)
+    flow.to_phase(task, 1, actors.trainers[:3], "Confirm")
+    before = flow.state(task)["globalModelDigest"]
+    member = flow.committee(task, 1)[0]
+    flow.confirm(task, 1, member, ok=False)
+    flow.w3.provider.ethereum_tester.time_travel(flow.round(task)["phaseDeadline"] + 1)
+    receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
+    (closed,) = events(receipt, "RoundClosed")
+    assert closed["accepted"] is False and closed["globalModelDigest"] == before
+    assert [e for e in events(receipt, "RewardAccrued") if e["role"] == ROLE["Aggregator"]] == []
+    assert [e["participant"] for e in events(receipt, "Slashed")] == flow.committee(task, 1)[1:]  # the silent two: late
+    # A = 1,000,003 - 700,002 - 200,000 = 100,001 returns; V = 200,000 goes to the one member that
+    # scored and voted; T = 700,002 splits evenly (no dust); the slashes 2 * 2,000 split 1,333 each,
+    # 1 wei of dust: the buyer gets 100,001 + 1
+    assert closed["returnedToBuyer"] == 100_001 + 1
+
+
+def test_item9_majority_accepts(market, actors, flow, events, ready_task):
+    task = ready_task(rounds=1)
+    receipt = flow.play_round(task, 1, actors.trainers[:3])
+    assert events(receipt, "RoundClosed")[0]["accepted"] is True
+
+
+# ------------------------------------------------------------------------------ item 10
+
+
+def test_item10_sample_count_bounded_by_the_task(market, actors, flow, tx, expect_revert, ready_task):
+    """2^63 samples made FedAvg one trainer's update; the task's maxSamples refuses it at reveal."""
+    task = ready_task(maxSamples=60_000)
+    trainer = actors.trainers[0]
+    flow.commit(task, 1, trainer, samples=2**63)
+    for other in actors.trainers[1:3]:
+        flow.commit(task, 1, other, samples=60_000)
+    expect_revert(
+        market.functions.revealUpdate(task, 1, update_digest(trainer, 1, ""), 2**63, salt_of(trainer, 1)), trainer, "TooManySamples", 2**63, 60_000
+    )
+    flow.reveal(task, 1, actors.trainers[1], samples=60_000)  # at the bound: accepted
+
+
+def test_item10_zero_max_samples_refused(market, actors, expect_revert, make_params):
+    expect_revert(market.functions.newModel(make_params(maxSamples=0)), actors.owner, "ZeroMaxSamples", value=1)
+
+
+
+# ------------------------------------------------------------------------------ item 11
+
+
+def test_item11_trap_parameters_refused(market, actors, expect_revert, make_params):
+    """A late slash above half the stake, or a positive poison threshold (an update nobody scored,
+    utility 0, would be poison), cannot be posted."""
+    expect_revert(market.functions.newModel(make_params(lateSlashBps=5_001)), actors.owner, "LateSlashTooLarge", 5_001, 5_000, value=1)
+    expect_revert(market.functions.newModel(make_params(poisonThreshold=1)), actors.owner, "PoisonThresholdPositive", 1, value=1)
+    market.functions.newModel(make_params(lateSlashBps=5_000, poisonThreshold=0)).transact({"from": actors.owner, "value": 1})
+
+
+def test_item11_minimum_window_per_deployment(w3, market, actors, expect_revert, make_params):
+    """The dev chain's deployment accepts 1-s windows; one for a real network (minWindow 300) refuses
+    them, and a minWindow outside 1 s .. 30 days cannot be deployed."""
+    from fedmarket.chain.deploy import deploy_contract
+    from fedmarket.chain.protocol import MIN_WINDOW_REAL_S, min_window_for
+    from fedmarket.errors import FedmarketError
+
+    assert min_window_for(w3.eth.chain_id) == 1 and min_window_for(1) == MIN_WINDOW_REAL_S
+    real = deploy_contract(w3, "Marketplace", actors.deployer, MIN_WINDOW_REAL_S)
+    params = make_params(commitWindow=299)
+    expect_revert(real.functions.newModel(params), actors.owner, "WindowOutOfRange", PHASE["Commit"], 299, 300, MAX_WINDOW, value=1)
+    with pytest.raises(FedmarketError):  # ParamsCheck's MinWindowOutOfRange(0), not in the market's ABI
+        deploy_contract(w3, "Marketplace", actors.deployer, 0)

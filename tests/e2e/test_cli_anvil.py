@@ -20,21 +20,24 @@ Round 1: all three trainers reveal (T1, T2, T3 in this order). Scores (micro-uni
 Round 2: T3 never commits (the commit phase runs to its deadline); T1, T2 reveal in this order;
   V3 never scores (the score phase runs to its deadline) but votes. Scores:
     V1 [290000, 90000]   V2 [310001, 110000]
-  medians of two, truncated: u1 = (290000 + 310001) / 2 = 300000, u2 = 100000: 3 : 1, P = 400000.
+  two scores of a committee of 3 are a quorum (more than half); the utility is the lower median,
+  a submitted score: u1 = min(290000, 310001) = 290000, u2 = min(90000, 110000) = 90000, P = 380000.
   slashes: T3 late 10 % of 1e17 = 1e16; V3 late 10 % of 5e16 = 5e15; S = 1.5e16.
-  T1 = 3.5e17 * 3/4 + 1.5e16 * 3/4 = 2.625e17 + 1.125e16 = 2.7375e17
-  T2 = 3.5e17 * 1/4 + 1.5e16 * 1/4 = 8.75e16 + 3.75e15 = 9.125e16; dust 0.
+  T1 = 3.5e17 * 290000 / 380000 = 267105263157894736 (.8) + 1.5e16 * 29/38 = 11447368421052631 (.6)
+     = 278552631578947367
+  T2 = 3.5e17 *  90000 / 380000 =  82894736842105263 (.2) + 1.5e16 *  9/38 =  3552631578947368 (.4)
+     =  86447368421052631;  trainer dust 3.5e17 + 1.5e16 - T1 - T2 = 2 wei -> buyer.
   validators: V1, V2 eligible (scored and voted): 1e17 / 2 = 5e16 each; V3 nothing.
-  aggregator: 5e16.
+  aggregator: 5e16 (all three approved: a positive majority).
 Settlement (earned + stake returned):
-  T1 1.75e17 + 2.7375e17 + 1e17 = 5.4875e17
-  T2 8.75e16 + 9.125e16 + 1e17 = 2.7875e17
+  T1 1.75e17 + 278552631578947367 + 1e17 = 553552631578947367
+  T2 8.75e16 +  86447368421052631 + 1e17 = 273947368421052631
   T3 8.75e16 + (1e17 - 1e16)   = 1.775e17
   V1 = V2 = 33333333333333333 + 5e16 + 5e16 = 133333333333333333
   V3 33333333333333333 + (5e16 - 5e15) = 78333333333333333
   aggregator 5e16 + 5e16 + 1e17 = 2e17
-  buyer: 1 wei of dust returned + 3 licence fees (3e16, held by the task until startTraining
-  credits them) = 30000000000000001
+  buyer: 1 + 2 wei of dust returned + 3 licence fees (3e16, held by the task until startTraining
+  credits them) = 30000000000000003
 Deposited 1e18 + 3e16 + 3e17 + 1.5e17 + 1e17 = 1.58e18 = the sum of the withdrawals above.
 """
 
@@ -64,15 +67,15 @@ CID_UPDATE = "Qmf5S8JCEUSRGf9EvC7y4ARoZSwcJfwwUxE72We8t8ARzf"
 E = 10**18
 
 EXPECTED_TOTAL = {
-    "T1": 548_750_000_000_000_000,
-    "T2": 278_750_000_000_000_000,
+    "T1": 553_552_631_578_947_367,
+    "T2": 273_947_368_421_052_631,
     "T3": 177_500_000_000_000_000,
     "V1": 133_333_333_333_333_333,
     "V2": 133_333_333_333_333_333,
     "V3": 78_333_333_333_333_333,
     "aggregator": 200_000_000_000_000_000,
 }
-EXPECTED_BUYER_RETURN = 1  # ModelBuyerReturnPayment: the round-1 validator dust
+EXPECTED_BUYER_RETURN = 3  # ModelBuyerReturnPayment: the round-1 validator dust + the round-2 trainer dust
 LICENCE_INCOME = 3 * 10**16
 DEPOSITED = 158 * 10**16
 
@@ -156,7 +159,7 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
             lambda: run("round", "score", task, "--scores", "310001,110000", "-a", "V2"),
         )
         advance_to(w3, client.get_round(task, 2).phase_deadline + 1)  # V3 never scores
-        assert client.get_round(task, 2).phase == Phase.PUBLISH and client.utilities(task, 2) == [300000, 100000]
+        assert client.get_round(task, 2).phase == Phase.PUBLISH and client.utilities(task, 2) == [290000, 90000]
         run("round", "publish", task, "--model-cid", CID_SPEC, "--metric", 930000, "-a", "aggregator")
         parallel(*[lambda n=n: run("round", "confirm", task, "-a", n) for n in ("V1", "V2")])
         assert run("round", "confirm", task, "-a", "V3")["round_closed"] is True

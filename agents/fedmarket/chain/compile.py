@@ -37,7 +37,7 @@ COMPILER_SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
     "viaIR": VIA_IR,
     "evmVersion": EVM_VERSION,
-    "metadata": {"bytecodeHash": "ipfs"},
+    "metadata": {"bytecodeHash": "none"},  # no metadata hash in the code: 53 bytes under the size limit
     "outputSelection": {
         "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]},
     },

@@ -17,6 +17,7 @@ from web3.contract import Contract
 
 from fedmarket.chain.compile import MARKETPLACE, Artifact, compile_contracts, compiler_version, source_hash
 from fedmarket.chain.embedded import is_embedded
+from fedmarket.chain.protocol import min_window_for
 from fedmarket.chain.reverts import ErrorDecoder
 from fedmarket.chain.transactions import Sender, sender_address
 from fedmarket.chain.transactions import send_transaction as send
@@ -107,8 +108,9 @@ def deploy_contract(
 
 
 def deploy_marketplace(w3: Web3, deployer: Deployer, *, record: bool = False, directory: Path | None = None) -> Contract:
-    """Deploy the Marketplace; with `record`, also write it into the chain's address book."""
-    contract = deploy_contract(w3, MARKETPLACE, deployer)
+    """Deploy the Marketplace (its shortest window: 1 s on dev chains, minutes elsewhere:
+    protocol.min_window_for); with `record`, also write it into the chain's address book."""
+    contract = deploy_contract(w3, MARKETPLACE, deployer, min_window_for(int(w3.eth.chain_id)))
     if record:
         receipt = contract.deployment_receipt  # type: ignore[attr-defined]
         write_address_book(

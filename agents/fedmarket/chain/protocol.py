@@ -21,8 +21,14 @@ MAX_COMMITTEE = 9
 MAX_ROUNDS = 1000
 MIN_WINDOW_S = 1
 MAX_WINDOW_S = 30 * 24 * 3600
+MIN_WINDOW_REAL_S = 300
+"""The shortest window a Marketplace deployed on a real network accepts (blocks take seconds there)."""
 DEFAULT_START_WINDOW_S = 7 * 24 * 3600
 """ModelParams.startWindow by default: a task that has not started a week after posting may be cancelled by anyone."""
+DEFAULT_MAX_SAMPLES = 10**9
+"""ModelParams.maxSamples by default: the largest sample count a reveal may claim (its FedAvg weight)."""
+MAX_SCORE = 10**9
+"""The contract clamps every score to -MAX_SCORE..MAX_SCORE micro-units (fl.utility's SCORE_LIMIT, 1000.0)."""
 
 DEFAULT_TRAINER_SHARE_BPS = 7000
 DEFAULT_VALIDATOR_SHARE_BPS = 2000
@@ -57,9 +63,24 @@ def pro_rata(amount: int, part: int, total: int) -> int:
     return amount * part // total
 
 
+def lower_median(values: Sequence[int]) -> int:
+    """Median.medianOf: the lower median, always one of the values (s[(k - 1) // 2] sorted); 0 for none."""
+    ordered = sorted(int(v) for v in values)
+    return ordered[(len(ordered) - 1) // 2] if ordered else 0
+
+
+def utility_of(scores: Sequence[int], committee_size: int) -> int:
+    """An update's utility as the contract takes it from the scores the members that scored gave it:
+    each clamped to +-MAX_SCORE, their lower median; 0 unless more than half of the committee scored."""
+    if len(scores) * 2 <= committee_size:
+        return 0
+    return lower_median([max(-MAX_SCORE, min(MAX_SCORE, int(v))) for v in scores])
+
+
 def median_toward_zero(values: Sequence[int]) -> int:
-    """Median.medianOf: the middle value; with an even count the mean of the middle two, rounded
-    toward zero as Solidity's signed division does; 0 for no values."""
+    """The contract's median before issue 10 (kept for its callers until they move to utility_of):
+    the middle value; with an even count the mean of the middle two, rounded toward zero as
+    Solidity's signed division does; 0 for no values."""
     ordered = sorted(int(v) for v in values)
     k = len(ordered)
     if k == 0:
@@ -69,3 +90,8 @@ def median_toward_zero(values: Sequence[int]) -> int:
     total = ordered[k // 2 - 1] + ordered[k // 2]
     half = abs(total) // 2  # Solidity's signed division rounds toward zero; Python's // would not
     return half if total >= 0 else -half
+
+
+def min_window_for(chain_id: int) -> int:
+    """The Marketplace constructor's minWindow: MIN_WINDOW_S on dev chains, MIN_WINDOW_REAL_S elsewhere."""
+    return MIN_WINDOW_S if chain_id in DEV_CHAIN_IDS else MIN_WINDOW_REAL_S

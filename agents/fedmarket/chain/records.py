@@ -19,6 +19,7 @@ from eth_utils import keccak, to_checksum_address
 from fedmarket.chain.abi import SOLIDITY_ENUMS, Event, Phase, Role, SlashReason, SolidityEnum, Status, as_digest, format_eth
 from fedmarket.chain.protocol import (
     DEFAULT_AGGREGATOR_SHARE_BPS,
+    DEFAULT_MAX_SAMPLES,
     DEFAULT_START_WINDOW_S,
     DEFAULT_TRAINER_SHARE_BPS,
     DEFAULT_VALIDATOR_SHARE_BPS,
@@ -86,7 +87,7 @@ class ModelParams:
     3 rounds, 2..20 trainers, a committee of 3 out of up to 9 validators, 10-minute windows (a phase
     ends as soon as everyone acted), no licence fee, 0.01 ETH stakes, 10 % late / 50 % bad slash, the
     7000/2000/1000 bps trainer/validator/aggregator split, poison below a utility of -0.1, and a
-    week to start (past it anyone may cancel the task).
+    week to start (past it anyone may cancel the task), and at most 10^9 samples claimed per update.
     Digests accept 32 bytes, 0x-hex or a CIDv0 (`Qm...`).
     """
 
@@ -114,6 +115,7 @@ class ModelParams:
     aggregator_share_bps: int = DEFAULT_AGGREGATOR_SHARE_BPS
     poison_threshold: int = -100_000
     start_window: int = DEFAULT_START_WINDOW_S
+    max_samples: int = DEFAULT_MAX_SAMPLES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spec_digest", as_digest(self.spec_digest))

@@ -177,10 +177,20 @@ class SharesDoNotSum(InvalidParams):
         )
 
 
-class StartWindowOutOfRange(InvalidParams):
+class ZeroMaxSamples(InvalidParams):
+    def problem(self) -> str:
+        return "maxSamples is 0: no reveal could claim a sample count"
+
+
+class LateSlashTooLarge(InvalidParams):
     def problem(self) -> str:
         f = self.fields
-        return f"start window {f['given']} s out of range {f['min']}..{f['max']} s"
+        return f"late slash {f['given']} bps above the largest, {f['max']} bps"
+
+
+class PoisonThresholdPositive(InvalidParams):
+    def problem(self) -> str:
+        return f"poison threshold {self.fields['given']} above 0: an update nobody scored would be poison"
 
 
 class ZeroEscrow(ContractRevert):
@@ -402,6 +412,12 @@ class Panic(ContractRevert):
         return f"{self.function} panicked: {_PANICS.get(code, 'unknown panic')} (0x{code:02x})"
 
 
+class TooManySamples(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"{f['given']} samples claimed; the task allows at most {f['max']}"
+
+
 class StartDeadlinePassed(ContractRevert):
     def describe(self) -> str:
         f = self.fields
@@ -412,12 +428,6 @@ class NothingToLeave(ContractRevert):
     def describe(self) -> str:
         f = self.fields
         return f"{f['caller']} holds neither a stake nor an unrefunded licence in task {f['modelId']}"
-
-
-class EndAlreadyRequested(ContractRevert):
-    def describe(self) -> str:
-        f = self.fields
-        return f"task {f['modelId']} already ends when round {f['round']} settles"
 
 
 class UnknownRevert(ContractRevert):
@@ -439,7 +449,7 @@ ERROR_CLASSES: dict[str, type[ContractRevert]] = {
         AlreadyJoined, RoleFull, NotEnoughParticipants, AlreadyCommitted, NotCommitted, AlreadyRevealed,
         CommitmentMismatch, ZeroSamples, AlreadyScored, WrongScoreCount, AlreadyPublished, AlreadyConfirmed,
         RoundNotDue, RoundDataPruned, NothingToWithdraw, TransferFailed, AmountTooLarge, ReentrantCall,
-        StartWindowOutOfRange, StartDeadlinePassed, NothingToLeave, EndAlreadyRequested,
+        StartDeadlinePassed, NothingToLeave, ZeroMaxSamples, LateSlashTooLarge, PoisonThresholdPositive, TooManySamples,
     )
 }  # fmt: skip
 """Solidity error name -> exception class; an error of the ABI missing here becomes a plain ContractRevert."""
