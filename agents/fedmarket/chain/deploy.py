@@ -32,7 +32,7 @@ MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     # Upper bounds within the documented caps (docs/protocol.md): pass them as `gas` on the
     # embedded chain, where estimation doubles the cost of a transaction; on a node they are the
     # floor of the ORDER_DEPENDENT_GAS calls. Measured worst cases at 64 trainers and a committee
-    # of 9 (tests/chain/test_gas_limits.py, tests/contracts/test_marketplace_gas.py): newModel 324k,
+    # of 9 (tests/chain/test_gas_limits.py, tests/contracts/test_marketplace_gas.py): newModel 350k,
     # joinAsTrainer 117k, the last score when only the last update has a positive median (every
     # median read) 1.94M, a publish that first moves the round past a missed Score deadline 1.35M,
     # the last confirmation (which settles the round) 2.3M, a closeRound after a missed Score
