@@ -112,7 +112,7 @@ def test_no_two_modules_import_each_other_in_a_loop() -> None:
             if nxt not in graph:
                 continue
             if state.get(nxt) == 1:
-                loops.append(" -> ".join([*trail[trail.index(nxt):], nxt]))
+                loops.append(" -> ".join([*trail[trail.index(nxt) :], nxt]))
             elif nxt not in state:
                 walk(nxt, [*trail, nxt])
         state[node] = 2

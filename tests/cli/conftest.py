@@ -8,15 +8,27 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cli_helpers import (
+    AGGREGATOR,
+    AGGREGATOR_STAKE,
+    BUYER,
+    CID_A,
+    CID_B,
+    LICENSE_FEE,
+    REWARD,
+    TRAINER_STAKE,
+    TRAINERS,
+    VALIDATOR_STAKE,
+    VALIDATORS,
+    WINDOW,
+    Cli,
+)
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from fedmarket.chain.anvil import AnvilProcess, dev_accounts
 from fedmarket.chain.client import MarketClient, ModelParams, open_market
 from fedmarket.storage.cid import cid_to_digest
-
-from cli_helpers import AGGREGATOR, AGGREGATOR_STAKE, BUYER, CID_A, CID_B, LICENSE_FEE, REWARD, TRAINER_STAKE, TRAINERS, VALIDATOR_STAKE, VALIDATORS, WINDOW, Cli
-
 
 
 @pytest.fixture(scope="session")

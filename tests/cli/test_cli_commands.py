@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_helpers import AGGREGATOR, BUYER, CID_A, CID_B, CID_C, REWARD, TRAINER_STAKE, TRAINERS, WINDOW, Cli, read_json
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -15,8 +16,6 @@ from web3 import Web3
 from fedmarket.chain.anvil import AnvilProcess, free_port
 from fedmarket.chain.client import MarketClient, Phase, Status
 from fedmarket.storage.cid import cid_of_file
-
-from cli_helpers import AGGREGATOR, BUYER, CID_A, CID_B, CID_C, LICENSE_FEE, REWARD, TRAINER_STAKE, TRAINERS, VALIDATORS, WINDOW, Cli, read_json
 
 pytestmark = pytest.mark.anvil
 
@@ -113,7 +112,16 @@ def test_wrong_phase_and_wrong_status(cli: Cli, market: MarketClient, w3: Web3, 
     member = market.get_round(model_id, 1).committee[0]
     index = [a.address for a in accounts].index(member)
     before = snapshot(w3, member)
-    cli.fails("round", "score", model_id, "--scores", "1,2,3", "-a", f"dev:{index}", fragment=f"task {model_id} round 1 is in its Commit phase; submitScores needs Score")
+    cli.fails(
+        "round",
+        "score",
+        model_id,
+        "--scores",
+        "1,2,3",
+        "-a",
+        f"dev:{index}",
+        fragment=f"task {model_id} round 1 is in its Commit phase; submitScores needs Score",
+    )
     cli.fails("round", "close", model_id, "-a", f"dev:{index}", fragment=f"task {model_id} round 1 is not due")
     cli.fails("task", "fund", model_id, "--amount", "1gwei", "-a", "dev:0", fragment=f"task {model_id} is Training; payForModel needs it Open")
     assert snapshot(w3, member) == before
@@ -156,7 +164,9 @@ def _key_forms(account: LocalAccount) -> list[str]:
     return [hexkey, hexkey.upper(), hexkey[:32], hexkey[32:]]
 
 
-def test_keystore_account_bad_password_and_no_funds(cli: Cli, keystore: tuple[LocalAccount, Path], market: MarketClient, w3: Web3, tmp_path: Path, post_task: Callable[..., int]) -> None:
+def test_keystore_account_bad_password_and_no_funds(
+    cli: Cli, keystore: tuple[LocalAccount, Path], market: MarketClient, w3: Web3, tmp_path: Path, post_task: Callable[..., int]
+) -> None:
     account, password_file = keystore
     wrong = tmp_path / "wrong"
     wrong.write_text("battery staple\n")
@@ -222,7 +232,9 @@ def test_one_round_by_hand(cli: Cli, market: MarketClient, w3: Web3, accounts: l
     shown = cli.ok("round", "show", model_id)
     assert shown["phase"] == "publish" and [u["utility"] for u in shown["updates"]] == [300000, 100000, -200000]
     cli.ok("round", "publish", model_id, "--model-cid", CID_A, "--metric", 900000, "-a", f"dev:{AGGREGATOR}")
-    cli.ok_all([("round", "confirm", model_id, "-a", f"dev:{index[committee[0]]}"), ("round", "confirm", model_id, "--reject", "-a", f"dev:{index[committee[1]]}")])
+    cli.ok_all(
+        [("round", "confirm", model_id, "-a", f"dev:{index[committee[0]]}"), ("round", "confirm", model_id, "--reject", "-a", f"dev:{index[committee[1]]}")]
+    )
     assert market.has_confirmed(model_id, 1, committee[1]) == (True, False)
     # the third member never votes: the round closes at the Confirm deadline, by anyone
     w3.provider.make_request("evm_increaseTime", [WINDOW + 100])

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from cli_helpers import CID_A, CID_B
 
 from fedmarket.chain.client import commitment
 from fedmarket.cli.market_options import parse_amount
@@ -15,15 +16,23 @@ from fedmarket.errors import FedmarketError
 from fedmarket.roles.salts import SaltBook
 from fedmarket.storage.cid import cid_to_digest
 
-from cli_helpers import CID_A, CID_B
-
 TRAINER = "0x" + "ab" * 20
 CONTRACT = "0x" + "cd" * 20
 
 
 @pytest.mark.parametrize(
     ("text", "wei"),
-    [("1", 10**18), ("1.5", 15 * 10**17), ("1.5eth", 15 * 10**17), ("2 ether", 2 * 10**18), ("30gwei", 30 * 10**9), ("1000wei", 1000), (".5", 5 * 10**17), ("0", 0), ("0.000000000000000001", 1)],
+    [
+        ("1", 10**18),
+        ("1.5", 15 * 10**17),
+        ("1.5eth", 15 * 10**17),
+        ("2 ether", 2 * 10**18),
+        ("30gwei", 30 * 10**9),
+        ("1000wei", 1000),
+        (".5", 5 * 10**17),
+        ("0", 0),
+        ("0.000000000000000001", 1),
+    ],
 )
 def test_amounts(text: str, wei: int) -> None:
     assert parse_amount(text) == wei

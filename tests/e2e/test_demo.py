@@ -36,8 +36,9 @@ def _env(home: Path) -> dict[str, str]:
 def run_demo(home: Path, *args: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the demo with --json; return its report and every agent's log records."""
     report, logs = home / "report.json", home / "logs"
-    result = subprocess.run([FEDMARKET, "demo", "--report", str(report), "--logs", str(logs), "--json", *args],
-                            capture_output=True, text=True, env=_env(home), timeout=600)
+    result = subprocess.run(
+        [FEDMARKET, "demo", "--report", str(report), "--logs", str(logs), "--json", *args], capture_output=True, text=True, env=_env(home), timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     printed = json.loads(result.stdout)  # --json: stdout holds the report alone
     assert printed == json.loads(report.read_text())
@@ -127,8 +128,9 @@ def test_agents_log_every_transaction_without_secrets(honest) -> None:
 
 
 def test_adversaries_are_not_paid_and_are_slashed(tmp_path: Path) -> None:
-    report, logs = run_demo(tmp_path, "--rounds", "3", "--attack", "trainer-4=free-ride", "--attack", "trainer-5=sign-flip",
-                            "--attack", "aggregator=wrong-aggregate@2")
+    report, logs = run_demo(
+        tmp_path, "--rounds", "3", "--attack", "trainer-4=free-ride", "--attack", "trainer-5=sign-flip", "--attack", "aggregator=wrong-aggregate@2"
+    )
     people = by_label(report)
     free_rider, flipper, aggregator = people["trainer-4"], people["trainer-5"], people["aggregator"]
     for r in report["rounds"]:
@@ -158,8 +160,19 @@ def _rejections(logs: list[dict[str, Any]], address: str) -> list[str]:
 def test_bad_input_is_refused_with_one_line_and_the_task_goes_on(tmp_path: Path) -> None:
     """Four of five trainers send something broken; the honest one loses nothing (a malformed
     update once made the loss guard judge it at weight 0.56 and slash it: see protocol.md)."""
-    report, logs = run_demo(tmp_path, "--rounds", "2", "--attack", "trainer-2=corrupt-blob", "--attack", "trainer-3=wrong-shape",
-                            "--attack", "trainer-4=pickle", "--attack", "trainer-5=bad-reveal@1")
+    report, logs = run_demo(
+        tmp_path,
+        "--rounds",
+        "2",
+        "--attack",
+        "trainer-2=corrupt-blob",
+        "--attack",
+        "trainer-3=wrong-shape",
+        "--attack",
+        "trainer-4=pickle",
+        "--attack",
+        "trainer-5=bad-reveal@1",
+    )
     people = by_label(report)
     corrupt, misshapen, pickled = (people[f"trainer-{i}"]["address"] for i in (2, 3, 4))
     assert _rejections(logs, corrupt) and all("does not match" in d for d in _rejections(logs, corrupt))

@@ -36,10 +36,17 @@ def market(tmp: Path, rounds: int, attacks: dict[str, str]) -> tuple[dict[str, A
     try:
         w3 = new_embedded_web3(num_accounts=12)
         store = EmbeddedStore(tmp / "store")
-        run = run_local_market(w3, store, MarketConfig(spec=SPEC, terms=MarketTerms(rounds=rounds), attacks=attacks),
-                               tmp / "state")
-        report = build_report(run.market, run.model_id, store=store, task_data=TaskData.load(SPEC), labels=run.labels,
-                              round_wall_s=run.round_wall_s, agent_logs=run.logs, start_block=run.start_block)
+        run = run_local_market(w3, store, MarketConfig(spec=SPEC, terms=MarketTerms(rounds=rounds), attacks=attacks), tmp / "state")
+        report = build_report(
+            run.market,
+            run.model_id,
+            store=store,
+            task_data=TaskData.load(SPEC),
+            labels=run.labels,
+            round_wall_s=run.round_wall_s,
+            agent_logs=run.logs,
+            start_block=run.start_block,
+        )
     finally:
         torch.set_num_threads(threads)
     return report, run.logs
@@ -61,8 +68,7 @@ def test_public_information_earns_nothing_and_a_lying_metric_is_voted_down(tmp_p
     """trainer-3 copies trainer-2's update (its sybil seat), trainer-4 extrapolates the global
     models, trainer-5 re-applies a revealed update of the round before; the aggregator lies
     about its metric in round 2."""
-    report, logs = market(tmp_path, 3, {"trainer-3": "copycat", "trainer-4": "momentum-free-ride", "trainer-5": "stale-copy",
-                                        "aggregator": "lying-metric@2"})
+    report, logs = market(tmp_path, 3, {"trainer-3": "copycat", "trainer-4": "momentum-free-ride", "trainer-5": "stale-copy", "aggregator": "lying-metric@2"})
     who = people(report)
     copycat, momentum, stale = (who[f"trainer-{i}"]["address"] for i in (3, 4, 5))
     for r in report["rounds"]:
@@ -81,8 +87,7 @@ def test_public_information_earns_nothing_and_a_lying_metric_is_voted_down(tmp_p
 
 
 def test_oversized_blobs_huge_sample_counts_and_withheld_models_gain_nothing(tmp_path: Path) -> None:
-    report, logs = market(tmp_path, 2, {"trainer-4": "oversized-blob", "trainer-5": "huge-samples",
-                                        "aggregator": "withheld-model@1"})
+    report, logs = market(tmp_path, 2, {"trainer-4": "oversized-blob", "trainer-5": "huge-samples", "aggregator": "withheld-model@1"})
     who = people(report)
     big, huge = who["trainer-4"]["address"], who["trainer-5"]["address"]
     refused = [r["detail"] for r in logs if r["action"] == "reject-update" and r.get("trainer") == big]

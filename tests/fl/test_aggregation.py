@@ -17,9 +17,7 @@ from fedmarket.fl.aggregation.krum import krum_scores, pairwise_squared_distance
 
 def state(w: list[float], b: list[float] | None = None) -> OrderedDict[str, torch.Tensor]:
     """A two-parameter state: 'w' and 'b' (b defaults to zeros of length 1)."""
-    return OrderedDict(
-        w=torch.tensor(w, dtype=torch.float32), b=torch.tensor(b if b is not None else [0.0], dtype=torch.float32)
-    )
+    return OrderedDict(w=torch.tensor(w, dtype=torch.float32), b=torch.tensor(b if b is not None else [0.0], dtype=torch.float32))
 
 
 def scalars(*values: float) -> list[OrderedDict[str, torch.Tensor]]:
@@ -230,8 +228,21 @@ def test_fedavg_refuses_negative_or_all_zero_counts() -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["fedsgd", "median:1", "fedavg:2", "trimmed_mean:0.5", "trimmed_mean:-0.1", "trimmed_mean:x", "trimmed_mean:0.1:2",
-     "krum:-1", "krum:1.5", "krum:1:2", "multikrum:1:0", "multikrum:a", "multikrum:1:2:3"],
+    [
+        "fedsgd",
+        "median:1",
+        "fedavg:2",
+        "trimmed_mean:0.5",
+        "trimmed_mean:-0.1",
+        "trimmed_mean:x",
+        "trimmed_mean:0.1:2",
+        "krum:-1",
+        "krum:1.5",
+        "krum:1:2",
+        "multikrum:1:0",
+        "multikrum:a",
+        "multikrum:1:2:3",
+    ],
 )
 def test_get_rule_refuses_bad_specs(spec: str) -> None:
     with pytest.raises(FedmarketError):

@@ -133,5 +133,7 @@ def test_no_gpu_means_no_cuda_device(tmp_path: Path) -> None:
         pytest.skip("a GPU is present")
     assert overhead.default_devices() == ["cpu"]
     env = {**os.environ, "FEDMARKET_HOME": str(tmp_path), "COLUMNS": "200"}
-    result = subprocess.run([FEDMARKET, "bench", "overhead", "--devices", "cuda", "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [FEDMARKET, "bench", "overhead", "--devices", "cuda", "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode != 0 and "no GPU" in result.stderr + result.stdout

@@ -12,11 +12,9 @@ from fedmarket.fl.seeds import client_seed
 from fedmarket.fl.sim import SimConfig, run_simulation
 
 
-
 def test_defaults_are_the_seed_protocol() -> None:
     c = SimConfig()
-    assert (c.clients, c.batch_size, c.lr, c.epochs, c.partition, c.dataset, c.aggregation) == (
-        20, 10, 0.005, 1, "dir:0.1", "digits", "fedavg")
+    assert (c.clients, c.batch_size, c.lr, c.epochs, c.partition, c.dataset, c.aggregation) == (20, 10, 0.005, 1, "dir:0.1", "digits", "fedavg")
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "sequential"])
@@ -76,8 +74,10 @@ def test_a_market_style_round_reproduces_the_sim_cid() -> None:
     data = load_dataset("digits")
     spec = ModelSpec("cnn", data.input_shape, data.num_outputs)
     start = spec.init_state(config.seed)
-    updates = [train_local(spec, start, data.x[c.train], data.y[c.train], TrainConfig(seed=client_seed(5, 1, i)))
-               for i, c in enumerate(partition(data.y, 4, "pat:2", 5).clients)]
+    updates = [
+        train_local(spec, start, data.x[c.train], data.y[c.train], TrainConfig(seed=client_seed(5, 1, i)))
+        for i, c in enumerate(partition(data.y, 4, "pat:2", 5).clients)
+    ]
     global_state = get_rule("fedavg")([u[0] for u in updates], [u[1] for u in updates])
     assert global_model_cid(global_state, spec.id, 1, result.rounds[0].global_cid) == result.rounds[1].global_cid
 

@@ -21,8 +21,7 @@ def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_sim_json_and_output_files(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = run("--clients", "4", "--rounds", "2", "--partition", "pat:2", "--seed", "1", "--out", str(out), "--json",
-                 home=tmp_path)
+    result = run("--clients", "4", "--rounds", "2", "--partition", "pat:2", "--seed", "1", "--out", str(out), "--json", home=tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["config"]["partition"] == "pat:2" and len(data["rounds"]) == 3
@@ -38,8 +37,7 @@ def test_sim_json_and_output_files(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sim_table_output(tmp_path: Path) -> None:
-    result = run("--dataset", "diabetes", "--clients", "3", "--rounds", "1", "--partition", "iid", "--sequential",
-                 home=tmp_path)
+    result = run("--dataset", "diabetes", "--clients", "3", "--rounds", "1", "--partition", "iid", "--sequential", home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "partition iid" in result.stdout and "mse" in result.stdout and "target bin" in result.stdout
     assert "round 1: Qm" in result.stdout

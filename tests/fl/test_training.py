@@ -48,8 +48,7 @@ def test_fedprox_keeps_the_update_near_the_global_model() -> None:
     spec = ModelSpec("mlp", d.input_shape, d.num_outputs)
     start = spec.init_state(0)
     x, y = d.x[:100], d.y[:100]
-    drift = {mu: distance(train_local(spec, start, x, y, TrainConfig(epochs=2, lr=0.05, prox_mu=mu))[0], start)
-             for mu in (0.0, 1.0, 10.0)}
+    drift = {mu: distance(train_local(spec, start, x, y, TrainConfig(epochs=2, lr=0.05, prox_mu=mu))[0], start) for mu in (0.0, 1.0, 10.0)}
     assert drift[0.0] > drift[1.0] > drift[10.0] > 0
 
 

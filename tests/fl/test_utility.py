@@ -17,11 +17,11 @@ from fedmarket.fl.utility import (
     UTILITIES,
     Update,
     ValidationData,
+    attacks,
     get_raw_utility,
     get_utility,
     to_micro,
 )
-from fedmarket.fl.utility import attacks
 from fedmarket.fl.utility.base import round_view
 from fedmarket.fl.utility.reference import (
     CHANCE_SIGMAS,
@@ -31,6 +31,7 @@ from fedmarket.fl.utility.reference import (
     norm_ratio,
 )
 from fedmarket.fl.utility.separation_cosine import separation_contrast
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -54,8 +55,9 @@ def linear_state(w1: float, w2: float, b: float = 0.0) -> dict[str, torch.Tensor
 ZERO = linear_state(0.0, 0.0)
 
 
-def raw(name: str, updates: list[Update], data: ValidationData = REGRESSION, spec: ModelSpec = LINEAR,
-        global_state: dict[str, torch.Tensor] = ZERO, **kwargs) -> list[float]:
+def raw(
+    name: str, updates: list[Update], data: ValidationData = REGRESSION, spec: ModelSpec = LINEAR, global_state: dict[str, torch.Tensor] = ZERO, **kwargs
+) -> list[float]:
     return get_raw_utility(name)(global_state, updates, data, spec, seed=0, **kwargs)
 
 
@@ -85,8 +87,7 @@ def test_separation_contrast_by_hand() -> None:
     log_p = torch.log(torch.tensor([[0.7, 0.2, 0.1], [0.4, 0.5, 0.1], [0.1, 0.3, 0.6]], dtype=torch.float64))
     labels = torch.tensor([0, 1, 1])
     # class 0: log .7 - mean(log .4, log .1); class 1: mean(log .5, log .3) - log .2; class 2 has no sample.
-    expected = ((math.log(0.7) - (math.log(0.4) + math.log(0.1)) / 2)
-                + ((math.log(0.5) + math.log(0.3)) / 2 - math.log(0.2))) / 2
+    expected = ((math.log(0.7) - (math.log(0.4) + math.log(0.1)) / 2) + ((math.log(0.5) + math.log(0.3)) / 2 - math.log(0.2))) / 2
     assert float(separation_contrast(log_p, labels)) == pytest.approx(expected, abs=1e-12)
 
 
@@ -135,7 +136,10 @@ def digits_round() -> dict:
     honest_a, na, _ = train_local(spec, warm, data.x[a], data.y[a], config)
     honest_b, nb, _ = train_local(spec, warm, data.x[b], data.y[b], TrainConfig(lr=0.05, seed=2))
     return {
-        "data": data, "spec": spec, "global": warm, "config": config,
+        "data": data,
+        "spec": spec,
+        "global": warm,
+        "config": config,
         "validation": ValidationData(data.x[val], data.y[val]),
         "honest": [Update(honest_a, na), Update(honest_b, nb)],
         "train_a": (data.x[a], data.y[a]),

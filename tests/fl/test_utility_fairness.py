@@ -24,8 +24,9 @@ def test_default_utility_pays_honest_trainers_and_nothing_for_public_information
     config = FairnessConfig(rounds=5, seeds=(0, 1), clients=20, validators=1, utilities=(DEFAULT_UTILITY,))
     summary = run(config)["utilities"][DEFAULT_UTILITY]
     roles = summary["roles"]
-    scores = {role: [s for run_ in summary["runs"] for round_scores in run_["scores"]
-                     for r, s in zip(run_["roles"], round_scores) if r == role] for role in roles}
+    scores = {
+        role: [s for run_ in summary["runs"] for round_scores in run_["scores"] for r, s in zip(run_["roles"], round_scores) if r == role] for role in roles
+    }
     assert len(scores["honest"]) == 2 * 5 * 14
     assert sum(s > 0 for s in scores["honest"]) >= 0.95 * len(scores["honest"]), "honest non-IID trainers are paid"
     for role in PUBLIC_ONLY:
@@ -41,16 +42,40 @@ def test_bench_fairness_command_writes_json_and_markdown(tmp_path) -> None:
 
     from fedmarket.cli.bench_cmd import bench_app as app
 
-    result = CliRunner().invoke(app, ["fairness", "--rounds", "1", "--seeds", "0", "--scenarios", "linear:0.05", "--clients", "10",
-                                      "--validators", "1", "--partitions", "dir:0.3,pat:2",
-                                      "--utilities", "loss_delta,loo", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fairness",
+            "--rounds",
+            "1",
+            "--seeds",
+            "0",
+            "--scenarios",
+            "linear:0.05",
+            "--clients",
+            "10",
+            "--validators",
+            "1",
+            "--partitions",
+            "dir:0.3,pat:2",
+            "--utilities",
+            "loss_delta,loo",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "fairness.json").read_text())
     assert [s["settings"]["partition"] for s in report["scenarios"]] == ["dir:0.3", "pat:2"]
     scenario = report["scenarios"][0]
     assert set(scenario["utilities"]) == {"loss_delta", "loo"}
-    assert set(scenario["utilities"]["loo"]["checks"]) == {"attackers_at_most_0_5pct", "poisoners_slashed_most_rounds",
-                                                         "honest_at_least_95pct", "accuracy_within_2pts", "spearman_at_least_0_9"}
+    assert set(scenario["utilities"]["loo"]["checks"]) == {
+        "attackers_at_most_0_5pct",
+        "poisoners_slashed_most_rounds",
+        "honest_at_least_95pct",
+        "accuracy_within_2pts",
+        "spearman_at_least_0_9",
+    }
     assert scenario["settings"]["arch"] == "linear"
     assert "| utility | honest |" in (tmp_path / "fairness.md").read_text()
     unknown = CliRunner().invoke(app, ["fairness", "--attacks", "bribe", "--out", str(tmp_path)])

@@ -36,13 +36,19 @@ def past_round() -> dict:
     current, _, _ = train_local(spec, previous, data.x[warm_idx], data.y[warm_idx], config)
     honest_a, na, _ = train_local(spec, current, data.x[a], data.y[a], config)
     honest_b, nb, _ = train_local(spec, current, data.x[b], data.y[b], TrainConfig(lr=0.05, seed=2))
-    return {"spec": spec, "previous": previous, "global": current, "config": config,
-            "validation": ValidationData(data.x[val], data.y[val]), "a": Update(honest_a, na), "b": Update(honest_b, nb)}
+    return {
+        "spec": spec,
+        "previous": previous,
+        "global": current,
+        "config": config,
+        "validation": ValidationData(data.x[val], data.y[val]),
+        "a": Update(honest_a, na),
+        "b": Update(honest_b, nb),
+    }
 
 
 def scores(r: dict, updates: list[Update], public: PublicPast) -> list[float]:
-    return get_raw_utility("novel_separation")(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"],
-                                               public=public)
+    return get_raw_utility("novel_separation")(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"], public=public)
 
 
 def test_a_pure_extrapolation_scores_zero_and_an_honest_update_keeps_its_score(past_round: dict) -> None:
@@ -54,8 +60,7 @@ def test_a_pure_extrapolation_scores_zero_and_an_honest_update_keeps_its_score(p
     assert got[0] > 0 and got[1] > 0
     assert got[2] == 0.0 and got[3] <= 0.0
     # Without the public past the same extrapolation is just a good direction: separation_cosine pays it.
-    old = get_raw_utility("separation_cosine")(r["global"], [r["a"], Update(momentum, 100)], r["validation"], r["spec"],
-                                               seed=3, train=r["config"])
+    old = get_raw_utility("separation_cosine")(r["global"], [r["a"], Update(momentum, 100)], r["validation"], r["spec"], seed=3, train=r["config"])
     assert old[1] > 0
 
 
@@ -88,8 +93,9 @@ def test_stale_copies_and_noise_around_public_models_earn_nothing(past_round: di
 def test_a_same_round_copy_scores_zero_the_original_keeps_its_score(past_round: dict) -> None:
     r = past_round
     copy = attacks.near_copy(r["global"], r["a"].state, seed=6)
-    micro = get_utility("novel_separation")(r["global"], [r["a"], r["b"], Update(copy, r["a"].num_samples)], r["validation"],
-                                            r["spec"], seed=3, train=r["config"])
+    micro = get_utility("novel_separation")(
+        r["global"], [r["a"], r["b"], Update(copy, r["a"].num_samples)], r["validation"], r["spec"], seed=3, train=r["config"]
+    )
     assert micro[0] > 0 and micro[1] > 0 and micro[2] == 0
 
 

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from web3 import Web3
+
 from fedmarket.chain.anvil import dev_accounts
 from fedmarket.chain.client import (
     MarketClient,
@@ -21,7 +23,6 @@ from fedmarket.fl.taskspec import TaskData, TaskSpec
 from fedmarket.roles import buyer
 from fedmarket.storage.embedded import EmbeddedStore
 from fedmarket.storage.weights import WeightsMeta, encode_weights
-from web3 import Web3
 
 ETH = 10**18
 REWARD = ETH

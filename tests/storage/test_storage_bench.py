@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kubo_rpc_server import KuboRpcServer
+
 from fedmarket.bench import write_results
 from fedmarket.bench.cid import measure, to_markdown
-
-from kubo_rpc_server import KuboRpcServer
 
 
 def test_measure_and_write(tmp_path: Path, stand_in_server: KuboRpcServer) -> None:

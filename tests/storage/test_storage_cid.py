@@ -4,8 +4,8 @@ block layout by hand, streaming in any pieces, and CIDv0 text <-> bytes32 digest
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from hypothesis import given, settings

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from kubo_rpc_server import KuboRpcServer
 
 HELLO_WORLD = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"

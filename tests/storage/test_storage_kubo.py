@@ -9,14 +9,13 @@ import socket
 from pathlib import Path
 
 import pytest
+from kubo_rpc_server import KuboRpcServer
 
 from fedmarket.errors import FedmarketError
 from fedmarket.storage import DEFAULT_KUBO_URL, BlobStore, open_store
 from fedmarket.storage.cid import CHUNK_SIZE, cid_of
 from fedmarket.storage.embedded import EmbeddedStore
 from fedmarket.storage.kubo import KuboStore
-
-from kubo_rpc_server import KuboRpcServer
 
 HELLO_WORLD = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 ABSENT = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"  # the empty file: never added below before it is asked for

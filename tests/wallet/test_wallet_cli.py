@@ -7,8 +7,8 @@ import json
 import os
 import pty
 import select
-import subprocess
 import signal
+import subprocess
 import sys
 import termios
 import time
@@ -83,8 +83,17 @@ def test_import_from_file_then_list_and_export(home: Path, secrets: tuple[Path, 
 def test_import_from_stdin_and_keystore_dir_option(home: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     result = run_here(
-        home, "wallet", "import", "bob", "--key-file", "-", "--keystore-dir", str(elsewhere), "--light-kdf",
-        stdin=KEY_HEX + "\n", env={"FEDMARKET_PASSWORD": "pw"},
+        home,
+        "wallet",
+        "import",
+        "bob",
+        "--key-file",
+        "-",
+        "--keystore-dir",
+        str(elsewhere),
+        "--light-kdf",
+        stdin=KEY_HEX + "\n",
+        env={"FEDMARKET_PASSWORD": "pw"},
     )
     assert result.returncode == 0, result.stderr
     assert (elsewhere / "bob.json").exists() and not (home / "keystores").exists()

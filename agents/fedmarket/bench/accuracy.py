@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from fedmarket.bench import machine_facts, markdown_table
 from fedmarket.errors import FedmarketError
@@ -52,14 +53,32 @@ def centralised(dataset, parts, rounds: int, config, device: str) -> dict[str, A
     spec = model_spec_for(dataset, config.model)
     train_idx = np.concatenate([c.train for c in parts.clients])
     started = time.perf_counter()
-    state, _, train_loss = train_local(spec, spec.init_state(initial_model_seed(config.seed)), dataset.x[train_idx], dataset.y[train_idx],
-                                       replace(config.train_config(centralised_seed(config.seed)), epochs=rounds), device)
-    return {"epochs": rounds, "metrics": pooled_test_metrics(dataset, parts, state, config, device),
-            "train_loss": train_loss, "wall_s": time.perf_counter() - started}
+    state, _, train_loss = train_local(
+        spec,
+        spec.init_state(initial_model_seed(config.seed)),
+        dataset.x[train_idx],
+        dataset.y[train_idx],
+        replace(config.train_config(centralised_seed(config.seed)), epochs=rounds),
+        device,
+    )
+    return {
+        "epochs": rounds,
+        "metrics": pooled_test_metrics(dataset, parts, state, config, device),
+        "train_loss": train_loss,
+        "wall_s": time.perf_counter() - started,
+    }
 
 
-def run(datasets: list[str], partitions: list[str], rounds: dict[str, int], clients: int, seed: int, device: str,
-        batched: bool, on_result: Callable[[dict[str, Any]], None] = lambda _entry: None) -> dict[str, Any]:
+def run(
+    datasets: list[str],
+    partitions: list[str],
+    rounds: dict[str, int],
+    clients: int,
+    seed: int,
+    device: str,
+    batched: bool,
+    on_result: Callable[[dict[str, Any]], None] = lambda _entry: None,
+) -> dict[str, Any]:
     from fedmarket.fl.datasets import load_dataset
     from fedmarket.fl.partition import partition
     from fedmarket.fl.sim import SimConfig, run_simulation
@@ -70,8 +89,7 @@ def run(datasets: list[str], partitions: list[str], rounds: dict[str, int], clie
     for name in datasets:
         dataset = load_dataset(name, download=False)
         for scheme in partitions:
-            config = SimConfig(dataset=name, partition=scheme, clients=clients, rounds=rounds[name], seed=seed,
-                               device=device, batched=batched)
+            config = SimConfig(dataset=name, partition=scheme, clients=clients, rounds=rounds[name], seed=seed, device=device, batched=batched)
             started = time.perf_counter()
             sim = run_simulation(config, dataset=dataset)
             fed_wall = time.perf_counter() - started
@@ -83,22 +101,35 @@ def run(datasets: list[str], partitions: list[str], rounds: dict[str, int], clie
                 "partition": scheme,
                 "rounds": rounds[name],
                 "model_id": sim.model_id,
-                "fedavg": {"final": pooled_test_metrics(dataset, parts, sim.final_state, config, device),
-                           "final_weighted_over_clients": sim.final.metrics.to_dict(),
-                           "best_accuracy": max(curve[1:] or curve), "accuracy_per_round": curve,
-                           "final_global_cid": sim.final.global_cid, "wall_s": fed_wall},
+                "fedavg": {
+                    "final": pooled_test_metrics(dataset, parts, sim.final_state, config, device),
+                    "final_weighted_over_clients": sim.final.metrics.to_dict(),
+                    "best_accuracy": max(curve[1:] or curve),
+                    "accuracy_per_round": curve,
+                    "final_global_cid": sim.final.global_cid,
+                    "wall_s": fed_wall,
+                },
                 "centralised": central,
             }
             results.append(entry)
             on_result(entry)
     return {
         "benchmark": NAME,
-        "settings": {"clients": clients, "batch_size": SEED_PROTOCOL.batch_size, "lr": SEED_PROTOCOL.lr,
-                     "local_epochs": SEED_PROTOCOL.epochs, "model": "cnn (seed paper)",
-                     "aggregation": SEED_PROTOCOL.aggregation, "rounds": rounds, "partitions": partitions, "seed": seed,
-                     "device": device, "batched": batched,
-                     "centralised": "same CNN, batch and lr, one epoch per FedAvg round, on all clients' train splits pooled",
-                     "scored_on": "all clients' local test splits pooled (25% of each client's samples)"},
+        "settings": {
+            "clients": clients,
+            "batch_size": SEED_PROTOCOL.batch_size,
+            "lr": SEED_PROTOCOL.lr,
+            "local_epochs": SEED_PROTOCOL.epochs,
+            "model": "cnn (seed paper)",
+            "aggregation": SEED_PROTOCOL.aggregation,
+            "rounds": rounds,
+            "partitions": partitions,
+            "seed": seed,
+            "device": device,
+            "batched": batched,
+            "centralised": "same CNN, batch and lr, one epoch per FedAvg round, on all clients' train splits pooled",
+            "scored_on": "all clients' local test splits pooled (25% of each client's samples)",
+        },
         "machine": {**machine_facts(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "results": results,
         "wall_s": time.perf_counter() - run_started,
@@ -110,17 +141,29 @@ def to_markdown(report: dict[str, Any]) -> str:
     rows = []
     for r in report["results"]:
         f, c = r["fedavg"]["final"], r["centralised"]["metrics"]
-        rows.append([r["dataset"], r["partition"], r["rounds"], f"{f['accuracy']:.3f}", f"{r['fedavg']['best_accuracy']:.3f}",
-                     f"{f['auc']:.3f}", f"{f['loss']:.3f}", f"{c['accuracy']:.3f}", f"{c['auc']:.3f}", f"{c['loss']:.3f}"])
-    table = markdown_table(["dataset", "partition", "rounds", "FedAvg acc", "FedAvg best acc", "FedAvg AUC", "FedAvg loss",
-                            "central acc", "central AUC", "central loss"], rows)
+        rows.append(
+            [
+                r["dataset"],
+                r["partition"],
+                r["rounds"],
+                f"{f['accuracy']:.3f}",
+                f"{r['fedavg']['best_accuracy']:.3f}",
+                f"{f['auc']:.3f}",
+                f"{f['loss']:.3f}",
+                f"{c['accuracy']:.3f}",
+                f"{c['auc']:.3f}",
+                f"{c['loss']:.3f}",
+            ]
+        )
+    table = markdown_table(
+        ["dataset", "partition", "rounds", "FedAvg acc", "FedAvg best acc", "FedAvg AUC", "FedAvg loss", "central acc", "central AUC", "central loss"], rows
+    )
     return (
         "# bench accuracy: FedAvg (seed protocol, no chain) vs centralised training\n\n"
         f"{s['clients']} clients, batch {s['batch_size']}, lr {s['lr']}, {s['local_epochs']} local epoch, CNN, FedAvg; "
         f"centralised: {s['centralised']}. Scored on {s['scored_on']}. Seed {s['seed']}.\n"
         f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {s['device']}; measured {m['measured_at']}; "
-        f"whole run {report['wall_s']:.0f} s.\n\n"
-        + table + "\n"
+        f"whole run {report['wall_s']:.0f} s.\n\n" + table + "\n"
     )
 
 

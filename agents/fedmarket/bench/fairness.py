@@ -45,10 +45,8 @@ from fedmarket.fl.learning import Learning
 
 NAME = "fairness"
 # One entry per attacking seat kind, in the order seats are dealt; ALIE twice: it needs colluders.
-ATTACK_ROLES = ("free_ride", "momentum_free_ride", "stale_copy", "copycat", "gaussian_noise", "label_flip", "sign_flip",
-                "scale", "alie", "lazy")
-SEAT_CYCLE = ("free_ride", "momentum_free_ride", "stale_copy", "copycat", "gaussian_noise", "label_flip", "sign_flip",
-              "scale", "alie", "alie", "lazy")
+ATTACK_ROLES = ("free_ride", "momentum_free_ride", "stale_copy", "copycat", "gaussian_noise", "label_flip", "sign_flip", "scale", "alie", "lazy")
+SEAT_CYCLE = ("free_ride", "momentum_free_ride", "stale_copy", "copycat", "gaussian_noise", "label_flip", "sign_flip", "scale", "alie", "alie", "lazy")
 CHAIN_POISON_THRESHOLD = -0.1  # ModelParams' default poison_threshold (-100_000 micro-units), in utility units
 SCALE_FACTOR = 10.0
 LAZY_SHARE = 0.1
@@ -58,8 +56,20 @@ PUBLIC_MODELS = 3  # earlier global models a validator reads (their steps span a
 # The seed protocol's lr 0.005 and a 10x larger one: the utilities behave differently at each.
 DEFAULT_SCENARIOS = "mlp:0.05,mlp:0.005"
 
-__all__ = ["ATTACK_ROLES", "DEFAULT_SCENARIOS", "HONEST", "NAME", "FairnessConfig", "merge_reports", "parse_scenarios",
-           "percent", "run", "summarise", "to_markdown", "winner"]
+__all__ = [
+    "ATTACK_ROLES",
+    "DEFAULT_SCENARIOS",
+    "HONEST",
+    "NAME",
+    "FairnessConfig",
+    "merge_reports",
+    "parse_scenarios",
+    "percent",
+    "run",
+    "summarise",
+    "to_markdown",
+    "winner",
+]
 
 
 @dataclass(frozen=True)
@@ -214,8 +224,10 @@ def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
         # Reveal order: every copycat after the seat it copies (a sybil reveals its copy second).
         reveal = [i for i, role in enumerate(roles) if role != "copycat"] + [i for i, role in enumerate(roles) if role == "copycat"]
         public = PublicPast(tuple(past[:PUBLIC_MODELS]), tuple(previous_updates))
-        per_validator = [score(g, [updates[i] for i in reveal], data, spec, seed=_utility_seed(seed, r, v), train=market.train,
-                               device=config.device, public=public) for v, data in enumerate(validation)]
+        per_validator = [
+            score(g, [updates[i] for i in reveal], data, spec, seed=_utility_seed(seed, r, v), train=market.train, device=config.device, public=public)
+            for v, data in enumerate(validation)
+        ]
         medians = [median_toward_zero([s[k] for s in per_validator]) for k in range(len(reveal))]
         scores = [0.0] * len(roles)
         for k, i in enumerate(reveal):
@@ -272,8 +284,9 @@ def clean_accuracy(config: FairnessConfig, dataset: Any) -> float:
     return market.accuracy()
 
 
-def _free_ride_kind(role: str, g: Any, past: list[Any], previous_updates: list[tuple[Any, Any]],
-                    previous_scores: list[float], roles: list[str], atk: Any) -> Any:
+def _free_ride_kind(
+    role: str, g: Any, past: list[Any], previous_updates: list[tuple[Any, Any]], previous_scores: list[float], roles: list[str], atk: Any
+) -> Any:
     """The updates built from public data alone: the global model, its last step again, or the
     previous round's best-scored honest update re-applied (the global model in round 1)."""
     if role == "momentum_free_ride" and past:
@@ -319,8 +332,9 @@ class _Market:
                 x, y = x[:keep], y[:keep]
             if roles[i] == "label_flip":
                 y = atk.flipped_labels(y, self.spec.num_outputs)
-            trained[i], _n, _loss = train_local(self.model, self.global_state, x, y,
-                                                self.config.train_config(client_seed(self.config.seed, r, i)), self.config.device)
+            trained[i], _n, _loss = train_local(
+                self.model, self.global_state, x, y, self.config.train_config(client_seed(self.config.seed, r, i)), self.config.device
+            )
         return trained
 
     def aggregate(self, updates: list[Any]) -> None:
@@ -338,8 +352,7 @@ class _Market:
 
         test = np.concatenate([self.pool[c.test] for c in self.parts.clients])
         with torch.no_grad():
-            metrics = evaluate(self.model, self.global_state, self.dataset.x[test], self.dataset.y[test], self.dataset.task,
-                               self.config.device)
+            metrics = evaluate(self.model, self.global_state, self.dataset.x[test], self.dataset.y[test], self.dataset.task, self.config.device)
         return float(metrics.accuracy if metrics.accuracy is not None else float("nan"))
 
 
@@ -363,9 +376,16 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
             summaries[name] = summarise(logs, config.poison_threshold)
             # Roles and sample counts are fixed for a run: stored once, scores round by round.
             summaries[name]["runs"] = [
-                {"seed": log.seed, "final_accuracy": log.final_accuracy, "clean_accuracy": log.clean_accuracy,
-                 "roles": log.roles, "samples": log.samples, "clean_samples": log.clean_samples,
-                 "scores": [r.scores for r in log.rounds], "accepted": [r.accepted for r in log.rounds]}
+                {
+                    "seed": log.seed,
+                    "final_accuracy": log.final_accuracy,
+                    "clean_accuracy": log.clean_accuracy,
+                    "roles": log.roles,
+                    "samples": log.samples,
+                    "clean_samples": log.clean_samples,
+                    "scores": [r.scores for r in log.rounds],
+                    "accepted": [r.accepted for r in log.rounds],
+                }
                 for log in logs
             ]
             on_result(name, summaries[name])

@@ -106,8 +106,7 @@ def summarise(logs: list[Any], poison_threshold: float) -> dict[str, Any]:
 
 def winner(summaries: dict[str, dict[str, Any]]) -> str | None:
     """The utility that meets the most targets, then with the largest honest share, then accuracy."""
-    ranked = [(sum(s["checks"].values()), s["roles"].get(HONEST, {}).get("pool_share", 0.0), s["final_accuracy"], name)
-              for name, s in summaries.items()]
+    ranked = [(sum(s["checks"].values()), s["roles"].get(HONEST, {}).get("pool_share", 0.0), s["final_accuracy"], name) for name, s in summaries.items()]
     return max(ranked)[3] if ranked else None
 
 
@@ -124,20 +123,26 @@ def to_markdown(report: dict[str, Any]) -> str:
     for name, u in report["utilities"].items():
         roles = u["roles"]
         label = name + (" (default)" if name == report["default_utility"] else "")
-        cells = [percent(roles[r]["pool_share"]) + (f" / {percent(roles[r]['slashed'])} sl." if r != HONEST else "")
-                 if r in roles else "-" for r in roles_seen]
-        rows.append([label, *cells, percent(u["returned_to_buyer"]), f"{u['final_accuracy']:.3f}", f"{u['clean_accuracy']:.3f}",
-                     f"{u['spearman_honest_pay_clean_samples']:.2f}", f"{sum(u['checks'].values())}/{len(u['checks'])}"])
+        cells = [percent(roles[r]["pool_share"]) + (f" / {percent(roles[r]['slashed'])} sl." if r != HONEST else "") if r in roles else "-" for r in roles_seen]
+        rows.append(
+            [
+                label,
+                *cells,
+                percent(u["returned_to_buyer"]),
+                f"{u['final_accuracy']:.3f}",
+                f"{u['clean_accuracy']:.3f}",
+                f"{u['spearman_honest_pay_clean_samples']:.2f}",
+                f"{sum(u['checks'].values())}/{len(u['checks'])}",
+            ]
+        )
     score_rows = []
     for name, u in report["utilities"].items():
         for role, r in u["roles"].items():
-            score_rows.append([name, role, f"{r['min']:+.4f}", f"{r['median']:+.4f}", f"{r['max']:+.4f}",
-                               percent(r["positive"]), percent(r["slashed"])])
+            score_rows.append([name, role, f"{r['min']:+.4f}", f"{r['median']:+.4f}", f"{r['max']:+.4f}", percent(r["positive"]), percent(r["slashed"])])
     best = report["winner"]
     conclusion = f"Best in this scenario (most targets met, then largest honest share, then accuracy): **{best}**."
     failed = {name: [check for check, ok in u["checks"].items() if not ok] for name, u in report["utilities"].items()}
-    conclusion += "\n\nTargets missed: " + "; ".join(
-        f"{name}: {', '.join(checks) if checks else 'none'}" for name, checks in failed.items()) + "."
+    conclusion += "\n\nTargets missed: " + "; ".join(f"{name}: {', '.join(checks) if checks else 'none'}" for name, checks in failed.items()) + "."
     return (
         f"# bench fairness: {s['arch']}, lr {s['lr']}, {s['partition']}\n\n"
         f"{s['dataset']}, {s['partition']}, {s['clients']} trainers ({percent(s['attack_share'])} of the seats attack, kinds dealt "
@@ -146,11 +151,15 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"batch {s['batch_size']}, {s['epochs']} local epoch; {s['validators']} validators with {s['validator_samples']} "
         f"held-out samples each, the median of their scores is the utility; the global model is the FedAvg of the updates "
         f"with utility > 0. Cells: share of the trainers' pool summed over rounds and seeds / share of that role's updates "
-        f"poison-slashed (utility < {s['poison_threshold']}); \"to buyer\" is the part nobody earned; clean acc: the same "
+        f'poison-slashed (utility < {s["poison_threshold"]}); "to buyer" is the part nobody earned; clean acc: the same '
         f"market without its attackers, every honest update aggregated. Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']}; measured {m['measured_at']}.\n\n"
-        + markdown_table(headers, rows) + "\n\n" + conclusion + "\n\n"
+        + markdown_table(headers, rows)
+        + "\n\n"
+        + conclusion
+        + "\n\n"
         "Scores (utility units; the chain gets micro-units), the fraction > 0 and the fraction slashed:\n\n"
-        + markdown_table(["utility", "role", "min", "median", "max", "> 0", "slashed"], score_rows) + "\n"
+        + markdown_table(["utility", "role", "min", "median", "max", "> 0", "slashed"], score_rows)
+        + "\n"
     )
 
 
@@ -178,9 +187,14 @@ def merge_reports(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
     for r in reports:
         s = r["settings"]
         default = r["utilities"].get(DEFAULT_UTILITY)
-        default_cell = "-" if default is None else (
-            f"honest {percent(default['roles'][HONEST]['pool_share'])}; misses: "
-            + (", ".join(c for c, ok in default["checks"].items() if not ok) or "nothing"))
+        default_cell = (
+            "-"
+            if default is None
+            else (
+                f"honest {percent(default['roles'][HONEST]['pool_share'])}; misses: "
+                + (", ".join(c for c, ok in default["checks"].items() if not ok) or "nothing")
+            )
+        )
         summary_rows.append([f"{s['arch']}, lr {s['lr']}, {s['partition']}", r["winner"] or "none", default_cell])
     if best == DEFAULT_UTILITY:
         verdict = f"Overall winner: **{best}**, the default utility of fl.utility."
@@ -190,6 +204,8 @@ def merge_reports(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
         "# bench fairness\n\n"
         "Which utility pays honest trainers and not dishonest ones, scenario by scenario (details below). "
         "The overall winner meets the most targets over all scenarios, then has the largest mean honest share.\n\n"
-        + markdown_table(["scenario", "best", f"default ({DEFAULT_UTILITY})"], summary_rows) + "\n\n" + verdict
+        + markdown_table(["scenario", "best", f"default ({DEFAULT_UTILITY})"], summary_rows)
+        + "\n\n"
+        + verdict
     )
     return merged, head + "\n\n" + "\n\n".join(to_markdown(r).replace("# bench fairness:", "## scenario:") for r in reports)

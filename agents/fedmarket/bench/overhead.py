@@ -190,8 +190,7 @@ def _device_name(device: str) -> str:
     return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
 
 
-def measure_one(chain: str, device: str, settings: Settings, ipfs: str | None = None,
-                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def measure_one(chain: str, device: str, settings: Settings, ipfs: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run one market on `chain` ("embedded" or "anvil") with training on `device`; its figures."""
     from fedmarket.chain.anvil import AnvilProcess
     from fedmarket.chain.embedded import new_embedded_web3
@@ -328,8 +327,7 @@ def _market_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def run(settings: Settings, chains: list[str], devices: list[str], ipfs: str | None = None,
-        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run(settings: Settings, chains: list[str], devices: list[str], ipfs: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every (chain, device) market; the whole report."""
     import torch
 
@@ -495,15 +493,24 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{c['store_put']['calls_per_round']:.0f} / {c['store_put']['mb_per_round']:.0f} / {c['store_put']['seconds_per_round']:.2f}",
             f"{c['store_get']['calls_per_round']:.0f} / {c['store_get']['mb_per_round']:.0f} / {c['store_get']['seconds_per_round']:.2f}",
         ])  # fmt: skip
-    lines += ["", "Chain and store calls per round (mean over the rounds; the engine's as the median round; the agents' calls are counted by "
-              "wrapping Agent._view / Agent._send and the store while the benchmark runs):", ""]
+    lines += [
+        "",
+        "Chain and store calls per round (mean over the rounds; the engine's as the median round; the agents' calls are counted by "
+        "wrapping Agent._view / Agent._send and the store while the benchmark runs):",
+        "",
+    ]
     lines.append(markdown_table(
         ["chain", "device", "agent views", "views s", "ms per view (median)", "transactions", "transactions s",
          "ms per transaction (median)", "engine's own views s", "store puts / MB / s", "store gets / MB / s"], census_rows))  # fmt: skip
     for res in report["results"]:
         su = res["summary"]
-        lines += ["", f"## Per round: {res['chain']}, {res['device']} ({res['device_name']})", "",
-                  f"{res['chain_name']}, {res['client_version']}; chain id {res['chain_id']}; store {res['store']}.", ""]
+        lines += [
+            "",
+            f"## Per round: {res['chain']}, {res['device']} ({res['device_name']})",
+            "",
+            f"{res['chain_name']}, {res['client_version']}; chain id {res['chain_id']}; store {res['store']}.",
+            "",
+        ]
         table = [[
             r["round"], f"{r['wall_s']:.3f}", f"{r['train_s']:.3f}", f"{r['chain_s']:.3f}", f"{r['engine_chain_s']:.3f}",
             f"{r['storage_s']:.4f}", f"{r['other_s']:.3f}", _pct(r["ratio"]), _pct(r["accounted"]), f"{r['gas_used']:,}",
@@ -513,10 +520,13 @@ def to_markdown(report: dict[str, Any]) -> str:
             ["round", "wall s", "compute s", "chain s", "of which engine", "storage s", "other s", "(chain + storage) / wall",
              "accounted", "gas", "gas / trainer", "transactions", "accepted updates"], table))  # fmt: skip
         setup = res["set_up_and_settlement"]
-        note = (f"Round 1 differs from the later rounds (first-touch costs: model and optimizer set-up, caches, first "
-                f"storage writes on chain): ratio {_pct(su['round_1']['ratio'])} against {_pct(su['rounds_2_on_median']['ratio'])}, "
-                f"wall {su['round_1']['wall_s']:.2f} s against {su['rounds_2_on_median']['wall_s']:.2f} s."
-                if su["round_1_differs"] else "Round 1 is within 25 % of the later rounds' median in ratio and wall time.")
+        note = (
+            f"Round 1 differs from the later rounds (first-touch costs: model and optimizer set-up, caches, first "
+            f"storage writes on chain): ratio {_pct(su['round_1']['ratio'])} against {_pct(su['rounds_2_on_median']['ratio'])}, "
+            f"wall {su['round_1']['wall_s']:.2f} s against {su['rounds_2_on_median']['wall_s']:.2f} s."
+            if su["round_1_differs"]
+            else "Round 1 is within 25 % of the later rounds' median in ratio and wall time."
+        )
         lines += [
             "",
             f"Mean over rounds: ratio {_pct(su['mean']['ratio'])}; over all rounds' seconds together {_pct(su['overall_ratio'])}. {note} "

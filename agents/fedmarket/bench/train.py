@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fedmarket.bench import machine_facts, markdown_table
 from fedmarket.errors import FedmarketError
@@ -34,8 +35,7 @@ def parse_scenarios(text: str) -> list[tuple[str, str]]:
     return scenarios
 
 
-def time_rounds(dataset, partition_scheme: str, clients: int, rounds: int, batched: bool, device: str,
-                seed: int) -> dict[str, Any]:
+def time_rounds(dataset, partition_scheme: str, clients: int, rounds: int, batched: bool, device: str, seed: int) -> dict[str, Any]:
     """Run 1 warm-up + `rounds` timed FedAvg rounds; return timings and the final global state."""
     import torch
 
@@ -46,8 +46,7 @@ def time_rounds(dataset, partition_scheme: str, clients: int, rounds: int, batch
     from fedmarket.fl.seeds import initial_model_seed
     from fedmarket.fl.sim import SimConfig, train_round
 
-    config = SimConfig(dataset=dataset.name, partition=partition_scheme, clients=clients, batched=batched,
-                       device=device, seed=seed)
+    config = SimConfig(dataset=dataset.name, partition=partition_scheme, clients=clients, batched=batched, device=device, seed=seed)
     dev = torch.device(device)
     spec = model_spec_for(dataset, config.model)
     model = spec.build().to(dev)
@@ -75,8 +74,14 @@ def time_rounds(dataset, partition_scheme: str, clients: int, rounds: int, batch
     }
 
 
-def run(scenarios: list[tuple[str, str]], clients: int, rounds: int, devices: list[str], seed: int,
-        on_result: Callable[[dict[str, Any]], None] = lambda _entry: None) -> dict[str, Any]:
+def run(
+    scenarios: list[tuple[str, str]],
+    clients: int,
+    rounds: int,
+    devices: list[str],
+    seed: int,
+    on_result: Callable[[dict[str, Any]], None] = lambda _entry: None,
+) -> dict[str, Any]:
     import torch
 
     from fedmarket.fl.datasets import load_dataset
@@ -89,8 +94,7 @@ def run(scenarios: list[tuple[str, str]], clients: int, rounds: int, devices: li
         for device in devices:
             modes = {}
             for batched in (True, False):
-                modes["batched" if batched else "sequential"] = time_rounds(
-                    dataset, scheme, clients, rounds, batched, device, seed)
+                modes["batched" if batched else "sequential"] = time_rounds(dataset, scheme, clients, rounds, batched, device, seed)
             diff = max_abs_diff(modes["batched"].pop("state"), modes["sequential"].pop("state"))
             device_name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
             entry = {
@@ -107,10 +111,18 @@ def run(scenarios: list[tuple[str, str]], clients: int, rounds: int, devices: li
             on_result(entry)
     return {
         "benchmark": NAME,
-        "settings": {"clients": clients, "rounds_timed": rounds, "warmup_rounds": 1, "batch_size": SEED_PROTOCOL.batch_size,
-                     "lr": SEED_PROTOCOL.lr, "epochs": SEED_PROTOCOL.epochs, "model": "cnn (seed paper)",
-                     "aggregation": SEED_PROTOCOL.aggregation, "seed": seed,
-                     "devices": devices},
+        "settings": {
+            "clients": clients,
+            "rounds_timed": rounds,
+            "warmup_rounds": 1,
+            "batch_size": SEED_PROTOCOL.batch_size,
+            "lr": SEED_PROTOCOL.lr,
+            "epochs": SEED_PROTOCOL.epochs,
+            "model": "cnn (seed paper)",
+            "aggregation": SEED_PROTOCOL.aggregation,
+            "seed": seed,
+            "devices": devices,
+        },
         "machine": {**machine_facts(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "results": results,
     }
@@ -122,17 +134,27 @@ def _load(values) -> str:
 
 def to_markdown(report: dict[str, Any]) -> str:
     m, s = report["machine"], report["settings"]
-    rows = [[r["dataset"], r["partition"], f"{r['device']} ({r['device_name']})",
-             f"{r['batched']['rounds_per_minute']:.1f}", f"{r['sequential']['rounds_per_minute']:.1f}",
-             f"{r['speedup']:.2f}x", f"{r['max_abs_diff_final_global']:.1e}"] for r in report["results"]]
-    table = markdown_table(["dataset", "partition", "device", "batched rounds/min", "sequential rounds/min",
-                            "batched / sequential", "max abs diff of final global"], rows)
+    rows = [
+        [
+            r["dataset"],
+            r["partition"],
+            f"{r['device']} ({r['device_name']})",
+            f"{r['batched']['rounds_per_minute']:.1f}",
+            f"{r['sequential']['rounds_per_minute']:.1f}",
+            f"{r['speedup']:.2f}x",
+            f"{r['max_abs_diff_final_global']:.1e}",
+        ]
+        for r in report["results"]
+    ]
+    table = markdown_table(
+        ["dataset", "partition", "device", "batched rounds/min", "sequential rounds/min", "batched / sequential", "max abs diff of final global"], rows
+    )
     return (
         f"# bench train: {s['clients']} clients, batched vs one at a time\n\n"
         f"Seed protocol (batch {s['batch_size']}, lr {s['lr']}, {s['epochs']} local epoch, CNN, FedAvg), "
         f"{s['rounds_timed']} timed rounds after {s['warmup_rounds']} warm-up round, seed {s['seed']}.\n"
         f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads)"
-        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU") + f"; measured {m['measured_at']}; "
-        f"load average (1/5/15 min) {_load(m['load_average_before'])} before, {_load(m['load_average_after'])} after.\n\n"
-        + table + "\n"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+        + f"; measured {m['measured_at']}; "
+        f"load average (1/5/15 min) {_load(m['load_average_before'])} before, {_load(m['load_average_after'])} after.\n\n" + table + "\n"
     )

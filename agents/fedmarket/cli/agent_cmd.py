@@ -38,15 +38,28 @@ def _command(role: str, summary: str) -> None:
         threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads (1 keeps several agents on one machine from thrashing)."),
         join: bool = typer.Option(False, "--join/--no-join", help="Buy the licence and stake while the task is open."),
         withdraw: bool = typer.Option(True, "--withdraw/--no-withdraw", help="Withdraw the credit once the task is settled."),
-        state_dir: Optional[Path] = typer.Option(None, "--state-dir", file_okay=False, help="Salts and the event cursor (default: <data dir>/agents/ROLE-ADDRESS-CHAIN-TASK)."),
+        state_dir: Optional[Path] = typer.Option(
+            None, "--state-dir", file_okay=False, help="Salts and the event cursor (default: <data dir>/agents/ROLE-ADDRESS-CHAIN-TASK)."
+        ),
         log: Optional[Path] = typer.Option(None, "--log", dir_okay=False, help="Append one JSON line per action here."),
         name: Optional[str] = typer.Option(None, "--name", help="The agent's name in its log (default: ROLE-ADDRESS PREFIX)."),
         poll: float = typer.Option(0.5, "--poll", min=0.05, help="Seconds between looks at the chain when nothing happens."),
         attack: Optional[str] = typer.Option(None, "--attack", help="Misbehave (adversary tests): KIND[@ROUNDS]; see `fedmarket agent ROLE --help`."),
-        fault: Optional[str] = typer.Option(None, "--fault", help="Crash test: SIGKILL itself at ROUND:POINT (before-commit, before-reveal, before-score, before-publish, before-confirm)."),
-        min_window: int = typer.Option(JoinPolicy.min_window_s, "--min-window", min=1, help="Join policy: refuse a task with any phase window shorter than this (s); minutes on a real network."),
-        max_late_slash_bps: int = typer.Option(JoinPolicy.max_late_slash_bps, "--max-late-slash-bps", min=0, max=BPS, help="Join policy: refuse a task whose late slash is above this (bps)."),
-        max_stake: Optional[str] = typer.Option(None, "--max-stake", help="Join policy: refuse a task whose stake for this role is above this amount ('0.1eth')."),
+        fault: Optional[str] = typer.Option(
+            None, "--fault", help="Crash test: SIGKILL itself at ROUND:POINT (before-commit, before-reveal, before-score, before-publish, before-confirm)."
+        ),
+        min_window: int = typer.Option(
+            JoinPolicy.min_window_s,
+            "--min-window",
+            min=1,
+            help="Join policy: refuse a task with any phase window shorter than this (s); minutes on a real network.",
+        ),
+        max_late_slash_bps: int = typer.Option(
+            JoinPolicy.max_late_slash_bps, "--max-late-slash-bps", min=0, max=BPS, help="Join policy: refuse a task whose late slash is above this (bps)."
+        ),
+        max_stake: Optional[str] = typer.Option(
+            None, "--max-stake", help="Join policy: refuse a task whose stake for this role is above this amount ('0.1eth')."
+        ),
         *,
         session: opt.MarketSession,
     ) -> None:
@@ -98,8 +111,10 @@ def _agent_class(role: str):
     return {"trainer": TrainerAgent, "validator": ValidatorAgent, "aggregator": AggregatorAgent}[role]
 
 
-_command("trainer", "Train on your own data each round: download the global model, train, store the update, commit, reveal. "
-         "Attacks: free-ride, sign-flip, scale, noise, label-flip, corrupt-blob, wrong-shape, pickle, bad-reveal.")
-_command("validator", "On the round's committee: score every revealed update on your held-out data, then check the aggregator's proposal. "
-         "Attack: approve-all.")
+_command(
+    "trainer",
+    "Train on your own data each round: download the global model, train, store the update, commit, reveal. "
+    "Attacks: free-ride, sign-flip, scale, noise, label-flip, corrupt-blob, wrong-shape, pickle, bad-reveal.",
+)
+_command("validator", "On the round's committee: score every revealed update on your held-out data, then check the aggregator's proposal. Attack: approve-all.")
 _command("aggregator", "Aggregate the accepted updates with the task's rule, store the global model, propose it. Attack: wrong-aggregate.")

@@ -8,8 +8,9 @@ results, never in timed tests. torch, web3 and the market load inside the comman
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -33,8 +34,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
 
 
-def _publish(name: str, report: dict[str, Any], markdown: str, out: Path, as_json: bool,
-             page: Callable[[str, Path, Path], None]) -> None:
+def _publish(name: str, report: dict[str, Any], markdown: str, out: Path, as_json: bool, page: Callable[[str, Path, Path], None]) -> None:
     """Write <out>/<name>.json and .md; print the report as JSON (--json), else `page(markdown, json, md)`."""
     json_path, md_path = write_results(name, report, markdown, out)
     if as_json:
@@ -91,7 +91,11 @@ def gas(
     trainers: int = typer.Option(gas_bench.DEFAULT_TRAINERS, "--trainers", min=1, max=gas_bench.CAP_TRAINERS, help="Trainers of the main scenario."),
     committee: int = typer.Option(gas_bench.DEFAULT_COMMITTEE, "--committee", min=1, max=gas_bench.CAP_COMMITTEE, help="Committee size."),
     steps: str = typer.Option(",".join(map(str, gas_bench.DEFAULT_STEPS)), "--steps", help="Trainer counts of the scaling series (comma-separated)."),
-    worst_case: bool = typer.Option(True, "--worst-case/--no-worst-case", help=f"Also measure the caps ({gas_bench.CAP_TRAINERS} trainers, committee {gas_bench.CAP_COMMITTEE} of {gas_bench.CAP_VALIDATORS})."),
+    worst_case: bool = typer.Option(
+        True,
+        "--worst-case/--no-worst-case",
+        help=f"Also measure the caps ({gas_bench.CAP_TRAINERS} trainers, committee {gas_bench.CAP_COMMITTEE} of {gas_bench.CAP_VALIDATORS}).",
+    ),
     out: Path = typer.Option(results_dir(), "--out", help="Directory for gas.json and gas.md."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
 ) -> None:
@@ -100,8 +104,7 @@ def gas(
     if any(not 1 <= n <= gas_bench.CAP_TRAINERS for n in series):
         raise FedmarketError(f"--steps must lie in 1..{gas_bench.CAP_TRAINERS}: {series}")
     with console.status("measuring gas") as status:
-        report = gas_bench.run(trainers, committee, series, worst_case=worst_case,
-                               progress=lambda text: status.update(f"measuring gas: {text}"))
+        report = gas_bench.run(trainers, committee, series, worst_case=worst_case, progress=lambda text: status.update(f"measuring gas: {text}"))
     _publish(gas_bench.NAME, report, gas_bench.to_markdown(report), out, json_out, _gas_page)
 
 
@@ -135,7 +138,9 @@ def train(
         err_console.print(
             f"{entry['dataset']} {entry['partition']} on {entry['device']}: batched "
             f"{entry['batched']['rounds_per_minute']:.1f} rounds/min, sequential "
-            f"{entry['sequential']['rounds_per_minute']:.1f} ({entry['speedup']:.2f}x)", highlight=False)
+            f"{entry['sequential']['rounds_per_minute']:.1f} ({entry['speedup']:.2f}x)",
+            highlight=False,
+        )
 
     report = train_bench.run(train_bench.parse_scenarios(scenarios), clients, rounds, devices, seed, on_result=show)
     _publish(train_bench.NAME, report, train_bench.to_markdown(report), out, as_json, _echo_page)
@@ -173,11 +178,12 @@ def accuracy(
 
     def show(entry: dict[str, Any]) -> None:
         f, c = entry["fedavg"]["final"], entry["centralised"]["metrics"]
-        err_console.print(f"{entry['dataset']} {entry['partition']} ({entry['rounds']} rounds): FedAvg acc "
-                          f"{f['accuracy']:.3f}, centralised acc {c['accuracy']:.3f}", highlight=False)
+        err_console.print(
+            f"{entry['dataset']} {entry['partition']} ({entry['rounds']} rounds): FedAvg acc {f['accuracy']:.3f}, centralised acc {c['accuracy']:.3f}",
+            highlight=False,
+        )
 
-    report = accuracy_bench.run(names, schemes, accuracy_bench.parse_rounds(rounds, names), clients, seed, dev, batched,
-                                on_result=show)
+    report = accuracy_bench.run(names, schemes, accuracy_bench.parse_rounds(rounds, names), clients, seed, dev, batched, on_result=show)
     _publish(accuracy_bench.NAME, report, accuracy_bench.to_markdown(report), out, as_json, _accuracy_page)
 
 
@@ -188,19 +194,22 @@ def accuracy(
 @one_line_errors
 def fairness(
     dataset: str = typer.Option(fairness_bench.FairnessConfig.dataset, "--dataset"),
-    partitions: str = typer.Option(fairness_bench.FairnessConfig.partition, "--partitions", "--partition",
-                                   help="Comma-separated splits (iid, pat:K, dir:ALPHA), one scenario each."),
+    partitions: str = typer.Option(
+        fairness_bench.FairnessConfig.partition, "--partitions", "--partition", help="Comma-separated splits (iid, pat:K, dir:ALPHA), one scenario each."
+    ),
     clients: int = typer.Option(fairness_bench.FairnessConfig.clients, "--clients", min=2, help="Trainers, attackers among them."),
     rounds: int = typer.Option(fairness_bench.FairnessConfig.rounds, "--rounds", min=1),
     seeds: str = typer.Option(",".join(map(str, fairness_bench.FairnessConfig.seeds)), "--seeds", help="Comma-separated seeds; roles rotate with the seed."),
-    scenarios: str = typer.Option(fairness_bench.DEFAULT_SCENARIOS, "--scenarios",
-                                  help="Comma-separated MODEL:LR pairs, one scenario each (models: cnn, mlp, linear)."),
+    scenarios: str = typer.Option(
+        fairness_bench.DEFAULT_SCENARIOS, "--scenarios", help="Comma-separated MODEL:LR pairs, one scenario each (models: cnn, mlp, linear)."
+    ),
     validators: int = typer.Option(fairness_bench.FairnessConfig.validators, "--validators", min=1),
     validator_samples: int = typer.Option(fairness_bench.FairnessConfig.validator_samples, "--validator-samples", min=10),
     attacks: str = typer.Option(",".join(fairness_bench.SEAT_CYCLE), "--attacks", help="Attack kinds dealt to the attacking seats in turn."),
     attack_share: float = typer.Option(fairness_bench.FairnessConfig.attack_share, "--attack-share", min=0.0, max=0.49),
-    clean_min: float = typer.Option(fairness_bench.FairnessConfig.clean_min, "--clean-min", min=0.0, max=1.0,
-                                    help="The dirtiest honest trainer's share of clean labels."),
+    clean_min: float = typer.Option(
+        fairness_bench.FairnessConfig.clean_min, "--clean-min", min=0.0, max=1.0, help="The dirtiest honest trainer's share of clean labels."
+    ),
     utilities: str = typer.Option("", "--utilities", help="Comma-separated utilities (default: all)."),
     device: str = typer.Option(fairness_bench.FairnessConfig.device, "--device"),
     out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for fairness.json and .md."),
@@ -217,18 +226,32 @@ def fairness(
     reports = []
     for model, lr in fairness_bench.parse_scenarios(scenarios):
         for split in _csv(partitions):
-            config = fairness_bench.FairnessConfig(dataset=dataset, partition=split, clients=clients, rounds=rounds,
-                                                   seeds=seed_list, model=model, lr=lr, validators=validators,
-                                                   validator_samples=validator_samples, attacks=kinds, attack_share=attack_share,
-                                                   clean_min=clean_min, utilities=tuple(_csv(utilities)), device=device)
+            config = fairness_bench.FairnessConfig(
+                dataset=dataset,
+                partition=split,
+                clients=clients,
+                rounds=rounds,
+                seeds=seed_list,
+                model=model,
+                lr=lr,
+                validators=validators,
+                validator_samples=validator_samples,
+                attacks=kinds,
+                attack_share=attack_share,
+                clean_min=clean_min,
+                utilities=tuple(_csv(utilities)),
+                device=device,
+            )
 
             def show(name: str, summary: dict[str, Any], label: str = f"{model} lr {lr} {split}") -> None:
                 roles = summary["roles"]
                 pct = fairness_bench.percent
                 err_console.print(
-                    f"{label} {name}: " + ", ".join(f"{r} {pct(v['pool_share'])}" for r, v in roles.items())
+                    f"{label} {name}: "
+                    + ", ".join(f"{r} {pct(v['pool_share'])}" for r, v in roles.items())
                     + f"; targets met {sum(summary['checks'].values())}/{len(summary['checks'])} ({summary['wall_s']:.0f} s)",
-                    highlight=False)
+                    highlight=False,
+                )
 
             reports.append(fairness_bench.run(config, on_result=show))
     report, markdown = fairness_bench.merge_reports(reports)
@@ -296,6 +319,5 @@ def overhead(
                         partition=partition, lr=lr, seed=seed, threads=threads)  # fmt: skip
     settings.spec()  # a bad dataset / model / partition fails here, in one line
     with console.status("measuring chain overhead") as status:
-        report = overhead_bench.run(settings, chain_list, device_list, ipfs,
-                                    progress=lambda text: status.update(f"measuring chain overhead: {text}"))
+        report = overhead_bench.run(settings, chain_list, device_list, ipfs, progress=lambda text: status.update(f"measuring chain overhead: {text}"))
     _publish(overhead_bench.NAME, report, overhead_bench.to_markdown(report), out or results_dir(), as_json, _rich_page)

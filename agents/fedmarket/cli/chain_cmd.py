@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import typer
 
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         if not state["running"]:
             console.print("no anvil running" + (f" (removed the stale pid file of {state['stale_pid']})" if "stale_pid" in state else ""))
             return
-        started = datetime.fromtimestamp(state["started_at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        started = datetime.fromtimestamp(state["started_at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if not state.get("answering"):
             console.print(f"anvil pid {state['pid']} runs but does not answer at {state['url']}")
             return

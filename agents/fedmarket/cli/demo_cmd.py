@@ -28,11 +28,20 @@ def demo(
     rounds: int = typer.Option(5, "--rounds", min=1, max=1000, help="Training rounds."),
     trainers: int = typer.Option(5, "--trainers", min=1, max=64, help="Trainers (each holds one client's split of the data set)."),
     validators: int = typer.Option(3, "--validators", min=1, max=32, help="Validators (the committee is up to 3 of them)."),
-    attack: list[str] = typer.Option([], "--attack", help="Make a participant misbehave: NAME=KIND[@ROUNDS], e.g. trainer-4=free-ride, "
-                                     "trainer-5=sign-flip, aggregator=wrong-aggregate@2 (see `fedmarket agent ROLE --help`). Repeatable."),
+    attack: list[str] = typer.Option(
+        [],
+        "--attack",
+        help="Make a participant misbehave: NAME=KIND[@ROUNDS], e.g. trainer-4=free-ride, "
+        "trainer-5=sign-flip, aggregator=wrong-aggregate@2 (see `fedmarket agent ROLE --help`). Repeatable.",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads. Training is bit-reproducible only at the same thread "
-                                "count (a BLAS reduction splits by thread): agents and `fedmarket sim --threads 1` use 1."),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        min=1,
+        help="torch CPU threads. Training is bit-reproducible only at the same thread "
+        "count (a BLAS reduction splits by thread): agents and `fedmarket sim --threads 1` use 1.",
+    ),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="JSON-RPC URL of a dev chain such as anvil (default: the embedded chain)."),
     ipfs: Optional[str] = typer.Option(None, "--ipfs", help="Kubo RPC URL (default: an embedded store in a temporary folder)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report (design §6) here.", dir_okay=False),
@@ -82,13 +91,20 @@ def demo(
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                       console=live_console, transient=as_json) as bar:  # fmt: skip
             task = bar.add_task("starting", total=None)
-            run = run_local_market(w3, store, config, Path(scratch) / "state",
-                                   progress=lambda text: bar.update(task, description=text), log_dir=logs)
+            run = run_local_market(w3, store, config, Path(scratch) / "state", progress=lambda text: bar.update(task, description=text), log_dir=logs)
             bar.update(task, description="building the report: evaluating every round's global model")
             from fedmarket.fl.taskspec import TaskData
 
-            data = build_report(run.market, run.model_id, store=store, task_data=TaskData.load(spec), labels=run.labels,
-                                round_wall_s=run.round_wall_s, agent_logs=run.logs, start_block=run.start_block)
+            data = build_report(
+                run.market,
+                run.model_id,
+                store=store,
+                task_data=TaskData.load(spec),
+                labels=run.labels,
+                round_wall_s=run.round_wall_s,
+                agent_logs=run.logs,
+                start_block=run.start_block,
+            )
             data["wall_s"] = round(run.wall_s, 3)
             bar.update(task, description="done", total=1, completed=1)
     check_conservation(data)

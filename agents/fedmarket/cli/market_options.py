@@ -49,11 +49,17 @@ AccountOption = typer.Option(
 PasswordFileOption = typer.Option(
     None, "--password-file", help="File whose first line is the keystore password (else $FEDMARKET_PASSWORD, else a prompt).", dir_okay=False
 )
-KeystoreDirOption = typer.Option(None, "--keystore-dir", envvar="FEDMARKET_KEYSTORE_DIR", help="Keystore directory (default: <data dir>/keystores).", file_okay=False)
-ContractOption = typer.Option(
-    None, "--contract", envvar="FEDMARKET_CONTRACT", help="Marketplace address (default: from the address book of the chain id)."
+KeystoreDirOption = typer.Option(
+    None, "--keystore-dir", envvar="FEDMARKET_KEYSTORE_DIR", help="Keystore directory (default: <data dir>/keystores).", file_okay=False
 )
-AddressBookOption = typer.Option(None, "--address-book", envvar="FEDMARKET_ADDRESS_BOOK", help="Directory of <chainId>.json address books (default: deploy/deployments in the repo).", file_okay=False)
+ContractOption = typer.Option(None, "--contract", envvar="FEDMARKET_CONTRACT", help="Marketplace address (default: from the address book of the chain id).")
+AddressBookOption = typer.Option(
+    None,
+    "--address-book",
+    envvar="FEDMARKET_ADDRESS_BOOK",
+    help="Directory of <chainId>.json address books (default: deploy/deployments in the repo).",
+    file_okay=False,
+)
 JsonOption = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 
 
@@ -94,9 +100,7 @@ def connect(rpc: str | None) -> Web3:
     return chain_connect(rpc or recorded_url() or DEFAULT_RPC)
 
 
-def signer(
-    w3: Web3 | None, account: str, *, keystore_dir: Path | None, password_file: Path | None
-) -> LocalAccount:
+def signer(w3: Web3 | None, account: str, *, keystore_dir: Path | None, password_file: Path | None) -> LocalAccount:
     from fedmarket.wallet import resolve_account
 
     return resolve_account(account, w3, keystore_dir=keystore_dir, password_file=password_file)
@@ -235,9 +239,14 @@ def with_session(options: Sequence[str] = SIGNING) -> Callable[[F], F]:
             session = MarketSession(**{name: kwargs[name] if name in declared else kwargs.pop(name) for name in names})
             return command(*args, session=session, **kwargs)
 
-        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_SESSION_OPTIONS[name][1], annotation=_SESSION_OPTIONS[name][0]) for name in added]
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_SESSION_OPTIONS[name][1], annotation=_SESSION_OPTIONS[name][0]) for name in added
+        ]
         with_options.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
-        with_options.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "session"}, **{name: _SESSION_OPTIONS[name][0] for name in added}}
+        with_options.__annotations__ = {
+            **{k: v for k, v in command.__annotations__.items() if k != "session"},
+            **{name: _SESSION_OPTIONS[name][0] for name in added},
+        }
         return with_options  # type: ignore[return-value]
 
     return decorate

@@ -58,4 +58,3 @@ def download(
          "parameters": parameters, "bytes": len(blob), "output": str(output)},
         f"{which} of task {model_id}: {cid} ({meta.arch}, {parameters:,} parameters, {len(blob):,} bytes) -> {output}",
     )  # fmt: skip
-

@@ -33,7 +33,9 @@ def report(
     model_id: int = typer.Option(..., "--model-id", min=0, help="The task's id."),
     ipfs: Optional[str] = IpfsOption,
     store_dir: Optional[Path] = StoreDirOption,
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", file_okay=False, help="Folder holding the task's dataset files (fmnist / cifar10) [default: the data dir]."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", file_okay=False, help="Folder holding the task's dataset files (fmnist / cifar10) [default: the data dir]."
+    ),
     out: Optional[Path] = typer.Option(None, "--out", dir_okay=False, help="Write the JSON report to this file."),
     png: Optional[Path] = typer.Option(None, "--png", dir_okay=False, help="Draw the report (accuracy per round, payouts) into this PNG."),
     start_block: int = typer.Option(0, "--start-block", min=0, help="Read events from this block on (the contract's deployment block or earlier)."),

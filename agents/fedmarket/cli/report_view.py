@@ -77,7 +77,11 @@ def print_report_tables(report: dict[str, Any], console: Console) -> None:
 
     narrow = console.width < WIDE
     people = Table(title="who paid in, earned, was slashed and took out (ETH)")
-    headers = ("participant", "role", "deposited", "earned", "slashed", "withdrawn") if narrow else ("participant", "address", "role", "deposited", "earned", "slashed", "withdrawn")
+    headers = (
+        ("participant", "role", "deposited", "earned", "slashed", "withdrawn")
+        if narrow
+        else ("participant", "address", "role", "deposited", "earned", "slashed", "withdrawn")
+    )
     for column in headers:
         people.add_column(column, justify="left" if column in ("participant", "address", "role") else "right", no_wrap=column != "participant")
 
@@ -85,9 +89,19 @@ def print_report_tables(report: dict[str, Any], console: Console) -> None:
         people.add_row(name, *([] if narrow else [address]), role, *amounts, style=style)
 
     for address, p in report["participants"].items():
-        person(p.get("label", ""), f"{address[:10]}…", p["role"], _eth(p["deposited_wei"]), _eth(p["earned_wei"]), _eth(p["slashed_wei"]), _eth(p["withdrawn_wei"]))
+        person(
+            p.get("label", ""), f"{address[:10]}…", p["role"], _eth(p["deposited_wei"]), _eth(p["earned_wei"]), _eth(p["slashed_wei"]), _eth(p["withdrawn_wei"])
+        )
     b = report["buyer"]
-    person(b.get("label", "buyer"), f"{b['address'][:10]}…", "buyer", _eth(b["deposited_wei"]), _eth(b["refunded_wei"] + b["license_income_wei"]), "", _eth(b["withdrawn_wei"]))
+    person(
+        b.get("label", "buyer"),
+        f"{b['address'][:10]}…",
+        "buyer",
+        _eth(b["deposited_wei"]),
+        _eth(b["refunded_wei"] + b["license_income_wei"]),
+        "",
+        _eth(b["withdrawn_wei"]),
+    )
     t = report["totals"]
     person("total", "", "", _eth(t["deposited_wei"]), "", "", _eth(t["withdrawn_wei"]), style="bold")
     console.print(people)

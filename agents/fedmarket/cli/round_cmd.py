@@ -42,7 +42,11 @@ def show(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundOpt
         f"[bold]task {model_id} round {number}[/]: {data['phase']} phase"
         + (f" until {data['phase_deadline']}" if data["phase_deadline"] else "")
         + f"; {data['commits']} commits, {data['reveals']} reveals, {data['scores_submitted']} scores"
-        + (f"; proposed {data['proposed_cid']} (metric {data['proposed_metric']}), {data['confirmations']} votes, {data['rejections']} rejections" if data["proposed"] else "")
+        + (
+            f"; proposed {data['proposed_cid']} (metric {data['proposed_metric']}), {data['confirmations']} votes, {data['rejections']} rejections"
+            if data["proposed"]
+            else ""
+        )
         + ("; closed" if data["closed"] else ""),
         highlight=False,
     )
@@ -85,8 +89,18 @@ def commit(
         raise FedmarketError(f"{market.sender} already committed in task {model_id} round {number}")
     stored = SaltBook().prepare(client.chain_id, client.address, model_id, number, market.sender, update_cid, samples)
     result = client.commit_update(model_id, number, stored.commitment_bytes)
-    data = {"model_id": model_id, "round": number, "trainer": market.sender, "update_cid": update_cid, "num_samples": samples, "commitment": stored.commitment, **tx_json(result)}
-    session.print_result(data, f"committed to {update_cid} ({samples} samples) in task {model_id} round {number}; reveal it with `fedmarket round reveal {model_id}`")
+    data = {
+        "model_id": model_id,
+        "round": number,
+        "trainer": market.sender,
+        "update_cid": update_cid,
+        "num_samples": samples,
+        "commitment": stored.commitment,
+        **tx_json(result),
+    }
+    session.print_result(
+        data, f"committed to {update_cid} ({samples} samples) in task {model_id} round {number}; reveal it with `fedmarket round reveal {model_id}`"
+    )
 
 
 @round_app.command("reveal")
@@ -102,12 +116,20 @@ def reveal(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundO
     stored = SaltBook().load(client.chain_id, client.address, model_id, number, market.sender)
     result = client.reveal_update(model_id, number, stored.update_cid, stored.num_samples, stored.salt_bytes)
     index = int(result.event("UpdateRevealed").args["index"])
-    data = {"model_id": model_id, "round": number, "trainer": market.sender, "update_cid": stored.update_cid, "num_samples": stored.num_samples, "index": index, **tx_json(result)}
+    data = {
+        "model_id": model_id,
+        "round": number,
+        "trainer": market.sender,
+        "update_cid": stored.update_cid,
+        "num_samples": stored.num_samples,
+        "index": index,
+        **tx_json(result),
+    }
     session.print_result(data, f"revealed {stored.update_cid} in task {model_id} round {number} (update #{index})")
 
 
 def parse_scores(text: str) -> list[int]:
-    """"1,2,-3" -> [1, 2, -3] (micro-units; int64)."""
+    """ "1,2,-3" -> [1, 2, -3] (micro-units; int64)."""
     from fedmarket.errors import FedmarketError
 
     parts = [p.strip() for p in text.split(",")] if text.strip() else []
@@ -135,7 +157,10 @@ def score(
     market = session.open()
     number = views.current_round(market.client, model_id, round_number)
     result = market.client.submit_scores(model_id, number, values)
-    session.print_result({"model_id": model_id, "round": number, "validator": market.sender, "scores": values, **tx_json(result)}, f"scored task {model_id} round {number}: {values}")
+    session.print_result(
+        {"model_id": model_id, "round": number, "validator": market.sender, "scores": values, **tx_json(result)},
+        f"scored task {model_id} round {number}: {values}",
+    )
 
 
 @round_app.command("publish")
@@ -156,7 +181,10 @@ def publish(
     market = session.open()
     number = views.current_round(market.client, model_id, round_number)
     result = market.client.publish_global_model(model_id, number, model_cid, metric)
-    session.print_result({"model_id": model_id, "round": number, "model_cid": model_cid, "metric": metric, **tx_json(result)}, f"proposed {model_cid} for task {model_id} round {number}")
+    session.print_result(
+        {"model_id": model_id, "round": number, "model_cid": model_cid, "metric": metric, **tx_json(result)},
+        f"proposed {model_cid} for task {model_id} round {number}",
+    )
 
 
 @round_app.command("confirm")
@@ -175,7 +203,9 @@ def confirm(
     result = market.client.confirm_global_model(model_id, number, ok)
     closed = [e for e in result.events if e.name == "RoundClosed"]
     data = {"model_id": model_id, "round": number, "ok": ok, "round_closed": bool(closed), **tx_json(result)}
-    session.print_result(data, f"{'confirmed' if ok else 'rejected'} the proposal of task {model_id} round {number}" + ("; the round is closed" if closed else ""))
+    session.print_result(
+        data, f"{'confirmed' if ok else 'rejected'} the proposal of task {model_id} round {number}" + ("; the round is closed" if closed else "")
+    )
 
 
 @round_app.command("close")

@@ -77,11 +77,27 @@ def sim(
     prox_mu: float = typer.Option(0.0, "--prox-mu", min=0.0, help="FedProx proximal weight mu (0: plain FedAvg)."),
     momentum: float = typer.Option(0.0, "--momentum", min=0.0, max=0.999, help="Local SGD momentum."),
     seed: int = typer.Option(0, "--seed", help="Seed of the partition, the initial model and every batch order."),
-    holdout: int = typer.Option(0, "--holdout", min=0, help="Samples held out before partitioning, as a market task's validators hold them (the task spec's holdout): the same value reproduces a market's global models."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch [default: one per core]; 1 avoids thrashing when other jobs share the cores."),
+    holdout: int = typer.Option(
+        0,
+        "--holdout",
+        min=0,
+        help="Samples held out before partitioning, as a market task's validators hold them (the task spec's holdout): the same value reproduces a market's global models.",
+    ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch [default: one per core]; 1 avoids thrashing when other jobs share the cores."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-    batched: bool = typer.Option(False, "--batched/--sequential", help="Train all clients of a round together (vmap; faster on a GPU, equal up to float rounding) or one at a time (bit-identical to the market's trainers)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", file_okay=False, help="Folder holding the fmnist / cifar10 files [default: $FEDMARKET_DATA/<dataset>, else <data dir>/datasets/<dataset>]."),
+    batched: bool = typer.Option(
+        False,
+        "--batched/--sequential",
+        help="Train all clients of a round together (vmap; faster on a GPU, equal up to float rounding) or one at a time (bit-identical to the market's trainers).",
+    ),
+    data_dir: Optional[Path] = typer.Option(
+        None,
+        "--data-dir",
+        file_okay=False,
+        help="Folder holding the fmnist / cifar10 files [default: $FEDMARKET_DATA/<dataset>, else <data dir>/datasets/<dataset>].",
+    ),
     out: Optional[Path] = typer.Option(None, "--out", file_okay=False, help="Write metrics.json and metrics.png here."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
 ) -> None:
@@ -100,15 +116,36 @@ def sim(
 
     from fedmarket.fl.sim import SimConfig, check_config, run_simulation  # loads torch: only when the command runs
 
-    config = SimConfig(dataset=dataset, partition=partition, clients=clients, rounds=rounds, batch_size=batch_size,
-                       lr=lr, epochs=epochs, model=model, aggregation=aggregation, prox_mu=prox_mu, momentum=momentum,
-                       seed=seed, device=device, batched=batched, data_dir=data_dir, holdout=holdout)
+    config = SimConfig(
+        dataset=dataset,
+        partition=partition,
+        clients=clients,
+        rounds=rounds,
+        batch_size=batch_size,
+        lr=lr,
+        epochs=epochs,
+        model=model,
+        aggregation=aggregation,
+        prox_mu=prox_mu,
+        momentum=momentum,
+        seed=seed,
+        device=device,
+        batched=batched,
+        data_dir=data_dir,
+        holdout=holdout,
+    )
     check_config(config)
     # Progress goes to stderr so that --json leaves stdout a single JSON document; it vanishes
     # when done (the round table says the same) and so never sits above an error line.
-    progress = Progress(TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(),
-                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console,
-                        transient=True)
+    progress = Progress(
+        TextColumn("[bold]round"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
     # Not on a terminal (a log file, CI): one plain line per round instead of a live bar. With
     # --out, every round is appended to rounds.jsonl as it ends, so an interrupted run keeps
     # what it measured.
@@ -122,8 +159,7 @@ def sim(
 
         def on_round(entry) -> None:
             m = entry.metrics
-            status = f"acc {_fmt(m.accuracy)} auc {_fmt(m.auc)} loss {_fmt(m.loss)}" if m.accuracy is not None \
-                else f"mse {_fmt(m.mse)}"
+            status = f"acc {_fmt(m.accuracy)} auc {_fmt(m.auc)} loss {_fmt(m.loss)}" if m.accuracy is not None else f"mse {_fmt(m.mse)}"
             if rounds_file is not None:
                 with rounds_file.open("a") as handle:
                     handle.write(json.dumps(entry.to_dict(), sort_keys=True) + "\n")

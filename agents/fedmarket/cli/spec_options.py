@@ -24,7 +24,9 @@ BatchSizeOption = typer.Option(DEMO_TASK.batch_size, "--batch-size", min=1, help
 LrOption = typer.Option(DEMO_TASK.lr, "--lr", help="Task spec: local SGD learning rate.")
 MomentumOption = typer.Option(DEMO_TASK.momentum, "--momentum", min=0.0, max=0.999, help="Task spec: local SGD momentum.")
 ProxMuOption = typer.Option(DEMO_TASK.prox_mu, "--prox-mu", min=0.0, help="Task spec: FedProx proximal weight mu (0: plain FedAvg).")
-AggregationOption = typer.Option(DEMO_TASK.aggregation, "--aggregation", help="Task spec: fedavg, weighted, median, trimmed_mean[:beta], krum[:f], multikrum[:f[:m]].")
+AggregationOption = typer.Option(
+    DEMO_TASK.aggregation, "--aggregation", help="Task spec: fedavg, weighted, median, trimmed_mean[:beta], krum[:f], multikrum[:f[:m]]."
+)
 UtilityOption = typer.Option(None, "--utility", help="Task spec: the validators' scoring function [default: the task spec's default utility].")
 HoldoutOption = typer.Option(DEMO_HOLDOUT, "--holdout", min=2, help="Task spec: samples held out for the validators and the aggregator.")
 SeedOption = typer.Option(DEMO_TASK.seed, "--seed", help="Task spec: seed of the data split, the initial model and every batch order.")

@@ -17,9 +17,7 @@ from fedmarket.cli.output import console, fail, one_line_errors, print_json
 
 store_app = typer.Typer(help="Content-addressed blobs: the embedded store, or a Kubo node with --ipfs.", no_args_is_help=True)
 
-IpfsOption = typer.Option(
-    None, "--ipfs", envvar="FEDMARKET_IPFS", help="Kubo RPC API URL (e.g. http://127.0.0.1:5001) [default: the embedded store]."
-)
+IpfsOption = typer.Option(None, "--ipfs", envvar="FEDMARKET_IPFS", help="Kubo RPC API URL (e.g. http://127.0.0.1:5001) [default: the embedded store].")
 StoreDirOption = typer.Option(None, "--store-dir", help="Embedded store directory [default: <data dir>/blobs].", file_okay=False)
 JsonOption = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 

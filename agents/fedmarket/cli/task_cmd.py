@@ -8,7 +8,7 @@ JSON document with --json; a refusal is one line on stderr and a non-zero exit, 
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -119,7 +119,6 @@ def spec_files(
                   f"--max-trainers {spec.trainers} --max-validators {spec.validators} --aggregator NAME --account BUYER", highlight=False, soft_wrap=True)  # fmt: skip
 
 
-
 @task_app.command("post")
 @one_line_errors
 @opt.with_session()
@@ -150,7 +149,9 @@ def post(
     bad_slash_bps: int = typer.Option(5000, "--bad-slash-bps", min=0, max=BPS, help="Stake lost for poison / a rejected proposal (bps)."),
     trainer_share_bps: int = typer.Option(DEFAULT_TRAINER_SHARE_BPS, "--trainer-share-bps", min=0, max=BPS, help="Trainers' share of each round's budget."),
     validator_share_bps: int = typer.Option(DEFAULT_VALIDATOR_SHARE_BPS, "--validator-share-bps", min=0, max=BPS, help="Validators' share."),
-    aggregator_share_bps: int = typer.Option(DEFAULT_AGGREGATOR_SHARE_BPS, "--aggregator-share-bps", min=0, max=BPS, help="Aggregator's share (the three sum to 10000)."),
+    aggregator_share_bps: int = typer.Option(
+        DEFAULT_AGGREGATOR_SHARE_BPS, "--aggregator-share-bps", min=0, max=BPS, help="Aggregator's share (the three sum to 10000)."
+    ),
     poison_threshold: int = typer.Option(-100_000, "--poison-threshold", help="Median utility (micro-units) below which a trainer is bad-slashed."),
     ipfs: Optional[str] = IpfsOption,
     *,
@@ -166,7 +167,15 @@ def post(
     reward_wei = opt.parse_amount(reward, "reward")
     if reward_wei <= 0:
         raise FedmarketError("--reward must be more than 0")
-    amounts = {name: opt.parse_amount(text, name) for name, text in (("license fee", license_fee), ("trainer stake", trainer_stake), ("validator stake", validator_stake), ("aggregator stake", aggregator_stake))}
+    amounts = {
+        name: opt.parse_amount(text, name)
+        for name, text in (
+            ("license fee", license_fee),
+            ("trainer stake", trainer_stake),
+            ("validator stake", validator_stake),
+            ("aggregator stake", aggregator_stake),
+        )
+    }
     if trainer_share_bps + validator_share_bps + aggregator_share_bps != BPS:
         raise FedmarketError(f"the shares must sum to {BPS} bps, not {trainer_share_bps + validator_share_bps + aggregator_share_bps}")
     _check_task_files(spec, spec_cid, initial_model, initial_model_cid, ipfs)
@@ -184,7 +193,15 @@ def post(
     )  # fmt: skip
     result = buyer.post_task(market.client, params, reward_wei)
     model_id = result.model_id
-    data = {"model_id": model_id, "owner": market.sender, "reward_wei": reward_wei, "spec_cid": spec_cid, "initial_model_cid": initial_cid, "aggregator": params.aggregator, **tx_json(result)}
+    data = {
+        "model_id": model_id,
+        "owner": market.sender,
+        "reward_wei": reward_wei,
+        "spec_cid": spec_cid,
+        "initial_model_cid": initial_cid,
+        "aggregator": params.aggregator,
+        **tx_json(result),
+    }
     session.print_result(data, f"posted task [bold]{model_id}[/] with {opt.format_eth(reward_wei)} escrowed (owner {market.sender}, tx {result.tx_hash})")
 
 
@@ -204,7 +221,10 @@ def fund(
     market = session.open()
     result = buyer.fund_task(market.client, model_id, wei)
     escrow = market.client.get_model(model_id).state.escrow
-    session.print_result({"model_id": model_id, "amount_wei": wei, "escrow_wei": escrow, **tx_json(result)}, f"task {model_id}: added {opt.format_eth(wei)}, escrow now {opt.format_eth(escrow)}")
+    session.print_result(
+        {"model_id": model_id, "amount_wei": wei, "escrow_wei": escrow, **tx_json(result)},
+        f"task {model_id}: added {opt.format_eth(wei)}, escrow now {opt.format_eth(escrow)}",
+    )
 
 
 @task_app.command("start")
@@ -217,7 +237,14 @@ def start(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> Non
     market = session.open()
     result = buyer.start_task(market.client, model_id)
     view = market.client.get_round(model_id, 1)
-    data = {"model_id": model_id, "reward_wei": market.client.get_model(model_id).state.reward, "round": 1, "committee": list(view.committee), "phase_deadline": view.phase_deadline, **tx_json(result)}
+    data = {
+        "model_id": model_id,
+        "reward_wei": market.client.get_model(model_id).state.reward,
+        "round": 1,
+        "committee": list(view.committee),
+        "phase_deadline": view.phase_deadline,
+        **tx_json(result),
+    }
     session.print_result(data, f"task {model_id} started: round 1 committee {', '.join(view.committee)}")
 
 
@@ -232,7 +259,9 @@ def cancel(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> No
     result = buyer.cancel_task(market.client, model_id)
     payouts = buyer.payouts_of(result)
     data = {"model_id": model_id, "payouts": [_payout_json(p) for p in payouts], **tx_json(result)}
-    session.print_result(data, f"task {model_id} cancelled: {opt.format_eth(sum(p.total for p in payouts))} credited back to {len(payouts)} accounts (`fedmarket withdraw`)")
+    session.print_result(
+        data, f"task {model_id} cancelled: {opt.format_eth(sum(p.total for p in payouts))} credited back to {len(payouts)} accounts (`fedmarket withdraw`)"
+    )
 
 
 @task_app.command("finalize")
@@ -309,13 +338,18 @@ def show(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None
     )
     if data["round"]:
         r = data["round"]
-        console.print(f"  round {r['round']}: {r['phase']} phase until {r['phase_deadline']}, {r['commits']} commits, {r['reveals']} reveals, {r['scores_submitted']} scores", highlight=False)
+        console.print(
+            f"  round {r['round']}: {r['phase']} phase until {r['phase_deadline']}, {r['commits']} commits, {r['reveals']} reveals, {r['scores_submitted']} scores",
+            highlight=False,
+        )
     if data["participants"]:
         table = Table()
         for column in ("role", "address", "stake", "earned", "slashed"):
             table.add_column(column, justify="left" if column in ("role", "address") else "right", no_wrap=column == "address")
         for row in data["participants"]:
-            table.add_row(row["role"], row["address"], opt.format_eth(row["stake_remaining_wei"]), opt.format_eth(row["earned_wei"]), opt.format_eth(row["slashed_wei"]))
+            table.add_row(
+                row["role"], row["address"], opt.format_eth(row["stake_remaining_wei"]), opt.format_eth(row["earned_wei"]), opt.format_eth(row["slashed_wei"])
+            )
         console.print(table)
 
 
@@ -371,7 +405,13 @@ def list_tasks(
         table.add_column(column, no_wrap=column == "owner")
     for row in rows:
         table.add_row(
-            str(row["model_id"]), row["status"], row["owner"], opt.format_eth(row["escrow_wei"]), f"{row['rounds_closed']}/{row['rounds']}", str(row["trainers"]), str(row["validators"])
+            str(row["model_id"]),
+            row["status"],
+            row["owner"],
+            opt.format_eth(row["escrow_wei"]),
+            f"{row['rounds_closed']}/{row['rounds']}",
+            str(row["trainers"]),
+            str(row["validators"]),
         )
     console.print(table)
 
@@ -387,10 +427,13 @@ def license_(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> 
     market = session.open()
     fee = market.client.get_model(model_id).params.license_fee
     result = market.client.buy_license(model_id, fee)
-    session.print_result({"model_id": model_id, "licensee": market.sender, "fee_wei": fee, **tx_json(result)}, f"{market.sender} licensed task {model_id} for {opt.format_eth(fee)}")
+    session.print_result(
+        {"model_id": model_id, "licensee": market.sender, "fee_wei": fee, **tx_json(result)},
+        f"{market.sender} licensed task {model_id} for {opt.format_eth(fee)}",
+    )
 
 
-class JoinRole(str, Enum):
+class JoinRole(StrEnum):
     trainer = "trainer"
     validator = "validator"
     aggregator = "aggregator"
@@ -400,7 +443,11 @@ def _join(role: JoinRole, model_id: int, session: opt.MarketSession) -> None:
     market = session.open()
     params = market.client.get_model(model_id).params
     stake = {JoinRole.trainer: params.trainer_stake, JoinRole.validator: params.validator_stake, JoinRole.aggregator: params.aggregator_stake}[role]
-    join = {JoinRole.trainer: market.client.join_as_trainer, JoinRole.validator: market.client.join_as_validator, JoinRole.aggregator: market.client.join_as_aggregator}[role]
+    join = {
+        JoinRole.trainer: market.client.join_as_trainer,
+        JoinRole.validator: market.client.join_as_validator,
+        JoinRole.aggregator: market.client.join_as_aggregator,
+    }[role]
     result = join(model_id, stake)
     data = {"model_id": model_id, "role": role.value, "participant": market.sender, "stake_wei": stake, **tx_json(result)}
     session.print_result(data, f"{market.sender} joined task {model_id} as {role.value}, staking {opt.format_eth(stake)}")

@@ -36,15 +36,24 @@ def up(
     report: Optional[Path] = typer.Option(None, "--report", dir_okay=False, help="Copy report.json here too."),
     png: Optional[Path] = typer.Option(None, "--png", dir_okay=False, help="Copy report.png here too."),
     window: Optional[int] = typer.Option(
-        None, "--window", min=2, max=86_400,
+        None,
+        "--window",
+        min=2,
+        max=86_400,
         help="Every phase window, seconds (a phase ends early once everyone acted; the window only bites the dead and the slow). "
         "Default: 20, or 4 per agent per CPU core when that is more.",
     ),  # fmt: skip
     fault: Optional[list[str]] = typer.Option(
-        None, "--fault", help="NAME@ROUND:POINT->RESTART, e.g. trainer-2@2:before-commit->r3; NAME trainer-I|validator-J|aggregator, "
-        "POINT before-commit|before-reveal|before-score|before-publish|before-confirm, RESTART rR (when round R opens)|now|never. Repeatable."
+        None,
+        "--fault",
+        help="NAME@ROUND:POINT->RESTART, e.g. trainer-2@2:before-commit->r3; NAME trainer-I|validator-J|aggregator, "
+        "POINT before-commit|before-reveal|before-score|before-publish|before-confirm, RESTART rR (when round R opens)|now|never. Repeatable.",
     ),  # fmt: skip
-    attack: Optional[list[str]] = typer.Option(None, "--attack", help="NAME=KIND or NAME=KIND@ROUNDS, e.g. trainer-3=free-ride or trainer-1=sign-flip@2,3 (see `fedmarket agent ROLE --help`). Repeatable."),
+    attack: Optional[list[str]] = typer.Option(
+        None,
+        "--attack",
+        help="NAME=KIND or NAME=KIND@ROUNDS, e.g. trainer-3=free-ride or trainer-1=sign-flip@2,3 (see `fedmarket agent ROLE --help`). Repeatable.",
+    ),
     device: str = typer.Option("cpu", "--device", help="Agents' torch device: cpu, cuda or auto."),
     reward: str = typer.Option("1", "--reward", help="The buyer's reward escrow (ETH, or with a unit: 500000gwei)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result (run folder, report) as JSON on stdout; the live view goes to stderr."),

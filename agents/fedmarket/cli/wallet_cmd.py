@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(wallet_app, name="wallet")
 
 
-def _save_key(verb: str, name: str, read_key: Callable[[], bytes], keystore_dir: Optional[Path], password_file: Optional[Path], light_kdf: bool, as_json: bool) -> None:
+def _save_key(
+    verb: str, name: str, read_key: Callable[[], bytes], keystore_dir: Optional[Path], password_file: Optional[Path], light_kdf: bool, as_json: bool
+) -> None:
     """Keystore NAME for the key `read_key` gives, encrypted with a new (confirmed) password."""
     from fedmarket.wallet import (
         DEFAULT_SCRYPT_N,

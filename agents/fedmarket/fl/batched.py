@@ -18,8 +18,8 @@ client up to float rounding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,8 +32,7 @@ from fedmarket.fl.params import State
 from fedmarket.fl.training import TrainConfig, batch_schedule, loss_fn, resolve_device
 
 
-def _step_plan(sizes: Sequence[int], offsets: Sequence[int], config: TrainConfig,
-               seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _step_plan(sizes: Sequence[int], offsets: Sequence[int], config: TrainConfig, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index (steps, clients, batch) into the pooled client data, sample mask, active counts.
 
     Clients must come sorted by descending number of steps, so the clients still training at

@@ -19,9 +19,10 @@ import pickle
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -121,9 +122,7 @@ FMNIST_FILES = (
     _RemoteFile("t10k-images-idx3-ubyte.gz", FMNIST_BASE + "t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
     _RemoteFile("t10k-labels-idx1-ubyte.gz", FMNIST_BASE + "t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
 )
-CIFAR10_ARCHIVE = _RemoteFile(
-    "cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"
-)
+CIFAR10_ARCHIVE = _RemoteFile("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")
 CIFAR10_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
 CIFAR10_DIR = "cifar-10-batches-py"
 
@@ -180,8 +179,7 @@ def _read_idx_gz(path: Path) -> np.ndarray:
 def _load_fmnist(data_dir: Path | None, download: bool = True) -> Dataset:
     directory = data_dir or default_data_dir() / "fmnist"
     if not all((directory / f.name).exists() for f in FMNIST_FILES):
-        _fetch_or_fail("fmnist", FMNIST_FILES, directory, download, "the 4 Fashion-MNIST idx .gz files ("
-                       + ", ".join(f.name for f in FMNIST_FILES) + ")")
+        _fetch_or_fail("fmnist", FMNIST_FILES, directory, download, "the 4 Fashion-MNIST idx .gz files (" + ", ".join(f.name for f in FMNIST_FILES) + ")")
     train_x, train_y, test_x, test_y = (_read_idx_gz(directory / f.name) for f in FMNIST_FILES)
     if len(train_x) != len(train_y) or len(test_x) != len(test_y):
         raise FedmarketError(f"fmnist files in {directory} disagree on the number of images and labels")
@@ -245,8 +243,7 @@ def _load_cifar10(data_dir: Path | None, download: bool = True) -> Dataset:
     directory = data_dir or default_data_dir() / "cifar10"
     read = _cifar_batches(directory)
     if read is None:
-        _fetch_or_fail("cifar10", (CIFAR10_ARCHIVE,), directory, download,
-                       f"{CIFAR10_ARCHIVE.name} or its extracted {CIFAR10_DIR}/ folder")
+        _fetch_or_fail("cifar10", (CIFAR10_ARCHIVE,), directory, download, f"{CIFAR10_ARCHIVE.name} or its extracted {CIFAR10_DIR}/ folder")
         read = _cifar_batches(directory)
         assert read is not None
     parts = [parse_cifar_batch(read(b)) for b in CIFAR10_BATCHES]

@@ -7,8 +7,8 @@ one binary decision scored by the softmax probability, and the ROC AUC is taken 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,8 +35,7 @@ class Metrics:
         return asdict(self)
 
 
-def predict(model_or_spec: nn.Module | ModelSpec, state: Mapping[str, Tensor], x: np.ndarray | Tensor,
-            device: str | torch.device = "cpu") -> np.ndarray:
+def predict(model_or_spec: nn.Module | ModelSpec, state: Mapping[str, Tensor], x: np.ndarray | Tensor, device: str | torch.device = "cpu") -> np.ndarray:
     """The model's raw outputs (logits, or regression values as (N, 1)) for x, as float64 numpy."""
     dev = resolve_device(device)
     model = model_or_spec.build() if isinstance(model_or_spec, ModelSpec) else model_or_spec
@@ -75,8 +74,13 @@ def metrics_from_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> Metri
     """Metrics of precomputed model outputs against labels or targets."""
     n = int(len(y))
     if n == 0:
-        return Metrics(0, math.nan, math.nan if task == "classification" else None,
-                       math.nan if task == "classification" else None, math.nan if task == "regression" else None)
+        return Metrics(
+            0,
+            math.nan,
+            math.nan if task == "classification" else None,
+            math.nan if task == "classification" else None,
+            math.nan if task == "regression" else None,
+        )
     if task == "regression":
         mse = float(np.mean((outputs.reshape(n, -1)[:, 0] - np.asarray(y, dtype=np.float64)) ** 2))
         return Metrics(n, loss=mse, mse=mse)
@@ -87,16 +91,28 @@ def metrics_from_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> Metri
     return Metrics(n, loss=loss, accuracy=accuracy, auc=micro_auc(labels, np.exp(log_p)))
 
 
-def evaluate(model_or_spec: nn.Module | ModelSpec, state: Mapping[str, Tensor], x: np.ndarray | Tensor,
-             y: np.ndarray | Tensor, task: str, device: str | torch.device = "cpu") -> Metrics:
+def evaluate(
+    model_or_spec: nn.Module | ModelSpec,
+    state: Mapping[str, Tensor],
+    x: np.ndarray | Tensor,
+    y: np.ndarray | Tensor,
+    task: str,
+    device: str | torch.device = "cpu",
+) -> Metrics:
     """Metrics of `state` on (x, y) for task "classification" or "regression"."""
     y_np = y.cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
     return metrics_from_outputs(predict(model_or_spec, state, x, device), y_np, task)
 
 
-def evaluate_clients(model_or_spec: nn.Module | ModelSpec, state: Mapping[str, Tensor], x: np.ndarray,
-                     y: np.ndarray, client_indices: Sequence[np.ndarray], task: str,
-                     device: str | torch.device = "cpu") -> list[Metrics]:
+def evaluate_clients(
+    model_or_spec: nn.Module | ModelSpec,
+    state: Mapping[str, Tensor],
+    x: np.ndarray,
+    y: np.ndarray,
+    client_indices: Sequence[np.ndarray],
+    task: str,
+    device: str | torch.device = "cpu",
+) -> list[Metrics]:
     """Metrics of one state on each client's samples (one forward pass over their union)."""
     union = np.unique(np.concatenate(list(client_indices))) if client_indices else np.zeros(0, dtype=np.int64)
     outputs = predict(model_or_spec, state, x[union], device)

@@ -106,7 +106,7 @@ def arch_id(arch: str, input_shape: tuple[int, ...], num_outputs: int) -> str:
     return f"{arch}-v{ARCH_VERSIONS[arch]}:{'x'.join(str(d) for d in shape)}:{num_outputs}"
 
 
-def parse_arch_id(text: str) -> "ModelSpec":
+def parse_arch_id(text: str) -> ModelSpec:
     """Inverse of arch_id: the spec a weight file's metadata names."""
     try:
         name_version, shape_text, outputs = text.split(":")

@@ -6,7 +6,7 @@ a flattened vector (or a serialised file) means the same thing on every machine.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor

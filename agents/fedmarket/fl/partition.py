@@ -115,10 +115,7 @@ class PartitionSummary:
             "scheme": self.scheme,
             "seed": self.seed,
             "label_kind": self.label_kind,
-            "clients": [
-                {"client": c.client, "train": c.train, "test": c.test, "labels": {str(k): v for k, v in c.labels.items()}}
-                for c in self.clients
-            ],
+            "clients": [{"client": c.client, "train": c.train, "test": c.test, "labels": {str(k): v for k, v in c.labels.items()}} for c in self.clients],
         }
 
     def __rich__(self):  # noqa: ANN204 - rich's protocol
@@ -236,9 +233,7 @@ def partition(labels: np.ndarray, num_clients: int, scheme: str | Scheme, seed: 
     if num_clients < 1:
         raise FedmarketError("the number of clients must be at least 1")
     if len(labels) < MIN_CLIENT_SAMPLES * num_clients:
-        raise FedmarketError(
-            f"{len(labels)} samples cannot give {num_clients} clients {MIN_CLIENT_SAMPLES} samples each; use fewer clients"
-        )
+        raise FedmarketError(f"{len(labels)} samples cannot give {num_clients} clients {MIN_CLIENT_SAMPLES} samples each; use fewer clients")
     if np.issubdtype(labels.dtype, np.floating):
         split_labels, label_kind = target_bins(labels), "target bin"
     else:

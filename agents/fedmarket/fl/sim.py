@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -116,8 +117,9 @@ def global_model_cid(state: State, model_id: str, round_number: int, parent_cid:
     return cid_of(encode_weights(canonical(state), WeightsMeta(arch=model_id, round=round_number, parent_cid=parent_cid)))
 
 
-def train_round(config: SimConfig, spec: ModelSpec, model: nn.Module, global_state: State, data: Dataset,
-                parts: Partition, round_number: int, device: Any) -> list[tuple[State, int, float]]:
+def train_round(
+    config: SimConfig, spec: ModelSpec, model: nn.Module, global_state: State, data: Dataset, parts: Partition, round_number: int, device: Any
+) -> list[tuple[State, int, float]]:
     """Every client's local training of one round: (state, samples, train loss) per client."""
     train_sets = [c.train for c in parts.clients]
     seeds = [client_seed(config.seed, round_number, i) for i in range(len(train_sets))]
@@ -125,10 +127,8 @@ def train_round(config: SimConfig, spec: ModelSpec, model: nn.Module, global_sta
         # fl.batched needs torch.func, loaded only when a run asks for batched training.
         from fedmarket.fl.batched import train_clients_batched
 
-        return train_clients_batched(model, global_state, data.x, data.y, train_sets,
-                                     config.train_config(0), seeds, device)
-    return [train_local(model, global_state, data.x[idx], data.y[idx], config.train_config(s), device)
-            for idx, s in zip(train_sets, seeds)]
+        return train_clients_batched(model, global_state, data.x, data.y, train_sets, config.train_config(0), seeds, device)
+    return [train_local(model, global_state, data.x[idx], data.y[idx], config.train_config(s), device) for idx, s in zip(train_sets, seeds)]
 
 
 def check_config(config: SimConfig) -> None:
@@ -139,8 +139,7 @@ def check_config(config: SimConfig) -> None:
     resolve_device(config.device)
 
 
-def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | None = None,
-                   dataset: Dataset | None = None) -> SimResult:
+def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | None = None, dataset: Dataset | None = None) -> SimResult:
     """Run FedAvg (or the configured rule) for `config.rounds` rounds; call on_round after each.
 
     `dataset` may be passed pre-loaded (it must be the one config.dataset names).
@@ -158,8 +157,7 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
         per_client = evaluate_clients(model, state, data.x, data.y, test_sets, data.task, device)
         parent = records[-1].global_cid if records else None
         cid = global_model_cid(state, spec.id, round_number, parent)
-        entry = RoundRecord(round_number, weighted_overall(per_client), train_loss, state_digest(state), cid,
-                            train_s, time.perf_counter() - started)
+        entry = RoundRecord(round_number, weighted_overall(per_client), train_loss, state_digest(state), cid, train_s, time.perf_counter() - started)
         if on_round is not None:
             on_round(entry)
         return entry
@@ -178,4 +176,3 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
         train_loss = float(sum(u[2] * u[1] for u in updates) / sum(counts))
         records.append(record(r, global_state, train_loss, train_s, started))
     return SimResult(config, spec.id, parts.summary(), tuple(records), global_state, str(device))
-

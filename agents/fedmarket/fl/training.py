@@ -11,14 +11,16 @@ else is plain arithmetic, so the same inputs and seed give a bit-identical state
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from fedmarket.errors import FedmarketError
-from fedmarket.fl.learning import TrainConfig  # declared with the other learning settings; imported from here too
+from fedmarket.fl.learning import (
+    TrainConfig,  # declared with the other learning settings; imported from here too
+)
 from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.params import State, canonical
 
@@ -26,7 +28,7 @@ DEVICES = ("cpu", "cuda", "auto")
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """"cpu", "cuda" (or "cuda:N") or "auto" -> a torch device; cuda without a GPU is an error."""
+    """ "cpu", "cuda" (or "cuda:N") or "auto" -> a torch device; cuda without a GPU is an error."""
     text = str(name)
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -600,4 +600,3 @@ class Devnet:
             anvil.stop()
             if pid is not None and self.events is not None:
                 self._log("exit", name="anvil", pid=pid, code=process.returncode if process is not None else None)
-

@@ -56,7 +56,9 @@ class MarketConfig:
     def check(self) -> None:
         unknown = sorted(set(self.attacks) - set(self.names()))
         if unknown:
-            raise FedmarketError(f"no participant called {', '.join(unknown)}: attack one of trainer-1..{self.spec.trainers}, validator-1..{self.spec.validators}, aggregator")
+            raise FedmarketError(
+                f"no participant called {', '.join(unknown)}: attack one of trainer-1..{self.spec.trainers}, validator-1..{self.spec.validators}, aggregator"
+            )
         self.terms.check()
 
 
@@ -79,8 +81,9 @@ class LocalRun:
 Progress = Callable[[str], None]
 
 
-def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir: Path,
-                     progress: Progress | None = None, log_dir: Path | None = None) -> LocalRun:
+def run_local_market(
+    w3: Web3, store: BlobStore, config: MarketConfig, state_dir: Path, progress: Progress | None = None, log_dir: Path | None = None
+) -> LocalRun:
     """Run the market of `config` to the end; raise FedmarketError (one line) if it cannot."""
     from fedmarket.chain.anvil import dev_accounts
     from fedmarket.chain.client import Status
@@ -121,8 +124,7 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
     on_chain, on_store = timed(engine_chain), timed(engine_storage)
 
     tell("deploy the Marketplace; the buyer stores the task spec and the initial model, posts and funds the task")
-    posted = set_up_market(w3, buyer_account, buyer_account, store, spec, config.terms, by_name["aggregator"].address,
-                           on_chain=on_chain, on_store=on_store)
+    posted = set_up_market(w3, buyer_account, buyer_account, store, spec, config.terms, by_name["aggregator"].address, on_chain=on_chain, on_store=on_store)
     market, model_id, data = posted.market, posted.model_id, posted.task_data
     start_block = posted.deploy_block
 
@@ -192,8 +194,18 @@ def run_local_market(w3: Web3, store: BlobStore, config: MarketConfig, state_dir
             "train_s": 0.0, "chain_s": round(engine_chain.get(r, 0.0), 6), "storage_s": round(engine_storage.get(r, 0.0), 6),
             "detail": "the engine's own chain and store calls in this round (views every sweep, start / finalize / withdraw)",
         })  # fmt: skip
-    return LocalRun(model_id, market, store, labels, round_wall, logs, start_block, time.perf_counter() - started, spec,
-                    {r: round(s, 6) for r, s in sorted(engine_chain.items())})
+    return LocalRun(
+        model_id,
+        market,
+        store,
+        labels,
+        round_wall,
+        logs,
+        start_block,
+        time.perf_counter() - started,
+        spec,
+        {r: round(s, 6) for r, s in sorted(engine_chain.items())},
+    )
 
 
 def _time_rounds(state: Any, round_open: dict[int, float], round_wall: dict[int, float]) -> None:

@@ -21,12 +21,11 @@ from fedmarket.market.setup import participant_names, role_of
 from fedmarket.roles.faults import FAULT_POINTS
 
 if TYPE_CHECKING:
-
     pass
+
 
 class DevnetError(FedmarketError):
     """The devnet could not run to the end: a bad plan, an agent died unexpectedly, the task stalled, ..."""
-
 
 
 @dataclass(frozen=True)
@@ -122,5 +121,3 @@ class FaultPlan:
 
 def _roster(trainers: int, validators: int) -> str:
     return f"trainer-1..{trainers}, validator-1..{validators} and the aggregator"
-
-

@@ -16,7 +16,6 @@ from fedmarket.chain.protocol import WEI_PER_ETH
 ROLE_COLOURS = {"trainer": "#1f77b4", "validator": "#2ca02c", "aggregator": "#9467bd", "licensee": "#7f7f7f", "buyer": "#ff7f0e"}
 
 
-
 def plot_report(report: dict[str, Any], path: Path) -> Path:
     """Draw `report` (build_report's dict) into the PNG `path` (parents created); return the path."""
     import matplotlib

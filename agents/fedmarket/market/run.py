@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class DevnetResult:
 def default_run_dir(base: Path | None = None) -> Path:
     """runs/<UTC timestamp> under `base` (default: the current directory); never an existing folder."""
     root = (base or Path.cwd()) / "runs"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = root / stamp
     n = 1
     while path.exists():

@@ -27,7 +27,6 @@ from fedmarket.market.plan import DevnetError, Fault
 from fedmarket.market.setup import role_of
 
 if TYPE_CHECKING:
-
     pass
 
 KILLED = -signal.SIGKILL
@@ -37,8 +36,6 @@ CRASH_RESTARTS = 3
 CRASH_BACKOFF_S = 1.0
 """The wait before the first crash restart; it doubles with each crash."""
 POLL_S = 0.25
-
-
 
 
 def _now() -> float:
@@ -316,8 +313,15 @@ class AgentSupervisor:
     past that, DevnetError names the agent and its .log file's last line.
     """
 
-    def __init__(self, processes: ProcessSupervisor, agents: Sequence[AgentLaunch], *, on_note: Callable[[str], None] | None = None,
-                 crash_restarts: int = CRASH_RESTARTS, backoff_s: float = CRASH_BACKOFF_S) -> None:
+    def __init__(
+        self,
+        processes: ProcessSupervisor,
+        agents: Sequence[AgentLaunch],
+        *,
+        on_note: Callable[[str], None] | None = None,
+        crash_restarts: int = CRASH_RESTARTS,
+        backoff_s: float = CRASH_BACKOFF_S,
+    ) -> None:
         self.processes = processes
         self.on_note = on_note or (lambda _text: None)
         self.agents = {agent.name: agent for agent in agents}
@@ -390,8 +394,10 @@ class AgentSupervisor:
                 what = f"exited 0 (done) while the task had not ended; see {self.agents[ended.name].spec.output}"
             else:
                 why = last_line(self.agents[ended.name].spec.output) or "no output"
-                how = "was killed (SIGKILL) without a planned fault" if ended.code == KILLED else (
-                    f"was killed by signal {-ended.code}" if ended.code < 0 else f"exited with code {ended.code}"
+                how = (
+                    "was killed (SIGKILL) without a planned fault"
+                    if ended.code == KILLED
+                    else (f"was killed by signal {-ended.code}" if ended.code < 0 else f"exited with code {ended.code}")
                 )
                 what = f"{how}: {why}"
             if status.crashes < self.crash_restarts:
@@ -426,8 +432,6 @@ class AgentSupervisor:
             status.pid = None
             if status.state == "running":
                 status.state = "stopped"
-
-
 
 
 class LogTail:

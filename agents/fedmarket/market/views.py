@@ -26,7 +26,14 @@ def task_summary(client: Any, model_id: int) -> dict[str, Any]:
     for _, address in addresses:
         view = client.participant(model_id, address)
         participants.append(
-            {"address": address, "role": str(view.role).lower(), "stake_remaining_wei": view.stake_remaining, "earned_wei": view.earned, "slashed_wei": view.slashed, "licensed": view.licensed}
+            {
+                "address": address,
+                "role": str(view.role).lower(),
+                "stake_remaining_wei": view.stake_remaining,
+                "earned_wei": view.earned,
+                "slashed_wei": view.slashed,
+                "licensed": view.licensed,
+            }
         )
     current = None
     if state.status == Status.TRAINING and state.current_round > state.rounds_closed:
@@ -65,7 +72,13 @@ def params_summary(params: Any) -> dict[str, Any]:
         "max_trainers": params.max_trainers,
         "committee_size": params.committee_size,
         "max_validators": params.max_validators,
-        "windows_s": {"commit": params.commit_window, "reveal": params.reveal_window, "score": params.score_window, "publish": params.publish_window, "confirm": params.confirm_window},
+        "windows_s": {
+            "commit": params.commit_window,
+            "reveal": params.reveal_window,
+            "score": params.score_window,
+            "publish": params.publish_window,
+            "confirm": params.confirm_window,
+        },
         "license_fee_wei": params.license_fee,
         "trainer_stake_wei": params.trainer_stake,
         "validator_stake_wei": params.validator_stake,
@@ -104,7 +117,13 @@ def round_summary(client: Any, model_id: int, round_number: int) -> dict[str, An
         "rejections": view.rejections,
         "committee": committee,
         "updates": [
-            {"index": i, "trainer": u.trainer, "update_cid": u.update_cid, "num_samples": u.num_samples, "utility": utilities[i] if i < len(utilities) else None}
+            {
+                "index": i,
+                "trainer": u.trainer,
+                "update_cid": u.update_cid,
+                "num_samples": u.num_samples,
+                "utility": utilities[i] if i < len(utilities) else None,
+            }
             for i, u in enumerate(updates)
         ],
     }

@@ -289,8 +289,22 @@ class LyingMetric(Behaviour):
         return 1_000_000
 
 
-_TRAINER_ATTACKS = (FreeRide, MomentumFreeRide, StaleCopy, Copycat, SignFlip, Scale, Noise, LabelFlip, CorruptBlob, WrongShape,
-                    Pickle, BadReveal, OversizedBlob, HugeSamples)
+_TRAINER_ATTACKS = (
+    FreeRide,
+    MomentumFreeRide,
+    StaleCopy,
+    Copycat,
+    SignFlip,
+    Scale,
+    Noise,
+    LabelFlip,
+    CorruptBlob,
+    WrongShape,
+    Pickle,
+    BadReveal,
+    OversizedBlob,
+    HugeSamples,
+)
 BEHAVIOURS: dict[str, dict[str, type[Behaviour]]] = {
     "trainer": {cls.kind: cls for cls in _TRAINER_ATTACKS},  # type: ignore[misc]
     "validator": {ApproveAll.kind: ApproveAll},  # type: ignore[dict-item]

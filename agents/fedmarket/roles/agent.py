@@ -74,6 +74,7 @@ def is_race(exc: BaseException) -> bool:
 
     return isinstance(exc, OutOfGas) or (isinstance(exc, ContractRevert) and exc.name in RACE_ERRORS)
 
+
 class AgentLog:
     """One JSON line per action, to a file (appended: a restarted agent continues it) and/or a sink."""
 
@@ -127,8 +128,16 @@ class Agent:
 
     role: ClassVar[str] = ""
 
-    def __init__(self, market: MarketClient, store: BlobStore, model_id: int, state_dir: Path,
-                 log: AgentLog | None = None, options: AgentOptions | None = None, task_data: TaskData | None = None) -> None:
+    def __init__(
+        self,
+        market: MarketClient,
+        store: BlobStore,
+        model_id: int,
+        state_dir: Path,
+        log: AgentLog | None = None,
+        options: AgentOptions | None = None,
+        task_data: TaskData | None = None,
+    ) -> None:
         """`task_data`: the task's data set, already loaded (agents in one process share one copy)."""
         if market.account is None:
             raise FedmarketError(f"a {self.role} agent needs a signing account")
@@ -521,8 +530,7 @@ class Agent:
         self._record(phase, round, action, tx=result.tx_hash, gas=result.gas_used, detail=detail)
         return result
 
-    def _record(self, phase: str, round: int, action: str, *, tx: str | None = None, gas: int | None = None,
-                detail: str | None = None, **extra: Any) -> None:
+    def _record(self, phase: str, round: int, action: str, *, tx: str | None = None, gas: int | None = None, detail: str | None = None, **extra: Any) -> None:
         record: dict[str, Any] = {
             "t": round_time(),
             "agent": self.name,

@@ -45,7 +45,9 @@ class JoinPolicy:
             named = ", ".join(f"{phase} {w} s" for phase, w in short.items())
             raise PolicyRefusal(f"refusing the task: its windows ({named}) are shorter than this agent's minimum of {self.min_window_s} s")
         if params.late_slash_bps > self.max_late_slash_bps:
-            raise PolicyRefusal(f"refusing the task: a late slash of {params.late_slash_bps} bps is above this agent's maximum of {self.max_late_slash_bps} bps")
+            raise PolicyRefusal(
+                f"refusing the task: a late slash of {params.late_slash_bps} bps is above this agent's maximum of {self.max_late_slash_bps} bps"
+            )
         if params.bad_slash_bps > self.max_bad_slash_bps:
             raise PolicyRefusal(f"refusing the task: a bad slash of {params.bad_slash_bps} bps is above this agent's maximum of {self.max_bad_slash_bps} bps")
         if role == "trainer" and params.poison_threshold > 0:
@@ -56,4 +58,6 @@ class JoinPolicy:
         if self.max_stake_wei is not None and stake > self.max_stake_wei:
             raise PolicyRefusal(f"refusing the task: its {role} stake of {stake} wei is above this agent's maximum of {self.max_stake_wei} wei")
         if role == "trainer" and self.max_license_fee_wei is not None and params.license_fee > self.max_license_fee_wei:
-            raise PolicyRefusal(f"refusing the task: its licence fee of {params.license_fee} wei is above this agent's maximum of {self.max_license_fee_wei} wei")
+            raise PolicyRefusal(
+                f"refusing the task: its licence fee of {params.license_fee} wei is above this agent's maximum of {self.max_license_fee_wei} wei"
+            )

@@ -35,8 +35,7 @@ def run_agent(agent: Agent, *, poll_s: float = 0.5, state_dir: Path | None = Non
     from fedmarket.chain.events import EventCursor
 
     signal.signal(signal.SIGTERM, _raise_stopped)
-    cursor = EventCursor(agent.market.w3, agent.market.address, model_id=agent.model_id,
-                         state_file=(state_dir or agent.state_dir) / "cursor.json")
+    cursor = EventCursor(agent.market.w3, agent.market.address, model_id=agent.model_id, state_file=(state_dir or agent.state_dir) / "cursor.json")
     agent._record("start", 0, "start", detail=f"following task {agent.model_id} from block {cursor.position}")
     failures = 0
     while not agent.finished:

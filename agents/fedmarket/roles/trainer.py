@@ -66,8 +66,13 @@ class TrainerAgent(Agent):
         if self._view(lambda: self.market.get_round(self.model_id, r)).phase != Phase.COMMIT:
             self._record("commit", r, "missed", detail="the commit phase ended while training")
             return True
-        self._send("commit", r, "commit", lambda: self.market.commit_update(self.model_id, r, stored.commitment_bytes),
-                   detail=f"update {update_cid}, {samples} samples, train loss {loss:.4f}")
+        self._send(
+            "commit",
+            r,
+            "commit",
+            lambda: self.market.commit_update(self.model_id, r, stored.commitment_bytes),
+            detail=f"update {update_cid}, {samples} samples, train loss {loss:.4f}",
+        )
         return True
 
     def _update(self, info: ModelInfo, r: int, global_cid: str) -> tuple[str, int, float]:
@@ -102,10 +107,20 @@ class TrainerAgent(Agent):
         stored = self.salts.load(self.market.chain_id, self.market.address, self.model_id, r, self.address)
         for false_samples in self.adversary.in_round(r).false_reveal_samples(stored.num_samples):
             try:
-                self._send("reveal", r, "reveal", lambda n=false_samples: self.market.reveal_update(self.model_id, r, stored.update_cid, n, stored.salt_bytes),
-                           detail="bad-reveal attack: a sample count that does not match the commit")
+                self._send(
+                    "reveal",
+                    r,
+                    "reveal",
+                    lambda n=false_samples: self.market.reveal_update(self.model_id, r, stored.update_cid, n, stored.salt_bytes),
+                    detail="bad-reveal attack: a sample count that does not match the commit",
+                )
             except FedmarketError as exc:
                 self._record("reveal", r, "refused", detail=f"the contract refused the mismatched reveal: {exc}")
-        self._send("reveal", r, "reveal", lambda: self.market.reveal_update(self.model_id, r, stored.update_cid, stored.num_samples, stored.salt_bytes),
-                   detail=f"update {stored.update_cid}")
+        self._send(
+            "reveal",
+            r,
+            "reveal",
+            lambda: self.market.reveal_update(self.model_id, r, stored.update_cid, stored.num_samples, stored.salt_bytes),
+            detail=f"update {stored.update_cid}",
+        )
         return True

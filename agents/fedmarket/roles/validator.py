@@ -93,10 +93,23 @@ class ValidatorAgent(Agent):
         utility = get_utility(self.spec.utility)
         public = self.public_past(r, global_cid)
         with self._timing("train_s"):
-            scores = utility(global_state, updates, ValidationData(x, y), self.model_spec, seed=seed,
-                             train=self.spec.train_config(seed), device=self.options.device, public=public)
-        self._send("score", r, "submit-scores", lambda: self.market.submit_scores(self.model_id, r, scores),
-                   detail=" ".join(f"{u.trainer[:8]}={s}" for u, s in zip(revealed, scores)))
+            scores = utility(
+                global_state,
+                updates,
+                ValidationData(x, y),
+                self.model_spec,
+                seed=seed,
+                train=self.spec.train_config(seed),
+                device=self.options.device,
+                public=public,
+            )
+        self._send(
+            "score",
+            r,
+            "submit-scores",
+            lambda: self.market.submit_scores(self.model_id, r, scores),
+            detail=" ".join(f"{u.trainer[:8]}={s}" for u, s in zip(revealed, scores)),
+        )
         return True
 
     def _confirm(self, info: ModelInfo, view: RoundView) -> bool:

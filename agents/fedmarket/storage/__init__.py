@@ -46,4 +46,3 @@ __all__ = [
     "open_store",
     "validate_cid",
 ]
-

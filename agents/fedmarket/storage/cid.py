@@ -87,10 +87,7 @@ def _hash_leaf(content: memoryview | bytes) -> _Node:
 def _internal_node(children: list[_Node]) -> _Node:
     unixfs = _field_varint(1, _UNIXFS_FILE) + _field_varint(3, sum(c.file_size for c in children))
     unixfs += b"".join(_field_varint(4, c.file_size) for c in children)
-    links = b"".join(
-        _field_bytes(2, _field_bytes(1, _MULTIHASH_SHA2_256 + c.digest) + _field_bytes(2, b"") + _field_varint(3, c.dag_size))
-        for c in children
-    )
+    links = b"".join(_field_bytes(2, _field_bytes(1, _MULTIHASH_SHA2_256 + c.digest) + _field_bytes(2, b"") + _field_varint(3, c.dag_size)) for c in children)
     block = links + _field_bytes(1, unixfs)
     return _Node(hashlib.sha256(block).digest(), sum(c.file_size for c in children), len(block) + sum(c.dag_size for c in children))
 

@@ -111,8 +111,7 @@ class KuboStore:
             raise FedmarketError(f"Kubo at {self.url} answered /api/v0/add without a CID: {response.text[:200]!r}")
         if hashes[-1] != expected:
             raise FedmarketError(
-                f"Kubo at {self.url} stored the content as {hashes[-1]}, but its CID is {expected}; "
-                "refusing (is the node set to non-default add options?)"
+                f"Kubo at {self.url} stored the content as {hashes[-1]}, but its CID is {expected}; refusing (is the node set to non-default add options?)"
             )
         return expected
 

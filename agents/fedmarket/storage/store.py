@@ -16,7 +16,6 @@ from fedmarket.errors import FedmarketError
 DEFAULT_KUBO_URL = "http://127.0.0.1:5001"
 
 
-
 @runtime_checkable
 class BlobStore(Protocol):
     """Content-addressed blobs, keyed by the CIDv0 `ipfs add` gives them."""

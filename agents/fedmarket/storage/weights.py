@@ -229,11 +229,7 @@ def expected_layout(state: dict[str, torch.Tensor]) -> dict[str, tuple[tuple[int
     """
     import torch
 
-    return {
-        name: (tuple(t.shape), torch.float32 if t.is_floating_point() else t.dtype)
-        for name, t in state.items()
-    }
-
+    return {name: (tuple(t.shape), torch.float32 if t.is_floating_point() else t.dtype) for name, t in state.items()}
 
 
 _LONGEST_ROUND = 10**18 - 1  # WeightsMeta.from_header reads at most 18 digits

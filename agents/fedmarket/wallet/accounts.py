@@ -67,8 +67,7 @@ def require_dev_chain(w3: Web3, what: str) -> int:
     chain_id = int(w3.eth.chain_id)
     if chain_id not in DEV_CHAIN_IDS:
         raise FedmarketError(
-            f"{what} is refused on chain id {chain_id}: dev accounts exist only on anvil ({ANVIL_CHAIN_ID}) "
-            f"or the embedded chain ({ETH_TESTER_CHAIN_ID})"
+            f"{what} is refused on chain id {chain_id}: dev accounts exist only on anvil ({ANVIL_CHAIN_ID}) or the embedded chain ({ETH_TESTER_CHAIN_ID})"
         )
     return chain_id
 

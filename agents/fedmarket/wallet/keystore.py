@@ -44,9 +44,7 @@ def default_keystore_dir() -> Path:
 def validate_name(name: str) -> str:
     """An account name: a letter, then up to 63 letters, digits, '_', '.', '-'."""
     if not NAME_PATTERN.match(name) or name.lower().startswith("0x"):
-        raise FedmarketError(
-            f"invalid account name {name!r}: use a letter then letters, digits, '_', '.', '-' (at most 64)"
-        )
+        raise FedmarketError(f"invalid account name {name!r}: use a letter then letters, digits, '_', '.', '-' (at most 64)")
     return name
 
 

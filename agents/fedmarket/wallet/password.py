@@ -43,9 +43,7 @@ def _from_file(path: Path) -> str:
 
 def _prompt(purpose: str, confirm: bool) -> str:
     if not sys.stdin.isatty():
-        raise FedmarketError(
-            f"no password for {purpose}: pass --password-file FILE or set {PASSWORD_ENV} (no terminal to ask on)"
-        )
+        raise FedmarketError(f"no password for {purpose}: pass --password-file FILE or set {PASSWORD_ENV} (no terminal to ask on)")
     import typer
 
     password = typer.prompt(f"Password for {purpose}", hide_input=True, confirmation_prompt=confirm, err=True)

@@ -19,7 +19,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from fedmarket.errors import FedmarketError
-from fedmarket.fl.aggregation.states import StateDict, check_states, stacked, to_state, weighted_average
+from fedmarket.fl.aggregation.states import (
+    StateDict,
+    check_states,
+    stacked,
+    to_state,
+    weighted_average,
+)
 
 DEFAULT_F = 1
 
@@ -76,9 +82,7 @@ def krum(states: Sequence[StateDict], weights: Sequence[float], f: int = DEFAULT
     return to_state(names, {name: source[name].detach().to("cpu").reshape(-1).numpy() for name in names}, source)
 
 
-def multikrum(
-    states: Sequence[StateDict], weights: Sequence[float], f: int = DEFAULT_F, m: int | None = None
-) -> StateDict:
+def multikrum(states: Sequence[StateDict], weights: Sequence[float], f: int = DEFAULT_F, m: int | None = None) -> StateDict:
     """Weighted average of the m lowest-scoring models; m defaults to n - f (at least 1).
 
     m larger than n is clamped to n. The weights of the selected models must be non-negative with

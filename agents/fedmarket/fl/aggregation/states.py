@@ -53,10 +53,7 @@ def check_states(states: Sequence[StateDict], weights: Sequence[float]) -> list[
             if tensor.dtype != torch.float32:
                 raise FedmarketError(f"state {i} parameter {name!r} is {tensor.dtype}, expected torch.float32")
             if tensor.shape != reference[name].shape:
-                raise FedmarketError(
-                    f"state {i} parameter {name!r} has shape {tuple(tensor.shape)}, "
-                    f"expected {tuple(reference[name].shape)}"
-                )
+                raise FedmarketError(f"state {i} parameter {name!r} has shape {tuple(tensor.shape)}, expected {tuple(reference[name].shape)}")
             if not bool(torch.isfinite(tensor).all()):
                 raise FedmarketError(f"state {i} parameter {name!r} has a NaN or infinite value")
     return names

@@ -87,8 +87,17 @@ def get_utility(name: str = DEFAULT_UTILITY) -> UtilityFunction:
     raw = get_raw_utility(name)
 
     @wraps(raw)
-    def utility(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec, *,
-                seed: int, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[int]:
+    def utility(
+        global_state: State,
+        updates: Sequence[Update],
+        data: ValidationData,
+        spec: ModelSpec,
+        *,
+        seed: int,
+        train: TrainConfig | None = None,
+        device: str = "cpu",
+        public: PublicPast = NO_PAST,
+    ) -> list[int]:
         scores = raw(global_state, updates, data, spec, seed=seed, train=train, device=device, public=public)
         return [to_micro(s) for s in scores]
 

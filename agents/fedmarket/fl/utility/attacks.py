@@ -37,8 +37,7 @@ from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.training import TrainConfig, train_local
 
 State = dict[str, Tensor]
-ATTACKS = ("free_ride", "momentum_free_ride", "stale_copy", "near_copy", "gaussian_noise", "label_flip", "sign_flip",
-           "scale", "alie")
+ATTACKS = ("free_ride", "momentum_free_ride", "stale_copy", "near_copy", "gaussian_noise", "label_flip", "sign_flip", "scale", "alie")
 
 
 def _combine(global_state: Mapping[str, Tensor], update: Mapping[str, Tensor], factor: float) -> State:
@@ -84,8 +83,9 @@ def flipped_labels(y: np.ndarray, num_classes: int) -> np.ndarray:
     return (num_classes - 1 - np.asarray(y, dtype=np.int64)).astype(np.int64)
 
 
-def label_flip(spec: ModelSpec, global_state: Mapping[str, Tensor], x: np.ndarray, y: np.ndarray,
-               config: TrainConfig, device: str = "cpu") -> tuple[State, int]:
+def label_flip(
+    spec: ModelSpec, global_state: Mapping[str, Tensor], x: np.ndarray, y: np.ndarray, config: TrainConfig, device: str = "cpu"
+) -> tuple[State, int]:
     """Train like an honest trainer, on flipped labels; returns (state, sample count)."""
     if np.issubdtype(np.asarray(y).dtype, np.floating):
         raise FedmarketError("label flipping needs class labels, not regression targets")

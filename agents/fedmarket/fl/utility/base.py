@@ -228,8 +228,7 @@ class RoundView:
         return self._base_loss
 
 
-def round_view(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-               device: str | torch.device = "cpu") -> RoundView:
+def round_view(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec, device: str | torch.device = "cpu") -> RoundView:
     """Check the inputs and compute every update's delta once."""
     return RoundView(global_state, list(updates), data, spec, resolve_device(device))
 

@@ -31,8 +31,17 @@ from fedmarket.fl.utility.base import (
 )
 
 
-def loo_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-               *, seed: int = 0, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[float]:
+def loo_scores(
+    global_state: State,
+    updates: Sequence[Update],
+    data: ValidationData,
+    spec: ModelSpec,
+    *,
+    seed: int = 0,
+    train: TrainConfig | None = None,
+    device: str = "cpu",
+    public: PublicPast = NO_PAST,
+) -> list[float]:
     """L(aggregate without i) - L(aggregate of all), per update (seed and train unused)."""
     view = round_view(global_state, updates, data, spec, device)
     counts = [float(u.num_samples) if d is not None else 0.0 for d, u in zip(view.deltas, view.updates)]

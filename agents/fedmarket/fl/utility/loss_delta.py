@@ -29,8 +29,17 @@ from fedmarket.fl.utility.base import (
 )
 
 
-def loss_delta_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-                      *, seed: int = 0, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[float]:
+def loss_delta_scores(
+    global_state: State,
+    updates: Sequence[Update],
+    data: ValidationData,
+    spec: ModelSpec,
+    *,
+    seed: int = 0,
+    train: TrainConfig | None = None,
+    device: str = "cpu",
+    public: PublicPast = NO_PAST,
+) -> list[float]:
     """L(global) - L(update) on the validator's data, per update (seed and train unused)."""
     view = round_view(global_state, updates, data, spec, device)
     base = view.base_loss
@@ -38,8 +47,17 @@ def loss_delta_scores(global_state: State, updates: Sequence[Update], data: Vali
     return scores_or_malformed(view, scores)
 
 
-def weighted_loss_delta_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-                               *, seed: int = 0, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[float]:
+def weighted_loss_delta_scores(
+    global_state: State,
+    updates: Sequence[Update],
+    data: ValidationData,
+    spec: ModelSpec,
+    *,
+    seed: int = 0,
+    train: TrainConfig | None = None,
+    device: str = "cpu",
+    public: PublicPast = NO_PAST,
+) -> list[float]:
     """L(global) - L(global + p_i * delta_i), p_i the update's FedAvg weight (seed and train unused)."""
     view = round_view(global_state, updates, data, spec, device)
     base = view.base_loss

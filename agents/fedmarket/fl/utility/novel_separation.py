@@ -79,8 +79,9 @@ def residual(delta: np.ndarray, basis: np.ndarray) -> np.ndarray:
     return r
 
 
-def novelty_alignments(deltas: Sequence[np.ndarray | None], direction: np.ndarray, public: np.ndarray,
-                       structure: np.ndarray, margin: float, scale: float) -> list[float | None]:
+def novelty_alignments(
+    deltas: Sequence[np.ndarray | None], direction: np.ndarray, public: np.ndarray, structure: np.ndarray, margin: float, scale: float
+) -> list[float | None]:
     """Per update: c = cos(delta, direction) - margin, and where c > 0, c f |delta| / scale with
     f = |r| / |delta| the fresh fraction, r the residual off span(public) (a harmful update keeps
     its whole negative alignment, so that the poison threshold can slash it); exactly 0.0 for an
@@ -146,9 +147,17 @@ def duplicates(deltas: Sequence[np.ndarray | None], basis: np.ndarray) -> list[b
     return out
 
 
-def novel_separation_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-                            *, seed: int, train: TrainConfig | None = None, device: str = "cpu",
-                            public: PublicPast = NO_PAST) -> list[float]:
+def novel_separation_scores(
+    global_state: State,
+    updates: Sequence[Update],
+    data: ValidationData,
+    spec: ModelSpec,
+    *,
+    seed: int,
+    train: TrainConfig | None = None,
+    device: str = "cpu",
+    public: PublicPast = NO_PAST,
+) -> list[float]:
     """Guarded, novelty-weighted cos(residual_i, grad S) per update; same-round copies capped at 0."""
     config = train or TrainConfig()
     view = round_view(global_state, updates, data, spec, device)

@@ -32,8 +32,17 @@ from fedmarket.fl.utility.base import (
 from fedmarket.fl.utility.reference import guarded_scores, train_reference
 
 
-def reference_cosine_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-                            *, seed: int, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[float]:
+def reference_cosine_scores(
+    global_state: State,
+    updates: Sequence[Update],
+    data: ValidationData,
+    spec: ModelSpec,
+    *,
+    seed: int,
+    train: TrainConfig | None = None,
+    device: str = "cpu",
+    public: PublicPast = NO_PAST,
+) -> list[float]:
     """Guarded cos(delta_i, delta_ref) per update, delta_ref trained on the validator's data."""
     config = train or TrainConfig()
     view = round_view(global_state, updates, data, spec, device)

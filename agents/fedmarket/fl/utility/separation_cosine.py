@@ -130,16 +130,24 @@ def _gradients(view: RoundView, objectives: list[np.ndarray | None]) -> list[np.
                 if log_probs is None:
                     log_probs = torch.log_softmax(outputs, dim=1)
                 objective = (torch.as_tensor(weights[start : start + CHUNK]) * log_probs).sum()
-            grads = torch.autograd.grad(objective, [params[k] for k in view.names], allow_unused=True,
-                                        retain_graph=j < len(objectives) - 1)
+            grads = torch.autograd.grad(objective, [params[k] for k in view.names], allow_unused=True, retain_graph=j < len(objectives) - 1)
             for acc, g in zip(totals[j], grads):
                 if g is not None:
                     acc += g.detach()
     return [np.concatenate([t.reshape(-1).numpy() for t in total]).astype(np.float64) for total in totals]
 
 
-def separation_cosine_scores(global_state: State, updates: Sequence[Update], data: ValidationData, spec: ModelSpec,
-                             *, seed: int, train: TrainConfig | None = None, device: str = "cpu", public: PublicPast = NO_PAST) -> list[float]:
+def separation_cosine_scores(
+    global_state: State,
+    updates: Sequence[Update],
+    data: ValidationData,
+    spec: ModelSpec,
+    *,
+    seed: int,
+    train: TrainConfig | None = None,
+    device: str = "cpu",
+    public: PublicPast = NO_PAST,
+) -> list[float]:
     """Guarded cos(delta_i, grad S) per update."""
     config = train or TrainConfig()
     view = round_view(global_state, updates, data, spec, device)
