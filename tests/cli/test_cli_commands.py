@@ -236,11 +236,12 @@ def test_one_round_by_hand(cli: Cli, market: MarketClient, w3: Web3, accounts: l
         [("round", "confirm", model_id, "-a", f"dev:{index[committee[0]]}"), ("round", "confirm", model_id, "--reject", "-a", f"dev:{index[committee[1]]}")]
     )
     assert market.has_confirmed(model_id, 1, committee[1]) == (True, False)
+    # one approval of three is no positive majority: silence approves nothing
     # the third member never votes: the round closes at the Confirm deadline, by anyone
     w3.provider.make_request("evm_increaseTime", [WINDOW + 100])
     w3.provider.make_request("evm_mine", [])
     closed = cli.ok("round", "close", model_id, "-a", "dev:9")
-    assert closed["accepted"] is True and {s["reason"] for s in closed["slashes"]} == {"poison", "late"}
+    assert closed["accepted"] is False and {s["reason"] for s in closed["slashes"]} == {"poison", "late"}
 
     settled = cli.ok("task", "finalize", model_id, "-a", "dev:9")  # anyone, after the last round
     assert settled["task_balance_wei"] == 0 and settled["finalize"] is not None
@@ -260,7 +261,13 @@ def test_cancel_credits_everyone_back(cli: Cli, market: MarketClient, accounts: 
         totals[p["address"]] = totals.get(p["address"], 0) + p["total_wei"]
     assert totals[accounts[BUYER].address] == REWARD
     assert totals[accounts[TRAINERS[0]].address] == TRAINER_STAKE
-    assert market.get_model(model_id).state.status == Status.CANCELLED and market.task_balance(model_id) == 0
+    fees = market.get_model(model_id).params.license_fee * len(TRAINERS)
+    assert market.get_model(model_id).state.status == Status.CANCELLED and market.task_balance(model_id) == fees
+    # each licensee takes its fee back (a pull: the task does not loop over its licensees)
+    for trainer in TRAINERS:
+        assert cli.ok("task", "leave", model_id, "-a", f"dev:{trainer}")["fee_returned_wei"] == fees // len(TRAINERS)
+    assert market.task_balance(model_id) == 0
+    cli.fails("task", "leave", model_id, "-a", f"dev:{TRAINERS[0]}", fragment="holds neither a stake nor an unrefunded licence")
     credit = market.credit(accounts[TRAINERS[0]].address)
     assert cli.ok("withdraw", "-a", f"dev:{TRAINERS[0]}")["amount_wei"] == credit >= TRAINER_STAKE
     cli.fails("task", "cancel", model_id, "-a", "dev:0", fragment="is Cancelled")

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from web3 import Web3
 
 from fedmarket.chain.client import MarketClient, open_market
 from fedmarket.chain.embedded import new_embedded_web3
-from fedmarket.chain.protocol import median_toward_zero
+from fedmarket.chain.protocol import MAX_SCORE, lower_median, utility_of
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.taskspec import TaskSpec
 from fedmarket.market.report import (
@@ -42,48 +41,38 @@ INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 
 
 @pytest.mark.parametrize(
-    ("values", "expected"),
+    ("values", "committee", "expected"),
     [
-        ([], 0),
-        ([7], 7),
-        ([-7], -7),
-        ([3, 1, 2], 2),
-        ([1, 2], 1),  # 1.5 -> 1
-        ([-1, -2], -1),  # -1.5 -> -1 (toward zero; Python's // gives -2)
-        ([-3, -4], -3),
-        ([-1, 2], 0),  # 0.5 -> 0
-        ([2, -5], -1),  # -1.5 -> -1
-        ([10, 1, 3, 2], 2),  # (2 + 3) / 2
-        ([-10, -3, -2, -1], -2),  # (-3 + -2) / 2 = -2.5 -> -2
-        ([5, 5, 5, 5, 9, 1], 5),
-        ([2**63 - 1, 2**63 - 1], 2**63 - 1),  # the sum leaves int64; Solidity sums in int256 too
-        ([-(2**63), -(2**63) + 1], -(2**63) + 1),
+        ([], 3, 0),  # nobody scored
+        ([7], 3, 0),  # one of three: no quorum
+        ([7, 9], 3, 7),  # two of three: the lower of the two
+        ([3, 1, 2], 3, 2),
+        ([-1, -2], 3, -2),
+        ([10, 1, 3, 2], 5, 2),  # the lower median is a submitted score
+        ([5, 5, 5, 5, 9, 1], 9, 5),
+        ([2 * 10**9, 3 * 10**9], 3, MAX_SCORE),  # clamped to the utilities' range
+        ([-(2**63), -(2**63) + 1], 3, -MAX_SCORE),
     ],
 )
-def test_median_matches_lib_median(values: list[int], expected: int) -> None:
-    assert median_toward_zero(values) == expected
+def test_utility_is_the_contracts(values: list[int], committee: int, expected: int) -> None:
+    assert utility_of(values, committee) == expected
 
 
-@given(st.lists(INT64, max_size=9))
-def test_median_is_the_truncated_exact_median(values: list[int]) -> None:
-    ordered = sorted(values)
-    k = len(ordered)
-    if k == 0:
-        exact = Fraction(0)
-    elif k % 2:
-        exact = Fraction(ordered[k // 2])
-    else:
-        exact = Fraction(ordered[k // 2 - 1] + ordered[k // 2], 2)
-    assert median_toward_zero(values) == int(exact)  # int() truncates toward zero
-    assert median_toward_zero(list(reversed(values))) == median_toward_zero(values)
+@given(st.lists(INT64, min_size=1, max_size=9))
+def test_the_utility_is_always_a_submitted_clamped_score(values: list[int]) -> None:
+    clamped = [max(-MAX_SCORE, min(MAX_SCORE, v)) for v in values]
+    assert utility_of(values, len(values)) in clamped
+    assert utility_of(list(reversed(values)), len(values)) == utility_of(values, len(values))
+    assert lower_median(values) == sorted(values)[(len(values) - 1) // 2]
 
 
 def test_utilities_of() -> None:
     order = ["0xA", "0xB"]
-    assert utilities_of(order, []) == {"0xA": 0, "0xB": 0}
-    assert utilities_of(order, [[10, -3], [20, -4]]) == {"0xA": 15, "0xB": -3}
+    assert utilities_of(order, [], 3) == {"0xA": 0, "0xB": 0}
+    assert utilities_of(order, [[10, -3], [20, -4]], 3) == {"0xA": 10, "0xB": -4}
+    assert utilities_of(order, [[10, -3], [20, -4]], 4) == {"0xA": 0, "0xB": 0}  # two of four: no quorum
     with pytest.raises(FedmarketError, match="2 revealed updates"):
-        utilities_of(order, [[1]])
+        utilities_of(order, [[1]], 3)
 
 
 # ----------------------------------------------------------------------------- the scripted market
@@ -177,7 +166,7 @@ def test_utilities_equal_the_contracts_medians(report: dict[str, Any], scripted:
         assert list(entry["utilities"].values()) == market.utilities(run.model_id, r)
         assert list(entry["utilities"]) == [u.trainer for u in market.revealed_updates(run.model_id, r)]
     poisoner = run.parties[3].address
-    assert report["rounds"][1]["utilities"][poisoner] == -505_000  # -505000.5 toward zero
+    assert report["rounds"][1]["utilities"][poisoner] == -510_001  # the lower of the two middle scores
 
 
 def test_totals_and_gas(report: dict[str, Any], scripted: tuple[Web3, MarketRun, MarketClient]) -> None:

@@ -277,3 +277,16 @@ def test_an_idle_agent_says_once_what_it_waits_for(market: Market) -> None:
     idle.options.join = False
     assert not idle.step()
     assert any(f"waiting for the owner to run `fedmarket task start {model_id}`" in r["detail"] for r in market.actions("trainer-1", "waiting"))
+
+
+def test_a_trainer_takes_its_licence_fee_back_when_the_task_is_cancelled(market: Market) -> None:
+    model_id = _post(market, license_fee=ETH // 100)
+    trainer = _joiner(market, model_id, "trainer-1")
+    assert trainer.step()  # licence and stake
+    buyer.cancel_task(market.market, model_id)
+    before = market.market.credit(trainer.address)
+    while trainer.step():
+        pass
+    assert [r["action"] for r in market.actions("trainer-1", "leave")] == ["leave"]
+    assert market.market.task_balance(model_id) == 0 and trainer.finished
+    assert market.market.credit(trainer.address) == 0 and before > 0  # the stake came back on cancel, the fee on leave; all withdrawn

@@ -7,7 +7,7 @@ every kind); the honest trainers' data quality varies, their share of clean labe
 linearly from 100 % to `clean_min` (the rest random labels). `validators` validators, each with
 its own random held-out slice that no trainer sees, score every update with the utility under
 test (micro-units, as submitted on chain); the update's utility is the median of their scores
-(chain.protocol.median_toward_zero, as the contract takes it). The trainers' pool of each round
+(chain.protocol.utility_of, as the contract takes it). The trainers' pool of each round
 is paid in proportion to max(u, 0) (what nobody earns returns to the buyer), an update with
 u < the poison threshold is slashed, and the aggregator publishes the FedAvg of the updates with
 u > 0 (the previous model carries over when none is accepted): a utility that accepts poison also
@@ -184,7 +184,7 @@ def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
     """`config.rounds` market rounds with one utility, seeded by `config.seed`; every score,
     payment and the final accuracy (the clean run's is clean_accuracy's)."""
     # Heavy imports here, not at module level: `fedmarket --help` stays fast.
-    from fedmarket.chain.protocol import median_toward_zero
+    from fedmarket.chain.protocol import utility_of
     from fedmarket.fl.seeds import fairness_noise_seed
     from fedmarket.fl.utility import MICRO, PublicPast, Update, ValidationData, get_utility
     from fedmarket.fl.utility import attacks as atk
@@ -228,7 +228,7 @@ def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
             score(g, [updates[i] for i in reveal], data, spec, seed=_utility_seed(seed, r, v), train=market.train, device=config.device, public=public)
             for v, data in enumerate(validation)
         ]
-        medians = [median_toward_zero([s[k] for s in per_validator]) for k in range(len(reveal))]
+        medians = [utility_of([s[k] for s in per_validator], len(per_validator)) for k in range(len(reveal))]
         scores = [0.0] * len(roles)
         for k, i in enumerate(reveal):
             scores[i] = medians[k] / MICRO

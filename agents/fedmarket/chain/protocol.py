@@ -77,21 +77,6 @@ def utility_of(scores: Sequence[int], committee_size: int) -> int:
     return lower_median([max(-MAX_SCORE, min(MAX_SCORE, int(v))) for v in scores])
 
 
-def median_toward_zero(values: Sequence[int]) -> int:
-    """The contract's median before issue 10 (kept for its callers until they move to utility_of):
-    the middle value; with an even count the mean of the middle two, rounded toward zero as
-    Solidity's signed division does; 0 for no values."""
-    ordered = sorted(int(v) for v in values)
-    k = len(ordered)
-    if k == 0:
-        return 0
-    if k % 2 == 1:
-        return ordered[k // 2]
-    total = ordered[k // 2 - 1] + ordered[k // 2]
-    half = abs(total) // 2  # Solidity's signed division rounds toward zero; Python's // would not
-    return half if total >= 0 else -half
-
-
 def min_window_for(chain_id: int) -> int:
     """The Marketplace constructor's minWindow: MIN_WINDOW_S on dev chains, MIN_WINDOW_REAL_S elsewhere."""
     return MIN_WINDOW_S if chain_id in DEV_CHAIN_IDS else MIN_WINDOW_REAL_S

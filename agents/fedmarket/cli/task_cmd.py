@@ -419,11 +419,29 @@ def list_tasks(
 # ------------------------------------------------------------------------------ participants
 
 
+@task_app.command("leave")
+@one_line_errors
+@opt.with_session()
+def leave(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None:
+    """Leave an open task (your stake and licence fee are credited back), or take back your licence
+    fee once the task is cancelled; then `fedmarket withdraw`."""
+    market = session.open()
+    result = market.client.leave_model(model_id)
+    left = result.event("ParticipantLeft").args
+    back = int(left["stakeReturned"]) + int(left["feeReturned"])
+    session.print_result(
+        {"model_id": model_id, "participant": market.sender, "stake_returned_wei": int(left["stakeReturned"]),
+         "fee_returned_wei": int(left["feeReturned"]), **tx_json(result)},
+        f"{market.sender} left task {model_id}: {opt.format_eth(back)} credited back (`fedmarket withdraw`)",
+    )  # fmt: skip
+
+
 @task_app.command("license")
 @one_line_errors
 @opt.with_session()
 def license_(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None:
-    """Buy the task's licence (its exact fee goes to the owner); trainers need one to join."""
+    """Buy the task's licence (its exact fee is held by the task until training starts, then goes to
+    the owner; refunded if the task is cancelled); trainers need one to join."""
     market = session.open()
     fee = market.client.get_model(model_id).params.license_fee
     result = market.client.buy_license(model_id, fee)

@@ -14,8 +14,9 @@ clients' test splits, sample-weighted, exactly as `fl.sim` evaluates its global 
 market round can be compared with the simulation's. Without them, accuracy / loss / auc are null.
 
 Utilities are recomputed from the ScoresSubmitted events (the contract's views keep only the
-last two rounds' scores): u_i is `median_toward_zero` of the committee's scores for trainer i,
-trainers in reveal order (UpdateRevealed.index), which is the contract's lib/Median.
+last two rounds' scores): u_i is `chain.protocol.utility_of` of the committee's scores for trainer
+i (clamped, their lower median, 0 without a quorum), trainers in reveal order
+(UpdateRevealed.index), as the contract takes it.
 
 Gas: every distinct transaction that emitted an event of the task is counted once. A transaction
 belongs to round r when it closed round r (RoundClosed; it also opens round r + 1: RoundStarted is
@@ -44,7 +45,7 @@ from fedmarket.chain.protocol import (
     ANVIL_CHAIN_ID,
     PAYMENT_EVENTS,
     ROLES,
-    median_toward_zero,
+    utility_of,
 )
 from fedmarket.chain.records import Role, SlashReason, Status
 from fedmarket.errors import FedmarketError
@@ -67,14 +68,15 @@ CREDITING_EVENTS = {
 # ----------------------------------------------------------------------------- pure helpers
 
 
-def utilities_of(reveal_order: Sequence[str], scores: Iterable[Sequence[int]]) -> dict[str, int]:
-    """u_i per revealed trainer: the median of the submitted score lists' i-th entries (each list
-    in reveal order, one per committee member that scored); 0 when nobody scored."""
+def utilities_of(reveal_order: Sequence[str], scores: Iterable[Sequence[int]], committee_size: int) -> dict[str, int]:
+    """u_i per revealed trainer, as the contract takes it (chain.protocol.utility_of): the lower
+    median of the submitted score lists' i-th entries, clamped (each list in reveal order, one per
+    committee member that scored); 0 without a quorum of more than half the committee."""
     lists = [list(s) for s in scores]
     for entry in lists:
         if len(entry) != len(reveal_order):
             raise FedmarketError(f"a score list has {len(entry)} scores for {len(reveal_order)} revealed updates")
-    return {trainer: median_toward_zero([entry[i] for entry in lists]) for i, trainer in enumerate(reveal_order)}
+    return {trainer: utility_of([entry[i] for entry in lists], committee_size) for i, trainer in enumerate(reveal_order)}
 
 
 def _num(value: float | None) -> float | None:
@@ -245,6 +247,9 @@ def build_report(
         elif event.name in PAYMENT_EVENTS:
             who = args[PAYMENT_EVENTS[event.name]]
             stake_returned[who] = stake_returned.get(who, 0) + int(args["stakeReturned"])
+        elif event.name == "ParticipantLeft":  # left an Open task, or took a licence fee back after a cancel
+            who = args["participant"]
+            stake_returned[who] = stake_returned.get(who, 0) + int(args["stakeReturned"]) + int(args["feeReturned"])
     for who in deposited:  # licensees that never joined
         roles.setdefault(who, "licensee")
     # Named by `labels` (keystore names, the engine's names) where known, else by short address.
@@ -352,8 +357,8 @@ def _round_entry(
     reveals = sorted((int(e.args["index"]), e.args["trainer"]) for e in events if e.name == "UpdateRevealed")
     order = [trainer for _index, trainer in reveals]
     scores = [e.args["scores"] for e in events if e.name == "ScoresSubmitted"]
-    utilities = utilities_of(order, scores)
     committee: list[str] = next((list(e.args["committee"]) for e in events if e.name == "RoundStarted"), [])
+    utilities = utilities_of(order, scores, len(committee))
     earned = dict.fromkeys(ROLES, 0)
     slashes = []
     for event in events:

@@ -213,6 +213,8 @@ class Agent:
         if status == Status.FINALIZED:
             self._waiting("finalized", 0, f"finalized: waiting for the payments (`fedmarket task finalize {self.model_id}` credits them)")
             return False
+        if status == Status.CANCELLED and self._reclaim_licence():
+            return True
         # Settled or cancelled: take the credit out and stop.
         self.finished = True
         if self.options.withdraw:
@@ -275,6 +277,23 @@ class Agent:
             if self._view(lambda: self.market.get_round(self.model_id, r)).closed:
                 return True  # someone else closed it first
             raise exc
+        return True
+
+    def _reclaim_licence(self) -> bool:
+        """A cancelled task holds each licence fee until its licensee takes it back (leaveModel)."""
+        from fedmarket.chain.client import ContractRevert
+
+        if (0, "licence-reclaimed") in self._facts:
+            return False
+        self._facts.add((0, "licence-reclaimed"))
+        if not self._view(lambda: self.market.participant(self.model_id, self.address)).licensed:
+            return False
+        try:
+            self._send("cancelled", 0, "leave", lambda: self.market.leave_model(self.model_id), detail="the task was cancelled: licence fee back")
+        except ContractRevert as exc:
+            if exc.name != "NothingToLeave":
+                raise
+            return False
         return True
 
     def _withdraw(self) -> bool:
