@@ -4,9 +4,10 @@ with the client only."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
+from chain_helpers import REWARD, WINDOW, Actors, salt_of, update_digest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
@@ -14,8 +15,6 @@ from web3 import Web3
 from fedmarket.chain.anvil import dev_accounts
 from fedmarket.chain.client import MarketClient, ModelParams, commitment, connect
 from fedmarket.chain.deploy import deploy_marketplace
-
-from chain_helpers import REWARD, WINDOW, Actors, salt_of, update_digest
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from eth_account import Account
@@ -21,8 +21,8 @@ from fedmarket.chain.anvil import AnvilError, AnvilProcess, dev_accounts, port_i
 from fedmarket.chain.client import InsufficientFunds, MarketClient, ModelParams, NotOwner, Phase, TxResult, WrongAmount, commitment, connect
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
 from fedmarket.chain.protocol import ANVIL_CHAIN_ID
-from fedmarket.chain.transactions import GAS_MARGIN, GAS_MARGIN_FLAT
 from fedmarket.chain.timecontrol import TimeControlUnsupported, advance_time, advance_to, chain_now
+from fedmarket.chain.transactions import GAS_MARGIN, GAS_MARGIN_FLAT
 
 pytestmark = pytest.mark.anvil
 
@@ -140,7 +140,10 @@ def test_market_client_on_anvil(anvil: AnvilProcess) -> None:
     params = ModelParams(spec_digest=keccak(text="spec"), initial_model_digest=keccak(text="init"), aggregator=aggregator.address, trainer_stake=10**15)
     result = market.new_model(params, 10**18)
     model_id = result.model_id
-    assert [e.name for e in result.events] == ["ModelCreated", "ModelCreationPayment"] or {e.name for e in result.events} == {"ModelCreated", "ModelCreationPayment"}
+    assert [e.name for e in result.events] == ["ModelCreated", "ModelCreationPayment"] or {e.name for e in result.events} == {
+        "ModelCreated",
+        "ModelCreationPayment",
+    }
     assert market.get_model(model_id).params == params
     market.with_account(trainer).buy_license(model_id)
     joined = market.with_account(trainer).join_as_trainer(model_id)

@@ -4,9 +4,10 @@ messages of the custom errors the contract raises."""
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
+from chain_helpers import REWARD, WINDOW, Actors, salt_of, update_digest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -35,8 +36,6 @@ from fedmarket.chain.client import (
     commitment,
 )
 from fedmarket.chain.timecontrol import advance_time, chain_now
-
-from chain_helpers import REWARD, WINDOW, Actors, salt_of, update_digest
 
 
 def member_clients(market: MarketClient, actors: Actors, model_id: int, round: int) -> list[MarketClient]:
@@ -250,9 +249,7 @@ def test_round_errors_have_exact_messages(w3, market: MarketClient, actors: Acto
 
     with pytest.raises(CommitmentMismatch) as mismatch:
         t1.reveal_update(model_id, 1, update_digest(a1.address, 1), 10, b"\x00" * 32)
-    assert str(mismatch.value) == (
-        f"the reveal of {a1.address} does not match its commitment in task {model_id} round 1 (other CID, sample count or salt)"
-    )
+    assert str(mismatch.value) == (f"the reveal of {a1.address} does not match its commitment in task {model_id} round 1 (other CID, sample count or salt)")
     t0.reveal_update(model_id, 1, update_digest(a0.address, 1), 10, salt_of(a0.address, 1))
     t1.reveal_update(model_id, 1, update_digest(a1.address, 1), 10, salt_of(a1.address, 1))
 

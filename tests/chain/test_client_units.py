@@ -131,7 +131,7 @@ def test_revert_data_from_web3_and_eth_tester_exceptions() -> None:
         try:
             raise TransactionFailed(data)
         except TransactionFailed:
-            raise TransactionFailed(f"execution reverted: {data!r}")  # what web3's eth-tester provider does
+            raise TransactionFailed(f"execution reverted: {data!r}")  # noqa: B904 - what web3's eth-tester provider does (the context, not the cause)
     except TransactionFailed as exc:
         assert revert_data(exc) == data
     assert revert_data(TransactionFailed(f"execution reverted: {data!r}")) == data
@@ -149,9 +149,7 @@ def test_enums_print_solidity_names() -> None:
 def test_local_commitment_is_abi_encode_keccak() -> None:
     trainer = Account.from_key(b"\x02" * 32).address
     digest, salt = keccak(text="u"), keccak(text="s")
-    expected = keccak(
-        encode(["uint256", "uint32", "bytes32", "uint64", "bytes32", "address"], [1, 2, digest, 10, salt, trainer])
-    )
+    expected = keccak(encode(["uint256", "uint32", "bytes32", "uint64", "bytes32", "address"], [1, 2, digest, 10, salt, trainer]))
     assert commitment(1, 2, digest, 10, salt, trainer) == expected
     assert commitment(1, 2, digest, 10, salt, trainer.lower()) == expected
     assert commitment(1, 2, digest_to_cid(digest), 10, salt, trainer) == expected

@@ -4,18 +4,17 @@ restarts without duplicates or misses, refusal of a position that belongs to ano
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from chain_helpers import REWARD, Actors
 from web3 import Web3
 
 from fedmarket.chain.client import MarketClient, ModelParams, TxResult, connect
 from fedmarket.chain.deploy import deploy_marketplace
 from fedmarket.chain.events import CursorMismatch, Event, EventCursor
 from fedmarket.errors import FedmarketError
-
-from chain_helpers import REWARD, Actors
 
 
 def keys(events: list[Event]) -> list[tuple[int, int, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from chain_helpers import REWARD, WINDOW, Actors, salt_of, update_digest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
@@ -19,9 +20,6 @@ from fedmarket.chain.embedded import new_embedded_web3
 from fedmarket.chain.protocol import MAX_COMMITTEE, MAX_TRAINERS
 from fedmarket.chain.timecontrol import advance_to
 from fedmarket.chain.transactions import GAS_MARGIN, GAS_MARGIN_FLAT
-
-from chain_helpers import REWARD, WINDOW, Actors, salt_of, update_digest
-
 
 POISON = -100_000  # ModelParams' default poison threshold
 
@@ -55,7 +53,9 @@ def old_node_limit(estimate: int) -> int:
     return int(estimate * GAS_MARGIN) + GAS_MARGIN_FLAT
 
 
-def to_confirm(market: MarketClient, actors: Actors, ready_task: Callable[..., int], commit_and_reveal: Callable[..., list[LocalAccount]]) -> tuple[int, list[MarketClient]]:
+def to_confirm(
+    market: MarketClient, actors: Actors, ready_task: Callable[..., int], commit_and_reveal: Callable[..., list[LocalAccount]]
+) -> tuple[int, list[MarketClient]]:
     """A task of 3 trainers and a committee of 3 whose round 1 waits for its votes."""
     model_id = ready_task(n_trainers=3, n_validators=3)
     commit_and_reveal(model_id, 1)

@@ -11,7 +11,8 @@ from web3 import Web3
 
 from fedmarket.chain.anvil import dev_accounts
 from fedmarket.chain.client import ErrorDecoder, InsufficientFunds, NothingToWithdraw, OutOfGas, TransactionFailed
-from fedmarket.chain.deploy import deploy_marketplace, send_transaction as send_call
+from fedmarket.chain.deploy import deploy_marketplace
+from fedmarket.chain.deploy import send_transaction as send_call
 from fedmarket.chain.transactions import TRANSFER_GAS, fees, send_transaction, send_value, send_values
 
 

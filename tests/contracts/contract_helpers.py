@@ -13,8 +13,9 @@ was deployed, so every test starts from a fresh deployment (same address every t
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from eth_abi import decode as abi_decode
@@ -23,9 +24,9 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 
+from fedmarket.chain.abi import abi_type
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
 from fedmarket.chain.embedded import latest_timestamp, new_embedded_web3, set_next_timestamp
-from fedmarket.chain.abi import abi_type
 from fedmarket.chain.timecontrol import advance_time
 
 # ------------------------------------------------------------------------------ defaults
@@ -358,9 +359,7 @@ def post_task(market: Any, actors: Actors, tx: Callable[..., Any], make_params: 
 
 
 @pytest.fixture
-def ready_task(
-    market: Any, actors: Actors, tx: Callable[..., Any], post_task: Callable[..., int], session_chain: SessionChain
-) -> Callable[..., int]:
+def ready_task(market: Any, actors: Actors, tx: Callable[..., Any], post_task: Callable[..., int], session_chain: SessionChain) -> Callable[..., int]:
     """ready_task(n_trainers=3, n_validators=3, start=True, owner=None, value=DEFAULT_REWARD,
     **param_overrides) -> modelId: posted, licences bought, trainers / validators / the
     aggregator joined (actors.trainers[:n], actors.validators[:n]), and training started (round 1
@@ -416,14 +415,38 @@ def commitment_of(model_id: int, round_: int, digest: bytes, samples: int, salt:
 
 
 ROUND_FIELDS = [
-    "round", "phase", "phaseDeadline", "committee", "commits", "reveals", "scoresSubmitted",
-    "proposed", "proposedDigest", "proposedMetric", "confirmations", "rejections", "closed",
+    "round",
+    "phase",
+    "phaseDeadline",
+    "committee",
+    "commits",
+    "reveals",
+    "scoresSubmitted",
+    "proposed",
+    "proposedDigest",
+    "proposedMetric",
+    "confirmations",
+    "rejections",
+    "closed",
 ]
 PARTICIPANT_FIELDS = ["role", "stakeRemaining", "earned", "slashed", "licensed"]
 STATE_FIELDS = [
-    "owner", "status", "currentRound", "roundsClosed", "reward", "escrow", "stakesHeld", "accrued",
-    "licenseIncome", "globalModelDigest", "trainerCount", "validatorCount", "aggregatorJoined",
-    "licenseHeld", "startDeadline", "endRequested",
+    "owner",
+    "status",
+    "currentRound",
+    "roundsClosed",
+    "reward",
+    "escrow",
+    "stakesHeld",
+    "accrued",
+    "licenseIncome",
+    "globalModelDigest",
+    "trainerCount",
+    "validatorCount",
+    "aggregatorJoined",
+    "licenseHeld",
+    "startDeadline",
+    "endRequested",
 ]
 
 

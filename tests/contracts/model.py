@@ -623,9 +623,7 @@ class Market:
                 errors.append(Err("StartDeadlinePassed", (model_id, task.start_deadline)))
             if self._status(task, (Status.OPEN,), errors):
                 if len(task.trainers) < p.min_trainers or len(task.validators) < p.committee_size or not task.aggregator_joined:
-                    errors.append(
-                        Err("NotEnoughParticipants", (model_id, len(task.trainers), len(task.validators), task.aggregator_joined))
-                    )
+                    errors.append(Err("NotEnoughParticipants", (model_id, len(task.trainers), len(task.validators), task.aggregator_joined)))
         _raise_if(errors)
         assert task is not None
         task.status = Status.TRAINING
@@ -694,9 +692,7 @@ class Market:
 
     # -------------------------------------------------------------- rounds
 
-    def _round_checks(
-        self, caller: str, model_id: int, round_: int, now: int, phase: Phase, errors: list[Err]
-    ) -> tuple[Task | None, RoundState | None]:
+    def _round_checks(self, caller: str, model_id: int, round_: int, now: int, phase: Phase, errors: list[Err]) -> tuple[Task | None, RoundState | None]:
         """Status, round and phase checks shared by the round functions (state not changed)."""
         task = self._task(model_id, errors)
         if task is None:
@@ -726,9 +722,7 @@ class Market:
         if len(rnd.commitments) == len(task.trainers):
             self._end_phase_early(task, rnd, now)
 
-    def reveal_update(
-        self, caller: str, model_id: int, round_: int, update_digest: bytes, num_samples: int, salt: bytes, now: int
-    ) -> int:
+    def reveal_update(self, caller: str, model_id: int, round_: int, update_digest: bytes, num_samples: int, salt: bytes, now: int) -> int:
         errors: list[Err] = []
         task, rnd = self._round_checks(caller, model_id, round_, now, Phase.REVEAL, errors)
         if task is not None and task.role_of(caller) != Role.TRAINER:

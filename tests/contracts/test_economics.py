@@ -70,9 +70,18 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
         return tx(call, sender, value=value)
 
     model_id = post_task(
-        value=W, rounds=2, minTrainers=3, maxTrainers=3, committeeSize=3, maxValidators=3,
-        licenseFee=FEE, trainerStake=T_STAKE, validatorStake=V_STAKE, aggregatorStake=A_STAKE,
-        lateSlashBps=1_000, badSlashBps=5_000,
+        value=W,
+        rounds=2,
+        minTrainers=3,
+        maxTrainers=3,
+        committeeSize=3,
+        maxValidators=3,
+        licenseFee=FEE,
+        trainerStake=T_STAKE,
+        validatorStake=V_STAKE,
+        aggregatorStake=A_STAKE,
+        lateSlashBps=1_000,
+        badSlashBps=5_000,
     )
     deposited += W
     for trainer in (a, b, c):
@@ -152,18 +161,27 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
     assert f.taskBalance(model_id).call() == 0
 
     assert {e["trainer"]: (e["earned"], e["stakeReturned"]) for e in events(settled, "ContributionPayment")} == {
-        a: (580_503, 10_007), b: (235_863, 10_007), c: (50_835, 9_007),
+        a: (580_503, 10_007),
+        b: (235_863, 10_007),
+        c: (50_835, 9_007),
     }
     assert {e["validator"]: (e["earned"], e["stakeReturned"]) for e in events(settled, "ValidationPayment")} == {
-        v1: (102_880, 20_013), v2: (102_880, 20_013), v3: (41_152, 18_012),
+        v1: (102_880, 20_013),
+        v2: (102_880, 20_013),
+        v3: (41_152, 18_012),
     }
     assert events(settled, "OrchestrationPayment") == [{"modelId": model_id, "aggregator": g, "earned": 123_460, "stakeReturned": 30_011}]
     assert events(settled, "ModelBuyerReturnPayment") == [{"modelId": model_id, "owner": owner, "amount": 5}]
 
     expected_credit = {
-        a: 590_510, b: 245_870, c: 59_842,
-        v1: 122_893, v2: 122_893, v3: 59_164,
-        g: 153_471, owner: 3_008,
+        a: 590_510,
+        b: 245_870,
+        c: 59_842,
+        v1: 122_893,
+        v2: 122_893,
+        v3: 59_164,
+        g: 153_471,
+        owner: 3_008,
     }
     assert {who: f.credit(who).call() for who in expected_credit} == expected_credit
     assert sum(expected_credit.values()) == deposited == 1_357_651

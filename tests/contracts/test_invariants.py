@@ -34,14 +34,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-from eth_abi import decode, encode
 from eth.exceptions import Revert
 from eth.vm.message import Message
+from eth_abi import decode, encode
 from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector, keccak, to_canonical_address, to_checksum_address
 from eth_utils.abi import collapse_if_tuple, get_abi_input_types, get_abi_output_types
 from hypothesis import note
@@ -248,8 +249,7 @@ class ContractDriver:
         tx_hash = self.tester.send_transaction(tx)
         ok, logs, gas_used = self._last_receipt()
         assert ok == simulated_ok, (
-            f"{fn}: the simulated call and the transaction disagree (simulated {simulated_ok} {error}, "
-            f"transaction {ok}, gas used {gas_used} of {gas})"
+            f"{fn}: the simulated call and the transaction disagree (simulated {simulated_ok} {error}, transaction {ok}, gas used {gas_used} of {gas})"
         )
         return Outcome(ok=ok, error=error, tx_hash=tx_hash, timestamp=timestamp, logs=logs, gas_used=gas_used, gas_price=-1)
 
@@ -260,10 +260,7 @@ class ContractDriver:
         chain = self.tester.backend.chain
         block = chain.get_canonical_block_by_number(chain.get_canonical_head().block_number)
         (receipt,) = block.get_receipts(chain.chaindb)
-        logs = [
-            {"address": log.address, "topics": [t.to_bytes(32, "big") for t in log.topics], "data": log.data}
-            for log in receipt.logs
-        ]
+        logs = [{"address": log.address, "topics": [t.to_bytes(32, "big") for t in log.topics], "data": log.data} for log in receipt.logs]
         return receipt.state_root == b"\x01", logs, int(receipt.gas_used)
 
     def gas_price_of(self, tx_hash: bytes) -> int:
@@ -344,24 +341,84 @@ def _check_records(chain: ContractDriver, market: M.Market, accounts: list[str],
             assert licensed == part.licensed, f"task {mid} {account} licensed {licensed} != model {part.licensed}"
             assert slashed == part.slashed, f"task {mid} {account} slashed {slashed} != model {part.slashed}"
             # the record keeps its values after settlement / cancellation (credited by then)
-            assert stake_remaining == part.stake_remaining, (
-                f"task {mid} {account} stakeRemaining {stake_remaining} != model {part.stake_remaining}"
-            )
+            assert stake_remaining == part.stake_remaining, f"task {mid} {account} stakeRemaining {stake_remaining} != model {part.stake_remaining}"
             assert earned == part.earned, f"task {mid} {account} earned {earned} != model {part.earned}"
         if scope.tasks is not None and mid not in scope.tasks:
             continue
         params, state = chain.call("getModel", mid)
         assert params == _normalize(task.params.as_tuple()), f"task {mid} params {params} != model {task.params}"
-        (owner, status, current_round, rounds_closed, reward, escrow, stakes_held, accrued, license_income, global_digest,
-         trainer_count, validator_count, aggregator_joined, license_held, start_deadline, end_requested) = state
-        expected = (task.owner, int(task.status), task.current_round, task.rounds_closed, task.reward, task.escrow,
-                    task.stakes_held, task.accrued, task.license_income, task.global_digest, len(task.trainers),
-                    len(task.validators), task.aggregator_joined, task.license_held, task.start_deadline, task.end_requested)
-        got = (owner, status, current_round, rounds_closed, reward, escrow, stakes_held, accrued, license_income,
-               global_digest, trainer_count, validator_count, aggregator_joined, license_held, start_deadline, end_requested)
-        names = ("owner", "status", "currentRound", "roundsClosed", "reward", "escrow", "stakesHeld", "accrued",
-                 "licenseIncome", "globalModelDigest", "trainerCount", "validatorCount", "aggregatorJoined",
-                 "licenseHeld", "startDeadline", "endRequested")
+        (
+            owner,
+            status,
+            current_round,
+            rounds_closed,
+            reward,
+            escrow,
+            stakes_held,
+            accrued,
+            license_income,
+            global_digest,
+            trainer_count,
+            validator_count,
+            aggregator_joined,
+            license_held,
+            start_deadline,
+            end_requested,
+        ) = state
+        expected = (
+            task.owner,
+            int(task.status),
+            task.current_round,
+            task.rounds_closed,
+            task.reward,
+            task.escrow,
+            task.stakes_held,
+            task.accrued,
+            task.license_income,
+            task.global_digest,
+            len(task.trainers),
+            len(task.validators),
+            task.aggregator_joined,
+            task.license_held,
+            task.start_deadline,
+            task.end_requested,
+        )
+        got = (
+            owner,
+            status,
+            current_round,
+            rounds_closed,
+            reward,
+            escrow,
+            stakes_held,
+            accrued,
+            license_income,
+            global_digest,
+            trainer_count,
+            validator_count,
+            aggregator_joined,
+            license_held,
+            start_deadline,
+            end_requested,
+        )
+        names = (
+            "owner",
+            "status",
+            "currentRound",
+            "roundsClosed",
+            "reward",
+            "escrow",
+            "stakesHeld",
+            "accrued",
+            "licenseIncome",
+            "globalModelDigest",
+            "trainerCount",
+            "validatorCount",
+            "aggregatorJoined",
+            "licenseHeld",
+            "startDeadline",
+            "endRequested",
+        )
         for name, g, e in zip(names, got, expected):
             assert g == e, f"task {mid} {name}: contract {g!r} != model {e!r}"
         assert escrow + stakes_held + accrued + license_held == task_balances[mid]
@@ -388,13 +445,30 @@ def _check_rounds(chain: ContractDriver, market: M.Market, tasks: set[int] | Non
         rnd = task.round()
         assert rnd is not None
         view = chain.call("getRound", mid, task.current_round)
-        (number, phase, deadline, committee, commits, reveals, scores_submitted, proposed, proposed_digest,
-         proposed_metric, confirmations, rejections, closed) = view
+        (
+            number,
+            phase,
+            deadline,
+            committee,
+            commits,
+            reveals,
+            scores_submitted,
+            proposed,
+            proposed_digest,
+            proposed_metric,
+            confirmations,
+            rejections,
+            closed,
+        ) = view
         assert number == rnd.number
         assert list(committee) == rnd.committee, f"task {mid} round {rnd.number} committee {committee} != model {rnd.committee}"
         assert closed == rnd.closed, f"task {mid} round {rnd.number} closed {closed} != model {rnd.closed}"
         assert (commits, reveals, scores_submitted, confirmations, rejections) == (
-            len(rnd.commitments), len(rnd.reveals), len(rnd.scores), len(rnd.votes), rnd.rejections
+            len(rnd.commitments),
+            len(rnd.reveals),
+            len(rnd.scores),
+            len(rnd.votes),
+            rnd.rejections,
         ), f"task {mid} round {rnd.number} counters"
         assert proposed == rnd.proposed
         if rnd.proposed:
@@ -529,8 +603,21 @@ _DEBUG = bool(os.environ.get("FEDMARKET_HYPOTHESIS_DEBUG"))
 _ENV: dict[str, Any] = {}
 """Set by the test function: driver, snapshot id and accounts (hypothesis builds a machine per sequence)."""
 
-_STATS: dict[str, int] = {"sequences": 0, "steps": 0, "unchanged_steps": 0, "calls": 0, "sent": 0, "reverts": 0, "rounds_closed": 0, "settled": 0,
-                         "rejected_proposals": 0, "slashes": 0, "poison_slashes": 0, "third_rounds": 0, "withdrawals": 0}
+_STATS: dict[str, int] = {
+    "sequences": 0,
+    "steps": 0,
+    "unchanged_steps": 0,
+    "calls": 0,
+    "sent": 0,
+    "reverts": 0,
+    "rounds_closed": 0,
+    "settled": 0,
+    "rejected_proposals": 0,
+    "slashes": 0,
+    "poison_slashes": 0,
+    "third_rounds": 0,
+    "withdrawals": 0,
+}
 
 
 class MarketplaceMachine(RuleBasedStateMachine):
@@ -588,9 +675,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 old = before.tasks.get(mid)
                 if old != task:
                     self.dirty_tasks.add(mid)
-                    self.dirty_participants |= {
-                        (mid, a) for a, part in task.participants.items() if old is None or old.participants.get(a) != part
-                    }
+                    self.dirty_participants |= {(mid, a) for a, part in task.participants.items() if old is None or old.participants.get(a) != part}
             self.dirty_accounts |= {a for a in set(before.credits) | set(trial.credits) if before.credit_of(a) != trial.credit_of(a)}
             self.model.check_self()
             self._check_events(before, fn, args, outcome)
@@ -619,14 +704,20 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 assert len(closes) == 1, f"{fn}: expected one RoundClosed({mid}, {number}), got {closes}"
                 ev = closes[0]
                 assert (ev["budget"], ev["returnedToBuyer"], ev["accepted"], ev["globalModelDigest"]) == (
-                    rnd.budget, rnd.returned_to_buyer, rnd.accepted, rnd.global_digest_after
+                    rnd.budget,
+                    rnd.returned_to_buyer,
+                    rnd.accepted,
+                    rnd.global_digest_after,
                 ), f"RoundClosed({mid}, {number}) {ev} != model budget={rnd.budget} returned={rnd.returned_to_buyer} accepted={rnd.accepted}"
                 _STATS["rejected_proposals"] += rnd.proposed and not rnd.accepted
                 _STATS["slashes"] += sum(1 for _, amount in rnd.slashes.values() if amount)
                 _STATS["poison_slashes"] += sum(1 for r, amount in rnd.slashes.values() if amount and r == M.SlashReason.POISON)
                 _STATS["third_rounds"] += number >= 3
-                slashes = {(v["participant"], v["reason"], v["amount"]) for n, v in events
-                           if n == "Slashed" and v["modelId"] == mid and v["round"] == number and v["amount"] > 0}
+                slashes = {
+                    (v["participant"], v["reason"], v["amount"])
+                    for n, v in events
+                    if n == "Slashed" and v["modelId"] == mid and v["round"] == number and v["amount"] > 0
+                }
                 model_slashes = {(a, int(r), amt) for a, (r, amt) in rnd.slashes.items() if amt > 0}
                 assert slashes == model_slashes, f"Slashed events of ({mid}, {number}) {slashes} != model {model_slashes}"
                 rewards: dict[str, int] = {}
@@ -634,9 +725,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
                     if n == "RewardAccrued" and v["modelId"] == mid and v["round"] == number:
                         rewards[v["participant"]] = rewards.get(v["participant"], 0) + v["amount"]
                 rewards = {a: x for a, x in rewards.items() if x}
-                assert rewards == {a: x for a, x in rnd.rewards.items() if x}, (
-                    f"RewardAccrued events of ({mid}, {number}) {rewards} != model {rnd.rewards}"
-                )
+                assert rewards == {a: x for a, x in rnd.rewards.items() if x}, f"RewardAccrued events of ({mid}, {number}) {rewards} != model {rnd.rewards}"
             if old is not None and old.status == M.Status.FINALIZED and task.status == M.Status.SETTLED:
                 _STATS["settled"] += 1
                 paid: dict[str, int] = {}
@@ -741,8 +830,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
             preferred = [a for a, p in task.participants.items() if p.licensed and p.role == M.Role.NONE]
             stake = task.params.trainer_stake
         elif role == M.Role.VALIDATOR:
-            preferred = [a for a in self.accounts if a != task.owner and task.role_of(a) == M.Role.NONE
-                         and a != task.params.aggregator.lower()]
+            preferred = [a for a in self.accounts if a != task.owner and task.role_of(a) == M.Role.NONE and a != task.params.aggregator.lower()]
             stake = task.params.validator_stake
         else:
             preferred = [task.params.aggregator.lower()]
@@ -751,8 +839,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         wrong = sorted({v for v in (0, stake + 1, stake - 1) if v >= 0 and v != stake})
         value = stake if data.draw(st.integers(0, 9), label="stake-right") < 9 else data.draw(st.sampled_from(wrong), label="wrong-stake")
         fn = {M.Role.TRAINER: "joinAsTrainer", M.Role.VALIDATOR: "joinAsValidator", M.Role.AGGREGATOR: "joinAsAggregator"}[role]
-        method = {M.Role.TRAINER: M.Market.join_as_trainer, M.Role.VALIDATOR: M.Market.join_as_validator,
-                  M.Role.AGGREGATOR: M.Market.join_as_aggregator}[role]
+        method = {M.Role.TRAINER: M.Market.join_as_trainer, M.Role.VALIDATOR: M.Market.join_as_validator, M.Role.AGGREGATOR: M.Market.join_as_aggregator}[role]
         self.act(sender, fn, (mid,), lambda m, now: method(m, sender, mid, value, now), value=value)
 
     def staff_task(self, data: st.DataObject) -> None:
@@ -868,8 +955,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
             salt = bytes([salt[0] ^ 1]) + salt[1:]
         elif kind == "zero_samples":
             samples = 0
-        self.act(sender, "revealUpdate", (mid, round_, digest, samples, salt),
-                 lambda m, now: m.reveal_update(sender, mid, round_, digest, samples, salt, now))
+        self.act(sender, "revealUpdate", (mid, round_, digest, samples, salt), lambda m, now: m.reveal_update(sender, mid, round_, digest, samples, salt, now))
 
     def reveal(self, data: st.DataObject) -> None:
         kind = data.draw(st.sampled_from(["own"] * 6 + ["tamper_samples", "tamper_digest", "tamper_salt", "zero_samples"]), label="kind")
@@ -885,8 +971,12 @@ class MarketplaceMachine(RuleBasedStateMachine):
         some right at the task's poison threshold (strictly below it is poison)."""
         edges = [v for v in (threshold - 1, threshold, threshold + 1) if M.INT64_MIN <= v <= M.INT64_MAX]
         value = st.one_of(
-            st.integers(1, 1_000_000), st.integers(1, 1_000_000), st.integers(1, 1_000_000),
-            st.integers(-2_000_000, -1), SCORE, st.sampled_from(edges),
+            st.integers(1, 1_000_000),
+            st.integers(1, 1_000_000),
+            st.integers(1, 1_000_000),
+            st.integers(-2_000_000, -1),
+            SCORE,
+            st.sampled_from(edges),
         )
         return data.draw(st.lists(value, min_size=n, max_size=n), label="scores")
 
@@ -911,8 +1001,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def _publish(self, data: st.DataObject, mid: int, sender: str, round_: int) -> None:
         digest = data.draw(st.binary(min_size=32, max_size=32), label="model-digest")
         metric = data.draw(st.integers(M.INT64_MIN, M.INT64_MAX), label="metric")
-        self.act(sender, "publishGlobalModel", (mid, round_, digest, metric),
-                 lambda m, now: m.publish_global_model(sender, mid, round_, digest, metric, now))
+        self.act(sender, "publishGlobalModel", (mid, round_, digest, metric), lambda m, now: m.publish_global_model(sender, mid, round_, digest, metric, now))
 
     def publish(self, data: st.DataObject) -> None:
         mid = self._task_id(data, (M.Status.TRAINING,))
@@ -993,8 +1082,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     def settle_and_withdraw(self, data: st.DataObject) -> None:
         """Macro: a finished task is finalized and settled (by anyone), and its payees withdraw."""
-        done = [mid for mid, t in self.model.tasks.items()
-                if t.status == M.Status.FINALIZED or (t.status == M.Status.TRAINING and t.all_rounds_closed())]
+        done = [mid for mid, t in self.model.tasks.items() if t.status == M.Status.FINALIZED or (t.status == M.Status.TRAINING and t.all_rounds_closed())]
         mid = data.draw(st.sampled_from(done), label="task")
         if self.model.tasks[mid].status == M.Status.TRAINING:
             sender = data.draw(st.sampled_from(self.accounts), label="finalizer")
@@ -1068,10 +1156,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def _available(self) -> list[str]:
         """The actions that make sense now, each repeated by its weight."""
         training = bool(self._training())
-        finished = any(
-            t.status == M.Status.FINALIZED or (t.status == M.Status.TRAINING and t.all_rounds_closed())
-            for t in self.model.tasks.values()
-        )
+        finished = any(t.status == M.Status.FINALIZED or (t.status == M.Status.TRAINING and t.all_rounds_closed()) for t in self.model.tasks.values())
         out: list[str] = []
         for name, weight, needs in ACTIONS:
             if needs == "training" and not training:
@@ -1120,8 +1205,12 @@ class MarketplaceMachine(RuleBasedStateMachine):
             self.rotation += 1
             ids = sorted(self.model.tasks)
             turn = ids[self.rotation % len(ids)] if ids else 0
-            scope = Scope(accounts=set(), tasks=set(), participants=set(), rounds={
-                mid for mid in ids if self.model.current_phase(mid, now) != self.checked_phases.get(mid)} | {turn})
+            scope = Scope(
+                accounts=set(),
+                tasks=set(),
+                participants=set(),
+                rounds={mid for mid in ids if self.model.current_phase(mid, now) != self.checked_phases.get(mid)} | {turn},
+            )
         else:
             self.rotation += 1
             ids = sorted(self.model.tasks)
@@ -1146,8 +1235,13 @@ class MarketplaceMachine(RuleBasedStateMachine):
             return
         check_contract_against_model(self.chain, self.model, self.accounts)
         if _DEBUG:
-            print("END", [(t.status.name, t.params.rounds, t.rounds_closed, len(t.trainers), len(t.validators), t.params.committee_size)
-                          for t in self.model.tasks.values()])
+            print(
+                "END",
+                [
+                    (t.status.name, t.params.rounds, t.rounds_closed, len(t.trainers), len(t.validators), t.params.committee_size)
+                    for t in self.model.tasks.values()
+                ],
+            )
 
 
 OWNER_ACTIONS = frozenset({"newModel", "payForModel", "cancelModel", "startTraining", "finalizeContract", "generateTrainingPayments"})

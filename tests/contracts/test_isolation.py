@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from eth_utils import keccak
@@ -115,8 +116,15 @@ def _balance(w3: Web3, address: str) -> int:
 
 
 def test_reentrant_withdraw_fails_and_pays_exactly_once(
-    w3: Web3, market: Any, actors: Any, accounts: list[str], attacker: Any, tx: Callable[..., Any], post_task: Callable[..., int],
-    events: Callable[..., Any], call_error: Callable[..., Any]
+    w3: Web3,
+    market: Any,
+    actors: Any,
+    accounts: list[str],
+    attacker: Any,
+    tx: Callable[..., Any],
+    post_task: Callable[..., int],
+    events: Callable[..., Any],
+    call_error: Callable[..., Any],
 ) -> None:
     proxy = Proxy(attacker, accounts[28], market, tx)
     model_id = post_task(rounds=1, minTrainers=1, committeeSize=1, maxValidators=1, value=1_000_003)
@@ -162,7 +170,14 @@ def test_reentrant_withdraw_fails_and_pays_exactly_once(
 
 
 def test_reentrancy_that_bubbles_fails_the_withdrawal_and_keeps_the_credit(
-    w3: Web3, market: Any, actors: Any, accounts: list[str], attacker: Any, tx: Callable[..., Any], post_task: Callable[..., int], call_error: Callable[..., Any]
+    w3: Web3,
+    market: Any,
+    actors: Any,
+    accounts: list[str],
+    attacker: Any,
+    tx: Callable[..., Any],
+    post_task: Callable[..., int],
+    call_error: Callable[..., Any],
 ) -> None:
     proxy = Proxy(attacker, accounts[28], market, tx)
     model_id = post_task(value=5_000)
@@ -238,7 +253,14 @@ def test_reverting_receiver_blocks_nobody_and_keeps_its_credit(
 
 
 def test_two_tasks_with_the_same_participants_pay_each_from_its_own_money(
-    w3: Web3, market: Any, actors: Any, accounts: list[str], tx: Callable[..., Any], make_params: Callable[..., Any], advance: Callable[[int], int], expect_revert: Callable[..., Any]
+    w3: Web3,
+    market: Any,
+    actors: Any,
+    accounts: list[str],
+    tx: Callable[..., Any],
+    make_params: Callable[..., Any],
+    advance: Callable[[int], int],
+    expect_revert: Callable[..., Any],
 ) -> None:
     owner_a, owner_b = actors.owner, actors.outsiders[0]
     t1, t2, only_b = actors.trainers[0], actors.trainers[1], actors.trainers[2]
@@ -250,12 +272,37 @@ def test_two_tasks_with_the_same_participants_pay_each_from_its_own_money(
         (created,) = market.events.ModelCreated().process_receipt(receipt, errors=DISCARD)
         return int(created["args"]["modelId"])
 
-    a = post(owner_a, 1_000_003, rounds=1, minTrainers=2, committeeSize=1, maxValidators=1, licenseFee=1_000,
-             trainerStake=10_000, validatorStake=20_000, aggregatorStake=30_000, lateSlashBps=1_000, badSlashBps=5_000,
-             poisonThreshold=-500_000)
-    b = post(owner_b, 500_000, rounds=2, minTrainers=2, committeeSize=1, maxValidators=1, licenseFee=0, commitWindow=10,
-             trainerStake=7_000, validatorStake=3_000, aggregatorStake=9_000, lateSlashBps=2_500, badSlashBps=10_000,
-             poisonThreshold=-500_000)
+    a = post(
+        owner_a,
+        1_000_003,
+        rounds=1,
+        minTrainers=2,
+        committeeSize=1,
+        maxValidators=1,
+        licenseFee=1_000,
+        trainerStake=10_000,
+        validatorStake=20_000,
+        aggregatorStake=30_000,
+        lateSlashBps=1_000,
+        badSlashBps=5_000,
+        poisonThreshold=-500_000,
+    )
+    b = post(
+        owner_b,
+        500_000,
+        rounds=2,
+        minTrainers=2,
+        committeeSize=1,
+        maxValidators=1,
+        licenseFee=0,
+        commitWindow=10,
+        trainerStake=7_000,
+        validatorStake=3_000,
+        aggregatorStake=9_000,
+        lateSlashBps=2_500,
+        badSlashBps=10_000,
+        poisonThreshold=-500_000,
+    )
     for mid, fee, stake in ((a, 1_000, 10_000), (b, 0, 7_000)):
         for t in (t1, t2):
             tx(market.functions.buyLicense(mid), t, value=fee)

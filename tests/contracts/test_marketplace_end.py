@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from contract_helpers import DEFAULT_REWARD, PHASE, STATUS
+
 from fedmarket.chain.compile import _compile
 from fedmarket.chain.deploy import deploy_contract
 

@@ -8,11 +8,10 @@ Run with `-s` to see the figures.
 from __future__ import annotations
 
 import pytest
+from contract_helpers import DEFAULT_PARAMS, Flow, _actors
 
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
 from fedmarket.chain.embedded import new_embedded_web3
-
-from contract_helpers import DEFAULT_PARAMS, Flow, _actors
 
 TARGET_PER_TRAINER = 150_000
 
@@ -29,18 +28,20 @@ def run_rounds(flow, task, trainers, committee_size, rounds):
         confirm = [flow.confirm(task, r, m)["gasUsed"] for m in committee]
         closing = confirm[-1] - confirm[0]  # the last vote also settles the round
         n = len(trainers)
-        figures.append({
-            "round": r,
-            "commit": sum(commit) / n,
-            "reveal": sum(reveal) / n,
-            "scores": scores,
-            "publish": publish,
-            "confirm": confirm,
-            "close": closing,
-            "per_trainer": (sum(commit) + sum(reveal) + sum(scores) + closing) / n,
-            "per_trainer_all": (sum(commit) + sum(reveal) + sum(scores) + publish + sum(confirm)) / n,
-            "max": max(commit + reveal + scores + [publish] + confirm),
-        })
+        figures.append(
+            {
+                "round": r,
+                "commit": sum(commit) / n,
+                "reveal": sum(reveal) / n,
+                "scores": scores,
+                "publish": publish,
+                "confirm": confirm,
+                "close": closing,
+                "per_trainer": (sum(commit) + sum(reveal) + sum(scores) + closing) / n,
+                "per_trainer_all": (sum(commit) + sum(reveal) + sum(scores) + publish + sum(confirm)) / n,
+                "max": max(commit + reveal + scores + [publish] + confirm),
+            }
+        )
     return figures
 
 

@@ -8,10 +8,9 @@ committee), windows of 100 s.
 from __future__ import annotations
 
 import pytest
+from contract_helpers import PHASE, ROLE, SLASH, STATUS, WINDOW, salt_of, update_digest
 from eth_abi import encode
 from eth_utils import keccak
-
-from contract_helpers import PHASE, ROLE, SLASH, STATUS, WINDOW, salt_of, update_digest
 
 
 @pytest.fixture
@@ -80,8 +79,12 @@ def test_reveal(market, actors, flow, events, task):
     got = [events(r, "UpdateRevealed")[0] for r in receipts]
     assert [e["index"] for e in got] == [0, 1, 2]
     assert got[0] == {
-        "modelId": task, "round": 1, "trainer": actors.trainers[2],
-        "updateDigest": update_digest(actors.trainers[2], 1), "numSamples": 10, "index": 0,
+        "modelId": task,
+        "round": 1,
+        "trainer": actors.trainers[2],
+        "updateDigest": update_digest(actors.trainers[2], 1),
+        "numSamples": 10,
+        "index": 0,
     }
     trainers, digests, samples = market.functions.revealedUpdates(task, 1).call()
     assert trainers == list(reversed(actors.trainers[:3]))

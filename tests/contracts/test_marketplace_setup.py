@@ -7,9 +7,9 @@ revert data and checked by name and arguments.
 from __future__ import annotations
 
 import pytest
+from contract_helpers import DEFAULT_PARAMS, DEFAULT_REWARD, PHASE, ROLE, STATUS
 from eth_utils import keccak
 
-from contract_helpers import DEFAULT_PARAMS, DEFAULT_REWARD, PHASE, ROLE, STATUS
 from fedmarket.chain.reverts import ErrorDecoder, InvalidParams
 
 ZERO32 = b"\x00" * 32
@@ -125,8 +125,15 @@ def test_new_model_checks_escrow_before_params(market, actors, make_params, expe
 def test_new_model_checks_params_in_order(market, actors, make_params, expect_revert):
     """Every check fails: the first one in IMarketplace's order reverts."""
     params = make_params(
-        specDigest=ZERO32, initialModelDigest=ZERO32, rounds=0, minTrainers=0, committeeSize=0, commitWindow=0,
-        trainerStake=2**96, lateSlashBps=10_001, trainerShareBps=0,
+        specDigest=ZERO32,
+        initialModelDigest=ZERO32,
+        rounds=0,
+        minTrainers=0,
+        committeeSize=0,
+        commitWindow=0,
+        trainerStake=2**96,
+        lateSlashBps=10_001,
+        trainerShareBps=0,
     )
     expect_revert(market.functions.newModel(params), actors.owner, "ZeroSpecDigest", value=1)
     expect_revert(market.functions.newModel(make_params(rounds=0, minTrainers=0)), actors.owner, "RoundsOutOfRange", value=1)
@@ -320,7 +327,9 @@ def test_join_as_aggregator_reverts(market, actors, tx, expect_revert, post_task
     expect_revert(market.functions.joinAsAggregator(model_id), other, "NotAggregator", model_id, other, value=30_000)
     expect_revert(market.functions.joinAsAggregator(model_id), actors.aggregator, "WrongAmount", 30_000, 1, value=1)
     tx(market.functions.joinAsAggregator(model_id), actors.aggregator, value=30_000)
-    expect_revert(market.functions.joinAsAggregator(model_id), actors.aggregator, "AlreadyJoined", model_id, actors.aggregator, ROLE["Aggregator"], value=30_000)
+    expect_revert(
+        market.functions.joinAsAggregator(model_id), actors.aggregator, "AlreadyJoined", model_id, actors.aggregator, ROLE["Aggregator"], value=30_000
+    )
 
 
 def test_join_as_aggregator_after_start(market, actors, expect_revert, ready_task):

@@ -9,8 +9,8 @@ refundable), 3 (start deadline, leaving an Open task), 4 (no licence sale outsid
 from __future__ import annotations
 
 import pytest
-
 from contract_helpers import DEFAULT_REWARD, PHASE, ROLE, START_WINDOW, STATUS, salt_of, update_digest
+
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS
 
 FEE, T_STAKE, V_STAKE, A_STAKE = 1_000, 10_000, 20_000, 30_000  # contract_helpers.DEFAULT_PARAMS
@@ -67,9 +67,7 @@ def test_item2_sell_licences_then_cancel_keeps_nothing(market, actors, tx, event
     assert market.functions.credit(actors.owner).call() == DEFAULT_REWARD
     for trainer in actors.trainers[:3]:
         receipt = tx(market.functions.leaveModel(task), trainer)
-        assert events(receipt, "ParticipantLeft") == [
-            {"modelId": task, "participant": trainer, "role": ROLE["None"], "stakeReturned": 0, "feeReturned": FEE}
-        ]
+        assert events(receipt, "ParticipantLeft") == [{"modelId": task, "participant": trainer, "role": ROLE["None"], "stakeReturned": 0, "feeReturned": FEE}]
         assert market.functions.credit(trainer).call() == T_STAKE + FEE
     assert market.functions.taskBalance(task).call() == 0
 
@@ -161,7 +159,9 @@ def test_item3_leave_reverts(market, actors, expect_revert, post_task, ready_tas
 
 def test_item3_start_window_out_of_range(market, actors, expect_revert, make_params):
     for window in (0, MAX_WINDOW + 1):
-        expect_revert(market.functions.newModel(make_params(startWindow=window)), actors.owner, "WindowOutOfRange", PHASE["None"], window, 1, MAX_WINDOW, value=1)
+        expect_revert(
+            market.functions.newModel(make_params(startWindow=window)), actors.owner, "WindowOutOfRange", PHASE["None"], window, 1, MAX_WINDOW, value=1
+        )
 
 
 # ------------------------------------------------------------------------------ item 4
@@ -257,15 +257,12 @@ def test_item10_sample_count_bounded_by_the_task(market, actors, flow, tx, expec
     flow.commit(task, 1, trainer, samples=2**63)
     for other in actors.trainers[1:3]:
         flow.commit(task, 1, other, samples=60_000)
-    expect_revert(
-        market.functions.revealUpdate(task, 1, update_digest(trainer, 1, ""), 2**63, salt_of(trainer, 1)), trainer, "TooManySamples", 2**63, 60_000
-    )
+    expect_revert(market.functions.revealUpdate(task, 1, update_digest(trainer, 1, ""), 2**63, salt_of(trainer, 1)), trainer, "TooManySamples", 2**63, 60_000)
     flow.reveal(task, 1, actors.trainers[1], samples=60_000)  # at the bound: accepted
 
 
 def test_item10_zero_max_samples_refused(market, actors, expect_revert, make_params):
     expect_revert(market.functions.newModel(make_params(maxSamples=0)), actors.owner, "ZeroMaxSamples", value=1)
-
 
 
 # ------------------------------------------------------------------------------ item 11

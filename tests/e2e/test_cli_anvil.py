@@ -111,7 +111,16 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
         # funded from anvil's dev accounts, in this process (each CLI call costs a second of imports)
         client = open_market(w3, contract)
         for sender, recipient in zip(dev_accounts(w3), address.values()):
-            signed = sender.sign_transaction({"to": recipient, "value": 2 * E, "gas": 21_000, "gasPrice": 2 * w3.eth.gas_price, "nonce": w3.eth.get_transaction_count(sender.address), "chainId": 31337})
+            signed = sender.sign_transaction(
+                {
+                    "to": recipient,
+                    "value": 2 * E,
+                    "gas": 21_000,
+                    "gasPrice": 2 * w3.eth.gas_price,
+                    "nonce": w3.eth.get_transaction_count(sender.address),
+                    "chainId": 31337,
+                }
+            )
             w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction), poll_latency=0.02)
         assert all(w3.eth.get_balance(a) == 2 * E for a in address.values())
 

@@ -83,8 +83,7 @@ class _Recorder:
 
     def table(self) -> dict[str, dict[str, int]]:
         return {
-            key: {"calls": len(values), "mean": round(statistics.fmean(values)), "min": min(values), "max": max(values)}
-            for key, values in self.gas.items()
+            key: {"calls": len(values), "mean": round(statistics.fmean(values)), "min": min(values), "max": max(values)} for key, values in self.gas.items()
         }
 
 
@@ -160,7 +159,16 @@ def measure(n_trainers: int, committee: int, n_validators: int | None = None, *,
             c = commitment(model_id, rnd, keccak(text=f"u{t.address}{rnd}"), 100, keccak(text=f"s{t.address}{rnd}"), t.address)
             send("commitUpdate", market.with_account(t), "commit_update", model_id, rnd, c)
         for t in trainers:
-            send("revealUpdate", market.with_account(t), "reveal_update", model_id, rnd, keccak(text=f"u{t.address}{rnd}"), 100, keccak(text=f"s{t.address}{rnd}"))
+            send(
+                "revealUpdate",
+                market.with_account(t),
+                "reveal_update",
+                model_id,
+                rnd,
+                keccak(text=f"u{t.address}{rnd}"),
+                100,
+                keccak(text=f"s{t.address}{rnd}"),
+            )
         for j, member in enumerate(members):
             send("submitScores", market.with_account(member), "submit_scores", model_id, rnd, _scores(n_trainers, j))
         send("publishGlobalModel", market.with_account(aggregator), "publish_global_model", model_id, rnd, keccak(text=f"global {rnd}"), 900_000)
@@ -230,7 +238,9 @@ def _contract_provenance() -> dict[str, Any]:
     root = repo_root()
     try:
         info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--", "contracts"], cwd=root, capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(
+            ["git", "--no-optional-locks", "status", "--porcelain", "--", "contracts"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
         info["contracts_modified_since_commit"] = bool(dirty.strip())
     except (OSError, subprocess.CalledProcessError):
         pass

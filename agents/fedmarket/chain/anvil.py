@@ -116,9 +116,7 @@ def _log_tail(log: Path | None) -> str:
     return (": " + " | ".join(lines[-3:])) if lines else ""
 
 
-def _command(
-    port: int, accounts: int, balance_eth: int, chain_id: int | None, block_time: float | None, mixed_mining: bool = False
-) -> list[str]:
+def _command(port: int, accounts: int, balance_eth: int, chain_id: int | None, block_time: float | None, mixed_mining: bool = False) -> list[str]:
     """anvil's command line. `block_time` alone: interval mining only (a transaction waits for the
     next block); with `mixed_mining` too: every transaction is mined at once AND an idle chain
     still gets a block every `block_time` seconds (anvil 1.7.1: --mixed-mining --block-time N), so
@@ -222,8 +220,8 @@ def _remove_home(home: Path) -> None:
 class AnvilProcess:
     """A private anvil for the length of a `with` block: free port, temporary HOME, stopped by pid.
 
-        with AnvilProcess(accounts=5) as anvil:
-            w3 = anvil.web3()
+    with AnvilProcess(accounts=5) as anvil:
+        w3 = anvil.web3()
     """
 
     def __init__(

@@ -512,7 +512,7 @@ class MarketClient:
     def _transact(self, function: str, args: list[Any], *, value: int = 0) -> TxResult:
         account = self.account
         if account is None:
-            self.sender  # raises the clear error
+            _ = self.sender  # raises the clear error
             raise AssertionError  # pragma: no cover
         tx = {"to": self.address, "value": int(value), "data": self.contract.encode_abi(function, args), "chainId": self.chain_id}
         receipt = send_transaction(

@@ -8,7 +8,7 @@ client can tell whether its artifacts match what is on chain.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +57,7 @@ MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     "withdraw": 100_000,
 }
 
-ORDER_DEPENDENT_GAS: frozenset[str] = frozenset(
-    {"commitUpdate", "revealUpdate", "submitScores", "publishGlobalModel", "confirmGlobalModel", "closeRound"}
-)
+ORDER_DEPENDENT_GAS: frozenset[str] = frozenset({"commitUpdate", "revealUpdate", "submitScores", "publishGlobalModel", "confirmGlobalModel", "closeRound"})
 """Functions whose gas depends on who comes last, so an estimate made before another participant's
 transaction is mined can fall short: the last commit / reveal / score ends its phase (the last
 score computes every update's median), a publish or a close may first move the round through
@@ -162,7 +160,7 @@ def write_address_book(
         "blockNumber": int(block),
         "compiler": compiler_version(),
         "sourceHash": source_hash(include_test=False),
-        "deployedAt": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "deployedAt": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return atomic_write_json(path, book)
 
@@ -185,4 +183,3 @@ def deployed_address(chain_id: int, contract: str = MARKETPLACE, *, directory: P
         return book["contracts"][contract]["address"]
     except KeyError as exc:
         raise FedmarketError(f"no {contract} recorded for chain {chain_id}: run `fedmarket deploy`") from exc
-

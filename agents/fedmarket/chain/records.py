@@ -59,6 +59,7 @@ DEFAULT_STAKE_WEI = WEI_PER_ETH // 100
 
 # ----------------------------------------------------------------------------- commit-reveal
 
+
 def commitment(model_id: int, round: int, update_digest: bytes | str, num_samples: int, salt: bytes, trainer: str) -> bytes:
     """keccak256(abi.encode(modelId, round, updateDigest, numSamples, salt, trainer)), computed
     locally; equal to the contract's `commitmentOf` (docs/protocol.md, Commitment)."""

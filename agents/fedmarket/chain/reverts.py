@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -21,7 +21,6 @@ from eth_utils import keccak, to_checksum_address
 
 from fedmarket.chain.abi import SOLIDITY_ENUMS, Phase, SolidityEnum, abi_type, format_eth
 from fedmarket.errors import FedmarketError
-
 
 # ----------------------------------------------------------------------------- the exceptions
 
@@ -80,7 +79,7 @@ def _show(value: Any) -> str:
 
 
 def _when(timestamp: int) -> str:
-    return datetime.fromtimestamp(int(timestamp), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _plural(role: Any) -> str:
@@ -171,10 +170,7 @@ class SharesDoNotSum(InvalidParams):
     def problem(self) -> str:
         f = self.fields
         total = f["trainerShareBps"] + f["validatorShareBps"] + f["aggregatorShareBps"]
-        return (
-            f"shares {f['trainerShareBps']} + {f['validatorShareBps']} + {f['aggregatorShareBps']} = {total} bps; "
-            f"they must sum to {f['total']}"
-        )
+        return f"shares {f['trainerShareBps']} + {f['validatorShareBps']} + {f['aggregatorShareBps']} = {total} bps; they must sum to {f['total']}"
 
 
 class ZeroMaxSamples(InvalidParams):

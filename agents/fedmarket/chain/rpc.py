@@ -74,7 +74,7 @@ def connect(rpc: str | None = None, *, timeout: float = 30.0) -> Web3:
     w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
     try:
         with rpc_errors(w3):
-            w3.eth.chain_id
+            _ = w3.eth.chain_id  # one round trip: does the node answer?
     except ChainUnreachable:
         raise
     except Exception as exc:

@@ -136,7 +136,15 @@ def send_values(w3: Web3, sender: LocalAccount, transfers: Sequence[tuple[str, i
         with _nonce_lock(address):
             first = int(w3.eth.get_transaction_count(address, "pending"))
             for offset, (to, wei) in enumerate(transfers):
-                tx = {"from": address, "to": to_checksum_address(to), "value": int(wei), "gas": TRANSFER_GAS, "nonce": first + offset, "chainId": chain_id, **fee}
+                tx = {
+                    "from": address,
+                    "to": to_checksum_address(to),
+                    "value": int(wei),
+                    "gas": TRANSFER_GAS,
+                    "nonce": first + offset,
+                    "chainId": chain_id,
+                    **fee,
+                }
                 try:
                     sent.append((tx, bytes(w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction))))
                 except Exception as exc:
