@@ -65,6 +65,9 @@ CID_SPEC = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 CID_INIT = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
 CID_UPDATE = "Qmf5S8JCEUSRGf9EvC7y4ARoZSwcJfwwUxE72We8t8ARzf"
 E = 10**18
+# Each account's ether: the gas checks reserve the worst-case limit of the calls whose cost depends
+# on who comes last (up to 4M gas at the fee cap) before anything is sent.
+FUNDING = 10 * E
 
 EXPECTED_TOTAL = {
     "T1": 553_552_631_578_947_367,
@@ -114,7 +117,7 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
             signed = sender.sign_transaction(
                 {
                     "to": recipient,
-                    "value": 2 * E,
+                    "value": FUNDING,
                     "gas": 21_000,
                     "gasPrice": 2 * w3.eth.gas_price,
                     "nonce": w3.eth.get_transaction_count(sender.address),
@@ -122,7 +125,7 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
                 }
             )
             w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction), poll_latency=0.02)
-        assert all(w3.eth.get_balance(a) == 2 * E for a in address.values())
+        assert all(w3.eth.get_balance(a) == FUNDING for a in address.values())
 
         posted = run(
             "task", "post", "-a", "buyer", "--aggregator", "aggregator", "--reward", "0.8", "--spec-cid", CID_SPEC, "--initial-model-cid", CID_INIT,

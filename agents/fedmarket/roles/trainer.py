@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fedmarket.chain.reverts import ContractRevert
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.seeds import client_seed
 from fedmarket.roles.agent import Agent, RoundCache
@@ -116,11 +117,18 @@ class TrainerAgent(Agent):
                 )
             except FedmarketError as exc:
                 self._record("reveal", r, "refused", detail=f"the contract refused the mismatched reveal: {exc}")
-        self._send(
-            "reveal",
-            r,
-            "reveal",
-            lambda: self.market.reveal_update(self.model_id, r, stored.update_cid, stored.num_samples, stored.salt_bytes),
-            detail=f"update {stored.update_cid}",
-        )
+        try:
+            self._send(
+                "reveal",
+                r,
+                "reveal",
+                lambda: self.market.reveal_update(self.model_id, r, stored.update_cid, stored.num_samples, stored.salt_bytes),
+                detail=f"update {stored.update_cid}",
+            )
+        except ContractRevert as exc:
+            if exc.name != "TooManySamples":
+                raise
+            # Only a dishonest commit claims more than the task allows: it stays unrevealed (and late).
+            self._facts.add((r, "reveal"))
+            self._record("reveal", r, "refused", detail=f"the contract refused the reveal: {exc}")
         return True
