@@ -147,7 +147,7 @@ def test_config_checks_before_anything_starts(tmp_path: Path) -> None:
     cores = len(os.sched_getaffinity(0))
     assert devnet_config(window=7).window_for(30.0) == (7, window_for_training(30.0, 4, cores))  # --window is kept
     assert devnet_config().window_for(30.0)[0] == max(devnet_config().phase_window, window_for_training(30.0, 4, cores))
-    assert window_for_training(2.5, 4, 2) == 15 and window_for_training(2.5, 5, 2) == 23  # 3 x 2.5 s x trainers per core
+    assert window_for_training(2.5, 4, 2) == 15 + 15 and window_for_training(2.5, 5, 2) == 23 + 15  # 3 x 2.5 s x trainers per core + a restart
     assert devnet_config(trainers=4, validators=3).phase_window == max(20, -(-8 * 4 // cores))
     assert devnet_config(trainers=40, validators=9).phase_window == max(20, -(-50 * 4 // cores))
     for config, message in [

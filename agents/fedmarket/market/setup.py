@@ -95,12 +95,18 @@ def measure_training_s(spec: TaskSpec, task_data: TaskData, *, device: str = "cp
         torch.set_num_threads(threads)
 
 
+RESTART_ALLOWANCE_S = 15
+"""What a restarted agent takes on a busy machine before it can train: start Python and torch,
+load its data, fetch and check the task's files (measured about 10-25 s at a load of 8-10)."""
+
+
 def window_for_training(train_s: float, trainers: int, cores: int) -> int:
     """A phase window that leaves every trainer room to train while all of them share `cores`
-    cores: the measured time, times the trainers per core, times 3 for a machine that is busy
-    with other work too (rounded up to whole seconds)."""
+    cores, and a restarted one room to start first: the measured time, times the trainers per
+    core, times 3 for a machine that is busy with other work too, plus RESTART_ALLOWANCE_S
+    (rounded up to whole seconds)."""
     per_core = -(-trainers // max(1, cores))
-    return int(-(-3 * train_s * per_core // 1))
+    return int(-(-3 * train_s * per_core // 1)) + RESTART_ALLOWANCE_S
 
 
 @dataclass(frozen=True)
