@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import model as M  # noqa: E402
 from conftest_hypothesis import marketplace_settings  # noqa: E402
+from contract_helpers import STATE_FIELDS  # noqa: E402
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 FAR_FUTURE_S = 10**8
@@ -347,24 +348,7 @@ def _check_records(chain: ContractDriver, market: M.Market, accounts: list[str],
             continue
         params, state = chain.call("getModel", mid)
         assert params == _normalize(task.params.as_tuple()), f"task {mid} params {params} != model {task.params}"
-        (
-            owner,
-            status,
-            current_round,
-            rounds_closed,
-            reward,
-            escrow,
-            stakes_held,
-            accrued,
-            license_income,
-            global_digest,
-            trainer_count,
-            validator_count,
-            aggregator_joined,
-            license_held,
-            start_deadline,
-            end_requested,
-        ) = state
+        got = dict(zip(STATE_FIELDS, state, strict=True))
         expected = (
             task.owner,
             int(task.status),
@@ -383,45 +367,9 @@ def _check_records(chain: ContractDriver, market: M.Market, accounts: list[str],
             task.start_deadline,
             task.end_requested,
         )
-        got = (
-            owner,
-            status,
-            current_round,
-            rounds_closed,
-            reward,
-            escrow,
-            stakes_held,
-            accrued,
-            license_income,
-            global_digest,
-            trainer_count,
-            validator_count,
-            aggregator_joined,
-            license_held,
-            start_deadline,
-            end_requested,
-        )
-        names = (
-            "owner",
-            "status",
-            "currentRound",
-            "roundsClosed",
-            "reward",
-            "escrow",
-            "stakesHeld",
-            "accrued",
-            "licenseIncome",
-            "globalModelDigest",
-            "trainerCount",
-            "validatorCount",
-            "aggregatorJoined",
-            "licenseHeld",
-            "startDeadline",
-            "endRequested",
-        )
-        for name, g, e in zip(names, got, expected):
-            assert g == e, f"task {mid} {name}: contract {g!r} != model {e!r}"
-        assert escrow + stakes_held + accrued + license_held == task_balances[mid]
+        for name, e in zip(STATE_FIELDS, expected, strict=True):
+            assert got[name] == e, f"task {mid} {name}: contract {got[name]!r} != model {e!r}"
+        assert got["escrow"] + got["stakesHeld"] + got["accrued"] + got["licenseHeld"] == task_balances[mid]
         assert list(chain.call("trainers", mid)) == task.trainers, f"task {mid} trainer seats"
         assert list(chain.call("validators", mid)) == task.validators, f"task {mid} validator seats"
         # per-update data of the current and the previous round (kept in two parity buffers)
