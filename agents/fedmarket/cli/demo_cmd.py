@@ -93,13 +93,11 @@ def demo(
             task = bar.add_task("starting", total=None)
             run = run_local_market(w3, store, config, Path(scratch) / "state", progress=lambda text: bar.update(task, description=text), log_dir=logs)
             bar.update(task, description="building the report: evaluating every round's global model")
-            from fedmarket.fl.taskspec import TaskData
-
             data = build_report(
                 run.market,
                 run.model_id,
                 store=store,
-                task_data=TaskData.load(spec),
+                task_data=run.task_data,
                 labels=run.labels,
                 round_wall_s=run.round_wall_s,
                 agent_logs=run.logs,

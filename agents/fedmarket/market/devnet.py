@@ -215,6 +215,7 @@ class Devnet:
         self.times = RoundTimes()
         self.problems: list[str] = []
         self.window = config.phase_window  # replaced by the measured choice before anything is posted
+        self._task_data: Any = None  # the spec's data set, loaded to time a training
         self._reporting: tuple[Any, ...] | None = None  # what a report needs, once the task is posted
         self._password = ""
 
@@ -302,7 +303,9 @@ class Devnet:
         # ---------------------------------------------------------------- the task
         self._stage("deploying the Marketplace and posting the task")
         store: BlobStore = open_store(cfg.ipfs, root=run / "store")
-        posted = set_up_market(w3, dev, self.accounts["buyer"], store, cfg.spec, cfg.posted_terms(self.window), self.accounts["aggregator"].address)
+        posted = set_up_market(
+            w3, dev, self.accounts["buyer"], store, cfg.spec, cfg.posted_terms(self.window), self.accounts["aggregator"].address, task_data=self._task_data
+        )
         buyer_market, model_id, task_data, deploy_block = posted.market, posted.model_id, posted.task_data, posted.deploy_block
         self._reporting = (buyer_market, model_id, store, task_data, labels, deploy_block)
         contract_address = buyer_market.address
@@ -358,7 +361,8 @@ class Devnet:
         from fedmarket.fl.taskspec import TaskData
 
         cfg = self.config
-        train_s = measure_training_s(cfg.spec, TaskData.load(cfg.spec), device=cfg.device)
+        self._task_data = TaskData.load(cfg.spec)  # loaded once: set_up_market posts from it too
+        train_s = measure_training_s(cfg.spec, self._task_data, device=cfg.device)
         self.window, needed = cfg.window_for(train_s)
         self._log("window", window=self.window, needed=needed, train_s=round(train_s, 3), cores=_cores())
         if self.window < needed:

@@ -75,6 +75,7 @@ class LocalRun:
     start_block: int
     wall_s: float
     spec: TaskSpec
+    task_data: Any  # fl.taskspec.TaskData: the spec's data set, as the engine loaded it
     engine_chain_s: dict[int, float] = field(default_factory=dict)  # round (0: set-up and settlement) -> the engine's own chain seconds
 
 
@@ -204,6 +205,7 @@ def run_local_market(
         start_block,
         time.perf_counter() - started,
         spec,
+        data,
         {r: round(s, 6) for r, s in sorted(engine_chain.items())},
     )
 

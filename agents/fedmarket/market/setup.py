@@ -137,10 +137,11 @@ def set_up_market(
     *,
     on_chain: Callable[[Callable[[], Any]], Any] = _direct,
     on_store: Callable[[Callable[[], Any]], Any] = _direct,
+    task_data: TaskData | None = None,
 ) -> PostedTask:
     """Deploy, store the spec and the initial model, post the task escrowing `terms.reward` and
     top it up by `terms.top_up`. `on_chain` / `on_store` wrap each chain and store call (the
-    engine times them)."""
+    engine times them); `task_data`: the spec's data set when the caller has loaded it already."""
     from fedmarket.chain.client import MarketClient
     from fedmarket.chain.deploy import deploy_marketplace
     from fedmarket.fl.taskspec import TaskData
@@ -149,7 +150,7 @@ def set_up_market(
     contract = on_chain(lambda: deploy_marketplace(w3, deployer))
     deploy_block = int(contract.deployment_receipt["blockNumber"])
     market = MarketClient(w3, contract.address, buyer_account)
-    task_data = TaskData.load(spec)
+    task_data = task_data if task_data is not None else TaskData.load(spec)
     spec_cid = on_store(lambda: store.add(spec.to_bytes()))
     initial_weights = spec.initial_weights(task_data.dataset)
     initial_cid = on_store(lambda: store.add(initial_weights))
