@@ -15,6 +15,7 @@ from fedmarket.fl.utility import (
     DEFAULT_UTILITY,
     MALFORMED_SCORE,
     UTILITIES,
+    ScoringRequest,
     Update,
     ValidationData,
     attacks,
@@ -58,7 +59,7 @@ ZERO = linear_state(0.0, 0.0)
 def raw(
     name: str, updates: list[Update], data: ValidationData = REGRESSION, spec: ModelSpec = LINEAR, global_state: dict[str, torch.Tensor] = ZERO, **kwargs
 ) -> list[float]:
-    return get_raw_utility(name)(global_state, updates, data, spec, seed=0, **kwargs)
+    return get_raw_utility(name)(ScoringRequest(global_state, updates, data, spec, seed=0, **kwargs))
 
 
 def test_loss_delta_by_hand() -> None:
@@ -152,7 +153,7 @@ def digits_round() -> dict:
 def test_a_free_rider_scores_exactly_zero(digits_round: dict, name: str) -> None:
     r = digits_round
     updates = r["honest"] + [Update(attacks.free_ride(r["global"]), 50)]
-    scores = get_utility(name)(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"])
+    scores = get_utility(name)(ScoringRequest(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"]))
     assert scores[2] == 0
 
 
@@ -165,7 +166,7 @@ def test_malformed_updates_score_as_poison(digits_round: dict, name: str) -> Non
     missing = {k: v for k, v in r["honest"][0].state.items() if k != first}
     wrong_dtype = {k: v.double() for k, v in r["honest"][0].state.items()}
     updates = [r["honest"][0], Update(nan_state, 10), Update(missing, 10), Update(wrong_dtype, 10)]
-    scores = get_utility(name)(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"])
+    scores = get_utility(name)(ScoringRequest(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"]))
     assert scores[1:] == [to_micro(MALFORMED_SCORE)] * 3
 
 
@@ -184,15 +185,15 @@ def test_a_malformed_update_counts_as_an_average_one_in_the_weights(digits_round
 def test_sample_counts_must_be_positive_integers(digits_round: dict) -> None:
     r = digits_round
     with pytest.raises(FedmarketError, match="sample count"):
-        get_utility()(r["global"], [Update(r["honest"][0].state, 0)], r["validation"], r["spec"], seed=0)
+        get_utility()(ScoringRequest(r["global"], [Update(r["honest"][0].state, 0)], r["validation"], r["spec"], seed=0))
 
 
 @pytest.mark.parametrize("name", UTILITIES)
 def test_same_inputs_give_the_same_scores(digits_round: dict, name: str) -> None:
     r = digits_round
     updates = r["honest"] + [Update(attacks.sign_flip(r["global"], r["honest"][0].state), 120)]
-    first = get_utility(name)(r["global"], updates, r["validation"], r["spec"], seed=7, train=r["config"])
-    second = get_utility(name)(r["global"], updates, r["validation"], r["spec"], seed=7, train=r["config"])
+    first = get_utility(name)(ScoringRequest(r["global"], updates, r["validation"], r["spec"], seed=7, train=r["config"]))
+    second = get_utility(name)(ScoringRequest(r["global"], updates, r["validation"], r["spec"], seed=7, train=r["config"]))
     assert first == second
     assert all(isinstance(s, int) for s in first)
 
@@ -206,7 +207,7 @@ def test_cosine_utilities_on_one_round(digits_round: dict, name: str) -> None:
         Update(attacks.scale(g, honest.state, 10.0), honest.num_samples),
         Update(attacks.gaussian_noise(g, attacks.update_rms(g, honest.state), seed=5), honest.num_samples),
     ]
-    scores = get_raw_utility(name)(g, updates, r["validation"], r["spec"], seed=3, train=r["config"])
+    scores = get_raw_utility(name)(ScoringRequest(g, updates, r["validation"], r["spec"], seed=3, train=r["config"]))
     assert scores[0] > 0 and scores[1] > 0
     assert scores[2] < 0 and scores[3] < 0
     assert scores[4] <= 0  # a random direction stays under the chance margin

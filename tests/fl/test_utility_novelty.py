@@ -10,7 +10,7 @@ import torch
 
 from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.training import TrainConfig, train_local
-from fedmarket.fl.utility import PublicPast, Update, ValidationData, attacks, get_raw_utility, get_utility
+from fedmarket.fl.utility import PublicPast, ScoringRequest, Update, ValidationData, attacks, get_raw_utility, get_utility
 from fedmarket.fl.utility.novel_separation import duplicates, orthonormal_basis, residual
 
 
@@ -48,7 +48,7 @@ def past_round() -> dict:
 
 
 def scores(r: dict, updates: list[Update], public: PublicPast) -> list[float]:
-    return get_raw_utility("novel_separation")(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"], public=public)
+    return get_raw_utility("novel_separation")(ScoringRequest(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"], public=public))
 
 
 def test_a_pure_extrapolation_scores_zero_and_an_honest_update_keeps_its_score(past_round: dict) -> None:
@@ -60,7 +60,9 @@ def test_a_pure_extrapolation_scores_zero_and_an_honest_update_keeps_its_score(p
     assert got[0] > 0 and got[1] > 0
     assert got[2] == 0.0 and got[3] <= 0.0
     # Without the public past the same extrapolation is just a good direction: separation_cosine pays it.
-    old = get_raw_utility("separation_cosine")(r["global"], [r["a"], Update(momentum, 100)], r["validation"], r["spec"], seed=3, train=r["config"])
+    old = get_raw_utility("separation_cosine")(
+        ScoringRequest(r["global"], [r["a"], Update(momentum, 100)], r["validation"], r["spec"], seed=3, train=r["config"])
+    )
     assert old[1] > 0
 
 
@@ -94,7 +96,7 @@ def test_a_same_round_copy_scores_zero_the_original_keeps_its_score(past_round: 
     r = past_round
     copy = attacks.near_copy(r["global"], r["a"].state, seed=6)
     micro = get_utility("novel_separation")(
-        r["global"], [r["a"], r["b"], Update(copy, r["a"].num_samples)], r["validation"], r["spec"], seed=3, train=r["config"]
+        ScoringRequest(r["global"], [r["a"], r["b"], Update(copy, r["a"].num_samples)], r["validation"], r["spec"], seed=3, train=r["config"])
     )
     assert micro[0] > 0 and micro[1] > 0 and micro[2] == 0
 

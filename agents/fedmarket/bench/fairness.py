@@ -186,7 +186,7 @@ def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
     # Heavy imports here, not at module level: `fedmarket --help` stays fast.
     from fedmarket.chain.protocol import utility_of
     from fedmarket.fl.seeds import fairness_noise_seed
-    from fedmarket.fl.utility import MICRO, PublicPast, Update, ValidationData, get_utility
+    from fedmarket.fl.utility import MICRO, PublicPast, ScoringRequest, Update, ValidationData, get_utility
     from fedmarket.fl.utility import attacks as atk
 
     started = time.perf_counter()
@@ -225,7 +225,11 @@ def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
         reveal = [i for i, role in enumerate(roles) if role != "copycat"] + [i for i, role in enumerate(roles) if role == "copycat"]
         public = PublicPast(tuple(past[:PUBLIC_MODELS]), tuple(previous_updates))
         per_validator = [
-            score(g, [updates[i] for i in reveal], data, spec, seed=_utility_seed(seed, r, v), train=market.train, device=config.device, public=public)
+            score(
+                ScoringRequest(
+                    g, [updates[i] for i in reveal], data, spec, seed=_utility_seed(seed, r, v), train=market.train, device=config.device, public=public
+                )
+            )
             for v, data in enumerate(validation)
         ]
         medians = [utility_of([s[k] for s in per_validator], len(per_validator)) for k in range(len(reveal))]

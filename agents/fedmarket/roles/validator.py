@@ -74,7 +74,7 @@ class ValidatorAgent(Agent):
 
     def _score(self, info: ModelInfo, r: int) -> bool:
 
-        from fedmarket.fl.utility import Update, ValidationData, get_utility
+        from fedmarket.fl.utility import ScoringRequest, Update, ValidationData, get_utility
 
         global_cid = info.state.global_model_cid
         global_state = self.global_model(info, r)
@@ -93,7 +93,7 @@ class ValidatorAgent(Agent):
         utility = get_utility(self.spec.utility)
         public = self.public_past(r, global_cid)
         with self._timing("train_s"):
-            scores = utility(
+            request = ScoringRequest(
                 global_state,
                 updates,
                 ValidationData(x, y),
@@ -103,6 +103,7 @@ class ValidatorAgent(Agent):
                 device=self.options.device,
                 public=public,
             )
+            scores = utility(request)
         self._send(
             "score",
             r,

@@ -1,8 +1,9 @@
 """Validator utility: how much each update of a round is worth, scored on the validator's data.
 
-`get_utility(name)` returns a UtilityFunction: (global_state, updates, data, spec, *, seed, train,
-device) -> one int per update in micro-units (round(score * 1e6)), deterministic given its inputs,
-ready for `submitScores`. An unchanged model scores exactly 0; a malformed update scores -1.
+`get_utility(name)` returns a UtilityFunction: a ScoringRequest (the round's global model and
+updates, the validator's data, the model spec, the seed, the training configuration, the device and
+what was public before the round) -> one int per update in micro-units (round(score * 1e6)),
+deterministic given its inputs, ready for `submitScores`. An unchanged model scores exactly 0; a malformed update scores -1.
 
 Registered (one file per algorithm):
     novel_separation     the separation cosine of what public data does not explain, guarded; same-round copies 0 (default)
@@ -19,18 +20,16 @@ free-riding, noisy, label-flipping, sign-flipping and scaling trainers under eve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import wraps
 
 from fedmarket.errors import FedmarketError
-from fedmarket.fl.models import ModelSpec
-from fedmarket.fl.training import TrainConfig
 from fedmarket.fl.utility.base import (
     MALFORMED_SCORE,
     MICRO,
     NO_PAST,
     PublicPast,
-    State,
+    ScoringRequest,
     Update,
     UtilityFunction,
     ValidationData,
@@ -45,7 +44,7 @@ from fedmarket.fl.utility.novel_separation import novel_separation_scores
 from fedmarket.fl.utility.reference_cosine import reference_cosine_scores
 from fedmarket.fl.utility.separation_cosine import separation_cosine_scores
 
-RawUtility = Callable[..., list[float]]
+RawUtility = Callable[[ScoringRequest], list[float]]
 
 _RAW: dict[str, RawUtility] = {
     "novel_separation": novel_separation_scores,
@@ -65,6 +64,7 @@ __all__ = [
     "NO_PAST",
     "UTILITIES",
     "PublicPast",
+    "ScoringRequest",
     "Update",
     "UtilityFunction",
     "ValidationData",
@@ -87,18 +87,7 @@ def get_utility(name: str = DEFAULT_UTILITY) -> UtilityFunction:
     raw = get_raw_utility(name)
 
     @wraps(raw)
-    def utility(
-        global_state: State,
-        updates: Sequence[Update],
-        data: ValidationData,
-        spec: ModelSpec,
-        *,
-        seed: int,
-        train: TrainConfig | None = None,
-        device: str = "cpu",
-        public: PublicPast = NO_PAST,
-    ) -> list[int]:
-        scores = raw(global_state, updates, data, spec, seed=seed, train=train, device=device, public=public)
-        return [to_micro(s) for s in scores]
+    def utility(request: ScoringRequest) -> list[int]:
+        return [to_micro(s) for s in raw(request)]
 
     return utility

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -85,8 +85,9 @@ class PublicPast:
 NO_PAST = PublicPast()
 
 
-class UtilityFunction(Protocol):
-    """Scores of `updates` (micro-units, one per update, in order) on the validator's data.
+@dataclass(frozen=True, eq=False)
+class ScoringRequest:
+    """One validator's scoring of one round: everything a utility function may read.
 
     `train` is the task's local-training configuration: utilities that train a reference update
     use it, so that the reference moves like an honest trainer would; `seed` seeds that training.
@@ -94,18 +95,25 @@ class UtilityFunction(Protocol):
     utilities that discount public information read it.
     """
 
-    def __call__(
-        self,
-        global_state: State,
-        updates: Sequence[Update],
-        data: ValidationData,
-        spec: ModelSpec,
-        *,
-        seed: int,
-        train: TrainConfig | None = None,
-        device: str = "cpu",
-        public: PublicPast = NO_PAST,
-    ) -> list[int]: ...
+    global_state: State
+    updates: Sequence[Update]
+    data: ValidationData
+    spec: ModelSpec
+    _: KW_ONLY
+    seed: int
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "cpu"
+    public: PublicPast = NO_PAST
+
+    def view(self) -> RoundView:
+        """The round with every update's delta computed once (the inputs checked)."""
+        return round_view(self.global_state, self.updates, self.data, self.spec, self.device)
+
+
+class UtilityFunction(Protocol):
+    """Scores of the request's updates (micro-units, one per update, in order) on the validator's data."""
+
+    def __call__(self, request: ScoringRequest) -> list[int]: ...
 
 
 def to_micro(score: float) -> int:

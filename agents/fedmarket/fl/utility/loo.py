@@ -14,36 +14,17 @@ instead of n aggregations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from fedmarket.fl.models import ModelSpec
-from fedmarket.fl.training import TrainConfig
 from fedmarket.fl.utility.base import (
-    NO_PAST,
-    PublicPast,
-    State,
-    Update,
-    ValidationData,
-    round_view,
+    ScoringRequest,
     scores_or_malformed,
 )
 
 
-def loo_scores(
-    global_state: State,
-    updates: Sequence[Update],
-    data: ValidationData,
-    spec: ModelSpec,
-    *,
-    seed: int = 0,
-    train: TrainConfig | None = None,
-    device: str = "cpu",
-    public: PublicPast = NO_PAST,
-) -> list[float]:
+def loo_scores(request: ScoringRequest) -> list[float]:
     """L(aggregate without i) - L(aggregate of all), per update (seed and train unused)."""
-    view = round_view(global_state, updates, data, spec, device)
+    view = request.view()
     counts = [float(u.num_samples) if d is not None else 0.0 for d, u in zip(view.deltas, view.updates)]
     total = sum(counts)
     if total == 0:

@@ -14,52 +14,23 @@ and misses scaled updates of small trainers; it stays in the registry for compar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from fedmarket.fl.models import ModelSpec
-from fedmarket.fl.training import TrainConfig
 from fedmarket.fl.utility.base import (
-    NO_PAST,
-    PublicPast,
-    State,
-    Update,
-    ValidationData,
-    round_view,
+    ScoringRequest,
     scores_or_malformed,
 )
 
 
-def loss_delta_scores(
-    global_state: State,
-    updates: Sequence[Update],
-    data: ValidationData,
-    spec: ModelSpec,
-    *,
-    seed: int = 0,
-    train: TrainConfig | None = None,
-    device: str = "cpu",
-    public: PublicPast = NO_PAST,
-) -> list[float]:
+def loss_delta_scores(request: ScoringRequest) -> list[float]:
     """L(global) - L(update) on the validator's data, per update (seed and train unused)."""
-    view = round_view(global_state, updates, data, spec, device)
+    view = request.view()
     base = view.base_loss
     scores = [0.0 if d is None else base - view.loss(u.state) for d, u in zip(view.deltas, view.updates)]
     return scores_or_malformed(view, scores)
 
 
-def weighted_loss_delta_scores(
-    global_state: State,
-    updates: Sequence[Update],
-    data: ValidationData,
-    spec: ModelSpec,
-    *,
-    seed: int = 0,
-    train: TrainConfig | None = None,
-    device: str = "cpu",
-    public: PublicPast = NO_PAST,
-) -> list[float]:
+def weighted_loss_delta_scores(request: ScoringRequest) -> list[float]:
     """L(global) - L(global + p_i * delta_i), p_i the update's FedAvg weight (seed and train unused)."""
-    view = round_view(global_state, updates, data, spec, device)
+    view = request.view()
     base = view.base_loss
     scores = [0.0 if d is None else base - view.loss(view.state_at(d, p)) for d, p in zip(view.deltas, view.weights)]
     return scores_or_malformed(view, scores)

@@ -41,9 +41,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedmarket.fl.models import ModelSpec
-from fedmarket.fl.training import TrainConfig
-from fedmarket.fl.utility.base import NO_PAST, PublicPast, State, Update, ValidationData, round_view
+from fedmarket.fl.utility.base import ScoringRequest
 from fedmarket.fl.utility.reference import CHANCE_SIGMAS, apply_guards, train_reference
 from fedmarket.fl.utility.separation_cosine import class_directions
 
@@ -147,25 +145,15 @@ def duplicates(deltas: Sequence[np.ndarray | None], basis: np.ndarray) -> list[b
     return out
 
 
-def novel_separation_scores(
-    global_state: State,
-    updates: Sequence[Update],
-    data: ValidationData,
-    spec: ModelSpec,
-    *,
-    seed: int,
-    train: TrainConfig | None = None,
-    device: str = "cpu",
-    public: PublicPast = NO_PAST,
-) -> list[float]:
+def novel_separation_scores(request: ScoringRequest) -> list[float]:
     """Guarded, novelty-weighted cos(residual_i, grad S) per update; same-round copies capped at 0."""
-    config = train or TrainConfig()
-    view = round_view(global_state, updates, data, spec, device)
+    config = request.train
+    view = request.view()
     classes = class_directions(view)
     direction = np.sum(classes, axis=0)  # grad S, in one pass with its parts
-    reference = train_reference(view, config, seed)
-    steps = public.steps(view.global_state, view.names)
-    basis = orthonormal_basis(steps + public.update_deltas(view.global_state, view.names))
+    reference = train_reference(view, config, request.seed)
+    steps = request.public.steps(view.global_state, view.names)
+    basis = orthonormal_basis(steps + request.public.update_deltas(view.global_state, view.names))
     structure = orthonormal_basis(classes)
     margin = CHANCE_SIGMAS / math.sqrt(view.dim)
     alignments = novelty_alignments(view.deltas, direction, basis, structure, margin, reference.norm)

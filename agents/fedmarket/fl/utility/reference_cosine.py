@@ -16,36 +16,17 @@ apart, pays them 0.01 % and 0.8 % in the same runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from fedmarket.fl.models import ModelSpec
-from fedmarket.fl.training import TrainConfig
 from fedmarket.fl.utility.base import (
-    NO_PAST,
-    PublicPast,
-    State,
-    Update,
-    ValidationData,
+    ScoringRequest,
     cosine,
-    round_view,
 )
 from fedmarket.fl.utility.reference import guarded_scores, train_reference
 
 
-def reference_cosine_scores(
-    global_state: State,
-    updates: Sequence[Update],
-    data: ValidationData,
-    spec: ModelSpec,
-    *,
-    seed: int,
-    train: TrainConfig | None = None,
-    device: str = "cpu",
-    public: PublicPast = NO_PAST,
-) -> list[float]:
+def reference_cosine_scores(request: ScoringRequest) -> list[float]:
     """Guarded cos(delta_i, delta_ref) per update, delta_ref trained on the validator's data."""
-    config = train or TrainConfig()
-    view = round_view(global_state, updates, data, spec, device)
-    reference = train_reference(view, config, seed)
+    config = request.train
+    view = request.view()
+    reference = train_reference(view, config, request.seed)
     alignments = [0.0 if d is None else cosine(d, reference.delta) for d in view.deltas]
     return guarded_scores(view, alignments, reference, config)

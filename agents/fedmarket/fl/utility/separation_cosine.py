@@ -30,24 +30,15 @@ The gradient is computed in float64 on the CPU, so it does not depend on the dev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from fedmarket.fl.models import ModelSpec
-from fedmarket.fl.training import TrainConfig
 from fedmarket.fl.utility.base import (
-    NO_PAST,
-    PublicPast,
     RoundView,
-    State,
-    Update,
-    ValidationData,
+    ScoringRequest,
     cosine,
-    round_view,
 )
 from fedmarket.fl.utility.reference import guarded_scores, train_reference
 
@@ -137,21 +128,11 @@ def _gradients(view: RoundView, objectives: list[np.ndarray | None]) -> list[np.
     return [np.concatenate([t.reshape(-1).numpy() for t in total]).astype(np.float64) for total in totals]
 
 
-def separation_cosine_scores(
-    global_state: State,
-    updates: Sequence[Update],
-    data: ValidationData,
-    spec: ModelSpec,
-    *,
-    seed: int,
-    train: TrainConfig | None = None,
-    device: str = "cpu",
-    public: PublicPast = NO_PAST,
-) -> list[float]:
+def separation_cosine_scores(request: ScoringRequest) -> list[float]:
     """Guarded cos(delta_i, grad S) per update."""
-    config = train or TrainConfig()
-    view = round_view(global_state, updates, data, spec, device)
+    config = request.train
+    view = request.view()
     direction = separation_direction(view)
-    reference = train_reference(view, config, seed)
+    reference = train_reference(view, config, request.seed)
     alignments = [0.0 if d is None else cosine(d, direction) for d in view.deltas]
     return guarded_scores(view, alignments, reference, config)
