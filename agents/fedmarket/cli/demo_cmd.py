@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import typer
 
+from fedmarket.cli import run_options as ro
 from fedmarket.cli import spec_options as so
 from fedmarket.cli.output import console, err_console, one_line_errors, print_json
 
@@ -28,12 +29,7 @@ def demo(
     rounds: int = typer.Option(5, "--rounds", min=1, max=1000, help="Training rounds."),
     trainers: int = typer.Option(5, "--trainers", min=1, max=64, help="Trainers (each holds one client's split of the data set)."),
     validators: int = typer.Option(3, "--validators", min=1, max=32, help="Validators (the committee is up to 3 of them)."),
-    attack: list[str] = typer.Option(
-        [],
-        "--attack",
-        help="Make a participant misbehave: NAME=KIND[@ROUNDS], e.g. trainer-4=free-ride, "
-        "trainer-5=sign-flip, aggregator=wrong-aggregate@2 (see `fedmarket agent ROLE --help`). Repeatable.",
-    ),
+    attack: list[str] = ro.AttackOption,
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     threads: int = typer.Option(
         1,
@@ -66,20 +62,15 @@ def demo(
     from fedmarket.chain.client import connect
     from fedmarket.chain.embedded import new_embedded_web3
     from fedmarket.cli.report_view import print_report_tables
-    from fedmarket.errors import FedmarketError
     from fedmarket.market.engine import MarketConfig, run_local_market
+    from fedmarket.market.plan import parse_attack
     from fedmarket.market.report import build_report, check_conservation, write_report
     from fedmarket.market.report_plot import plot_report
     from fedmarket.market.setup import MarketTerms
     from fedmarket.storage.store import open_store
 
     torch.set_num_threads(threads)
-    attacks: dict[str, str] = {}
-    for item in attack:
-        name, sep, kind = item.partition("=")
-        if not sep or not kind:
-            raise FedmarketError(f"invalid --attack {item!r}: give NAME=KIND[@ROUNDS], e.g. trainer-2=free-ride")
-        attacks[name.strip()] = kind.strip()
+    attacks = dict(parse_attack(item) for item in attack)
     spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
     config = MarketConfig(spec=spec, terms=MarketTerms(rounds=rounds), attacks=attacks, device=device)
     config.check()

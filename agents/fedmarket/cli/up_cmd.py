@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import typer
 
+from fedmarket.cli import run_options as ro
 from fedmarket.cli import spec_options as so
 from fedmarket.cli.output import console, err_console, one_line_errors, print_json
 
@@ -49,11 +50,7 @@ def up(
         help="NAME@ROUND:POINT->RESTART, e.g. trainer-2@2:before-commit->r3; NAME trainer-I|validator-J|aggregator, "
         "POINT before-commit|before-reveal|before-score|before-publish|before-confirm, RESTART rR (when round R opens)|now|never. Repeatable.",
     ),  # fmt: skip
-    attack: Optional[list[str]] = typer.Option(
-        None,
-        "--attack",
-        help="NAME=KIND or NAME=KIND@ROUNDS, e.g. trainer-3=free-ride or trainer-1=sign-flip@2,3 (see `fedmarket agent ROLE --help`). Repeatable.",
-    ),
+    attack: list[str] = ro.AttackOption,
     device: str = typer.Option("cpu", "--device", help="Agents' torch device: cpu, cuda or auto."),
     reward: str = typer.Option("1", "--reward", help="The buyer's reward escrow (ETH, or with a unit: 500000gwei)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result (run folder, report) as JSON on stdout; the live view goes to stderr."),
@@ -71,7 +68,7 @@ def up(
     spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
     config = DevnetConfig(
         spec=spec, terms=replace(DEVNET_TERMS, rounds=rounds, reward=parse_amount(reward, "reward")), run_dir=run_dir, ipfs=ipfs,
-        window=window, faults=tuple(fault or ()), attacks=tuple(attack or ()), device=device,
+        window=window, faults=tuple(fault or ()), attacks=tuple(attack), device=device,
     )  # fmt: skip
     live_console = err_console if as_json else console
     view = _LiveView(live_console)
