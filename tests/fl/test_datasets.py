@@ -173,3 +173,34 @@ def test_data_dir_defaults_to_environment(tmp_path: Path, monkeypatch: pytest.Mo
     write_fmnist(tmp_path / "fmnist")
     monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path))
     assert load_dataset("fmnist", download=False).x.shape[0] == 10
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist"])
+def test_pm1_scaling_maps_pixels_onto_minus_one_to_one(name: str) -> None:
+    standard, pm1 = load_dataset(name), load_dataset(name, scaling="pm1")
+    assert pm1.scaling == "pm1" and standard.scaling == "standard" and pm1.x.dtype == np.float32
+    assert float(pm1.x.min()) == -1.0 and float(pm1.x.max()) == 1.0  # blank and full pixels
+    # The same pixels, an affine map apart: pm1 = 2 p - 1 with p = standard * std + mean.
+    ((mean,), (std,)) = datasets.DIGITS_STATS if name == "digits" else datasets.MNIST_STATS
+    np.testing.assert_allclose(pm1.x, 2 * (standard.x * std + mean) - 1, atol=1e-5)
+    assert np.array_equal(pm1.y, standard.y)
+
+
+def test_scaling_is_checked() -> None:
+    with pytest.raises(FedmarketError, match="unknown input scaling"):
+        load_dataset("digits", scaling="minmax")
+    with pytest.raises(FedmarketError, match="applies to image data sets"):
+        load_dataset("diabetes", scaling="pm1")
+
+
+def test_task_spec_carries_the_scaling_and_keeps_the_default_bytes() -> None:
+    from fedmarket.fl.taskspec import TaskData, TaskSpec
+
+    # The demo task's spec file, byte for byte as before input_scaling existed (its CID is on chains).
+    before = b'{"aggregation":"fedavg","batch_size":10,"dataset":"digits","epochs":1,"format":"fedmarket-task/1","holdout":400,'
+    assert TaskSpec().to_bytes().startswith(before) and b"input_scaling" not in TaskSpec().to_bytes()
+    spec = TaskSpec(dataset="digits", model="cnn", input_scaling="pm1")
+    assert b'"input_scaling":"pm1"' in spec.to_bytes() and TaskSpec.from_bytes(spec.to_bytes()) == spec
+    assert float(TaskData.load(spec).dataset.x.min()) == -1.0
+    with pytest.raises(FedmarketError, match="unknown input scaling"):
+        TaskSpec(input_scaling="minmax")

@@ -76,3 +76,16 @@ def test_bad_models_are_refused() -> None:
         build_model("cnn", (10,), 1)
     with pytest.raises(FedmarketError, match="at least one output"):
         build_model("linear", (10,), 0)
+
+
+def test_fedavgcnn_is_pfllibs_unpadded_cnn() -> None:
+    # conv 1->32 k5 -> pool -> conv 32->64 k5 -> pool (28 -> 24 -> 12 -> 8 -> 4) -> fc 1024->512 -> fc 10.
+    mnist = conv(1, 32) + conv(32, 64) + fc(64 * 4 * 4, 512) + fc(512, 10)
+    assert num_parameters(init_state("fedavgcnn", (1, 28, 28), 10, 0)) == mnist == 582_026  # PFLlib's figure
+    # cifar10: 32 -> 28 -> 14 -> 10 -> 5, PFLlib's dim=1600
+    assert num_parameters(init_state("fedavgcnn", (3, 32, 32), 10, 0)) == conv(3, 32) + conv(32, 64) + fc(1600, 512) + fc(512, 10)
+    assert build_model("fedavgcnn", (1, 28, 28), 10)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert arch_id("fedavgcnn", (1, 28, 28), 10) == "fedavgcnn-v1:1x28x28:10"
+    assert parse_arch_id("fedavgcnn-v1:1x28x28:10") == ModelSpec("fedavgcnn", (1, 28, 28), 10)
+    with pytest.raises(FedmarketError, match="at least 16x16"):
+        build_model("fedavgcnn", (1, 8, 8), 10)  # digits are too small for two unpadded k5 convolutions

@@ -56,3 +56,13 @@ def test_sim_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], message:
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sim_runs_the_seed_authors_cnn_on_pm1_pixels(tmp_path: Path) -> None:
+    # PFLlib's like-for-like settings from the command line; the holdout leaves 100 mnist images to train on.
+    args = ("--dataset", "mnist", "--model", "fedavgcnn", "--input-scaling", "pm1", "--clients", "2", "--rounds", "1", "--holdout", "4900")
+    result = run(*args, "--partition", "iid", "--json", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["model_id"] == "fedavgcnn-v1:1x28x28:10" and data["config"]["input_scaling"] == "pm1"
+    assert len(data["rounds"]) == 2 and data["final"]["metrics"]["num_samples"] == sum(c["test"] for c in data["partition"]["clients"])

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 DatasetOption = typer.Option(DEMO_TASK.dataset, "--dataset", help="Task spec: digits, mnist, fmnist, cifar10 or diabetes.")
 PartitionOption = typer.Option(DEMO_TASK.partition, "--partition", help="Task spec: how the trainers' data is split: iid, pat:K or dir:ALPHA.")
-ModelOption = typer.Option(DEMO_TASK.model, "--model", help="Task spec: cnn, mlp, linear or auto.")
+ModelOption = typer.Option(DEMO_TASK.model, "--model", help="Task spec: cnn, fedavgcnn (PFLlib's unpadded CNN), mlp, linear or auto.")
+InputScalingOption = typer.Option(
+    DEMO_TASK.input_scaling, "--input-scaling", help="Task spec: image pixels scaled by mean/std (standard) or to [-1, 1] as PFLlib does (pm1)."
+)
 EpochsOption = typer.Option(DEMO_TASK.epochs, "--epochs", min=1, help="Task spec: local epochs per round.")
 BatchSizeOption = typer.Option(DEMO_TASK.batch_size, "--batch-size", min=1, help="Task spec: local minibatch size.")
 LrOption = typer.Option(DEMO_TASK.lr, "--lr", help="Task spec: local SGD learning rate.")
@@ -38,6 +41,7 @@ SPEC_FLAGS: dict[str, tuple[Any, Any]] = {
     "epochs": (int, EpochsOption), "batch_size": (int, BatchSizeOption), "lr": (float, LrOption),
     "momentum": (float, MomentumOption), "prox_mu": (float, ProxMuOption), "aggregation": (str, AggregationOption),
     "utility": (Optional[str], UtilityOption), "holdout": (int, HoldoutOption), "seed": (int, SeedOption),
+    "input_scaling": (str, InputScalingOption),
 }  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,7 +70,7 @@ def spec_of(
     *, dataset: str, partition: str, model: str, trainers: int, validators: int, holdout: int = DEMO_HOLDOUT,
     epochs: int = DEMO_TASK.epochs, batch_size: int = DEMO_TASK.batch_size, lr: float = DEMO_TASK.lr,
     momentum: float = DEMO_TASK.momentum, prox_mu: float = DEMO_TASK.prox_mu, aggregation: str = DEMO_TASK.aggregation,
-    utility: Optional[str] = None, seed: int = DEMO_TASK.seed,
+    utility: Optional[str] = None, seed: int = DEMO_TASK.seed, input_scaling: str = DEMO_TASK.input_scaling,
 ) -> TaskSpec:  # fmt: skip
     """The TaskSpec of the flags (checked: a bad value is one line)."""
     from fedmarket.fl.taskspec import TaskSpec
@@ -74,5 +78,5 @@ def spec_of(
     return TaskSpec(
         dataset=dataset, partition=partition, model=model, trainers=trainers, validators=validators, holdout=holdout,
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, prox_mu=prox_mu, aggregation=aggregation,
-        seed=seed, **({"utility": utility} if utility else {}),
+        seed=seed, input_scaling=input_scaling, **({"utility": utility} if utility else {}),
     )  # fmt: skip

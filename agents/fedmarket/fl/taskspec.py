@@ -26,7 +26,7 @@ import numpy as np
 
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.aggregation import get_rule
-from fedmarket.fl.datasets import DATASETS, Dataset, load_dataset
+from fedmarket.fl.datasets import DATASETS, Dataset, check_scaling, load_dataset
 from fedmarket.fl.learning import (
     DEMO_HOLDOUT,
     DEMO_TASK,
@@ -43,6 +43,9 @@ from fedmarket.fl.utility import DEFAULT_UTILITY, get_raw_utility
 from fedmarket.storage.weights import WeightsMeta, encode_weights
 
 SPEC_FORMAT = "fedmarket-task/1"
+# Fields added after the format was fixed: the file leaves them out while they hold their
+# defaults, so a spec that does not use them keeps the bytes (and the CID) it always had.
+OMITTED_AT_DEFAULT = ("input_scaling",)
 
 
 def check_learning(learning: Learning, where: str = "") -> None:
@@ -52,6 +55,7 @@ def check_learning(learning: Learning, where: str = "") -> None:
         raise FedmarketError(f"{where}unknown dataset {learning.dataset!r}; choose one of: {', '.join(DATASETS)}")
     if learning.model != "auto" and learning.model not in ARCHITECTURES:
         raise FedmarketError(f"{where}unknown model {learning.model!r}; choose auto or one of: {', '.join(ARCHITECTURES)}")
+    check_scaling(learning.dataset, learning.input_scaling)
     parse_scheme(learning.partition)
     get_rule(learning.aggregation)
 
@@ -95,6 +99,9 @@ class TaskSpec(Learning):
     def to_bytes(self) -> bytes:
         """The canonical JSON file (its CID is the task's specDigest)."""
         body = {"format": SPEC_FORMAT, **asdict(self)}
+        for name in OMITTED_AT_DEFAULT:
+            if body[name] == getattr(TaskSpec, name):
+                del body[name]
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
     @classmethod
@@ -143,7 +150,7 @@ class TaskData:
 
     @classmethod
     def load(cls, spec: TaskSpec, data_dir: Any = None) -> TaskData:
-        return cls(spec, load_dataset(spec.dataset, data_dir))
+        return cls(spec, load_dataset(spec.dataset, data_dir, scaling=spec.input_scaling))
 
     @cached_property
     def _split(self) -> tuple[Partition, np.ndarray]:
