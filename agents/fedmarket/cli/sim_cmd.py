@@ -11,13 +11,18 @@ from typing import Optional
 import typer
 
 from fedmarket.cli.output import console, err_console, one_line_errors, print_json
+from fedmarket.cli.sim_modes import MODES_HELP, run_async_mode
+from fedmarket.errors import FedmarketError
 from fedmarket.files import atomic_write
+from fedmarket.fl.semi.config import DEFAULT_FEDASYNC_ALPHA, DEFAULT_STALENESS_EXPONENT, DEFAULT_STEP_COST, DEFAULT_TEMPERATURE, MODES, AsyncConfig
 
 DEFAULTS_NOTE = "defaults: the seed paper's protocol (20 clients, batch 10, lr 0.005, 1 epoch, Dir(0.1), cnn, digits)"
 
 
 def register(app: typer.Typer) -> None:
-    app.command("sim", help=f"Run FedAvg over simulated clients without a chain; {DEFAULTS_NOTE}.")(sim)
+    app.command(
+        "sim", help=f"Run FedAvg (or, with --mode, semi-centralised async FL, FedAsync, local-only) over simulated clients without a chain; {DEFAULTS_NOTE}."
+    )(sim)
 
 
 def write_outputs(result, out_dir: Path) -> dict[str, str]:
@@ -99,6 +104,25 @@ def sim(
         file_okay=False,
         help="Folder holding the fmnist / cifar10 files [default: $FEDMARKET_DATA/<dataset>, else <data dir>/datasets/<dataset>].",
     ),
+    mode: str = typer.Option("sync", "--mode", help=MODES_HELP),
+    stragglers: float = typer.Option(0.0, "--stragglers", min=0.0, max=1.0, help="Share of clients that compute slowly (a seeded choice), e.g. 0.5."),
+    slowdown: float = typer.Option(2.0, "--slowdown", min=1.0, help="A straggler's compute time = its cost x this."),
+    step_cost: float = typer.Option(
+        DEFAULT_STEP_COST, "--step-cost", min=1e-9, help="Virtual seconds per local SGD step (a client's round costs steps x this)."
+    ),
+    trust: str = typer.Option(
+        "ring", "--trust", help="semi: the trust graph: ring, kregular:K, random:D (D-regular), none, or a file of 'a b' edges / JSON {edges}."
+    ),
+    block_time: float = typer.Option(
+        0.0, "--block-time", min=0.0, help="semi: an upload is downloadable from the chain at the next multiple of this (0: at once)."
+    ),
+    temperature: float = typer.Option(DEFAULT_TEMPERATURE, "--temperature", min=1e-9, help="semi: loss weights softmax(-loss / T) on one batch of own data."),
+    staleness_exponent: float = typer.Option(
+        DEFAULT_STALENESS_EXPONENT, "--staleness-exponent", min=0.0, help="semi, fedasync: staleness weight (lag + 1)^-a."
+    ),
+    loss_weights: bool = typer.Option(True, "--loss-weights/--no-loss-weights", help="semi: weigh models by loss (off: the ablation, staleness alone)."),
+    staleness: bool = typer.Option(True, "--staleness/--no-staleness", help="semi, fedasync: staleness compensation (off: the ablation)."),
+    fedasync_alpha: float = typer.Option(DEFAULT_FEDASYNC_ALPHA, "--fedasync-alpha", min=1e-9, max=1.0, help="fedasync: the server's mixing rate alpha."),
     out: Optional[Path] = typer.Option(None, "--out", file_okay=False, help="Write metrics.json and metrics.png here."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
 ) -> None:
@@ -115,6 +139,8 @@ def sim(
         TimeElapsedColumn,
     )
 
+    from fedmarket.fl.learning import learning_fields
+    from fedmarket.fl.semi.clock import sync_clock
     from fedmarket.fl.sim import SimConfig, check_config, run_simulation  # loads torch: only when the command runs
 
     config = SimConfig(
@@ -137,6 +163,17 @@ def sim(
         holdout=holdout,
     )
     check_config(config)
+    clock = dict(stragglers=stragglers, slowdown=slowdown, step_cost=step_cost)
+    if mode != "sync":
+        if mode not in MODES:
+            raise FedmarketError(f"unknown mode {mode!r}; choose sync, {', '.join(MODES)}")
+        if holdout or batched:
+            raise FedmarketError(f"--holdout and --batched apply to --mode sync only, not {mode}")
+        knobs = dict(trust=trust, block_time=block_time, temperature=temperature, staleness_exponent=staleness_exponent)
+        knobs |= dict(loss_weights=loss_weights, staleness=staleness, fedasync_alpha=fedasync_alpha)
+        semi_config = AsyncConfig(**learning_fields(config), mode=mode, clients=clients, rounds=rounds, device=device, data_dir=data_dir, **clock, **knobs)
+        run_async_mode(semi_config, out, as_json)
+        return
     # Progress goes to stderr so that --json leaves stdout a single JSON document; it vanishes
     # when done (the round table says the same) and so never sits above an error line.
     progress = Progress(
@@ -172,11 +209,16 @@ def sim(
 
         result = run_simulation(config, on_round=on_round)
     written = write_outputs(result, out) if out is not None else {}
+    train_sizes = [c.train for c in result.partition.clients]
+    timing = sync_clock(train_sizes, batch_size, epochs, rounds, step_cost, stragglers, slowdown, seed)
     if as_json:
-        print_json({**result.to_dict(), "files": written})
+        print_json({**result.to_dict(), "clock": timing, "files": written})
         return
     console.print(result.partition)
     _print_rounds(result)
+    console.print(
+        f"device compute-time ratio {timing['compute_time_ratio']:.1%} on the virtual clock (every round waits for the slowest client)", highlight=False
+    )
     for what, path in written.items():
         console.print(f"wrote {what}: {path}", highlight=False)
 

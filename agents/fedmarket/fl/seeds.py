@@ -12,6 +12,9 @@ import numpy as np
 
 HOLDOUT_TAG = 0x484F4C44  # "HOLD": the holdout cut is not the partition's stream
 VALIDATOR_TAG = 0x56414C  # "VAL": a validator's scoring is not a trainer's batch order
+STRAGGLER_TAG = 0x534C4F57  # "SLOW": which simulated clients compute slowly (fl.semi)
+TRUST_TAG = 0x54525553  # "TRUS": the random trust graph of the semi-centralised mode
+SCORE_TAG = 0x53434F52  # "SCOR": the batch a semi-centralised client scores received models on
 
 
 def _draw(*entropy: int) -> int:
@@ -42,6 +45,21 @@ def client_seed(seed: int, round_number: int, client: int) -> int:
 def validator_seed(seed: int, round_number: int, validator: int) -> int:
     """Seed of validator `validator`'s utility in round `round_number` (its reference training)."""
     return _draw(seed, round_number, validator, VALIDATOR_TAG)
+
+
+def straggler_seed(seed: int) -> int:
+    """Seed of the Generator that picks the slowed-down clients of an asynchronous simulation."""
+    return _draw(seed, STRAGGLER_TAG)
+
+
+def trust_graph_seed(seed: int) -> int:
+    """Seed of the Generator that draws a random trust graph (fl.semi.trust)."""
+    return _draw(seed, TRUST_TAG)
+
+
+def score_batch_seed(seed: int, round_number: int, client: int) -> int:
+    """Seed of the one batch client `client` scores the models it received on in `round_number`."""
+    return _draw(seed, round_number, client, SCORE_TAG)
 
 
 def centralised_seed(seed: int) -> int:
