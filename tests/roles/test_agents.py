@@ -95,6 +95,23 @@ def test_a_trainer_restarted_after_its_commit_reveals_with_the_stored_salt(marke
     assert len(market.actions("trainer-1", "commit")) == 1 and len(market.actions("trainer-1", "reveal")) == 1
 
 
+def test_an_agent_trusts_its_own_receipts_and_reads_the_roster_once(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A duty its own transaction did is not asked of the chain again, and the trainer list (fixed
+    once training starts) is read once: fewer views per step, the same behaviour."""
+    trainer = market.agents["trainer-1"]
+    asked: list[str] = []
+    for view in ("has_committed", "has_revealed", "trainers"):
+        original = getattr(trainer.market, view)
+        monkeypatch.setattr(trainer.market, view, lambda *args, _view=view, _original=original: asked.append(_view) or _original(*args))
+    assert trainer.step()  # asks whether it committed (a restarted process must), trains, commits
+    assert not trainer.step()  # its receipt said so: not asked again
+    assert market.agents["trainer-2"].step()
+    assert trainer.step()  # reveals
+    assert not trainer.step()
+    assert asked == ["has_committed", "trainers", "has_revealed"]
+    assert trainer._rosters["trainers"] == market.market.trainers(market.model_id)
+
+
 def test_a_trainer_restarted_between_storing_and_committing_commits_the_same_update(market: Market) -> None:
     first = market.agents["trainer-1"]
     info = market.market.get_model(market.model_id)

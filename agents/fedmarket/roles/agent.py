@@ -151,7 +151,8 @@ class Agent:
         self.name = self.options.name or f"{self.role}-{self.address[2:8].lower()}"
         self.timer = Timer()
         self.finished = False
-        self._facts: set[tuple[int, str]] = set()  # (round, duty) the chain said is done
+        self._facts: set[tuple[int, str]] = set()  # (round, duty) the chain said, or its receipt showed, is done
+        self._rosters: dict[str, list[str]] = {}  # "trainers" / "validators" in join order, once training started
         self._overtaken: dict[tuple[int, str], int] = {}  # (round, action) -> races lost in a row
         self._said: set[tuple[int, str]] = set()  # what it has said it waits for
         self._spec: TaskSpec | None = None
@@ -353,6 +354,14 @@ class Agent:
         except ValueError:
             raise FedmarketError(f"{self.address} is not a {self.role} of task {self.model_id}") from None
 
+    def roster(self, kind: str) -> list[str]:
+        """The task's "trainers" or "validators" in join order. Read once: the agents ask only
+        while the task trains, and seats change only while it is Open (join, leave)."""
+        if kind not in self._rosters:
+            read = {"trainers": self.market.trainers, "validators": self.market.validators}[kind]
+            self._rosters[kind] = self._view(lambda: read(self.model_id))
+        return self._rosters[kind]
+
     @property
     def max_blob_size(self) -> int:
         """The exact size of this task's weights file: no weights blob of the task is larger."""
@@ -466,7 +475,7 @@ class Agent:
 
         revealed = self._view(lambda: self.market.revealed_updates(self.model_id, r))
         utilities = self._view(lambda: self.market.utilities(self.model_id, r))
-        order = {a.lower(): i for i, a in enumerate(self._view(lambda: self.market.trainers(self.model_id)))}
+        order = {a.lower(): i for i, a in enumerate(self.roster("trainers"))}
         accepted = sorted((u for u, score in zip(revealed, utilities, strict=True) if score > 0), key=lambda u: order[u.trainer.lower()])
         if not accepted:
             raise FedmarketError(f"round {r} has no accepted update to aggregate")
@@ -531,9 +540,11 @@ class Agent:
         with self._timing("chain_s"):
             return call()
 
-    def _send(self, phase: str, round: int, action: str, call: Callable[[], TxResult], detail: str | None = None) -> TxResult:
+    def _send(self, phase: str, round: int, action: str, call: Callable[[], TxResult], detail: str | None = None, *, duty: str | None = None) -> TxResult:
         """Send one transaction. A refusal that the chain's moving on explains raises Overtaken
-        (handled by `step`), unless the same action was overtaken MAX_OVERTAKEN times in a row."""
+        (handled by `step`), unless the same action was overtaken MAX_OVERTAKEN times in a row.
+        `duty`: the round's duty this transaction does (commit, reveal, score, confirm); its receipt
+        says it is done, so `done` need not ask the chain again."""
         key = (round, action)
         try:
             with self._timing("chain_s"):
@@ -546,6 +557,8 @@ class Agent:
                 raise FedmarketError(f"{action} of round {round} was refused {self._overtaken[key]} times in a row: {exc}") from exc
             raise Overtaken(phase, round, action, str(exc)) from exc
         self._overtaken.pop(key, None)
+        if duty is not None:
+            self._facts.add((round, duty))
         self._record(phase, round, action, tx=result.tx_hash, gas=result.gas_used, detail=detail)
         return result
 

@@ -73,6 +73,7 @@ class TrainerAgent(Agent):
             "commit",
             lambda: self.market.commit_update(self.model_id, r, stored.commitment_bytes),
             detail=f"update {update_cid}, {samples} samples, train loss {loss:.4f}",
+            duty="commit",
         )
         return True
 
@@ -84,7 +85,7 @@ class TrainerAgent(Agent):
         from fedmarket.fl.training import resolve_device, train_local
 
         behaviour = self.adversary.in_round(r)
-        index = self.join_index(self._view(lambda: self.market.trainers(self.model_id)))
+        index = self.join_index(self.roster("trainers"))
         seat = behaviour.data_seat(index, self.spec.trainers)
         x, y = self.own_samples(lambda: self.data.trainer_indices(seat))
         global_state = self.global_model(info, r)
@@ -124,6 +125,7 @@ class TrainerAgent(Agent):
                 "reveal",
                 lambda: self.market.reveal_update(self.model_id, r, stored.update_cid, stored.num_samples, stored.salt_bytes),
                 detail=f"update {stored.update_cid}",
+                duty="reveal",
             )
         except ContractRevert as exc:
             if exc.name != "TooManySamples":

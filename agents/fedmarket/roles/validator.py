@@ -87,7 +87,7 @@ class ValidatorAgent(Agent):
                 self._record("score", r, "reject-update", detail=f"{u.trainer}: {exc}", trainer=u.trainer)
                 state = {}  # the utility scores a state it cannot use as malformed
             updates.append(Update(state, self.claimed_samples(u.num_samples)))
-        index = self.join_index(self._view(lambda: self.market.validators(self.model_id)))
+        index = self.join_index(self.roster("validators"))
         x, y = self.own_samples(lambda: self.data.validator_indices(index))
         seed = validator_seed(self.spec.seed, r, index)
         utility = get_utility(self.spec.utility)
@@ -110,6 +110,7 @@ class ValidatorAgent(Agent):
             "submit-scores",
             lambda: self.market.submit_scores(self.model_id, r, scores),
             detail=" ".join(f"{u.trainer[:8]}={s}" for u, s in zip(revealed, scores)),
+            duty="score",
         )
         return True
 
@@ -119,7 +120,9 @@ class ValidatorAgent(Agent):
         r = view.round
         proposed = digest_to_cid(view.proposed_digest)
         ok, detail = self.adversary.in_round(r).vote(lambda: self._check_proposal(info, r, proposed, view.proposed_metric))
-        self._send("confirm", r, "confirm", lambda: self.market.confirm_global_model(self.model_id, r, ok), detail=f"proposal {proposed} {detail}")
+        self._send(
+            "confirm", r, "confirm", lambda: self.market.confirm_global_model(self.model_id, r, ok), detail=f"proposal {proposed} {detail}", duty="confirm"
+        )
         return True
 
     def _check_proposal(self, info: ModelInfo, r: int, proposed: str, metric: int) -> tuple[bool, str]:
@@ -140,7 +143,7 @@ class ValidatorAgent(Agent):
                 self.store.pin(proposed)
         except FedmarketError as exc:
             return False, f"is the aggregate but not retrievable ({exc}): rejected"
-        x, y = self.own_samples(lambda: self.data.validator_indices(self.join_index(self._view(lambda: self.market.validators(self.model_id)))))
+        x, y = self.own_samples(lambda: self.data.validator_indices(self.join_index(self.roster("validators"))))
         own = self.metric_of(state, x, y)
         regression = self.data.dataset.task == "regression"
         tolerance = metric_tolerance(own / 1_000_000, len(y), regression)
