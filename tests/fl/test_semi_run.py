@@ -1,0 +1,90 @@
+"""fl.semi's methods end to end on tiny digits: determinism, records, trust, ablations, baselines."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from fedmarket.fl.datasets import load_dataset
+from fedmarket.fl.params import states_equal
+from fedmarket.fl.semi.config import AsyncConfig
+from fedmarket.fl.semi.run import run_async
+
+TINY = AsyncConfig(clients=4, rounds=2, model="mlp", lr=0.05, partition="dir:0.5", seed=3, stragglers=0.5)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.mark.parametrize("mode", ["semi", "fedasync", "local"])
+def test_same_seed_gives_bit_identical_client_models(digits, mode: str) -> None:
+    config = replace(TINY, mode=mode)
+    a, b = run_async(config, dataset=digits), run_async(config, dataset=digits)
+    assert all(states_equal(x, y) for x, y in zip(a.client_states, b.client_states))
+    assert a.to_dict() == b.to_dict()
+    other = run_async(replace(config, seed=4), dataset=digits)
+    assert a.digests() != other.digests()
+
+
+def test_semi_records_trace_every_use_of_an_upload(digits) -> None:
+    result = run_async(replace(TINY, trust="none"), dataset=digits)  # every model comes from the chain
+    log = result.records
+    assert log.verify()
+    counts = log.counts()
+    assert counts["upload"] == 4 * 2
+    uploads = {r.id: r for r in log.records if r.type == "upload"}
+    for record in log.records:
+        if record.type in ("download", "score"):
+            source = uploads[record.content["upload"]]
+            assert source.id < record.id and source.client != record.client and source.timestamp <= record.timestamp
+    downloads = {(r.client, r.content["upload"]) for r in log.records if r.type == "download"}
+    assert len(downloads) == counts["download"] > 0  # each upload fetched at most once per client
+    header = log.records[1].to_dict()
+    assert set(header) == {"id", "timestamp", "type", "client", "parent_hash", "hash", "content"}
+    assert header["parent_hash"] == log.records[0].hash
+    tampered = log.records[1]
+    log.records[1] = replace(tampered, content={**tampered.content, "round": 99}) if tampered.type == "upload" else replace(tampered, client=9)
+    assert not log.verify()
+
+
+def test_gossip_replaces_downloads_within_the_trusted_component(digits) -> None:
+    ring = run_async(replace(TINY, trust="ring"), dataset=digits)
+    alone = run_async(replace(TINY, trust="none"), dataset=digits)
+    assert ring.records.counts()["download"] == 0  # a ring of 4 is one component: all by gossip
+    assert ring.records.counts()["score"] == alone.records.counts()["score"]
+    # with an instant chain the same models arrive either way, so the client models are the same
+    assert ring.digests() == alone.digests()
+    # a slow chain delays what non-neighbours see, and so changes the models
+    slow_chain = run_async(replace(TINY, trust="none", block_time=1.0), dataset=digits)
+    assert slow_chain.digests() != alone.digests()
+    assert slow_chain.records.counts()["score"] < alone.records.counts()["score"]
+
+
+def test_each_ablation_changes_the_models(digits) -> None:
+    full = run_async(TINY, dataset=digits)
+    no_losses = run_async(replace(TINY, loss_weights=False), dataset=digits)
+    no_staleness = run_async(replace(TINY, staleness=False), dataset=digits)
+    assert len({tuple(r.digests()) for r in (full, no_losses, no_staleness)}) == 3
+    assert 0 < full.extra["semi"]["mean_own_weight"] < 1
+
+
+def test_one_client_alone_is_local_training_in_every_method(digits) -> None:
+    solo = replace(TINY, clients=1, stragglers=0.0, fedasync_alpha=1.0)
+    local = run_async(replace(solo, mode="local"), dataset=digits)
+    for mode in ("semi", "fedasync"):
+        assert states_equal(run_async(replace(solo, mode=mode), dataset=digits).client_states[0], local.client_states[0])
+
+
+def test_metrics_of_the_client_models(digits) -> None:
+    fedasync = run_async(replace(TINY, mode="fedasync"), dataset=digits)
+    assert fedasync.client_models == fedasync.average_model  # one global model: both are its pooled metrics
+    local = run_async(replace(TINY, mode="local"), dataset=digits)
+    data = local.to_dict()
+    pooled_test = sum(c["test"] for c in data["partition"]["clients"])
+    assert data["final"]["client_models"]["num_samples"] == pooled_test
+    assert 0 <= data["final"]["client_models"]["accuracy"] <= 1 and 0 <= data["final"]["client_models"]["auc"] <= 1
+    assert [p["updates"] for p in data["curve"]] == [0, 4, 8] and data["curve"][-1]["time"] == data["clock"]["makespan"]
+    assert data["curve"][-1]["accuracy"] == data["final"]["client_models"]["accuracy"]
