@@ -1,18 +1,11 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-/// @title IMarketplace — the fedmarket federated-learning market
-/// @notice A model buyer escrows a reward and posts a training task (its record: `ModelData`). Licensed trainers
-/// stake and submit model updates by commit-reveal; a rotating, staked validator committee scores
-/// every update; a staked aggregator proposes each round's global model, which the committee
-/// confirms. Each round's budget is paid by measured contribution (default 70 % trainers, 20 %
-/// validators, 10 % aggregator); whatever is not earned returns to the buyer; late or poisonous
-/// participants are slashed. Money leaves only through the pull `withdraw`.
-///
-/// Units: amounts in wei; times in seconds (block.timestamp); utilities, scores and metrics are
-/// signed integers in micro-units (value * 1e6). Content ids are CIDv0 (`Qm...`): on chain only
-/// their 32-byte sha2-256 digest is kept (`bytes32 ...Digest`). Rounds are numbered from 1.
-interface IMarketplace {
+/// @title IMarketplaceTypes — the market's types, events and custom errors
+/// @notice Everything IMarketplace declares but its functions, apart so that contracts sharing the
+/// market's storage layout (MarketStorage, and RoundSettlement, which the Marketplace reaches by
+/// delegatecall) can use them without implementing the whole interface.
+interface IMarketplaceTypes {
     // ------------------------------------------------------------------ types
 
     /// @notice Life of a task.
@@ -279,6 +272,20 @@ interface IMarketplace {
     /// @notice withdraw: sending `amount` wei to `account` failed (it rejected the ether); the credit is kept.
     error TransferFailed(address account, uint256 amount);
 
+}
+
+/// @title IMarketplace — the fedmarket federated-learning market
+/// @notice A model buyer escrows a reward and posts a training task (its record: `ModelData`). Licensed trainers
+/// stake and submit model updates by commit-reveal; a rotating, staked validator committee scores
+/// every update; a staked aggregator proposes each round's global model, which the committee
+/// confirms. Each round's budget is paid by measured contribution (default 70 % trainers, 20 %
+/// validators, 10 % aggregator); whatever is not earned returns to the buyer; late or poisonous
+/// participants are slashed. Money leaves only through the pull `withdraw`.
+///
+/// Units: amounts in wei; times in seconds (block.timestamp); utilities, scores and metrics are
+/// signed integers in micro-units (value * 1e6). Content ids are CIDv0 (`Qm...`): on chain only
+/// their 32-byte sha2-256 digest is kept (`bytes32 ...Digest`). Rounds are numbered from 1.
+interface IMarketplace is IMarketplaceTypes {
     // --------------------------------------------------------- task set-up
 
     /// @notice Post a training task; the caller becomes its owner (the model buyer).

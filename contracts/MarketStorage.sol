@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {IMarketplace} from "./IMarketplace.sol";
+import {IMarketplaceTypes} from "./IMarketplace.sol";
 
 // The caps (docs/protocol.md), at file level so that ParamsCheck shares them.
 uint256 constant CAP_MAX_TRAINERS = 64;
@@ -17,7 +17,7 @@ uint256 constant CAP_MAX_WINDOW = 30 days;
 /// a round's who-did-what lives in one word (bitmaps), each trainer's address and earnings in one
 /// word, scores four to a word, reveal entries three to a word, and the per-update slots of a round
 /// are reused two rounds later.
-abstract contract MarketStorage is IMarketplace {
+abstract contract MarketStorage is IMarketplaceTypes {
     // ---------------------------------------------------------------- caps (docs/protocol.md)
 
     /// @notice Most trainers per task: closing a round loops over them (and a round's bitmaps hold 64).

@@ -2,12 +2,11 @@
 pragma solidity ^0.8.24;
 
 import {IMarketplace} from "./IMarketplace.sol";
-import {MarketStorage} from "./MarketStorage.sol";
+import {MarketCore} from "./MarketCore.sol";
 import {Bits} from "./lib/Bits.sol";
-import {Median} from "./lib/Median.sol";
 import {ReentrancyGuard} from "./lib/ReentrancyGuard.sol";
-import {Shares} from "./lib/Shares.sol";
 import {ParamsCheck} from "./ParamsCheck.sol";
+import {RoundSettlement} from "./RoundSettlement.sol";
 
 /// @title Marketplace — the fedmarket state machine
 /// @notice Implements IMarketplace exactly as docs/protocol.md fixes it: caps, lazy phases,
@@ -18,17 +17,19 @@ import {ParamsCheck} from "./ParamsCheck.sol";
 /// function that sends ether is `withdraw` (pull payments, reentrancy-guarded). Each task's money
 /// is tracked in its own record (escrow, stakesHeld, accrued) and only moves to credits at
 /// settlement or cancellation, so one task's wei can never pay another task's participants.
-contract Marketplace is MarketStorage, ReentrancyGuard {
-    /// @notice An amount does not fit the packed accounting (impossible with real ether supplies).
-    error AmountTooLarge(uint256 amount);
-
+contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     /// @notice The parameter checks of newModel, deployed with the market: their code lives
     /// outside this contract, which would otherwise pass the 24,576-byte code size limit (EIP-170).
     ParamsCheck public immutable PARAMS_CHECK;
 
+    /// @notice The settlement of a round (RoundSettlement), deployed with the market and run by
+    /// delegatecall on this contract's storage: its code lives apart for the same size limit.
+    RoundSettlement public immutable SETTLEMENT;
+
     /// @param minWindow the shortest phase window newModel accepts, in seconds (1 on dev chains).
     constructor(uint256 minWindow) {
         PARAMS_CHECK = new ParamsCheck(minWindow);
+        SETTLEMENT = new RoundSettlement();
     }
 
     // =====================================================================================
@@ -220,14 +221,6 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         emit ParticipantLeft(modelId, msg.sender, role, stake, fee);
     }
 
-    /// @dev The stake a participant of `role` put in (0 for Role.None).
-    function _stakeOf(ModelParams storage p, Role role) private view returns (uint256) {
-        if (role == Role.Trainer) return p.trainerStake;
-        if (role == Role.Validator) return p.validatorStake;
-        if (role == Role.Aggregator) return p.aggregatorStake;
-        return 0;
-    }
-
     // =====================================================================================
     // rounds
     // =====================================================================================
@@ -354,11 +347,8 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         h.voted |= uint16(1 << position);
         if (ok) h.approved |= uint16(1 << position);
         emit GlobalModelConfirmed(modelId, round, msg.sender, ok);
-        if (Bits.popcount(h.voted) == t.params.committeeSize) {
-            _closeRound(modelId, t, rd, h, round);
-        } else {
-            rd.header = h;
-        }
+        rd.header = h;
+        if (Bits.popcount(h.voted) == t.params.committeeSize) _settle(modelId);
     }
 
     /// @inheritdoc IMarketplace
@@ -371,7 +361,23 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         RoundHeader memory h = rd.header;
         _sync(t, round, h);
         if (h.stage != uint8(Phase.Due)) revert RoundNotDue(modelId, round, _phaseOf(t, h), h.deadline);
-        _closeRound(modelId, t, rd, h, round);
+        rd.header = h;
+        _settle(modelId);
+    }
+
+    /// @dev Runs RoundSettlement.settleRound on this contract's storage (the round's header is
+    /// stored first); a revert inside it is re-thrown as it is. Its code reverts only with data
+    /// (custom errors, panics), so a failure without data is the delegatecall running out of gas:
+    /// the transaction then runs out of gas too (INVALID spends the 1/64 left), so that a client
+    /// sees an out-of-gas transaction, not an unexplained revert.
+    function _settle(uint256 modelId) private {
+        (bool ok, bytes memory reason) = address(SETTLEMENT).delegatecall(abi.encodeCall(RoundSettlement.settleRound, (modelId)));
+        if (!ok) {
+            assembly ("memory-safe") {
+                if iszero(mload(reason)) { invalid() }
+                revert(add(reason, 32), mload(reason))
+            }
+        }
     }
 
     // =====================================================================================
@@ -691,28 +697,6 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         return (position < t.params.committeeSize, position);
     }
 
-    function _committeeStart(Task storage t, uint32 round, uint256 count) private view returns (uint256) {
-        return (uint256(t.committeeOffset) + (uint256(round) - 1) * t.params.committeeSize) % count;
-    }
-
-    function _committeeMember(Task storage t, uint256 first, uint256 count, uint256 position)
-        private
-        view
-        returns (Seat storage)
-    {
-        return t.validatorSeats[(first + position) % count];
-    }
-
-    function _committee(Task storage t, uint32 round) private view returns (address[] memory members) {
-        uint256 count = t.validatorCount;
-        uint256 size = t.params.committeeSize;
-        members = new address[](size);
-        uint256 first = _committeeStart(t, round, count);
-        for (uint256 j = 0; j < size; ++j) {
-            members[j] = _committeeMember(t, first, count, j).account;
-        }
-    }
-
     function _started(Task storage t) private view returns (bool) {
         Status s = t.status;
         return s == Status.Training || s == Status.Finalized || s == Status.Settled;
@@ -729,20 +713,6 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     // =====================================================================================
     // internal: phases
     // =====================================================================================
-
-    function _buffer(Task storage t, uint32 round) private view returns (UpdateBuffer storage) {
-        return t.buffers[round % 2];
-    }
-
-    /// @dev Opens round `round`: Commit phase until now + commitWindow.
-    function _openRound(uint256 modelId, Task storage t, uint32 round) private {
-        t.currentRound = round;
-        uint64 deadline = uint64(block.timestamp) + t.params.commitWindow;
-        RoundHeader storage h = t.rounds[round].header;
-        h.stage = uint8(Phase.Commit);
-        h.deadline = deadline;
-        emit RoundStarted(modelId, round, _committee(t, round), deadline);
-    }
 
     /// @dev Brings `h` up to date with block.timestamp: a stage accepts actions while
     /// block.timestamp <= deadline; once the deadline has passed the next stage runs from that
@@ -793,268 +763,6 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
     // internal: utilities
     // =====================================================================================
 
-    function _revealEntry(UpdateBuffer storage buf, uint256 position) private view returns (uint256 seat, uint64 samples) {
-        return Bits.entryAt(buf.order[position / ENTRIES_PER_WORD], position % ENTRIES_PER_WORD);
-    }
-
-    /// @dev Median committee score of every revealed update, in reveal order (docs/protocol.md,
-    /// "Utility"). With `stopAtPositive`, stops at the first positive one (the rest stay 0).
-    function _utilities(Task storage t, uint32 round, RoundHeader memory h, uint256 n, bool stopAtPositive)
-        private
-        view
-        returns (int256[] memory u, bool anyPositive)
-    {
-        u = new int256[](n);
-        if (n == 0) return (u, false);
-        uint256[SCORE_WORDS][MAX_COMMITTEE] storage scores = _buffer(t, round).scores;
-        uint256 size = t.params.committeeSize;
-        // Quorum: a majority of the committee scored, or no update has a utility (none is paid or slashed).
-        if (Bits.popcount(h.scored) * 2 <= size) return (u, false);
-        uint256[] memory words = new uint256[](size);
-        int256[] memory column = new int256[](size);
-        // Loop bounds: n <= MAX_TRAINERS = 64, size <= MAX_COMMITTEE = 9; no counter can overflow.
-        unchecked {
-            for (uint256 first = 0; first < n; first += SCORES_PER_WORD) {
-                // Each packed word of scores is read once, for the four updates it holds.
-                uint256 w = first / SCORES_PER_WORD;
-                uint256 m = 0;
-                for (uint256 j = 0; j < size; ++j) {
-                    if (Bits.has(h.scored, j)) {
-                        words[m] = scores[j][w];
-                        ++m;
-                    }
-                }
-                uint256 end = first + SCORES_PER_WORD < n ? first + SCORES_PER_WORD : n;
-                for (uint256 k = first; k < end; ++k) {
-                    for (uint256 i = 0; i < m; ++i) {
-                        column[i] = Bits.scoreAt(words[i], k - first);
-                    }
-                    int256 median = Median.medianOf(column, m);
-                    u[k] = median;
-                    if (median > 0) {
-                        anyPositive = true;
-                        if (stopAtPositive) return (u, true);
-                    }
-                }
-            }
-        }
-    }
-
-    // =====================================================================================
-    // internal: settlement of a round (docs/protocol.md, "Settlement of round r")
-    // =====================================================================================
-
-    struct Settlement {
-        uint256 budget;
-        uint256 trainerPool; // T
-        uint256 validatorPool; // V
-        uint256 aggregatorPool; // A
-        uint256 slashed; // S
-        uint256 positiveSum; // P = sum of max(u_i, 0)
-        uint256 toBuyer;
-        uint256 reveals;
-        uint256 committeeStart;
-        bool rejected;
-    }
-
-    function _closeRound(uint256 modelId, Task storage t, Round storage rd, RoundHeader memory h, uint32 round) private {
-        h.stage = STAGE_CLOSED;
-        h.deadline = 0;
-        rd.header = h;
-        t.roundsClosed = round;
-
-        ModelParams storage p = t.params;
-        uint256 budget = Shares.roundBudget(t.reward, p.rounds, round);
-        t.escrow = _toU128(t.escrow - budget);
-        uint256 trainerPool = Shares.ofBps(budget, p.trainerShareBps);
-        uint256 validatorPool = Shares.ofBps(budget, p.validatorShareBps);
-        Settlement memory s = Settlement({
-            budget: budget,
-            trainerPool: trainerPool,
-            validatorPool: validatorPool,
-            aggregatorPool: budget - trainerPool - validatorPool,
-            slashed: 0,
-            positiveSum: 0,
-            toBuyer: 0,
-            reveals: Bits.popcount(h.revealed),
-            committeeStart: _committeeStart(t, round, t.validatorCount),
-            rejected: h.proposed && Bits.popcount(h.voted & ~h.approved) * 2 > p.committeeSize
-        });
-
-        (int256[] memory u,) = _utilities(t, round, h, s.reveals, false);
-        uint256[] memory seats = new uint256[](s.reveals);
-        UpdateBuffer storage buf = _buffer(t, round);
-        for (uint256 k = 0; k < s.reveals; ++k) {
-            (seats[k],) = _revealEntry(buf, k);
-            if (u[k] > 0) s.positiveSum += uint256(u[k]);
-        }
-
-        _slashTrainers(modelId, t, h, round, u, seats, s);
-        _slashCommitteeAndAggregator(modelId, t, h, round, s);
-        _payTrainers(modelId, t, round, u, seats, s);
-        _payCommittee(modelId, t, h, round, s);
-
-        // Only a positive majority of the whole committee accepts: silence approves nothing.
-        bool accepted = h.proposed && Bits.popcount(h.approved) * 2 > p.committeeSize;
-        if (accepted && s.aggregatorPool > 0) {
-            t.aggregatorEarned = _toU128(uint256(t.aggregatorEarned) + s.aggregatorPool);
-            emit RewardAccrued(modelId, round, p.aggregator, Role.Aggregator, s.aggregatorPool);
-        } else if (!accepted) {
-            s.toBuyer += s.aggregatorPool;
-        }
-        if (accepted) t.globalModelDigest = rd.proposedDigest;
-        // The whole budget and every slashed wei went to participants or to the buyer.
-        t.accrued = _toU128(uint256(t.accrued) + s.budget + s.slashed);
-        t.buyerAccrued = _toU128(uint256(t.buyerAccrued) + s.toBuyer);
-        emit RoundClosed(modelId, round, t.globalModelDigest, accepted, s.budget, s.toBuyer);
-
-        if (t.endRequested) {
-            t.status = Status.Finalized;
-            emit ModelFinalized(modelId, round, t.escrow);
-        } else if (round < p.rounds) {
-            _openRound(modelId, t, round + 1);
-        }
-    }
-
-    /// @dev Late: every trainer that did not reveal (did not commit, or committed and did not
-    /// reveal). Poison: every revealed trainer with u_i < poisonThreshold.
-    function _slashTrainers(
-        uint256 modelId,
-        Task storage t,
-        RoundHeader memory h,
-        uint32 round,
-        int256[] memory u,
-        uint256[] memory seats,
-        Settlement memory s
-    ) private {
-        ModelParams storage p = t.params;
-        uint256 count = t.trainerCount;
-        for (uint256 i = 0; i < count; ++i) {
-            if (!Bits.has(h.revealed, i)) {
-                s.slashed += _slash(
-                    modelId, t, round, t.trainerSeats[i].account, p.trainerStake, p.lateSlashBps, SlashReason.Late
-                );
-            }
-        }
-        int256 threshold = p.poisonThreshold;
-        for (uint256 k = 0; k < s.reveals; ++k) {
-            if (u[k] < threshold) {
-                s.slashed += _slash(
-                    modelId, t, round, t.trainerSeats[seats[k]].account, p.trainerStake, p.badSlashBps, SlashReason.Poison
-                );
-            }
-        }
-    }
-
-    /// @dev A committee member is late once per round if it did not score (when someone revealed)
-    /// or did not vote (when a proposal was published). The aggregator is late when there was
-    /// something to aggregate (P > 0) and it did not publish; rejected when the committee rejected
-    /// its proposal.
-    function _slashCommitteeAndAggregator(
-        uint256 modelId,
-        Task storage t,
-        RoundHeader memory h,
-        uint32 round,
-        Settlement memory s
-    ) private {
-        ModelParams storage p = t.params;
-        uint256 size = p.committeeSize;
-        uint256 count = t.validatorCount;
-        for (uint256 j = 0; j < size; ++j) {
-            bool missedScore = s.reveals > 0 && !Bits.has(h.scored, j);
-            bool missedVote = h.proposed && !Bits.has(h.voted, j);
-            if (missedScore || missedVote) {
-                address member = _committeeMember(t, s.committeeStart, count, j).account;
-                s.slashed += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Late);
-            }
-        }
-        if (!h.proposed && s.positiveSum > 0) {
-            s.slashed += _slash(modelId, t, round, p.aggregator, p.aggregatorStake, p.lateSlashBps, SlashReason.Late);
-        } else if (s.rejected) {
-            s.slashed += _slash(modelId, t, round, p.aggregator, p.aggregatorStake, p.badSlashBps, SlashReason.Rejected);
-        }
-    }
-
-    /// @dev Trainer i earns T * u_i / P + S * u_i / P (u_i > 0); the dust of both, or all of T and
-    /// S when P == 0, returns to the buyer.
-    function _payTrainers(
-        uint256 modelId,
-        Task storage t,
-        uint32 round,
-        int256[] memory u,
-        uint256[] memory seats,
-        Settlement memory s
-    ) private {
-        if (s.positiveSum == 0) {
-            s.toBuyer += s.trainerPool + s.slashed;
-            return;
-        }
-        uint256 paid = 0;
-        for (uint256 k = 0; k < s.reveals; ++k) {
-            if (u[k] <= 0) continue;
-            uint256 utility = uint256(u[k]);
-            uint256 amount = Shares.proRata(s.trainerPool, utility, s.positiveSum)
-                + Shares.proRata(s.slashed, utility, s.positiveSum);
-            if (amount == 0) continue;
-            paid += amount;
-            _accrue(modelId, t.trainerSeats[seats[k]], round, Role.Trainer, amount);
-        }
-        s.toBuyer += s.trainerPool + s.slashed - paid;
-    }
-
-    /// @dev V / n to each eligible member (scored, and voted if a proposal was published); the
-    /// dust, or all of V when nobody revealed or nobody is eligible, returns to the buyer.
-    function _payCommittee(uint256 modelId, Task storage t, RoundHeader memory h, uint32 round, Settlement memory s)
-        private
-    {
-        uint16 eligible = 0;
-        if (s.reveals > 0) {
-            eligible = h.scored;
-            if (h.proposed) eligible &= h.voted;
-        }
-        uint256 n = Bits.popcount(eligible);
-        if (n == 0) {
-            s.toBuyer += s.validatorPool;
-            return;
-        }
-        uint256 each = s.validatorPool / n;
-        s.toBuyer += s.validatorPool % n;
-        if (each == 0) return;
-        uint256 size = t.params.committeeSize;
-        uint256 count = t.validatorCount;
-        for (uint256 j = 0; j < size; ++j) {
-            if (Bits.has(eligible, j)) {
-                _accrue(modelId, _committeeMember(t, s.committeeStart, count, j), round, Role.Validator, each);
-            }
-        }
-    }
-
-    /// @dev Slashes `bps` of the original `stake`, capped at the stake remaining; returns the amount.
-    function _slash(
-        uint256 modelId,
-        Task storage t,
-        uint32 round,
-        address account,
-        uint256 stake,
-        uint256 bps,
-        SlashReason reason
-    ) private returns (uint256 amount) {
-        Participant storage pp = t.participants[account];
-        amount = Shares.slashAmount(stake, pp.slashed, bps);
-        if (amount == 0) return 0;
-        // At most the stake, itself below 2^96 (StakeTooLarge): fits uint112.
-        pp.slashed = uint112(uint256(pp.slashed) + amount);
-        t.stakesHeld = _toU128(t.stakesHeld - amount);
-        emit Slashed(modelId, round, account, reason, amount);
-    }
-
-    /// @dev One read and one write of the seat: its address and earnings share a word.
-    function _accrue(uint256 modelId, Seat storage seat, uint32 round, Role role, uint256 amount) private {
-        (address account, uint256 earned) = (seat.account, seat.earned);
-        seat.earned = _toU96(earned + amount);
-        emit RewardAccrued(modelId, round, account, role, amount);
-    }
-
     // =====================================================================================
     // internal: money
     // =====================================================================================
@@ -1090,12 +798,6 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         emit OrchestrationPayment(modelId, aggregator, earned, stakeBack);
     }
 
-    function _creditTo(address account, uint256 amount) private {
-        if (amount == 0) return;
-        _credit[account] += amount;
-        _totalCredit += amount;
-    }
-
     function _commitment(
         uint256 modelId,
         uint32 round,
@@ -1107,13 +809,4 @@ contract Marketplace is MarketStorage, ReentrancyGuard {
         return keccak256(abi.encode(modelId, round, updateDigest, numSamples, salt, trainer));
     }
 
-    function _toU128(uint256 amount) private pure returns (uint128) {
-        if (amount > type(uint128).max) revert AmountTooLarge(amount);
-        return uint128(amount);
-    }
-
-    function _toU96(uint256 amount) private pure returns (uint96) {
-        if (amount > type(uint96).max) revert AmountTooLarge(amount);
-        return uint96(amount);
-    }
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {IMarketplace} from "./IMarketplace.sol";
+import {IMarketplaceTypes} from "./IMarketplace.sol";
 import {
     CAP_MAX_COMMITTEE,
     CAP_MAX_LATE_SLASH_BPS,
@@ -31,49 +31,49 @@ contract ParamsCheck {
     }
     /// @notice Reverts with the first of newModel's parameter errors whose rule `p` breaks when
     /// `owner` posts it (IMarketplace lists them in this order); returns when every rule holds.
-    function check(IMarketplace.ModelParams calldata p, address owner) external view {
-        if (p.specDigest == bytes32(0)) revert IMarketplace.ZeroSpecDigest();
-        if (p.initialModelDigest == bytes32(0)) revert IMarketplace.ZeroInitialModelDigest();
-        if (p.aggregator == address(0)) revert IMarketplace.ZeroAggregator();
-        if (p.aggregator == owner) revert IMarketplace.AggregatorIsOwner(p.aggregator);
-        if (p.rounds == 0 || p.rounds > CAP_MAX_ROUNDS) revert IMarketplace.RoundsOutOfRange(p.rounds, CAP_MAX_ROUNDS);
+    function check(IMarketplaceTypes.ModelParams calldata p, address owner) external view {
+        if (p.specDigest == bytes32(0)) revert IMarketplaceTypes.ZeroSpecDigest();
+        if (p.initialModelDigest == bytes32(0)) revert IMarketplaceTypes.ZeroInitialModelDigest();
+        if (p.aggregator == address(0)) revert IMarketplaceTypes.ZeroAggregator();
+        if (p.aggregator == owner) revert IMarketplaceTypes.AggregatorIsOwner(p.aggregator);
+        if (p.rounds == 0 || p.rounds > CAP_MAX_ROUNDS) revert IMarketplaceTypes.RoundsOutOfRange(p.rounds, CAP_MAX_ROUNDS);
         if (p.minTrainers == 0 || p.minTrainers > p.maxTrainers || p.maxTrainers > CAP_MAX_TRAINERS) {
-            revert IMarketplace.TrainerBoundsOutOfRange(p.minTrainers, p.maxTrainers, CAP_MAX_TRAINERS);
+            revert IMarketplaceTypes.TrainerBoundsOutOfRange(p.minTrainers, p.maxTrainers, CAP_MAX_TRAINERS);
         }
         if (p.committeeSize == 0 || p.committeeSize > CAP_MAX_COMMITTEE) {
-            revert IMarketplace.CommitteeSizeOutOfRange(p.committeeSize, CAP_MAX_COMMITTEE);
+            revert IMarketplaceTypes.CommitteeSizeOutOfRange(p.committeeSize, CAP_MAX_COMMITTEE);
         }
         if (p.maxValidators < p.committeeSize || p.maxValidators > CAP_MAX_VALIDATORS) {
-            revert IMarketplace.MaxValidatorsOutOfRange(p.maxValidators, p.committeeSize, CAP_MAX_VALIDATORS);
+            revert IMarketplaceTypes.MaxValidatorsOutOfRange(p.maxValidators, p.committeeSize, CAP_MAX_VALIDATORS);
         }
-        _requireWindow(IMarketplace.Phase.Commit, p.commitWindow);
-        _requireWindow(IMarketplace.Phase.Reveal, p.revealWindow);
-        _requireWindow(IMarketplace.Phase.Score, p.scoreWindow);
-        _requireWindow(IMarketplace.Phase.Publish, p.publishWindow);
-        _requireWindow(IMarketplace.Phase.Confirm, p.confirmWindow);
-        _requireStake(IMarketplace.Role.Trainer, p.trainerStake);
-        _requireStake(IMarketplace.Role.Validator, p.validatorStake);
-        _requireStake(IMarketplace.Role.Aggregator, p.aggregatorStake);
+        _requireWindow(IMarketplaceTypes.Phase.Commit, p.commitWindow);
+        _requireWindow(IMarketplaceTypes.Phase.Reveal, p.revealWindow);
+        _requireWindow(IMarketplaceTypes.Phase.Score, p.scoreWindow);
+        _requireWindow(IMarketplaceTypes.Phase.Publish, p.publishWindow);
+        _requireWindow(IMarketplaceTypes.Phase.Confirm, p.confirmWindow);
+        _requireStake(IMarketplaceTypes.Role.Trainer, p.trainerStake);
+        _requireStake(IMarketplaceTypes.Role.Validator, p.validatorStake);
+        _requireStake(IMarketplaceTypes.Role.Aggregator, p.aggregatorStake);
         if (p.lateSlashBps > Shares.BPS || p.badSlashBps > Shares.BPS) {
-            revert IMarketplace.SlashBpsTooLarge(p.lateSlashBps, p.badSlashBps, Shares.BPS);
+            revert IMarketplaceTypes.SlashBpsTooLarge(p.lateSlashBps, p.badSlashBps, Shares.BPS);
         }
         if (uint256(p.trainerShareBps) + p.validatorShareBps + p.aggregatorShareBps != Shares.BPS) {
-            revert IMarketplace.SharesDoNotSum(p.trainerShareBps, p.validatorShareBps, p.aggregatorShareBps, Shares.BPS);
+            revert IMarketplaceTypes.SharesDoNotSum(p.trainerShareBps, p.validatorShareBps, p.aggregatorShareBps, Shares.BPS);
         }
         // Phase None names the start window (before any round).
-        _requireWindow(IMarketplace.Phase.None, p.startWindow);
-        if (p.maxSamples == 0) revert IMarketplace.ZeroMaxSamples();
-        if (p.lateSlashBps > CAP_MAX_LATE_SLASH_BPS) revert IMarketplace.LateSlashTooLarge(p.lateSlashBps, CAP_MAX_LATE_SLASH_BPS);
-        if (p.poisonThreshold > 0) revert IMarketplace.PoisonThresholdPositive(p.poisonThreshold);
+        _requireWindow(IMarketplaceTypes.Phase.None, p.startWindow);
+        if (p.maxSamples == 0) revert IMarketplaceTypes.ZeroMaxSamples();
+        if (p.lateSlashBps > CAP_MAX_LATE_SLASH_BPS) revert IMarketplaceTypes.LateSlashTooLarge(p.lateSlashBps, CAP_MAX_LATE_SLASH_BPS);
+        if (p.poisonThreshold > 0) revert IMarketplaceTypes.PoisonThresholdPositive(p.poisonThreshold);
     }
 
-    function _requireWindow(IMarketplace.Phase phase, uint32 window) private view {
-        if (window < MIN_WINDOW || window > CAP_MAX_WINDOW) revert IMarketplace.WindowOutOfRange(phase, window, MIN_WINDOW, CAP_MAX_WINDOW);
+    function _requireWindow(IMarketplaceTypes.Phase phase, uint32 window) private view {
+        if (window < MIN_WINDOW || window > CAP_MAX_WINDOW) revert IMarketplaceTypes.WindowOutOfRange(phase, window, MIN_WINDOW, CAP_MAX_WINDOW);
     }
 
     /// @dev The packed records keep per-participant amounts in 96 and 112 bits (MarketStorage's
     /// Seat and Participant); stakes are capped at 2^96 - 1 wei (~7.9e10 ether) to match.
-    function _requireStake(IMarketplace.Role role, uint256 stake) private pure {
-        if (stake > type(uint96).max) revert IMarketplace.StakeTooLarge(role, stake, type(uint96).max);
+    function _requireStake(IMarketplaceTypes.Role role, uint256 stake) private pure {
+        if (stake > type(uint96).max) revert IMarketplaceTypes.StakeTooLarge(role, stake, type(uint96).max);
     }
 }

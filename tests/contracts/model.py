@@ -948,8 +948,6 @@ class Market:
                 if not task.all_rounds_closed():
                     if caller.lower() != task.owner:
                         errors.append(Err("NotOwner", (model_id, caller)))
-                    elif task.end_requested:
-                        errors.append(Err("EndAlreadyRequested", (model_id, task.current_round)))
         _raise_if(errors)
         assert task is not None
         rnd = task.round()

@@ -109,7 +109,20 @@ def test_deploy_records_address_book(w3, actors, tmp_path):
     entry = read_address_book(w3.eth.chain_id, directory=tmp_path)["contracts"]["Marketplace"]
     assert entry["deployer"] == actors.deployer
     assert entry["blockNumber"] == w3.eth.block_number
-    # The code holds one immutable, the ParamsCheck the constructor deployed (zeros in the artifact).
-    check = market.functions.PARAMS_CHECK().call()
-    code = w3.eth.get_code(market.address).hex().replace(check[2:].lower().rjust(64, "0"), "0" * 64)
+    # The code holds two immutables, the ParamsCheck and the RoundSettlement the constructor
+    # deployed (zeros in the artifact).
+    code = w3.eth.get_code(market.address).hex()
+    for helper in (market.functions.PARAMS_CHECK().call(), market.functions.SETTLEMENT().call()):
+        code = code.replace(helper[2:].lower().rjust(64, "0"), "0" * 64)
     assert code == compile_contracts()["Marketplace"].deployed_bytecode[2:]
+
+
+def test_settlement_runs_only_by_delegatecall(w3, market, actors):
+    """RoundSettlement settles rounds only on the Marketplace's storage: called directly it refuses."""
+    from contract_helpers import decode_error
+    from eth_tester.exceptions import TransactionFailed
+
+    settlement = w3.eth.contract(address=market.functions.SETTLEMENT().call(), abi=compile_contracts()["RoundSettlement"].abi)
+    with pytest.raises(TransactionFailed) as raised:
+        settlement.functions.settleRound(1).call({"from": actors.outsiders[0]})
+    assert decode_error(settlement, raised.value) == ("NotDelegated", ())

@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {MarketStorage} from "./MarketStorage.sol";
+import {Bits} from "./lib/Bits.sol";
+import {Median} from "./lib/Median.sol";
+
+/// @title MarketCore — what the Marketplace and its RoundSettlement share
+/// @notice The storage layout (MarketStorage) and the internal rules both halves of the market
+/// use: the per-round buffers, the utilities (lower median of a quorum), the committee, opening a
+/// round, credits and the packed-amount conversions. The Marketplace holds the entry points; the
+/// settlement of a round runs in RoundSettlement's code on the Marketplace's storage (delegatecall).
+abstract contract MarketCore is MarketStorage {
+    /// @notice An amount does not fit the packed accounting (impossible with real ether supplies).
+    error AmountTooLarge(uint256 amount);
+
+    /// @dev The stake a participant of `role` put in (0 for Role.None).
+    function _stakeOf(ModelParams storage p, Role role) internal view returns (uint256) {
+        if (role == Role.Trainer) return p.trainerStake;
+        if (role == Role.Validator) return p.validatorStake;
+        if (role == Role.Aggregator) return p.aggregatorStake;
+        return 0;
+    }
+
+
+    function _committeeStart(Task storage t, uint32 round, uint256 count) internal view returns (uint256) {
+        return (uint256(t.committeeOffset) + (uint256(round) - 1) * t.params.committeeSize) % count;
+    }
+
+    function _committeeMember(Task storage t, uint256 first, uint256 count, uint256 position)
+        internal
+        view
+        returns (Seat storage)
+    {
+        return t.validatorSeats[(first + position) % count];
+    }
+
+    function _committee(Task storage t, uint32 round) internal view returns (address[] memory members) {
+        uint256 count = t.validatorCount;
+        uint256 size = t.params.committeeSize;
+        members = new address[](size);
+        uint256 first = _committeeStart(t, round, count);
+        for (uint256 j = 0; j < size; ++j) {
+            members[j] = _committeeMember(t, first, count, j).account;
+        }
+    }
+
+
+    function _buffer(Task storage t, uint32 round) internal view returns (UpdateBuffer storage) {
+        return t.buffers[round % 2];
+    }
+
+    /// @dev Opens round `round`: Commit phase until now + commitWindow.
+    function _openRound(uint256 modelId, Task storage t, uint32 round) internal {
+        t.currentRound = round;
+        uint64 deadline = uint64(block.timestamp) + t.params.commitWindow;
+        RoundHeader storage h = t.rounds[round].header;
+        h.stage = uint8(Phase.Commit);
+        h.deadline = deadline;
+        emit RoundStarted(modelId, round, _committee(t, round), deadline);
+    }
+
+
+    function _revealEntry(UpdateBuffer storage buf, uint256 position) internal view returns (uint256 seat, uint64 samples) {
+        return Bits.entryAt(buf.order[position / ENTRIES_PER_WORD], position % ENTRIES_PER_WORD);
+    }
+
+    /// @dev Median committee score of every revealed update, in reveal order (docs/protocol.md,
+    /// "Utility"). With `stopAtPositive`, stops at the first positive one (the rest stay 0).
+    function _utilities(Task storage t, uint32 round, RoundHeader memory h, uint256 n, bool stopAtPositive)
+        internal
+        view
+        returns (int256[] memory u, bool anyPositive)
+    {
+        u = new int256[](n);
+        if (n == 0) return (u, false);
+        uint256[SCORE_WORDS][MAX_COMMITTEE] storage scores = _buffer(t, round).scores;
+        uint256 size = t.params.committeeSize;
+        // Quorum: a majority of the committee scored, or no update has a utility (none is paid or slashed).
+        if (Bits.popcount(h.scored) * 2 <= size) return (u, false);
+        uint256[] memory words = new uint256[](size);
+        int256[] memory column = new int256[](size);
+        // Loop bounds: n <= MAX_TRAINERS = 64, size <= MAX_COMMITTEE = 9; no counter can overflow.
+        unchecked {
+            for (uint256 first = 0; first < n; first += SCORES_PER_WORD) {
+                // Each packed word of scores is read once, for the four updates it holds.
+                uint256 w = first / SCORES_PER_WORD;
+                uint256 m = 0;
+                for (uint256 j = 0; j < size; ++j) {
+                    if (Bits.has(h.scored, j)) {
+                        words[m] = scores[j][w];
+                        ++m;
+                    }
+                }
+                uint256 end = first + SCORES_PER_WORD < n ? first + SCORES_PER_WORD : n;
+                for (uint256 k = first; k < end; ++k) {
+                    for (uint256 i = 0; i < m; ++i) {
+                        column[i] = Bits.scoreAt(words[i], k - first);
+                    }
+                    int256 median = Median.medianOf(column, m);
+                    u[k] = median;
+                    if (median > 0) {
+                        anyPositive = true;
+                        if (stopAtPositive) return (u, true);
+                    }
+                }
+            }
+        }
+    }
+
+
+    function _creditTo(address account, uint256 amount) internal {
+        if (amount == 0) return;
+        _credit[account] += amount;
+        _totalCredit += amount;
+    }
+
+
+    function _toU128(uint256 amount) internal pure returns (uint128) {
+        if (amount > type(uint128).max) revert AmountTooLarge(amount);
+        return uint128(amount);
+    }
+
+    function _toU96(uint256 amount) internal pure returns (uint96) {
+        if (amount > type(uint96).max) revert AmountTooLarge(amount);
+        return uint96(amount);
+    }
+}

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {MarketCore} from "./MarketCore.sol";
+import {Bits} from "./lib/Bits.sol";
+import {Shares} from "./lib/Shares.sol";
+
+/// @title RoundSettlement — the settlement of a round (docs/protocol.md, "Settlement of round r")
+/// @notice Deployed by the Marketplace's constructor and run only by the Marketplace's
+/// delegatecall, on the Marketplace's storage (both inherit MarketCore, so the layout is one):
+/// utilities, trainer / committee / aggregator pay, slashes and their redistribution, the next
+/// round's opening. It lives apart to keep the Marketplace under the 24,576-byte code size limit
+/// (EIP-170); its events are the Marketplace's (a delegatecall's logs are the caller's).
+contract RoundSettlement is MarketCore {
+    /// @notice settleRound was called directly, not by the Marketplace's delegatecall.
+    error NotDelegated();
+
+    /// @dev This contract's own address: a delegatecall runs with the Marketplace's.
+    address private immutable SELF = address(this);
+
+    /// @notice Settle the current round of task `modelId`, whose header the Marketplace has just
+    /// stored (its phase Due, or the last vote in); opens the next round or finalizes the task.
+    /// @dev Only through the Marketplace's delegatecall (NotDelegated otherwise); the Marketplace
+    /// has run every status, round and phase check.
+    function settleRound(uint256 modelId) external {
+        if (address(this) == SELF) revert NotDelegated();
+        Task storage t = _tasks[modelId];
+        uint32 round = t.currentRound;
+        Round storage rd = t.rounds[round];
+        _closeRound(modelId, t, rd, rd.header, round);
+    }
+
+    // =====================================================================================
+    // internal: settlement of a round (docs/protocol.md, "Settlement of round r")
+    // =====================================================================================
+
+    struct Settlement {
+        uint256 budget;
+        uint256 trainerPool; // T
+        uint256 validatorPool; // V
+        uint256 aggregatorPool; // A
+        uint256 slashed; // S
+        uint256 positiveSum; // P = sum of max(u_i, 0)
+        uint256 toBuyer;
+        uint256 reveals;
+        uint256 committeeStart;
+        bool rejected;
+    }
+
+    function _closeRound(uint256 modelId, Task storage t, Round storage rd, RoundHeader memory h, uint32 round) private {
+        h.stage = STAGE_CLOSED;
+        h.deadline = 0;
+        rd.header = h;
+        t.roundsClosed = round;
+
+        ModelParams storage p = t.params;
+        uint256 budget = Shares.roundBudget(t.reward, p.rounds, round);
+        t.escrow = _toU128(t.escrow - budget);
+        uint256 trainerPool = Shares.ofBps(budget, p.trainerShareBps);
+        uint256 validatorPool = Shares.ofBps(budget, p.validatorShareBps);
+        Settlement memory s = Settlement({
+            budget: budget,
+            trainerPool: trainerPool,
+            validatorPool: validatorPool,
+            aggregatorPool: budget - trainerPool - validatorPool,
+            slashed: 0,
+            positiveSum: 0,
+            toBuyer: 0,
+            reveals: Bits.popcount(h.revealed),
+            committeeStart: _committeeStart(t, round, t.validatorCount),
+            rejected: h.proposed && Bits.popcount(h.voted & ~h.approved) * 2 > p.committeeSize
+        });
+
+        (int256[] memory u,) = _utilities(t, round, h, s.reveals, false);
+        uint256[] memory seats = new uint256[](s.reveals);
+        UpdateBuffer storage buf = _buffer(t, round);
+        for (uint256 k = 0; k < s.reveals; ++k) {
+            (seats[k],) = _revealEntry(buf, k);
+            if (u[k] > 0) s.positiveSum += uint256(u[k]);
+        }
+
+        _slashTrainers(modelId, t, h, round, u, seats, s);
+        _slashCommitteeAndAggregator(modelId, t, h, round, s);
+        _payTrainers(modelId, t, round, u, seats, s);
+        _payCommittee(modelId, t, h, round, s);
+
+        // Only a positive majority of the whole committee accepts: silence approves nothing.
+        bool accepted = h.proposed && Bits.popcount(h.approved) * 2 > p.committeeSize;
+        if (accepted && s.aggregatorPool > 0) {
+            t.aggregatorEarned = _toU128(uint256(t.aggregatorEarned) + s.aggregatorPool);
+            emit RewardAccrued(modelId, round, p.aggregator, Role.Aggregator, s.aggregatorPool);
+        } else if (!accepted) {
+            s.toBuyer += s.aggregatorPool;
+        }
+        if (accepted) t.globalModelDigest = rd.proposedDigest;
+        // The whole budget and every slashed wei went to participants or to the buyer.
+        t.accrued = _toU128(uint256(t.accrued) + s.budget + s.slashed);
+        t.buyerAccrued = _toU128(uint256(t.buyerAccrued) + s.toBuyer);
+        emit RoundClosed(modelId, round, t.globalModelDigest, accepted, s.budget, s.toBuyer);
+
+        if (t.endRequested) {
+            t.status = Status.Finalized;
+            emit ModelFinalized(modelId, round, t.escrow);
+        } else if (round < p.rounds) {
+            _openRound(modelId, t, round + 1);
+        }
+    }
+
+    /// @dev Late: every trainer that did not reveal (did not commit, or committed and did not
+    /// reveal). Poison: every revealed trainer with u_i < poisonThreshold.
+    function _slashTrainers(
+        uint256 modelId,
+        Task storage t,
+        RoundHeader memory h,
+        uint32 round,
+        int256[] memory u,
+        uint256[] memory seats,
+        Settlement memory s
+    ) private {
+        ModelParams storage p = t.params;
+        uint256 count = t.trainerCount;
+        for (uint256 i = 0; i < count; ++i) {
+            if (!Bits.has(h.revealed, i)) {
+                s.slashed += _slash(
+                    modelId, t, round, t.trainerSeats[i].account, p.trainerStake, p.lateSlashBps, SlashReason.Late
+                );
+            }
+        }
+        int256 threshold = p.poisonThreshold;
+        for (uint256 k = 0; k < s.reveals; ++k) {
+            if (u[k] < threshold) {
+                s.slashed += _slash(
+                    modelId, t, round, t.trainerSeats[seats[k]].account, p.trainerStake, p.badSlashBps, SlashReason.Poison
+                );
+            }
+        }
+    }
+
+    /// @dev A committee member is late once per round if it did not score (when someone revealed)
+    /// or did not vote (when a proposal was published). The aggregator is late when there was
+    /// something to aggregate (P > 0) and it did not publish; rejected when the committee rejected
+    /// its proposal.
+    function _slashCommitteeAndAggregator(
+        uint256 modelId,
+        Task storage t,
+        RoundHeader memory h,
+        uint32 round,
+        Settlement memory s
+    ) private {
+        ModelParams storage p = t.params;
+        uint256 size = p.committeeSize;
+        uint256 count = t.validatorCount;
+        for (uint256 j = 0; j < size; ++j) {
+            bool missedScore = s.reveals > 0 && !Bits.has(h.scored, j);
+            bool missedVote = h.proposed && !Bits.has(h.voted, j);
+            if (missedScore || missedVote) {
+                address member = _committeeMember(t, s.committeeStart, count, j).account;
+                s.slashed += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Late);
+            }
+        }
+        if (!h.proposed && s.positiveSum > 0) {
+            s.slashed += _slash(modelId, t, round, p.aggregator, p.aggregatorStake, p.lateSlashBps, SlashReason.Late);
+        } else if (s.rejected) {
+            s.slashed += _slash(modelId, t, round, p.aggregator, p.aggregatorStake, p.badSlashBps, SlashReason.Rejected);
+        }
+    }
+
+    /// @dev Trainer i earns T * u_i / P + S * u_i / P (u_i > 0); the dust of both, or all of T and
+    /// S when P == 0, returns to the buyer.
+    function _payTrainers(
+        uint256 modelId,
+        Task storage t,
+        uint32 round,
+        int256[] memory u,
+        uint256[] memory seats,
+        Settlement memory s
+    ) private {
+        if (s.positiveSum == 0) {
+            s.toBuyer += s.trainerPool + s.slashed;
+            return;
+        }
+        uint256 paid = 0;
+        for (uint256 k = 0; k < s.reveals; ++k) {
+            if (u[k] <= 0) continue;
+            uint256 utility = uint256(u[k]);
+            uint256 amount = Shares.proRata(s.trainerPool, utility, s.positiveSum)
+                + Shares.proRata(s.slashed, utility, s.positiveSum);
+            if (amount == 0) continue;
+            paid += amount;
+            _accrue(modelId, t.trainerSeats[seats[k]], round, Role.Trainer, amount);
+        }
+        s.toBuyer += s.trainerPool + s.slashed - paid;
+    }
+
+    /// @dev V / n to each eligible member (scored, and voted if a proposal was published); the
+    /// dust, or all of V when nobody revealed or nobody is eligible, returns to the buyer.
+    function _payCommittee(uint256 modelId, Task storage t, RoundHeader memory h, uint32 round, Settlement memory s)
+        private
+    {
+        uint16 eligible = 0;
+        if (s.reveals > 0) {
+            eligible = h.scored;
+            if (h.proposed) eligible &= h.voted;
+        }
+        uint256 n = Bits.popcount(eligible);
+        if (n == 0) {
+            s.toBuyer += s.validatorPool;
+            return;
+        }
+        uint256 each = s.validatorPool / n;
+        s.toBuyer += s.validatorPool % n;
+        if (each == 0) return;
+        uint256 size = t.params.committeeSize;
+        uint256 count = t.validatorCount;
+        for (uint256 j = 0; j < size; ++j) {
+            if (Bits.has(eligible, j)) {
+                _accrue(modelId, _committeeMember(t, s.committeeStart, count, j), round, Role.Validator, each);
+            }
+        }
+    }
+
+    /// @dev Slashes `bps` of the original `stake`, capped at the stake remaining; returns the amount.
+    function _slash(
+        uint256 modelId,
+        Task storage t,
+        uint32 round,
+        address account,
+        uint256 stake,
+        uint256 bps,
+        SlashReason reason
+    ) private returns (uint256 amount) {
+        Participant storage pp = t.participants[account];
+        amount = Shares.slashAmount(stake, pp.slashed, bps);
+        if (amount == 0) return 0;
+        // At most the stake, itself below 2^96 (StakeTooLarge): fits uint112.
+        pp.slashed = uint112(uint256(pp.slashed) + amount);
+        t.stakesHeld = _toU128(t.stakesHeld - amount);
+        emit Slashed(modelId, round, account, reason, amount);
+    }
+
+    /// @dev One read and one write of the seat: its address and earnings share a word.
+    function _accrue(uint256 modelId, Seat storage seat, uint32 round, Role role, uint256 amount) private {
+        (address account, uint256 earned) = (seat.account, seat.earned);
+        seat.earned = _toU96(earned + amount);
+        emit RewardAccrued(modelId, round, account, role, amount);
+    }
+}
