@@ -2,8 +2,9 @@
 
 Everything an agent needs to take part is in it: the learning settings (fl.learning.Learning:
 the data set and its split, the model architecture, the local-training hyper-parameters, the
-aggregation rule and the seed), how many trainers and validators share the data, and the
-utility function. The file is canonical JSON (sorted keys, no spaces), so the same
+aggregation rule and the seed), how many trainers and validators share the data, the utility
+function, and who scores (`committee`: the staked validators, or a committee elected each round
+from the trainers, fl.committee). The file is canonical JSON (sorted keys, no spaces), so the same
 spec always has the same CID, and an agent that downloads it checks it against that CID first.
 
 Data of a simulated market (`--data auto`): `holdout` samples of the data set, drawn with the
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fedmarket.errors import FedmarketError
-from fedmarket.fl.aggregation import get_rule
+from fedmarket.fl.aggregation import get_rule, get_scored_rule
 from fedmarket.fl.datasets import DATASETS, Dataset, check_scaling, load_dataset
 from fedmarket.fl.learning import (
     DEMO_HOLDOUT,
@@ -45,19 +46,26 @@ from fedmarket.storage.weights import WeightsMeta, encode_weights
 SPEC_FORMAT = "fedmarket-task/1"
 # Fields added after the format was fixed: the file leaves them out while they hold their
 # defaults, so a spec that does not use them keeps the bytes (and the CID) it always had.
-OMITTED_AT_DEFAULT = ("input_scaling",)
+OMITTED_AT_DEFAULT = ("input_scaling", "committee")
+COMMITTEES = ("validators", "elected")
+"""Who scores a task's updates: its staked validators, or (CMFL, BlockFL; fl.committee) a committee
+elected each round from the trainers themselves."""
 
 
-def check_learning(learning: Learning, where: str = "") -> None:
+def check_learning(learning: Learning, where: str = "", scores: bool = False) -> None:
     """Refuse learning settings that name no data set, model, partition or rule this version has;
-    `where` starts each message (e.g. "task spec: ")."""
+    `where` starts each message (e.g. "task spec: "). A rule that selects by the committee's
+    scores (cmfl_s1, cmfl_s2) passes only with `scores` (an elected committee)."""
     if learning.dataset not in DATASETS:
         raise FedmarketError(f"{where}unknown dataset {learning.dataset!r}; choose one of: {', '.join(DATASETS)}")
     if learning.model != "auto" and learning.model not in ARCHITECTURES:
         raise FedmarketError(f"{where}unknown model {learning.model!r}; choose auto or one of: {', '.join(ARCHITECTURES)}")
     check_scaling(learning.dataset, learning.input_scaling)
     parse_scheme(learning.partition)
-    get_rule(learning.aggregation)
+    if scores:
+        get_scored_rule(learning.aggregation)
+    else:
+        get_rule(learning.aggregation)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class TaskSpec(Learning):
     validators: int = DEMO_VALIDATORS
     holdout: int = DEMO_HOLDOUT
     utility: str = DEFAULT_UTILITY
+    committee: str = COMMITTEES[0]
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -87,7 +96,9 @@ class TaskSpec(Learning):
 
     def check(self) -> None:
         """Refuse a spec no agent could follow, with one line naming the field."""
-        check_learning(self, "task spec: ")
+        if self.committee not in COMMITTEES:
+            raise FedmarketError(f"task spec: unknown committee {self.committee!r}; choose one of: {', '.join(COMMITTEES)}")
+        check_learning(self, "task spec: ", scores=self.committee == "elected")
         if self.trainers < 1 or self.validators < 1:
             raise FedmarketError("task spec: a task needs at least 1 trainer and 1 validator")
         if self.holdout < self.validators + 1:

@@ -12,6 +12,7 @@ Registered (one file per algorithm):
     loss_delta           validation-loss decrease of the update alone (the literal v({i}))
     weighted_loss_delta  validation-loss decrease of the update at its FedAvg weight
     loo                  leave-one-out on the round's FedAvg aggregate
+    cmfl_distance        CMFL: 1 - |delta_i - delta_m| / |delta_m|, delta_m the member's own step (elected committees)
 
 The default is chosen by the fairness benchmark (`fedmarket bench fairness`, bench/results/fairness.md),
 which pays trainers in proportion to max(u, 0) as the contract does and reports the share of honest,
@@ -35,6 +36,7 @@ from fedmarket.fl.utility.base import (
     ValidationData,
     to_micro,
 )
+from fedmarket.fl.utility.cmfl_distance import cmfl_distance_scores
 from fedmarket.fl.utility.loo import loo_scores
 from fedmarket.fl.utility.loss_delta import (
     loss_delta_scores,
@@ -53,6 +55,7 @@ _RAW: dict[str, RawUtility] = {
     "loss_delta": loss_delta_scores,
     "weighted_loss_delta": weighted_loss_delta_scores,
     "loo": loo_scores,
+    "cmfl_distance": cmfl_distance_scores,
 }
 UTILITIES: tuple[str, ...] = tuple(_RAW)
 DEFAULT_UTILITY = "novel_separation"
