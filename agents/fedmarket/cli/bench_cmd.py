@@ -20,6 +20,7 @@ from fedmarket.bench import fairness as fairness_bench
 from fedmarket.bench import gas as gas_bench
 from fedmarket.bench import overhead as overhead_bench
 from fedmarket.bench import results_dir, write_results
+from fedmarket.bench import semi as semi_bench
 from fedmarket.bench import train as train_bench
 from fedmarket.chain.protocol import MAX_TRAINERS, MAX_VALIDATORS
 from fedmarket.cli.output import console, err_console, one_line_errors, print_json
@@ -321,3 +322,59 @@ def overhead(
     with console.status("measuring chain overhead") as status:
         report = overhead_bench.run(settings, chain_list, device_list, ipfs, progress=lambda text: status.update(f"measuring chain overhead: {text}"))
     _publish(overhead_bench.NAME, report, overhead_bench.to_markdown(report), out or results_dir(), as_json, _rich_page)
+
+
+# -------------------------------------------------------------------------------------- semi
+
+SemiDefaults = semi_bench.SemiBenchConfig  # its defaults are the options'
+
+
+@bench_app.command(semi_bench.NAME)
+@one_line_errors
+def semi(
+    datasets: str = typer.Option("auto", "--datasets", help="Comma-separated; auto: digits, mnist, and fmnist / cifar10 when their files are present."),
+    partitions: str = typer.Option(",".join(SemiDefaults.partitions), "--partitions", help="Comma-separated partition schemes."),
+    seeds: str = typer.Option(",".join(map(str, SemiDefaults.seeds)), "--seeds", help="Comma-separated seeds."),
+    clients: int = typer.Option(SemiDefaults.clients, "--clients", min=1),
+    rounds: int = typer.Option(SemiDefaults.rounds, "--rounds", min=1, help="Local rounds per client."),
+    stragglers: float = typer.Option(SemiDefaults.stragglers, "--stragglers", min=0.0, max=1.0),
+    slowdown: float = typer.Option(SemiDefaults.slowdown, "--slowdown", min=1.0),
+    model: str = typer.Option(SemiDefaults.model, "--model", help="cnn, fedavgcnn, mlp, linear or auto."),
+    lr: float = typer.Option(SemiDefaults.lr, "--lr"),
+    trust: str = typer.Option(SemiDefaults.trust, "--trust", help="ring, kregular:K, random:D, none or a file of edges."),
+    temperatures: str = typer.Option("", "--temperatures", help="Extra semi rows with these loss-weight temperatures (comma-separated)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    device: str = typer.Option(SemiDefaults.device, "--device", help="cpu, cuda or auto."),
+    out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for semi.json, semi.md and semi.png."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+) -> None:
+    """Semi-centralised async FL, its ablations, FedAsync, FedAvg (with and without stragglers) and Local; bench/results/semi.{json,md,png}."""
+    _use_threads(threads)
+    from fedmarket.fl.datasets import dataset_available
+    from fedmarket.fl.partition import parse_scheme
+
+    names = ["digits", "mnist"] + [d for d in semi_bench.OPTIONAL_DATASETS if dataset_available(d)] if datasets == "auto" else _csv(datasets)
+    try:
+        extra = tuple(float(t) for t in _csv(temperatures))
+    except ValueError:
+        raise FedmarketError(f"--temperatures takes comma-separated numbers, not {temperatures!r}") from None
+    config = semi_bench.SemiBenchConfig(
+        datasets=tuple(names),
+        partitions=tuple(str(parse_scheme(p)) for p in _csv(partitions)),
+        seeds=tuple(_ints(seeds, "--seeds takes comma-separated integers")),
+        clients=clients, rounds=rounds, stragglers=stragglers, slowdown=slowdown, model=model, lr=lr, trust=trust,
+        temperatures=extra, device=device,
+    )  # fmt: skip
+    if not config.seeds:
+        raise FedmarketError("give at least one seed")
+
+    def show(entry: dict[str, Any]) -> None:
+        err_console.print(
+            f"{entry['dataset']} {entry['partition']} seed {entry['seed']} {entry['method']}: acc {entry['client_models']['accuracy']:.3f}, "
+            f"compute-time ratio {entry['compute_time_ratio']:.1%} ({entry['wall_s']:.0f} s)",
+            highlight=False,
+        )
+
+    report = semi_bench.run(config, on_result=show)
+    semi_bench.plot(report, out / "semi.png")
+    _publish(semi_bench.NAME, report, semi_bench.to_markdown(report), out, as_json, _echo_page)

@@ -1,0 +1,232 @@
+"""`fedmarket bench semi`: the seed paper's semi-centralised asynchronous FL against its baselines.
+
+Every method side by side in one run, on the same clients (fl.partition with the seed), the same
+stragglers (fl.semi.clock.choose_stragglers with the seed) and the same virtual clock:
+
+- semi: the seed paper's method (fl.semi.semi_centralised), and its two ablations, loss weights
+  off (staleness alone) and staleness compensation off (loss weights alone); with `temperatures`,
+  one more semi row per extra softmax temperature (the alternatives to the chosen formula);
+- fedasync: FedAsync (fl.semi.fedasync);
+- fedavg: synchronous FedAvg (fl.sim, the seed protocol), once on the clock without stragglers
+  and once with them. Synchronous training waits for every client, so its models are the same
+  either way: one training run, two clocks, and only the virtual times and the compute-time ratio
+  differ between the two rows;
+- local: every client alone (fl.semi.local), the floor a personalised method must clear.
+
+Metrics per run: the client models' accuracy and micro AUC, each client's model on its own test
+split, pooled (a centralised method's client models are its global model); the accuracy of the
+average of the client models on the pooled test data; the device compute-time ratio; the virtual
+time the run took. Means and standard deviations over the seeds go into the table; the JSON keeps
+every run with its accuracy-against-virtual-time curve, and semi.png plots the first seed's
+curves, one panel per data set and split.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from fedmarket.bench import machine_facts, markdown_table
+from fedmarket.fl.learning import SEED_PROTOCOL
+
+NAME = "semi"
+OPTIONAL_DATASETS = ("fmnist", "cifar10")
+BASE_METHODS = ("semi", "semi_no_loss_weights", "semi_no_staleness", "fedasync", "fedavg", "fedavg_stragglers", "local")
+
+
+@dataclass(frozen=True)
+class SemiBenchConfig:
+    """The paper's protocol by default: 20 clients, half of them x2 slower, 100 rounds, the CNN."""
+
+    datasets: tuple[str, ...] = ("digits", "mnist")
+    partitions: tuple[str, ...] = ("dir:0.1", "pat:2")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    clients: int = 20
+    rounds: int = 100
+    stragglers: float = 0.5
+    slowdown: float = 2.0
+    model: str = SEED_PROTOCOL.model
+    lr: float = SEED_PROTOCOL.lr
+    trust: str = "ring"
+    temperatures: tuple[float, ...] = ()  # extra semi rows with these softmax temperatures
+    device: str = "cpu"
+
+
+def method_names(config: SemiBenchConfig) -> list[str]:
+    return [*BASE_METHODS[:3], *(f"semi_T{t:g}" for t in config.temperatures), *BASE_METHODS[3:]]
+
+
+def _async_config(config: SemiBenchConfig, dataset: str, partition: str, seed: int, method: str):
+    from fedmarket.fl.semi.config import AsyncConfig
+
+    base = AsyncConfig(dataset=dataset, partition=partition, seed=seed, model=config.model, lr=config.lr, clients=config.clients,
+                       rounds=config.rounds, stragglers=config.stragglers, slowdown=config.slowdown, trust=config.trust,
+                       device=config.device)  # fmt: skip
+    if method == "semi_no_loss_weights":
+        return replace(base, loss_weights=False)
+    if method == "semi_no_staleness":
+        return replace(base, staleness=False)
+    if method.startswith("semi_T"):
+        return replace(base, temperature=float(method.removeprefix("semi_T")))
+    return replace(base, mode="semi" if method == "semi" else method)
+
+
+def _run_async(config: SemiBenchConfig, data, partition: str, seed: int, method: str) -> dict[str, Any]:
+    from fedmarket.fl.semi.run import run_async
+
+    started = time.perf_counter()
+    result = run_async(_async_config(config, data.name, partition, seed, method), dataset=data)
+    return {
+        "client_models": result.client_models.to_dict(),
+        "average_model": result.average_model.to_dict(),
+        "compute_time_ratio": result.clock["compute_time_ratio"],
+        "virtual_time": result.clock["makespan"],
+        "curve": [[p.time, p.metrics.accuracy] for p in result.curve],
+        "facts": result.extra.get("semi"),
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def _run_fedavg(config: SemiBenchConfig, data, partition: str, seed: int) -> dict[str, dict[str, Any]]:
+    """FedAvg once; its rows without and with stragglers (the same models on two clocks)."""
+    from fedmarket.fl.semi.clock import sync_clock
+    from fedmarket.fl.semi.engine import make_setup, score_clients
+    from fedmarket.fl.sim import SimConfig, run_simulation
+
+    started = time.perf_counter()
+    sim = SimConfig(dataset=data.name, partition=partition, seed=seed, model=config.model, lr=config.lr, clients=config.clients,
+                    rounds=config.rounds, device=config.device)  # fmt: skip
+    result = run_simulation(sim, dataset=data)
+    setup = make_setup(_async_config(config, data.name, partition, seed, "local"), data)  # the same clients and stragglers
+    client_models, average_model = score_clients(setup, [result.final_state] * config.clients)
+    wall = time.perf_counter() - started
+    sizes = setup.parts.train_sizes()
+    rows = {}
+    for method, share in (("fedavg", 0.0), ("fedavg_stragglers", config.stragglers)):
+        clock = sync_clock(sizes, sim.batch_size, sim.epochs, config.rounds, setup.config.step_cost, share, config.slowdown, seed)
+        times = [0.0, *clock["round_end_times"]]
+        rows[method] = {
+            "client_models": client_models.to_dict(),
+            "average_model": average_model.to_dict(),
+            "compute_time_ratio": clock["compute_time_ratio"],
+            "virtual_time": clock["makespan"],
+            "curve": [[t, r.metrics.accuracy] for t, r in zip(times, result.rounds)],
+            "facts": None,
+            "wall_s": wall,
+        }
+    return rows
+
+
+def run(config: SemiBenchConfig, on_result: Callable[[dict[str, Any]], None] = lambda _entry: None) -> dict[str, Any]:
+    from fedmarket.fl.datasets import load_dataset
+
+    load_before = os.getloadavg()
+    cpu_before = time.process_time()
+    started = time.perf_counter()
+    runs = []
+    for name in config.datasets:
+        data = load_dataset(name, download=False)
+        for partition in config.partitions:
+            for seed in config.seeds:
+                rows = {}
+                for method in method_names(config):
+                    if method == "fedavg":
+                        rows.update(_run_fedavg(config, data, partition, seed))  # and fedavg_stragglers
+                    elif method != "fedavg_stragglers":
+                        rows[method] = _run_async(config, data, partition, seed, method)
+                for method in method_names(config):
+                    entry = {"dataset": name, "partition": partition, "seed": seed, "method": method, **rows[method]}
+                    runs.append(entry)
+                    on_result(entry)
+    return {
+        "benchmark": NAME,
+        "settings": {**asdict(config), "batch_size": SEED_PROTOCOL.batch_size, "local_epochs": SEED_PROTOCOL.epochs},
+        "machine": {**machine_facts(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "summary": summarise(runs, method_names(config)),
+        "runs": runs,
+        "wall_s": time.perf_counter() - started,
+        "cpu_s": time.process_time() - cpu_before,
+    }
+
+
+def _mean_std(values: list[float]) -> list[float]:
+    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+
+def summarise(runs: list[dict[str, Any]], methods: list[str]) -> list[dict[str, Any]]:
+    """Mean and standard deviation over the seeds, per data set, split and method."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["dataset"], r["partition"]), []).append(r)
+    rows = []
+    for (dataset, partition), group in groups.items():
+        for method in methods:
+            mine = [r for r in group if r["method"] == method]
+            rows.append({
+                "dataset": dataset, "partition": partition, "method": method, "seeds": len(mine),
+                "accuracy": _mean_std([r["client_models"]["accuracy"] for r in mine]),
+                "auc": _mean_std([r["client_models"]["auc"] for r in mine]),
+                "average_model_accuracy": _mean_std([r["average_model"]["accuracy"] for r in mine]),
+                "compute_time_ratio": _mean_std([r["compute_time_ratio"] for r in mine]),
+                "virtual_time": _mean_std([r["virtual_time"] for r in mine]),
+            })  # fmt: skip
+    return rows
+
+
+def _pm(pair: list[float], percent: bool = True) -> str:
+    mean, std = pair
+    return f"{100 * mean:.1f} ± {100 * std:.1f}" if percent else f"{mean:.2f} ± {std:.2f}"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    s, m = report["settings"], report["machine"]
+    rows = [[r["dataset"], r["partition"], r["method"], _pm(r["accuracy"]), _pm(r["auc"]), _pm(r["average_model_accuracy"]),
+             _pm(r["compute_time_ratio"]), _pm(r["virtual_time"], percent=False)] for r in report["summary"]]  # fmt: skip
+    headers = ["data", "split", "method", "accuracy %", "AUC %", "avg-model acc %", "compute-time ratio %", "virtual time s"]
+    load = ", ".join(f"{v:.2f}" for v in m["load_average_before"]) + " -> " + ", ".join(f"{v:.2f}" for v in m["load_average_after"])
+    return (
+        "# bench semi: semi-centralised asynchronous FL (the seed paper) vs FedAsync, FedAvg and Local\n\n"
+        f"{s['clients']} clients, {s['rounds']} rounds per client, {s['stragglers']:.0%} stragglers x{s['slowdown']:g} "
+        f"(FedAvg also without), model {s['model']}, lr {s['lr']}, batch {s['batch_size']}, {s['local_epochs']} local epoch, "
+        f"trust graph {s['trust']}, seeds {', '.join(map(str, s['seeds']))} (mean ± std).\n"
+        "Accuracy and AUC: each client's model on its own test split, pooled (FedAvg, FedAsync: the global model); "
+        "avg-model: the mean of the client models on the pooled test data. FedAvg's two rows are one training run on two clocks.\n"
+        f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {s['device']}; "
+        f"measured {m['measured_at']}; load average {load}; whole run {report['wall_s']:.0f} s wall, {report['cpu_s']:.0f} s CPU.\n\n"
+        + markdown_table(headers, rows)
+        + "\n\nAccuracy against virtual time (first seed): semi.png\n"
+    )
+
+
+def plot(report: dict[str, Any], path: Path) -> Path:
+    """semi.png: client-model accuracy against virtual time, one line per method, first seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fedmarket.files import atomic_write
+
+    first = report["settings"]["seeds"][0]
+    panels = sorted({(r["dataset"], r["partition"]) for r in report["runs"]})
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for axis, (dataset, partition) in zip(axes[0], panels):
+        for r in report["runs"]:
+            if (r["dataset"], r["partition"], r["seed"]) == (dataset, partition, first):
+                axis.plot([p[0] for p in r["curve"]], [p[1] for p in r["curve"]], label=r["method"], linewidth=1.2)
+        axis.set_title(f"{dataset} {partition} (seed {first})")
+        axis.set_xlabel("virtual time (s)")
+        axis.set_ylabel("client models' accuracy")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100)
+    plt.close(figure)
+    return atomic_write(path, png.getvalue())
