@@ -66,3 +66,14 @@ def test_sim_runs_the_seed_authors_cnn_on_pm1_pixels(tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["model_id"] == "fedavgcnn-v1:1x28x28:10" and data["config"]["input_scaling"] == "pm1"
     assert len(data["rounds"]) == 2 and data["final"]["metrics"]["num_samples"] == sum(c["test"] for c in data["partition"]["clients"])
+
+
+@pytest.mark.slow
+def test_sim_workers_and_fraction_flags(tmp_path: Path) -> None:
+    result = run("--clients", "4", "--rounds", "1", "--partition", "iid", "--model", "mlp", "--workers", "2", "--fraction", "0.5", "--json", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["config"]["workers"] == 2 and data["config"]["clients_per_round"] == 2
+    assert len(data["rounds"][1]["clients"]) == 2 and data["rounds"][0]["clients"] == []
+    both = run("--clients", "4", "--rounds", "1", "--fraction", "0.5", "--clients-per-round", "2", home=tmp_path)
+    assert both.returncode != 0 and "not both" in both.stderr and len(both.stderr.strip().splitlines()) == 1

@@ -12,6 +12,7 @@ import numpy as np
 
 HOLDOUT_TAG = 0x484F4C44  # "HOLD": the holdout cut is not the partition's stream
 VALIDATOR_TAG = 0x56414C  # "VAL": a validator's scoring is not a trainer's batch order
+SAMPLE_TAG = 0x53414D50  # "SAMP": which clients a round samples is not a batch order
 STRAGGLER_TAG = 0x534C4F57  # "SLOW": which simulated clients compute slowly (fl.semi)
 TRUST_TAG = 0x54525553  # "TRUS": the random trust graph of the semi-centralised mode
 SCORE_TAG = 0x53434F52  # "SCOR": the batch a semi-centralised client scores received models on
@@ -40,6 +41,11 @@ def holdout_entropy(seed: int) -> list[int]:
 def client_seed(seed: int, round_number: int, client: int) -> int:
     """Batch-order seed of trainer (client) `client`, 0-based, in round `round_number`."""
     return _draw(seed, round_number, client)
+
+
+def client_sample_seed(seed: int, round_number: int) -> int:
+    """The Generator seed that picks the clients of round `round_number` (FedAvg's fraction C)."""
+    return _draw(seed, round_number, SAMPLE_TAG)
 
 
 def validator_seed(seed: int, round_number: int, validator: int) -> int:
