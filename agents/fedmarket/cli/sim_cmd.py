@@ -79,7 +79,18 @@ def sim(
     epochs: int = typer.Option(1, "--epochs", min=1, help="Local epochs per round."),
     model: str = typer.Option("auto", "--model", help="cnn, fedavgcnn (PFLlib's unpadded CNN), mlp, linear, or auto (cnn for images, linear for tabular)."),
     input_scaling: str = typer.Option("standard", "--input-scaling", help="Image pixels scaled by mean/std (standard) or to [-1, 1] as PFLlib does (pm1)."),
-    aggregation: str = typer.Option("fedavg", "--aggregation", help="fedavg, weighted, median, trimmed_mean[:beta], krum[:f], multikrum[:f[:m]]."),
+    aggregation: Optional[str] = typer.Option(
+        None,
+        "--aggregation",
+        help="fedavg, weighted, median, trimmed_mean[:beta], krum[:f], multikrum[:f[:m]]; with --committee elected also CMFL's cmfl_s1[:k] (the k best-scored) and cmfl_s2[:k] (k spread over the ranking) [default: fedavg; elected: cmfl_s1].",
+    ),
+    committee: str = typer.Option(
+        "validators",
+        "--committee",
+        help="validators: every client trains; elected: CMFL / BlockFL, the clients also serve on a committee elected each round from the best-scored trainers (members score, they do not train).",
+    ),
+    committee_size: Optional[int] = typer.Option(None, "--committee-size", min=1, help="elected: committee members per round [default: 3]."),
+    utility: Optional[str] = typer.Option(None, "--utility", help="elected: the utility the members score with (fl.utility) [default: cmfl_distance]."),
     prox_mu: float = typer.Option(0.0, "--prox-mu", min=0.0, help="FedProx proximal weight mu (0: plain FedAvg)."),
     momentum: float = typer.Option(0.0, "--momentum", min=0.0, max=0.999, help="Local SGD momentum."),
     seed: int = typer.Option(0, "--seed", help="Seed of the partition, the initial model and every batch order."),
@@ -146,16 +157,26 @@ def sim(
         TimeElapsedColumn,
     )
 
+    from fedmarket.fl.elected_sim import ElectedConfig, check_elected, run_elected
     from fedmarket.fl.learning import learning_fields
     from fedmarket.fl.semi.clock import sync_clock
     from fedmarket.fl.sim import SimConfig, check_config, run_simulation  # loads torch: only when the command runs
     from fedmarket.fl.sim import clients_per_round as per_round_of
+    from fedmarket.fl.taskspec import COMMITTEES
 
     if fraction is not None and clients_per_round is not None:
         raise FedmarketError("give --clients-per-round or --fraction, not both")
     per_round = per_round_of(clients, fraction) if fraction is not None else (clients_per_round or 0)
 
-    config = SimConfig(
+    if committee not in COMMITTEES:
+        raise FedmarketError(f"unknown committee {committee!r}; choose one of: {', '.join(COMMITTEES)}")
+    elected = committee == "elected"
+    if not elected and (committee_size is not None or utility is not None):
+        raise FedmarketError("--committee-size and --utility apply to --committee elected only")
+    if elected and mode != "sync":
+        raise FedmarketError(f"--committee elected runs in rounds (--mode sync), not {mode}")
+    chosen = {k: v for k, v in dict(aggregation=aggregation, committee_size=committee_size, utility=utility).items() if v is not None}
+    config = (ElectedConfig if elected else SimConfig)(
         dataset=dataset,
         partition=partition,
         clients=clients,
@@ -165,7 +186,6 @@ def sim(
         epochs=epochs,
         model=model,
         input_scaling=input_scaling,
-        aggregation=aggregation,
         prox_mu=prox_mu,
         momentum=momentum,
         seed=seed,
@@ -175,8 +195,12 @@ def sim(
         holdout=holdout,
         workers=workers,
         clients_per_round=per_round,
+        **chosen,
     )
-    check_config(config)
+    if elected:
+        check_elected(config)
+    else:
+        check_config(config)
     clock = dict(stragglers=stragglers, slowdown=slowdown, step_cost=step_cost)
     if mode != "sync":
         if mode not in MODES:
@@ -221,7 +245,7 @@ def sim(
             else:
                 err_console.print(f"round {entry.round}/{rounds}: {status} ({entry.wall_s:.2f} s)", highlight=False, soft_wrap=True)
 
-        result = run_simulation(config, on_round=on_round)
+        result = (run_elected if elected else run_simulation)(config, on_round=on_round)
     written = write_outputs(result, out) if out is not None else {}
     train_sizes = [c.train for c in result.partition.clients]
     timing = sync_clock(train_sizes, batch_size, epochs, rounds, step_cost, stragglers, slowdown, seed)
@@ -230,6 +254,8 @@ def sim(
         return
     console.print(result.partition)
     _print_rounds(result)
+    for c in getattr(result, "committees", ()):
+        console.print(f"round {c.round}: committee {list(c.committee)}, accepted {list(c.accepted)}, next committee {list(c.next_committee)}", highlight=False)
     console.print(
         f"device compute-time ratio {timing['compute_time_ratio']:.1%} on the virtual clock (every round waits for the slowest client)", highlight=False
     )
