@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Optional
@@ -11,7 +10,7 @@ from typing import Optional
 import typer
 
 from fedmarket.cli.output import console, err_console, one_line_errors, print_json
-from fedmarket.cli.sim_modes import MODES_HELP, run_async_mode
+from fedmarket.cli.sim_modes import MODES_HELP, run_async_mode, save_figure
 from fedmarket.errors import FedmarketError
 from fedmarket.files import atomic_write
 from fedmarket.fl.semi.config import DEFAULT_FEDASYNC_ALPHA, DEFAULT_STALENESS_EXPONENT, DEFAULT_STEP_COST, DEFAULT_TEMPERATURE, MODES, AsyncConfig
@@ -56,11 +55,7 @@ def write_outputs(result, out_dir: Path) -> dict[str, str]:
         axis.grid(alpha=0.3)
     c = result.config
     figure.suptitle(f"{c.aggregation} on {c.dataset}, {c.partition}, {c.clients} clients ({result.model_id})")
-    figure.tight_layout()
-    png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=100)
-    plt.close(figure)
-    plot_path = atomic_write(out_dir / "metrics.png", png.getvalue())
+    plot_path = save_figure(figure, out_dir / "metrics.png")
     return {"metrics": str(metrics_path), "plot": str(plot_path)}
 
 

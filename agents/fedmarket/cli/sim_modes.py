@@ -25,6 +25,17 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def save_figure(figure, path: Path) -> Path:
+    """Lay out `figure`, write it to `path` as a PNG (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100)
+    plt.close(figure)
+    return atomic_write(path, png.getvalue())
+
+
 def write_async_outputs(result, out_dir: Path) -> dict[str, str]:
     """metrics.json, records.jsonl (semi) and metrics.png (client-model accuracy vs virtual time)."""
     import matplotlib
@@ -44,11 +55,7 @@ def write_async_outputs(result, out_dir: Path) -> dict[str, str]:
     axis.grid(alpha=0.3)
     c = result.config
     axis.set_title(f"{c.mode} on {c.dataset}, {c.partition}, {c.clients} clients")
-    figure.tight_layout()
-    png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=100)
-    plt.close(figure)
-    written["plot"] = str(atomic_write(out_dir / "metrics.png", png.getvalue()))
+    written["plot"] = str(save_figure(figure, out_dir / "metrics.png"))
     return written
 
 
