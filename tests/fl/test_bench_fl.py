@@ -12,15 +12,20 @@ from fedmarket.bench import accuracy, train, write_results
 
 @pytest.mark.slow
 def test_bench_train_report(tmp_path: Path) -> None:
-    report = train.run([("digits", "iid")], clients=3, rounds=1, devices=["cpu"], seed=0)
+    settings = train.Settings(clients=3, rounds=1, model="mlp", input_scaling="standard", workers=1, target_model="mlp", target_rounds=2, target_accuracy=0.999)
+    report = train.run([("digits", "iid")], settings)
     (entry,) = report["results"]
-    assert entry["device"] == "cpu" and entry["batched"]["rounds_per_minute"] > 0
-    assert entry["speedup"] == pytest.approx(entry["batched"]["rounds_per_minute"] / entry["sequential"]["rounds_per_minute"])
-    assert entry["max_abs_diff_final_global"] < 1e-4  # both modes reach the same model
-    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["torch"]
+    for mode in ("sequential", "workers"):
+        assert entry[mode]["seconds_per_round"] > 0 and len(entry[mode]["accuracy_per_round"]) == 3
+    assert entry["workers"]["workers"] == 1 and entry["sequential"]["workers"] == 0
+    assert entry["workers_speedup"] == pytest.approx(entry["sequential"]["seconds_per_round"] / entry["workers"]["seconds_per_round"])
+    reached = entry["time_to_accuracy"]
+    assert not reached["reached"] and reached["rounds"] == 2 and reached["shorter_than_pfllib"] is None  # 99.9 % is out of reach
+    assert report["machine"]["cpu_count"] >= 1 and len(report["machine"]["load_average_before"]) == 3
     json_path, md_path = write_results("train", report, train.to_markdown(report), tmp_path)
     assert json.loads(json_path.read_text())["settings"]["clients"] == 3
-    assert "| digits | iid | cpu (cpu) |" in md_path.read_text()
+    text = md_path.read_text()
+    assert "| digits | iid | workers | 1 |" in text and "not reached in 2 rounds" in text
 
 
 @pytest.mark.slow

@@ -116,34 +116,31 @@ def gas(
 @one_line_errors
 def train(
     scenarios: str = typer.Option(train_bench.DEFAULT_SCENARIOS, "--scenarios", help="Comma-separated DATASET:PARTITION pairs."),
-    clients: int = typer.Option(20, "--clients", min=1, help="Simulated clients."),
-    rounds: int = typer.Option(3, "--rounds", min=1, help="Timed rounds per mode (after one warm-up round)."),
-    device: str = typer.Option("all", "--device", help="cpu, cuda, or all (cpu and cuda when present)."),
+    clients: int = typer.Option(train_bench.Settings.clients, "--clients", min=1, help="Simulated clients."),
+    rounds: int = typer.Option(train_bench.Settings.rounds, "--rounds", min=1, help="Timed rounds per mode (after one warm-up round)."),
+    model: str = typer.Option(train_bench.Settings.model, "--model", help="The model of the timed rounds (fedavgcnn: PFLlib's, like for like)."),
+    input_scaling: str = typer.Option(train_bench.Settings.input_scaling, "--input-scaling", help="standard or pm1 (PFLlib's [-1, 1])."),
+    modes: str = typer.Option(",".join(train_bench.MODES), "--modes", help="Comma-separated: sequential, workers."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Worker processes of the workers mode [default: one per core]."),
+    target_rounds: int = typer.Option(
+        0, "--target-rounds", min=0, help="Also run our default CNN in workers until the target accuracy, for at most this many rounds (0: skip)."
+    ),
+    target_accuracy: float = typer.Option(train_bench.Settings.target_accuracy, "--target-accuracy", min=0.0, max=1.0),
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for train.json and train.md."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
 ) -> None:
-    """Rounds per minute, all clients batched on one device vs one at a time; bench/results/train.{json,md}."""
+    """Seconds per round like for like with PFLlib, sequential vs worker processes, and time to 85 %; bench/results/train.{json,md}."""
     _use_threads(threads)
-    import torch
-
-    from fedmarket.fl.training import resolve_device
-
-    if device == "all":
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    else:
-        devices = [str(resolve_device(device))]
+    settings = train_bench.Settings(clients=clients, rounds=rounds, model=model, input_scaling=input_scaling, workers=workers, seed=seed,
+                                    target_accuracy=target_accuracy, target_rounds=target_rounds)  # fmt: skip
 
     def show(entry: dict[str, Any]) -> None:
-        err_console.print(
-            f"{entry['dataset']} {entry['partition']} on {entry['device']}: batched "
-            f"{entry['batched']['rounds_per_minute']:.1f} rounds/min, sequential "
-            f"{entry['sequential']['rounds_per_minute']:.1f} ({entry['speedup']:.2f}x)",
-            highlight=False,
-        )
+        timings = ", ".join(f"{mode} {entry[mode]['seconds_per_round']:.2f} s/round" for mode in train_bench.MODES if mode in entry)
+        err_console.print(f"{entry['dataset']} {entry['partition']} ({entry['model']}): {timings}", highlight=False)
 
-    report = train_bench.run(train_bench.parse_scenarios(scenarios), clients, rounds, devices, seed, on_result=show)
+    report = train_bench.run(train_bench.parse_scenarios(scenarios), settings, tuple(_csv(modes)), on_result=show)
     _publish(train_bench.NAME, report, train_bench.to_markdown(report), out, as_json, _echo_page)
 
 

@@ -184,10 +184,16 @@ def clients_per_round(clients: int, fraction: float) -> int:
     return max(1, min(clients, round(fraction * clients)))
 
 
-def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | None = None, dataset: Dataset | None = None) -> SimResult:
+def run_simulation(
+    config: SimConfig,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    dataset: Dataset | None = None,
+    until: Callable[[RoundRecord], bool] | None = None,
+) -> SimResult:
     """Run FedAvg (or the configured rule) for `config.rounds` rounds; call on_round after each.
 
-    `dataset` may be passed pre-loaded (it must be the one config.dataset names).
+    `dataset` may be passed pre-loaded (it must be the one config.dataset names). `until` ends
+    the run early, after the first round for which it returns True (e.g. a target accuracy).
     """
     check_config(config)
     device = resolve_device(config.device)
@@ -229,4 +235,6 @@ def run_simulation(config: SimConfig, on_round: Callable[[RoundRecord], None] | 
             train_loss = float(sum(u[2] * u[1] for u in updates) / sum(counts))
             del states, updates  # the round's client models: at most clients_per_round of them live at once
             records.append(record(r, global_state, train_loss, train_s, started, tuple(round_clients(config, r))))
+            if until is not None and until(records[-1]):
+                break
     return SimResult(config, spec.id, parts.summary(), tuple(records), global_state, str(device))
