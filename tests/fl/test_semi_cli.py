@@ -54,7 +54,6 @@ def test_sync_mode_reports_the_waiting_on_the_same_clock(tmp_path: Path) -> None
     "args, message",
     [
         (("--mode", "gossip"), "unknown mode"),
-        (("--mode", "semi", "--trust", "kregular:9"), "kregular:9"),
         (("--mode", "local", "--holdout", "5"), "--mode sync only"),
     ],
 )
