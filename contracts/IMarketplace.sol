@@ -161,6 +161,9 @@ interface IMarketplaceTypes {
     event ParticipantLeft(uint256 indexed modelId, address indexed participant, Role role, uint256 stakeReturned, uint256 feeReturned);
     /// @notice The owner's early finalizeContract: the task ends when the open round `round` settles.
     event EndRequested(uint256 indexed modelId, uint32 round);
+    /// @notice generateTrainingPayments burned the trainer carry no round paid out (credited to the
+    /// zero address, which can never withdraw): slashed trainer stakes never reach the buyer.
+    event CarryBurned(uint256 indexed modelId, uint256 amount);
 
     // ----------------------------------------------------------------- errors
 
@@ -188,7 +191,7 @@ interface IMarketplaceTypes {
     /// one out of range; None: the start window, checked last) is not in min..max seconds (MIN_WINDOW..MAX_WINDOW).
     error WindowOutOfRange(Phase phase, uint256 given, uint256 min, uint256 max);
     /// @notice newModel: the stake of `role` (the first one too large, trainer first) is above max
-    /// wei (2^96 - 1, what the packed accounting holds).
+    /// wei (2^128 - 1, what the task's accounting holds).
     error StakeTooLarge(Role role, uint256 given, uint256 max);
     /// @notice newModel: `lateSlashBps` or `badSlashBps` is above max (10000 bps, the whole stake).
     error SlashBpsTooLarge(uint256 lateSlashBps, uint256 badSlashBps, uint256 max);
@@ -424,6 +427,9 @@ interface IMarketplace is IMarketplaceTypes {
     function validators(uint256 modelId) external view returns (address[] memory);
     /// @notice An account's standing in a task (role None for a non-participant). Reverts UnknownModel.
     function participant(uint256 modelId, address account) external view returns (ParticipantView memory);
+    /// @notice Slashed wei and trainer pools no trainer has earned yet, carried to the next rounds'
+    /// trainers (part of `accrued`; burned by generateTrainingPayments). Reverts UnknownModel.
+    function trainerCarry(uint256 modelId) external view returns (uint256);
     /// @notice Wei the contract holds for this task: escrow + stakesHeld + accrued + licenseHeld.
     function taskBalance(uint256 modelId) external view returns (uint256);
     /// @notice Withdrawable balance of an account (credited by any task).

@@ -11,7 +11,8 @@ import {Median} from "./lib/Median.sol";
 /// round, credits and the packed-amount conversions. The Marketplace holds the entry points; the
 /// settlement of a round runs in RoundSettlement's code on the Marketplace's storage (delegatecall).
 abstract contract MarketCore is MarketStorage {
-    /// @notice An amount does not fit the packed accounting (impossible with real ether supplies).
+    /// @notice A deposit would take what a task holds to `amount` >= 2^128 wei (or an amount does not
+    /// fit the packed accounting, which that bound rules out).
     error AmountTooLarge(uint256 amount);
 
     /// @dev The stake a participant of `role` put in (0 for Role.None).
@@ -119,10 +120,5 @@ abstract contract MarketCore is MarketStorage {
     function _toU128(uint256 amount) internal pure returns (uint128) {
         if (amount > type(uint128).max) revert AmountTooLarge(amount);
         return uint128(amount);
-    }
-
-    function _toU96(uint256 amount) internal pure returns (uint96) {
-        if (amount > type(uint96).max) revert AmountTooLarge(amount);
-        return uint96(amount);
     }
 }

@@ -51,20 +51,21 @@ abstract contract MarketStorage is IMarketplaceTypes {
 
     // ---------------------------------------------------------------- records
 
-    /// @dev One participant of one task, one storage word. Amounts fit: every wei of a task was
-    /// sent to it, and 2^96 wei (~7.9e28) is far above the ether supply (~1.2e26).
+    /// @dev One participant of one task, one storage word. Amounts fit: a task never holds 2^128
+    /// wei or more (every deposit checks it), so no stake, slash or earning of it reaches 2^128.
     struct Participant {
         Role role;
         bool licensed;
         uint16 index; // seat in the task's trainer or validator list
-        uint112 slashed; // slashed over all rounds (stake remaining = stake - slashed)
+        uint128 slashed; // slashed over all rounds (stake remaining = stake - slashed)
+        uint32 earnedHigh; // earnings above the seat's 96 bits, in units of 2^96 wei (0 in practice)
     }
 
     /// @dev A trainer's or validator's seat: its address and earnings in one word, so that paying
     /// it at the close of a round costs one storage read and one write.
     struct Seat {
         address account;
-        uint96 earned; // rewards accrued over all rounds
+        uint96 earned; // rewards accrued over all rounds, below 2^96 (the rest: Participant.earnedHigh)
     }
 
     /// @dev Who did what in a round: one storage word, kept for every round.
@@ -108,7 +109,7 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint8 trainerCount;
         uint8 validatorCount;
         uint8 committeeOffset; // first committee's position in the validator list
-        // money of this task (wei); taskBalance = escrow + stakesHeld + accrued + licenseHeld
+        // money of this task (wei); taskBalance = escrow + stakesHeld + accrued + licenseHeld < 2^128
         uint128 reward;
         uint128 escrow;
         uint128 stakesHeld;
@@ -116,6 +117,7 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint128 buyerAccrued; // what returns to the buyer at settlement, escrow aside
         uint128 licenseIncome;
         uint128 aggregatorEarned;
+        uint128 trainerCarry; // slashes and trainer pools no trainer earned yet, for later rounds (part of accrued)
         // one word: 128 + 64 + 8 bits
         uint128 licenseHeld; // licence fees held until startTraining (refundable before)
         uint64 startDeadline; // newModel's timestamp + startWindow

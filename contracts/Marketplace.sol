@@ -60,6 +60,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         _requireStatus(modelId, t, Status.Open);
         if (msg.sender != t.owner) revert NotOwner(modelId, msg.sender);
         if (msg.value == 0) revert ZeroEscrow();
+        _requireHoldable(t, msg.value);
         t.escrow = _toU128(t.escrow + msg.value);
         emit ModelCreationPayment(modelId, msg.sender, msg.value);
     }
@@ -77,6 +78,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         if (msg.value != fee) revert WrongAmount(fee, msg.value);
         me.licensed = true;
         // Held by the task (not credited): an owner must not be able to sell licences and cancel.
+        _requireHoldable(t, fee);
         t.licenseHeld = _toU128(t.licenseHeld + fee);
         emit LicensePurchased(modelId, msg.sender, fee);
     }
@@ -417,12 +419,19 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         _settleSeats(modelId, t, t.validatorSeats, Role.Validator);
         _settleAggregator(modelId, t);
         uint256 buyerReturn = uint256(t.escrow) + t.buyerAccrued;
+        uint256 burned = t.trainerCarry;
         t.escrow = 0;
         t.stakesHeld = 0;
         t.accrued = 0;
         t.buyerAccrued = 0;
+        t.trainerCarry = 0;
         _creditTo(t.owner, buyerReturn);
         emit ModelBuyerReturnPayment(modelId, t.owner, buyerReturn);
+        if (burned > 0) {
+            // Credited to the zero address, which can never withdraw: nobody gains it.
+            _creditTo(address(0), burned);
+            emit CarryBurned(modelId, burned);
+        }
     }
 
     /// @inheritdoc IMarketplace
@@ -615,12 +624,17 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         if (pp.role == Role.None) return v;
         v.stakeRemaining = _stakeOf(t.params, pp.role) - pp.slashed;
         if (pp.role == Role.Trainer) {
-            v.earned = t.trainerSeats[pp.index].earned;
+            v.earned = _earned(t.trainerSeats[pp.index], pp);
         } else if (pp.role == Role.Validator) {
-            v.earned = t.validatorSeats[pp.index].earned;
+            v.earned = _earned(t.validatorSeats[pp.index], pp);
         } else {
             v.earned = t.aggregatorEarned;
         }
+    }
+
+    /// @inheritdoc IMarketplace
+    function trainerCarry(uint256 modelId) external view returns (uint256) {
+        return _task(modelId).trainerCarry;
     }
 
     /// @inheritdoc IMarketplace
@@ -770,8 +784,21 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     function _join(uint256 modelId, Task storage t, Participant storage me, Role role, uint256 stake) private {
         if (msg.value != stake) revert WrongAmount(stake, msg.value);
         me.role = role;
+        _requireHoldable(t, stake);
         t.stakesHeld = _toU128(t.stakesHeld + stake);
         emit ParticipantJoined(modelId, msg.sender, role, stake);
+    }
+
+    /// @dev A seat's earnings: its 96 bits plus the high part kept in the participant's record.
+    function _earned(Seat storage seat, Participant storage pp) private view returns (uint256) {
+        return uint256(seat.earned) + (uint256(pp.earnedHigh) << 96);
+    }
+
+    /// @dev Every deposit keeps what the task holds (escrow + stakes + licence fees, and after the
+    /// start what they became) below 2^128 wei, so no sum or product of its amounts can overflow.
+    function _requireHoldable(Task storage t, uint256 amount) private view {
+        uint256 held = uint256(t.escrow) + t.stakesHeld + t.licenseHeld + amount;
+        if (held > type(uint128).max) revert AmountTooLarge(held);
     }
 
     /// @dev Credits every seat of `role` its earnings and the stake remaining (ContributionPayment
@@ -781,8 +808,10 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         uint256 n = seats.length;
         for (uint256 i = 0; i < n; ++i) {
             Seat storage seat = seats[i];
-            (address account, uint256 earned) = (seat.account, seat.earned);
-            uint256 stakeBack = stake - t.participants[account].slashed;
+            address account = seat.account;
+            Participant storage pp = t.participants[account];
+            uint256 earned = _earned(seat, pp);
+            uint256 stakeBack = stake - pp.slashed;
             _creditTo(account, earned + stakeBack);
             if (role == Role.Trainer) emit ContributionPayment(modelId, account, earned, stakeBack);
             else emit ValidationPayment(modelId, account, earned, stakeBack);

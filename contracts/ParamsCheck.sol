@@ -71,9 +71,9 @@ contract ParamsCheck {
         if (window < MIN_WINDOW || window > CAP_MAX_WINDOW) revert IMarketplaceTypes.WindowOutOfRange(phase, window, MIN_WINDOW, CAP_MAX_WINDOW);
     }
 
-    /// @dev The packed records keep per-participant amounts in 96 and 112 bits (MarketStorage's
-    /// Seat and Participant); stakes are capped at 2^96 - 1 wei (~7.9e10 ether) to match.
+    /// @dev The task's accounting holds amounts below 2^128 (MarketStorage's Task); stakes are
+    /// capped at 2^128 - 1 wei to match (the deposits' own check bounds their sum).
     function _requireStake(IMarketplaceTypes.Role role, uint256 stake) private pure {
-        if (stake > type(uint96).max) revert IMarketplaceTypes.StakeTooLarge(role, stake, type(uint96).max);
+        if (stake > type(uint128).max) revert IMarketplaceTypes.StakeTooLarge(role, stake, type(uint128).max);
     }
 }

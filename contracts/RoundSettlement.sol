@@ -39,7 +39,8 @@ contract RoundSettlement is MarketCore {
         uint256 trainerPool; // T
         uint256 validatorPool; // V
         uint256 aggregatorPool; // A
-        uint256 slashed; // S
+        uint256 slashed; // S: slashed in this round
+        uint256 carried; // C: the trainer carry of earlier rounds (slashes and pools nobody earned)
         uint256 positiveSum; // P = sum of max(u_i, 0)
         uint256 toBuyer;
         uint256 reveals;
@@ -64,6 +65,7 @@ contract RoundSettlement is MarketCore {
             validatorPool: validatorPool,
             aggregatorPool: budget - trainerPool - validatorPool,
             slashed: 0,
+            carried: t.trainerCarry,
             positiveSum: 0,
             toBuyer: 0,
             reveals: Bits.popcount(h.revealed),
@@ -93,7 +95,8 @@ contract RoundSettlement is MarketCore {
             s.toBuyer += s.aggregatorPool;
         }
         if (accepted) t.globalModelDigest = rd.proposedDigest;
-        // The whole budget and every slashed wei went to participants or to the buyer.
+        // The whole budget and every slashed wei went to participants, to the buyer or to the
+        // carry (all of them part of `accrued`); the carry of earlier rounds was already in it.
         t.accrued = _toU128(uint256(t.accrued) + s.budget + s.slashed);
         t.buyerAccrued = _toU128(uint256(t.buyerAccrued) + s.toBuyer);
         emit RoundClosed(modelId, round, t.globalModelDigest, accepted, s.budget, s.toBuyer);
@@ -107,7 +110,10 @@ contract RoundSettlement is MarketCore {
     }
 
     /// @dev Late: every trainer that did not reveal (did not commit, or committed and did not
-    /// reveal). Poison: every revealed trainer with u_i < poisonThreshold.
+    /// reveal), unless fewer than minTrainers committed (the round's parent model was likely not
+    /// retrievable: nobody is late-slashed). Poison: every revealed trainer with u_i <
+    /// poisonThreshold for which a qualified majority of the whole committee (3 * below >= 2 * size)
+    /// scored below the threshold.
     function _slashTrainers(
         uint256 modelId,
         Task storage t,
@@ -118,7 +124,7 @@ contract RoundSettlement is MarketCore {
         Settlement memory s
     ) private {
         ModelParams storage p = t.params;
-        uint256 count = t.trainerCount;
+        uint256 count = Bits.popcount(h.committed) < p.minTrainers ? 0 : t.trainerCount;
         for (uint256 i = 0; i < count; ++i) {
             if (!Bits.has(h.revealed, i)) {
                 s.slashed += _slash(
@@ -128,12 +134,31 @@ contract RoundSettlement is MarketCore {
         }
         int256 threshold = p.poisonThreshold;
         for (uint256 k = 0; k < s.reveals; ++k) {
-            if (u[k] < threshold) {
+            if (u[k] < threshold && _qualifiedBelow(t, round, h, k, threshold)) {
                 s.slashed += _slash(
                     modelId, t, round, t.trainerSeats[seats[k]].account, p.trainerStake, p.badSlashBps, SlashReason.Poison
                 );
             }
         }
+    }
+
+    /// @dev Whether at least two thirds of the committee's seats (not of those that scored) gave the
+    /// update in reveal position k a score below `threshold`: the score words are warm (the
+    /// utilities read them), and this runs only for an update whose utility is below it.
+    function _qualifiedBelow(Task storage t, uint32 round, RoundHeader memory h, uint256 k, int256 threshold)
+        private
+        view
+        returns (bool)
+    {
+        uint256[SCORE_WORDS][MAX_COMMITTEE] storage scores = _buffer(t, round).scores;
+        uint256 size = t.params.committeeSize;
+        uint256 below = 0;
+        for (uint256 j = 0; j < size; ++j) {
+            if (Bits.has(h.scored, j) && Bits.scoreAt(scores[j][k / SCORES_PER_WORD], k % SCORES_PER_WORD) < threshold) {
+                ++below;
+            }
+        }
+        return below * 3 >= size * 2;
     }
 
     /// @dev A committee member is late once per round if it did not score (when someone revealed)
@@ -165,8 +190,12 @@ contract RoundSettlement is MarketCore {
         }
     }
 
-    /// @dev Trainer i earns T * u_i / P + S * u_i / P (u_i > 0); the dust of both, or all of T and
-    /// S when P == 0, returns to the buyer.
+    /// @dev Trainer i earns T * u_i / P + (S + C) * u_i / P (u_i > 0), C the carry of earlier
+    /// rounds. The dust of T returns to the buyer; the dust of S + C stays in the carry. With P == 0
+    /// all of S + C is carried to the next round's trainers, and so is T when someone revealed (a
+    /// committee that scores every update down must not hand the trainer pool back to the buyer);
+    /// T returns to the buyer only when nobody revealed. Slashed wei never reaches the buyer, the
+    /// aggregator or the committee (docs/protocol.md, "Slashes and the trainer carry").
     function _payTrainers(
         uint256 modelId,
         Task storage t,
@@ -175,21 +204,27 @@ contract RoundSettlement is MarketCore {
         uint256[] memory seats,
         Settlement memory s
     ) private {
+        uint256 pool = s.slashed + s.carried;
         if (s.positiveSum == 0) {
-            s.toBuyer += s.trainerPool + s.slashed;
+            if (s.reveals == 0) s.toBuyer += s.trainerPool;
+            else pool += s.trainerPool;
+            t.trainerCarry = _toU128(pool);
             return;
         }
-        uint256 paid = 0;
+        uint256 paidPool = 0;
+        uint256 paidSlashes = 0;
         for (uint256 k = 0; k < s.reveals; ++k) {
             if (u[k] <= 0) continue;
             uint256 utility = uint256(u[k]);
-            uint256 amount = Shares.proRata(s.trainerPool, utility, s.positiveSum)
-                + Shares.proRata(s.slashed, utility, s.positiveSum);
-            if (amount == 0) continue;
-            paid += amount;
-            _accrue(modelId, t.trainerSeats[seats[k]], round, Role.Trainer, amount);
+            uint256 fromPool = Shares.proRata(s.trainerPool, utility, s.positiveSum);
+            uint256 fromSlashes = Shares.proRata(pool, utility, s.positiveSum);
+            if (fromPool + fromSlashes == 0) continue;
+            paidPool += fromPool;
+            paidSlashes += fromSlashes;
+            _accrue(modelId, t, t.trainerSeats[seats[k]], round, Role.Trainer, fromPool + fromSlashes);
         }
-        s.toBuyer += s.trainerPool + s.slashed - paid;
+        s.toBuyer += s.trainerPool - paidPool;
+        t.trainerCarry = _toU128(pool - paidSlashes);
     }
 
     /// @dev V / n to each eligible member (scored, and voted if a proposal was published); the
@@ -214,7 +249,7 @@ contract RoundSettlement is MarketCore {
         uint256 count = t.validatorCount;
         for (uint256 j = 0; j < size; ++j) {
             if (Bits.has(eligible, j)) {
-                _accrue(modelId, _committeeMember(t, s.committeeStart, count, j), round, Role.Validator, each);
+                _accrue(modelId, t, _committeeMember(t, s.committeeStart, count, j), round, Role.Validator, each);
             }
         }
     }
@@ -232,16 +267,25 @@ contract RoundSettlement is MarketCore {
         Participant storage pp = t.participants[account];
         amount = Shares.slashAmount(stake, pp.slashed, bps);
         if (amount == 0) return 0;
-        // At most the stake, itself below 2^96 (StakeTooLarge): fits uint112.
-        pp.slashed = uint112(uint256(pp.slashed) + amount);
+        // At most the stake, itself below 2^128 (StakeTooLarge): fits uint128.
+        pp.slashed = uint128(uint256(pp.slashed) + amount);
         t.stakesHeld = _toU128(t.stakesHeld - amount);
         emit Slashed(modelId, round, account, reason, amount);
     }
 
-    /// @dev One read and one write of the seat: its address and earnings share a word.
-    function _accrue(uint256 modelId, Seat storage seat, uint32 round, Role role, uint256 amount) private {
+    /// @dev One read and one write of the seat: its address and earnings share a word. Earnings
+    /// above 2^96 - 1 wei keep their high part in the participant's record (`earnedHigh`), so no
+    /// amount a task can hold (below 2^128) overflows.
+    function _accrue(uint256 modelId, Task storage t, Seat storage seat, uint32 round, Role role, uint256 amount) private {
         (address account, uint256 earned) = (seat.account, seat.earned);
-        seat.earned = _toU96(earned + amount);
+        earned += amount;
+        if (earned > type(uint96).max) {
+            Participant storage pp = t.participants[account];
+            // earned < 2^128 (the task's holdings bound), so the high part is below 2^32.
+            pp.earnedHigh = uint32(pp.earnedHigh + (earned >> 96));
+            earned &= type(uint96).max;
+        }
+        seat.earned = uint96(earned);
         emit RewardAccrued(modelId, round, account, role, amount);
     }
 }

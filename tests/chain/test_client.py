@@ -132,14 +132,15 @@ def test_a_whole_task_through_the_client(w3, market: MarketClient, actors: Actor
     assert market.get_round(model_id, 1).closed
     assert market.get_model(model_id).state.global_model_digest == keccak(text="global 1")
 
-    # round 2: nobody acts; once every window has passed anyone may close it
+    # round 2: nobody acts; once every window has passed anyone may close it (nobody committed,
+    # fewer than minTrainers: the parent model may have been unfetchable, nobody is late-slashed)
     assert market.get_round(model_id, 2).phase is Phase.COMMIT
     with pytest.raises(RoundNotDue):
         market.with_account(actors.outsider).close_round(model_id)
     advance_time(w3, WINDOW + 1)
     assert market.get_round(model_id, 2).phase is Phase.DUE
     late = market.with_account(actors.outsider).close_round(model_id)
-    assert {e.args["participant"] for e in late.events_named("Slashed")} == {t.address for t in trainers}
+    assert late.events_named("Slashed") == []
     assert market.get_model(model_id).state.rounds_closed == 2
 
     finalized = market.with_account(actors.outsider).finalize_contract(model_id)
@@ -152,7 +153,7 @@ def test_a_whole_task_through_the_client(w3, market: MarketClient, actors: Actor
 
     trainer = market.with_account(trainers[0])
     owed = trainer.credit(trainers[0].address)
-    assert owed > 10_000 - 1_000  # stake back minus one late slash, plus rewards
+    assert owed > 10_000  # the whole stake back, plus rewards
     before = w3.eth.get_balance(trainers[0].address)
     withdrawn = trainer.withdraw()
     assert withdrawn.event("Withdrawal").args == {"account": trainers[0].address, "amount": owed}

@@ -36,8 +36,12 @@ MIN_WINDOW = 1
 MAX_WINDOW = 30 * 24 * 3600
 BPS = 10_000
 MAX_LATE_SLASH_BPS = 5_000
-MAX_STAKE = 2**96 - 1
-"""The contract refuses stakes above type(uint96).max (StakeTooLarge)."""
+MAX_STAKE = 2**128 - 1
+"""The contract refuses stakes above type(uint128).max (StakeTooLarge)."""
+MAX_HELD = 2**128 - 1
+"""A task never holds more: a deposit that would take escrow + stakes + licence fees past it reverts AmountTooLarge."""
+BURN = "0x0000000000000000000000000000000000000000"
+"""The trainer carry left at settlement is credited here, where nobody can withdraw it."""
 MAX_SCORE = 10**9
 """Scores are clamped to -MAX_SCORE..MAX_SCORE micro-units when stored."""
 INT64_MIN = -(2**63)
@@ -394,6 +398,8 @@ class Task:
     rounds: dict[int, RoundState] = field(default_factory=dict)
     offset: int = 0
     buyer_accrued: int = 0  # part of `accrued` that returns to the buyer
+    trainer_carry: int = 0  # part of `accrued`: slashes and trainer pools no trainer earned yet
+    owner_deposited: int = 0  # the escrow the owner paid in (newModel, payForModel)
     # ledger of this task's money: what came in and what was credited out
     deposited: int = 0
     credited_out: int = 0
@@ -509,6 +515,13 @@ class Market:
         errors.append(Err("WrongStatus", (task.model_id, expected, int(task.status))))
         return False
 
+    @staticmethod
+    def _holdable(task: Task, amount: int, errors: list[Err]) -> None:
+        """A deposit may not take what the task holds past MAX_HELD (2^128 - 1 wei)."""
+        held = task.escrow + task.stakes_held + task.license_held + amount
+        if held > MAX_HELD:
+            errors.append(Err("AmountTooLarge", (held,)))
+
     # -------------------------------------------------------------- task set-up
 
     def new_model(self, caller: str, params: Params, value: int, now: int) -> int:
@@ -516,11 +529,14 @@ class Market:
         if value == 0:
             errors.append(Err("ZeroEscrow", ()))
         errors += params.param_errors(caller)
+        if value > MAX_HELD:
+            errors.append(Err("AmountTooLarge", (value,)))
         _raise_if(errors)
         model_id = len(self.tasks) + 1
         task = Task(model_id=model_id, owner=caller.lower(), params=copy.deepcopy(params))
         task.escrow = value
         task.deposited = value
+        task.owner_deposited = value
         task.start_deadline = now + params.start_window
         task.global_digest = params.initial_model_digest
         self.tasks[model_id] = task
@@ -535,10 +551,12 @@ class Market:
             self._status(task, (Status.OPEN,), errors)
             if value == 0 and not ZERO_TOP_UP_ALLOWED:
                 errors.append(Err("ZeroEscrow", ()))
+            self._holdable(task, value, errors)
         _raise_if(errors)
         assert task is not None
         task.escrow += value
         task.deposited += value
+        task.owner_deposited += value
 
     def buy_license(self, caller: str, model_id: int, value: int, now: int) -> None:
         errors: list[Err] = []
@@ -551,6 +569,7 @@ class Market:
                 errors.append(Err("AlreadyLicensed", (model_id, caller)))
             if value != task.params.license_fee:
                 errors.append(Err("WrongAmount", (task.params.license_fee, value)))
+            self._holdable(task, value, errors)
         _raise_if(errors)
         assert task is not None
         p = task.participants.setdefault(caller.lower(), ParticipantState())
@@ -588,6 +607,7 @@ class Market:
                 errors.append(Err("AlreadyJoined", (model_id, caller, int(Role.AGGREGATOR))))
         if value != stake:
             errors.append(Err("WrongAmount", (stake, value)))
+        self._holdable(task, value, errors)
         _raise_if(errors)
         part = task.participants.setdefault(caller.lower(), ParticipantState())
         part.role = role
@@ -853,8 +873,9 @@ class Market:
                     earn(rev.trainer, amount)
                 paid += amount
             to_buyer += t_share - paid
-        else:
+        elif not rnd.reveals:
             to_buyer += t_share
+        # else: carried to the next rounds' trainers with the slashes (below), never to the buyer
 
         # 2. validators
         if not rnd.reveals:
@@ -891,11 +912,14 @@ class Market:
             part.slashed += amount
             slashes[account] = (reason, amount)
 
-        for trainer in task.trainers:
-            if trainer not in rnd.commitments or not rnd.revealed_by(trainer):
-                slash(trainer, SlashReason.LATE, p.late_slash_bps)
-        for rev, u in zip(rnd.reveals, utilities):
-            if u < p.poison_threshold:
+        # Fewer than minTrainers committed: the parent model was likely not retrievable, nobody is late.
+        if len(rnd.commitments) >= p.min_trainers:
+            for trainer in task.trainers:
+                if trainer not in rnd.commitments or not rnd.revealed_by(trainer):
+                    slash(trainer, SlashReason.LATE, p.late_slash_bps)
+        for i, (rev, u) in enumerate(zip(rnd.reveals, utilities)):
+            below = sum(1 for s in rnd.scores.values() if s[i] < p.poison_threshold)
+            if u < p.poison_threshold and below * 3 >= p.committee_size * 2:  # a qualified majority of the seats
                 slash(rev.trainer, SlashReason.POISON, p.bad_slash_bps)
         for member in rnd.committee:
             missed_score = bool(rnd.reveals) and member not in rnd.scores
@@ -908,22 +932,24 @@ class Market:
             slash(aggregator, SlashReason.LATE, p.late_slash_bps)
         slashed_total = sum(amount for _, amount in slashes.values())
         task.stakes_held -= slashed_total
+        carried_in = task.trainer_carry
+        pool = slashed_total + carried_in  # this round's slashes and the carry of earlier rounds
         if positive > 0:
             paid = 0
             for rev, u in zip(rnd.reveals, utilities):
                 if u > 0:
-                    amount = mul_div(slashed_total, u, positive)
+                    amount = mul_div(pool, u, positive)
                     if amount:
                         earn(rev.trainer, amount)
                     paid += amount
-            to_buyer += slashed_total - paid
+            task.trainer_carry = pool - paid  # the dust stays with the trainers' carry
         else:
-            to_buyer += slashed_total
+            task.trainer_carry = pool + (t_share if rnd.reveals else 0)
 
         # 5. everything stays inside the task until generateTrainingPayments
         task.accrued += budget + slashed_total
         task.buyer_accrued += to_buyer
-        assert sum(rewards.values()) + to_buyer == budget + slashed_total
+        assert sum(rewards.values()) + to_buyer + task.trainer_carry == budget + slashed_total + carried_in
         rnd.closed = True
         rnd.stage, rnd.deadline = Phase.NONE, 0
         rnd.budget = budget
@@ -969,6 +995,9 @@ class Market:
             if part.role != Role.NONE:
                 self._credit(task, account, part.earned + part.stake_remaining)
         self._credit(task, task.owner, task.escrow + task.buyer_accrued)
+        if task.trainer_carry:
+            self._credit(task, BURN, task.trainer_carry)  # burned: slashed trainer stakes never reach the buyer
+        task.trainer_carry = 0
         task.escrow = 0
         task.stakes_held = 0
         task.accrued = 0
@@ -992,7 +1021,7 @@ class Market:
         for task in self.tasks.values():
             earned = sum(p.earned for p in task.participants.values())
             if task.status != Status.SETTLED:
-                assert task.accrued == earned + task.buyer_accrued
+                assert task.accrued == earned + task.buyer_accrued + task.trainer_carry
             if task.status in (Status.OPEN, Status.TRAINING, Status.FINALIZED):
                 assert task.stakes_held == sum(p.stake_remaining for p in task.participants.values())
             assert task.deposited == task.credited_out + task.balance, f"task {task.model_id} leaks"

@@ -4,7 +4,8 @@
 aggregator G; the buyer O. Two rounds. Amounts are chosen so that every rounding shows.
 
 Parameters: reward W = 1_234_577, licence 1_001, stakes 10_007 (trainer), 20_013 (validator),
-30_011 (aggregator), late slash 10 %, bad slash 50 %, shares 70 / 20 / 10 %.
+30_011 (aggregator), late slash 10 %, bad slash 50 %, shares 70 / 20 / 10 %, minTrainers 2 (so that
+round 2, with two commits, late-slashes C: with fewer than minTrainers commits nobody is late).
 
 Budgets: B1 = W // 2 = 617_288; B2 = W - B1 = 617_289 (the last round takes the remainder).
 
@@ -34,9 +35,10 @@ Round 2 — C never commits (Commit ends at its deadline); A then B reveal; V3 n
      (2_001.3); S = 3_001
   A: 432_102 * 599_999 // 799_999 = 324_076 (324_076.36) + 3_001 * 599_999 // 799_999 = 2_250 (2_250.75) -> 326_326
   B: 432_102 * 200_000 // 799_999 = 108_025 (108_025.64) + 3_001 * 200_000 // 799_999 =   750 (  750.25) -> 108_775
-     trainers' dust: 432_102 + 3_001 - 326_326 - 108_775 = 2 -> buyer
+     pool dust: 432_102 - 324_076 - 108_025 = 1 -> buyer
+     slash dust: 3_001 - 2_250 - 750 = 1 -> the trainer carry (slashed wei never goes to the buyer)
   V1, V2 (scored and voted): 123_457 // 2 = 61_728 each, dust 1 -> buyer; V3 earns nothing
-  aggregator: 61_730.                            buyer gets 2 + 1 = 3 in round 2
+  aggregator: 61_730.                            buyer gets 1 + 1 = 2 in round 2; carry 1
 
 Settlement (earned + stake remaining):
   A 254_177 + 326_326 = 580_503 + 10_007          = 590_510
@@ -45,8 +47,9 @@ Settlement (earned + stake remaining):
   V1, V2 41_152 + 61_728 = 102_880 + 20_013       = 122_893 each
   V3 41_152                     + 20_013 - 2_001  =  59_164
   G  61_730 * 2 = 123_460       + 30_011          = 153_471
-  O  unspent escrow 0 + 2 + 3 = 5, plus licence fees 3 * 1_001 = 3_003  -> 3_008
-  Sum 1_357_651 = W + 3 * 10_007 + 3 * 20_013 + 30_011 + 3 * 1_001 = everything deposited.
+  O  unspent escrow 0 + 2 + 2 = 4, plus licence fees 3 * 1_001 = 3_003  -> 3_007
+  the carry left after the last round, 1, is burned (credited to the zero address, never withdrawn)
+  Sum 1_357_650 + 1 burned = W + 3 * 10_007 + 3 * 20_013 + 30_011 + 3 * 1_001 = everything deposited.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
     model_id = post_task(
         value=W,
         rounds=2,
-        minTrainers=3,
+        minTrainers=2,
         maxTrainers=3,
         committeeSize=3,
         maxValidators=3,
@@ -137,7 +140,8 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
     closing = flow.confirm(model_id, 2, v3)
 
     (closed,) = events(closing, "RoundClosed")
-    assert (closed["budget"], closed["returnedToBuyer"], closed["accepted"]) == (617_289, 3, True)
+    assert (closed["budget"], closed["returnedToBuyer"], closed["accepted"]) == (617_289, 2, True)
+    assert f.trainerCarry(model_id).call() == 1
     assert [(e["participant"], e["reason"], e["amount"]) for e in events(closing, "Slashed")] == [
         (c, SLASH["Late"], 1_000),
         (v3, SLASH["Late"], 2_001),
@@ -171,7 +175,9 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
         v3: (41_152, 18_012),
     }
     assert events(settled, "OrchestrationPayment") == [{"modelId": model_id, "aggregator": g, "earned": 123_460, "stakeReturned": 30_011}]
-    assert events(settled, "ModelBuyerReturnPayment") == [{"modelId": model_id, "owner": owner, "amount": 5}]
+    assert events(settled, "ModelBuyerReturnPayment") == [{"modelId": model_id, "owner": owner, "amount": 4}]
+    assert events(settled, "CarryBurned") == [{"modelId": model_id, "amount": 1}]
+    assert f.credit("0x" + "00" * 20).call() == 1 and f.trainerCarry(model_id).call() == 0
 
     expected_credit = {
         a: 590_510,
@@ -181,10 +187,10 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
         v2: 122_893,
         v3: 59_164,
         g: 153_471,
-        owner: 3_008,
+        owner: 3_007,
     }
     assert {who: f.credit(who).call() for who in expected_credit} == expected_credit
-    assert sum(expected_credit.values()) == deposited == 1_357_651
+    assert sum(expected_credit.values()) + 1 == deposited == 1_357_651
     assert flow.participant(model_id, c) == {"role": ROLE["Trainer"], "stakeRemaining": 9_007, "earned": 50_835, "slashed": 1_000, "licensed": True}
 
     withdrawn = 0
@@ -193,6 +199,5 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
         (w,) = events(receipt, "Withdrawal")
         assert w["amount"] == expected_credit[who]
         withdrawn += w["amount"]
-    assert withdrawn == deposited
-    assert w3.eth.get_balance(market.address) == 0
-    assert f.totalCredit().call() == 0
+    assert withdrawn + 1 == deposited
+    assert w3.eth.get_balance(market.address) == 1 == f.totalCredit().call()  # the burned wei

@@ -317,6 +317,10 @@ def check_contract_against_model(chain: ContractDriver, market: M.Market, accoun
     for mid, task in market.tasks.items():
         assert task_balances[mid] == task.balance, f"taskBalance({mid}) {task_balances[mid]} != model {task.balance}"
         assert task.deposited == task.credited_out + task_balances[mid], f"task {mid} created or lost wei"
+        carry = chain.call("trainerCarry", mid)
+        assert carry == task.trainer_carry, f"trainerCarry({mid}) {carry} != model {task.trainer_carry}"
+        # No slashed wei reaches the buyer: it is credited at most its escrow and the licence fees.
+        assert task.credits.get(task.owner, 0) <= task.owner_deposited + task.license_income, f"task {mid}'s buyer gained slashed wei"
         if task.status == M.Status.SETTLED:
             assert task_balances[mid] == 0, f"task {mid} is {task.status.name} but holds {task_balances[mid]} wei"
         if task.status == M.Status.CANCELLED:  # only the fees of licensees that never joined, until reclaimed

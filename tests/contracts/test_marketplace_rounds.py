@@ -292,16 +292,17 @@ def test_close_round_wrong_status(market, actors, expect_revert, post_task):
 
 
 def test_nobody_commits(market, actors, flow, events, advance, task):
-    """Commit ends at its deadline with no commit: straight to Due; every trainer is late-slashed
-    (10 % of 10_000); with no positive utility the slashes and the whole budget return to the buyer."""
+    """Commit ends at its deadline with no commit: straight to Due. Fewer than minTrainers
+    committed (the parent model was likely not retrievable, issue 11), so nobody is late-slashed;
+    nobody revealed, so the whole budget returns to the buyer."""
     advance(WINDOW + 1)
     assert flow.phase(task) == PHASE["Due"]
     receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
-    slashed = events(receipt, "Slashed")
-    assert [(e["participant"], e["reason"], e["amount"]) for e in slashed] == [(t, SLASH["Late"], 1_000) for t in actors.trainers[:3]]
+    assert events(receipt, "Slashed") == []
     (closed,) = events(receipt, "RoundClosed")
     budget = 1_000_003 // 2
-    assert closed["budget"] == budget and closed["returnedToBuyer"] == budget + 3_000 and closed["accepted"] is False
+    assert closed["budget"] == budget and closed["returnedToBuyer"] == budget and closed["accepted"] is False
+    assert market.functions.trainerCarry(task).call() == 0
     assert events(receipt, "RewardAccrued") == []
     assert flow.state(task)["currentRound"] == 2
 
@@ -319,7 +320,7 @@ def test_lazy_phases_follow_deadlines(market, actors, flow, advance, events, tas
     view = flow.round(task)  # nobody revealed: Score is skipped
     assert view["phase"] == PHASE["Due"]
     receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
-    assert len(events(receipt, "Slashed")) == 3
+    assert events(receipt, "Slashed") == []  # 1 commit < minTrainers 3: nobody is late (issue 11)
 
 
 def test_missing_publish_slashes_aggregator(market, actors, flow, advance, events, task):

@@ -43,7 +43,7 @@ def test_new_model_zero_escrow(market, actors, make_params, expect_revert):
 
 
 MAX_WINDOW = 30 * 86400
-MAX_STAKE = 2**96 - 1
+MAX_STAKE = 2**128 - 1
 
 # (id, params overrides, error, its args, the client's line after "invalid task parameters: ")
 INVALID_PARAMS = [
@@ -76,10 +76,10 @@ INVALID_PARAMS = [
      "confirm window 2592001 s out of range 1..2592000 s"),
     ("first-bad-window-named", {"revealWindow": 0, "confirmWindow": 0}, "WindowOutOfRange", (PHASE["Reveal"], 0, 1, MAX_WINDOW),
      "reveal window 0 s out of range 1..2592000 s"),
-    ("trainer-stake-too-large", {"trainerStake": 2**96}, "StakeTooLarge", (ROLE["Trainer"], 2**96, MAX_STAKE),
-     f"trainer stake {2**96} wei above the largest, {MAX_STAKE} wei"),
-    ("validator-stake-too-large", {"validatorStake": 2**96}, "StakeTooLarge", (ROLE["Validator"], 2**96, MAX_STAKE),
-     f"validator stake {2**96} wei above the largest, {MAX_STAKE} wei"),
+    ("trainer-stake-too-large", {"trainerStake": 2**128}, "StakeTooLarge", (ROLE["Trainer"], 2**128, MAX_STAKE),
+     f"trainer stake {2**128} wei above the largest, {MAX_STAKE} wei"),
+    ("validator-stake-too-large", {"validatorStake": 2**128}, "StakeTooLarge", (ROLE["Validator"], 2**128, MAX_STAKE),
+     f"validator stake {2**128} wei above the largest, {MAX_STAKE} wei"),
     ("aggregator-stake-too-large", {"aggregatorStake": 2**256 - 1}, "StakeTooLarge", (ROLE["Aggregator"], 2**256 - 1, MAX_STAKE),
      f"aggregator stake {2**256 - 1} wei above the largest, {MAX_STAKE} wei"),
     ("late-slash-above-whole", {"lateSlashBps": 10_001}, "SlashBpsTooLarge", (10_001, 5_000, 10_000),
@@ -131,14 +131,14 @@ def test_new_model_checks_params_in_order(market, actors, make_params, expect_re
         minTrainers=0,
         committeeSize=0,
         commitWindow=0,
-        trainerStake=2**96,
+        trainerStake=2**128,
         lateSlashBps=10_001,
         trainerShareBps=0,
     )
     expect_revert(market.functions.newModel(params), actors.owner, "ZeroSpecDigest", value=1)
     expect_revert(market.functions.newModel(make_params(rounds=0, minTrainers=0)), actors.owner, "RoundsOutOfRange", value=1)
-    expect_revert(market.functions.newModel(make_params(commitWindow=0, trainerStake=2**96)), actors.owner, "WindowOutOfRange", value=1)
-    expect_revert(market.functions.newModel(make_params(trainerStake=2**96, trainerShareBps=0)), actors.owner, "StakeTooLarge", value=1)
+    expect_revert(market.functions.newModel(make_params(commitWindow=0, trainerStake=2**128)), actors.owner, "WindowOutOfRange", value=1)
+    expect_revert(market.functions.newModel(make_params(trainerStake=2**128, trainerShareBps=0)), actors.owner, "StakeTooLarge", value=1)
 
 
 def test_new_model_accepts_bounds(post_task, flow):
