@@ -37,6 +37,7 @@ from fedmarket.errors import FedmarketError
 
 HEADER = struct.Struct("<II")  # JSON length, payload length
 SHM_ROOT = Path("/dev/shm")
+STOP_GRACE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,9 @@ class ClientWorkers:
                 pass
         for proc in self._procs:
             try:
-                proc.wait(timeout=10)
+                # A worker holds nothing worth saving once told to stop (the parent owns the
+                # shared files): don't wait the second or so that torch's teardown takes.
+                proc.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
