@@ -62,3 +62,17 @@ def test_async_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], messag
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_sync_clock_counts_only_the_clients_that_trained(tmp_path: Path) -> None:
+    """With client sampling a round lasts as long as its slowest sampled client, and an unsampled
+    client computes nothing in it."""
+    result = sim("--clients-per-round", "2", "--json", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    trained = [r["clients"] for r in data["rounds"] if r["round"] > 0]
+    costs, clock = data["clock"]["round_costs"], data["clock"]
+    assert all(len(t) == 2 for t in trained)
+    assert clock["busy"] == pytest.approx([sum(costs[c] for t in trained if c in t) for c in range(4)])
+    assert clock["round_end_times"] == pytest.approx([sum(max(costs[c] for c in t) for t in trained[: i + 1]) for i in range(2)])

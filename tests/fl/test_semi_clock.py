@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fedmarket.errors import FedmarketError
 from fedmarket.fl.semi.clock import EventQueue, choose_stragglers, round_costs, sync_clock, sync_schedule
 from fedmarket.fl.semi.config import AsyncConfig
 from fedmarket.fl.semi.run import run_async
@@ -47,6 +48,17 @@ def test_sync_ratio_by_hand() -> None:
     clock = sync_clock([20] * 4, batch_size=10, epochs=1, rounds=3, step_cost=0.5, stragglers=0.5, slowdown=2.0, seed=0)
     assert clock["compute_time_ratio"] == 0.75 and sorted(clock["round_costs"]) == [1.0, 1.0, 2.0, 2.0]
     assert sync_clock([20] * 4, 10, 1, 3, 0.5, 0.0, 2.0, 0)["compute_time_ratio"] == 1.0
+
+
+def test_sync_ratio_with_client_sampling_by_hand() -> None:
+    """Round 1 trains clients 0 and 2, round 2 client 1: each round lasts as long as its slowest
+    trained client, and the idle ones still exist through it."""
+    ends, ledger = sync_schedule([0.5, 1.0, 2.0], rounds=2, trained=[[0, 2], [1]])
+    assert ends == [2.0, 3.0]
+    assert ledger.busy == [0.5, 1.0, 2.0]
+    assert ledger.ratio() == pytest.approx(3.5 / 9.0)
+    with pytest.raises(FedmarketError, match="each of the 2 rounds"):
+        sync_schedule([0.5, 1.0], rounds=2, trained=[[0]])
 
 
 @pytest.mark.parametrize("mode", ["semi", "fedasync", "local"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -243,7 +243,7 @@ def sim(
         result = (run_elected if elected else run_simulation)(config, on_round=on_round)
     written = write_outputs(result, out) if out is not None else {}
     train_sizes = [c.train for c in result.partition.clients]
-    timing = sync_clock(train_sizes, batch_size, epochs, rounds, step_cost, stragglers, slowdown, seed)
+    timing = sync_clock(train_sizes, batch_size, epochs, rounds, step_cost, stragglers, slowdown, seed, trained=_trained_per_round(result))
     if as_json:
         print_json({**result.to_dict(), "clock": timing, "files": written})
         return
@@ -275,3 +275,15 @@ def _print_rounds(result) -> None:
     console.print("global model CIDs:", highlight=False)
     for r in result.rounds:
         console.print(f"  round {r.round}: {r.global_cid}", highlight=False, soft_wrap=True)
+
+
+def _trained_per_round(result: Any) -> list[list[int]] | None:
+    """Who trained in each round when not everybody did: an elected committee's trainers (its
+    members score), or the clients sampled; None when every client trained every round."""
+    committees = getattr(result, "committees", ())
+    if committees:
+        return [list(c.trainers) for c in committees]
+    sampled = [list(r.clients) for r in result.rounds if r.round > 0]
+    if sampled and all(sampled) and any(len(s) < len(result.partition.clients) for s in sampled):
+        return sampled
+    return None

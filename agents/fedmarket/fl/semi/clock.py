@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,25 +95,42 @@ class ComputeLedger:
         }
 
 
-def sync_schedule(costs: list[float], rounds: int) -> tuple[list[float], ComputeLedger]:
+def sync_schedule(costs: list[float], rounds: int, trained: Sequence[Sequence[int]] | None = None) -> tuple[list[float], ComputeLedger]:
     """Synchronous rounds on the clock: every round starts when the slowest client of the previous
-    one finished (the server waits for all); returns each round's end time and the ledger."""
+    one finished (the server waits for all it sampled); returns each round's end time and the
+    ledger. `trained[r]`: the clients that compute in round r + 1 (default: every client); the
+    others exist idle through the round, as an unsampled device does."""
+    if trained is not None and len(trained) != rounds:
+        raise FedmarketError(f"the clock needs the trained clients of each of the {rounds} rounds, got {len(trained)}")
     ledger = ComputeLedger(len(costs))
     ends, now = [], 0.0
-    for _ in range(rounds):
-        for client, cost in enumerate(costs):
-            ledger.computed(client, cost, now + cost)
-        now += max(costs)
+    for r in range(rounds):
+        working = range(len(costs)) if trained is None else trained[r]
+        for client in working:
+            ledger.computed(client, costs[client], now + costs[client])
+        now += max((costs[c] for c in working), default=0.0)
         ends.append(now)
         for client in range(len(costs)):
             ledger.exists(client, now)
     return ends, ledger
 
 
-def sync_clock(train_sizes: list[int], batch_size: int, epochs: int, rounds: int, step_cost: float, stragglers: float, slowdown: float, seed: int) -> dict:
+def sync_clock(
+    train_sizes: list[int],
+    batch_size: int,
+    epochs: int,
+    rounds: int,
+    step_cost: float,
+    stragglers: float,
+    slowdown: float,
+    seed: int,
+    trained: Sequence[Sequence[int]] | None = None,
+) -> dict:
     """The clock summary of a synchronous run (fl.sim's FedAvg / FedProx) over these clients:
-    the same stragglers and costs an asynchronous run with the same settings gets."""
+    the same stragglers and costs an asynchronous run with the same settings gets. `trained`:
+    each round's training clients when not all of them train (client sampling, an elected
+    committee's members)."""
     slow = choose_stragglers(len(train_sizes), stragglers, seed)
     costs = round_costs(train_sizes, batch_size, epochs, step_cost, slow, slowdown)
-    ends, ledger = sync_schedule(costs, rounds)
+    ends, ledger = sync_schedule(costs, rounds, trained)
     return {**ledger.summary(costs, slow), "round_end_times": ends}
