@@ -61,7 +61,9 @@ def slashes(report: dict[str, Any], address: str) -> list[tuple[int, str]]:
 
 
 def settled(report: dict[str, Any]) -> bool:
-    return report["status"].lower() == "settled" and report["totals"]["conserved"] and report["totals"]["contract_balance_wei"] == 0
+    return (
+        report["status"].lower() == "settled" and report["totals"]["conserved"] and report["totals"]["contract_balance_wei"] == report["totals"]["burned_wei"]
+    )
 
 
 def test_public_information_earns_nothing_and_a_lying_metric_is_voted_down(tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def test_totals_and_gas(report: dict[str, Any], scripted: tuple[Web3, MarketRun,
     w3, run, market = scripted
     totals = report["totals"]
     assert totals["deposited_wei"] == run.deposited and totals["withdrawn_wei"] == run.withdrawn
-    assert totals["contract_balance_wei"] == 0 and totals["task_balance_wei"] == 0 and totals["conserved"] is True
+    assert totals["contract_balance_wei"] == totals["burned_wei"] and totals["task_balance_wei"] == 0 and totals["conserved"] is True
     check_conservation(report)
     # the run also paid for the deployment and the withdrawals, which emit no event of the task
     deploy_gas = withdraw_gas = 0

@@ -106,11 +106,12 @@ def print_report_tables(report: dict[str, Any], console: Console) -> None:
     person("total", "", "", _eth(t["deposited_wei"]), "", "", _eth(t["withdrawn_wei"]), style="bold")
     console.print(people)
 
-    held, credited = t["task_balance_wei"], t["credited_wei"]
-    same = t["deposited_wei"] == credited + held
+    held, credited, burned = t["task_balance_wei"], t["credited_wei"], t.get("burned_wei", 0)
+    same = t["deposited_wei"] == credited + burned + held
+    burned_part = f"+ {burned} wei burned (slashed stakes no trainer could take) " if burned else ""
     console.print(
         f"conservation (this task): deposited {t['deposited_wei']} wei {'==' if same else '!='} credited {credited} wei "
-        f"+ {held} wei the task still holds{'' if same else ' [bold red]VIOLATED[/]'}; {t['gas_used']:,} gas in the task's transactions.",
+        f"{burned_part}+ {held} wei the task still holds{'' if same else ' [bold red]VIOLATED[/]'}; {t['gas_used']:,} gas in the task's transactions.",
         highlight=False,
     )
     console.print(

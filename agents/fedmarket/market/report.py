@@ -229,10 +229,13 @@ def build_report(
     stake_returned: dict[str, int] = {}
     buyer_deposited = buyer_refunded = 0
     credited = 0  # what the task has credited to accounts (payments, refunds, licence fees)
+    burned = 0  # slashed trainer wei no round's trainers could take (CarryBurned): nobody's, ever
     for event in events:
         args = event.args
         if event.name in CREDITING_EVENTS:
             credited += sum(int(args[field]) for field in CREDITING_EVENTS[event.name])
+        elif event.name == "CarryBurned":
+            burned += int(args["amount"])
         if event.name == "ParticipantJoined":
             who = args["participant"]
             roles[who] = Role(int(args["role"])).name.lower()
@@ -332,10 +335,12 @@ def build_report(
             "contract_balance_wei": balance,
             "task_balance_wei": task_balance,
             "credited_wei": credited,
+            "burned_wei": burned,
             "gas_used": sum(tx_gas.values()),
-            # Per task: what it took in is what it credited plus what it still holds. (Credit is
-            # per account, so withdrawals and the contract's balance mix every task's money.)
-            "conserved": total_deposited == credited + task_balance,
+            # Per task: what it took in is what it credited, burned, and still holds. (Credit is
+            # per account, so withdrawals and the contract's balance mix every task's money; burned
+            # wei stays in the contract as credit of the zero address, which cannot withdraw.)
+            "conserved": total_deposited == credited + burned + task_balance,
         },
         "final": {k: final[k] for k in ("accuracy", "auc", "loss", "model_cid")},
         "notes": notes,
@@ -403,12 +408,14 @@ def write_report(report: dict[str, Any], path: Path) -> None:
 
 
 def check_conservation(report: dict[str, Any]) -> None:
-    """Raise FedmarketError (one line) unless the task's deposits equal what it credited plus what
-    it still holds (escrow, stakes, accrued rewards): per task, whatever other tasks hold."""
+    """Raise FedmarketError (one line) unless the task's deposits equal what it credited, plus what
+    it burned (CarryBurned), plus what it still holds (escrow, stakes, accrued rewards): per task,
+    whatever other tasks hold."""
     totals = report["totals"]
     deposited, credited, held = int(totals["deposited_wei"]), int(totals["credited_wei"]), int(totals["task_balance_wei"])
-    if deposited != credited + held:
+    burned = int(totals.get("burned_wei", 0))
+    if deposited != credited + burned + held:
         raise FedmarketError(
             f"conservation violated in task {report['model_id']}: deposited {deposited} wei != credited {credited} wei "
-            f"+ held by the task {held} wei (off by {deposited - credited - held} wei)"
+            f"+ burned {burned} wei + held by the task {held} wei (off by {deposited - credited - burned - held} wei)"
         )
