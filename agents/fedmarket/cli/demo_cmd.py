@@ -44,6 +44,13 @@ def demo(
     png: Optional[Path] = typer.Option(None, "--png", help="Write the accuracy / payout chart here (default: beside --report).", dir_okay=False),
     logs: Optional[Path] = typer.Option(None, "--logs", help="Write every agent's JSON-lines log into this folder.", file_okay=False),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of tables."),
+    mode: str = typer.Option(
+        "sync", "--mode", help="sync: the Marketplace's rounds; semi: the seed paper's semi-centralised market (SemiMarket, docs/semi.md)."
+    ),
+    stragglers: float = typer.Option(0.0, "--stragglers", min=0.0, max=1.0, help="semi: share of clients that compute slowly."),
+    slowdown: float = typer.Option(2.0, "--slowdown", min=1.0, help="semi: a straggler's compute time = its cost x this."),
+    trust: str = typer.Option("ring", "--trust", help="semi: the trust graph (ring, kregular:K, random:D, none or a file), as sim takes it."),
+    payment_epochs: int = typer.Option(2, "--payment-epochs", min=1, max=1000, help="semi: payment epochs of the task."),
     *,
     spec_flags: dict[str, Any],
 ) -> None:
@@ -72,6 +79,15 @@ def demo(
     torch.set_num_threads(threads)
     attacks = dict(parse_attack(item) for item in attack)
     spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
+    if mode == "semi":
+        from fedmarket.cli.semi_demo import run_semi_demo
+
+        if attacks:
+            raise typer.BadParameter("--attack plays the Marketplace's roles: use it with --mode sync")
+        semi = dict(stragglers=stragglers, slowdown=slowdown, trust=trust, payment_epochs=payment_epochs)
+        return run_semi_demo(spec=spec, rounds=rounds, device=device, rpc=rpc, ipfs=ipfs, report=report, as_json=as_json, **semi)
+    if mode != "sync":
+        raise typer.BadParameter(f"--mode must be sync or semi, not {mode!r}")
     config = MarketConfig(spec=spec, terms=MarketTerms(rounds=rounds), attacks=attacks, device=device)
     config.check()
 

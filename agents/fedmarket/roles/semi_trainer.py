@@ -1,0 +1,188 @@
+"""A client of a semi task (docs/semi.md): fl.semi's client round, against the chain and the store.
+
+Client C_i's round t, the steps of fl.semi.semi_centralised with real parts in place of the
+simulation's shared lists:
+
+1. train its current model one local round (the same batch-order seed as the simulation);
+2. store the new model (canonical safetensors, CIDv0) and gossip it to its trusted component;
+3. take the latest model of every other client: from gossip within the trusted component, else
+   the author's latest upload on the chain (read from the contract's UploadRecord events), fetched
+   from the store and verified against its CID, with a download record the first time;
+4. score every held model by its loss on one random batch of its own training data;
+5. record the round on chain in one transaction: the upload, the downloads and the scores;
+6. aggregate with fl.semi's weights (softmax of negative losses x staleness), own model first,
+   then the others by client id: the same float64 sum as the simulation, so the same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from fedmarket.chain.semi_client import RECORD_EVENTS, UPLOAD, ScoreEntry, SemiMarketClient, UploadRef, loss_micro
+from fedmarket.errors import FedmarketError
+from fedmarket.fl.aggregation.states import check_states, weighted_average
+from fedmarket.fl.params import State, canonical
+from fedmarket.fl.seeds import client_seed, score_batch_seed
+from fedmarket.fl.semi.engine import Setup
+from fedmarket.fl.semi.gossip import flood
+from fedmarket.fl.semi.loss_weights import batch_losses, mixing_weights, score_batch
+from fedmarket.fl.semi.staleness import lag
+from fedmarket.fl.semi.trust import TrustGraph
+from fedmarket.fl.training import train_local
+from fedmarket.storage.cid import cid_of, cid_to_digest, digest_to_cid
+from fedmarket.storage.store import BlobStore
+from fedmarket.storage.weights import WeightsMeta, decode_weights, encode_weights, expected_layout, max_weights_size
+
+
+@dataclass(frozen=True, eq=False)
+class HeldModel:
+    """A client's model as another client holds it: author, the author's round, weights, CID."""
+
+    author: int
+    round: int
+    state: State
+    cid: str
+
+
+@dataclass
+class InProcessGossip:
+    """Gossip over the trust graph inside one process: a published model is flooded to every
+    client of the sender's connected trusted component (fl.semi.gossip.flood), each keeping the
+    latest model it received from each sender."""
+
+    graph: TrustGraph
+    inbox: list[dict[int, HeldModel]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.inbox = [{} for _ in range(self.graph.num_clients)]
+
+    def component(self, client: int) -> frozenset[int]:
+        return frozenset(flood(self.graph, client))
+
+    def publish(self, model: HeldModel) -> None:
+        for receiver in flood(self.graph, model.author):
+            if receiver != model.author:
+                self.inbox[receiver][model.author] = model
+
+    def latest(self, receiver: int, sender: int) -> HeldModel | None:
+        return self.inbox[receiver].get(sender)
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    round: int
+    gas_used: int
+    downloads: int
+    scores: int
+    models_held: int
+    train_s: float
+    chain_s: float
+    storage_s: float
+
+
+class SemiTrainer:
+    """Client `index` of semi task `task_id`, signing with `market`'s account."""
+
+    def __init__(self, index: int, market: SemiMarketClient, task_id: int, setup: Setup, store: BlobStore, gossip: InProcessGossip) -> None:
+        self.index = index
+        self.market = market
+        self.task_id = task_id
+        self.setup = setup
+        self.store = store
+        self.gossip = gossip
+        self.component = gossip.component(index)
+        self.state: State = setup.initial_state
+        self.round = 0
+        self.arch = setup.spec.id
+        self.layout = expected_layout(setup.initial_state)
+        self.max_blob = max_weights_size(setup.initial_state, self.arch)
+        self.chain_uploads: dict[int, tuple[int, bytes]] = {}  # author -> (round, digest) of its latest upload
+        self.downloaded: dict[str, State] = {}  # CID -> verified weights fetched from the store
+        self.next_block = market.deployment_block
+        self.outcomes: list[RoundOutcome] = []
+
+    def step(self) -> RoundOutcome:
+        """Run the next round (module docstring) and return what it cost."""
+        s, c, me = self.setup, self.setup.config, self.index
+        round_number = self.round + 1
+        started = time.perf_counter()
+        train = s.parts.clients[me].train
+        trained = train_local(s.model, self.state, s.data.x[train], s.data.y[train], c.train_config(client_seed(c.seed, round_number, me)), s.device)[0]
+        train_s = time.perf_counter() - started
+
+        started = time.perf_counter()
+        blob = encode_weights(canonical(trained), WeightsMeta(arch=self.arch, round=round_number))
+        cid = self.store.add(blob)
+        own = HeldModel(me, round_number, trained, cid)
+        self.gossip.publish(own)
+        held, fetched = self._held_models()
+        storage_s = time.perf_counter() - started
+
+        batch = score_batch(train, c.batch_size, score_batch_seed(c.seed, round_number, me))
+        models = [own, *held]
+        losses = batch_losses(s.model, [m.state for m in models], s.data.x[batch], s.data.y[batch], s.device)
+        scores = [ScoreEntry(m.author, m.round, loss_micro(loss)) for m, loss in zip(held, losses[1:], strict=True)]
+
+        started = time.perf_counter()
+        result = self.market.record_round(self.task_id, round_number, cid_to_digest(cid), downloads=fetched, scores=scores)
+        chain_s = time.perf_counter() - started
+
+        lags = [lag(round_number, m.round) for m in models]
+        weights = mixing_weights(losses, lags, c.temperature, c.staleness_exponent, c.loss_weights, c.staleness)
+        states = [m.state for m in models]
+        self.state = weighted_average(states, weights, check_states(states, weights))
+        self.round = round_number
+        outcome = RoundOutcome(round_number, result.gas_used, len(fetched), len(scores), len(models), train_s, chain_s, storage_s)
+        self.outcomes.append(outcome)
+        return outcome
+
+    def _held_models(self) -> tuple[list[HeldModel], list[UploadRef]]:
+        """Step 3: every other client's latest model by gossip or from the chain, in client order,
+        and the uploads this round downloads for the first time."""
+        self._read_uploads()
+        held: list[HeldModel] = []
+        fetched: list[UploadRef] = []
+        for other in range(self.setup.config.clients):
+            if other == self.index:
+                continue
+            if other in self.component:
+                model = self.gossip.latest(self.index, other)
+            else:
+                model = self._from_chain(other, fetched)
+            if model is not None:
+                held.append(model)
+        return held, fetched
+
+    def _from_chain(self, author: int, fetched: list[UploadRef]) -> HeldModel | None:
+        latest = self.chain_uploads.get(author)
+        if latest is None:
+            return None
+        round_number, digest = latest
+        cid = digest_to_cid(digest)
+        state = self.downloaded.get(cid)
+        if state is None:
+            blob = self.store.get(cid, max_size=self.max_blob)
+            if cid_of(blob) != cid:
+                raise FedmarketError(f"the store returned a blob that is not {cid} (client {author}'s round {round_number})")
+            state, meta = decode_weights(blob, self.layout, self.arch)
+            if meta.round != round_number:
+                raise FedmarketError(f"{cid} says round {meta.round}; the chain's upload is client {author}'s round {round_number}")
+            self.downloaded[cid] = state
+            fetched.append(UploadRef(author, round_number))
+        return HeldModel(author, round_number, state, cid)
+
+    def _read_uploads(self) -> None:
+        """Fold the UploadRecord events of blocks not read yet into each author's latest upload."""
+        head = int(self.market.w3.eth.block_number)
+        if head < self.next_block:
+            return
+        events = self.market.logs(self.next_block)
+        self.next_block = head + 1
+        clients = {a.account: i for i, a in enumerate(self.market.clients(self.task_id))} if events else {}
+        for event in events:
+            if RECORD_EVENTS.get(event.name) != UPLOAD or int(event.args["taskId"]) != self.task_id:
+                continue
+            author = clients[event.args["client"]]
+            if author != self.index:
+                self.chain_uploads[author] = (int(event.args["round"]), bytes(event.args["modelDigest"]))
