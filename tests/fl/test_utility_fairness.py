@@ -82,3 +82,26 @@ def test_bench_fairness_command_writes_json_and_markdown(tmp_path) -> None:
     assert unknown.exit_code != 0 and "unknown attack" in unknown.output
     bad = CliRunner().invoke(app, ["fairness", "--scenarios", "mlp", "--out", str(tmp_path)])
     assert bad.exit_code != 0 and "MODEL:LR" in bad.output
+
+
+def test_poison_slash_needs_two_thirds_of_every_committee_seat() -> None:
+    """The contract's rule (RoundSettlement._slashTrainers), micro-units, threshold -100,000."""
+    from fedmarket.bench.fairness import poison_slashed
+
+    low, high, t = -200_000, 500_000, -100_000
+    assert poison_slashed([low, low, high], 3, t)  # 2 of 3 seats: 6 >= 6
+    assert not poison_slashed([low, high, high], 3, t)  # utility above the threshold
+    assert not poison_slashed([low, low, high, high], 4, t)  # lower median below, but 2 of 4 seats: 6 < 8
+    assert poison_slashed([low, low, low], 4, t)  # one seat silent: 3 of 4, 9 >= 8
+    assert not poison_slashed([low, low, low], 5, t)  # quorum, utility below, but 3 of 5 seats: 9 < 10
+    assert not poison_slashed([low], 3, t)  # no quorum: utility 0
+    assert not poison_slashed([t, t, t], 3, t)  # at the threshold is not below it
+
+
+def test_a_pool_nobody_earned_is_carried_to_the_next_round() -> None:
+    from fedmarket.bench.fairness import settle_pool
+
+    assert settle_pool([0.0, -0.5], 0.0) == ([0.0, 0.0], 1.0)
+    assert settle_pool([0.0, 0.0], 1.0) == ([0.0, 0.0], 2.0)
+    paid, carried = settle_pool([0.3, 0.1, -1.0], 2.0)
+    assert paid == pytest.approx([2.25, 0.75, 0.0]) and carried == 0.0

@@ -6,12 +6,17 @@ rotate with the seed, so every attack meets several data sizes and a run with se
 every kind); the honest trainers' data quality varies, their share of clean labels falling
 linearly from 100 % to `clean_min` (the rest random labels). `validators` validators, each with
 its own random held-out slice that no trainer sees, score every update with the utility under
-test (micro-units, as submitted on chain); the update's utility is the median of their scores
-(chain.protocol.utility_of, as the contract takes it). The trainers' pool of each round
-is paid in proportion to max(u, 0) (what nobody earns returns to the buyer), an update with
-u < the poison threshold is slashed, and the aggregator publishes the FedAvg of the updates with
-u > 0 (the previous model carries over when none is accepted): a utility that accepts poison also
-pays for its consequences in the later rounds, as in the market.
+test (micro-units, as submitted on chain), and the round settles by the contract's rules
+(docs/protocol.md): the update's utility is the clamped lower median of their scores, 0 without a
+quorum (chain.protocol.utility_of); the trainers' pool of each round is paid in proportion to
+max(u, 0), and a round in which nobody earned carries its pool to the next round's positive
+trainers (what is still carried after the last round is burned, never returned to the buyer); an
+update is poison-slashed when u < the poison threshold AND two thirds of all committee seats
+scored it below the threshold (3 * below >= 2 * committee size); the aggregator publishes the
+FedAvg of the updates with u > 0 (the previous model carries over when none is accepted): a
+utility that accepts poison also pays for its consequences in the later rounds, as in the market.
+Slashed stakes are not modelled: the figures are shares of the trainers' pool (the budget), and
+the contract hands slashed stakes to the same positive trainers in the same proportion.
 
 What each validator knows besides the round's updates is what the chain makes public: the
 earlier global models and the previous round's revealed updates (fl.utility.PublicPast).
@@ -33,6 +38,7 @@ the largest honest share; it should be fl.utility.DEFAULT_UTILITY.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -108,9 +114,10 @@ class FairnessConfig(Learning):
 @dataclass
 class RoundLog:
     round: int
-    scores: list[float]  # the median utility of each seat's update
-    paid: list[float]  # share of this round's trainer pool
+    scores: list[float]  # each seat's utility (the contract's lower median of the committee's scores)
+    paid: list[float]  # in units of one round's trainer pool (a carried pool adds to it)
     accepted: int
+    slashed: list[bool]  # poison-slashed by the contract's rule
 
 
 @dataclass
@@ -121,6 +128,7 @@ class RunLog:
     samples: list[int]
     clean_samples: list[int]
     rounds: list[RoundLog] = field(default_factory=list)
+    burned: float = 0.0  # trainer pools still carried after the last round (nobody ever earned them)
     final_accuracy: float = float("nan")
     clean_accuracy: float = float("nan")
     wall_s: float = 0.0
@@ -170,6 +178,29 @@ def pay_shares(scores: list[float]) -> list[float]:
     return [p / total if total > 0 else 0.0 for p in positive]
 
 
+def settle_pool(scores: list[float], carried: float) -> tuple[list[float], float]:
+    """One round's trainer pool (1) and the carry of earlier rounds paid as the contract pays them:
+    in proportion to max(u, 0); when nobody earned, all of it is carried to the next round (every
+    seat revealed). Returns (pay per seat in pools, the carry after the round)."""
+    shares = pay_shares(scores)
+    if not any(shares):
+        return shares, carried + 1.0
+    return [(1.0 + carried) * p for p in shares], 0.0
+
+
+def poison_slashed(scores: list[int], committee_size: int, threshold: int) -> bool:
+    """The contract's poison rule for one update (RoundSettlement._slashTrainers): its utility is
+    below `threshold` and at least two thirds of the committee's seats (not of those that scored)
+    gave it a score below `threshold` (3 * below >= 2 * committee size); micro-units."""
+    from fedmarket.chain import protocol
+
+    mirror = getattr(protocol, "poison_slashed", None)
+    if mirror is not None:
+        return bool(mirror(scores, committee_size, threshold))
+    below = sum(int(v) < threshold for v in scores)
+    return protocol.utility_of(scores, committee_size) < threshold and 3 * below >= 2 * committee_size
+
+
 def copy_source(roles: list[str], i: int) -> int:
     """The seat a copycat copies: the nearest honest seat before it (cyclically)."""
     n = len(roles)
@@ -199,6 +230,7 @@ def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
     past: list[Any] = []  # earlier global models, newest first
     previous_updates: list[tuple[Any, Any]] = []
     previous_scores: list[float] = []
+    carried = 0.0  # trainer pools nobody earned yet (the contract's trainer carry)
     for r in range(1, config.rounds + 1):
         g = market.global_state
         trained = market.train_round(r, roles)
@@ -232,16 +264,22 @@ def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
             )
             for v, data in enumerate(validation)
         ]
-        medians = [utility_of([s[k] for s in per_validator], len(per_validator)) for k in range(len(reveal))]
+        committee = len(per_validator)
+        threshold = round(config.poison_threshold * MICRO)
         scores = [0.0] * len(roles)
+        slashed = [False] * len(roles)
         for k, i in enumerate(reveal):
-            scores[i] = medians[k] / MICRO
+            given = [s[k] for s in per_validator]
+            scores[i] = utility_of(given, committee) / MICRO
+            slashed[i] = poison_slashed(given, committee, threshold)
         accepted = [i for i, s in enumerate(scores) if s > 0]
         past = [g, *past][:PUBLIC_MODELS]
         previous_updates = [(u.state, g) for u in updates]
         previous_scores = scores
         market.aggregate([updates[i] for i in accepted])
-        log.rounds.append(RoundLog(r, scores, pay_shares(scores), len(accepted)))
+        paid, carried = settle_pool(scores, carried)
+        log.rounds.append(RoundLog(r, scores, paid, len(accepted), slashed))
+    log.burned = carried
     log.final_accuracy = market.accuracy()
     log.wall_s = time.perf_counter() - started
     return log
@@ -368,6 +406,7 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
     from fedmarket.fl.utility import DEFAULT_UTILITY, UTILITIES
 
     dataset = load_dataset(config.dataset)
+    load_before = os.getloadavg()
     summaries: dict[str, dict[str, Any]] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
@@ -377,7 +416,7 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
             logs = [run_market(replace(config, seed=seed), name, dataset) for seed in config.seeds]
             for log in logs:
                 log.clean_accuracy = clean[log.seed]
-            summaries[name] = summarise(logs, config.poison_threshold)
+            summaries[name] = summarise(logs)
             # Roles and sample counts are fixed for a run: stored once, scores round by round.
             summaries[name]["runs"] = [
                 {
@@ -388,6 +427,7 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
                     "samples": log.samples,
                     "clean_samples": log.clean_samples,
                     "scores": [r.scores for r in log.rounds],
+                    "slashed": [[i for i, hit in enumerate(r.slashed) if hit] for r in log.rounds],
                     "accepted": [r.accepted for r in log.rounds],
                 }
                 for log in logs
@@ -398,7 +438,7 @@ def run(config: FairnessConfig, on_result: Callable[[str, dict[str, Any]], None]
     return {
         "benchmark": NAME,
         "settings": config.to_dict(),
-        "machine": machine_facts(),
+        "machine": {**machine_facts(), "load_average_before": list(load_before), "load_average_after": list(os.getloadavg())},
         "default_utility": DEFAULT_UTILITY,
         "winner": winner(summaries),
         "utilities": summaries,

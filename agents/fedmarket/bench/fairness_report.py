@@ -4,7 +4,8 @@ Spearman of honest pay with clean samples, the targets met or missed, and the ma
 Targets (the issue "pay only for real work"):
     attackers_at_most_0_5pct      every attack kind earns <= 0.5 % of the trainer pool over the rounds
     poisoners_slashed_most_rounds sign flip, x10 scale, ALIE and label flip updates are poison-slashed
-                                  (median utility below the poison threshold) in more than half their rounds
+                                  (the contract's rule: utility below the poison threshold and two thirds
+                                  of the committee's seats scored below it) in more than half their rounds
     honest_at_least_95pct         honest trainers get >= 95 % of the trainer pool
     accuracy_within_2pts          final accuracy within 2 points of the clean run
     spearman_at_least_0_9         Spearman >= 0.9 between an honest trainer's pay and its clean-sample count
@@ -47,20 +48,22 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def summarise(logs: list[Any], poison_threshold: float) -> dict[str, Any]:
+def summarise(logs: list[Any]) -> dict[str, Any]:
     """Per role: pool share, fraction > 0 / = 0 / < 0 / slashed, score range; accuracy, Spearman, targets."""
     import numpy as np  # here, not at import: `fedmarket --help` stays fast
 
     pool_rounds = sum(len(log.rounds) for log in logs)
     paid: dict[str, float] = defaultdict(float)
     scores: dict[str, list[float]] = defaultdict(list)
+    slashed: dict[str, int] = defaultdict(int)
     correlations = []
     for log in logs:
         honest_pay = defaultdict(float)
         for rnd in log.rounds:
-            for i, (role, s, p) in enumerate(zip(log.roles, rnd.scores, rnd.paid)):
+            for i, (role, s, p, hit) in enumerate(zip(log.roles, rnd.scores, rnd.paid, rnd.slashed)):
                 paid[role] += p
                 scores[role].append(s)
+                slashed[role] += hit
                 if role == HONEST:
                     honest_pay[i] += p
         seats = [i for i, role in enumerate(log.roles) if role == HONEST]
@@ -74,12 +77,12 @@ def summarise(logs: list[Any], poison_threshold: float) -> dict[str, Any]:
             "positive": sum(v > 0 for v in values) / len(values),
             "zero": sum(v == 0 for v in values) / len(values),
             "negative": sum(v < 0 for v in values) / len(values),
-            "slashed": sum(v < poison_threshold for v in values) / len(values),
+            "slashed": slashed[role] / len(values),
             "min": min(values),
             "median": float(np.median(values)),
             "max": max(values),
         }
-    returned = max(0.0, 1.0 - sum(paid.values()) / pool_rounds)  # max: no "-0.00 %" from float rounding
+    burned = sum(log.burned for log in logs) / pool_rounds  # pools carried past the last round
     final = float(np.mean([log.final_accuracy for log in logs]))
     clean = float(np.mean([log.clean_accuracy for log in logs]))
     valid = [c for c in correlations if c == c]
@@ -94,7 +97,7 @@ def summarise(logs: list[Any], poison_threshold: float) -> dict[str, Any]:
     }
     return {
         "roles": roles,
-        "returned_to_buyer": returned,
+        "burned": burned,
         "final_accuracy": final,
         "clean_accuracy": clean,
         "spearman_honest_pay_clean_samples": rho,
@@ -110,6 +113,10 @@ def winner(summaries: dict[str, dict[str, Any]]) -> str | None:
     return max(ranked)[3] if ranked else None
 
 
+def _load(machine: dict[str, Any], key: str) -> str:
+    return "/".join(f"{x:.2f}" for x in machine[key]) if key in machine else "not recorded"
+
+
 def percent(value: float) -> str:
     """A share as a percentage with two decimals."""
     return f"{100 * value:.2f}%"
@@ -118,7 +125,7 @@ def percent(value: float) -> str:
 def to_markdown(report: dict[str, Any]) -> str:
     s, m = report["settings"], report["machine"]
     roles_seen = sorted({r for u in report["utilities"].values() for r in u["roles"]}, key=lambda r: (r != HONEST, r))
-    headers = ["utility", *roles_seen, "to buyer", "final acc", "clean acc", "spearman", "targets met"]
+    headers = ["utility", *roles_seen, "burned", "final acc", "clean acc", "spearman", "targets met"]
     rows = []
     for name, u in report["utilities"].items():
         roles = u["roles"]
@@ -128,7 +135,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             [
                 label,
                 *cells,
-                percent(u["returned_to_buyer"]),
+                percent(u["burned"]),
                 f"{u['final_accuracy']:.3f}",
                 f"{u['clean_accuracy']:.3f}",
                 f"{u['spearman_honest_pay_clean_samples']:.2f}",
@@ -149,10 +156,13 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"in turn from {', '.join(dict.fromkeys(s['attacks']))}; honest trainers' clean-label share from 100 % down to "
         f"{percent(s['clean_min'])}), {s['rounds']} rounds, seeds {list(s['seeds'])}, {s['arch']} trained with lr {s['lr']}, "
         f"batch {s['batch_size']}, {s['epochs']} local epoch; {s['validators']} validators with {s['validator_samples']} "
-        f"held-out samples each, the median of their scores is the utility; the global model is the FedAvg of the updates "
-        f"with utility > 0. Cells: share of the trainers' pool summed over rounds and seeds / share of that role's updates "
-        f'poison-slashed (utility < {s["poison_threshold"]}); "to buyer" is the part nobody earned; clean acc: the same '
-        f"market without its attackers, every honest update aggregated. Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']}; measured {m['measured_at']}.\n\n"
+        f"held-out samples each; the round settles by the contract's rules: the utility is the lower median of the scores "
+        f"(0 without a quorum), a round nobody earned in carries its pool to the next; the global model is the FedAvg of the "
+        f"updates with utility > 0. Cells: share of the trainers' pool summed over rounds and seeds / share of that role's "
+        f"updates poison-slashed by the contract's rule (utility < {s['poison_threshold']} and two thirds of the committee's "
+        f'seats scored below it); "burned" is the pool still carried after the last round (nobody earned it); clean acc: the same '
+        f"market without its attackers, every honest update aggregated. Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']}; "
+        f"load average (1/5/15 min) {_load(m, 'load_average_before')} before, {_load(m, 'load_average_after')} after; measured {m['measured_at']}.\n\n"
         + markdown_table(headers, rows)
         + "\n\n"
         + conclusion
