@@ -105,3 +105,21 @@ def test_a_pool_nobody_earned_is_carried_to_the_next_round() -> None:
     assert settle_pool([0.0, 0.0], 1.0) == ([0.0, 0.0], 2.0)
     paid, carried = settle_pool([0.3, 0.1, -1.0], 2.0)
     assert paid == pytest.approx([2.25, 0.75, 0.0]) and carried == 0.0
+
+
+def test_the_winner_pays_honest_trainers_most_then_attackers_least_then_meets_most_targets() -> None:
+    from fedmarket.bench.fairness_report import overall_winner, winner
+
+    def summary(honest: float, attackers: list[float], met: int) -> dict:
+        roles = {"honest": {"pool_share": honest}} | {f"attack{k}": {"pool_share": a} for k, a in enumerate(attackers)}
+        return {"roles": roles, "checks": {f"t{k}": k < met for k in range(5)}}
+
+    # The last run's case: more targets met (accuracy) does not outrank a larger honest share.
+    assert winner({"weighted_loss_delta": summary(0.86, [0.141], 2), "novel_separation": summary(0.94, [0.062], 1)}) == "novel_separation"
+    assert winner({"a": summary(0.9, [0.05, 0.05], 5), "b": summary(0.9, [0.02, 0.01], 0)}) == "b"
+    assert winner({"a": summary(0.9, [0.1], 1), "b": summary(0.9, [0.1], 2)}) == "b"
+    scenarios = [
+        {"utilities": {"a": summary(0.99, [0.01], 0), "b": summary(0.9, [0.0], 5)}},
+        {"utilities": {"a": summary(0.9, [0.1], 0), "b": summary(0.95, [0.0], 5)}},
+    ]
+    assert overall_winner(scenarios) == "a"  # mean honest share 0.945 against 0.925

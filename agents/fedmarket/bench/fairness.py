@@ -32,8 +32,9 @@ The clean run beside each run: the same market without its attackers (the honest
 every update aggregated: the accuracy the attacked market is measured against. Reported per utility and
 role (fairness_report): pool share, fraction accepted / slashed, score range; final accuracy
 against the clean run; the Spearman correlation of honest pay with clean-sample count; the
-issue's targets met or missed. The winner is the utility that meets the most targets, then has
-the largest honest share; it should be fl.utility.DEFAULT_UTILITY.
+issue's targets met or missed. The winner (fairness_report.RANKING) has the largest honest share,
+then the smallest total share of the attackers, then meets the most targets; it should be
+fl.utility.DEFAULT_UTILITY.
 """
 
 from __future__ import annotations

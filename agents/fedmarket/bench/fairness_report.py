@@ -107,10 +107,30 @@ def summarise(logs: list[Any]) -> dict[str, Any]:
     }
 
 
+RANKING = "the largest honest share, then the smallest total share of the attackers, then the most targets met"
+
+
+def honest_share(summary: dict[str, Any]) -> float:
+    """The honest trainers' share of the trainer pool."""
+    return float(summary["roles"].get(HONEST, {}).get("pool_share", 0.0))
+
+
+def attackers_share(summary: dict[str, Any]) -> float:
+    """Every attack kind's share of the trainer pool, summed."""
+    return float(sum(v["pool_share"] for role, v in summary["roles"].items() if role != HONEST))
+
+
+def _rank(honest: float, attackers: float, met: int) -> tuple[float, float, int]:
+    """Sort key, larger is better. Honest share first: the continuous measure of "pay only for real
+    work" (a target met by a hair, e.g. accuracy, must not outrank paying attackers several times
+    more); then the attackers' total share (lower is better), then the targets met."""
+    return (honest, -attackers, met)
+
+
 def winner(summaries: dict[str, dict[str, Any]]) -> str | None:
-    """The utility that meets the most targets, then with the largest honest share, then accuracy."""
-    ranked = [(sum(s["checks"].values()), s["roles"].get(HONEST, {}).get("pool_share", 0.0), s["final_accuracy"], name) for name, s in summaries.items()]
-    return max(ranked)[3] if ranked else None
+    """The best utility of one scenario by RANKING."""
+    ranked = [(_rank(honest_share(s), attackers_share(s), sum(s["checks"].values())), name) for name, s in summaries.items()]
+    return max(ranked)[1] if ranked else None
 
 
 def _load(machine: dict[str, Any], key: str) -> str:
@@ -147,7 +167,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         for role, r in u["roles"].items():
             score_rows.append([name, role, f"{r['min']:+.4f}", f"{r['median']:+.4f}", f"{r['max']:+.4f}", percent(r["positive"]), percent(r["slashed"])])
     best = report["winner"]
-    conclusion = f"Best in this scenario (most targets met, then largest honest share, then accuracy): **{best}**."
+    conclusion = f"Best in this scenario ({RANKING}): **{best}**."
     failed = {name: [check for check, ok in u["checks"].items() if not ok] for name, u in report["utilities"].items()}
     conclusion += "\n\nTargets missed: " + "; ".join(f"{name}: {', '.join(checks) if checks else 'none'}" for name, checks in failed.items()) + "."
     return (
@@ -174,7 +194,8 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 def overall_winner(reports: list[dict[str, Any]]) -> str | None:
-    """Across scenarios: the utility meeting the most targets in all, then the largest mean honest share."""
+    """Across scenarios by RANKING: the mean honest share, then the mean attackers' total share,
+    then the targets met in all scenarios together."""
     import numpy as np  # here, not at import: `fedmarket --help` stays fast
 
     names = list(reports[0]["utilities"]) if reports else []
@@ -182,9 +203,10 @@ def overall_winner(reports: list[dict[str, Any]]) -> str | None:
     for name in names:
         entries = [r["utilities"][name] for r in reports if name in r["utilities"]]
         met = sum(sum(e["checks"].values()) for e in entries)
-        honest = float(np.mean([e["roles"].get(HONEST, {}).get("pool_share", 0.0) for e in entries]))
-        ranked.append((met, honest, name))
-    return max(ranked)[2] if ranked else None
+        honest = float(np.mean([honest_share(e) for e in entries]))
+        attackers = float(np.mean([attackers_share(e) for e in entries]))
+        ranked.append((_rank(honest, attackers, met), name))
+    return max(ranked)[1] if ranked else None
 
 
 def merge_reports(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
@@ -201,7 +223,7 @@ def merge_reports(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
             "-"
             if default is None
             else (
-                f"honest {percent(default['roles'][HONEST]['pool_share'])}; misses: "
+                f"honest {percent(honest_share(default))}, attackers {percent(attackers_share(default))}; misses: "
                 + (", ".join(c for c, ok in default["checks"].items() if not ok) or "nothing")
             )
         )
@@ -213,7 +235,7 @@ def merge_reports(reports: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
     head = (
         "# bench fairness\n\n"
         "Which utility pays honest trainers and not dishonest ones, scenario by scenario (details below). "
-        "The overall winner meets the most targets over all scenarios, then has the largest mean honest share.\n\n"
+        f"Ranking, per scenario and overall (means over the scenarios, targets summed): {RANKING}.\n\n"
         + markdown_table(["scenario", "best", f"default ({DEFAULT_UTILITY})"], summary_rows)
         + "\n\n"
         + verdict
