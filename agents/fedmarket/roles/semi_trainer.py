@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fedmarket.chain.semi_client import RECORD_EVENTS, UPLOAD, ScoreEntry, SemiMarketClient, UploadRef, loss_micro
 from fedmarket.errors import FedmarketError
@@ -43,6 +44,43 @@ class HeldModel:
     round: int
     state: State
     cid: str
+
+
+@dataclass(frozen=True)
+class WeightsCheck:
+    """What a fetched model blob must be: this layout and architecture, at most `max_size` bytes."""
+
+    layout: dict
+    arch: str
+    max_size: int
+
+
+def fetch_verified(store: BlobStore, cid: str, round_number: int, check: WeightsCheck) -> State:
+    """The weights stored under `cid`, size-bounded, checked against the CID, the expected layout
+    and the round they claim to be; a mismatch is refused with the reason."""
+    blob = store.get(cid, max_size=check.max_size)
+    if cid_of(blob) != cid:
+        raise FedmarketError(f"the store returned a blob that is not {cid} (announced as round {round_number})")
+    state, meta = decode_weights(blob, check.layout, check.arch)
+    if meta.round != round_number:
+        raise FedmarketError(f"{cid} says round {meta.round}; it was announced as round {round_number}")
+    return state
+
+
+def weights_check_for(setup: Setup) -> WeightsCheck:
+    """The check every model of this task's clients must pass (θ0's layout and architecture)."""
+    arch = setup.spec.id
+    return WeightsCheck(expected_layout(setup.initial_state), arch, max_weights_size(setup.initial_state, arch))
+
+
+class Gossip(Protocol):
+    """How a trainer reaches its trusted component: InProcessGossip here, roles.gossip over loopback."""
+
+    def component(self, client: int) -> frozenset[int]: ...
+
+    def publish(self, model: HeldModel) -> None: ...
+
+    def latest(self, receiver: int, sender: int) -> HeldModel | None: ...
 
 
 @dataclass
@@ -84,7 +122,9 @@ class RoundOutcome:
 class SemiTrainer:
     """Client `index` of semi task `task_id`, signing with `market`'s account."""
 
-    def __init__(self, index: int, market: SemiMarketClient, task_id: int, setup: Setup, store: BlobStore, gossip: InProcessGossip) -> None:
+    def __init__(self, index: int, market: SemiMarketClient, task_id: int, setup: Setup, store: BlobStore, gossip: Gossip, *, slowdown: float = 1.0) -> None:
+        """`slowdown` > 1 makes a process a straggler in wall-clock time: after training for t
+        seconds it stays busy (sleeps) for t x (slowdown - 1) more, counted as training time."""
         self.index = index
         self.market = market
         self.task_id = task_id
@@ -95,8 +135,8 @@ class SemiTrainer:
         self.state: State = setup.initial_state
         self.round = 0
         self.arch = setup.spec.id
-        self.layout = expected_layout(setup.initial_state)
-        self.max_blob = max_weights_size(setup.initial_state, self.arch)
+        self.weights_check = weights_check_for(setup)
+        self.slowdown = slowdown
         self.chain_uploads: dict[int, tuple[int, bytes]] = {}  # author -> (round, digest) of its latest upload
         self.downloaded: dict[str, State] = {}  # CID -> verified weights fetched from the store
         self.next_block = market.deployment_block
@@ -109,6 +149,8 @@ class SemiTrainer:
         started = time.perf_counter()
         train = s.parts.clients[me].train
         trained = train_local(s.model, self.state, s.data.x[train], s.data.y[train], c.train_config(client_seed(c.seed, round_number, me)), s.device)[0]
+        if self.slowdown > 1:
+            time.sleep((time.perf_counter() - started) * (self.slowdown - 1))
         train_s = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -162,12 +204,7 @@ class SemiTrainer:
         cid = digest_to_cid(digest)
         state = self.downloaded.get(cid)
         if state is None:
-            blob = self.store.get(cid, max_size=self.max_blob)
-            if cid_of(blob) != cid:
-                raise FedmarketError(f"the store returned a blob that is not {cid} (client {author}'s round {round_number})")
-            state, meta = decode_weights(blob, self.layout, self.arch)
-            if meta.round != round_number:
-                raise FedmarketError(f"{cid} says round {meta.round}; the chain's upload is client {author}'s round {round_number}")
+            state = fetch_verified(self.store, cid, round_number, self.weights_check)
             self.downloaded[cid] = state
             fetched.append(UploadRef(author, round_number))
         return HeldModel(author, round_number, state, cid)
