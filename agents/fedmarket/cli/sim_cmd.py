@@ -98,6 +98,12 @@ def sim(
     workers: int = typer.Option(
         0, "--workers", min=0, help="Worker processes training a round's clients in parallel, one torch thread each (0: one at a time in this process)."
     ),
+    backend: str = typer.Option(
+        "local", "--backend", help="local: this process (or --workers processes); ray: Ray tasks, one CPU each, on a local instance of --workers CPUs (2 by default) or --address."
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="ray: a running Ray cluster (auto, HOST:6379, or ray://HOST:10001) instead of a local instance; every node needs fedmarket and its torch."
+    ),
     clients_per_round: Optional[int] = typer.Option(None, "--clients-per-round", min=1, help="Clients trained per round, drawn from the seed [default: all]."),
     fraction: Optional[float] = typer.Option(
         None, "--fraction", help="FedAvg's C: the fraction of clients trained per round (instead of --clients-per-round)."
@@ -190,6 +196,8 @@ def sim(
         holdout=holdout,
         workers=workers,
         clients_per_round=per_round,
+        backend=backend,
+        address=address,
         **chosen,
     )
     if elected:
@@ -200,8 +208,8 @@ def sim(
     if mode != "sync":
         if mode not in MODES:
             raise FedmarketError(f"unknown mode {mode!r}; choose sync, {', '.join(MODES)}")
-        if holdout or batched:
-            raise FedmarketError(f"--holdout and --batched apply to --mode sync only, not {mode}")
+        if holdout or batched or backend != "local":
+            raise FedmarketError(f"--holdout, --batched and --backend ray apply to --mode sync only, not {mode}")
         knobs = dict(trust=trust, block_time=block_time, temperature=temperature, staleness_exponent=staleness_exponent)
         knobs |= dict(loss_weights=loss_weights, staleness=staleness, fedasync_alpha=fedasync_alpha)
         semi_config = AsyncConfig(**learning_fields(config), mode=mode, clients=clients, rounds=rounds, device=device, data_dir=data_dir, **clock, **knobs)

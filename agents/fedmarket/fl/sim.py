@@ -14,6 +14,9 @@ that of fedmarket.storage's canonical weights file with metadata (architecture i
 the previous round's global model; none for round 0), so a market run of the same task can be
 checked against it: trainer i of round r trains with train_local and seed fl.seeds.client_seed(seed, r, i)
 on its partition's train split, and the rule aggregates in client order with sample-count weights.
+The clients of a round train in this process, in worker processes (fl.workers, `workers`) or
+as Ray tasks (fl.ray_backend, `backend="ray"`): at one torch thread all three give the same
+global models, and the aggregate never depends on which client finished first.
 Batched mode (fl.batched) is faster on a GPU but equals this only up to float rounding, so its
 CIDs differ; bit-identity also assumes the same CPU kind (kernels may round differently).
 """
@@ -34,18 +37,21 @@ from torch import nn
 
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.aggregation import get_rule
-from fedmarket.fl.datasets import Dataset, load_dataset
+from fedmarket.fl.datasets import Dataset, dataset_named
 from fedmarket.fl.evaluation import Metrics, evaluate_clients, weighted_overall
 from fedmarket.fl.learning import Learning
 from fedmarket.fl.models import ModelSpec, model_spec_for
 from fedmarket.fl.params import State, canonical, flatten
 from fedmarket.fl.partition import Partition, PartitionSummary, market_partition
+from fedmarket.fl.ray_backend import DEFAULT_LOCAL_CPUS, RayClients, check_ray
 from fedmarket.fl.seeds import client_sample_seed, client_seed, initial_model_seed
 from fedmarket.fl.taskspec import check_learning
 from fedmarket.fl.training import resolve_device, train_local
 from fedmarket.fl.workers import ClientWorkers, Job
 from fedmarket.storage.cid import cid_of
 from fedmarket.storage.weights import WeightsMeta, encode_weights
+
+BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,10 @@ class SimConfig(Learning):
     workers: int = 0
     # Clients trained per round, drawn from the seed (FedAvg's C * clients); 0: every client.
     clients_per_round: int = 0
+    # Where a round's clients train: "local" (this process, or `workers` processes) or "ray"
+    # (Ray tasks: a local instance of `workers` CPUs, 2 when 0, or the cluster at `address`).
+    backend: str = "local"
+    address: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -146,10 +156,11 @@ def train_round(
     parts: Partition,
     round_number: int,
     device: Any,
-    workers: ClientWorkers | None = None,
+    workers: ClientWorkers | RayClients | None = None,
 ) -> list[tuple[State, int, float]]:
     """The local training of one round's clients (round_clients, in that order): (state,
-    samples, train loss) per client; in `workers` when given, else in this process."""
+    samples, train loss) per client; in `workers` (processes or Ray tasks) when given, else in
+    this process."""
     chosen = round_clients(config, round_number)
     train_sets = [parts.clients[i].train for i in chosen]
     seeds = [client_seed(config.seed, round_number, i) for i in chosen]
@@ -172,9 +183,28 @@ def check_config(config: SimConfig) -> None:
         raise FedmarketError(f"clients per round must lie in 1..{config.clients} (0: all), got {config.clients_per_round}")
     if config.workers < 0:
         raise FedmarketError(f"workers must be >= 0 (0: train in this process), got {config.workers}")
+    if config.backend not in BACKENDS:
+        raise FedmarketError(f"unknown backend {config.backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if config.backend == "ray":
+        if config.batched or resolve_device(config.device).type != "cpu":
+            raise FedmarketError("Ray tasks train one client each on a CPU: drop --batched / --device cuda, or --backend ray")
+        if config.address and config.workers:
+            raise FedmarketError("--workers sizes a local Ray instance; a cluster (--address) has the CPUs it has: give one of the two")
+        check_ray()
+    elif config.address:
+        raise FedmarketError("--address names a Ray cluster: it needs --backend ray")
     if config.workers and (config.batched or resolve_device(config.device).type != "cpu"):
         raise FedmarketError("worker processes train one client each on the CPU: drop --batched / --device cuda, or --workers")
     resolve_device(config.device)
+
+
+def open_backend(config: SimConfig, spec: ModelSpec, data: Dataset) -> Any:
+    """A context manager yielding what trains a round's clients (None: this process)."""
+    if config.backend == "ray":
+        return RayClients(spec, data.x, data.y, config.address, config.workers or DEFAULT_LOCAL_CPUS)
+    if config.workers:
+        return ClientWorkers(config.workers, spec, data.x, data.y, config.clients_per_round or config.clients)
+    return contextlib.nullcontext()
 
 
 def clients_per_round(clients: int, fraction: float) -> int:
@@ -197,9 +227,7 @@ def run_simulation(
     """
     check_config(config)
     device = resolve_device(config.device)
-    data = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, scaling=config.input_scaling)
-    if (data.name, data.scaling) != (config.dataset, config.input_scaling):
-        raise FedmarketError(f"the passed data set is {data.name} ({data.scaling}), the config names {config.dataset} ({config.input_scaling})")
+    data = dataset_named(config.dataset, config.data_dir, config.input_scaling, dataset)
     spec = model_spec_for(data, config.model)
     model = spec.build().to(device)
     # Evaluation's own copy in channels-last layout: 1.7x faster forward passes of the CNNs on a
@@ -223,8 +251,7 @@ def run_simulation(
     global_state = spec.init_state(initial_model_seed(config.seed))
     records: list[RoundRecord] = []
     records.append(record(0, global_state, None, 0.0, started))
-    per_round = config.clients_per_round or config.clients
-    with ClientWorkers(config.workers, spec, data.x, data.y, per_round) if config.workers else contextlib.nullcontext() as workers:
+    with open_backend(config, spec, data) as workers:
         for r in range(1, config.rounds + 1):
             started = time.perf_counter()
             updates = train_round(config, spec, model, global_state, data, parts, r, device, workers)
