@@ -118,3 +118,40 @@ _command(
 )
 _command("validator", "On the round's committee: score every revealed update on your held-out data, then check the aggregator's proposal. Attack: approve-all.")
 _command("aggregator", "Aggregate the accepted updates with the task's rule, store the global model, propose it. Attack: wrong-aggregate.")
+
+
+@agent_app.command("semi-trainer", help="A client of a semi task (SemiMarket, docs/semi.md): train, gossip to the trusted neighbours, record rounds, withdraw.")
+@one_line_errors
+@opt.with_session(("account", "rpc", "contract", "keystore_dir", "password_file"))
+def semi_trainer(
+    task_id: int = typer.Option(..., "--task-id", min=0, help="The SemiMarket task to take part in."),
+    gossip_dir: Path = typer.Option(..., "--gossip-dir", file_okay=False, help="Where the clients' loopback gossip endpoints are written and found."),
+    ipfs: Optional[str] = typer.Option(None, "--ipfs", envvar="FEDMARKET_IPFS", help="Kubo RPC URL (default: the embedded store)."),
+    store_dir: Optional[Path] = typer.Option(None, "--store-dir", file_okay=False, help="Embedded store directory (default: <data dir>/blobs)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
+    join: bool = typer.Option(False, "--join/--no-join", help="Stake while the task is open."),
+    withdraw: bool = typer.Option(True, "--withdraw/--no-withdraw", help="Withdraw the credit once the task is settled."),
+    log: Optional[Path] = typer.Option(None, "--log", dir_okay=False, help="Append one JSON line per action here."),
+    name: Optional[str] = typer.Option(None, "--name", help="The agent's name in its log."),
+    poll: float = typer.Option(0.25, "--poll", min=0.05, help="Seconds between looks at the chain while waiting."),
+    *,
+    session: opt.MarketSession,
+) -> None:
+    import torch
+
+    from fedmarket.chain.semi_client import SemiMarketClient
+    from fedmarket.errors import FedmarketError
+    from fedmarket.roles.agent import AgentLog
+    from fedmarket.roles.semi_agent import SemiAgent, SemiAgentOptions
+    from fedmarket.storage.store import open_store
+
+    if not session.contract:
+        raise FedmarketError("give the SemiMarket's address with --contract")
+    torch.set_num_threads(threads)
+    w3 = session.connect()
+    account = session.signer(w3)
+    market = SemiMarketClient(w3, session.contract, account)
+    agent_log = AgentLog(log, _echo)
+    agent = SemiAgent(market, account, task_id, open_store(ipfs, store_dir), gossip_dir, agent_log.write, name or f"semi-{account.address[:8].lower()}",
+                      SemiAgentOptions(join=join, withdraw=withdraw, poll_s=poll))  # fmt: skip
+    agent.run()

@@ -1,4 +1,5 @@
-"""`fedmarket demo --mode semi`: the semi-centralised market in one process (market.semi_engine).
+"""`fedmarket demo --mode semi` (the semi market in one process, market.semi_engine) and `fedmarket
+up --mode semi` (every client its own process on anvil, market.semi_devnet).
 
 demo_cmd parses the flags and hands them here; this runs the market on the embedded chain (or
 --rpc) and an embedded store (or --ipfs), and prints accuracy, the device compute-time ratio,
@@ -22,7 +23,6 @@ def run_semi_demo(
 ) -> None:  # fmt: skip
     from fedmarket.chain.client import connect
     from fedmarket.chain.embedded import new_embedded_web3
-    from fedmarket.cli.market_options import format_eth
     from fedmarket.fl.learning import learning_fields
     from fedmarket.fl.semi.config import AsyncConfig
     from fedmarket.market.semi_engine import SemiMarketConfig, SemiTerms, run_semi_market
@@ -43,6 +43,48 @@ def run_semi_demo(
     if as_json:
         print_json(data)
         return
+    print_semi_report(data, sim, rounds, stragglers, slowdown, trust)
+    if report is not None:
+        console.print(f"written: {report}", highlight=False)
+
+
+def run_semi_up(
+    *, spec: Any, rounds: int, stragglers: float, slowdown: float, trust: str, payment_epochs: int, device: str,
+    run_dir: Path | None, ipfs: str | None, report: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """`fedmarket up --mode semi`: every client its own process on anvil (market.semi_devnet)."""
+    from fedmarket.fl.learning import learning_fields
+    from fedmarket.fl.semi.config import AsyncConfig
+    from fedmarket.market.semi_devnet import SemiDevnet, SemiDevnetConfig
+    from fedmarket.market.semi_engine import SemiTerms
+
+    sim = AsyncConfig(
+        **learning_fields(spec), mode="semi", clients=spec.trainers, rounds=rounds, stragglers=stragglers, slowdown=slowdown, trust=trust, device=device
+    )
+    live = err_console if as_json else console
+    devnet = SemiDevnet(SemiDevnetConfig(sim, SemiTerms(epochs=payment_epochs), run_dir=run_dir, ipfs=ipfs), on_note=lambda t: live.print(t, highlight=False))
+    live.print(f"run folder {devnet.run_dir}", highlight=False)
+    data = devnet.run()
+    if report is not None:
+        atomic_write(report, json.dumps(data, indent=2) + "\n")
+    if as_json:
+        print_json(data)
+        return
+    print_semi_report(data, sim, rounds, stragglers, slowdown, trust)
+    g = data["gossip"]
+    console.print(
+        f"gossip between the processes: {g['sent']} messages delivered, {g['accepted']} accepted after verification, {g['refused']} refused, "
+        f"{g['undelivered']} undelivered; wall-clock compute-time ratio {data['compute_time_ratio']:.1%} (training), "
+        f"{data['working_time_ratio']:.1%} (whole rounds); not bit-reproducible (asynchrony in real processes)",
+        highlight=False,
+    )
+    console.print(f"run folder {data['run_dir']} ({data['wall_s']:.1f} s)", highlight=False)
+
+
+def print_semi_report(data: dict[str, Any], sim: Any, rounds: int, stragglers: float, slowdown: float, trust: str) -> None:
+    """The semi market's report for people: accuracy, ratio, records, epochs, payouts."""
+    from fedmarket.cli.market_options import format_eth
+
     final, records, t = data["final"]["client_models"], data["records"], data["totals"]
     console.print(
         f"semi market: {sim.clients} clients x {rounds} rounds on {sim.dataset} ({sim.partition}, trust {trust}, "
@@ -76,5 +118,3 @@ def run_semi_demo(
         f"{'all accounted for to the wei' if t['conserved'] else 'NOT accounted for'}",
         highlight=False,
     )
-    if report is not None:
-        console.print(f"written: {report}", highlight=False)

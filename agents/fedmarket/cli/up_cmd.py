@@ -54,6 +54,11 @@ def up(
     device: str = typer.Option("cpu", "--device", help="Agents' torch device: cpu, cuda or auto."),
     reward: str = typer.Option("1", "--reward", help="The buyer's reward escrow (ETH, or with a unit: 500000gwei)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result (run folder, report) as JSON on stdout; the live view goes to stderr."),
+    mode: str = typer.Option("sync", "--mode", help="sync: the Marketplace's rounds; semi: the semi-centralised market (SemiMarket), a process per client."),
+    stragglers: float = typer.Option(0.5, "--stragglers", min=0.0, max=1.0, help="semi: share of client processes slowed down."),
+    slowdown: float = typer.Option(2.0, "--slowdown", min=1.0, help="semi: a straggler process takes this many times longer to train."),
+    trust: str = typer.Option("ring", "--trust", help="semi: the trust graph (ring, kregular:K, random:D, none or a file), as sim takes it."),
+    payment_epochs: int = typer.Option(1, "--payment-epochs", min=1, max=1000, help="semi: payment epochs of the task."),
     *,
     spec_flags: dict[str, Any],
 ) -> None:
@@ -66,6 +71,15 @@ def up(
     from fedmarket.market.devnet import DEVNET_TERMS, Devnet, DevnetConfig
 
     spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
+    if mode == "semi":
+        if fault or attack:
+            raise typer.BadParameter("--fault and --attack drive the Marketplace's roles; --mode semi takes neither")
+        from fedmarket.cli.semi_demo import run_semi_up
+
+        semi = dict(stragglers=stragglers, slowdown=slowdown, trust=trust, payment_epochs=payment_epochs)
+        return run_semi_up(spec=spec, rounds=rounds, device=device, run_dir=run_dir, ipfs=ipfs, report=report, as_json=as_json, **semi)
+    if mode != "sync":
+        raise typer.BadParameter(f"--mode must be sync or semi, not {mode!r}")
     config = DevnetConfig(
         spec=spec, terms=replace(DEVNET_TERMS, rounds=rounds, reward=parse_amount(reward, "reward")), run_dir=run_dir, ipfs=ipfs,
         window=window, faults=tuple(fault or ()), attacks=tuple(attack), device=device,

@@ -13,7 +13,6 @@ the device compute-time ratio, the records on chain (re-verified from the events
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -27,9 +26,10 @@ from fedmarket.chain.semi_client import MICRO, SemiMarketClient, SemiParams, dep
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.params import canonical
 from fedmarket.fl.semi.config import AsyncConfig
-from fedmarket.fl.semi.engine import make_setup, run_events, score_clients
+from fedmarket.fl.semi.engine import Setup, make_setup, run_events, score_clients
 from fedmarket.fl.semi.trust import trust_graph
 from fedmarket.fl.sim import state_digest
+from fedmarket.roles.semi_agent import semi_spec_bytes
 from fedmarket.roles.semi_trainer import InProcessGossip, SemiTrainer
 from fedmarket.storage.cid import cid_to_digest
 from fedmarket.storage.store import BlobStore
@@ -111,25 +111,9 @@ def run_semi_market(w3: Web3, store: BlobStore, config: SemiMarketConfig, progre
 
     say("deploying SemiMarket, storing the spec and θ0")
     market = deploy_semi_market(w3, buyer)
-    spec_cid = store.add(json.dumps({"mode": "semi", "config": c.to_dict(), "terms": asdict(terms)}, sort_keys=True).encode())
-    initial_cid = store.add(encode_weights(canonical(setup.initial_state), WeightsMeta(arch=setup.spec.id, round=0)))
-    params = SemiParams(
-        spec_digest=cid_to_digest(spec_cid),
-        initial_model_digest=cid_to_digest(initial_cid),
-        client_stake=terms.stake_wei,
-        license_fee=terms.license_fee_wei,
-        min_clients=c.clients,
-        max_clients=c.clients,
-        epochs=terms.epochs,
-        epoch_length=_epoch_length(setup.costs, c.rounds, terms.epochs, config.time_scale, c.clients),
-        rounds=c.rounds,
-        loss_cap=int(terms.loss_cap * MICRO),
-        pass_score=terms.pass_score,
-        min_scorers=terms.min_scorers,
-        late_slash_bps=terms.late_slash_bps,
-    )
-    owner = market.with_account(buyer)
-    task_id = task_id_of(owner.post_task(params, terms.reward_wei))
+    epoch_length = _epoch_length(setup.costs, c.rounds, terms.epochs, config.time_scale, c.clients)
+    posted = post_semi_task(market.with_account(buyer), store, config, setup, epoch_length)
+    task_id, params, owner = posted.task_id, posted.params, market.with_account(buyer)
     for account in client_accounts:
         market.with_account(account).join_task(task_id)
     owner.start_task(task_id)
@@ -151,27 +135,64 @@ def run_semi_market(w3: Web3, store: BlobStore, config: SemiMarketConfig, progre
             market.with_account(account).withdraw()
 
     client_metrics, average_metrics = score_clients(setup, method.client_states())
-    report = _report(market, task_id, config, trainers, buyer)
+    outcomes = [o for t in trainers for o in t.outcomes]
+    seconds = {k: round(sum(getattr(o, k) for o in outcomes), 3) for k in ("train_s", "chain_s", "storage_s")}
+    report = chain_report(market, task_id, config, client_accounts, buyer, setup.stragglers, [o.gas_used for o in outcomes], seconds)
     report.update(
         final={"client_models": client_metrics.to_dict(), "average_model": average_metrics.to_dict()},
         curve=[p.to_dict() for p in curve],
         clock=ledger.summary(setup.costs, setup.stragglers),
         compute_time_ratio=ledger.ratio(),
         client_digests=[state_digest(t.state) for t in trainers],
-        spec_cid=spec_cid,
-        initial_cid=initial_cid,
+        spec_cid=posted.spec_cid,
+        initial_cid=posted.initial_cid,
         epoch_length_s=params.epoch_length,
         wall_s=round(time.perf_counter() - began, 3),
     )
     return report
 
 
-def _report(market: SemiMarketClient, task_id: int, config: SemiMarketConfig, trainers: list[SemiTrainer], buyer: str) -> dict[str, Any]:
-    """Records, gas, epochs and payouts, read back from the chain's events and views."""
+@dataclass(frozen=True)
+class PostedSemiTask:
+    task_id: int
+    params: SemiParams
+    spec_cid: str
+    initial_cid: str
+
+
+def post_semi_task(owner: SemiMarketClient, store: BlobStore, config: SemiMarketConfig, setup: Setup, epoch_length: int) -> PostedSemiTask:
+    """Store the spec (roles.semi_agent.semi_spec_bytes) and θ0, and post the task as `owner`'s account."""
+    c, terms = config.sim, config.terms
+    spec_cid = store.add(semi_spec_bytes(c, asdict(terms)))
+    initial_cid = store.add(encode_weights(canonical(setup.initial_state), WeightsMeta(arch=setup.spec.id, round=0)))
+    params = SemiParams(
+        spec_digest=cid_to_digest(spec_cid),
+        initial_model_digest=cid_to_digest(initial_cid),
+        client_stake=terms.stake_wei,
+        license_fee=terms.license_fee_wei,
+        min_clients=c.clients,
+        max_clients=c.clients,
+        epochs=terms.epochs,
+        epoch_length=epoch_length,
+        rounds=c.rounds,
+        loss_cap=int(terms.loss_cap * MICRO),
+        pass_score=terms.pass_score,
+        min_scorers=terms.min_scorers,
+        late_slash_bps=terms.late_slash_bps,
+    )
+    return PostedSemiTask(task_id_of(owner.post_task(params, terms.reward_wei)), params, spec_cid, initial_cid)
+
+
+def chain_report(
+    market: SemiMarketClient, task_id: int, config: SemiMarketConfig, clients: list[str], buyer: str, stragglers: frozenset[int],
+    gas: list[int], seconds: dict[str, float],
+) -> dict[str, Any]:  # fmt: skip
+    """Records, gas, epochs and payouts, read back from the chain's events and views; `clients`
+    in client-index (join) order, `gas` of every recorded round."""
     state = market.get_task(task_id).state
     events = [e for e in market.logs() if int(e.args.get("taskId", task_id)) == task_id]
     records = market.records(task_id)
-    clients = [t.market.account for t in trainers]
+    rounds_done = [c.rounds for c in market.clients(task_id)]
     terms = config.terms
 
     def total(name: str, key: str, account: str) -> int:
@@ -184,8 +205,8 @@ def _report(market: SemiMarketClient, task_id: int, config: SemiMarketConfig, tr
         participants[account] = {
             "role": "client",
             "index": i,
-            "straggler": i in trainers[0].setup.stragglers,
-            "rounds": trainers[i].round,
+            "straggler": i in stragglers,
+            "rounds": rounds_done[i],
             "deposited_wei": deposited,
             "earned_wei": paid,
             "slashed_wei": slashed,
@@ -196,8 +217,6 @@ def _report(market: SemiMarketClient, task_id: int, config: SemiMarketConfig, tr
     deposited = terms.reward_wei + len(clients) * (terms.stake_wei + terms.license_fee_wei)
     withdrawn = sum(p["withdrawn_wei"] for p in participants.values()) + refunded
     balance = int(market.w3.eth.get_balance(market.address))
-    outcomes = [o for t in trainers for o in t.outcomes]
-    gas = [o.gas_used for o in outcomes]
     return {
         "mode": "semi",
         "task_id": task_id,
@@ -213,7 +232,7 @@ def _report(market: SemiMarketClient, task_id: int, config: SemiMarketConfig, tr
             "verified": verify_chain(records, state.head) and len(records) == state.record_count,
         },
         "gas": {"per_round_mean": sum(gas) / len(gas) if gas else 0, "per_round_max": max(gas, default=0), "rounds": len(gas)},
-        "seconds": {k: round(sum(getattr(o, k) for o in outcomes), 3) for k in ("train_s", "chain_s", "storage_s")},
+        "seconds": seconds,
         "epochs": [{k: int(e.args[k]) for k in ("epoch", "budget", "paid", "paidAuthors", "slashed")} for e in events if e.name == "EpochSettled"],
         "participants": participants,
         "buyer": {

@@ -4,12 +4,14 @@ Client C_i's round t, the steps of fl.semi.semi_centralised with real parts in p
 simulation's shared lists:
 
 1. train its current model one local round (the same batch-order seed as the simulation);
-2. store the new model (canonical safetensors, CIDv0) and gossip it to its trusted component;
+2. store the new model (canonical safetensors, CIDv0);
 3. take the latest model of every other client: from gossip within the trusted component, else
    the author's latest upload on the chain (read from the contract's UploadRecord events), fetched
    from the store and verified against its CID, with a download record the first time;
 4. score every held model by its loss on one random batch of its own training data;
-5. record the round on chain in one transaction: the upload, the downloads and the scores;
+5. record the round on chain in one transaction: the upload, the downloads and the scores; then
+   gossip the new model to its trusted component (after the upload is mined, so that whoever
+   scores it names an upload the contract knows);
 6. aggregate with fl.semi's weights (softmax of negative losses x staleness), own model first,
    then the others by client id: the same float64 sum as the simulation, so the same bytes.
 """
@@ -157,7 +159,6 @@ class SemiTrainer:
         blob = encode_weights(canonical(trained), WeightsMeta(arch=self.arch, round=round_number))
         cid = self.store.add(blob)
         own = HeldModel(me, round_number, trained, cid)
-        self.gossip.publish(own)
         held, fetched = self._held_models()
         storage_s = time.perf_counter() - started
 
@@ -169,6 +170,9 @@ class SemiTrainer:
         started = time.perf_counter()
         result = self.market.record_round(self.task_id, round_number, cid_to_digest(cid), downloads=fetched, scores=scores)
         chain_s = time.perf_counter() - started
+        # Gossip after the upload is on chain: a neighbour that scores this model names an upload
+        # the contract already knows (gossip is faster than a transaction between processes).
+        self.gossip.publish(own)
 
         lags = [lag(round_number, m.round) for m in models]
         weights = mixing_weights(losses, lags, c.temperature, c.staleness_exponent, c.loss_weights, c.staleness)
