@@ -265,6 +265,8 @@ interface IMarketplaceTypes {
     error AlreadyPublished(uint256 modelId, uint32 round);
     /// @notice confirmGlobalModel: the committee member already voted on this round's proposal.
     error AlreadyConfirmed(uint256 modelId, uint32 round, address validator);
+    /// @notice A deadline would pass 2^32 - 1 seconds (the year 2106), beyond what a round stores.
+    error DeadlineOutOfRange(uint256 deadline);
     /// @notice closeRound: the round's `phase` runs until `deadline` (phase None: no round is open).
     error RoundNotDue(uint256 modelId, uint32 round, Phase phase, uint64 deadline);
     /// @notice Per-update data (revealedUpdates, utilities, scoresOf) is kept for the current and
@@ -279,7 +281,7 @@ interface IMarketplaceTypes {
 
 /// @title IMarketplace — the fedmarket federated-learning market
 /// @notice A model buyer escrows a reward and posts a training task (its record: `ModelData`). Licensed trainers
-/// stake and submit model updates by commit-reveal; a rotating, staked validator committee scores
+/// stake and submit model updates by commit-reveal; a staked validator committee, drawn anew each round, scores
 /// every update; a staked aggregator proposes each round's global model, which the committee
 /// confirms. Each round's budget is paid by measured contribution (default 70 % trainers, 20 %
 /// validators, 10 % aggregator); whatever is not earned returns to the buyer; late or poisonous
@@ -422,7 +424,7 @@ interface IMarketplace is IMarketplaceTypes {
     function hasRevealed(uint256 modelId, uint32 round, address trainer) external view returns (bool);
     /// @notice The task's trainers, in joining order (their seats). Reverts UnknownModel.
     function trainers(uint256 modelId) external view returns (address[] memory);
-    /// @notice The task's validators, in joining order (the committee rotates over this list).
+    /// @notice The task's validators, in joining order (seat i: bit i of a round's committee map).
     /// Reverts UnknownModel.
     function validators(uint256 modelId) external view returns (address[] memory);
     /// @notice An account's standing in a task (role None for a non-participant). Reverts UnknownModel.

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {MarketStorage} from "./MarketStorage.sol";
 import {Bits} from "./lib/Bits.sol";
+import {Committee} from "./lib/Committee.sol";
 import {Median} from "./lib/Median.sol";
 
 /// @title MarketCore — what the Marketplace and its RoundSettlement share
@@ -24,43 +25,46 @@ abstract contract MarketCore is MarketStorage {
     }
 
 
-    function _committeeStart(Task storage t, uint32 round, uint256 count) internal view returns (uint256) {
-        return (uint256(t.committeeOffset) + (uint256(round) - 1) * t.params.committeeSize) % count;
-    }
-
-    function _committeeMember(Task storage t, uint256 first, uint256 count, uint256 position)
-        internal
-        view
-        returns (Seat storage)
-    {
-        return t.validatorSeats[(first + position) % count];
-    }
-
-    function _committee(Task storage t, uint32 round) internal view returns (address[] memory members) {
-        uint256 count = t.validatorCount;
-        uint256 size = t.params.committeeSize;
-        members = new address[](size);
-        uint256 first = _committeeStart(t, round, count);
-        for (uint256 j = 0; j < size; ++j) {
-            members[j] = _committeeMember(t, first, count, j).account;
+    /// @dev The committee of a round: its members' addresses, in seat order (committee positions).
+    function _committee(Task storage t, uint32 map) internal view returns (address[] memory members) {
+        uint256[] memory seats = Committee.seats(map);
+        members = new address[](seats.length);
+        for (uint256 j = 0; j < seats.length; ++j) {
+            members[j] = t.validatorSeats[seats[j]].account;
         }
     }
-
 
     function _buffer(Task storage t, uint32 round) internal view returns (UpdateBuffer storage) {
         return t.buffers[round % 2];
     }
 
-    /// @dev Opens round `round`: Commit phase until now + commitWindow.
-    function _openRound(uint256 modelId, Task storage t, uint32 round) internal {
+    /// @dev Opens round `round`: Commit phase until now + commitWindow, and its committee drawn from
+    /// `seed` (never `previous`, the last round's committee, when there are more validators than seats).
+    function _openRound(uint256 modelId, Task storage t, uint32 round, uint256 seed, uint32 previous) internal {
         t.currentRound = round;
-        uint64 deadline = uint64(block.timestamp) + t.params.commitWindow;
-        RoundHeader storage h = t.rounds[round].header;
-        h.stage = uint8(Phase.Commit);
-        h.deadline = deadline;
-        emit RoundStarted(modelId, round, _committee(t, round), deadline);
+        uint32 deadline = _deadlineAfter(block.timestamp, t.params.commitWindow);
+        uint32 map = Committee.draw(seed, t.validatorCount, t.params.committeeSize, previous);
+        // The round's header is written whole, once: one fresh storage word.
+        t.rounds[round].header = RoundHeader({
+            stage: uint8(Phase.Commit),
+            deadline: deadline,
+            committed: 0,
+            revealed: 0,
+            committee: map,
+            scored: 0,
+            voted: 0,
+            approved: 0,
+            proposed: false
+        });
+        emit RoundStarted(modelId, round, _committee(t, map), deadline);
     }
 
+    /// @dev `from + window` as a stored deadline (uint32 seconds): reverts DeadlineOutOfRange past 2106.
+    function _deadlineAfter(uint256 from, uint256 window) internal pure returns (uint32) {
+        uint256 deadline = from + window;
+        if (deadline > type(uint32).max) revert DeadlineOutOfRange(deadline);
+        return uint32(deadline);
+    }
 
     function _revealEntry(UpdateBuffer storage buf, uint256 position) internal view returns (uint256 seat, uint64 samples) {
         return Bits.entryAt(buf.order[position / ENTRIES_PER_WORD], position % ENTRIES_PER_WORD);

@@ -45,6 +45,11 @@ abstract contract MarketStorage is IMarketplaceTypes {
     uint256 internal constant ENTRIES_PER_WORD = 3; // reveal entries (8 + 64 bits) per storage word
     uint256 internal constant SCORE_WORDS = (MAX_TRAINERS + SCORES_PER_WORD - 1) / SCORES_PER_WORD;
     uint256 internal constant ORDER_WORDS = (MAX_TRAINERS + ENTRIES_PER_WORD - 1) / ENTRIES_PER_WORD;
+    /// @dev A reveal-order word holds its entries in the low ENTRIES_PER_WORD * 72 = 216 bits and,
+    /// above them, the XOR of MIX_BITS bits of each of its reveals' commitments: the entropy the
+    /// next round's committee is drawn from (docs/protocol.md, "Committee").
+    uint256 internal constant MIX_BITS = 40;
+    uint256 internal constant MIX_SHIFT = 256 - MIX_BITS;
     /// @dev Written into a trainer's two commitment slots when it joins, so that every round's
     /// commit overwrites a non-zero slot; never a valid commitment (no keccak256 output is 1).
     bytes32 internal constant ALLOCATED = bytes32(uint256(1));
@@ -68,13 +73,14 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint96 earned; // rewards accrued over all rounds, below 2^96 (the rest: Participant.earnedHigh)
     }
 
-    /// @dev Who did what in a round: one storage word, kept for every round.
+    /// @dev Who sits and who did what in a round: one storage word, kept for every round.
     struct RoundHeader {
         uint8 stage; // a Phase value as last stored, or STAGE_CLOSED; the live phase is derived
-        uint64 deadline; // end of the stored stage (0 for Due and Closed)
+        uint32 deadline; // end of the stored stage (0 for Due and Closed); seconds, fits until 2106
         uint64 committed; // bit i: trainer seat i committed
         uint64 revealed; // bit i: trainer seat i revealed
-        uint16 scored; // bit j: committee position j submitted scores
+        uint32 committee; // bit i: validator seat i sits on the round's committee (drawn at its opening)
+        uint16 scored; // bit j: committee position j (the j-th member in seat order) submitted scores
         uint16 voted; // bit j: committee position j voted in Confirm
         uint16 approved; // bit j: committee position j voted ok
         bool proposed;
@@ -93,7 +99,7 @@ abstract contract MarketStorage is IMarketplaceTypes {
     struct UpdateBuffer {
         /// trainer seat -> the commitment, replaced by the update digest at reveal
         bytes32[MAX_TRAINERS] updates;
-        /// reveal order, ENTRIES_PER_WORD entries (trainer seat, numSamples) per word
+        /// reveal order, ENTRIES_PER_WORD entries (trainer seat, numSamples) per word, and the reveals' mix
         uint256[ORDER_WORDS] order;
         /// [committee position][word] -> SCORES_PER_WORD packed int64 scores, in reveal order
         uint256[SCORE_WORDS][MAX_COMMITTEE] scores;
@@ -101,14 +107,13 @@ abstract contract MarketStorage is IMarketplaceTypes {
 
     struct Task {
         ModelParams params;
-        // one word: 160 + 8 + 32 + 32 + 8 + 8 + 8 bits
+        // one word: 160 + 8 + 32 + 32 + 8 + 8 bits
         address owner;
         Status status;
         uint32 currentRound;
         uint32 roundsClosed;
         uint8 trainerCount;
         uint8 validatorCount;
-        uint8 committeeOffset; // first committee's position in the validator list
         // money of this task (wei); taskBalance = escrow + stakesHeld + accrued + licenseHeld < 2^128
         uint128 reward;
         uint128 escrow;

@@ -4,13 +4,14 @@ pragma solidity ^0.8.24;
 import {IMarketplace} from "./IMarketplace.sol";
 import {MarketCore} from "./MarketCore.sol";
 import {Bits} from "./lib/Bits.sol";
+import {Committee} from "./lib/Committee.sol";
 import {ReentrancyGuard} from "./lib/ReentrancyGuard.sol";
 import {ParamsCheck} from "./ParamsCheck.sol";
 import {RoundSettlement} from "./RoundSettlement.sol";
 
 /// @title Marketplace — the fedmarket state machine
 /// @notice Implements IMarketplace exactly as docs/protocol.md fixes it: caps, lazy phases,
-/// rotating committee, commit-reveal, median utilities and the settlement arithmetic to the wei.
+/// per-round committee draws, commit-reveal, median utilities and the settlement arithmetic to the wei.
 /// @dev Checks run in one order everywhere: the task exists (UnknownModel), its status
 /// (WrongStatus), the round (WrongRound), the caller's role, "already did it" errors, the phase
 /// (WrongPhase), then the payload. Every function follows checks-effects-interactions; the only
@@ -138,7 +139,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
 
     /// @inheritdoc IMarketplace
     /// @dev Reverts UnknownModel, WrongStatus, NotOwnerOrAggregator, StartDeadlinePassed,
-    /// NotEnoughParticipants. The committee offset is keccak256(abi.encode(block.prevrandao, modelId)) % validators.
+    /// NotEnoughParticipants. Round 1's committee is drawn from keccak256(abi.encode(block.prevrandao, modelId)).
     function startTraining(uint256 modelId) external {
         Task storage t = _task(modelId);
         _requireStatus(modelId, t, Status.Open);
@@ -151,8 +152,6 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         }
         t.status = Status.Training;
         t.reward = t.escrow;
-        // The result is below validatorCount <= MAX_VALIDATORS = 32: fits uint8.
-        t.committeeOffset = uint8(uint256(keccak256(abi.encode(block.prevrandao, modelId))) % t.validatorCount);
         // The licences are used now (no one can join any more): their fees become the owner's.
         uint256 fees = t.licenseHeld;
         t.licenseHeld = 0;
@@ -160,7 +159,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         _creditTo(t.owner, fees);
         emit TrainingStarted(modelId, t.reward);
         emit LicenseIncomeCredited(modelId, t.owner, fees);
-        _openRound(modelId, t, 1);
+        _openRound(modelId, t, 1, uint256(keccak256(abi.encode(block.prevrandao, modelId))), 0);
     }
 
     /// @inheritdoc IMarketplace
@@ -262,22 +261,33 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         if (numSamples == 0) revert ZeroSamples();
         if (numSamples > t.params.maxSamples) revert TooManySamples(numSamples, t.params.maxSamples);
         UpdateBuffer storage buf = _buffer(t, round);
-        if (buf.updates[seat] != _commitment(modelId, round, updateDigest, numSamples, salt, msg.sender)) {
+        bytes32 commitment = buf.updates[seat];
+        if (commitment != _commitment(modelId, round, updateDigest, numSamples, salt, msg.sender)) {
             revert CommitmentMismatch(modelId, round, msg.sender);
         }
 
         uint256 position = Bits.popcount(h.revealed);
         h.revealed |= uint64(1 << seat);
         buf.updates[seat] = updateDigest;
-        uint256 word = position / ENTRIES_PER_WORD;
-        uint256 slot = position % ENTRIES_PER_WORD;
-        uint256 entry = Bits.entry(seat, numSamples) << (Bits.ENTRY_BITS * slot);
-        // The first entry of a word overwrites what the round two before left there.
-        buf.order[word] = slot == 0 ? entry : buf.order[word] | entry;
+        _recordReveal(buf, position, seat, numSamples, commitment);
         if (position + 1 == Bits.popcount(h.committed)) _endPhase(t, round, h);
         rd.header = h;
         // position < MAX_TRAINERS = 64: fits uint16.
         emit UpdateRevealed(modelId, round, msg.sender, updateDigest, numSamples, uint16(position));
+    }
+
+    /// @dev Writes reveal number `position`'s entry (seat, numSamples) into the reveal-order words,
+    /// with the next committee's entropy (docs/protocol.md, "Committee"): MIX_BITS of the commitment,
+    /// which hid the trainer's salt until now; the round's first reveal also mixes in prevrandao,
+    /// which nobody knew when the salts were committed.
+    function _recordReveal(UpdateBuffer storage buf, uint256 position, uint256 seat, uint64 numSamples, bytes32 commitment) private {
+        uint256 word = position / ENTRIES_PER_WORD;
+        uint256 slot = position % ENTRIES_PER_WORD;
+        uint256 mix = position == 0 ? uint256(keccak256(abi.encode(commitment, block.prevrandao))) : uint256(commitment);
+        uint256 entry = (Bits.entry(seat, numSamples) << (Bits.ENTRY_BITS * slot)) ^ ((mix >> MIX_SHIFT) << MIX_SHIFT);
+        // The first entry of a word overwrites what the round two before left there; the later
+        // ones fill their (zero) slots and XOR their mix in.
+        buf.order[word] = slot == 0 ? entry : buf.order[word] ^ entry;
     }
 
     /// @inheritdoc IMarketplace
@@ -287,9 +297,9 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     function submitScores(uint256 modelId, uint32 round, int64[] calldata scores) external {
         Task storage t = _task(modelId);
         _requireRound(modelId, t, round);
-        uint256 position = _committeePosition(modelId, t, round, msg.sender);
         Round storage rd = t.rounds[round];
         RoundHeader memory h = rd.header;
+        uint256 position = _committeePosition(modelId, t, round, h.committee, msg.sender);
         if (Bits.has(h.scored, position)) revert AlreadyScored(modelId, round, msg.sender);
         _requirePhase(modelId, round, t, h, Phase.Score);
         uint256 n = Bits.popcount(h.revealed);
@@ -340,9 +350,9 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     function confirmGlobalModel(uint256 modelId, uint32 round, bool ok) external {
         Task storage t = _task(modelId);
         _requireRound(modelId, t, round);
-        uint256 position = _committeePosition(modelId, t, round, msg.sender);
         Round storage rd = t.rounds[round];
         RoundHeader memory h = rd.header;
+        uint256 position = _committeePosition(modelId, t, round, h.committee, msg.sender);
         if (Bits.has(h.voted, position)) revert AlreadyConfirmed(modelId, round, msg.sender);
         _requirePhase(modelId, round, t, h, Phase.Confirm);
 
@@ -492,7 +502,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         if (t.status == Status.Training && round == t.currentRound) _sync(t, round, h);
         v.phase = _phaseOf(t, h);
         v.phaseDeadline = (v.phase == Phase.None || v.phase == Phase.Due) ? 0 : h.deadline;
-        if (_started(t)) v.committee = _committee(t, round);
+        v.committee = _committee(t, h.committee);
         // Counts are popcounts of maps of at most 64 bits: they fit uint16.
         v.commits = uint16(Bits.popcount(h.committed));
         v.reveals = uint16(Bits.popcount(h.revealed));
@@ -550,8 +560,8 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     {
         Task storage t = _task(modelId);
         _requireRetained(modelId, t, round);
-        (bool member, uint256 position) = _positionOf(t, round, validator);
         RoundHeader storage h = t.rounds[round].header;
+        (bool member, uint256 position) = _positionOf(t, h.committee, validator);
         if (!member || !Bits.has(h.scored, position)) return (false, scores);
         uint256 n = Bits.popcount(h.revealed);
         uint256[SCORE_WORDS] storage words = _buffer(t, round).scores[position];
@@ -565,9 +575,9 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     /// @inheritdoc IMarketplace
     function hasConfirmed(uint256 modelId, uint32 round, address validator) external view returns (bool voted, bool ok) {
         Task storage t = _task(modelId);
-        (bool member, uint256 position) = _positionOf(t, round, validator);
-        if (!member) return (false, false);
         RoundHeader storage h = t.rounds[round].header;
+        (bool member, uint256 position) = _positionOf(t, h.committee, validator);
+        if (!member) return (false, false);
         voted = Bits.has(h.voted, position);
         ok = Bits.has(h.approved, position);
     }
@@ -690,30 +700,22 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         return me.index;
     }
 
-    function _committeePosition(uint256 modelId, Task storage t, uint32 round, address account)
+    function _committeePosition(uint256 modelId, Task storage t, uint32 round, uint32 committee, address account)
         private
         view
         returns (uint256 position)
     {
         bool member;
-        (member, position) = _positionOf(t, round, account);
+        (member, position) = _positionOf(t, committee, account);
         if (!member) revert NotCommitteeMember(modelId, round, account);
     }
 
-    /// @dev The committee of round r is validators[(offset + (r - 1) * c + j) % V], j = 0 .. c - 1;
-    /// the validator in seat i sits at position j = (i - first) mod V, a member when j < c.
-    function _positionOf(Task storage t, uint32 round, address account) private view returns (bool, uint256) {
+    /// @dev Whether `account` sits on the committee `committee` (a round's bitmap of validator
+    /// seats, 0 before the round opens) and at which position (its rank among the members' seats).
+    function _positionOf(Task storage t, uint32 committee, address account) private view returns (bool, uint256) {
         Participant storage pp = t.participants[account];
-        if (pp.role != Role.Validator || round == 0 || !_started(t)) return (false, 0);
-        uint256 count = t.validatorCount;
-        uint256 first = _committeeStart(t, round, count);
-        uint256 position = (pp.index + count - first) % count;
-        return (position < t.params.committeeSize, position);
-    }
-
-    function _started(Task storage t) private view returns (bool) {
-        Status s = t.status;
-        return s == Status.Training || s == Status.Finalized || s == Status.Settled;
+        if (pp.role != Role.Validator) return (false, 0);
+        return Committee.positionOf(committee, pp.index);
     }
 
     function _accounts(Seat[] storage seats) private view returns (address[] memory list) {
@@ -736,7 +738,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         while (h.stage >= uint8(Phase.Commit) && h.stage < uint8(Phase.Due) && block.timestamp > h.deadline) {
             uint8 next = _nextStage(t, round, h);
             h.stage = next;
-            h.deadline = next == uint8(Phase.Due) ? 0 : h.deadline + _window(t.params, next);
+            h.deadline = next == uint8(Phase.Due) ? 0 : _deadlineAfter(h.deadline, _window(t.params, next));
         }
     }
 
@@ -745,7 +747,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     function _endPhase(Task storage t, uint32 round, RoundHeader memory h) private view {
         uint8 next = _nextStage(t, round, h);
         h.stage = next;
-        h.deadline = next == uint8(Phase.Due) ? 0 : uint64(block.timestamp) + _window(t.params, next);
+        h.deadline = next == uint8(Phase.Due) ? 0 : _deadlineAfter(block.timestamp, _window(t.params, next));
     }
 
     function _nextStage(Task storage t, uint32 round, RoundHeader memory h) private view returns (uint8) {

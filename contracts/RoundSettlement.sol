@@ -3,13 +3,14 @@ pragma solidity ^0.8.24;
 
 import {MarketCore} from "./MarketCore.sol";
 import {Bits} from "./lib/Bits.sol";
+import {Committee} from "./lib/Committee.sol";
 import {Shares} from "./lib/Shares.sol";
 
 /// @title RoundSettlement — the settlement of a round (docs/protocol.md, "Settlement of round r")
 /// @notice Deployed by the Marketplace's constructor and run only by the Marketplace's
 /// delegatecall, on the Marketplace's storage (both inherit MarketCore, so the layout is one):
 /// utilities, trainer / committee / aggregator pay, slashes and their redistribution, the next
-/// round's opening. It lives apart to keep the Marketplace under the 24,576-byte code size limit
+/// round's opening with its committee draw. It lives apart to keep the Marketplace under the 24,576-byte code size limit
 /// (EIP-170); its events are the Marketplace's (a delegatecall's logs are the caller's).
 contract RoundSettlement is MarketCore {
     /// @notice settleRound was called directly, not by the Marketplace's delegatecall.
@@ -44,7 +45,7 @@ contract RoundSettlement is MarketCore {
         uint256 positiveSum; // P = sum of max(u_i, 0)
         uint256 toBuyer;
         uint256 reveals;
-        uint256 committeeStart;
+        uint256[] committee; // validator seat of each committee position
         bool rejected;
     }
 
@@ -55,30 +56,15 @@ contract RoundSettlement is MarketCore {
         t.roundsClosed = round;
 
         ModelParams storage p = t.params;
-        uint256 budget = Shares.roundBudget(t.reward, p.rounds, round);
-        t.escrow = _toU128(t.escrow - budget);
-        uint256 trainerPool = Shares.ofBps(budget, p.trainerShareBps);
-        uint256 validatorPool = Shares.ofBps(budget, p.validatorShareBps);
-        Settlement memory s = Settlement({
-            budget: budget,
-            trainerPool: trainerPool,
-            validatorPool: validatorPool,
-            aggregatorPool: budget - trainerPool - validatorPool,
-            slashed: 0,
-            carried: t.trainerCarry,
-            positiveSum: 0,
-            toBuyer: 0,
-            reveals: Bits.popcount(h.revealed),
-            committeeStart: _committeeStart(t, round, t.validatorCount),
-            rejected: h.proposed && Bits.popcount(h.voted & ~h.approved) * 2 > p.committeeSize
-        });
-
+        Settlement memory s = _pools(t, h, round);
         (int256[] memory u,) = _utilities(t, round, h, s.reveals, false);
         uint256[] memory seats = new uint256[](s.reveals);
-        UpdateBuffer storage buf = _buffer(t, round);
-        for (uint256 k = 0; k < s.reveals; ++k) {
-            (seats[k],) = _revealEntry(buf, k);
-            if (u[k] > 0) s.positiveSum += uint256(u[k]);
+        {
+            UpdateBuffer storage buf = _buffer(t, round);
+            for (uint256 k = 0; k < s.reveals; ++k) {
+                (seats[k],) = _revealEntry(buf, k);
+                if (u[k] > 0) s.positiveSum += uint256(u[k]);
+            }
         }
 
         _slashTrainers(modelId, t, h, round, u, seats, s);
@@ -105,8 +91,48 @@ contract RoundSettlement is MarketCore {
             t.status = Status.Finalized;
             emit ModelFinalized(modelId, round, t.escrow);
         } else if (round < p.rounds) {
-            _openRound(modelId, t, round + 1);
+            _openRound(modelId, t, round + 1, _nextSeed(modelId, t, round, h, s.reveals), h.committee);
         }
+    }
+
+    /// @dev The round's budget leaves the escrow and splits into the three pools.
+    function _pools(Task storage t, RoundHeader memory h, uint32 round) private returns (Settlement memory s) {
+        ModelParams storage p = t.params;
+        uint256 budget = Shares.roundBudget(t.reward, p.rounds, round);
+        t.escrow = _toU128(t.escrow - budget);
+        uint256 trainerPool = Shares.ofBps(budget, p.trainerShareBps);
+        uint256 validatorPool = Shares.ofBps(budget, p.validatorShareBps);
+        s = Settlement({
+            budget: budget,
+            trainerPool: trainerPool,
+            validatorPool: validatorPool,
+            aggregatorPool: budget - trainerPool - validatorPool,
+            slashed: 0,
+            carried: t.trainerCarry,
+            positiveSum: 0,
+            toBuyer: 0,
+            reveals: Bits.popcount(h.revealed),
+            committee: Committee.seats(h.committee),
+            rejected: h.proposed && Bits.popcount(h.voted & ~h.approved) * 2 > p.committeeSize
+        });
+    }
+
+    /// @dev The seed of round `round + 1`'s committee (docs/protocol.md, "Committee"): the round's
+    /// reveal-order words, which hold every reveal's commitment mix (and the first reveal's
+    /// prevrandao), fixed by the last reveal; with no reveal, the prevrandao of the closing block.
+    /// The order words are warm (the settlement read them).
+    function _nextSeed(uint256 modelId, Task storage t, uint32 round, RoundHeader memory h, uint256 reveals)
+        private
+        view
+        returns (uint256)
+    {
+        if (reveals == 0) return uint256(keccak256(abi.encode(modelId, round + 1, h.committee, block.prevrandao)));
+        UpdateBuffer storage buf = _buffer(t, round);
+        uint256[] memory words = new uint256[]((reveals + ENTRIES_PER_WORD - 1) / ENTRIES_PER_WORD);
+        for (uint256 w = 0; w < words.length; ++w) {
+            words[w] = buf.order[w];
+        }
+        return uint256(keccak256(abi.encode(modelId, round + 1, h.committee, words)));
     }
 
     /// @dev Late: every trainer that did not reveal (did not commit, or committed and did not
@@ -174,12 +200,11 @@ contract RoundSettlement is MarketCore {
     ) private {
         ModelParams storage p = t.params;
         uint256 size = p.committeeSize;
-        uint256 count = t.validatorCount;
         for (uint256 j = 0; j < size; ++j) {
             bool missedScore = s.reveals > 0 && !Bits.has(h.scored, j);
             bool missedVote = h.proposed && !Bits.has(h.voted, j);
             if (missedScore || missedVote) {
-                address member = _committeeMember(t, s.committeeStart, count, j).account;
+                address member = t.validatorSeats[s.committee[j]].account;
                 s.slashed += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Late);
             }
         }
@@ -246,10 +271,9 @@ contract RoundSettlement is MarketCore {
         s.toBuyer += s.validatorPool % n;
         if (each == 0) return;
         uint256 size = t.params.committeeSize;
-        uint256 count = t.validatorCount;
         for (uint256 j = 0; j < size; ++j) {
             if (Bits.has(eligible, j)) {
-                _accrue(modelId, t, _committeeMember(t, s.committeeStart, count, j), round, Role.Validator, each);
+                _accrue(modelId, t, t.validatorSeats[s.committee[j]], round, Role.Validator, each);
             }
         }
     }

@@ -8,7 +8,8 @@ Switches (environment variables):
 - FEDMARKET_HYPOTHESIS_PROFILE=ci|thorough picks a profile;
 - FEDMARKET_HYPOTHESIS_EXAMPLES=N overrides the number of sequences of the chosen profile
   (e.g. FEDMARKET_HYPOTHESIS_EXAMPLES=10000 is the same as the "thorough" profile);
-- FEDMARKET_HYPOTHESIS_STEPS=N overrides the maximum number of rules per sequence.
+- FEDMARKET_HYPOTHESIS_STEPS=N overrides the maximum number of rules per sequence;
+- FEDMARKET_HYPOTHESIS_SHRINK=0 reports a failing sequence as found (shrinking one can take minutes).
 """
 
 from __future__ import annotations
@@ -44,4 +45,6 @@ def marketplace_settings() -> settings:
     steps = os.environ.get("FEDMARKET_HYPOTHESIS_STEPS")
     if steps:
         overrides["stateful_step_count"] = int(steps)
+    if os.environ.get("FEDMARKET_HYPOTHESIS_SHRINK") == "0":
+        return settings(base, phases=[p for p in base.phases if p != Phase.shrink], **overrides)
     return settings(base, **overrides)

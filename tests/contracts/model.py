@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+import committee_model as CM
 from eth_abi import encode
 from eth_utils import keccak
 
@@ -177,18 +178,6 @@ def commitment_of(model_id: int, round_: int, update_digest: bytes, num_samples:
     )
 
 
-def committee_offset(prevrandao: int, model_id: int, num_validators: int) -> int:
-    """uint256(keccak256(abi.encode(block.prevrandao, modelId))) % V."""
-    digest = keccak(encode(["uint256", "uint256"], [prevrandao, model_id]))
-    return int.from_bytes(digest, "big") % num_validators
-
-
-def committee_of(validators: list[str], offset: int, round_: int, size: int) -> list[str]:
-    """validators[(offset + (r - 1) * c + j) % V] for j in 0 .. c - 1."""
-    v = len(validators)
-    return [validators[(offset + (round_ - 1) * size + j) % v] for j in range(size)]
-
-
 def median(scores: list[int]) -> int:
     """The lower median (always a submitted score): s[(k - 1) // 2] of the sorted scores; [] -> 0."""
     if not scores:
@@ -328,12 +317,15 @@ class Reveal:
     trainer: str
     update_digest: bytes
     num_samples: int
+    seat: int = 0  # the trainer's seat when it revealed
+    mix: int = 0  # the 40 bits it mixed into the next committee's seed (committee_model.reveal_mix)
 
 
 @dataclass
 class RoundState:
     number: int
-    committee: list[str]
+    committee: list[str]  # in seat order: position j is the j-th
+    committee_mask: int  # bit i: validator seat i sits on the committee
     stage: Phase  # stored phase (the derived phase may be later: see Market.phase_at)
     deadline: int  # end of `stage` (0 when Due)
     commitments: dict[str, bytes] = field(default_factory=dict)
@@ -396,7 +388,6 @@ class Task:
     aggregator_joined: bool = False
     participants: dict[str, ParticipantState] = field(default_factory=dict)
     rounds: dict[int, RoundState] = field(default_factory=dict)
-    offset: int = 0
     buyer_accrued: int = 0  # part of `accrued` that returns to the buyer
     trainer_carry: int = 0  # part of `accrued`: slashes and trainer pools no trainer earned yet
     owner_deposited: int = 0  # the escrow the owner paid in (newModel, payForModel)
@@ -433,6 +424,8 @@ class Market:
         self.credits: dict[str, int] = {}
         self.withdrawn: dict[str, int] = {}
         self.total_withdrawn = 0
+        self.prevrandao = 0
+        """block.prevrandao of the block the next call lands in (the driver sets it per call)."""
 
     def copy(self) -> Market:
         return copy.deepcopy(self)
@@ -648,14 +641,14 @@ class Market:
         assert task is not None
         task.status = Status.TRAINING
         task.reward = task.escrow
-        task.offset = committee_offset(prevrandao, model_id, len(task.validators))
         self._credit(task, task.owner, task.license_held)
         task.license_income, task.license_held = task.license_held, 0
-        self._open_round(task, 1, now)
+        self._open_round(task, 1, now, CM.first_seed(prevrandao, model_id), 0)
 
-    def _open_round(self, task: Task, number: int, now: int) -> None:
-        committee = committee_of(task.validators, task.offset, number, task.params.committee_size)
-        task.rounds[number] = RoundState(number=number, committee=committee, stage=Phase.COMMIT, deadline=now + task.params.commit_window)
+    def _open_round(self, task: Task, number: int, now: int, seed: int, previous: int) -> None:
+        mask = CM.draw(seed, len(task.validators), task.params.committee_size, previous)
+        committee = CM.members(task.validators, mask)
+        task.rounds[number] = RoundState(number=number, committee=committee, committee_mask=mask, stage=Phase.COMMIT, deadline=now + task.params.commit_window)
         task.current_round = number
 
     def cancel_model(self, caller: str, model_id: int, now: int) -> None:
@@ -762,7 +755,8 @@ class Market:
         _raise_if(errors)
         assert task is not None and rnd is not None
         self._settle_phase(task, rnd, now)
-        rnd.reveals.append(Reveal(caller.lower(), update_digest, num_samples))
+        mix = CM.reveal_mix(rnd.commitments[caller.lower()], len(rnd.reveals), self.prevrandao)
+        rnd.reveals.append(Reveal(caller.lower(), update_digest, num_samples, task.trainers.index(caller.lower()), mix))
         if len(rnd.reveals) == len(rnd.commitments):
             self._end_phase_early(task, rnd, now)
         return len(rnd.reveals) - 1
@@ -962,7 +956,9 @@ class Market:
         if task.end_requested:
             task.status = Status.FINALIZED
         elif rnd.number < R:
-            self._open_round(task, rnd.number + 1, now)
+            entries = [CM.RevealEntry(r.seat, r.num_samples, r.mix) for r in rnd.reveals]
+            seed = CM.next_seed(task.model_id, rnd.number, rnd.committee_mask, entries, self.prevrandao)
+            self._open_round(task, rnd.number + 1, now, seed, rnd.committee_mask)
 
     # -------------------------------------------------------------- the end
 

@@ -602,6 +602,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         """Send `fn(*args)` from `sender`; the model (a copy) predicts the outcome; they must agree."""
         now = self.chain.now()
         trial = self.model.copy()
+        trial.prevrandao = self.chain.prevrandao()
         try:
             apply(trial, now)
             expected: list[M.Err] | None = None
@@ -1042,6 +1043,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         sender = data.draw(st.sampled_from(self.accounts), label="settler")
         self.act(sender, "generateTrainingPayments", (mid,), lambda m, now: m.generate_training_payments(sender, mid, now))
         for account in sorted(self.model.tasks[mid].credits):
+            if account == ZERO_ADDRESS:
+                continue  # the burned carry: nobody holds the zero address's key
             if self.model.credit_of(account) > 0 and data.draw(st.integers(0, 2), label="withdraws") > 0:
                 self._withdraw(account)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 from contract_helpers import DEFAULT_PARAMS, DEFAULT_REWARD, PHASE, ROLE, STATUS
-from eth_utils import keccak
 
 from fedmarket.chain.reverts import ErrorDecoder, InvalidParams
 
@@ -362,21 +361,18 @@ def test_start_training(market, actors, tx, events, ready_task, flow, starter):
     assert view["committee"] == started["committee"] and len(view["committee"]) == 3
 
 
-def test_start_training_committee_offset_formula(market, actors, tx, events, ready_task):
-    """offset = keccak256(abi.encode(prevrandao, modelId)) % V; committee_j = validators[(offset + j) % V]."""
-    from eth_abi import encode
+def test_start_training_committee_draw_formula(market, actors, tx, events, ready_task):
+    """Round 1's committee: Committee.draw(keccak256(abi.encode(prevrandao, modelId)), V, c, 0), in seat order."""
+    import committee_model as CM
 
     model_id = ready_task(n_validators=5, start=False)
     receipt = tx(market.functions.startTraining(model_id), actors.owner)
     validators = market.functions.validators(model_id).call()
     (started,) = events(receipt, "RoundStarted")
     # py-evm executes transactions with prevrandao 0 and draws the block's mixHash afterwards;
-    # a node executes with the mixHash. Either way the offset follows the formula.
-    candidates = [b"\x00" * 32, bytes(market.w3.eth.get_block(receipt["blockNumber"])["mixHash"])]
-    committees = []
-    for prevrandao in candidates:
-        offset = int.from_bytes(keccak(encode(["bytes32", "uint256"], [prevrandao, model_id])), "big") % 5
-        committees.append([validators[(offset + j) % 5] for j in range(3)])
+    # a node executes with the mixHash. Either way the committee follows the formula.
+    candidates = [0, int.from_bytes(bytes(market.w3.eth.get_block(receipt["blockNumber"])["mixHash"]), "big")]
+    committees = [CM.members(validators, CM.draw(CM.first_seed(randao, model_id), 5, 3, 0)) for randao in candidates]
     assert started["committee"] in committees
 
 
