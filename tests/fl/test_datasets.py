@@ -21,6 +21,7 @@ from fedmarket.fl.datasets import (
     FMNIST_FILES,
     FMNIST_STATS,
     dataset_available,
+    dataset_named,
     load_dataset,
     parse_idx,
 )
@@ -204,3 +205,11 @@ def test_task_spec_carries_the_scaling_and_keeps_the_default_bytes() -> None:
     assert float(TaskData.load(spec).dataset.x.min()) == -1.0
     with pytest.raises(FedmarketError, match="unknown input scaling"):
         TaskSpec(input_scaling="minmax")
+
+
+def test_a_passed_data_set_must_be_the_one_the_config_names() -> None:
+    digits = load_dataset("digits")
+    assert dataset_named("digits", None, "standard", digits) is digits
+    with pytest.raises(FedmarketError, match=r"the passed data set is digits \(standard\), the config names mnist \(standard\)"):
+        dataset_named("mnist", None, "standard", digits)
+    assert dataset_named("digits", None, "standard").name == "digits"

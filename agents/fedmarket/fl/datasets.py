@@ -306,3 +306,13 @@ def dataset_available(name: str, data_dir: Path | None = None) -> bool:
     if name == "cifar10":
         return _cifar_batches(Path(data_dir) if data_dir else default_data_dir() / "cifar10") is not None
     return name in _LOADERS
+
+
+def dataset_named(name: str, data_dir: Path | None, scaling: str, loaded: Dataset | None = None) -> Dataset:
+    """The data set a run's config names: `loaded` when the caller passes it (it must be that data
+    set, scaled that way), else loaded here (load_dataset)."""
+    if loaded is None:
+        return load_dataset(name, data_dir, scaling=scaling)
+    if (loaded.name, loaded.scaling) != (name, scaling):
+        raise FedmarketError(f"the passed data set is {loaded.name} ({loaded.scaling}), the config names {name} ({scaling})")
+    return loaded

@@ -31,7 +31,7 @@ from typing import Any
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.aggregation import get_scored_rule
 from fedmarket.fl.committee import check_committee, elect, first_committee, trainers_of, utility_of
-from fedmarket.fl.datasets import Dataset, load_dataset
+from fedmarket.fl.datasets import Dataset, dataset_named
 from fedmarket.fl.evaluation import evaluate_clients, weighted_overall
 from fedmarket.fl.learning import Learning
 from fedmarket.fl.models import ModelSpec, model_spec_for
@@ -153,9 +153,7 @@ def run_elected(config: ElectedConfig, on_round: Callable[[RoundRecord], None] |
     """Run `config.rounds` rounds with an elected committee; call on_round after each."""
     committee = check_elected(config)
     device = resolve_device(config.device)
-    data = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, scaling=config.input_scaling)
-    if (data.name, data.scaling) != (config.dataset, config.input_scaling):
-        raise FedmarketError(f"the passed data set is {data.name} ({data.scaling}), the config names {config.dataset} ({config.input_scaling})")
+    data = dataset_named(config.dataset, config.data_dir, config.input_scaling, dataset)
     spec = model_spec_for(data, config.model)
     model = spec.build().to(device)
     aggregate = get_scored_rule(config.aggregation)

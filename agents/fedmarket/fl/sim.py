@@ -37,7 +37,7 @@ from torch import nn
 
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.aggregation import get_rule
-from fedmarket.fl.datasets import Dataset, load_dataset
+from fedmarket.fl.datasets import Dataset, dataset_named
 from fedmarket.fl.evaluation import Metrics, evaluate_clients, weighted_overall
 from fedmarket.fl.learning import Learning
 from fedmarket.fl.models import ModelSpec, model_spec_for
@@ -227,9 +227,7 @@ def run_simulation(
     """
     check_config(config)
     device = resolve_device(config.device)
-    data = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, scaling=config.input_scaling)
-    if (data.name, data.scaling) != (config.dataset, config.input_scaling):
-        raise FedmarketError(f"the passed data set is {data.name} ({data.scaling}), the config names {config.dataset} ({config.input_scaling})")
+    data = dataset_named(config.dataset, config.data_dir, config.input_scaling, dataset)
     spec = model_spec_for(data, config.model)
     model = spec.build().to(device)
     # Evaluation's own copy in channels-last layout: 1.7x faster forward passes of the CNNs on a

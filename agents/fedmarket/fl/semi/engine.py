@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedmarket.errors import FedmarketError
-from fedmarket.fl.datasets import Dataset, load_dataset
+from fedmarket.fl.datasets import Dataset, dataset_named
 from fedmarket.fl.evaluation import Metrics
 from fedmarket.fl.models import ModelSpec, model_spec_for
 from fedmarket.fl.params import State
@@ -111,9 +110,7 @@ class AsyncResult:
 def make_setup(config: AsyncConfig, dataset: Dataset | None = None) -> Setup:
     check_learning(config)
     device = resolve_device(config.device)
-    data = dataset if dataset is not None else load_dataset(config.dataset, config.data_dir, scaling=config.input_scaling)
-    if (data.name, data.scaling) != (config.dataset, config.input_scaling):
-        raise FedmarketError(f"the passed data set is {data.name} ({data.scaling}), the config names {config.dataset} ({config.input_scaling})")
+    data = dataset_named(config.dataset, config.data_dir, config.input_scaling, dataset)
     spec = model_spec_for(data, config.model)
     parts, _held = market_partition(data.y, config.clients, config.partition, config.seed, 0)
     stragglers = choose_stragglers(config.clients, config.stragglers, config.seed)
