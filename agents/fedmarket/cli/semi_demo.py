@@ -17,20 +17,26 @@ from fedmarket.cli.output import console, err_console, print_json
 from fedmarket.files import atomic_write
 
 
+def _sim_config(spec: Any, rounds: int, stragglers: float, slowdown: float, trust: str, device: str) -> Any:
+    """The fl.semi config of the task: the spec's learning settings, one client per trainer."""
+    from fedmarket.fl.learning import learning_fields
+    from fedmarket.fl.semi.config import AsyncConfig
+
+    return AsyncConfig(
+        **learning_fields(spec), mode="semi", clients=spec.trainers, rounds=rounds, stragglers=stragglers, slowdown=slowdown, trust=trust, device=device
+    )
+
+
 def run_semi_demo(
     *, spec: Any, rounds: int, stragglers: float, slowdown: float, trust: str, payment_epochs: int, device: str,
     rpc: str | None, ipfs: str | None, report: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     from fedmarket.chain.client import connect
     from fedmarket.chain.embedded import new_embedded_web3
-    from fedmarket.fl.learning import learning_fields
-    from fedmarket.fl.semi.config import AsyncConfig
     from fedmarket.market.semi_engine import SemiMarketConfig, SemiTerms, run_semi_market
     from fedmarket.storage.store import open_store
 
-    sim = AsyncConfig(
-        **learning_fields(spec), mode="semi", clients=spec.trainers, rounds=rounds, stragglers=stragglers, slowdown=slowdown, trust=trust, device=device
-    )
+    sim = _sim_config(spec, rounds, stragglers, slowdown, trust, device)
     config = SemiMarketConfig(sim, SemiTerms(epochs=payment_epochs))
     config.check()
     w3 = connect(rpc) if rpc else new_embedded_web3(num_accounts=spec.trainers + 2)
@@ -50,19 +56,18 @@ def run_semi_demo(
 
 def run_semi_up(
     *, spec: Any, rounds: int, stragglers: float, slowdown: float, trust: str, payment_epochs: int, device: str,
-    run_dir: Path | None, ipfs: str | None, report: Path | None, as_json: bool,
+    run_dir: Path | None, ipfs: str | None, reward_wei: int, report: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     """`fedmarket up --mode semi`: every client its own process on anvil (market.semi_devnet)."""
-    from fedmarket.fl.learning import learning_fields
-    from fedmarket.fl.semi.config import AsyncConfig
     from fedmarket.market.semi_devnet import SemiDevnet, SemiDevnetConfig
     from fedmarket.market.semi_engine import SemiTerms
 
-    sim = AsyncConfig(
-        **learning_fields(spec), mode="semi", clients=spec.trainers, rounds=rounds, stragglers=stragglers, slowdown=slowdown, trust=trust, device=device
-    )
+    sim = _sim_config(spec, rounds, stragglers, slowdown, trust, device)
     live = err_console if as_json else console
-    devnet = SemiDevnet(SemiDevnetConfig(sim, SemiTerms(epochs=payment_epochs), run_dir=run_dir, ipfs=ipfs), on_note=lambda t: live.print(t, highlight=False))
+    devnet = SemiDevnet(
+        SemiDevnetConfig(sim, SemiTerms(epochs=payment_epochs, reward_wei=reward_wei), run_dir=run_dir, ipfs=ipfs),
+        on_note=lambda t: live.print(t, highlight=False),
+    )
     live.print(f"run folder {devnet.run_dir}", highlight=False)
     data = devnet.run()
     if report is not None:

@@ -77,7 +77,17 @@ def up(
         from fedmarket.cli.semi_demo import run_semi_up
 
         semi = dict(stragglers=stragglers, slowdown=slowdown, trust=trust, payment_epochs=payment_epochs)
-        return run_semi_up(spec=spec, rounds=rounds, device=device, run_dir=run_dir, ipfs=ipfs, report=report, as_json=as_json, **semi)
+        return run_semi_up(
+            spec=spec,
+            rounds=rounds,
+            device=device,
+            run_dir=run_dir,
+            ipfs=ipfs,
+            reward_wei=parse_amount(reward, "reward"),
+            report=report,
+            as_json=as_json,
+            **semi,
+        )
     if mode != "sync":
         raise typer.BadParameter(f"--mode must be sync or semi, not {mode!r}")
     config = DevnetConfig(

@@ -1,7 +1,8 @@
 """A client of a semi task as its own process (`fedmarket agent semi-trainer`, docs/semi.md).
 
-    join (stake) while the task is Open -> wait until it is Running -> read the spec (the
-    simulation config and the trust graph) from the store -> serve and send gossip on loopback
+    join (stake) while the task is Open -> read the spec (the simulation config and the trust
+    graph) from the store, load the data, warm torch up -> wait until the task is Running ->
+    serve and send gossip on loopback
     (roles.gossip) -> run `rounds` SemiTrainer rounds back to back, never waiting for anyone ->
     store the final model -> keep forwarding gossip until the task is Settled -> withdraw.
 
@@ -93,6 +94,9 @@ class SemiAgent:
         me = self.account.address
         task = self.market.get_task(self.task_id)
         self._join(task.state.status, me)
+        config, graph = read_semi_spec(self.store, task.params.spec_digest)
+        setup = make_setup(config)
+        warm_up(setup)
         self._wait_for(lambda s: s != SemiStatus.OPEN, "the task to start")
         task = self.market.get_task(self.task_id)
         if task.state.status != SemiStatus.RUNNING:
@@ -100,8 +104,6 @@ class SemiAgent:
             return
         participants = tuple(c.account for c in self.market.clients(self.task_id))
         index = participants.index(me)
-        config, graph = read_semi_spec(self.store, task.params.spec_digest)
-        setup = make_setup(config)
         straggler = index in setup.stragglers
         slow = f" (straggler x{config.slowdown:g})" if straggler else ""
         self.log("start", detail=f"client {index} of {len(participants)}{slow}", index=index)
@@ -111,7 +113,7 @@ class SemiAgent:
         try:
             gossip = LoopbackGossip(node, self.store, weights_check_for(setup))
             trainer = SemiTrainer(index, self.market, self.task_id, setup, self.store, gossip, slowdown=config.slowdown if straggler else 1.0)
-            self._train(trainer, task.params.rounds, task.state.start_time)
+            self._train(trainer, task.params.rounds)
             self._wait_for(lambda s: s in (SemiStatus.SETTLED, SemiStatus.CANCELLED), "the settlement", self.options.settle_timeout_s)
             self.log("gossip-counts", **node.counts)
         finally:
@@ -129,14 +131,17 @@ class SemiAgent:
         result = self.market.join_task(self.task_id)
         self.log("join", tx=result.tx_hash, gas=result.gas_used)
 
-    def _train(self, trainer: Any, rounds: int, start_time: int) -> None:
+    def _train(self, trainer: Any, rounds: int) -> None:
+        """The rounds back to back; `final` logs the device's busy seconds (training, a straggler's
+        slowdown included), working seconds (whole rounds) and existence (first round to last)."""
+        began = time.monotonic()
         for _ in range(rounds):
             outcome = trainer.step()
             self.log("round", round=outcome.round, gas=outcome.gas_used, **{k: v for k, v in asdict(outcome).items() if k not in ("round", "gas_used")})
         final = encode_weights(canonical(trainer.state), WeightsMeta(arch=trainer.arch, round=trainer.round))
         busy = sum(o.train_s for o in trainer.outcomes)
         working = sum(o.train_s + o.chain_s + o.storage_s for o in trainer.outcomes)
-        self.log("final", round=trainer.round, cid=self.store.add(final), busy_s=busy, working_s=working, exists_s=max(time.time() - start_time, busy))
+        self.log("final", round=trainer.round, cid=self.store.add(final), busy_s=busy, working_s=working, exists_s=time.monotonic() - began)
 
     def _wait_for(self, done: Callable[[SemiStatus], bool], what: str, timeout_s: float = 600.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -144,6 +149,16 @@ class SemiAgent:
             if time.monotonic() > deadline:
                 raise FedmarketError(f"gave up waiting for {what} of task {self.task_id} after {timeout_s:.0f} s")
             time.sleep(self.options.poll_s)
+
+
+def warm_up(setup: Any) -> None:
+    """One throwaway training step before the task starts: torch's first pass costs seconds of
+    one-off set-up, which would count as round 1's compute (and be multiplied for a straggler)."""
+    from fedmarket.fl.training import train_local
+
+    c = setup.config
+    batch = setup.parts.clients[0].train[: c.batch_size]
+    train_local(setup.model, setup.initial_state, setup.data.x[batch], setup.data.y[batch], c.train_config(0), setup.device)
 
 
 def round_time() -> float:
