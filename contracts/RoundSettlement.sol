@@ -136,8 +136,8 @@ contract RoundSettlement is MarketCore {
     }
 
     /// @dev Late: every trainer that did not reveal (did not commit, or committed and did not
-    /// reveal), unless fewer than minTrainers committed (the round's parent model was likely not
-    /// retrievable: nobody is late-slashed). Poison: every revealed trainer with u_i <
+    /// reveal), unless fewer than half of the task's trainers committed (2 * committed < trainers:
+    /// the round's parent model was likely not retrievable, nobody is late-slashed). Poison: every revealed trainer with u_i <
     /// poisonThreshold for which a qualified majority of the whole committee (3 * below >= 2 * size)
     /// scored below the threshold.
     function _slashTrainers(
@@ -150,7 +150,7 @@ contract RoundSettlement is MarketCore {
         Settlement memory s
     ) private {
         ModelParams storage p = t.params;
-        uint256 count = Bits.popcount(h.committed) < p.minTrainers ? 0 : t.trainerCount;
+        uint256 count = Bits.popcount(h.committed) * 2 < t.trainerCount ? 0 : t.trainerCount;
         for (uint256 i = 0; i < count; ++i) {
             if (!Bits.has(h.revealed, i)) {
                 s.slashed += _slash(

@@ -906,8 +906,8 @@ class Market:
             part.slashed += amount
             slashes[account] = (reason, amount)
 
-        # Fewer than minTrainers committed: the parent model was likely not retrievable, nobody is late.
-        if len(rnd.commitments) >= p.min_trainers:
+        # Fewer than half of the trainers committed: the parent model was likely not retrievable, nobody is late.
+        if 2 * len(rnd.commitments) >= len(task.trainers):
             for trainer in task.trainers:
                 if trainer not in rnd.commitments or not rnd.revealed_by(trainer):
                     slash(trainer, SlashReason.LATE, p.late_slash_bps)

@@ -4,8 +4,8 @@
 aggregator G; the buyer O. Two rounds. Amounts are chosen so that every rounding shows.
 
 Parameters: reward W = 1_234_577, licence 1_001, stakes 10_007 (trainer), 20_013 (validator),
-30_011 (aggregator), late slash 10 %, bad slash 50 %, shares 70 / 20 / 10 %, minTrainers 2 (so that
-round 2, with two commits, late-slashes C: with fewer than minTrainers commits nobody is late).
+30_011 (aggregator), late slash 10 %, bad slash 50 %, shares 70 / 20 / 10 %, minTrainers 3. Round 2,
+with two commits of three, late-slashes C (nobody is late only when 2 * commits < trainers).
 
 Budgets: B1 = W // 2 = 617_288; B2 = W - B1 = 617_289 (the last round takes the remainder).
 
@@ -75,7 +75,7 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
     model_id = post_task(
         value=W,
         rounds=2,
-        minTrainers=2,
+        minTrainers=3,
         maxTrainers=3,
         committeeSize=3,
         maxValidators=3,

@@ -292,8 +292,8 @@ def test_close_round_wrong_status(market, actors, expect_revert, post_task):
 
 
 def test_nobody_commits(market, actors, flow, events, advance, task):
-    """Commit ends at its deadline with no commit: straight to Due. Fewer than minTrainers
-    committed (the parent model was likely not retrievable, issue 11), so nobody is late-slashed;
+    """Commit ends at its deadline with no commit: straight to Due. Fewer than half of the
+    trainers committed (the parent model was likely not retrievable, issue 11), so nobody is late-slashed;
     nobody revealed, so the whole budget returns to the buyer."""
     advance(WINDOW + 1)
     assert flow.phase(task) == PHASE["Due"]
@@ -320,7 +320,7 @@ def test_lazy_phases_follow_deadlines(market, actors, flow, advance, events, tas
     view = flow.round(task)  # nobody revealed: Score is skipped
     assert view["phase"] == PHASE["Due"]
     receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
-    assert events(receipt, "Slashed") == []  # 1 commit < minTrainers 3: nobody is late (issue 11)
+    assert events(receipt, "Slashed") == []  # 2 * 1 commit < 3 trainers: nobody is late (issue 11)
 
 
 def test_missing_publish_slashes_aggregator(market, actors, flow, advance, events, task):

@@ -30,7 +30,7 @@ def test_poisoned_update_is_bad_slashed_and_its_stake_goes_to_positive_trainers(
 
 def test_slashes_are_capped_at_the_stake_remaining(market, actors, flow, events, advance, ready_task):
     """Late slash of 40 % (the cap is 50 %): 4_000 in rounds 1 and 2, then only the 2_000 left in round 3."""
-    task = ready_task(rounds=3, lateSlashBps=4_000, minTrainers=2)  # two commits: a healthy round
+    task = ready_task(rounds=3, lateSlashBps=4_000)  # two commits of three trainers: a healthy round
     a, b, c = actors.trainers[:3]
     slashes = []
     for r in (1, 2, 3):
@@ -47,6 +47,25 @@ def test_slashes_are_capped_at_the_stake_remaining(market, actors, flow, events,
         slashes.append([(e["participant"], e["amount"]) for e in events(receipt, "Slashed")])
     assert slashes == [[(c, 4_000)], [(c, 4_000)], [(c, 2_000)]]
     assert flow.participant(task, c)["stakeRemaining"] == 0 and flow.participant(task, c)["slashed"] == 10_000
+
+
+def test_lateness_needs_half_of_the_trainers_committed(market, actors, flow, events, advance, ready_task):
+    """Issue 11's rule: nobody is late-slashed in a round where 2 * commits < trainers (the parent
+    model was likely unretrievable); from half on, every trainer that did not reveal is late, even
+    when minTrainers equals the number of trainers (4 here)."""
+    task = ready_task(n_trainers=4, rounds=2, minTrainers=4)
+    trainers = actors.trainers[:4]
+    slashed = []
+    for r, committing in ((1, trainers[:1]), (2, trainers[:2])):
+        for t in committing:
+            flow.commit(task, r, t)
+        advance(WINDOW + 1)
+        for t in committing:
+            flow.reveal(task, r, t)
+        advance(10_000)  # nobody scores: Due
+        receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
+        slashed.append(sorted(e["participant"] for e in events(receipt, "Slashed") if e["reason"] == SLASH["Late"] and e["participant"] in trainers))
+    assert slashed == [[], sorted(trainers[2:])]  # 2 * 1 < 4: nobody; 2 * 2 >= 4: the two absent
 
 
 def test_rejection_needs_a_strict_majority(actors, flow, events, ready_task):
