@@ -107,3 +107,36 @@ def test_nodes_on_loopback_flood_the_component_and_log_refusals(tmp_path: Path) 
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_loopback_gossip_fetches_the_announced_model_by_cid_and_refuses_a_bad_blob(tmp_path: Path) -> None:
+    import torch
+
+    from fedmarket.roles.gossip import LoopbackGossip
+    from fedmarket.roles.semi_trainer import HeldModel, WeightsCheck
+    from fedmarket.storage.store import open_store
+    from fedmarket.storage.weights import WeightsMeta, encode_weights, expected_layout, max_weights_size
+
+    store = open_store(None, tmp_path / "store")
+    state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+    check = WeightsCheck(expected_layout(state), "test-arch", max_weights_size(state, "test-arch"))
+    logs: list[tuple[str, dict]] = []
+    nodes = [GossipNode(peers(i), KEYS[i], tmp_path / "endpoints", lambda action, **f: logs.append((action, f))).start() for i in (0, 1)]
+    try:
+        sender, receiver = LoopbackGossip(nodes[0], store, check), LoopbackGossip(nodes[1], store, check)
+        assert receiver.component(1) == frozenset({0, 1, 2}) and receiver.latest(1, 0) is None
+        cid = store.add(encode_weights(state, WeightsMeta(arch="test-arch", round=1)))
+        sender.publish(HeldModel(0, 1, state, cid))
+        assert wait_for(lambda: nodes[1].latest_of(0) is not None)
+        held = receiver.latest(1, 0)
+        assert (held.author, held.round, held.cid) == (0, 1, cid) and torch.equal(held.state["w"], state["w"])
+        # round 2 announced with a blob that says round 1: refused, logged, round 1's model kept
+        other = {"w": state["w"] + 1}
+        wrong = store.add(encode_weights(other, WeightsMeta(arch="test-arch", round=1)))
+        nodes[0].announce(2, wrong)
+        assert wait_for(lambda: nodes[1].latest_of(0).round == 2)
+        assert receiver.latest(1, 0).cid == cid
+        assert any(a == "gossip-model-refused" and "says round 1" in f["detail"] for a, f in logs)
+    finally:
+        for node in nodes:
+            node.stop()

@@ -331,7 +331,9 @@ class LoopbackGossip:
 
     def __init__(self, node: GossipNode, store: BlobStore, check: WeightsCheck) -> None:
         self.node, self.store, self.check = node, store, check
-        self._states: dict[str, HeldModel] = {}
+        self._states: dict[str, HeldModel] = {}  # CID -> verified model
+        self._held: dict[int, HeldModel] = {}  # sender -> its newest model that passed the check
+        self._bad: set[str] = set()  # CIDs whose blob failed the check (never fetched again)
 
     def component(self, client: int) -> frozenset[int]:
         if client != self.node.peers.my_index:
@@ -346,7 +348,15 @@ class LoopbackGossip:
         if a is None:
             return None
         held = self._states.get(a.cid)
-        if held is None:
-            held = HeldModel(sender, a.round, fetch_verified(self.store, a.cid, a.round, self.check), a.cid)
-            self._states[a.cid] = held
-        return held
+        if held is None and a.cid not in self._bad:
+            try:
+                held = HeldModel(sender, a.round, fetch_verified(self.store, a.cid, a.round, self.check), a.cid)
+            except (FedmarketError, OSError, ValueError) as exc:
+                # A signed announcement of a blob that is missing, too big or not the announced
+                # model: the sender's older model (if any) is used, and this one never again.
+                self._bad.add(a.cid)
+                self.node.log("gossip-model-refused", round=a.round, sender=a.sender, cid=a.cid, detail=f"{type(exc).__name__}: {exc}")
+            else:
+                self._states[a.cid] = held
+                self._held[sender] = held
+        return self._held.get(sender)
