@@ -107,3 +107,37 @@ def test_the_projection_by_hand() -> None:
     assert residual(np.array([5.0, -2.0, 7.0]), basis) == pytest.approx([0.0, 0.0, 7.0])
     deltas = [np.array([1.0, 0.0, 0.0]), None, np.array([1.0, 0.01, 0.0]), np.array([0.0, 1.0, 0.0]), np.zeros(3)]
     assert duplicates(deltas, orthonormal_basis([])) == [False, False, True, False, False]
+
+
+def test_a_one_sided_perturbation_no_gradient_step_can_make_is_poison(past_round: dict) -> None:
+    """ALIE's mean + std of two honest updates shifts every class's logit alike: slashed; the honest
+    updates it was built from have no component along those directions (float32 rounding only)."""
+    from fedmarket.fl.utility.base import round_view
+    from fedmarket.fl.utility.logit_shift import SHIFT_TOLERANCE, output_layer
+
+    r = past_round
+    alie = attacks.alie(r["global"], [r["a"].state, r["b"].state], 1.0)
+    view = round_view(r["global"], [r["a"], r["b"], Update(alie, 120)], r["validation"], r["spec"])
+    layer = output_layer(view)
+    assert layer is not None and layer.shape == (10, 200)
+    shares = [layer.shift_share(d) for d in view.deltas]
+    assert max(shares[:2]) < 1e-5 and shares[2] > 10 * SHIFT_TOLERANCE
+    got = scores(r, [r["a"], r["b"], Update(alie, 120)], PublicPast((r["previous"],)))
+    assert got[0] > 0 and got[1] > 0 and got[2] <= -0.5
+
+
+def test_pay_grows_with_the_update_and_shrinks_with_a_sample_count_it_did_not_train_on(past_round: dict) -> None:
+    from fedmarket.fl.utility.base import round_view
+    from fedmarket.fl.utility.novel_separation import size_weight
+    from fedmarket.fl.utility.reference import train_reference
+
+    r = past_round
+    public = PublicPast((r["previous"],))
+    honest = scores(r, [r["a"]], public)[0]
+    claimed_ten_times = scores(r, [Update(r["a"].state, 10 * r["a"].num_samples)], public)[0]
+    assert 0 < claimed_ten_times < honest
+    view = round_view(r["global"], [r["a"]], r["validation"], r["spec"])
+    reference = train_reference(view, r["config"], 3)
+    once = size_weight(view.deltas[0], r["a"].num_samples, reference, r["config"])
+    twice = size_weight(2 * view.deltas[0], r["a"].num_samples, reference, r["config"])
+    assert 4 * once <= twice <= 8 * once  # the squared length, and a longer update per claimed step

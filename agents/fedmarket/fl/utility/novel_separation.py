@@ -8,11 +8,23 @@ linear mix of them) lies in P. Update i (delta_i, d parameters) has the residual
 r_i = delta_i - proj_P delta_i, its fresh fraction f_i = |r_i| / |delta_i|, and scores
 
     c_i = cos(delta_i, grad S(w_g)) - CHANCE_SIGMAS / sqrt(d)
-    u_i = c_i * f_i * |delta_i| / |delta_ref|     where c_i > 0 (what it is paid for)
-    u_i = c_i                                      otherwise (a harmful update keeps its whole negative score)
+    u_i = c_i * f_i * (|delta_i| / |delta_ref|)^2 * min(1, nu_i)   where c_i > 0 (what it is paid for)
+    u_i = c_i                                                      otherwise (a harmful update keeps its whole negative score)
 
 with S the class-separation contrast of separation_cosine.py and delta_ref the validator's own
-trained reference update (reference.py), whose norm and loss guards then judge the whole update.
+trained reference update (reference.py), whose norm and loss guards then judge the whole update
+(they see c_i * f_i; the size factor is applied after them, so a large update is not capped at 1).
+The size factor (size_weight): an honest update's squared length grows about linearly with its
+clean samples (digits, MLP: |delta| ~ steps^0.64 * clean share^0.43), so the pay does too; nu_i is
+the norm guard's length per claimed SGD step, so an update shorter than an honest one of its
+claimed sample count (a lazy trainer) is paid less. Against the earlier |delta_i| / |delta_ref|
+(bench fairness, digits, MLP lr 0.05, 3 seeds, 5 rounds): Spearman of honest pay with clean
+samples 0.80 -> 0.87 (Dir(0.1)) and 0.66 -> 0.89 (pat:2), the lazy trainer's pool share 0.80 % ->
+0.21 % and 0.71 % -> 0.18 %.
+
+A fabricated update (logit_shift.py: a component along the directions that shift every class's
+logit alike, which no gradient step of a softmax classifier has; ALIE's mean + z * std has 40 % of
+its output-layer length there) scores as a tripped guard, -1 for ALIE: poison.
 Why not the residual's own alignment: measured on digits, an honest update's residual points
 *against* grad S about as often as along it (what it adds beyond the last global step is its own
 classes, which the validator's contrast over all classes does not reward at first order), while
@@ -41,8 +53,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedmarket.fl.utility.base import ScoringRequest
-from fedmarket.fl.utility.reference import CHANCE_SIGMAS, apply_guards, train_reference
+from fedmarket.fl.training import TrainConfig
+from fedmarket.fl.utility.base import RoundView, ScoringRequest
+from fedmarket.fl.utility.logit_shift import SHIFT_TOLERANCE, output_layer
+from fedmarket.fl.utility.reference import CHANCE_SIGMAS, Reference, apply_guards, guard_penalty, norm_ratio, train_reference
 from fedmarket.fl.utility.separation_cosine import class_directions
 
 COPY_TOLERANCE = 1e-3  # |residual| / |delta| at or below this: the update is public information
@@ -78,9 +92,9 @@ def residual(delta: np.ndarray, basis: np.ndarray) -> np.ndarray:
 
 
 def novelty_alignments(
-    deltas: Sequence[np.ndarray | None], direction: np.ndarray, public: np.ndarray, structure: np.ndarray, margin: float, scale: float
+    deltas: Sequence[np.ndarray | None], direction: np.ndarray, public: np.ndarray, structure: np.ndarray, margin: float
 ) -> list[float | None]:
-    """Per update: c = cos(delta, direction) - margin, and where c > 0, c f |delta| / scale with
+    """Per update: c = cos(delta, direction) - margin, and where c > 0, c f with
     f = |r| / |delta| the fresh fraction, r the residual off span(public) (a harmful update keeps
     its whole negative alignment, so that the poison threshold can slash it); exactly 0.0 for an
     update in that span (f <= COPY_TOLERANCE) and at most 0.0 for one whose residual is
@@ -102,7 +116,7 @@ def novelty_alignments(
             continue
         score = _cosine(delta, direction) - margin
         if score > 0:  # paid for: in proportion to the new part's length along the direction
-            score *= (fresh / norm) * (norm / (scale or norm))
+            score *= fresh / norm
         if _norm(r - residual(r, structure)) <= floor * fresh:
             score = min(score, 0.0)  # what is new is noise: nothing the validator's data can tell apart
         out.append(score)
@@ -156,6 +170,35 @@ def novel_separation_scores(request: ScoringRequest) -> list[float]:
     basis = orthonormal_basis(steps + request.public.update_deltas(view.global_state, view.names))
     structure = orthonormal_basis(classes)
     margin = CHANCE_SIGMAS / math.sqrt(view.dim)
-    alignments = novelty_alignments(view.deltas, direction, basis, structure, margin, reference.norm)
+    alignments = novelty_alignments(view.deltas, direction, basis, structure, margin)
     scores = apply_guards(view, alignments, reference, config)
-    return [min(s, 0.0) if copy else s for s, copy in zip(scores, duplicates(view.deltas, orthonormal_basis(steps)))]
+    scores = [s * size_weight(d, u.num_samples, reference, config) if s > 0 and d is not None else s for s, d, u in zip(scores, view.deltas, view.updates)]
+    scores = [min(s, 0.0) if copy else s for s, copy in zip(scores, duplicates(view.deltas, orthonormal_basis(steps)))]
+    return fabricated_guard(view, scores)
+
+
+def size_weight(delta: np.ndarray, num_samples: int, reference: Reference, train: TrainConfig) -> float:
+    """(|delta| / |delta_ref|)^2 * min(1, nu): what a positive score is multiplied by.
+
+    An honest update's squared length grows about linearly with its clean samples (fitted on
+    digits, MLP: |delta| ~ steps^0.64 * clean share^0.43), so the pay does too; min(1, nu) (nu the
+    norm guard's length per claimed SGD step, reference.norm_ratio) discounts an update shorter
+    than its claimed sample count makes an honest one (a lazy trainer claiming data it did not
+    train on). Applied after the guards, so a large honest update is not capped at 1."""
+    if reference.norm == 0.0:
+        return 1.0  # nothing to compare with: the alignment alone
+    ratio = _norm(delta) / reference.norm
+    return ratio * ratio * min(1.0, norm_ratio(delta, num_samples, reference, train))
+
+
+def fabricated_guard(view: RoundView, scores: list[float]) -> list[float]:
+    """Scores of updates that no gradient step can have produced (logit_shift.py) as a tripped guard:
+    -min(1, share / SHIFT_TOLERANCE - 1), so that ALIE-style one-sided perturbations are poison-slashed."""
+    layer = output_layer(view)
+    if layer is None:
+        return scores
+    out = []
+    for delta, score in zip(view.deltas, scores):
+        share = 0.0 if delta is None else layer.shift_share(delta)
+        out.append(min(score, guard_penalty(share / SHIFT_TOLERANCE - 1.0)) if share > SHIFT_TOLERANCE else score)
+    return out

@@ -71,7 +71,8 @@ def norm_ratio(delta: np.ndarray, num_samples: int, reference: Reference, train:
     return (float(np.sqrt(np.dot(delta, delta))) / reference.norm) / math.sqrt(steps / reference.steps)
 
 
-def _penalty(excess: float) -> float:
+def guard_penalty(excess: float) -> float:
+    """A tripped guard's score: -min(1, excess), never above -MIN_PENALTY."""
     return -max(min(1.0, excess), MIN_PENALTY)
 
 
@@ -97,9 +98,9 @@ def apply_guards(view: RoundView, scores: Sequence[float | None], reference: Ref
             continue
         nu = norm_ratio(delta, update.num_samples, reference, train)
         if nu > NORM_BOUND:
-            score = min(score, _penalty(nu / NORM_BOUND - 1.0))
+            score = min(score, guard_penalty(nu / NORM_BOUND - 1.0))
         increase = (view.loss(view.state_at(delta, weight)) - base) / max(base, 1e-12)
         if increase > LOSS_TOLERANCE:
-            score = min(score, _penalty(increase / LOSS_TOLERANCE - 1.0))
+            score = min(score, guard_penalty(increase / LOSS_TOLERANCE - 1.0))
         out.append(min(1.0, max(-1.0, score)))
     return out
