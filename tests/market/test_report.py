@@ -213,6 +213,59 @@ def test_conservation_is_per_task(report: dict[str, Any]) -> None:
     assert "VIOLATED" not in text and "conservation (this task)" in text
 
 
+def test_a_burned_carry_is_burned_not_anyones_credit(tmp_path: Path) -> None:
+    """One round whose only update the committee scores 0: the trainer pool goes to the carry, no
+    later round takes it, and settlement burns it (CarryBurned, credited to the zero address). The
+    report shows it as burned: not in `credited_wei`, no participant row for the zero address,
+    conservation with it as its own term, and the contract ends holding exactly it."""
+    from report_helpers import REWARD, STAKE, deploy
+
+    from fedmarket.chain.anvil import dev_accounts
+    from fedmarket.chain.client import ModelParams, commitment, new_salt
+    from fedmarket.cli.report_view import print_report_tables
+    from fedmarket.roles import buyer as buyer_role
+
+    w3 = new_embedded_web3()
+    accounts = dev_accounts(w3)
+    market = deploy(w3)
+    store = EmbeddedStore(tmp_path / "blobs")
+    params = ModelParams(
+        spec_digest=store.add(b"spec"), initial_model_digest=store.add(b"initial"), aggregator=accounts[1].address, rounds=1,
+        min_trainers=1, max_trainers=1, committee_size=1, max_validators=1,
+        trainer_stake=STAKE, validator_stake=STAKE, aggregator_stake=STAKE,
+    )  # fmt: skip
+    model_id = buyer_role.post_task(market, params, REWARD).model_id
+    aggregator, trainer, validator = (market.with_account(accounts[i]) for i in (1, 2, 3))
+    trainer.buy_license(model_id)
+    trainer.join_as_trainer(model_id)
+    validator.join_as_validator(model_id)
+    aggregator.join_as_aggregator(model_id)
+    buyer_role.start_task(market, model_id)
+    update, salt = store.add(b"an update"), new_salt()
+    trainer.commit_update(model_id, 1, commitment(model_id, 1, update, 100, salt, trainer.sender))
+    trainer.reveal_update(model_id, 1, update, 100, salt)
+    validator.submit_scores(model_id, 1, [0])  # nothing positive: Due, the trainer pool is carried
+    market.close_round(model_id)
+    buyer_role.finalize_and_settle(market, model_id)
+    for i in (0, 1, 2, 3):
+        client = market.with_account(accounts[i])
+        if client.credit(accounts[i].address) > 0:
+            buyer_role.withdraw(client)
+
+    report = build_report(market, model_id)
+    totals = report["totals"]
+    trainer_pool = REWARD * 7_000 // 10_000
+    assert totals["burned_wei"] == trainer_pool == market.credit("0x" + "00" * 20)
+    assert totals["deposited_wei"] == totals["credited_wei"] + totals["burned_wei"] and totals["conserved"] is True
+    assert totals["contract_balance_wei"] == trainer_pool and totals["withdrawn_wei"] == totals["credited_wei"]
+    assert not any(int(address, 16) == 0 for address in report["participants"])
+    assert report["participants"][trainer.sender]["earned_wei"] == 0  # the burned pool is nobody's earning
+    check_conservation(report)
+    console = Console(record=True, width=200)
+    print_report_tables(report, console)
+    assert f"+ {trainer_pool} wei burned" in console.export_text()
+
+
 def test_timings(report: dict[str, Any]) -> None:
     r1, r2, r3 = report["rounds"]
     assert (r1["wall_s"], r2["wall_s"], r3["wall_s"]) == (3.25, 1.0, None)

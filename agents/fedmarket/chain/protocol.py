@@ -1,7 +1,7 @@
 """The Marketplace protocol's values and arithmetic in Python, in one place.
 
-Everything here mirrors contracts/ (MarketStorage.sol's caps, lib/Shares.sol, lib/Median.sol) and
-docs/protocol.md; a Python module that needs a cap, a share or the median rule takes it from here,
+Everything here mirrors contracts/ (MarketStorage.sol's caps, lib/Shares.sol, lib/Median.sol,
+RoundSettlement.sol's slash rules) and docs/protocol.md; a Python module that needs a cap, a share or the median rule takes it from here,
 never from a literal. tests/contracts checks these against the deployed contract.
 """
 
@@ -69,12 +69,34 @@ def lower_median(values: Sequence[int]) -> int:
     return ordered[(len(ordered) - 1) // 2] if ordered else 0
 
 
+def clamp_score(score: int) -> int:
+    """A score as the contract stores it: clamped to -MAX_SCORE..MAX_SCORE micro-units."""
+    return max(-MAX_SCORE, min(MAX_SCORE, int(score)))
+
+
 def utility_of(scores: Sequence[int], committee_size: int) -> int:
     """An update's utility as the contract takes it from the scores the members that scored gave it:
     each clamped to +-MAX_SCORE, their lower median; 0 unless more than half of the committee scored."""
     if len(scores) * 2 <= committee_size:
         return 0
-    return lower_median([max(-MAX_SCORE, min(MAX_SCORE, int(v))) for v in scores])
+    return lower_median([clamp_score(v) for v in scores])
+
+
+def poison_slashed(scores: Sequence[int], committee_size: int, threshold: int) -> bool:
+    """Whether the contract poison-slashes an update (RoundSettlement._slashTrainers) given the
+    scores the members that scored gave it: its utility is below `threshold` and a qualified
+    majority of the committee's SEATS (not of those that scored) scored it below `threshold`,
+    3 * below >= 2 * committee_size; scores clamped as stored. (A trainer whose stake is already
+    gone loses nothing more: the contract then emits no Slashed event.)"""
+    below = sum(clamp_score(v) < threshold for v in scores)
+    return utility_of(scores, committee_size) < threshold and 3 * below >= 2 * committee_size
+
+
+def late_slashes_apply(committed: int, trainer_count: int) -> bool:
+    """Whether the trainers that did not reveal are late-slashed in a round (issue 11's rule):
+    not when fewer than half of the task's trainers committed, 2 * committed < trainer_count
+    (the round's parent model was likely not retrievable)."""
+    return 2 * committed >= trainer_count
 
 
 def min_window_for(chain_id: int) -> int:
