@@ -99,10 +99,14 @@ def sim(
         0, "--workers", min=0, help="Worker processes training a round's clients in parallel, one torch thread each (0: one at a time in this process)."
     ),
     backend: str = typer.Option(
-        "local", "--backend", help="local: this process (or --workers processes); ray: Ray tasks, one CPU each, on a local instance of --workers CPUs (2 by default) or --address."
+        "local",
+        "--backend",
+        help="local: this process (or --workers processes); ray: Ray tasks, one CPU each, on a local instance of --workers CPUs (2 by default) or --address.",
     ),
     address: Optional[str] = typer.Option(
-        None, "--address", help="ray: a running Ray cluster (auto, HOST:6379, or ray://HOST:10001) instead of a local instance; every node needs fedmarket and its torch."
+        None,
+        "--address",
+        help="ray: a running Ray cluster (auto, HOST:6379, or ray://HOST:10001) instead of a local instance; every node needs fedmarket and its torch.",
     ),
     clients_per_round: Optional[int] = typer.Option(None, "--clients-per-round", min=1, help="Clients trained per round, drawn from the seed [default: all]."),
     fraction: Optional[float] = typer.Option(
