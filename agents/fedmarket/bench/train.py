@@ -68,19 +68,26 @@ def _workers(settings: Settings) -> int:
     return settings.workers or os.cpu_count() or 1
 
 
-def time_mode(dataset, scheme: str, settings: Settings, mode: str) -> dict[str, Any]:
-    """One warm-up and `settings.rounds` timed rounds of the sim's loop in `mode`."""
-    from fedmarket.fl.sim import SimConfig, run_simulation
+def timed_simulation(config: Any, dataset: Any) -> tuple[Any, float, float, float]:
+    """Run `config` on `dataset`: (result, total seconds, seconds and training seconds per
+    round after the first, the warm-up); bench scale times its modes the same way."""
+    from fedmarket.fl.sim import run_simulation
 
-    workers = _workers(settings) if mode == "workers" else 0
-    config = SimConfig(dataset=dataset.name, partition=scheme, clients=settings.clients, rounds=settings.rounds + 1, model=settings.model,
-                       input_scaling=settings.input_scaling, workers=workers, seed=settings.seed)  # fmt: skip
     started = time.perf_counter()
     result = run_simulation(config, dataset=dataset)
     total = time.perf_counter() - started
     timed = result.rounds[2:]
-    wall = sum(r.wall_s for r in timed) / len(timed)
-    train = sum(r.train_s for r in timed) / len(timed)
+    return result, total, sum(r.wall_s for r in timed) / len(timed), sum(r.train_s for r in timed) / len(timed)
+
+
+def time_mode(dataset, scheme: str, settings: Settings, mode: str) -> dict[str, Any]:
+    """One warm-up and `settings.rounds` timed rounds of the sim's loop in `mode`."""
+    from fedmarket.fl.sim import SimConfig
+
+    workers = _workers(settings) if mode == "workers" else 0
+    config = SimConfig(dataset=dataset.name, partition=scheme, clients=settings.clients, rounds=settings.rounds + 1, model=settings.model,
+                       input_scaling=settings.input_scaling, workers=workers, seed=settings.seed)  # fmt: skip
+    result, total, wall, train = timed_simulation(config, dataset)
     return {
         "workers": workers,
         "seconds_per_round": wall,

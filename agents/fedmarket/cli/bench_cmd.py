@@ -20,6 +20,7 @@ from fedmarket.bench import fairness as fairness_bench
 from fedmarket.bench import gas as gas_bench
 from fedmarket.bench import overhead as overhead_bench
 from fedmarket.bench import results_dir, write_results
+from fedmarket.bench import scale as scale_bench
 from fedmarket.bench import semi as semi_bench
 from fedmarket.bench import train as train_bench
 from fedmarket.chain.protocol import MAX_TRAINERS, MAX_VALIDATORS
@@ -375,3 +376,35 @@ def semi(
     report = semi_bench.run(config, on_result=show)
     semi_bench.plot(report, out / "semi.png")
     _publish(semi_bench.NAME, report, semi_bench.to_markdown(report), out, as_json, _echo_page)
+
+
+# ------------------------------------------------------------------------------------- scale
+
+
+@bench_app.command(scale_bench.NAME)
+@one_line_errors
+def scale(
+    datasets: str = typer.Option(scale_bench.DEFAULT_DATASETS, "--datasets", help="Comma-separated data sets (tiled until every client gets 8 samples)."),
+    clients: int = typer.Option(scale_bench.Settings.clients, "--clients", min=1),
+    fraction: float = typer.Option(scale_bench.Settings.fraction, "--fraction", help="FedAvg's C: the share of clients trained per round."),
+    rounds: int = typer.Option(scale_bench.Settings.rounds, "--rounds", min=1, help="Timed rounds per mode (after one warm-up round)."),
+    partition: str = typer.Option(scale_bench.Settings.partition, "--partition"),
+    model: str = typer.Option(scale_bench.Settings.model, "--model", help="cnn, fedavgcnn, mlp, linear or auto."),
+    modes: str = typer.Option(",".join(scale_bench.MODES), "--modes", help="Comma-separated: sequential, workers, ray."),
+    cpus: int = typer.Option(scale_bench.Settings.cpus, "--cpus", min=1, help="Worker processes of the workers mode and CPUs of the local Ray instance."),
+    address: Optional[str] = typer.Option(None, "--address", help="ray mode: a running Ray cluster (auto, HOST:6379, ray://HOST:10001)."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for scale.json and scale.md."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+) -> None:
+    """1,000 clients at C = 0.05: seconds per round, one at a time vs worker processes vs Ray tasks; bench/results/scale.{json,md}."""
+    _use_threads(threads)
+    settings = scale_bench.Settings(clients=clients, fraction=fraction, rounds=rounds, partition=partition, model=model, cpus=cpus, seed=seed, address=address)
+
+    def show(entry: dict[str, Any]) -> None:
+        timings = ", ".join(f"{mode} {entry[mode]['seconds_per_round']:.2f} s/round" for mode in scale_bench.MODES if mode in entry)
+        err_console.print(f"{entry['dataset']} ({entry['samples']} x {entry['copies']}): {timings}", highlight=False)
+
+    report = scale_bench.run(_csv(datasets), settings, tuple(_csv(modes)), on_result=show)
+    _publish(scale_bench.NAME, report, scale_bench.to_markdown(report), out, as_json, _echo_page)
