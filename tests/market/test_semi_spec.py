@@ -28,9 +28,17 @@ def test_the_spec_document_round_trips_config_and_the_drawn_trust_graph(tmp_path
         read_semi_spec(store, cid_to_digest(sync))
 
 
-@pytest.mark.parametrize(("extra", "message"), [(["--fault", "trainer-1@1:before-commit->now"], "takes neither"), (["--mode", "lockstep"], "sync or semi")])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--attack", "trainer-1=free-ride"], "takes none"),
+        (["--fault", "trainer-1@1:before-commit->now"], "give client-K@R"),
+        (["--fault", "client-4@1"], "K must be 1..3"),
+        (["--mode", "lockstep"], "sync or semi"),
+    ],
+)
 def test_up_refuses_what_semi_mode_cannot_do_before_starting_anything(tmp_path: Path, extra: list[str], message: str) -> None:
     args = ["up", *(["--mode", "semi"] if "--mode" not in extra else []), "--trainers", "3", "--run-dir", str(tmp_path / "run"), *extra]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
     assert result.exit_code != 0 and message in result.output
     assert not (tmp_path / "run").exists()

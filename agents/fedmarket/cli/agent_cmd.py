@@ -134,6 +134,7 @@ def semi_trainer(
     log: Optional[Path] = typer.Option(None, "--log", dir_okay=False, help="Append one JSON line per action here."),
     name: Optional[str] = typer.Option(None, "--name", help="The agent's name in its log."),
     poll: float = typer.Option(0.25, "--poll", min=0.05, help="Seconds between looks at the chain while waiting."),
+    crash_after: Optional[int] = typer.Option(None, "--crash-after", min=1, help="Crash test: SIGKILL itself right after recording this round."),
     *,
     session: opt.MarketSession,
 ) -> None:
@@ -153,5 +154,5 @@ def semi_trainer(
     market = SemiMarketClient(w3, session.contract, account)
     agent_log = AgentLog(log, _echo)
     agent = SemiAgent(market, account, task_id, open_store(ipfs, store_dir), gossip_dir, agent_log.write, name or f"semi-{account.address[:8].lower()}",
-                      SemiAgentOptions(join=join, withdraw=withdraw, poll_s=poll))  # fmt: skip
+                      SemiAgentOptions(join=join, withdraw=withdraw, poll_s=poll, crash_after=crash_after))  # fmt: skip
     agent.run()

@@ -56,7 +56,7 @@ def run_semi_demo(
 
 def run_semi_up(
     *, spec: Any, rounds: int, stragglers: float, slowdown: float, trust: str, payment_epochs: int, device: str,
-    run_dir: Path | None, ipfs: str | None, reward_wei: int, report: Path | None, as_json: bool,
+    run_dir: Path | None, ipfs: str | None, reward_wei: int, crashes: tuple[str, ...], report: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     """`fedmarket up --mode semi`: every client its own process on anvil (market.semi_devnet)."""
     from fedmarket.market.semi_devnet import SemiDevnet, SemiDevnetConfig
@@ -65,7 +65,7 @@ def run_semi_up(
     sim = _sim_config(spec, rounds, stragglers, slowdown, trust, device)
     live = err_console if as_json else console
     devnet = SemiDevnet(
-        SemiDevnetConfig(sim, SemiTerms(epochs=payment_epochs, reward_wei=reward_wei), run_dir=run_dir, ipfs=ipfs),
+        SemiDevnetConfig(sim, SemiTerms(epochs=payment_epochs, reward_wei=reward_wei), run_dir=run_dir, ipfs=ipfs, crashes=crashes),
         on_note=lambda t: live.print(t, highlight=False),
     )
     live.print(f"run folder {devnet.run_dir}", highlight=False)

@@ -48,7 +48,8 @@ def up(
         None,
         "--fault",
         help="NAME@ROUND:POINT->RESTART, e.g. trainer-2@2:before-commit->r3; NAME trainer-I|validator-J|aggregator, "
-        "POINT before-commit|before-reveal|before-score|before-publish|before-confirm, RESTART rR (when round R opens)|now|never. Repeatable.",
+        "POINT before-commit|before-reveal|before-score|before-publish|before-confirm, RESTART rR (when round R opens)|now|never. Repeatable. "
+        "--mode semi: client-K@R (client-K SIGKILLs itself after recording round R and is restarted at once).",
     ),  # fmt: skip
     attack: list[str] = ro.AttackOption,
     device: str = typer.Option("cpu", "--device", help="Agents' torch device: cpu, cuda or auto."),
@@ -72,11 +73,11 @@ def up(
 
     spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
     if mode == "semi":
-        if fault or attack:
-            raise typer.BadParameter("--fault and --attack drive the Marketplace's roles; --mode semi takes neither")
+        if attack:
+            raise typer.BadParameter("--attack drives the Marketplace's roles; --mode semi takes none")
         from fedmarket.cli.semi_demo import run_semi_up
 
-        semi = dict(stragglers=stragglers, slowdown=slowdown, trust=trust, payment_epochs=payment_epochs)
+        semi = dict(stragglers=stragglers, slowdown=slowdown, trust=trust, payment_epochs=payment_epochs, crashes=tuple(fault or ()))
         return run_semi_up(
             spec=spec,
             rounds=rounds,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import sys
 import time
@@ -46,6 +47,8 @@ from fedmarket.wallet.password import PASSWORD_ENV
 WEI = 10**18
 DEFAULT_RUN_BUDGET_S = 600
 """Wall-clock seconds the clients get for all their rounds: the payment epochs span this."""
+CRASH_RESTARTS = 3
+"""Exits of a client process (a planned fault or not) it is restarted after before the run fails."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class SemiDevnetConfig:
     exit_timeout_s: float = 120.0
     fund_wei: int = WEI
     python: str = sys.executable
+    crashes: tuple[str, ...] = ()  # `client-K@R`: client-K SIGKILLs itself after recording round R, restarted at once
 
     def market_config(self) -> SemiMarketConfig:
         return SemiMarketConfig(self.sim, self.terms)
@@ -67,6 +71,20 @@ class SemiDevnetConfig:
         self.market_config().check()
         if self.run_budget_s < 10 * self.terms.epochs:
             raise DevnetError(f"a run budget of {self.run_budget_s} s is too short for {self.terms.epochs} payment epochs")
+        self.crash_plan()
+
+    def crash_plan(self) -> dict[str, int]:
+        """--fault client-K@R for a semi run: name -> the round after which it kills itself."""
+        plan: dict[str, int] = {}
+        for text in self.crashes:
+            match = re.fullmatch(r"(client-[1-9][0-9]*)@([1-9][0-9]*)", text.strip())
+            if not match:
+                raise DevnetError(f"invalid semi fault {text!r}: give client-K@R (client-K kills itself after recording round R and is restarted)")
+            name, after = match[1], int(match[2])
+            if int(name.split("-")[1]) > self.sim.clients or after >= self.sim.rounds or name in plan:
+                raise DevnetError(f"semi fault {text!r}: K must be 1..{self.sim.clients}, R below the {self.sim.rounds} rounds, one fault per client")
+            plan[name] = after
+        return plan
 
 
 class SemiDevnet:
@@ -80,6 +98,9 @@ class SemiDevnet:
         self.names = [f"client-{i + 1}" for i in range(config.sim.clients)]
         self.processes: ProcessSupervisor | None = None
         self.anvil: Any = None
+        self.crash_plan = config.crash_plan()
+        self.specs: dict[str, ProcessSpec] = {}
+        self.restarts: dict[str, int] = {}
 
     def run(self) -> dict[str, Any]:
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
@@ -131,7 +152,9 @@ class SemiDevnet:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEDMARKET_") or k in ("FEDMARKET_HOME", "FEDMARKET_DATA")}
         env.update({PASSWORD_ENV: password, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
         for name in self.names:
-            self.processes.launch(ProcessSpec(name, self._argv(name, market.address, task_id), run / "logs" / f"{name}.log", env, cwd=Path.cwd()))
+            self.specs[name] = ProcessSpec(name, self._argv(name, market.address, task_id), run / "logs" / f"{name}.log", env, cwd=Path.cwd())
+            crash = ["--crash-after", str(self.crash_plan[name])] if name in self.crash_plan else []
+            self.processes.launch(ProcessSpec(name, self.specs[name].argv + crash, self.specs[name].output, env, cwd=Path.cwd()))
         self.note(f"launched {len(self.names)} client processes; waiting for them to join")
         self._wait(lambda: len(market.clients(task_id)) == cfg.sim.clients, cfg.join_timeout_s, "every client to join")
         start = owner.start_task(task_id)
@@ -167,15 +190,21 @@ class SemiDevnet:
         ]  # fmt: skip
 
     def _wait(self, done: Callable[[], bool], timeout_s: float, what: str, *, exits_ok: bool = False) -> None:
-        """Poll `done` until true; a client process that exits meanwhile fails the run (with its
-        last log line), unless `exits_ok` and it exited 0."""
+        """Poll `done` until true. A client process that fails meanwhile is restarted (it resumes
+        from the chain), up to CRASH_RESTARTS times; one that exits 0 before `exits_ok` fails the
+        run, as does one failing too often (with its last log line)."""
         deadline = time.monotonic() + timeout_s
         while not done():
             assert self.processes is not None
             for ended in self.processes.poll():
-                if ended.code != 0 or not exits_ok:
-                    tail = last_line(self.run_dir / "logs" / f"{ended.name}.log")
+                if ended.code == 0 and exits_ok:
+                    continue
+                tail = last_line(self.run_dir / "logs" / f"{ended.name}.log")
+                if ended.code == 0 or self.restarts.get(ended.name, 0) >= CRASH_RESTARTS:
                     raise DevnetError(f"{ended.name} exited with code {ended.code} while waiting for {what}: {tail}")
+                self.restarts[ended.name] = self.restarts.get(ended.name, 0) + 1
+                self.note(f"{ended.name} exited with code {ended.code}; restarted (it resumes from the chain)")
+                self.processes.launch(self.specs[ended.name], note={"why": f"exit {ended.code}"})
             if time.monotonic() > deadline:
                 raise DevnetError(f"gave up waiting for {what} after {timeout_s:.0f} s; see {self.run_dir / 'logs'}")
             time.sleep(POLL_S)
@@ -201,6 +230,7 @@ class SemiDevnet:
         report.update(
             processes=True,
             bit_reproducible=False,
+            restarts=dict(self.restarts),
             final={"client_models": client_metrics.to_dict(), "average_model": average_metrics.to_dict()},
             compute_time_ratio=busy / exists if exists > 0 else 1.0,
             working_time_ratio=working / exists if exists > 0 else 1.0,

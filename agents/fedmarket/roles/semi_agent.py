@@ -6,6 +6,8 @@
     (roles.gossip) -> run `rounds` SemiTrainer rounds back to back, never waiting for anyone ->
     store the final model -> keep forwarding gossip until the task is Settled -> withdraw.
 
+A restarted process resumes after the rounds it has on chain (SemiTrainer.resume).
+
 The task spec is a JSON document in the store (`semi_spec_bytes`): the fl.semi config every
 client derives its data split, model and seeds from, the buyer's terms, and the trust graph's
 edges (clients by join order), so every process draws the same graph. A straggler (fl.semi's
@@ -19,6 +21,8 @@ seconds the devnet's compute-time ratio is made of.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -71,6 +75,7 @@ class SemiAgentOptions:
     withdraw: bool = True
     poll_s: float = 0.25
     settle_timeout_s: float = 900.0  # how long to keep forwarding after the last round
+    crash_after: int | None = None  # fault injection: SIGKILL itself right after recording this round
 
 
 class SemiAgent:
@@ -99,7 +104,8 @@ class SemiAgent:
         warm_up(setup)
         self._wait_for(lambda s: s != SemiStatus.OPEN, "the task to start")
         task = self.market.get_task(self.task_id)
-        if task.state.status != SemiStatus.RUNNING:
+        if task.state.status != SemiStatus.RUNNING:  # settled or cancelled while this process was down
+            self._withdraw(me)
             self.log("exit", detail=f"task {self.task_id} is {task.state.status.name}")
             return
         participants = tuple(c.account for c in self.market.clients(self.task_id))
@@ -113,15 +119,20 @@ class SemiAgent:
         try:
             gossip = LoopbackGossip(node, self.store, weights_check_for(setup))
             trainer = SemiTrainer(index, self.market, self.task_id, setup, self.store, gossip, slowdown=config.slowdown if straggler else 1.0)
-            self._train(trainer, task.params.rounds)
+            if trainer.resume():
+                self.log("resume", round=trainer.round, detail=f"continuing after round {trainer.round}, from its last upload")
+            self._train(trainer, task.params.rounds - trainer.round)
             self._wait_for(lambda s: s in (SemiStatus.SETTLED, SemiStatus.CANCELLED), "the settlement", self.options.settle_timeout_s)
             self.log("gossip-counts", **node.counts)
         finally:
             node.stop()
+        self._withdraw(me)
+        self.log("done", detail="task settled")
+
+    def _withdraw(self, me: str) -> None:
         if self.options.withdraw and self.market.credit(me) > 0:
             result = self.market.withdraw()
             self.log("withdraw", tx=result.tx_hash, gas=result.gas_used)
-        self.log("done", detail="task settled")
 
     def _join(self, status: SemiStatus, me: str) -> None:
         if any(c.account == me for c in self.market.clients(self.task_id)):
@@ -138,6 +149,9 @@ class SemiAgent:
         for _ in range(rounds):
             outcome = trainer.step()
             self.log("round", round=outcome.round, gas=outcome.gas_used, **{k: v for k, v in asdict(outcome).items() if k not in ("round", "gas_used")})
+            if outcome.round == self.options.crash_after:
+                self.log("fault", round=outcome.round, detail="SIGKILL after recording the round")
+                os.kill(os.getpid(), signal.SIGKILL)
         final = encode_weights(canonical(trainer.state), WeightsMeta(arch=trainer.arch, round=trainer.round))
         busy = sum(o.train_s for o in trainer.outcomes)
         working = sum(o.train_s + o.chain_s + o.storage_s for o in trainer.outcomes)

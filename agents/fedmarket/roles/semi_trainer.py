@@ -139,7 +139,7 @@ class SemiTrainer:
         self.arch = setup.spec.id
         self.weights_check = weights_check_for(setup)
         self.slowdown = slowdown
-        self.chain_uploads: dict[int, tuple[int, bytes]] = {}  # author -> (round, digest) of its latest upload
+        self.chain_uploads: dict[int, tuple[int, bytes]] = {}  # client (this one too) -> (round, digest) of its latest upload
         self.downloaded: dict[str, State] = {}  # CID -> verified weights fetched from the store
         self.next_block = market.deployment_block
         self.outcomes: list[RoundOutcome] = []
@@ -183,6 +183,20 @@ class SemiTrainer:
         self.outcomes.append(outcome)
         return outcome
 
+    def resume(self) -> int:
+        """A restarted client continues after the rounds it already recorded: its round counter
+        from the chain, its model the one it uploaded last (the aggregate it made after that
+        upload was never stored, so a resumed client mixes one round less). The rounds done."""
+        done = self.market.clients(self.task_id)[self.index].rounds
+        if done > self.round:
+            self._read_uploads()
+            round_number, digest = self.chain_uploads[self.index]
+            if round_number != done:
+                raise FedmarketError(f"client {self.index} has {done} rounds on chain but its latest upload event is round {round_number}")
+            self.state = fetch_verified(self.store, digest_to_cid(digest), round_number, self.weights_check)
+            self.round = done
+        return self.round
+
     def _held_models(self) -> tuple[list[HeldModel], list[UploadRef]]:
         """Step 3: every other client's latest model by gossip or from the chain, in client order,
         and the uploads this round downloads for the first time."""
@@ -224,6 +238,4 @@ class SemiTrainer:
         for event in events:
             if RECORD_EVENTS.get(event.name) != UPLOAD or int(event.args["taskId"]) != self.task_id:
                 continue
-            author = clients[event.args["client"]]
-            if author != self.index:
-                self.chain_uploads[author] = (int(event.args["round"]), bytes(event.args["modelDigest"]))
+            self.chain_uploads[clients[event.args["client"]]] = (int(event.args["round"]), bytes(event.args["modelDigest"]))
