@@ -50,8 +50,9 @@ abstract contract MarketStorage is IMarketplaceTypes {
     /// next round's committee is drawn from (docs/protocol.md, "Committee").
     uint256 internal constant MIX_BITS = 40;
     uint256 internal constant MIX_SHIFT = 256 - MIX_BITS;
-    /// @dev Written into a trainer's two commitment slots when it joins, so that every round's
-    /// commit overwrites a non-zero slot; never a valid commitment (no keccak256 output is 1).
+    /// @dev Written when a trainer joins into the slots its seat brings to a round (its commitment
+    /// slots, the reveal-order and score words it starts), so that every round overwrites non-zero
+    /// slots; never a valid commitment (no keccak256 output is 1).
     bytes32 internal constant ALLOCATED = bytes32(uint256(1));
 
     // ---------------------------------------------------------------- records

@@ -100,12 +100,29 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         uint256 seat = t.trainerCount;
         me.index = uint16(seat);
         t.trainerSeats.push(Seat({account: msg.sender, earned: 0}));
-        // The trainer's two commitment slots (one per round parity) are created now, so that
-        // each round's commit overwrites a non-zero slot.
-        t.buffers[0].updates[seat] = ALLOCATED;
-        t.buffers[1].updates[seat] = ALLOCATED;
+        _allocateSeat(t, seat);
         // seat < maxTrainers <= MAX_TRAINERS = 64 (checked above), so the count fits uint8.
         t.trainerCount = uint8(seat + 1);
+    }
+
+    /// @dev Creates, in both buffers (one per round parity), the storage trainer seat `seat` brings
+    /// to a round: its commitment slot; for every third seat the reveal-order word it starts; for
+    /// every fourth seat the score word it starts, for each committee position. Every round then
+    /// overwrites non-zero slots (~5k gas each, not ~22k), from round 1 on: the first use of a
+    /// round's storage is paid once, at join (docs/protocol.md, "Per-update data kept on chain").
+    /// What these slots hold before their first real write is never read.
+    function _allocateSeat(Task storage t, uint256 seat) private {
+        uint256 size = t.params.committeeSize;
+        for (uint256 b = 0; b < 2; ++b) {
+            UpdateBuffer storage buf = t.buffers[b];
+            buf.updates[seat] = ALLOCATED;
+            if (seat % ENTRIES_PER_WORD == 0) buf.order[seat / ENTRIES_PER_WORD] = uint256(ALLOCATED);
+            if (seat % SCORES_PER_WORD == 0) {
+                for (uint256 j = 0; j < size; ++j) {
+                    buf.scores[j][seat / SCORES_PER_WORD] = uint256(ALLOCATED);
+                }
+            }
+        }
     }
 
     /// @inheritdoc IMarketplace

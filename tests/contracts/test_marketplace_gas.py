@@ -1,6 +1,8 @@
-"""Gas: commit + reveal + a trainer's share of scoring and closing stays <= 150k per trainer per
-round with 20 trainers and a committee of 3, and the largest transactions within the documented
-caps fit the gas limits the clients pass (fedmarket.chain.deploy.MARKETPLACE_GAS_LIMITS).
+"""Gas: commit + reveal + a trainer's share of scoring, publishing, voting and closing stays <= 150k
+per trainer per round with 20 trainers and a committee of 3 in every round, the first ones
+included (joinAsTrainer creates the slots a seat brings to a round), and the largest transactions
+within the documented caps, joins included, fit the gas limits the clients pass
+(fedmarket.chain.deploy.MARKETPLACE_GAS_LIMITS).
 
 Run with `-s` to see the figures.
 """
@@ -61,7 +63,7 @@ def test_per_trainer_gas_20_trainers_committee_3(actors, flow, ready_task):
     figures = run_rounds(flow, task, trainers, 3, 3)
     report("20 trainers, committee 3", figures)
     for f in figures:
-        assert f["per_trainer"] <= TARGET_PER_TRAINER, f
+        assert f["per_trainer_all"] <= TARGET_PER_TRAINER, f
 
 
 @pytest.mark.slow

@@ -33,14 +33,15 @@ MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     # embedded chain, where estimation doubles the cost of a transaction; on a node they are the
     # floor of the ORDER_DEPENDENT_GAS calls. Measured worst cases at 64 trainers and a committee
     # of 9 (tests/chain/test_gas_limits.py, tests/contracts/test_marketplace_gas.py): newModel 350k,
-    # joinAsTrainer 117k, the last score when only the last update has a positive median (every
+    # joinAsTrainer 117k (580k for a seat that starts a reveal-order word and a score word: it
+    # creates them for all 9 committee positions in both buffers), the last score when only the last update has a positive median (every
     # median read) 1.94M, a publish that first moves the round past a missed Score deadline 1.35M,
     # the last confirmation (which settles the round) 2.3M, a closeRound after a missed Score
     # deadline with every update poisoned 3.24M, generateTrainingPayments 2.9M (64 + 32 + 1 payees).
     "newModel": 400_000,
     "payForModel": 80_000,
     "buyLicense": 160_000,  # measured 117,675: the first licence of a task writes fresh slots
-    "joinAsTrainer": 200_000,
+    "joinAsTrainer": 800_000,
     "joinAsValidator": 200_000,
     "joinAsAggregator": 150_000,
     "startTraining": 300_000,
