@@ -78,8 +78,8 @@ def run_semi_up(
     print_semi_report(data, sim, rounds, stragglers, slowdown, trust)
     g = data["gossip"]
     console.print(
-        f"gossip between the processes: {g['sent']} messages delivered, {g['accepted']} accepted after verification, {g['refused']} refused, "
-        f"{g['undelivered']} undelivered; wall-clock compute-time ratio {data['compute_time_ratio']:.1%} (training), "
+        f"gossip between the processes: {g['sent']} messages delivered, {g['accepted']} of them new and accepted after verification "
+        f"(the rest duplicates of the flood), {g['refused']} refused, {g['undelivered']} undelivered; restarts {data['restarts'] or 'none'}; wall-clock compute-time ratio {data['compute_time_ratio']:.1%} (training), "
         f"{data['working_time_ratio']:.1%} (whole rounds); not bit-reproducible (asynchrony in real processes)",
         highlight=False,
     )
