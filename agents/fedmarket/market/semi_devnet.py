@@ -10,7 +10,8 @@ keystore per participant; the buyer stores the spec and θ0 and posts the task
 is launched in its own process group, stakes, and once all have joined the buyer starts the
 task. The clients then run their rounds asynchronously in wall-clock time, the stragglers
 `slowdown` times slower, gossiping over loopback (roles.gossip) and recording on chain; the
-supervisor only watches. When every client has recorded all its rounds, chain time is moved to
+supervisor watches, and restarts a client process that fails (it resumes from the chain;
+`--fault client-K@R` injects such a crash). When every client has recorded all its rounds, chain time is moved to
 the end of the last payment epoch (the epochs are sized for the run's time budget, so a quick
 run would otherwise wait for them), every epoch is settled, the clients withdraw and exit, the
 buyer withdraws. The report is rebuilt from the chain (records re-verified, payouts, the
