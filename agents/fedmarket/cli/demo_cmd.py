@@ -48,8 +48,8 @@ def demo(
         "sync", "--mode", help="sync: the Marketplace's rounds; semi: the seed paper's semi-centralised market (SemiMarket, docs/semi.md)."
     ),
     stragglers: float = typer.Option(0.0, "--stragglers", min=0.0, max=1.0, help="semi: share of clients that compute slowly."),
-    slowdown: float = typer.Option(2.0, "--slowdown", min=1.0, help="semi: a straggler's compute time = its cost x this."),
-    trust: str = typer.Option("ring", "--trust", help="semi: the trust graph (ring, kregular:K, random:D, none or a file), as sim takes it."),
+    slowdown: float = ro.SlowdownOption,
+    trust: str = ro.TrustOption,
     payment_epochs: int = typer.Option(2, "--payment-epochs", min=1, max=1000, help="semi: payment epochs of the task."),
     *,
     spec_flags: dict[str, Any],

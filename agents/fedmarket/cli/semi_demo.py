@@ -44,10 +44,7 @@ def run_semi_demo(
     with tempfile.TemporaryDirectory(prefix="fedmarket-semi-demo-") as scratch:
         store = open_store(ipfs, None if ipfs else Path(scratch) / "store")
         data = run_semi_market(w3, store, config, progress=lambda text: live.print(text, highlight=False))
-    if report is not None:
-        atomic_write(report, json.dumps(data, indent=2) + "\n")
-    if as_json:
-        print_json(data)
+    if _reported(data, report, as_json):
         return
     print_semi_report(data, sim, rounds, stragglers, slowdown, trust)
     if report is not None:
@@ -70,10 +67,7 @@ def run_semi_up(
     )
     live.print(f"run folder {devnet.run_dir}", highlight=False)
     data = devnet.run()
-    if report is not None:
-        atomic_write(report, json.dumps(data, indent=2) + "\n")
-    if as_json:
-        print_json(data)
+    if _reported(data, report, as_json):
         return
     print_semi_report(data, sim, rounds, stragglers, slowdown, trust)
     g = data["gossip"]
@@ -84,6 +78,15 @@ def run_semi_up(
         highlight=False,
     )
     console.print(f"run folder {data['run_dir']} ({data['wall_s']:.1f} s)", highlight=False)
+
+
+def _reported(data: dict[str, Any], report: Path | None, as_json: bool) -> bool:
+    """Write the JSON report where asked; with --json print it and say the run needs no tables."""
+    if report is not None:
+        atomic_write(report, json.dumps(data, indent=2) + "\n")
+    if as_json:
+        print_json(data)
+    return as_json
 
 
 def print_semi_report(data: dict[str, Any], sim: Any, rounds: int, stragglers: float, slowdown: float, trust: str) -> None:
