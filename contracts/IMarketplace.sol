@@ -118,6 +118,30 @@ interface IMarketplaceTypes {
         bool closed;
     }
 
+    /// @notice What an agent's step reads, in one call (`agentView`): the task's state, its current
+    /// round as seen now and what `account` has done in that round.
+    struct AgentView {
+        Status status;
+        uint32 currentRound; // 0 before training
+        uint32 roundsClosed;
+        uint16 trainerCount;
+        uint16 validatorCount;
+        bytes32 globalModelDigest;
+        Phase phase; // the current round's, derived from block.timestamp (None when not training)
+        uint64 phaseDeadline; // 0 when Due / not training
+        bool closed; // the current round has been settled
+        bool proposed;
+        bytes32 proposedDigest;
+        int64 proposedMetric;
+        Role role; // the account's role in the task
+        bool licensed;
+        bool onCommittee; // the account sits on the current round's committee
+        bool committed; // a trainer's commit of the current round is in
+        bool revealed; // ... and its reveal
+        bool scored; // a committee member's scores of the current round are in
+        bool voted; // ... and its vote on the proposal
+    }
+
     /// @notice A participant's standing in one task.
     struct ParticipantView {
         Role role;
@@ -389,6 +413,10 @@ interface IMarketplace is IMarketplaceTypes {
     function modelCount() external view returns (uint256);
     /// @notice A task's record (`ModelData`): its parameters and its state. Reverts UnknownModel.
     function getModel(uint256 modelId) external view returns (ModelData memory);
+    /// @notice In one call, what an agent's step needs (AgentView): the task's status, rounds and
+    /// global model, the current round's phase, deadline and proposal, and `account`'s role, seat
+    /// on the committee and duties done in that round. Reverts UnknownModel.
+    function agentView(uint256 modelId, address account) external view returns (AgentView memory);
     /// @notice Round `round` of a task as seen now (phase and deadline derived from
     /// block.timestamp). Any round number; reverts UnknownModel only.
     function getRound(uint256 modelId, uint32 round) external view returns (RoundView memory);

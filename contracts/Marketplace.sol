@@ -515,10 +515,8 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         v.round = round;
         if (round == 0 || round > t.params.rounds) return v;
         Round storage rd = t.rounds[round];
-        RoundHeader memory h = rd.header;
-        if (t.status == Status.Training && round == t.currentRound) _sync(t, round, h);
-        v.phase = _phaseOf(t, h);
-        v.phaseDeadline = (v.phase == Phase.None || v.phase == Phase.Due) ? 0 : h.deadline;
+        RoundHeader memory h;
+        (h, v.phase, v.phaseDeadline) = _roundNow(t, round);
         v.committee = _committee(t, h.committee);
         // Counts are popcounts of maps of at most 64 bits: they fit uint16.
         v.commits = uint16(Bits.popcount(h.committed));
@@ -530,6 +528,47 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         v.confirmations = uint16(Bits.popcount(h.voted));
         v.rejections = uint16(Bits.popcount(h.voted & ~h.approved));
         v.closed = h.stage == STAGE_CLOSED;
+    }
+
+    /// @inheritdoc IMarketplace
+    function agentView(uint256 modelId, address account) external view returns (AgentView memory v) {
+        Task storage t = _task(modelId);
+        uint32 round = t.currentRound;
+        v.status = t.status;
+        v.currentRound = round;
+        v.roundsClosed = t.roundsClosed;
+        v.trainerCount = t.trainerCount;
+        v.validatorCount = t.validatorCount;
+        v.globalModelDigest = t.globalModelDigest;
+        Participant storage pp = t.participants[account];
+        v.role = pp.role;
+        v.licensed = pp.licensed;
+        if (round == 0) return v;
+        Round storage rd = t.rounds[round];
+        RoundHeader memory h;
+        (h, v.phase, v.phaseDeadline) = _roundNow(t, round);
+        v.closed = h.stage == STAGE_CLOSED;
+        v.proposed = h.proposed;
+        v.proposedDigest = rd.proposedDigest;
+        v.proposedMetric = rd.proposedMetric;
+        if (pp.role == Role.Trainer) {
+            v.committed = Bits.has(h.committed, pp.index);
+            v.revealed = Bits.has(h.revealed, pp.index);
+        } else if (pp.role == Role.Validator) {
+            uint256 position;
+            (v.onCommittee, position) = Committee.positionOf(h.committee, pp.index);
+            v.scored = v.onCommittee && Bits.has(h.scored, position);
+            v.voted = v.onCommittee && Bits.has(h.voted, position);
+        }
+    }
+
+    /// @dev Round `round`'s header brought up to date (when it is the current round of a training
+    /// task), its derived phase and that phase's deadline (0 for None and Due).
+    function _roundNow(Task storage t, uint32 round) private view returns (RoundHeader memory h, Phase phase, uint64 deadline) {
+        h = t.rounds[round].header;
+        if (t.status == Status.Training && round == t.currentRound) _sync(t, round, h);
+        phase = _phaseOf(t, h);
+        deadline = (phase == Phase.None || phase == Phase.Due) ? 0 : h.deadline;
     }
 
     /// @inheritdoc IMarketplace

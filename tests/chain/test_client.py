@@ -13,6 +13,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from fedmarket.chain.client import (
+    AgentView,
     AlreadyCommitted,
     CommitmentMismatch,
     InsufficientFunds,
@@ -299,3 +300,23 @@ def test_pruned_round_data_says_where_to_look(w3, market: MarketClient, actors: 
         "older rounds are in the UpdateRevealed / ScoresSubmitted events"
     )
     assert market.get_round(model_id, 1).closed  # round headers are kept for every round
+
+
+def test_agent_view_is_one_typed_read_of_a_step(market: MarketClient, actors: Actors, ready_task: Callable[..., int]) -> None:
+    """agent_view decodes the contract's AgentView: enums, the global model's CID, the account's
+    duties; without an account it is the client's own."""
+    model_id = ready_task()
+    trainer = market.with_account(actors.trainers[0])
+    r = 1
+    trainer.commit_update(model_id, r, commitment(model_id, r, update_digest(trainer.sender, r), 10, salt_of(trainer.sender, r), trainer.sender))
+    now = trainer.agent_view(model_id)
+    assert isinstance(now, AgentView) and now == market.agent_view(model_id, trainer.sender)
+    assert (now.status, now.phase, now.role) == (Status.TRAINING, Phase.COMMIT, Role.TRAINER)
+    assert now.current_round == 1 and now.rounds_closed == 0 and now.committed and not now.revealed and now.licensed
+    assert now.global_model_cid == market.get_model(model_id).params.initial_model_cid
+    assert now.phase_deadline == market.get_round(model_id, 1).phase_deadline
+    member = market.get_round(model_id, 1).committee[0]
+    seat = market.agent_view(model_id, member)
+    assert seat.role == Role.VALIDATOR and seat.on_committee and not seat.scored and not seat.voted
+    stranger = market.agent_view(model_id, actors.outsider.address)
+    assert stranger.role == Role.NONE and not stranger.on_committee and not stranger.committed

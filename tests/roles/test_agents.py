@@ -6,6 +6,7 @@ exactly, which a signal cannot do."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -95,27 +96,30 @@ def test_a_trainer_restarted_after_its_commit_reveals_with_the_stored_salt(marke
     assert len(market.actions("trainer-1", "commit")) == 1 and len(market.actions("trainer-1", "reveal")) == 1
 
 
-def test_an_agent_trusts_its_own_receipts_and_reads_the_roster_once(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A duty its own transaction did is not asked of the chain again, and the trainer list (fixed
-    once training starts) is read once: fewer views per step, the same behaviour."""
+def test_an_agent_step_costs_one_view_and_it_reads_the_roster_once(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step reads the task, its round and the agent's own duties in one agentView; the task's
+    parameters and the trainer list (fixed once training starts) are read once per process, and
+    no duty is asked of the chain separately."""
     trainer = market.agents["trainer-1"]
     asked: list[str] = []
-    for view in ("has_committed", "has_revealed", "trainers"):
+    for view in ("agent_view", "get_model", "get_round", "has_committed", "has_revealed", "trainers"):
         original = getattr(trainer.market, view)
         monkeypatch.setattr(trainer.market, view, lambda *args, _view=view, _original=original: asked.append(_view) or _original(*args))
-    assert trainer.step()  # asks whether it committed (a restarted process must), trains, commits
-    assert not trainer.step()  # its receipt said so: not asked again
+    assert trainer.step()  # not committed yet: trains, checks the phase is still Commit, commits
+    assert asked == ["agent_view", "trainers", "agent_view"]  # the parameters were read when it joined
+    asked.clear()
+    assert not trainer.step()  # committed: nothing to do
     assert market.agents["trainer-2"].step()
     assert trainer.step()  # reveals
     assert not trainer.step()
-    assert asked == ["has_committed", "trainers", "has_revealed"]
+    assert asked == ["agent_view"] * 3
     assert trainer._rosters["trainers"] == market.market.trainers(market.model_id)
 
 
 def test_a_trainer_restarted_between_storing_and_committing_commits_the_same_update(market: Market) -> None:
     first = market.agents["trainer-1"]
-    info = market.market.get_model(market.model_id)
-    cid, samples, _loss = first._update(info, 1, info.state.global_model_cid)  # stored, not committed: then the crash
+    now = market.market.agent_view(market.model_id, first.address)
+    cid, samples, _loss = first._update(now, 1, now.global_model_cid)  # stored, not committed: then the crash
     first.salts.prepare(market.market.chain_id, market.market.address, market.model_id, 1, first.address, cid, samples)
     fresh = market.restart("trainer-1")
     assert fresh.step()
@@ -210,7 +214,8 @@ def test_a_duty_already_done_on_chain_is_a_race_not_a_crash(market: Market) -> N
     over is no race, and ends the agent with one line."""
     trainer = market.agents["trainer-1"]
     assert trainer.step()  # commits
-    trainer.market.has_committed = lambda *args: False  # a view that lags behind the chain
+    fresh_view = trainer.market.agent_view
+    trainer.market.agent_view = lambda *args: dataclasses.replace(fresh_view(*args), committed=False)  # a view that lags behind the chain
     trainer._facts.clear()
     for _ in range(3):
         assert trainer.step()

@@ -167,8 +167,8 @@ def _counting(census: _Census) -> Iterator[None]:
     def counted_view(self: Agent, call: Callable[[], Any]) -> Any:
         return view(self, lambda: census.timed("view", call))
 
-    def counted_send(self: Agent, phase: str, round: int, action: str, call: Callable[[], Any], detail: str | None = None) -> Any:
-        return send(self, phase, round, action, lambda: census.timed("transaction", call), detail)
+    def counted_send(self: Agent, phase: str, round: int, action: str, call: Callable[[], Any], detail: str | None = None, **options: Any) -> Any:
+        return send(self, phase, round, action, lambda: census.timed("transaction", call), detail, **options)
 
     Agent._view, Agent._send = counted_view, counted_send  # type: ignore[method-assign]
     try:

@@ -44,6 +44,7 @@ from fedmarket.chain.deploy import (
 from fedmarket.chain.embedded import is_embedded
 from fedmarket.chain.records import (
     WEI_PER_ETH,
+    AgentView,
     Confirmation,
     ModelInfo,
     ModelParams,
@@ -163,6 +164,7 @@ __all__ = [
     "digest_to_cid",
     # fedmarket.chain.records (enums, as_digest, format_eth: fedmarket.chain.abi)
     "WEI_PER_ETH",
+    "AgentView",
     "Confirmation",
     "ModelInfo",
     "ModelParams",
@@ -425,6 +427,12 @@ class MarketClient:
 
     def get_round(self, model_id: int, round: int) -> RoundView:
         return RoundView.from_abi(self._call("getRound", model_id, round))
+
+    def agent_view(self, model_id: int, account: str | None = None) -> AgentView:
+        """One call for an agent's step (agentView): the task's state, its current round as seen
+        now and what `account` (default: the signing account) has done in it."""
+        who = account if account is not None else self.sender
+        return AgentView.from_abi(self._call("agentView", model_id, to_checksum_address(who)))
 
     def revealed_updates(self, model_id: int, round: int) -> list[RevealedUpdate]:
         trainers, digests, samples = self._call("revealedUpdates", model_id, round)

@@ -209,6 +209,43 @@ class RoundView:
 
 
 @dataclass(frozen=True)
+class AgentView:
+    """`agent_view`: what one step of an agent reads, in one call (the Solidity struct AgentView):
+    the task's state, its current round as seen now, and the account's role and duties done in it."""
+
+    status: Status
+    current_round: int
+    rounds_closed: int
+    trainer_count: int
+    validator_count: int
+    global_model_digest: bytes
+    phase: Phase
+    phase_deadline: int
+    closed: bool
+    proposed: bool
+    proposed_digest: bytes
+    proposed_metric: int
+    role: Role
+    licensed: bool
+    on_committee: bool
+    committed: bool
+    revealed: bool
+    scored: bool
+    voted: bool
+
+    @classmethod
+    def from_abi(cls, values: Sequence[Any]) -> AgentView:
+        v = list(values)
+        v[0], v[6], v[12] = Status(v[0]), Phase(v[6]), Role(v[12])
+        v[5], v[10] = bytes(v[5]), bytes(v[10])
+        return cls(*v)
+
+    @property
+    def global_model_cid(self) -> str:
+        return digest_to_cid(self.global_model_digest)
+
+
+@dataclass(frozen=True)
 class ParticipantView:
     """A participant's standing in one task (the Solidity struct ParticipantView)."""
 

@@ -1,10 +1,12 @@
 """What every learning agent shares: reading the task, the global model, the log, the phase loop.
 
-An agent is a state machine over chain state. `step()` reads the task and its current round from
-views, does the one next thing its role owes in that phase (if any) and says whether it acted.
-It keeps no state of its own that the chain could contradict: what it did is read back from the
-chain (hasCommitted, scoresOf, hasConfirmed, the proposal), so a restarted agent (kill -9
-included) resumes in the right phase and never submits twice. The trainer's commit salt is the
+An agent is a state machine over chain state. `step()` reads the task, its current round and
+its own duties in one view (`agentView`), does the one next thing its role owes in that phase (if
+any) and says whether it acted. The task's parameters never change once posted: they are read
+once per process. It keeps no state of its own that the chain could contradict: what it did is
+read back from the chain (the view's committed / revealed / scored / voted, the proposal) or from
+its own receipts, so a restarted agent (kill -9 included) resumes in the right phase and never
+submits twice. The trainer's commit salt is the
 only thing the chain cannot tell it; the salt book stores it durably before the commit is sent.
 
 Every blob it downloads is bounded while it streams in (a weights file by the exact size of the
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from fedmarket.chain.client import MarketClient, ModelInfo, RoundView, TxResult
+    from fedmarket.chain.client import AgentView, MarketClient, ModelParams, TxResult
     from fedmarket.fl.models import ModelSpec
     from fedmarket.fl.taskspec import TaskData, TaskSpec
     from fedmarket.fl.utility import PublicPast
@@ -155,6 +157,7 @@ class Agent:
         self._rosters: dict[str, list[str]] = {}  # "trainers" / "validators" in join order, once training started
         self._overtaken: dict[tuple[int, str], int] = {}  # (round, action) -> races lost in a row
         self._said: set[tuple[int, str]] = set()  # what it has said it waits for
+        self._params: ModelParams | None = None
         self._spec: TaskSpec | None = None
         self._data: TaskData | None = task_data
         self._states: dict[str, tuple[State, Any]] = {}  # decoded blobs and their metadata by CID (a CID's bytes never change)
@@ -174,47 +177,57 @@ class Agent:
             self._record(race.phase, race.round, "overtaken", detail=f"{race.action}: {race.why}; reading the chain again")
             return True
 
-    def done(self, r: int, duty: str, on_chain: Callable[[], bool]) -> bool:
-        """Whether `duty` of round `r` is done, asking the chain only until it says yes (it never
-        forgets: a restarted agent asks again)."""
+    def done(self, r: int, duty: str, on_chain: bool) -> bool:
+        """Whether `duty` of round `r` is done: the step's view says so (`on_chain`), or this
+        agent's own receipt did (a view read before that transaction cannot know it yet)."""
         if (r, duty) in self._facts:
             return True
-        if self._view(on_chain):
+        if on_chain:
             self._facts.add((r, duty))
             return True
         return False
+
+    @property
+    def params(self) -> ModelParams:
+        """The task's parameters: fixed by newModel, so read once per process."""
+        if self._params is None:
+            self._params = self._view(lambda: self.market.get_model(self.model_id)).params
+        return self._params
+
+    def now(self) -> AgentView:
+        """The one view of a step (agentView): the task, its current round and this agent's duties."""
+        return self._view(lambda: self.market.agent_view(self.model_id, self.address))
 
     def _step(self) -> bool:
         from fedmarket.chain.client import Phase, Status
         from fedmarket.chain.timecontrol import chain_now, time_left
 
-        info = self._view(lambda: self.market.get_model(self.model_id))
-        status = info.state.status
+        now = self.now()
+        status = now.status
         if status == Status.OPEN:
-            acted = self._join(info) if self.options.join else False
+            acted = self._join(now) if self.options.join else False
             if not acted:
                 self._waiting("open", 0, f"waiting for the owner to run `fedmarket task start {self.model_id}` "
-                              f"({info.state.trainer_count} trainers, {info.state.validator_count} validators staked)")  # fmt: skip
+                              f"({now.trainer_count} trainers, {now.validator_count} validators staked)")  # fmt: skip
             return acted
         if status == Status.TRAINING:
-            if info.state.rounds_closed >= info.params.rounds:
+            if now.rounds_closed >= self.params.rounds:
                 self._waiting("finished", 0, f"the task is finished: waiting for `fedmarket task finalize {self.model_id}`")
                 return False
-            r = int(info.state.current_round)
-            view = self._view(lambda: self.market.get_round(self.model_id, r))
-            if view.closed:
+            r = int(now.current_round)
+            if now.closed:
                 return False
-            if view.phase == Phase.DUE:
+            if now.phase == Phase.DUE:
                 return self._close_round(r)
-            acted = self.act(info, view)
+            acted = self.act(now)
             if not acted:
-                phase = str(view.phase).lower()
-                self._waiting(phase, r, lambda: f"round {r} {phase} phase: {time_left(view.phase_deadline - chain_now(self.market.w3))} left")
+                phase = str(now.phase).lower()
+                self._waiting(phase, r, lambda: f"round {r} {phase} phase: {time_left(now.phase_deadline - chain_now(self.market.w3))} left")
             return acted
         if status == Status.FINALIZED:
             self._waiting("finalized", 0, f"finalized: waiting for the payments (`fedmarket task finalize {self.model_id}` credits them)")
             return False
-        if status == Status.CANCELLED and self._reclaim_licence():
+        if status == Status.CANCELLED and self._reclaim_licence(now):
             return True
         # Settled or cancelled: take the credit out and stop.
         self.finished = True
@@ -223,7 +236,7 @@ class Agent:
         self._record("finished", 0, "done", detail=str(status).lower())
         return False
 
-    def act(self, info: ModelInfo, view: RoundView) -> bool:
+    def act(self, now: AgentView) -> bool:
         raise NotImplementedError
 
     def _waiting(self, phase: str, round: int, detail: str | Callable[[], str]) -> None:
@@ -236,58 +249,59 @@ class Agent:
 
     # ------------------------------------------------------------------ shared duties
 
-    def _join(self, info: ModelInfo) -> bool:
+    def _join(self, now: AgentView) -> bool:
         from fedmarket.chain.client import Role
 
-        me = self._view(lambda: self.market.participant(self.model_id, self.address))
         wanted = {"trainer": Role.TRAINER, "validator": Role.VALIDATOR, "aggregator": Role.AGGREGATOR}[self.role]
-        if me.role == wanted:
+        if now.role == wanted:
             return False
-        if me.role != Role.NONE:
-            raise FedmarketError(f"{self.address} already takes part in task {self.model_id} as {str(me.role).lower()}")
-        self._check_before_joining(info)
+        if now.role != Role.NONE:
+            raise FedmarketError(f"{self.address} already takes part in task {self.model_id} as {str(now.role).lower()}")
+        params = self.params
+        self._check_before_joining(params)
         if self.role == "trainer":
-            if not me.licensed:
-                self._send("open", 0, "buy-licence", lambda: self.market.buy_license(self.model_id, info.params.license_fee))
-            self._send("open", 0, "join", lambda: self.market.join_as_trainer(self.model_id, info.params.trainer_stake))
+            if not now.licensed:
+                self._send("open", 0, "buy-licence", lambda: self.market.buy_license(self.model_id, params.license_fee))
+            self._send("open", 0, "join", lambda: self.market.join_as_trainer(self.model_id, params.trainer_stake))
         elif self.role == "validator":
-            self._send("open", 0, "join", lambda: self.market.join_as_validator(self.model_id, info.params.validator_stake))
+            self._send("open", 0, "join", lambda: self.market.join_as_validator(self.model_id, params.validator_stake))
         else:
-            self._send("open", 0, "join", lambda: self.market.join_as_aggregator(self.model_id, info.params.aggregator_stake))
+            self._send("open", 0, "join", lambda: self.market.join_as_aggregator(self.model_id, params.aggregator_stake))
         return True
 
-    def _check_before_joining(self, info: ModelInfo) -> None:
+    def _check_before_joining(self, params: ModelParams) -> None:
         """Everything that can make the task unworkable for this agent, checked before any wei
         moves: the join policy, the spec (against its CID), the initial model (its CID, format and
         the architecture's shapes) and this agent's own data."""
-        self.options.policy.check(info.params, self.role)
+        self.options.policy.check(params, self.role)
         spec = self.spec
-        self.load_state(info.params.initial_model_cid, "the initial model")
+        self.load_state(params.initial_model_cid, "the initial model")
         if self.options.data != "auto":
             x, _y = self.own_samples(lambda: None)
             detail = f"{len(x)} samples of its own"
         else:
             detail = "the task's simulated split"
-        self._record("open", 0, "checked", detail=f"spec {spec.dataset}/{spec.model}, initial model {info.params.initial_model_cid}, {detail}")
+        self._record("open", 0, "checked", detail=f"spec {spec.dataset}/{spec.model}, initial model {params.initial_model_cid}, {detail}")
 
     def _close_round(self, r: int) -> bool:
         """A phase's deadline passed: settle the round (anyone may; a rival closer may win the race)."""
         try:
             self._send("due", r, "close-round", lambda: self.market.close_round(self.model_id))
         except FedmarketError as exc:
-            if self._view(lambda: self.market.get_round(self.model_id, r)).closed:
+            after = self.now()
+            if after.current_round != r or after.closed:
                 return True  # someone else closed it first
             raise exc
         return True
 
-    def _reclaim_licence(self) -> bool:
+    def _reclaim_licence(self, now: AgentView) -> bool:
         """A cancelled task holds each licence fee until its licensee takes it back (leaveModel)."""
         from fedmarket.chain.client import ContractRevert
 
         if (0, "licence-reclaimed") in self._facts:
             return False
         self._facts.add((0, "licence-reclaimed"))
-        if not self._view(lambda: self.market.participant(self.model_id, self.address)).licensed:
+        if not now.licensed:
             return False
         try:
             self._send("cancelled", 0, "leave", lambda: self.market.leave_model(self.model_id), detail="the task was cancelled: licence fee back")
@@ -313,8 +327,7 @@ class Agent:
         if self._spec is None:
             from fedmarket.fl.taskspec import TaskSpec
 
-            params = self._view(lambda: self.market.get_model(self.model_id)).params
-            blob = self._fetch(params.spec_cid, "the task spec", MAX_SPEC_SIZE)
+            blob = self._fetch(self.params.spec_cid, "the task spec", MAX_SPEC_SIZE)
             self._spec = TaskSpec.from_bytes(blob)
         return self._spec
 
@@ -400,15 +413,15 @@ class Agent:
         """The global model a loaded weights file says it was trained from (its metadata)."""
         return self._states[cid][1].parent_cid if cid in self._states else None
 
-    def global_model(self, info: ModelInfo, r: int) -> State:
+    def global_model(self, now: AgentView, r: int) -> State:
         """The round's global model: downloaded, or, where no store serves it, rebuilt from the
         previous round's revealed accepted updates (the same deterministic aggregate) and checked
         against the CID on chain; the rebuilt file is stored so that others can fetch it too."""
-        cid = info.state.global_model_cid
+        cid = now.global_model_cid
         try:
             return self.load_state(cid, "global model")
         except FedmarketError as exc:
-            if r <= 1 or cid == info.params.initial_model_cid:
+            if r <= 1 or cid == self.params.initial_model_cid:
                 raise
             why = str(exc)
         rebuilt = self._rebuild(r - 1, cid)

@@ -19,20 +19,20 @@ from typing import TYPE_CHECKING
 from fedmarket.roles.agent import Agent
 
 if TYPE_CHECKING:
-    from fedmarket.chain.client import ModelInfo, RoundView
+    from fedmarket.chain.client import AgentView
 
 
 class AggregatorAgent(Agent):
     role = "aggregator"
 
-    def act(self, info: ModelInfo, view: RoundView) -> bool:
+    def act(self, now: AgentView) -> bool:
         from fedmarket.chain.client import Phase
 
-        r = view.round
-        if view.phase != Phase.PUBLISH or view.proposed:
+        r = now.current_round
+        if now.phase != Phase.PUBLISH or now.proposed:
             return False
         self.checkpoint(r, "before-publish")
-        global_cid = info.state.global_model_cid
+        global_cid = now.global_model_cid
         state, accepted = self.accepted_aggregate(r, global_cid)
         behaviour = self.adversary.in_round(r)
         state = behaviour.tamper_aggregate(state, r)

@@ -21,7 +21,7 @@ from fedmarket.fl.seeds import client_seed
 from fedmarket.roles.agent import Agent, RoundCache
 
 if TYPE_CHECKING:
-    from fedmarket.chain.client import ModelInfo, RoundView
+    from fedmarket.chain.client import AgentView
 
 
 class TrainerAgent(Agent):
@@ -34,23 +34,22 @@ class TrainerAgent(Agent):
         self.salts = SaltBook(self.state_dir / "salts")
         self.cache = RoundCache()
 
-    def act(self, info: ModelInfo, view: RoundView) -> bool:
+    def act(self, now: AgentView) -> bool:
         from fedmarket.chain.client import Phase
 
-        r = view.round
-        committed = lambda: self.market.has_committed(self.model_id, r, self.address)  # noqa: E731
-        if view.phase == Phase.COMMIT:
-            if self.done(r, "commit", committed):
+        r = now.current_round
+        if now.phase == Phase.COMMIT:
+            if self.done(r, "commit", now.committed):
                 return False
             self.checkpoint(r, "before-commit")
-            return self._commit(info, r)
-        if view.phase == Phase.REVEAL:
+            return self._commit(now, r)
+        if now.phase == Phase.REVEAL:
             if (r, "no-commit") in self._facts:
                 return False
-            if not self.done(r, "commit", committed):
+            if not self.done(r, "commit", now.committed):
                 self._facts.add((r, "no-commit"))  # the commit phase is over: that stays so
                 return False
-            if self.done(r, "reveal", lambda: self.market.has_revealed(self.model_id, r, self.address)):
+            if self.done(r, "reveal", now.revealed):
                 return False
             self.checkpoint(r, "before-reveal")
             return self._reveal(r)
@@ -58,13 +57,13 @@ class TrainerAgent(Agent):
 
     # ------------------------------------------------------------------ commit
 
-    def _commit(self, info: ModelInfo, r: int) -> bool:
+    def _commit(self, now: AgentView, r: int) -> bool:
         from fedmarket.chain.client import Phase
 
-        global_cid = info.state.global_model_cid
-        update_cid, samples, loss = self._update(info, r, global_cid)
+        global_cid = now.global_model_cid
+        update_cid, samples, loss = self._update(now, r, global_cid)
         stored = self.salts.prepare(self.market.chain_id, self.market.address, self.model_id, r, self.address, update_cid, samples)
-        if self._view(lambda: self.market.get_round(self.model_id, r)).phase != Phase.COMMIT:
+        if self.now().phase != Phase.COMMIT:  # training takes time: is the commit phase still on?
             self._record("commit", r, "missed", detail="the commit phase ended while training")
             return True
         self._send(
@@ -77,7 +76,7 @@ class TrainerAgent(Agent):
         )
         return True
 
-    def _update(self, info: ModelInfo, r: int, global_cid: str) -> tuple[str, int, float]:
+    def _update(self, now: AgentView, r: int, global_cid: str) -> tuple[str, int, float]:
         """Train (or, under an attack, forge) this round's update and store it: (CID, samples, loss)."""
         cached = self.cache.for_round(r).get(global_cid)
         if cached is not None:
@@ -88,7 +87,7 @@ class TrainerAgent(Agent):
         index = self.join_index(self.roster("trainers"))
         seat = behaviour.data_seat(index, self.spec.trainers)
         x, y = self.own_samples(lambda: self.data.trainer_indices(seat))
-        global_state = self.global_model(info, r)
+        global_state = self.global_model(now, r)
         y = behaviour.training_labels(y, self.data.dataset.num_classes)
         config = self.spec.train_config(client_seed(self.spec.seed, r, seat))
         with self._timing("train_s"):

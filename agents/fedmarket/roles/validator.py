@@ -33,7 +33,7 @@ from fedmarket.fl.seeds import validator_seed
 from fedmarket.roles.agent import Agent, RoundCache
 
 if TYPE_CHECKING:
-    from fedmarket.chain.client import ModelInfo, RoundView
+    from fedmarket.chain.client import AgentView
 
 METRIC_SIGMAS = 5.0
 METRIC_FLOOR = 0.05
@@ -54,30 +54,30 @@ class ValidatorAgent(Agent):
         super().__init__(*args, **kwargs)
         self.cache = RoundCache()
 
-    def act(self, info: ModelInfo, view: RoundView) -> bool:
+    def act(self, now: AgentView) -> bool:
         from fedmarket.chain.client import Phase
 
-        r = view.round
-        if self.address not in view.committee:
+        r = now.current_round
+        if not now.on_committee:
             return False
-        if view.phase == Phase.SCORE:
-            if self.done(r, "score", lambda: self.market.scores_of(self.model_id, r, self.address).submitted):
+        if now.phase == Phase.SCORE:
+            if self.done(r, "score", now.scored):
                 return False
             self.checkpoint(r, "before-score")
-            return self._score(info, r)
-        if view.phase == Phase.CONFIRM and view.proposed:
-            if self.done(r, "confirm", lambda: self.market.has_confirmed(self.model_id, r, self.address).voted):
+            return self._score(now, r)
+        if now.phase == Phase.CONFIRM and now.proposed:
+            if self.done(r, "confirm", now.voted):
                 return False
             self.checkpoint(r, "before-confirm")
-            return self._confirm(info, view)
+            return self._confirm(now)
         return False
 
-    def _score(self, info: ModelInfo, r: int) -> bool:
+    def _score(self, now: AgentView, r: int) -> bool:
 
         from fedmarket.fl.utility import ScoringRequest, Update, ValidationData, get_utility
 
-        global_cid = info.state.global_model_cid
-        global_state = self.global_model(info, r)
+        global_cid = now.global_model_cid
+        global_state = self.global_model(now, r)
         revealed = self._view(lambda: self.market.revealed_updates(self.model_id, r))
         updates = []
         for u in revealed:
@@ -114,31 +114,31 @@ class ValidatorAgent(Agent):
         )
         return True
 
-    def _confirm(self, info: ModelInfo, view: RoundView) -> bool:
+    def _confirm(self, now: AgentView) -> bool:
         from fedmarket.storage.cid import digest_to_cid
 
-        r = view.round
-        proposed = digest_to_cid(view.proposed_digest)
-        ok, detail = self.adversary.in_round(r).vote(lambda: self._check_proposal(info, r, proposed, view.proposed_metric))
+        r = now.current_round
+        proposed = digest_to_cid(now.proposed_digest)
+        ok, detail = self.adversary.in_round(r).vote(lambda: self._check_proposal(now, r, proposed, now.proposed_metric))
         self._send(
             "confirm", r, "confirm", lambda: self.market.confirm_global_model(self.model_id, r, ok), detail=f"proposal {proposed} {detail}", duty="confirm"
         )
         return True
 
-    def _check_proposal(self, info: ModelInfo, r: int, proposed: str, metric: int) -> tuple[bool, str]:
+    def _check_proposal(self, now: AgentView, r: int, proposed: str, metric: int) -> tuple[bool, str]:
         """Whether the proposal is the deterministic aggregate of the accepted updates, retrievable
         (fetched, verified and pinned here) and published with an honest metric; and why."""
         memo = self.cache.for_round(r)
         expected = memo.get("expected")
         if expected is None:
-            state, _accepted = self.accepted_aggregate(r, info.state.global_model_cid)
-            expected = self._cid_of(state, r, info.state.global_model_cid)
+            state, _accepted = self.accepted_aggregate(r, now.global_model_cid)
+            expected = self._cid_of(state, r, now.global_model_cid)
             memo["expected"] = expected
         if expected != proposed:
             return False, f"is not the aggregate {expected}: rejected"
         try:
             self._states.pop(proposed, None)  # fetch it from the store, not from this agent's memory
-            state = self.load_state(proposed, "proposed global model", r, info.state.global_model_cid)
+            state = self.load_state(proposed, "proposed global model", r, now.global_model_cid)
             with self._timing("storage_s"):
                 self.store.pin(proposed)
         except FedmarketError as exc:
