@@ -141,3 +141,25 @@ def test_pay_grows_with_the_update_and_shrinks_with_a_sample_count_it_did_not_tr
     once = size_weight(view.deltas[0], r["a"].num_samples, reference, r["config"])
     twice = size_weight(2 * view.deltas[0], r["a"].num_samples, reference, r["config"])
     assert 4 * once <= twice <= 8 * once  # the squared length, and a longer update per claimed step
+
+
+def test_harm_to_some_classes_withholds_pay_but_never_deepens_a_negative_score() -> None:
+    """Two class directions e1, e2 (grad S = e1 + e2) in 200 dimensions (so that chance's share of
+    their span is small), no public past, no margin; HARM_WEIGHT 0.5."""
+    from fedmarket.fl.utility.novel_separation import HARM_WEIGHT, novelty_alignments
+
+    def vector(a: float, b: float) -> np.ndarray:
+        v = np.zeros(200)
+        v[:2] = a, b
+        return v
+
+    assert HARM_WEIGHT == 0.5
+    classes = [vector(1.0, 0.0), vector(0.0, 1.0)]
+    none = np.zeros((0, 0))
+    basis = orthonormal_basis(classes)
+    gains, trades, harms = vector(1.0, -0.5), vector(1.0, -0.8), vector(-1.0, 0.2)
+    got = novelty_alignments([gains, trades, harms], classes, none, basis, 0.0)
+    root2 = np.sqrt(2.0)
+    assert got[0] == pytest.approx((0.5 - 0.5 * 0.5) / (np.linalg.norm(gains) * root2))  # net gain, harm counted 1.5 times
+    assert got[1] == 0.0  # a small net gain bought with damage to class 2: not paid, not slashed
+    assert got[2] == pytest.approx(-0.8 / (np.linalg.norm(harms) * root2))  # the plain cosine, no deeper
