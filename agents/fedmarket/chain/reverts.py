@@ -375,6 +375,11 @@ class AmountTooLarge(ContractRevert):
         return f"{self.function}: {self.fields['amount']} wei is more than the market's accounting holds"
 
 
+class DeadlineOutOfRange(ContractRevert):
+    def describe(self) -> str:
+        return f"{self.function}: a deadline at {self.fields['deadline']} s is past 2^32 - 1 (the year 2106), beyond what a round stores"
+
+
 class ReentrantCall(ContractRevert):
     def describe(self) -> str:
         return f"{self.function} was re-entered while running (refused)"
@@ -444,7 +449,7 @@ ERROR_CLASSES: dict[str, type[ContractRevert]] = {
         NotCommitteeMember, WrongStatus, WrongPhase, WrongRound, AlreadyLicensed, NoLicense, OwnerCannotParticipate,
         AlreadyJoined, RoleFull, NotEnoughParticipants, AlreadyCommitted, NotCommitted, AlreadyRevealed,
         CommitmentMismatch, ZeroSamples, AlreadyScored, WrongScoreCount, AlreadyPublished, AlreadyConfirmed,
-        RoundNotDue, RoundDataPruned, NothingToWithdraw, TransferFailed, AmountTooLarge, ReentrantCall,
+        RoundNotDue, RoundDataPruned, NothingToWithdraw, TransferFailed, AmountTooLarge, DeadlineOutOfRange, ReentrantCall,
         StartDeadlinePassed, NothingToLeave, ZeroMaxSamples, LateSlashTooLarge, PoisonThresholdPositive, TooManySamples,
     )
 }  # fmt: skip
