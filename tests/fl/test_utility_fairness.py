@@ -85,8 +85,8 @@ def test_bench_fairness_command_writes_json_and_markdown(tmp_path) -> None:
 
 
 def test_poison_slash_needs_two_thirds_of_every_committee_seat() -> None:
-    """The contract's rule (RoundSettlement._slashTrainers), micro-units, threshold -100,000."""
-    from fedmarket.bench.fairness import poison_slashed
+    """The contract's rule (RoundSettlement._slashTrainers) as bench fairness applies it, micro-units, threshold -100,000."""
+    from fedmarket.chain.protocol import poison_slashed
 
     low, high, t = -200_000, 500_000, -100_000
     assert poison_slashed([low, low, high], 3, t)  # 2 of 3 seats: 6 >= 6

@@ -12,9 +12,10 @@ quorum (chain.protocol.utility_of); the trainers' pool of each round is paid in 
 max(u, 0), and a round in which nobody earned carries its pool to the next round's positive
 trainers (what is still carried after the last round is burned, never returned to the buyer); an
 update is poison-slashed when u < the poison threshold AND two thirds of all committee seats
-scored it below the threshold (3 * below >= 2 * committee size); the aggregator publishes the
-FedAvg of the updates with u > 0 (the previous model carries over when none is accepted): a
-utility that accepts poison also pays for its consequences in the later rounds, as in the market.
+scored it below the threshold (3 * below >= 2 * committee size, chain.protocol.poison_slashed);
+the aggregator publishes the FedAvg of the updates with u > 0 (the previous model carries over
+when none is accepted): a utility that accepts poison also pays for its consequences in the
+later rounds, as in the market.
 Slashed stakes are not modelled: the figures are shares of the trainers' pool (the budget), and
 the contract hands slashed stakes to the same positive trainers in the same proportion.
 
@@ -189,19 +190,6 @@ def settle_pool(scores: list[float], carried: float) -> tuple[list[float], float
     return [(1.0 + carried) * p for p in shares], 0.0
 
 
-def poison_slashed(scores: list[int], committee_size: int, threshold: int) -> bool:
-    """The contract's poison rule for one update (RoundSettlement._slashTrainers): its utility is
-    below `threshold` and at least two thirds of the committee's seats (not of those that scored)
-    gave it a score below `threshold` (3 * below >= 2 * committee size); micro-units."""
-    from fedmarket.chain import protocol
-
-    mirror = getattr(protocol, "poison_slashed", None)
-    if mirror is not None:
-        return bool(mirror(scores, committee_size, threshold))
-    below = sum(int(v) < threshold for v in scores)
-    return protocol.utility_of(scores, committee_size) < threshold and 3 * below >= 2 * committee_size
-
-
 def copy_source(roles: list[str], i: int) -> int:
     """The seat a copycat copies: the nearest honest seat before it (cyclically)."""
     n = len(roles)
@@ -216,7 +204,7 @@ def run_market(config: FairnessConfig, utility: str, dataset: Any) -> RunLog:
     """`config.rounds` market rounds with one utility, seeded by `config.seed`; every score,
     payment and the final accuracy (the clean run's is clean_accuracy's)."""
     # Heavy imports here, not at module level: `fedmarket --help` stays fast.
-    from fedmarket.chain.protocol import utility_of
+    from fedmarket.chain.protocol import poison_slashed, utility_of
     from fedmarket.fl.seeds import fairness_noise_seed
     from fedmarket.fl.utility import MICRO, PublicPast, ScoringRequest, Update, ValidationData, get_utility
     from fedmarket.fl.utility import attacks as atk
