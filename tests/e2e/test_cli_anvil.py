@@ -26,7 +26,9 @@ Round 2: T3 never commits (the commit phase runs to its deadline); T1, T2 reveal
   T1 = 3.5e17 * 290000 / 380000 = 267105263157894736 (.8) + 1.5e16 * 29/38 = 11447368421052631 (.6)
      = 278552631578947367
   T2 = 3.5e17 *  90000 / 380000 =  82894736842105263 (.2) + 1.5e16 *  9/38 =  3552631578947368 (.4)
-     =  86447368421052631;  trainer dust 3.5e17 + 1.5e16 - T1 - T2 = 2 wei -> buyer.
+     =  86447368421052631;  dust of T: 3.5e17 - 267105263157894736 - 82894736842105263 = 1 wei
+     -> buyer; dust of S: 1.5e16 - 11447368421052631 - 3552631578947368 = 1 wei -> the trainer
+     carry, which no later round pays: burned at settlement (CarryBurned, credited to the zero address).
   validators: V1, V2 eligible (scored and voted): 1e17 / 2 = 5e16 each; V3 nothing.
   aggregator: 5e16 (all three approved: a positive majority).
 Settlement (earned + stake returned):
@@ -36,9 +38,10 @@ Settlement (earned + stake returned):
   V1 = V2 = 33333333333333333 + 5e16 + 5e16 = 133333333333333333
   V3 33333333333333333 + (5e16 - 5e15) = 78333333333333333
   aggregator 5e16 + 5e16 + 1e17 = 2e17
-  buyer: 1 + 2 wei of dust returned + 3 licence fees (3e16, held by the task until startTraining
-  credits them) = 30000000000000003
-Deposited 1e18 + 3e16 + 3e17 + 1.5e17 + 1e17 = 1.58e18 = the sum of the withdrawals above.
+  buyer: 1 + 1 wei of dust returned + 3 licence fees (3e16, held by the task until startTraining
+  credits them) = 30000000000000002
+Deposited 1e18 + 3e16 + 3e17 + 1.5e17 + 1e17 = 1.58e18 = the sum of the withdrawals above + the
+1 wei burned, which stays in the contract.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ EXPECTED_TOTAL = {
     "V3": 78_333_333_333_333_333,
     "aggregator": 200_000_000_000_000_000,
 }
-EXPECTED_BUYER_RETURN = 3  # ModelBuyerReturnPayment: the round-1 validator dust + the round-2 trainer dust
+EXPECTED_BUYER_RETURN = 2  # ModelBuyerReturnPayment: the round-1 validator dust + the round-2 trainer-pool dust
+BURNED = 1  # CarryBurned: the round-2 slash dust (docs/protocol.md, "Slashes and the trainer carry")
 LICENCE_INCOME = 3 * 10**16
 DEPOSITED = 158 * 10**16
 
@@ -192,8 +196,8 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
 
         withdrawn = dict(zip(names, parallel(*[lambda n=n: run("withdraw", "-a", n)["amount_wei"] for n in names]), strict=True))
         assert withdrawn == {"buyer": EXPECTED_BUYER_RETURN + LICENCE_INCOME, **EXPECTED_TOTAL}
-        assert sum(withdrawn.values()) == DEPOSITED
-        assert w3.eth.get_balance(contract) == 0
+        assert sum(withdrawn.values()) + BURNED == DEPOSITED
+        assert w3.eth.get_balance(contract) == BURNED  # credited to the zero address, which never withdraws
         # nothing but encrypted keystores on disk: no key in any file of the data dir
         keystores = {p.name for p in (tmp_path / "home" / "keystores").iterdir()}
         assert keystores == {f"{n}.json" for n in names}
