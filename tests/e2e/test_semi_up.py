@@ -72,9 +72,12 @@ def test_up_mode_semi_settles_conserves_wei_verifies_records_and_gossips(tmp_pat
             assert index[m["relay"]] in NEIGHBOURS[receiver]
     crashed = index[accounts["client-2"]]
     steady = [i for i in (0, 1, 2) if i != crashed]  # up from before the start to the settlement
-    for receiver in steady:  # direct neighbours in the triangle: nothing of theirs can be lost
+    # Direct neighbours in the triangle hear each other's every round a receiver can still use: the
+    # last round's announcement may race the settlement (the receiver exits once the task settles,
+    # and nobody aggregates after the last round), so only the rounds before it are required.
+    for receiver in steady:
         heard = {(index[m["sender"]], m["round"]) for m in accepted[receiver]}
-        assert {(sender, r) for sender in steady if sender != receiver for r in (1, 2)} <= heard
+        assert {(sender, 1) for sender in steady if sender != receiver} <= heard
     assert accepted[3] == [] and data["gossip"]["accepted"] >= 4 and data["gossip"]["refused"] == 0
 
     # the crash, the restart and the resume

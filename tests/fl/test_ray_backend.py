@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -74,6 +75,7 @@ def test_ray_results_come_back_in_job_order_and_errors_as_one_line() -> None:
     start = spec.init_state(0)
     # The largest job goes first and finishes last: answers complete out of job order.
     jobs = [Job(np.arange(n, dtype=np.int64), TrainConfig(seed=n)) for n in (10, 200, 30)]
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     with RayClients(spec, data.x, data.y, cpus=2) as clients:
         assert clients.cluster_cpus() == 2
         results = clients.train(start, jobs)
@@ -88,6 +90,8 @@ def test_ray_results_come_back_in_job_order_and_errors_as_one_line() -> None:
     import ray
 
     assert not ray.is_initialized()  # the instance this backend started is stopped again
+    # and the process has its own signal handlers back (ray.init installs its own, shutdown leaves them)
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
 
 
 def test_backend_options_are_checked_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,12 +102,17 @@ class RayClients:
             # --json keeps stdout one JSON document (a task's error still comes back whole).
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="WARNING")
+            # ray.init installs its own SIGTERM / SIGINT handlers in the driver and shutdown leaves
+            # them: the process gets its own back when this instance stops (close).
+            self._handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
             try:
                 if address is None:  # "local": a new instance, never a cluster found on this host
                     ray.init(address="local", num_cpus=cpus, **options)
                 else:
                     ray.init(address=address, **options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
+                for sig, handler in self._handlers.items():
+                    signal.signal(sig, handler)
                 where = f"the Ray cluster at {address}" if address else "a local Ray instance"
                 raise FedmarketError(f"could not start or reach {where}: {exc}") from None
             self._started_here = True
@@ -158,4 +164,7 @@ class RayClients:
         self._x = self._y = None
         if self._started_here and self._ray.is_initialized():
             self._ray.shutdown()
+        if self._started_here:
+            for sig, handler in self._handlers.items():
+                signal.signal(sig, handler)
         self._started_here = False
