@@ -16,7 +16,8 @@ travel: the model itself is fetched from the store by its CID and checked agains
 
 `GossipNode` is the transport: a stdlib ThreadingHTTPServer on 127.0.0.1 (an ephemeral port
 written to `<endpoints dir>/<address>.json`, how neighbours find it) and one sender thread that
-POSTs queued envelopes, retrying a few times while a neighbour is not up yet.
+POSTs queued envelopes, one sender thread per neighbour, retrying a few times while a neighbour is
+not up yet.
 """
 
 from __future__ import annotations
@@ -188,7 +189,9 @@ class GossipNode:
         self.latest: dict[int, Announcement] = {}  # author index -> newest accepted announcement
         self.counts = {"sent": 0, "accepted": 0, "refused": 0, "stale": 0, "undelivered": 0}
         self._lock = threading.Lock()
-        self._outbox: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        # One outbox and sender thread per neighbour: a neighbour that is down (a crashed client
+        # being restarted) is retried without holding up what the others are sent.
+        self._outboxes: dict[str, queue.Queue[dict[str, Any] | None]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
 
@@ -200,7 +203,9 @@ class GossipNode:
     def start(self) -> GossipNode:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True), threading.Thread(target=self._send_loop, daemon=True)]
+        self._outboxes = {neighbour: queue.Queue() for neighbour in self.peers.neighbours()}
+        self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True)]
+        self._threads += [threading.Thread(target=self._send_loop, args=(receiver, box), daemon=True) for receiver, box in self._outboxes.items()]
         for thread in self._threads:
             thread.start()
         self.endpoints.mkdir(parents=True, exist_ok=True)
@@ -209,7 +214,8 @@ class GossipNode:
         return self
 
     def stop(self) -> None:
-        self._outbox.put(None)
+        for box in self._outboxes.values():
+            box.put(None)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -220,7 +226,7 @@ class GossipNode:
         """Sign this client's new model of `round_number` and send it to every trusted neighbour."""
         a = Announcement(self.peers.contract, self.peers.task_id, self.peers.me, round_number, cid, int(time.time())).signed_by(self.account)
         for neighbour in self.peers.neighbours():
-            self._outbox.put((neighbour, envelope(a, self.account, neighbour)))
+            self._send(neighbour, envelope(a, self.account, neighbour))
         return a
 
     def latest_of(self, author: int) -> Announcement | None:
@@ -250,19 +256,24 @@ class GossipNode:
         self.log("gossip-accepted", round=a.round, sender=a.sender, author=author, relay=relay, cid=a.cid)
         for neighbour in self.peers.neighbours():
             if neighbour not in (relay, a.sender):
-                self._outbox.put((neighbour, envelope(a, self.account, neighbour)))
+                self._send(neighbour, envelope(a, self.account, neighbour))
         return 200, {"accepted": True}
 
     def _count(self, key: str) -> None:
         with self._lock:
             self.counts[key] += 1
 
-    def _send_loop(self) -> None:
+    def _send(self, receiver: str, body: dict[str, Any]) -> None:
+        box = self._outboxes.get(receiver)
+        if box is None:
+            raise FedmarketError(f"{receiver} is not a trusted neighbour of {self.peers.me}, or the gossip node is not started")
+        box.put(body)
+
+    def _send_loop(self, receiver: str, box: queue.Queue[dict[str, Any] | None]) -> None:
         while True:
-            item = self._outbox.get()
-            if item is None:
+            body = box.get()
+            if body is None:
                 return
-            receiver, body = item
             reason = ""
             for attempt in range(SEND_ATTEMPTS):
                 reason = self._post(receiver, body)
