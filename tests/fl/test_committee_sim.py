@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.committee import elect, first_committee, trainers_of, utility_of
@@ -18,12 +17,7 @@ from fedmarket.fl.elected_sim import ElectedConfig, check_elected, run_elected
 TINY = ElectedConfig(clients=5, rounds=2, partition="dir:0.5", model="mlp", lr=0.05, committee_size=2, seed=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.semi.clock import EventQueue, choose_stragglers, round_costs, sync_clock, sync_schedule
@@ -13,12 +12,7 @@ from fedmarket.fl.semi.run import run_async
 TINY = dict(clients=4, rounds=2, model="mlp", lr=0.05, partition="dir:0.5", seed=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: more threads only contend on a shared machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_events_pop_in_time_then_client_order() -> None:

@@ -33,15 +33,7 @@ from fedmarket.fl.utility.reference import (
 )
 from fedmarket.fl.utility.separation_cosine import separation_contrast
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread is fastest, and a busy 2-core machine makes a thread pool spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ---- a linear regression small enough to compute by hand ----------------------------------------
 # y = w . x + b on x = (1, 0), (0, 1) with targets 1, 2; the global model is all zeros: L0 = (1 + 4) / 2.

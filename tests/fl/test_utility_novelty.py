@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.training import TrainConfig, train_local
 from fedmarket.fl.utility import PublicPast, ScoringRequest, Update, ValidationData, attacks, get_raw_utility, get_utility
 from fedmarket.fl.utility.novel_separation import duplicates, orthonormal_basis, residual
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 
 from fedmarket.chain.embedded import new_embedded_web3
 from fedmarket.errors import FedmarketError
@@ -28,9 +27,7 @@ def config(tmp_path: Path) -> AsyncConfig:
     )
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_the_market_equals_the_simulation_model_for_model(config: AsyncConfig, tmp_path: Path) -> None:
