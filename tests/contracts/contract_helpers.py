@@ -327,20 +327,22 @@ def events(market: Any) -> Callable[[Any, str], list[dict[str, Any]]]:
 # ------------------------------------------------------------------------------ tasks
 
 
+def params_tuple(market: Any, **overrides: Any) -> tuple[Any, ...]:
+    """The ModelParams tuple (ABI order) of the default task with `overrides` (ABI field names;
+    `aggregator` among them)."""
+    components = next(i for i in market.abi if i.get("name") == "newModel")["inputs"][0]["components"]
+    order = [c["name"] for c in components]
+    unknown = set(overrides) - set(order)
+    if unknown:
+        raise KeyError(f"unknown ModelParams fields {sorted(unknown)}")
+    values = {**DEFAULT_PARAMS, **overrides}
+    return tuple(values[name] for name in order)
+
+
 @pytest.fixture
 def make_params(actors: Actors, market: Any) -> Callable[..., tuple[Any, ...]]:
     """make_params(**overrides) -> the ModelParams tuple (ABI order) of the default task."""
-    components = next(i for i in market.abi if i.get("name") == "newModel")["inputs"][0]["components"]
-    order = [c["name"] for c in components]
-
-    def build(**overrides: Any) -> tuple[Any, ...]:
-        unknown = set(overrides) - set(order)
-        if unknown:
-            raise KeyError(f"unknown ModelParams fields {sorted(unknown)}")
-        values = {**DEFAULT_PARAMS, "aggregator": actors.aggregator, **overrides}
-        return tuple(values[name] for name in order)
-
-    return build
+    return lambda **overrides: params_tuple(market, **{"aggregator": actors.aggregator, **overrides})
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ and shown to gain nothing (to the wei), and the new revert path.
 from __future__ import annotations
 
 import pytest
-from contract_helpers import DEFAULT_PARAMS, SLASH, Flow, _actors
+from contract_helpers import DEFAULT_PARAMS, SLASH, Flow, _actors, params_tuple
 from eth_tester import EthereumTester, PyEVMBackend
 from web3 import EthereumTesterProvider, Web3
 
@@ -130,8 +130,8 @@ def test_item13_amounts_near_2_128_settle_without_overflow():
     w3, market, flow = _huge_chain()
     actors, f = flow.actors, market.functions
     reward, t_stake, v_stake, a_stake = 2**127, 2**124, 2**120, 2**120
-    params = dict(
-        DEFAULT_PARAMS,
+    params = params_tuple(
+        market,
         aggregator=actors.aggregator,
         rounds=1,
         minTrainers=3,
@@ -143,8 +143,7 @@ def test_item13_amounts_near_2_128_settle_without_overflow():
         validatorStake=v_stake,
         aggregatorStake=a_stake,
     )
-    order = [c["name"] for c in next(i for i in market.abi if i.get("name") == "newModel")["inputs"][0]["components"]]
-    flow.tx(f.newModel(tuple(params[k] for k in order)), actors.owner, value=reward)
+    flow.tx(f.newModel(params), actors.owner, value=reward)
     trainers, validators = actors.trainers[:3], actors.validators[:3]
     for t in trainers:
         flow.tx(f.buyLicense(1), t, value=0)
