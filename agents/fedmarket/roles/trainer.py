@@ -44,11 +44,8 @@ class TrainerAgent(Agent):
             self.checkpoint(r, "before-commit")
             return self._commit(now, r)
         if now.phase == Phase.REVEAL:
-            if (r, "no-commit") in self._facts:
-                return False
             if not self.done(r, "commit", now.committed):
-                self._facts.add((r, "no-commit"))  # the commit phase is over: that stays so
-                return False
+                return False  # the commit phase is over: nothing to reveal
             if self.done(r, "reveal", now.revealed):
                 return False
             self.checkpoint(r, "before-reveal")
