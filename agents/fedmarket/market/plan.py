@@ -82,7 +82,9 @@ def parse_attack(text: str) -> tuple[str, str]:
     """An `--attack NAME=KIND[@ROUNDS]` spec -> (NAME, the agent's `--attack` value KIND[@ROUNDS])."""
     match = _ATTACK.match(text.strip())
     if not match:
-        raise DevnetError(f"invalid attack {text!r}: give NAME=KIND[@ROUNDS], e.g. trainer-3=free-ride or trainer-1=sign-flip@2,3")
+        raise DevnetError(
+            f"invalid attack {text!r}: give NAME=KIND[@ROUNDS] with NAME trainer-I, validator-J or aggregator, e.g. trainer-3=free-ride or trainer-1=sign-flip@2,3"
+        )
     return match["name"], match["attack"]
 
 
