@@ -166,10 +166,18 @@ def score_commit(
 ) -> None:
     """Commit to your scores of every revealed update (committee members, ScoreCommit phase); the
     scores and a fresh salt are stored in the data dir for `round score-reveal`."""
+    from fedmarket.errors import FedmarketError
+
     values = parse_scores(scores)
     market = session.open()
     client = market.client
     number = views.current_round(client, model_id, round_number)
+    # The contract counts the scores only at the reveal: a wrong count is refused here, before a commit is wasted.
+    revealed = len(client.revealed_updates(model_id, number))
+    if len(values) != revealed:
+        raise FedmarketError(
+            f"task {model_id} round {number} has {revealed} revealed updates: give {revealed} scores, one per update in reveal order; got {len(values)}"
+        )
     stored = _ballots().prepare_scores(client.chain_id, client.address, model_id, number, market.sender, values)
     result = client.commit_scores(model_id, number, stored.commitment_bytes)
     session.print_result(
