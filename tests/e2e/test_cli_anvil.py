@@ -149,6 +149,13 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
             *[lambda n=n: run("task", "join", "validator", task, "-a", n) for n in ("V1", "V2", "V3")],
             lambda: run("task", "join", "aggregator", task, "-a", "aggregator"),
         )
+
+        def vote_all() -> None:
+            """Every member commits to approve, then reveals: the last reveal settles the round."""
+            parallel(*[lambda n=n: run("round", "vote-commit", task, "-a", n) for n in ("V1", "V2", "V3")])
+            parallel(*[lambda n=n: run("round", "vote-reveal", task, "-a", n) for n in ("V1", "V2")])
+            assert run("round", "vote-reveal", task, "-a", "V3")["round_closed"] is True
+
         started = run("task", "start", task, "-a", "buyer")
         assert sorted(started["committee"]) == sorted(address[v] for v in ("V1", "V2", "V3"))
 
@@ -157,13 +164,13 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
         for name in ("T1", "T2", "T3"):  # one at a time: the reveal order is the score order
             run("round", "reveal", task, "-a", name)
         scores_1 = {"V1": "210000,90000,100000", "V2": "200000,100000,120000", "V3": "190000,110000,100000"}
-        parallel(*[lambda n=n, s=s: run("round", "score", task, "--scores", s, "-a", n) for n, s in scores_1.items()])
+        parallel(*[lambda n=n, s=s: run("round", "score-commit", task, "--scores", s, "-a", n) for n, s in scores_1.items()])
+        parallel(*[lambda n=n: run("round", "score-reveal", task, "-a", n) for n in scores_1])
         shown = run("round", "show", task)
         assert [u["utility"] for u in shown["updates"]] == [200000, 100000, 100000]
         assert [u["trainer"] for u in shown["updates"]] == [address["T1"], address["T2"], address["T3"]]
         run("round", "publish", task, "--model-cid", CID_UPDATE, "--metric", 910000, "-a", "aggregator")
-        parallel(*[lambda n=n: run("round", "confirm", task, "-a", n) for n in ("V1", "V2")])
-        assert run("round", "confirm", task, "-a", "V3")["round_closed"] is True
+        vote_all()
 
         # ---------------------------------------------------------------- round 2
         parallel(*[lambda n=n: run("round", "commit", task, "-a", n, "--update-cid", CID_UPDATE, "--samples", 100) for n in ("T1", "T2")])
@@ -171,14 +178,14 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
         for name in ("T1", "T2"):
             run("round", "reveal", task, "-a", name)
         parallel(
-            lambda: run("round", "score", task, "--scores", "290000,90000", "-a", "V1"),
-            lambda: run("round", "score", task, "--scores", "310001,110000", "-a", "V2"),
+            lambda: run("round", "score-commit", task, "--scores", "290000,90000", "-a", "V1"),
+            lambda: run("round", "score-commit", task, "--scores", "310001,110000", "-a", "V2"),
         )
         advance_to(w3, client.get_round(task, 2).phase_deadline + 1)  # V3 never scores
+        parallel(*[lambda n=n: run("round", "score-reveal", task, "-a", n) for n in ("V1", "V2")])
         assert client.get_round(task, 2).phase == Phase.PUBLISH and client.utilities(task, 2) == [290000, 90000]
         run("round", "publish", task, "--model-cid", CID_SPEC, "--metric", 930000, "-a", "aggregator")
-        parallel(*[lambda n=n: run("round", "confirm", task, "-a", n) for n in ("V1", "V2")])
-        assert run("round", "confirm", task, "-a", "V3")["round_closed"] is True
+        vote_all()
 
         # ---------------------------------------------------------------- the end
         state = run("task", "show", task)
