@@ -1,6 +1,7 @@
-"""novel_separation with hand-built updates: public information (an extrapolation of past global
-models, a stale copy, noise around them, a same-round copy) earns nothing; an honest update keeps
-a positive score even when it correlates with the previous step."""
+"""novel_separation and separation_gain (which shares its novelty tests) with hand-built updates:
+public information (an extrapolation of past global models, a stale copy, noise around them, a
+same-round copy) earns nothing; an honest update keeps a positive score even when it correlates
+with the previous step."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fedmarket.fl.utility import PublicPast, ScoringRequest, Update, ValidationD
 from fedmarket.fl.utility.novel_separation import duplicates, orthonormal_basis, residual
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+NOVELTY_UTILITIES = ("novel_separation", "separation_gain")
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +42,17 @@ def past_round() -> dict:
     }
 
 
-def scores(r: dict, updates: list[Update], public: PublicPast) -> list[float]:
-    return get_raw_utility("novel_separation")(ScoringRequest(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"], public=public))
+def scores(r: dict, updates: list[Update], public: PublicPast, utility: str = "novel_separation") -> list[float]:
+    return get_raw_utility(utility)(ScoringRequest(r["global"], updates, r["validation"], r["spec"], seed=3, train=r["config"], public=public))
 
 
-def test_a_pure_extrapolation_scores_zero_and_an_honest_update_keeps_its_score(past_round: dict) -> None:
+@pytest.mark.parametrize("utility", NOVELTY_UTILITIES)
+def test_a_pure_extrapolation_scores_zero_and_an_honest_update_keeps_its_score(past_round: dict, utility: str) -> None:
     r = past_round
     public = PublicPast((r["previous"],))
     momentum = attacks.momentum_free_ride(r["global"], r["previous"])
     double = attacks.momentum_free_ride(r["global"], r["previous"], factor=2.0)
-    got = scores(r, [r["a"], r["b"], Update(momentum, 100), Update(double, 100)], public)
+    got = scores(r, [r["a"], r["b"], Update(momentum, 100), Update(double, 100)], public, utility)
     assert got[0] > 0 and got[1] > 0
     assert got[2] == 0.0 and got[3] <= 0.0
     # Without the public past the same extrapolation is just a good direction: separation_cosine pays it.
@@ -59,7 +62,8 @@ def test_a_pure_extrapolation_scores_zero_and_an_honest_update_keeps_its_score(p
     assert old[1] > 0
 
 
-def test_an_honest_update_correlated_with_the_previous_step_still_scores_positive(past_round: dict) -> None:
+@pytest.mark.parametrize("utility", NOVELTY_UTILITIES)
+def test_an_honest_update_correlated_with_the_previous_step_still_scores_positive(past_round: dict, utility: str) -> None:
     """The previous step was half this very update (as if its trainer's last update dominated FedAvg)."""
     r = past_round
     g, a, b = r["global"], r["a"].state, r["b"].state
@@ -67,11 +71,12 @@ def test_an_honest_update_correlated_with_the_previous_step_still_scores_positiv
     step = np.concatenate([(g[k] - previous[k]).reshape(-1).numpy() for k in sorted(g)]).astype(np.float64)
     delta = np.concatenate([(a[k] - g[k]).reshape(-1).numpy() for k in sorted(g)]).astype(np.float64)
     assert np.dot(step, delta) / (np.linalg.norm(step) * np.linalg.norm(delta)) > 0.5
-    got = scores(r, [r["a"], Update(attacks.momentum_free_ride(g, previous), 100)], PublicPast((previous,)))
+    got = scores(r, [r["a"], Update(attacks.momentum_free_ride(g, previous), 100)], PublicPast((previous,)), utility)
     assert got[0] > 0 and got[1] == 0.0
 
 
-def test_stale_copies_and_noise_around_public_models_earn_nothing(past_round: dict) -> None:
+@pytest.mark.parametrize("utility", NOVELTY_UTILITIES)
+def test_stale_copies_and_noise_around_public_models_earn_nothing(past_round: dict, utility: str) -> None:
     r = past_round
     g, previous = r["global"], r["previous"]
     old_update = r["b"].state  # revealed last round, trained from `previous` in this story
@@ -80,15 +85,16 @@ def test_stale_copies_and_noise_around_public_models_earn_nothing(past_round: di
     step_rms = attacks.update_rms(previous, g)
     noisy_momentum = attacks.gaussian_noise(attacks.momentum_free_ride(g, previous), step_rms, seed=4)
     noisy_stale = attacks.gaussian_noise(stale, step_rms, seed=5)
-    got = scores(r, [r["a"], Update(stale, 100), Update(noisy_momentum, 100), Update(noisy_stale, 100)], public)
+    got = scores(r, [r["a"], Update(stale, 100), Update(noisy_momentum, 100), Update(noisy_stale, 100)], public, utility)
     assert got[0] > 0
     assert got[1] == 0.0 and got[2] <= 0.0 and got[3] <= 0.0
 
 
-def test_a_same_round_copy_scores_zero_the_original_keeps_its_score(past_round: dict) -> None:
+@pytest.mark.parametrize("utility", NOVELTY_UTILITIES)
+def test_a_same_round_copy_scores_zero_the_original_keeps_its_score(past_round: dict, utility: str) -> None:
     r = past_round
     copy = attacks.near_copy(r["global"], r["a"].state, seed=6)
-    micro = get_utility("novel_separation")(
+    micro = get_utility(utility)(
         ScoringRequest(r["global"], [r["a"], r["b"], Update(copy, r["a"].num_samples)], r["validation"], r["spec"], seed=3, train=r["config"])
     )
     assert micro[0] > 0 and micro[1] > 0 and micro[2] == 0
@@ -102,7 +108,8 @@ def test_the_projection_by_hand() -> None:
     assert duplicates(deltas, orthonormal_basis([])) == [False, False, True, False, False]
 
 
-def test_a_one_sided_perturbation_no_gradient_step_can_make_is_poison(past_round: dict) -> None:
+@pytest.mark.parametrize("utility", NOVELTY_UTILITIES)
+def test_a_one_sided_perturbation_no_gradient_step_can_make_is_poison(past_round: dict, utility: str) -> None:
     """ALIE's mean + std of two honest updates shifts every class's logit alike: slashed; the honest
     updates it was built from have no component along those directions (float32 rounding only)."""
     from fedmarket.fl.utility.base import round_view
@@ -115,7 +122,7 @@ def test_a_one_sided_perturbation_no_gradient_step_can_make_is_poison(past_round
     assert layer is not None and layer.shape == (10, 200)
     shares = [layer.shift_share(d) for d in view.deltas]
     assert max(shares[:2]) < 1e-5 and shares[2] > 10 * SHIFT_TOLERANCE
-    got = scores(r, [r["a"], r["b"], Update(alie, 120)], PublicPast((r["previous"],)))
+    got = scores(r, [r["a"], r["b"], Update(alie, 120)], PublicPast((r["previous"],)), utility)
     assert got[0] > 0 and got[1] > 0 and got[2] <= -0.5
 
 

@@ -6,6 +6,7 @@ what was public before the round) -> one int per update in micro-units (round(sc
 deterministic given its inputs, ready for `submitScores`. An unchanged model scores exactly 0; a malformed update scores -1.
 
 Registered (one file per algorithm):
+    separation_gain      novel_separation's tests, paid by the measured separation gain at the FedAvg weight; label flip poison
     novel_separation     the separation cosine of what public data does not explain, guarded; same-round copies 0 (default)
     separation_cosine    cosine with the validator's class-separation gradient, guarded
     reference_cosine     FLTrust's cosine with the validator's trained reference update, guarded
@@ -45,10 +46,12 @@ from fedmarket.fl.utility.loss_delta import (
 from fedmarket.fl.utility.novel_separation import novel_separation_scores
 from fedmarket.fl.utility.reference_cosine import reference_cosine_scores
 from fedmarket.fl.utility.separation_cosine import separation_cosine_scores
+from fedmarket.fl.utility.separation_gain import separation_gain_scores
 
 RawUtility = Callable[[ScoringRequest], list[float]]
 
 _RAW: dict[str, RawUtility] = {
+    "separation_gain": separation_gain_scores,
     "novel_separation": novel_separation_scores,
     "separation_cosine": separation_cosine_scores,
     "reference_cosine": reference_cosine_scores,

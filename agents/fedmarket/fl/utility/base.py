@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from fedmarket.errors import FedmarketError
-from fedmarket.fl.evaluation import evaluate
+from fedmarket.fl.evaluation import evaluate, metrics_from_outputs, predict
 from fedmarket.fl.models import ModelSpec
 from fedmarket.fl.training import TrainConfig, resolve_device, task_of
 
@@ -187,6 +187,7 @@ class RoundView:
     task: str = field(init=False)
     _model: torch.nn.Module = field(init=False)
     _base_loss: float | None = field(init=False, default=None)
+    _weighted_outputs: dict[int, np.ndarray] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.global_state:
@@ -227,6 +228,20 @@ class RoundView:
     def loss(self, state: State) -> float:
         """Mean loss of `state` on the validator's data (cross-entropy or MSE)."""
         return float(evaluate(self._model, state, self.data.x, self.data.y, self.task, self.device).loss)
+
+    def weighted_outputs(self, i: int) -> np.ndarray:
+        """The model's outputs on the validator's data with update i applied at its FedAvg weight
+        (computed once: the loss guard and the separation gain both read them)."""
+        if i not in self._weighted_outputs:
+            delta = self.deltas[i]
+            if delta is None:
+                raise FedmarketError(f"update {i} is malformed: it has no outputs")
+            self._weighted_outputs[i] = predict(self._model, self.state_at(delta, self.weights[i]), self.data.x, self.device)
+        return self._weighted_outputs[i]
+
+    def weighted_loss(self, i: int) -> float:
+        """Mean loss on the validator's data of the global model moved by update i at its FedAvg weight."""
+        return float(metrics_from_outputs(self.weighted_outputs(i), np.asarray(self.data.y), self.task).loss)
 
     @property
     def base_loss(self) -> float:

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -114,20 +115,31 @@ def novelty_alignments(
     its whole negative alignment, so that the poison threshold can slash it); exactly 0.0 for an
     update in that span (f <= COPY_TOLERANCE) and at most 0.0 for one whose residual is
     unstructured (noise: its share in span(structure) no more than chance); None for a malformed one."""
+    return alignments_and_fresh(deltas, classes, public, structure, margin)[0]
+
+
+def alignments_and_fresh(
+    deltas: Sequence[np.ndarray | None], classes: Sequence[np.ndarray], public: np.ndarray, structure: np.ndarray, margin: float
+) -> tuple[list[float | None], list[float]]:
+    """novelty_alignments and each update's fresh fraction f = |r| / |delta| (0 for a malformed or zero update)."""
     direction = np.sum(classes, axis=0)
     length = _norm(direction)
     floor = STRUCTURE_SIGMAS * math.sqrt(len(structure) / direction.size) if len(structure) else 0.0
     out: list[float | None] = []
+    fractions: list[float] = []
     for delta in deltas:
         if delta is None:
             out.append(None)
+            fractions.append(0.0)
             continue
         norm = _norm(delta)
         if norm == 0.0:
             out.append(0.0)
+            fractions.append(0.0)
             continue
         r = residual(delta, public)
         fresh = _norm(r)
+        fractions.append(fresh / norm)
         if fresh <= COPY_TOLERANCE * norm:
             out.append(0.0)
             continue
@@ -141,7 +153,7 @@ def novelty_alignments(
         if _norm(r - residual(r, structure)) <= floor * fresh:
             score = min(score, 0.0)  # what is new is noise: nothing the validator's data can tell apart
         out.append(score)
-    return out
+    return out, fractions
 
 
 # Dot products by einsum, not BLAS: beside torch's thread pool a BLAS dot of 50k floats was
@@ -180,21 +192,47 @@ def duplicates(deltas: Sequence[np.ndarray | None], basis: np.ndarray) -> list[b
     return out
 
 
-def novel_separation_scores(request: ScoringRequest) -> list[float]:
-    """Guarded, novelty-weighted cos(residual_i, grad S) per update; same-round copies capped at 0."""
+@dataclass(eq=False)
+class NoveltyRound:
+    """One validator's round after the novelty tests and the guards, before the payment.
+
+    scores: the guarded c_i f_i (positive: paid for, before any size factor); fresh: f_i per
+    update; steps: the past global steps (the public directions copies are compared up to)."""
+
+    view: RoundView
+    scores: list[float]
+    fresh: list[float]
+    reference: Reference
+    train: TrainConfig
+    steps: list[np.ndarray]
+
+    def final(self, scores: Sequence[float] | None = None) -> list[float]:
+        """`scores` (default: self.scores) with same-round copies capped at 0 and fabricated updates poison."""
+        given = list(self.scores if scores is None else scores)
+        capped = [min(s, 0.0) if copy else s for s, copy in zip(given, duplicates(self.view.deltas, orthonormal_basis(self.steps)))]
+        return fabricated_guard(self.view, capped)
+
+
+def novelty_round(request: ScoringRequest, view: RoundView) -> NoveltyRound:
+    """The alignments off the public subspace, the noise test and the norm and loss guards of a round."""
     config = request.train
-    view = request.view()
     classes = class_directions(view)
     reference = train_reference(view, config, request.seed)
     steps = request.public.steps(view.global_state, view.names)
     basis = orthonormal_basis(steps + request.public.update_deltas(view.global_state, view.names))
     structure = orthonormal_basis(classes)
     margin = CHANCE_SIGMAS / math.sqrt(view.dim)
-    alignments = novelty_alignments(view.deltas, classes, basis, structure, margin)
-    scores = apply_guards(view, alignments, reference, config)
-    scores = [s * size_weight(d, u.num_samples, reference, config) if s > 0 and d is not None else s for s, d, u in zip(scores, view.deltas, view.updates)]
-    scores = [min(s, 0.0) if copy else s for s, copy in zip(scores, duplicates(view.deltas, orthonormal_basis(steps)))]
-    return fabricated_guard(view, scores)
+    alignments, fresh = alignments_and_fresh(view.deltas, classes, basis, structure, margin)
+    return NoveltyRound(view, apply_guards(view, alignments, reference, config), fresh, reference, config, steps)
+
+
+def novel_separation_scores(request: ScoringRequest) -> list[float]:
+    """Guarded, novelty-weighted cos(residual_i, grad S) per update; same-round copies capped at 0."""
+    novelty = novelty_round(request, request.view())
+    view, reference, config = novelty.view, novelty.reference, novelty.train
+    return novelty.final(
+        [s * size_weight(d, u.num_samples, reference, config) if s > 0 and d is not None else s for s, d, u in zip(novelty.scores, view.deltas, view.updates)]
+    )
 
 
 def size_weight(delta: np.ndarray, num_samples: int, reference: Reference, train: TrainConfig) -> float:

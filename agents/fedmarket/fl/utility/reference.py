@@ -89,7 +89,7 @@ def apply_guards(view: RoundView, scores: Sequence[float | None], reference: Ref
     """
     base = view.base_loss
     out: list[float] = []
-    for delta, update, weight, score in zip(view.deltas, view.updates, view.weights, scores):
+    for i, (delta, update, score) in enumerate(zip(view.deltas, view.updates, scores)):
         if delta is None or score is None:
             out.append(MALFORMED_SCORE)
             continue
@@ -99,7 +99,7 @@ def apply_guards(view: RoundView, scores: Sequence[float | None], reference: Ref
         nu = norm_ratio(delta, update.num_samples, reference, train)
         if nu > NORM_BOUND:
             score = min(score, guard_penalty(nu / NORM_BOUND - 1.0))
-        increase = (view.loss(view.state_at(delta, weight)) - base) / max(base, 1e-12)
+        increase = (view.weighted_loss(i) - base) / max(base, 1e-12)
         if increase > LOSS_TOLERANCE:
             score = min(score, guard_penalty(increase / LOSS_TOLERANCE - 1.0))
         out.append(min(1.0, max(-1.0, score)))
