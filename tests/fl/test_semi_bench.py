@@ -37,3 +37,26 @@ def test_bench_semi_runs_every_method_side_by_side(tmp_path: Path) -> None:
     assert "| digits | dir:0.5 | fedavg_stragglers |" in markdown and "load average" in markdown
     assert json.loads((tmp_path / "semi.json").read_text())["runs"] == report["runs"]
     assert (tmp_path / "semi.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_bench_semi_reports_each_method_as_it_finishes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fedmarket.bench import semi as semi_bench
+
+    events: list[str] = []
+    real = semi_bench._run_async
+
+    def traced(config, data, partition, seed, method):
+        events.append(f"ran {method}")
+        return real(config, data, partition, seed, method)
+
+    monkeypatch.setattr(semi_bench, "_run_async", traced)
+    config = semi_bench.SemiBenchConfig(datasets=("digits",), partitions=("dir:0.5",), seeds=(0,), clients=2, rounds=1, model="mlp", lr=0.05)
+    report = semi_bench.run(config, on_result=lambda entry: events.append(f"reported {entry['method']}"))
+    # a long run shows progress: every method is reported before the next one starts
+    assert events == [
+        "ran semi", "reported semi", "ran semi_no_loss_weights", "reported semi_no_loss_weights",
+        "ran semi_no_staleness", "reported semi_no_staleness", "ran fedasync", "reported fedasync",
+        "reported fedavg", "reported fedavg_stragglers", "ran local", "reported local",
+    ]  # fmt: skip
+    assert [r["method"] for r in report["runs"]] == semi_bench.method_names(config)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fedmarket.errors import FedmarketError
+from fedmarket.fl.semi.config import DEFAULT_TEMPERATURE
 from fedmarket.fl.semi.loss_weights import mixing_weights, score_batch, softmax_of_negative_losses
 from fedmarket.fl.semi.staleness import lag, polynomial_staleness
 
@@ -28,9 +29,17 @@ def test_mixing_weights_by_hand() -> None:
 
 
 def test_ablations_switch_one_factor_off() -> None:
-    assert mixing_weights([1.0, 2.0], [0, 3], use_staleness=False) == pytest.approx([0.7310585786300049, 0.2689414213699951])
+    assert mixing_weights([1.0, 2.0], [0, 3], temperature=1.0, use_staleness=False) == pytest.approx([0.7310585786300049, 0.2689414213699951])
     assert mixing_weights([1.0, 2.0], [0, 3], staleness_exponent=0.5, use_losses=False) == pytest.approx([2 / 3, 1 / 3])
     assert mixing_weights([1.0, 2.0], [0, 3], use_losses=False, use_staleness=False) == [0.5, 0.5]
+
+
+def test_default_temperature_costs_a_factor_e_per_tenth_of_a_nat() -> None:
+    # T = 0.1 (docs/semi.md "Loss weights"): a model 0.1 nats worse than another gets 1/e of its weight
+    assert DEFAULT_TEMPERATURE == 0.1
+    assert mixing_weights([1.0, 1.1], [0, 0]) == pytest.approx([0.7310585786300049, 0.2689414213699951])
+    # and a model 2 nats worse, as another client's model on a Dir(0.1) split typically is, is all but ignored
+    assert mixing_weights([0.3, 2.3], [0, 0])[1] == pytest.approx(1 / (1 + np.exp(20)))
 
 
 def test_staleness_shrinks_weights() -> None:

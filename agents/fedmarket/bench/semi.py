@@ -134,16 +134,17 @@ def run(config: SemiBenchConfig, on_result: Callable[[dict[str, Any]], None] = l
         data = load_dataset(name, download=False)
         for partition in config.partitions:
             for seed in config.seeds:
-                rows = {}
                 for method in method_names(config):
                     if method == "fedavg":
-                        rows.update(_run_fedavg(config, data, partition, seed))  # and fedavg_stragglers
+                        rows = _run_fedavg(config, data, partition, seed)  # and fedavg_stragglers
                     elif method != "fedavg_stragglers":
-                        rows[method] = _run_async(config, data, partition, seed, method)
-                for method in method_names(config):
-                    entry = {"dataset": name, "partition": partition, "seed": seed, "method": method, **rows[method]}
-                    runs.append(entry)
-                    on_result(entry)
+                        rows = {method: _run_async(config, data, partition, seed, method)}
+                    else:
+                        continue
+                    for done, row in rows.items():  # reported as each finishes: a long run shows progress
+                        entry = {"dataset": name, "partition": partition, "seed": seed, "method": done, **row}
+                        runs.append(entry)
+                        on_result(entry)
     return {
         "benchmark": NAME,
         "settings": {**asdict(config), "batch_size": SEED_PROTOCOL.batch_size, "local_epochs": SEED_PROTOCOL.epochs},
