@@ -52,8 +52,8 @@ abstract contract MarketCore is MarketStorage {
             revealed: 0,
             committee: map,
             scored: 0,
-            voted: 0,
-            approved: 0,
+            sealedBits: 0,
+            ballot: 0,
             proposed: false
         });
         emit RoundStarted(modelId, round, _committee(t, map), deadline);
@@ -68,6 +68,31 @@ abstract contract MarketCore is MarketStorage {
 
     function _revealEntry(UpdateBuffer storage buf, uint256 position) internal view returns (uint256 seat, uint64 samples) {
         return Bits.entryAt(buf.order[position / ENTRIES_PER_WORD], position % ENTRIES_PER_WORD);
+    }
+
+    /// @dev The round's first `n` reveals: each one's trainer seat and update digest, in reveal
+    /// order, and the map (bit k: reveal position k) of the refused ones, whose digest an earlier
+    /// reveal of the round revealed (docs/protocol.md, "Duplicate updates"). One storage read per
+    /// reveal; the comparison runs in memory (n <= MAX_TRAINERS = 64).
+    function _revealedDigests(UpdateBuffer storage buf, uint256 n)
+        internal
+        view
+        returns (uint256[] memory seats, bytes32[] memory digests, uint64 refused)
+    {
+        seats = new uint256[](n);
+        digests = new bytes32[](n);
+        for (uint256 k = 0; k < n; ++k) {
+            (uint256 seat,) = _revealEntry(buf, k);
+            bytes32 digest = buf.updates[seat];
+            seats[k] = seat;
+            digests[k] = digest;
+            for (uint256 i = 0; i < k; ++i) {
+                if (digests[i] == digest) {
+                    refused |= uint64(1 << k);
+                    break;
+                }
+            }
+        }
     }
 
     /// @dev Median committee score of every revealed update, in reveal order (docs/protocol.md,
@@ -113,6 +138,11 @@ abstract contract MarketCore is MarketStorage {
         }
     }
 
+
+    /// @dev A seat's earnings: its 96 bits plus the high part kept in the participant's record.
+    function _earned(Seat storage seat, Participant storage pp) internal view returns (uint256) {
+        return uint256(seat.earned) + (uint256(pp.earnedHigh) << 96);
+    }
 
     function _creditTo(address account, uint256 amount) internal {
         if (amount == 0) return;

@@ -11,6 +11,7 @@ uint256 constant CAP_MAX_ROUNDS = 1000;
 uint256 constant CAP_MIN_WINDOW = 1 seconds; // the floor; each deployment fixes its own minimum (ParamsCheck)
 uint256 constant CAP_MAX_LATE_SLASH_BPS = 5000; // a late round costs at most half the stake
 uint256 constant CAP_MAX_WINDOW = 30 days;
+uint256 constant CAP_MAX_TOLERANCE_BPS = 20_000; // agreementToleranceBps: a member may be at most 2x the utilities' size away
 
 /// @title MarketStorage — the Marketplace's constants, storage layout and packed records
 /// @notice Storage is packed so that the per-trainer work of a round stays flat and small:
@@ -37,7 +38,7 @@ abstract contract MarketStorage is IMarketplaceTypes {
     int64 public constant MAX_SCORE = 1e9;
 
     /// @dev The stored stage of a round that has been settled (beyond IMarketplace.Phase).
-    uint8 internal constant STAGE_CLOSED = 7;
+    uint8 internal constant STAGE_CLOSED = 9;
 
     // ---------------------------------------------------------------- packing
 
@@ -81,9 +82,12 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint64 committed; // bit i: trainer seat i committed
         uint64 revealed; // bit i: trainer seat i revealed
         uint32 committee; // bit i: validator seat i sits on the round's committee (drawn at its opening)
-        uint16 scored; // bit j: committee position j (the j-th member in seat order) submitted scores
-        uint16 voted; // bit j: committee position j voted in Confirm
-        uint16 approved; // bit j: committee position j voted ok
+        uint16 scored; // bit j: committee position j (the j-th member in seat order) revealed its scores
+        // bit j: position j's commitment is in and, from VoteCommit on, not an approval: until the
+        // proposal (proposed false) its score commitment; publishing clears it, then its vote
+        // commitment, cleared again by an ok reveal (so approved = ballot & ~sealedBits)
+        uint16 sealedBits;
+        uint16 ballot; // bit j: position j revealed its vote (ok: sealedBits bit clear; reject: set)
         bool proposed;
     }
 
@@ -104,6 +108,8 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint256[ORDER_WORDS] order;
         /// [committee position][word] -> SCORES_PER_WORD packed int64 scores, in reveal order
         uint256[SCORE_WORDS][MAX_COMMITTEE] scores;
+        /// committee position -> its score commitment, replaced by its vote commitment in VoteCommit
+        bytes32[MAX_COMMITTEE] seals;
     }
 
     struct Task {
