@@ -104,7 +104,7 @@ def test_to_micro_rounds_and_clips() -> None:
 
 def test_registry() -> None:
     assert DEFAULT_UTILITY in UTILITIES
-    assert set(UTILITIES) >= {"loss_delta", "loo", "reference_cosine", "separation_cosine", "novel_separation"}
+    assert set(UTILITIES) >= {"loss_delta", "loo", "reference_cosine", "separation_cosine", "novel_separation", "separation_gain"}
     with pytest.raises(FedmarketError, match="unknown utility"):
         get_utility("shapley")
     assert get_utility("Reference-Cosine") is not None
@@ -190,7 +190,7 @@ def test_same_inputs_give_the_same_scores(digits_round: dict, name: str) -> None
     assert all(isinstance(s, int) for s in first)
 
 
-@pytest.mark.parametrize("name", ["novel_separation", "separation_cosine", "reference_cosine"])
+@pytest.mark.parametrize("name", ["separation_gain", "novel_separation", "separation_cosine", "reference_cosine"])
 def test_cosine_utilities_on_one_round(digits_round: dict, name: str) -> None:
     r = digits_round
     g, honest = r["global"], r["honest"][0]
