@@ -164,8 +164,8 @@ def test_a_validator_restarted_between_commit_and_reveal_reveals_what_it_committ
 
 
 def test_an_aggregator_restarted_before_publishing_publishes_the_same_model(market: Market) -> None:
-    for name in ("trainer-1", "trainer-2", "trainer-1", "trainer-2", "validator-1"):
-        market.agents[name].step()
+    for name in ("trainer-1", "trainer-2", "trainer-1", "trainer-2", "validator-1", "validator-1"):
+        market.agents[name].step()  # ... then the validator commits to its scores and reveals them
     first = market.agents["aggregator"]
     info = market.market.get_model(market.model_id)
     state, _accepted = first.accepted_aggregate(1, info.state.global_model_cid)

@@ -16,10 +16,11 @@ from typing import Any, NamedTuple
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
+from fedmarket.chain import protocol
 from fedmarket.chain.abi import SOLIDITY_ENUMS, Event, Phase, Role, SlashReason, SolidityEnum, Status, as_digest, format_eth
 from fedmarket.chain.protocol import (
-    BPS,
     DEFAULT_AGGREGATOR_SHARE_BPS,
+    DEFAULT_AGREEMENT_TOLERANCE_BPS,
     DEFAULT_MAX_SAMPLES,
     DEFAULT_START_WINDOW_S,
     DEFAULT_TRAINER_SHARE_BPS,
@@ -59,9 +60,6 @@ __all__ = [
 
 DEFAULT_STAKE_WEI = WEI_PER_ETH // 100
 """0.01 ETH: ModelParams' default trainer, validator and aggregator stake."""
-DEFAULT_AGREEMENT_TOLERANCE_BPS = BPS
-"""ModelParams' default agreementToleranceBps: a committee member whose scores are, on average, a
-whole MAX_SCORE-relative tolerance of 10000 bps from the medians earns nothing and is slashed."""
 
 # ----------------------------------------------------------------------------- commit-reveal
 
@@ -79,21 +77,15 @@ def commitment(model_id: int, round: int, update_digest: bytes | str, num_sample
 def score_commitment(model_id: int, round: int, validator: str, scores: Sequence[int], salt: bytes) -> bytes:
     """keccak256(abi.encode(modelId, round, validator, scores, salt)), computed locally: what
     commitScores takes and revealScores opens (docs/protocol.md). `scores` as they will be
-    revealed (int64 micro-units, one per revealed update in reveal order; not yet clamped)."""
-    return keccak(
-        abi_encode(
-            ["uint256", "uint32", "address", "int64[]", "bytes32"],
-            [int(model_id), int(round), to_checksum_address(validator), [int(s) for s in scores], _salt(salt)],
-        )
-    )
+    revealed (int64 micro-units, one per revealed update in reveal order; not yet clamped).
+    chain.protocol's encoding, with the salt's length and the address checked first."""
+    return protocol.score_commitment(int(model_id), int(round), to_checksum_address(validator), [int(s) for s in scores], _salt(salt))
 
 
 def vote_commitment(model_id: int, round: int, validator: str, ok: bool, salt: bytes) -> bytes:
     """keccak256(abi.encode(modelId, round, validator, ok, salt)), computed locally: what
-    commitVote takes and revealVote opens (docs/protocol.md)."""
-    return keccak(
-        abi_encode(["uint256", "uint32", "address", "bool", "bytes32"], [int(model_id), int(round), to_checksum_address(validator), bool(ok), _salt(salt)])
-    )
+    commitVote takes and revealVote opens (chain.protocol's encoding, the salt checked first)."""
+    return protocol.vote_commitment(int(model_id), int(round), to_checksum_address(validator), bool(ok), _salt(salt))
 
 
 def _salt(salt: bytes) -> bytes:

@@ -17,8 +17,10 @@ import typer
 from fedmarket.chain.protocol import (
     BPS,
     DEFAULT_AGGREGATOR_SHARE_BPS,
+    DEFAULT_AGREEMENT_TOLERANCE_BPS,
     DEFAULT_TRAINER_SHARE_BPS,
     DEFAULT_VALIDATOR_SHARE_BPS,
+    MAX_TOLERANCE_BPS,
     MAX_TRAINERS,
     MAX_VALIDATORS,
 )
@@ -160,10 +162,10 @@ def post(
     ),
     poison_threshold: int = typer.Option(-100_000, "--poison-threshold", help="Median utility (micro-units) below which a trainer is bad-slashed."),
     agreement_tolerance_bps: int = typer.Option(
-        BPS,  # ModelParams' default (records.DEFAULT_AGREEMENT_TOLERANCE_BPS, a whole); records is not imported for --help
+        DEFAULT_AGREEMENT_TOLERANCE_BPS,
         "--agreement-tolerance-bps",
         min=1,
-        max=2 * BPS,
+        max=MAX_TOLERANCE_BPS,
         help="How far (bps of the scores' size) a committee member's scores may be from the round's medians, on average, before it earns nothing and is slashed.",
     ),
     ipfs: Optional[str] = IpfsOption,

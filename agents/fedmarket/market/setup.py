@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fedmarket.chain.protocol import BPS, WEI_PER_ETH
+from fedmarket.chain.protocol import DEFAULT_AGREEMENT_TOLERANCE_BPS, WEI_PER_ETH
 from fedmarket.errors import FedmarketError
 from fedmarket.roles import buyer
 
@@ -45,7 +45,7 @@ class MarketTerms:
     late_slash_bps: int = 1_000
     bad_slash_bps: int = 5_000
     poison_threshold: int = -100_000
-    agreement_tolerance_bps: int = BPS  # ModelParams' default
+    agreement_tolerance_bps: int = DEFAULT_AGREEMENT_TOLERANCE_BPS
 
     def check(self) -> None:
         if self.rounds < 1:
