@@ -16,10 +16,20 @@ The time helpers also work on a JSON-RPC dev node that speaks anvil's / hardhat'
 Every shortcut that reads py-evm directly lives here, each used from one place: `embedded_logs`
 (the event cursor), `transaction_gas_used` (the report), the pending header's timestamp
 (`set_next_timestamp`, time control) and the dev keys (`dev_private_keys`, anvil.dev_accounts).
+
+Work the in-process stack repeats and that is skipped here (no rule changes: every transaction is
+still signed by its sender, its signature checked, executed, mined in its own block, its revert
+reported): eth-tester recovers a transaction's sender from its signature again for every receipt
+it serves (one secp256k1 recovery in pure Python, as long as executing the transaction), so the
+sender py-evm recovered when it checked the signature is kept by transaction hash (the hash covers
+the signature, so it names one sender); eth_blockNumber reads the head's number instead of
+serialising the whole latest block; Keccak-256 runs on pysha3 when it is installed (eth-hash picks
+pycryptodome first, several times slower per hash; the digests are the same).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from web3 import EthereumTesterProvider, Web3
@@ -47,13 +57,105 @@ def new_embedded_web3(num_accounts: int = DEFAULT_ACCOUNTS) -> Web3:
     if num_accounts < 1:
         raise FedmarketError(f"the embedded chain needs at least one account, not {num_accounts}")
     # Imported here: py-evm costs ~0.4 s, which commands talking to a node should not pay.
-    from eth_tester import EthereumTester, PyEVMBackend
+    from eth_tester import EthereumTester
 
-    genesis_state = PyEVMBackend.generate_genesis_state(num_accounts=num_accounts)
-    backend = PyEVMBackend(genesis_state=genesis_state)
+    use_fast_keccak()
+    backend_class = _backend_class()
+    genesis_state = backend_class.generate_genesis_state(num_accounts=num_accounts)
+    backend = backend_class(genesis_state=genesis_state)
     _drive_the_clock(backend.chain)
     tester = EthereumTester(backend=backend, auto_mine_transactions=True)
-    return Web3(EthereumTesterProvider(tester))
+    return Web3(EthereumTesterProvider(tester, api_endpoints=_api_endpoints()))
+
+
+_EMPTY_KECCAK = bytes.fromhex("c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470")
+
+
+def use_fast_keccak() -> bool:
+    """Hash with pysha3 (safe-pysha3) when it is installed; whether it is in use. eth-hash's
+    automatic choice takes pycryptodome first, whose per-call set-up costs several times the hash
+    of a trie node or a storage key; py-evm, trie and eth-utils all hash through this one object."""
+    try:
+        from eth_hash.backends.pysha3 import backend
+    except ImportError:
+        return False
+    from eth_hash.auto import keccak
+
+    if backend.keccak256(b"") != _EMPTY_KECCAK:  # the check eth-hash runs on a backend's first use
+        return False
+    keccak.hasher, keccak.preimage = backend.keccak256, backend.preimage  # type: ignore[method-assign]
+    return True
+
+
+@functools.cache
+def _backend_class() -> type:
+    """eth-tester's py-evm backend, less its repeated sender recovery (built on first use: the
+    import is deferred)."""
+    from eth_tester import PyEVMBackend
+    from eth_tester.backends.pyevm.main import _get_transaction_by_hash
+    from eth_tester.backends.pyevm.serializers import serialize_transaction, serialize_transaction_receipt
+    from eth_utils import ValidationError as EVMValidationError  # what py-evm raises for a bad nonce
+
+    class EmbeddedBackend(PyEVMBackend):  # type: ignore[misc]
+        """Keeps the sender py-evm recovered (and so checked) when it applied a transaction, by
+        transaction hash, and hands it to the receipt and transaction look-ups, which would
+        recover it from the signature again. A transaction py-evm refused is never kept; one
+        signed for another chain id is refused before py-evm sees it."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.senders: dict[bytes, bytes] = {}
+            super().__init__(*args, **kwargs)
+
+        @property
+        def chain(self) -> Any:
+            return self._chain
+
+        @chain.setter
+        def chain(self, chain: Any) -> None:
+            # eth-tester replaces the chain on reset and on snapshot revert: each one is wrapped.
+            apply_transaction = chain.apply_transaction
+
+            def apply_and_keep_sender(transaction: Any) -> Any:
+                # py-evm takes a typed transaction signed for any chain id; a node refuses it (replay).
+                signed_for = getattr(transaction, "chain_id", None)
+                if signed_for is not None and signed_for != chain.chain_id:
+                    raise EVMValidationError(f"transaction signed for chain id {signed_for}, this chain's is {chain.chain_id}")
+                applied = apply_transaction(transaction)
+                self.senders[bytes(transaction.hash)] = transaction.sender  # recovered while validating
+                return applied
+
+            chain.apply_transaction = apply_and_keep_sender
+            self._chain = chain
+
+        def _mined(self, transaction_hash: bytes) -> tuple[Any, Any, int, bool]:
+            block, transaction, index = _get_transaction_by_hash(self.chain, transaction_hash)
+            sender = self.senders.get(bytes(transaction.hash))
+            if sender is not None:
+                # `sender` is a cached_property: filling its slot skips the recovery.
+                transaction.__dict__["sender"] = sender
+            return block, transaction, index, block.number == self.chain.get_block().number
+
+        def get_transaction_by_hash(self, transaction_hash: bytes) -> Any:
+            block, transaction, index, is_pending = self._mined(transaction_hash)
+            return serialize_transaction(block, transaction, index, is_pending)
+
+        def get_transaction_receipt(self, transaction_hash: bytes) -> Any:
+            block, transaction, index, is_pending = self._mined(transaction_hash)
+            receipts = block.get_receipts(self.chain.chaindb)
+            return serialize_transaction_receipt(block, receipts, transaction, index, is_pending, self.chain.get_vm())
+
+    return EmbeddedBackend
+
+
+def _api_endpoints() -> dict[str, dict[str, Any]]:
+    """web3's eth-tester endpoints, with eth_blockNumber read off the pending header (the latest
+    block is its parent) instead of serialising the latest block for its number."""
+    from web3.providers.eth_tester.defaults import API_ENDPOINTS
+
+    def block_number(tester: EthereumTester, _params: Any) -> int:
+        return max(0, int(tester.backend.chain.header.block_number) - 1)
+
+    return {**API_ENDPOINTS, "eth": {**API_ENDPOINTS["eth"], "blockNumber": block_number}}
 
 
 def _drive_the_clock(chain: Any) -> None:
