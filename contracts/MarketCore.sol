@@ -73,7 +73,9 @@ abstract contract MarketCore is MarketStorage {
     /// @dev The round's first `n` reveals: each one's trainer seat and update digest, in reveal
     /// order, and the map (bit k: reveal position k) of the refused ones, whose digest an earlier
     /// reveal of the round revealed (docs/protocol.md, "Duplicate updates"). One storage read per
-    /// reveal; the comparison runs in memory (n <= MAX_TRAINERS = 64).
+    /// reveal; duplicates are found in memory with an open-addressing table of DIGEST_SLOTS entries
+    /// (reveal position + 1, by the digest's low bits; n <= MAX_TRAINERS = 64 < DIGEST_SLOTS, so a
+    /// probe always ends).
     function _revealedDigests(UpdateBuffer storage buf, uint256 n)
         internal
         view
@@ -81,15 +83,26 @@ abstract contract MarketCore is MarketStorage {
     {
         seats = new uint256[](n);
         digests = new bytes32[](n);
-        for (uint256 k = 0; k < n; ++k) {
-            (uint256 seat,) = _revealEntry(buf, k);
-            bytes32 digest = buf.updates[seat];
-            seats[k] = seat;
-            digests[k] = digest;
-            for (uint256 i = 0; i < k; ++i) {
-                if (digests[i] == digest) {
-                    refused |= uint64(1 << k);
-                    break;
+        uint256[DIGEST_SLOTS] memory table;
+        // k < 64 and i < DIGEST_SLOTS: no counter can overflow.
+        unchecked {
+            for (uint256 k = 0; k < n; ++k) {
+                (uint256 seat,) = _revealEntry(buf, k);
+                bytes32 digest = buf.updates[seat];
+                seats[k] = seat;
+                digests[k] = digest;
+                uint256 i = uint256(digest) % DIGEST_SLOTS;
+                while (true) {
+                    uint256 at = table[i];
+                    if (at == 0) {
+                        table[i] = k + 1;
+                        break;
+                    }
+                    if (digests[at - 1] == digest) {
+                        refused |= uint64(1 << k);
+                        break;
+                    }
+                    i = (i + 1) % DIGEST_SLOTS;
                 }
             }
         }
@@ -113,7 +126,7 @@ abstract contract MarketCore is MarketStorage {
         // Loop bounds: n <= MAX_TRAINERS = 64, size <= MAX_COMMITTEE = 9; no counter can overflow.
         unchecked {
             for (uint256 first = 0; first < n; first += SCORES_PER_WORD) {
-                // Each packed word of scores is read once, for the four updates it holds.
+                // Each packed word of scores is read once, for the eight updates it holds.
                 uint256 w = first / SCORES_PER_WORD;
                 uint256 m = 0;
                 for (uint256 j = 0; j < size; ++j) {

@@ -16,7 +16,7 @@ uint256 constant CAP_MAX_TOLERANCE_BPS = 20_000; // agreementToleranceBps: a mem
 /// @title MarketStorage — the Marketplace's constants, storage layout and packed records
 /// @notice Storage is packed so that the per-trainer work of a round stays flat and small:
 /// a round's who-did-what lives in one word (bitmaps), each trainer's address and earnings in one
-/// word, scores four to a word, reveal entries three to a word, and the per-update slots of a round
+/// word, scores eight to a word, reveal entries three to a word, and the per-update slots of a round
 /// are reused two rounds later.
 abstract contract MarketStorage is IMarketplaceTypes {
     // ---------------------------------------------------------------- caps (docs/protocol.md)
@@ -42,7 +42,7 @@ abstract contract MarketStorage is IMarketplaceTypes {
 
     // ---------------------------------------------------------------- packing
 
-    uint256 internal constant SCORES_PER_WORD = 4; // int64 scores per storage word
+    uint256 internal constant SCORES_PER_WORD = 8; // clamped scores (int32) per storage word
     uint256 internal constant ENTRIES_PER_WORD = 3; // reveal entries (8 + 64 bits) per storage word
     uint256 internal constant SCORE_WORDS = (MAX_TRAINERS + SCORES_PER_WORD - 1) / SCORES_PER_WORD;
     uint256 internal constant ORDER_WORDS = (MAX_TRAINERS + ENTRIES_PER_WORD - 1) / ENTRIES_PER_WORD;
@@ -55,6 +55,8 @@ abstract contract MarketStorage is IMarketplaceTypes {
     /// slots, the reveal-order and score words it starts), so that every round overwrites non-zero
     /// slots; never a valid commitment (no keccak256 output is 1).
     bytes32 internal constant ALLOCATED = bytes32(uint256(1));
+    /// @dev Entries of the in-memory table that finds a round's duplicate digests (MarketCore).
+    uint256 internal constant DIGEST_SLOTS = 128;
 
     // ---------------------------------------------------------------- records
 
@@ -106,7 +108,7 @@ abstract contract MarketStorage is IMarketplaceTypes {
         bytes32[MAX_TRAINERS] updates;
         /// reveal order, ENTRIES_PER_WORD entries (trainer seat, numSamples) per word, and the reveals' mix
         uint256[ORDER_WORDS] order;
-        /// [committee position][word] -> SCORES_PER_WORD packed int64 scores, in reveal order
+        /// [committee position][word] -> SCORES_PER_WORD packed int32 scores (clamped), in reveal order
         uint256[SCORE_WORDS][MAX_COMMITTEE] scores;
         /// committee position -> its score commitment, replaced by its vote commitment in VoteCommit
         bytes32[MAX_COMMITTEE] seals;

@@ -107,7 +107,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
 
     /// @dev Creates, in both buffers (one per round parity), the storage trainer seat `seat` brings
     /// to a round: its commitment slot; for every third seat the reveal-order word it starts; for
-    /// every fourth seat the score word it starts, for each committee position. Every round then
+    /// every eighth seat the score word it starts, for each committee position. Every round then
     /// overwrites non-zero slots (~5k gas each, not ~22k), from round 1 on: the first use of a
     /// round's storage is paid once, at join (docs/protocol.md, "Per-update data kept on chain").
     /// What these slots hold before their first real write is never read.
@@ -373,7 +373,8 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         }
         h.sealedBits |= uint16(1 << position);
         _buffer(t, round).seals[position] = commitment;
-        if (Bits.popcount(h.sealedBits) == t.params.committeeSize) _endPhase(t, round, h);
+        // Every member is in (the committee map holds committeeSize seats; no params read).
+        if (Bits.popcount(h.sealedBits) == Bits.popcount(h.committee)) _endPhase(t, round, h);
         rd.header = h;
     }
 

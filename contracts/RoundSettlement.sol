@@ -377,18 +377,27 @@ contract RoundSettlement is MarketCore {
         uint256 tolerance = Shares.ofBps(magnitude, t.params.agreementToleranceBps);
         uint256[SCORE_WORDS][MAX_COMMITTEE] storage scores = _buffer(t, round).scores;
         uint256 size = s.weights.length;
-        for (uint256 j = 0; j < size; ++j) {
-            if (!Bits.has(h.scored, j)) continue;
-            if (magnitude == 0) {
-                s.weights[j] = 1;
-                continue;
+        uint256 n = s.reveals;
+        // Bounds: n <= 64 updates, size <= 9 members, each gap below 2^32: nothing can overflow.
+        unchecked {
+            for (uint256 j = 0; j < size; ++j) {
+                if (!Bits.has(h.scored, j)) continue;
+                if (magnitude == 0) {
+                    s.weights[j] = 1;
+                    continue;
+                }
+                uint256[SCORE_WORDS] storage words = scores[j];
+                uint256 distance = 0;
+                for (uint256 first = 0; first < n; first += SCORES_PER_WORD) {
+                    // Each packed word is read once (warm: the utilities read it).
+                    uint256 word = words[first / SCORES_PER_WORD];
+                    uint256 end = first + SCORES_PER_WORD < n ? first + SCORES_PER_WORD : n;
+                    for (uint256 k = first; k < end; ++k) {
+                        distance += Agreement.gap(Bits.scoreAt(word, k - first), u[k]);
+                    }
+                }
+                s.weights[j] = Agreement.weight(distance, tolerance);
             }
-            uint256[SCORE_WORDS] storage words = scores[j];
-            uint256 distance = 0;
-            for (uint256 k = 0; k < s.reveals; ++k) {
-                distance += Agreement.gap(Bits.scoreAt(words[k / SCORES_PER_WORD], k % SCORES_PER_WORD), u[k]);
-            }
-            s.weights[j] = Agreement.weight(distance, tolerance);
         }
     }
 
