@@ -25,9 +25,9 @@ from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 
 from fedmarket.chain.abi import abi_type
-from fedmarket.chain.protocol import DEFAULT_AGREEMENT_TOLERANCE_BPS, score_commitment, vote_commitment
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
 from fedmarket.chain.embedded import latest_timestamp, new_embedded_web3, set_next_timestamp
+from fedmarket.chain.protocol import DEFAULT_AGREEMENT_TOLERANCE_BPS, score_commitment, vote_commitment
 from fedmarket.chain.timecontrol import advance_time
 
 # ------------------------------------------------------------------------------ defaults
@@ -72,10 +72,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 # enum values (IMarketplace)
 STATUS = {name: i for i, name in enumerate(["None", "Open", "Training", "Finalized", "Settled", "Cancelled"])}
-PHASE = {
-    name: i
-    for i, name in enumerate(["None", "Commit", "Reveal", "ScoreCommit", "ScoreReveal", "Publish", "VoteCommit", "VoteReveal", "Due"])
-}
+PHASE = {name: i for i, name in enumerate(["None", "Commit", "Reveal", "ScoreCommit", "ScoreReveal", "Publish", "VoteCommit", "VoteReveal", "Due"])}
 ROLE = {name: i for i, name in enumerate(["None", "Trainer", "Validator", "Aggregator"])}
 SLASH = {name: i for i, name in enumerate(["Late", "Poison", "Rejected", "Disagreed"])}
 

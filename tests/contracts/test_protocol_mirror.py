@@ -36,8 +36,7 @@ def test_slash_rules_match_the_contract(market, actors, flow, events, advance, r
         committee = flow.committee(task, r)
         scorers = rng.sample(committee, rng.randint(committee_size // 2 + 1, committee_size))
         given = {m: [rng.choice(LOW if rng.random() < 0.6 else HIGH) for _ in committing] for m in scorers}
-        for m in scorers:
-            flow.score(task, r, m, given[m])
+        flow.score(task, r, given)
         order = [u.lower() for u in market.functions.revealedUpdates(task, r).call()[0]]
         columns = {trainer: [given[m][i] for m in scorers] for i, trainer in enumerate(order)}
         assert market.functions.utilities(task, r).call() == [utility_of(columns[t], committee_size) for t in order]
