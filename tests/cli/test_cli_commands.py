@@ -220,7 +220,10 @@ def test_one_round_by_hand(cli: Cli, market: MarketClient, w3: Web3, accounts: l
     assert len(salts) == 1 and json.loads(salts[0].read_text())["commitment"] == committed["commitment"]
     cli.fails("round", "commit", model_id, "-a", f"dev:{trainer}", "--update-cid", CID_C, "--samples", 42, fragment="already committed")
     # the other trainers, in parallel processes sharing the data dir
-    cli.ok_all([("round", "commit", model_id, "-a", f"dev:{i}", "--update-cid", CID_A, "--samples", 10) for i in TRAINERS[1:]])
+    # (distinct updates: a digest revealed twice in a round is refused at settlement)
+    cli.ok_all(
+        [("round", "commit", model_id, "-a", f"dev:{i}", "--update-cid", cid, "--samples", 10) for i, cid in zip(TRAINERS[1:], (CID_A, CID_B), strict=True)]
+    )
     # another data dir has no salt: the reveal is refused before anything is sent
     elsewhere = Cli(tmp_path / "elsewhere", cli.rpc, cli.address_book)
     elsewhere.fails("round", "reveal", model_id, "-a", f"dev:{trainer}", fragment="no stored commit")
