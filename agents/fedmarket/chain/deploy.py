@@ -49,16 +49,20 @@ MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     "leaveModel": 150_000,
     "commitUpdate": 150_000,
     "revealUpdate": 200_000,
-    "submitScores": 2_500_000,
+    "commitScores": 2_500_000,  # the last commitment ends ScoreCommit (no medians: cheap)
+    "revealScores": 2_500_000,  # the last reveal ends ScoreReveal: every median is read
     "publishGlobalModel": 2_000_000,
-    "confirmGlobalModel": 4_000_000,
+    "commitVote": 2_000_000,  # may first move the round past a missed ScoreReveal deadline (medians)
+    "revealVote": 4_500_000,  # the last reveal settles the round
     "closeRound": 4_000_000,
     "finalizeContract": 150_000,
     "generateTrainingPayments": 4_000_000,
     "withdraw": 100_000,
 }
 
-ORDER_DEPENDENT_GAS: frozenset[str] = frozenset({"commitUpdate", "revealUpdate", "submitScores", "publishGlobalModel", "confirmGlobalModel", "closeRound"})
+ORDER_DEPENDENT_GAS: frozenset[str] = frozenset(
+    {"commitUpdate", "revealUpdate", "commitScores", "revealScores", "publishGlobalModel", "commitVote", "revealVote", "closeRound"}
+)
 """Functions whose gas depends on who comes last, so an estimate made before another participant's
 transaction is mined can fall short: the last commit / reveal / score ends its phase (the last
 score computes every update's median), a publish or a close may first move the round through
