@@ -83,6 +83,8 @@ abstract contract MarketCore is MarketStorage {
     {
         seats = new uint256[](n);
         digests = new bytes32[](n);
+        // A memory array starts zeroed (0: an empty slot), which slither does not know.
+        // slither-disable-next-line uninitialized-local
         uint256[DIGEST_SLOTS] memory table;
         // k < 64 and i < DIGEST_SLOTS: no counter can overflow.
         unchecked {

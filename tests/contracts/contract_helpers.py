@@ -33,6 +33,8 @@ from fedmarket.chain.timecontrol import advance_time
 # ------------------------------------------------------------------------------ defaults
 
 WINDOW = 100
+FAR_FUTURE_S = 10**8
+"""The session chain's clock starts this far past the wall clock (see session_chain)."""
 """Every phase window of the default task, in seconds."""
 
 START_WINDOW = 10_000
@@ -138,6 +140,10 @@ class SessionChain:
 @pytest.fixture(scope="session")
 def session_chain() -> SessionChain:
     w3 = new_embedded_web3()
+    # Chain time far past the wall clock: every block is then exactly its parent + 1 s, so a
+    # snapshot reused minutes later (ready_task's) still has its deadlines ahead of it.
+    set_next_timestamp(w3, latest_timestamp(w3) + FAR_FUTURE_S)
+    w3.provider.ethereum_tester.mine_blocks(1)
     market = deploy_marketplace(w3, _actors(list(w3.eth.accounts)).deployer)
     tester = w3.provider.ethereum_tester
     return SessionChain(w3, market, tester.take_snapshot(), w3.eth.block_number, {})

@@ -149,9 +149,13 @@ class MaxValidatorsOutOfRange(InvalidParams):
 
 
 class WindowOutOfRange(InvalidParams):
+    # The error names a window by the phase it opens; the user set it by its parameter's name.
+    WINDOW_OF_PHASE = {"none": "start", "scorecommit": "score", "votecommit": "confirm"}
+
     def problem(self) -> str:
         f = self.fields
-        return f"{str(f['phase']).lower()} window {f['given']} s out of range {f['min']}..{f['max']} s"
+        phase = str(f["phase"]).lower()
+        return f"{self.WINDOW_OF_PHASE.get(phase, phase)} window {f['given']} s out of range {f['min']}..{f['max']} s"
 
 
 class StakeTooLarge(InvalidParams):

@@ -10,7 +10,7 @@ from fedmarket.errors import FedmarketError
 from fedmarket.fl.learning import Learning
 
 MODES = ("semi", "fedasync", "local")
-DEFAULT_TEMPERATURE = 0.1  # docs/semi.md "Loss weights": measured against 1, 0.3 and 0.03
+DEFAULT_TEMPERATURE = 0.1  # docs/semi.md "Aggregation weights": measured against 1, 0.3 and 0.03
 DEFAULT_STALENESS_EXPONENT = 0.5  # FedAsync's a
 DEFAULT_FEDASYNC_ALPHA = 0.6  # FedAsync's mixing rate (its paper tries 0.6 and 0.9)
 DEFAULT_STEP_COST = 0.01  # virtual seconds per local SGD step (fl.semi.clock)
