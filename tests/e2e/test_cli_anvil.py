@@ -66,6 +66,7 @@ import pytest
 from fedmarket.chain.anvil import AnvilProcess, dev_accounts
 from fedmarket.chain.client import Phase, open_market
 from fedmarket.chain.timecontrol import advance_to
+from fedmarket.storage.cid import cid_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil]
 
@@ -73,6 +74,8 @@ FEDMARKET = str(Path(sys.executable).with_name("fedmarket"))
 CID_SPEC = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 CID_INIT = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
 CID_UPDATE = "Qmf5S8JCEUSRGf9EvC7y4ARoZSwcJfwwUxE72We8t8ARzf"
+CID_UPDATES = {n: cid_of(f"update of {n}".encode()) for n in ("T1", "T2", "T3")}
+"""Each trainer's own update: one digest revealed from two seats is refused as a duplicate."""
 E = 10**18
 # Each account's ether: the gas checks reserve the worst-case limit of the calls whose cost depends
 # on who comes last (up to 4M gas at the fee cap) before anything is sent.
@@ -166,7 +169,7 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
         assert sorted(started["committee"]) == sorted(address[v] for v in ("V1", "V2", "V3"))
 
         # ---------------------------------------------------------------- round 1
-        parallel(*[lambda n=n: run("round", "commit", task, "-a", n, "--update-cid", CID_UPDATE, "--samples", 100) for n in ("T1", "T2", "T3")])
+        parallel(*[lambda n=n: run("round", "commit", task, "-a", n, "--update-cid", CID_UPDATES[n], "--samples", 100) for n in ("T1", "T2", "T3")])
         for name in ("T1", "T2", "T3"):  # one at a time: the reveal order is the score order
             run("round", "reveal", task, "-a", name)
         scores_1 = {"V1": "210000,90000,100000", "V2": "200000,100000,120000", "V3": "190000,110000,100000"}
@@ -179,7 +182,7 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
         vote_all()
 
         # ---------------------------------------------------------------- round 2
-        parallel(*[lambda n=n: run("round", "commit", task, "-a", n, "--update-cid", CID_UPDATE, "--samples", 100) for n in ("T1", "T2")])
+        parallel(*[lambda n=n: run("round", "commit", task, "-a", n, "--update-cid", CID_UPDATES[n], "--samples", 100) for n in ("T1", "T2")])
         advance_to(w3, client.get_round(task, 2).phase_deadline + 1)  # T3 never commits
         for name in ("T1", "T2"):
             run("round", "reveal", task, "-a", name)
