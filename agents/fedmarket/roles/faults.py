@@ -17,11 +17,9 @@ from fedmarket.errors import FedmarketError
 FAULT_POINTS: dict[str, str] = {
     "before-commit": "trainer",
     "before-reveal": "trainer",
-    "before-score": "validator",  # before its score commit
-    "before-score-reveal": "validator",  # between its score commit and reveal
+    "before-score": "validator",
     "before-publish": "aggregator",
-    "before-confirm": "validator",  # before its vote commit
-    "before-vote-reveal": "validator",  # between its vote commit and reveal
+    "before-confirm": "validator",
 }
 """Every fault point, and the role whose agent reaches it."""
 
