@@ -23,9 +23,11 @@ interface IMarketplaceTypes {
         None, // task not training
         Commit, // trainers commit
         Reveal, // committed trainers reveal
-        Score, // committee members score every revealed update
+        ScoreCommit, // committee members commit to their scores of every revealed update (scoreWindow)
+        ScoreReveal, // members that committed reveal their scores (revealWindow)
         Publish, // the aggregator proposes the global model
-        Confirm, // committee members confirm or reject the proposal
+        VoteCommit, // committee members commit to a vote on the proposal (confirmWindow)
+        VoteReveal, // members that committed reveal their votes (revealWindow); the last reveal settles
         Due // every window has passed: anyone may closeRound
     }
 
@@ -41,7 +43,8 @@ interface IMarketplaceTypes {
     enum SlashReason {
         Late, // did not act within its window
         Poison, // trainer whose median utility is below the poison threshold
-        Rejected // aggregator whose proposal the committee rejected
+        Rejected, // aggregator whose proposal the committee rejected
+        Disagreed // committee member whose revealed scores are too far from the round's utilities
     }
 
     /// @notice What a buyer sets when posting a task (`newModel`).
@@ -72,6 +75,8 @@ interface IMarketplaceTypes {
         uint32 startWindow; // seconds after newModel by which training must start (MIN_WINDOW..MAX_WINDOW);
         // past it anyone may cancelModel and startTraining reverts StartDeadlinePassed
         uint64 maxSamples; // the largest sample count a reveal may claim (>= 1): bounds an update's FedAvg weight
+        uint16 agreementToleranceBps; // 1..MAX_TOLERANCE_BPS (20000): a member's distance from the utilities
+        // must stay below this fraction of their size to be paid (docs/protocol.md, "Validator pay"); agents use 10000
     }
 
     /// @notice What the market keeps of a task as it runs: the mutable half of its `ModelData`.
@@ -109,11 +114,13 @@ interface IMarketplaceTypes {
         address[] committee;
         uint16 commits;
         uint16 reveals;
-        uint16 scoresSubmitted;
+        uint16 scoreCommits; // members whose score commitment is in (ScoreCommit/ScoreReveal; later: scoresSubmitted)
+        uint16 scoresSubmitted; // members that revealed their scores
+        uint16 voteCommits; // members whose vote commitment is in (0 before VoteCommit)
         bool proposed;
         bytes32 proposedDigest;
         int64 proposedMetric;
-        uint16 confirmations; // ok + reject votes received
+        uint16 confirmations; // ok + reject votes revealed
         uint16 rejections;
         bool closed;
     }
@@ -138,8 +145,11 @@ interface IMarketplaceTypes {
         bool onCommittee; // the account sits on the current round's committee
         bool committed; // a trainer's commit of the current round is in
         bool revealed; // ... and its reveal
-        bool scored; // a committee member's scores of the current round are in
-        bool voted; // ... and its vote on the proposal
+        bool scoreCommitted; // a committee member's score commitment of the current round is in
+        // (reported during ScoreCommit/ScoreReveal; afterwards equal to `scored`)
+        bool scored; // ... and its scores are revealed
+        bool voteCommitted; // its vote commitment on the proposal is in
+        bool voted; // ... and its vote is revealed
     }
 
     /// @notice A participant's standing in one task.
@@ -163,9 +173,18 @@ interface IMarketplaceTypes {
     event RoundStarted(uint256 indexed modelId, uint32 indexed round, address[] committee, uint64 commitDeadline);
     event UpdateCommitted(uint256 indexed modelId, uint32 indexed round, address indexed trainer, bytes32 commitment);
     event UpdateRevealed(uint256 indexed modelId, uint32 indexed round, address indexed trainer, bytes32 updateDigest, uint64 numSamples, uint16 index);
-    event ScoresSubmitted(uint256 indexed modelId, uint32 indexed round, address indexed validator, int64[] scores);
+    /// @notice commitScores: a member's commitment to its scores (hides them until ScoreReveal).
+    event ScoresCommitted(uint256 indexed modelId, uint32 indexed round, address indexed validator, bytes32 commitment);
+    /// @notice revealScores: a member's scores, one per revealed update in reveal order, as sent (stored clamped).
+    event ScoresRevealed(uint256 indexed modelId, uint32 indexed round, address indexed validator, int64[] scores);
+    /// @notice commitVote: a member's commitment to its vote on the proposal (hides it until VoteReveal).
+    event VoteCommitted(uint256 indexed modelId, uint32 indexed round, address indexed validator, bytes32 commitment);
     event GlobalModelProposed(uint256 indexed modelId, uint32 indexed round, bytes32 modelDigest, int64 metric);
+    /// @notice revealVote: a member's revealed vote on the proposal.
     event GlobalModelConfirmed(uint256 indexed modelId, uint32 indexed round, address indexed validator, bool ok);
+    /// @notice Settlement refused an update whose digest an earlier reveal of the round already
+    /// revealed: utility 0 (neither paid nor poison-slashed), its trainer late-slashed.
+    event UpdateRefused(uint256 indexed modelId, uint32 indexed round, address indexed trainer, bytes32 updateDigest);
     /// @notice A round's settlement; `accepted` is false when the proposal was rejected or missing.
     event RoundClosed(uint256 indexed modelId, uint32 indexed round, bytes32 globalModelDigest, bool accepted, uint256 budget, uint256 returnedToBuyer);
     event RewardAccrued(uint256 indexed modelId, uint32 indexed round, address indexed participant, Role role, uint256 amount);
@@ -211,8 +230,9 @@ interface IMarketplaceTypes {
     error CommitteeSizeOutOfRange(uint256 given, uint256 max);
     /// @notice newModel: `maxValidators` is not in min..max (committeeSize..MAX_VALIDATORS).
     error MaxValidatorsOutOfRange(uint256 given, uint256 min, uint256 max);
-    /// @notice newModel: the window of `phase` (Commit, Reveal, Score, Publish or Confirm; the first
-    /// one out of range; None: the start window, checked last) is not in min..max seconds (MIN_WINDOW..MAX_WINDOW).
+    /// @notice newModel: the window of `phase` (Commit: commitWindow, Reveal: revealWindow,
+    /// ScoreCommit: scoreWindow, Publish: publishWindow, VoteCommit: confirmWindow; the first one out
+    /// of range; None: the start window, checked after the shares) is not in min..max seconds (MIN_WINDOW..MAX_WINDOW).
     error WindowOutOfRange(Phase phase, uint256 given, uint256 min, uint256 max);
     /// @notice newModel: the stake of `role` (the first one too large, trainer first) is above max
     /// wei (2^128 - 1, what the task's accounting holds).
@@ -231,6 +251,8 @@ interface IMarketplaceTypes {
     error PoisonThresholdPositive(int256 given);
     /// @notice newModel: `maxSamples` is 0 (no reveal could claim a sample count).
     error ZeroMaxSamples();
+    /// @notice newModel: `agreementToleranceBps` is not in min..max (1..20000), checked last.
+    error AgreementToleranceOutOfRange(uint256 given, uint256 min, uint256 max);
     /// @notice revealUpdate: numSamples `given` is above the task's maxSamples `max`.
     error TooManySamples(uint256 given, uint256 max);
     /// @notice leaveModel: the caller has neither a role nor an unrefunded licence in the task.
@@ -250,7 +272,7 @@ interface IMarketplaceTypes {
     error NotAggregator(uint256 modelId, address caller);
     /// @notice commitUpdate / revealUpdate: the caller is not a trainer of the task.
     error NotTrainer(uint256 modelId, address caller);
-    /// @notice submitScores / confirmGlobalModel: the caller is not on the round's committee.
+    /// @notice commitScores / revealScores / commitVote / revealVote: the caller is not on the round's committee.
     error NotCommitteeMember(uint256 modelId, uint32 round, address caller);
     /// @notice The task is `actual`; the function needs it `expected` (e.g. joining needs Open).
     error WrongStatus(uint256 modelId, Status expected, Status actual);
@@ -281,20 +303,32 @@ interface IMarketplaceTypes {
     error CommitmentMismatch(uint256 modelId, uint32 round, address trainer);
     /// @notice revealUpdate: numSamples is 0.
     error ZeroSamples();
-    /// @notice submitScores: the committee member already scored this round.
+    /// @notice commitScores: the committee member's score commitment of this round is already in.
+    error ScoresAlreadyCommitted(uint256 modelId, uint32 round, address validator);
+    /// @notice revealScores: the committee member committed no scores this round, so has nothing to reveal.
+    error ScoresNotCommitted(uint256 modelId, uint32 round, address validator);
+    /// @notice revealScores: the scores and salt do not hash to the member's commitment.
+    error ScoreCommitmentMismatch(uint256 modelId, uint32 round, address validator);
+    /// @notice revealScores: the committee member already revealed its scores this round.
     error AlreadyScored(uint256 modelId, uint32 round, address validator);
-    /// @notice submitScores: `given` scores sent; the round has `expected` revealed updates, one score each.
+    /// @notice revealScores: `given` scores sent; the round has `expected` revealed updates, one score each.
     error WrongScoreCount(uint256 expected, uint256 given);
     /// @notice publishGlobalModel: the round already has a proposed global model.
     error AlreadyPublished(uint256 modelId, uint32 round);
-    /// @notice confirmGlobalModel: the committee member already voted on this round's proposal.
+    /// @notice commitVote: the committee member's vote commitment of this round is already in.
+    error VoteAlreadyCommitted(uint256 modelId, uint32 round, address validator);
+    /// @notice revealVote: the committee member committed no vote this round, so has nothing to reveal.
+    error VoteNotCommitted(uint256 modelId, uint32 round, address validator);
+    /// @notice revealVote: the vote and salt do not hash to the member's commitment.
+    error VoteCommitmentMismatch(uint256 modelId, uint32 round, address validator);
+    /// @notice revealVote: the committee member already revealed its vote on this round's proposal.
     error AlreadyConfirmed(uint256 modelId, uint32 round, address validator);
     /// @notice A deadline would pass 2^32 - 1 seconds (the year 2106), beyond what a round stores.
     error DeadlineOutOfRange(uint256 deadline);
     /// @notice closeRound: the round's `phase` runs until `deadline` (phase None: no round is open).
     error RoundNotDue(uint256 modelId, uint32 round, Phase phase, uint64 deadline);
     /// @notice Per-update data (revealedUpdates, utilities, scoresOf) is kept for the current and
-    /// the previous round only; older rounds are in the UpdateRevealed / ScoresSubmitted events.
+    /// the previous round only; older rounds are in the UpdateRevealed / ScoresRevealed events.
     error RoundDataPruned(uint256 modelId, uint32 round, uint32 currentRound);
     /// @notice withdraw: the caller has no credited balance.
     error NothingToWithdraw(address account);
@@ -373,18 +407,43 @@ interface IMarketplace is IMarketplaceTypes {
     /// values must match the commitment. Emits UpdateRevealed (index = position in reveal order).
     function revealUpdate(uint256 modelId, uint32 round, bytes32 updateDigest, uint64 numSamples, bytes32 salt) external;
 
-    /// @notice Score every revealed update, one utility per update in reveal order (micro-units;
-    /// each is clamped to -MAX_SCORE..MAX_SCORE when stored, the event carries them as sent).
-    /// Committee members of the round only, once, in the Score phase. Emits ScoresSubmitted.
-    function submitScores(uint256 modelId, uint32 round, int64[] calldata scores) external;
+    /// @notice Commit to the scores of every revealed update: commitment =
+    /// keccak256(abi.encode(modelId, round, msg.sender, scores, salt)) with scores an int64[] (one
+    /// per update in reveal order, micro-units) and salt a secret bytes32. Nobody sees a member's
+    /// scores before every member has committed (or ScoreCommit ended), so none can copy another's.
+    /// Committee members of the round only, once, in the ScoreCommit phase; the last member to
+    /// commit ends ScoreCommit. Emits ScoresCommitted.
+    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotCommitteeMember,
+    /// ScoresAlreadyCommitted, WrongPhase.
+    function commitScores(uint256 modelId, uint32 round, bytes32 commitment) external;
+
+    /// @notice Reveal the committed scores (each clamped to -MAX_SCORE..MAX_SCORE when stored; the
+    /// event carries them as sent). Members that committed, once, in the ScoreReveal phase; the last
+    /// of them to reveal ends ScoreReveal (to Publish, or to Due when no update has a positive
+    /// median). A member that did not commit, or did not reveal, is late. Emits ScoresRevealed.
+    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotCommitteeMember, AlreadyScored,
+    /// WrongPhase, ScoresNotCommitted, WrongScoreCount, ScoreCommitmentMismatch.
+    function revealScores(uint256 modelId, uint32 round, int64[] calldata scores, bytes32 salt) external;
 
     /// @notice Propose the round's global model (the aggregate of the updates with median utility > 0)
     /// and its metric. The aggregator only, once, in the Publish phase. Emits GlobalModelProposed.
     function publishGlobalModel(uint256 modelId, uint32 round, bytes32 modelDigest, int64 metric) external;
 
-    /// @notice Confirm (ok) or reject the proposal after recomputing it. Committee members only,
-    /// once, in the Confirm phase; the last vote closes the round. Emits GlobalModelConfirmed.
-    function confirmGlobalModel(uint256 modelId, uint32 round, bool ok) external;
+    /// @notice Commit to a vote on the proposal, after recomputing it: commitment =
+    /// keccak256(abi.encode(modelId, round, msg.sender, ok, salt)) (ok: a bool, true approves).
+    /// Committee members only, once, in the VoteCommit phase; the last member to commit ends
+    /// VoteCommit. Emits VoteCommitted.
+    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotCommitteeMember, VoteAlreadyCommitted,
+    /// WrongPhase.
+    function commitVote(uint256 modelId, uint32 round, bytes32 commitment) external;
+
+    /// @notice Reveal the committed vote. Members that committed, once, in the VoteReveal phase; the
+    /// last of them to reveal settles the round (RoundClosed, ...) in the same transaction. Only a
+    /// positive majority of the whole committee accepts: silence never approves.
+    /// Emits GlobalModelConfirmed.
+    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotCommitteeMember, AlreadyConfirmed,
+    /// WrongPhase, VoteNotCommitted, VoteCommitmentMismatch.
+    function revealVote(uint256 modelId, uint32 round, bool ok, bytes32 salt) external;
 
     /// @notice Settle the current round once it is Due (every window it still needed has passed);
     /// whoever has not acted is late. Anyone. Emits RoundClosed, RewardAccrued, Slashed, RoundStarted.
@@ -427,14 +486,16 @@ interface IMarketplace is IMarketplaceTypes {
         view
         returns (address[] memory trainerAddresses, bytes32[] memory updateDigests, uint64[] memory numSamples);
     /// @notice Utility per revealed update, in reveal order: the lower median of the committee's
-    /// clamped scores; 0 for every update when fewer than a majority of the committee scored.
+    /// clamped revealed scores; 0 for every update when fewer than a majority of the committee
+    /// revealed scores, and 0 for an update whose digest an earlier reveal of the round revealed
+    /// (refused at settlement: UpdateRefused).
     /// The current or the previous round only (older: RoundDataPruned).
     function utilities(uint256 modelId, uint32 round) external view returns (int64[] memory);
-    /// @notice A committee member's scores, in reveal order. The current or the previous round only
+    /// @notice A committee member's revealed scores (clamped), in reveal order. The current or the previous round only
     /// (older: RoundDataPruned).
     function scoresOf(uint256 modelId, uint32 round, address validator) external view returns (bool submitted, int64[] memory scores);
-    /// @notice Whether a committee member voted on the round's proposal, and how (false, false for
-    /// anyone not on the committee). Reverts UnknownModel.
+    /// @notice Whether a committee member revealed a vote on the round's proposal, and how (false,
+    /// false for anyone not on the committee). Reverts UnknownModel.
     function hasConfirmed(uint256 modelId, uint32 round, address validator) external view returns (bool voted, bool ok);
     /// @notice The commitment commitUpdate expects:
     /// keccak256(abi.encode(modelId, round, updateDigest, numSamples, salt, trainer)).

@@ -52,8 +52,8 @@ abstract contract MarketCore is MarketStorage {
             revealed: 0,
             committee: map,
             scored: 0,
-            voted: 0,
-            approved: 0,
+            sealedBits: 0,
+            ballot: 0,
             proposed: false
         });
         emit RoundStarted(modelId, round, _committee(t, map), deadline);
@@ -68,6 +68,46 @@ abstract contract MarketCore is MarketStorage {
 
     function _revealEntry(UpdateBuffer storage buf, uint256 position) internal view returns (uint256 seat, uint64 samples) {
         return Bits.entryAt(buf.order[position / ENTRIES_PER_WORD], position % ENTRIES_PER_WORD);
+    }
+
+    /// @dev The round's first `n` reveals: each one's trainer seat and update digest, in reveal
+    /// order, and the map (bit k: reveal position k) of the refused ones, whose digest an earlier
+    /// reveal of the round revealed (docs/protocol.md, "Duplicate updates"). One storage read per
+    /// reveal; duplicates are found in memory with an open-addressing table of DIGEST_SLOTS entries
+    /// (reveal position + 1, by the digest's low bits; n <= MAX_TRAINERS = 64 < DIGEST_SLOTS, so a
+    /// probe always ends).
+    function _revealedDigests(UpdateBuffer storage buf, uint256 n)
+        internal
+        view
+        returns (uint256[] memory seats, bytes32[] memory digests, uint64 refused)
+    {
+        seats = new uint256[](n);
+        digests = new bytes32[](n);
+        // A memory array starts zeroed (0: an empty slot), which slither does not know.
+        // slither-disable-next-line uninitialized-local
+        uint256[DIGEST_SLOTS] memory table;
+        // k < 64 and i < DIGEST_SLOTS: no counter can overflow.
+        unchecked {
+            for (uint256 k = 0; k < n; ++k) {
+                (uint256 seat,) = _revealEntry(buf, k);
+                bytes32 digest = buf.updates[seat];
+                seats[k] = seat;
+                digests[k] = digest;
+                uint256 i = uint256(digest) % DIGEST_SLOTS;
+                while (true) {
+                    uint256 at = table[i];
+                    if (at == 0) {
+                        table[i] = k + 1;
+                        break;
+                    }
+                    if (digests[at - 1] == digest) {
+                        refused |= uint64(1 << k);
+                        break;
+                    }
+                    i = (i + 1) % DIGEST_SLOTS;
+                }
+            }
+        }
     }
 
     /// @dev Median committee score of every revealed update, in reveal order (docs/protocol.md,
@@ -88,7 +128,7 @@ abstract contract MarketCore is MarketStorage {
         // Loop bounds: n <= MAX_TRAINERS = 64, size <= MAX_COMMITTEE = 9; no counter can overflow.
         unchecked {
             for (uint256 first = 0; first < n; first += SCORES_PER_WORD) {
-                // Each packed word of scores is read once, for the four updates it holds.
+                // Each packed word of scores is read once, for the eight updates it holds.
                 uint256 w = first / SCORES_PER_WORD;
                 uint256 m = 0;
                 for (uint256 j = 0; j < size; ++j) {
@@ -113,6 +153,11 @@ abstract contract MarketCore is MarketStorage {
         }
     }
 
+
+    /// @dev A seat's earnings: its 96 bits plus the high part kept in the participant's record.
+    function _earned(Seat storage seat, Participant storage pp) internal view returns (uint256) {
+        return uint256(seat.earned) + (uint256(pp.earnedHigh) << 96);
+    }
 
     function _creditTo(address account, uint256 amount) internal {
         if (amount == 0) return;

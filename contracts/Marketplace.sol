@@ -107,7 +107,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
 
     /// @dev Creates, in both buffers (one per round parity), the storage trainer seat `seat` brings
     /// to a round: its commitment slot; for every third seat the reveal-order word it starts; for
-    /// every fourth seat the score word it starts, for each committee position. Every round then
+    /// every eighth seat the score word it starts, for each committee position. Every round then
     /// overwrites non-zero slots (~5k gas each, not ~22k), from round 1 on: the first use of a
     /// round's storage is paid once, at join (docs/protocol.md, "Per-update data kept on chain").
     /// What these slots hold before their first real write is never read.
@@ -139,6 +139,12 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         uint256 seat = t.validatorCount;
         me.index = uint16(seat);
         t.validatorSeats.push(Seat({account: msg.sender, earned: 0}));
+        // Committee position `seat` (< committeeSize) gets its commitment slot in both buffers, so
+        // that every commitment overwrites a non-zero slot (the trainers' slots: _allocateSeat).
+        if (seat < t.params.committeeSize) {
+            t.buffers[0].seals[seat] = ALLOCATED;
+            t.buffers[1].seals[seat] = ALLOCATED;
+        }
         // seat < maxValidators <= MAX_VALIDATORS = 32 (checked above), so the count fits uint8.
         t.validatorCount = uint8(seat + 1);
     }
@@ -167,16 +173,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         if (t.trainerCount < p.minTrainers || t.validatorCount < p.committeeSize || !aggregatorJoined) {
             revert NotEnoughParticipants(modelId, t.trainerCount, t.validatorCount, aggregatorJoined);
         }
-        t.status = Status.Training;
-        t.reward = t.escrow;
-        // The licences are used now (no one can join any more): their fees become the owner's.
-        uint256 fees = t.licenseHeld;
-        t.licenseHeld = 0;
-        t.licenseIncome = _toU128(fees);
-        _creditTo(t.owner, fees);
-        emit TrainingStarted(modelId, t.reward);
-        emit LicenseIncomeCredited(modelId, t.owner, fees);
-        _openRound(modelId, t, 1, uint256(keccak256(abi.encode(block.prevrandao, modelId))), 0);
+        _delegate(abi.encodeCall(RoundSettlement.startTask, (modelId)));
     }
 
     /// @inheritdoc IMarketplace
@@ -188,17 +185,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         Task storage t = _task(modelId);
         _requireStatus(modelId, t, Status.Open);
         if (msg.sender != t.owner && block.timestamp <= t.startDeadline) revert NotOwner(modelId, msg.sender);
-        t.status = Status.Cancelled;
-        emit ModelCancelled(modelId);
-        uint256 refund = t.escrow;
-        t.escrow = 0;
-        t.stakesHeld = 0;
-        _creditTo(t.owner, refund);
-        emit ModelBuyerReturnPayment(modelId, t.owner, refund);
-        // Nothing earned or slashed before training: each gets its whole stake back.
-        _settleSeats(modelId, t, t.trainerSeats, Role.Trainer);
-        _settleSeats(modelId, t, t.validatorSeats, Role.Validator);
-        if (t.participants[t.params.aggregator].role == Role.Aggregator) _settleAggregator(modelId, t);
+        _delegate(abi.encodeCall(RoundSettlement.cancelTask, (modelId)));
     }
 
     /// @inheritdoc IMarketplace
@@ -308,21 +295,25 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     }
 
     /// @inheritdoc IMarketplace
-    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotCommitteeMember, AlreadyScored,
-    /// WrongPhase, WrongScoreCount. The last member to score ends the Score phase (to Publish, or
-    /// to Due when no update has a positive median).
-    function submitScores(uint256 modelId, uint32 round, int64[] calldata scores) external {
-        Task storage t = _task(modelId);
-        _requireRound(modelId, t, round);
-        Round storage rd = t.rounds[round];
-        RoundHeader memory h = rd.header;
-        uint256 position = _committeePosition(modelId, t, round, h.committee, msg.sender);
+    function commitScores(uint256 modelId, uint32 round, bytes32 commitment) external {
+        _commitCommittee(modelId, round, commitment, Phase.ScoreCommit);
+        emit ScoresCommitted(modelId, round, msg.sender, commitment);
+    }
+
+    /// @inheritdoc IMarketplace
+    function revealScores(uint256 modelId, uint32 round, int64[] calldata scores, bytes32 salt) external {
+        (Task storage t, Round storage rd, RoundHeader memory h, uint256 position) =
+            _committeeAction(modelId, round, Phase.ScoreReveal);
         if (Bits.has(h.scored, position)) revert AlreadyScored(modelId, round, msg.sender);
-        _requirePhase(modelId, round, t, h, Phase.Score);
+        if (!Bits.has(h.sealedBits, position)) revert ScoresNotCommitted(modelId, round, msg.sender);
         uint256 n = Bits.popcount(h.revealed);
         if (scores.length != n) revert WrongScoreCount(n, scores.length);
+        UpdateBuffer storage buf = _buffer(t, round);
+        if (buf.seals[position] != keccak256(abi.encode(modelId, round, msg.sender, scores, salt))) {
+            revert ScoreCommitmentMismatch(modelId, round, msg.sender);
+        }
 
-        uint256[SCORE_WORDS] storage words = _buffer(t, round).scores[position];
+        uint256[SCORE_WORDS] storage words = buf.scores[position];
         for (uint256 first = 0; first < n; first += SCORES_PER_WORD) {
             uint256 end = first + SCORES_PER_WORD < n ? first + SCORES_PER_WORD : n;
             uint256 word = 0;
@@ -336,9 +327,10 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
             words[first / SCORES_PER_WORD] = word;
         }
         h.scored |= uint16(1 << position);
-        if (Bits.popcount(h.scored) == t.params.committeeSize) _endPhase(t, round, h);
+        // Every member that committed has revealed: nobody is left to wait for.
+        if (h.scored == h.sealedBits) _endPhase(t, round, h);
         rd.header = h;
-        emit ScoresSubmitted(modelId, round, msg.sender, scores);
+        emit ScoresRevealed(modelId, round, msg.sender, scores);
     }
 
     /// @inheritdoc IMarketplace
@@ -354,6 +346,8 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         _requirePhase(modelId, round, t, h, Phase.Publish);
 
         h.proposed = true;
+        // From now on `sealedBits` marks vote commitments (the score commitments are done with).
+        h.sealedBits = 0;
         rd.proposedDigest = modelDigest;
         rd.proposedMetric = metric;
         _endPhase(t, round, h);
@@ -362,22 +356,60 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     }
 
     /// @inheritdoc IMarketplace
-    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotCommitteeMember, AlreadyConfirmed,
-    /// WrongPhase. The last member's vote settles the round (RoundClosed, ...) in the same transaction.
-    function confirmGlobalModel(uint256 modelId, uint32 round, bool ok) external {
-        Task storage t = _task(modelId);
-        _requireRound(modelId, t, round);
-        Round storage rd = t.rounds[round];
-        RoundHeader memory h = rd.header;
-        uint256 position = _committeePosition(modelId, t, round, h.committee, msg.sender);
-        if (Bits.has(h.voted, position)) revert AlreadyConfirmed(modelId, round, msg.sender);
-        _requirePhase(modelId, round, t, h, Phase.Confirm);
+    function commitVote(uint256 modelId, uint32 round, bytes32 commitment) external {
+        _commitCommittee(modelId, round, commitment, Phase.VoteCommit);
+        emit VoteCommitted(modelId, round, msg.sender, commitment);
+    }
 
-        h.voted |= uint16(1 << position);
-        if (ok) h.approved |= uint16(1 << position);
+    /// @dev A committee member's commitment in `phase` (ScoreCommit or VoteCommit): the checks run
+    /// after the phase's; the commitment is stored per committee position (pre-allocated at join,
+    /// reused two rounds later; a vote commitment takes the slot of the score commitment it no
+    /// longer needs) and the header's `sealedBits` bit marks it. The last member ends the phase.
+    function _commitCommittee(uint256 modelId, uint32 round, bytes32 commitment, Phase phase) private {
+        (Task storage t, Round storage rd, RoundHeader memory h, uint256 position) = _committeeAction(modelId, round, phase);
+        if (Bits.has(h.sealedBits, position)) {
+            if (phase == Phase.ScoreCommit) revert ScoresAlreadyCommitted(modelId, round, msg.sender);
+            revert VoteAlreadyCommitted(modelId, round, msg.sender);
+        }
+        h.sealedBits |= uint16(1 << position);
+        _buffer(t, round).seals[position] = commitment;
+        // Every member is in (the committee map holds committeeSize seats; no params read).
+        if (Bits.popcount(h.sealedBits) == Bits.popcount(h.committee)) _endPhase(t, round, h);
+        rd.header = h;
+    }
+
+    /// @inheritdoc IMarketplace
+    /// @dev An ok reveal clears the member's `sealedBits` bit (approved = ballot & ~sealedBits); the last
+    /// committed member to reveal settles the round in the same transaction.
+    function revealVote(uint256 modelId, uint32 round, bool ok, bytes32 salt) external {
+        (Task storage t, Round storage rd, RoundHeader memory h, uint256 position) =
+            _committeeAction(modelId, round, Phase.VoteReveal);
+        if (Bits.has(h.ballot, position)) revert AlreadyConfirmed(modelId, round, msg.sender);
+        if (!Bits.has(h.sealedBits, position)) revert VoteNotCommitted(modelId, round, msg.sender);
+        if (_buffer(t, round).seals[position] != keccak256(abi.encode(modelId, round, msg.sender, ok, salt))) {
+            revert VoteCommitmentMismatch(modelId, round, msg.sender);
+        }
+
+        h.ballot |= uint16(1 << position);
+        if (ok) h.sealedBits &= ~uint16(1 << position);
         emit GlobalModelConfirmed(modelId, round, msg.sender, ok);
         rd.header = h;
-        if (Bits.popcount(h.voted) == t.params.committeeSize) _settle(modelId);
+        if (h.sealedBits & ~h.ballot == 0) _settle(modelId);
+    }
+
+    /// @dev The common checks of the four committee actions: the task, its round, the caller's
+    /// committee position and the phase `expected` (on the header brought up to date).
+    function _committeeAction(uint256 modelId, uint32 round, Phase expected)
+        private
+        view
+        returns (Task storage t, Round storage rd, RoundHeader memory h, uint256 position)
+    {
+        t = _task(modelId);
+        _requireRound(modelId, t, round);
+        rd = t.rounds[round];
+        h = rd.header;
+        position = _committeePosition(modelId, t, round, h.committee, msg.sender);
+        _requirePhase(modelId, round, t, h, expected);
     }
 
     /// @inheritdoc IMarketplace
@@ -400,7 +432,12 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     /// the transaction then runs out of gas too (INVALID spends the 1/64 left), so that a client
     /// sees an out-of-gas transaction, not an unexplained revert.
     function _settle(uint256 modelId) private {
-        (bool ok, bytes memory reason) = address(SETTLEMENT).delegatecall(abi.encodeCall(RoundSettlement.settleRound, (modelId)));
+        _delegate(abi.encodeCall(RoundSettlement.settleRound, (modelId)));
+    }
+
+    /// @dev Runs `data` (a call of RoundSettlement) by delegatecall on this contract's storage.
+    function _delegate(bytes memory data) private {
+        (bool ok, bytes memory reason) = address(SETTLEMENT).delegatecall(data);
         if (!ok) {
             assembly ("memory-safe") {
                 if iszero(mload(reason)) { invalid() }
@@ -441,24 +478,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     function generateTrainingPayments(uint256 modelId) external {
         Task storage t = _task(modelId);
         _requireStatus(modelId, t, Status.Finalized);
-        t.status = Status.Settled;
-        _settleSeats(modelId, t, t.trainerSeats, Role.Trainer);
-        _settleSeats(modelId, t, t.validatorSeats, Role.Validator);
-        _settleAggregator(modelId, t);
-        uint256 buyerReturn = uint256(t.escrow) + t.buyerAccrued;
-        uint256 burned = t.trainerCarry;
-        t.escrow = 0;
-        t.stakesHeld = 0;
-        t.accrued = 0;
-        t.buyerAccrued = 0;
-        t.trainerCarry = 0;
-        _creditTo(t.owner, buyerReturn);
-        emit ModelBuyerReturnPayment(modelId, t.owner, buyerReturn);
-        if (burned > 0) {
-            // Credited to the zero address, which can never withdraw: nobody gains it.
-            _creditTo(address(0), burned);
-            emit CarryBurned(modelId, burned);
-        }
+        _delegate(abi.encodeCall(RoundSettlement.settleTask, (modelId)));
     }
 
     /// @inheritdoc IMarketplace
@@ -521,12 +541,15 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         // Counts are popcounts of maps of at most 64 bits: they fit uint16.
         v.commits = uint16(Bits.popcount(h.committed));
         v.reveals = uint16(Bits.popcount(h.revealed));
+        // Until the proposal `sealedBits` marks score commitments, afterwards vote ones (MarketStorage).
+        v.scoreCommits = uint16(Bits.popcount(h.proposed ? h.scored : h.sealedBits));
         v.scoresSubmitted = uint16(Bits.popcount(h.scored));
+        v.voteCommits = h.proposed ? uint16(Bits.popcount(h.sealedBits | h.ballot)) : 0;
         v.proposed = h.proposed;
         v.proposedDigest = rd.proposedDigest;
         v.proposedMetric = rd.proposedMetric;
-        v.confirmations = uint16(Bits.popcount(h.voted));
-        v.rejections = uint16(Bits.popcount(h.voted & ~h.approved));
+        v.confirmations = uint16(Bits.popcount(h.ballot));
+        v.rejections = uint16(Bits.popcount(h.ballot & h.sealedBits));
         v.closed = h.stage == STAGE_CLOSED;
     }
 
@@ -557,8 +580,12 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         } else if (pp.role == Role.Validator) {
             uint256 position;
             (v.onCommittee, position) = Committee.positionOf(h.committee, pp.index);
-            v.scored = v.onCommittee && Bits.has(h.scored, position);
-            v.voted = v.onCommittee && Bits.has(h.voted, position);
+            if (v.onCommittee) {
+                v.scored = Bits.has(h.scored, position);
+                v.scoreCommitted = h.proposed ? v.scored : Bits.has(h.sealedBits, position);
+                v.voteCommitted = h.proposed && Bits.has(h.sealedBits | h.ballot, position);
+                v.voted = Bits.has(h.ballot, position);
+            }
         }
     }
 
@@ -599,11 +626,13 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         Task storage t = _task(modelId);
         _requireRetained(modelId, t, round);
         RoundHeader memory h = t.rounds[round].header;
-        (int256[] memory u,) = _utilities(t, round, h, Bits.popcount(h.revealed), false);
-        result = new int64[](u.length);
-        for (uint256 k = 0; k < u.length; ++k) {
+        uint256 n = Bits.popcount(h.revealed);
+        (int256[] memory u,) = _utilities(t, round, h, n, false);
+        (,, uint64 refused) = _revealedDigests(_buffer(t, round), n);
+        result = new int64[](n);
+        for (uint256 k = 0; k < n; ++k) {
             // A median of int64 scores lies between two int64 values, so it fits int64.
-            result[k] = int64(u[k]);
+            if (!Bits.has(refused, k)) result[k] = int64(u[k]);
         }
     }
 
@@ -634,8 +663,8 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         RoundHeader storage h = t.rounds[round].header;
         (bool member, uint256 position) = _positionOf(t, h.committee, validator);
         if (!member) return (false, false);
-        voted = Bits.has(h.voted, position);
-        ok = Bits.has(h.approved, position);
+        voted = Bits.has(h.ballot, position);
+        ok = voted && !Bits.has(h.sealedBits, position);
     }
 
     /// @inheritdoc IMarketplace
@@ -788,8 +817,8 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
 
     /// @dev Brings `h` up to date with block.timestamp: a stage accepts actions while
     /// block.timestamp <= deadline; once the deadline has passed the next stage runs from that
-    /// deadline for its full window; stages with nothing to do are skipped to Due. At most five
-    /// iterations (Commit .. Confirm).
+    /// deadline for its full window; stages with nothing to do are skipped to Due. At most seven
+    /// iterations (Commit .. VoteReveal).
     function _sync(Task storage t, uint32 round, RoundHeader memory h) private view {
         while (h.stage >= uint8(Phase.Commit) && h.stage < uint8(Phase.Due) && block.timestamp > h.deadline) {
             uint8 next = _nextStage(t, round, h);
@@ -809,21 +838,24 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     function _nextStage(Task storage t, uint32 round, RoundHeader memory h) private view returns (uint8) {
         uint8 stage = h.stage;
         if (stage == uint8(Phase.Commit)) return h.committed != 0 ? uint8(Phase.Reveal) : uint8(Phase.Due);
-        if (stage == uint8(Phase.Reveal)) return h.revealed != 0 ? uint8(Phase.Score) : uint8(Phase.Due);
-        if (stage == uint8(Phase.Score)) {
+        if (stage == uint8(Phase.Reveal)) return h.revealed != 0 ? uint8(Phase.ScoreCommit) : uint8(Phase.Due);
+        if (stage == uint8(Phase.ScoreCommit)) return h.sealedBits != 0 ? uint8(Phase.ScoreReveal) : uint8(Phase.Due);
+        if (stage == uint8(Phase.ScoreReveal)) {
             (, bool anyPositive) = _utilities(t, round, h, Bits.popcount(h.revealed), true);
             return anyPositive ? uint8(Phase.Publish) : uint8(Phase.Due);
         }
-        if (stage == uint8(Phase.Publish)) return h.proposed ? uint8(Phase.Confirm) : uint8(Phase.Due);
+        if (stage == uint8(Phase.Publish)) return h.proposed ? uint8(Phase.VoteCommit) : uint8(Phase.Due);
+        if (stage == uint8(Phase.VoteCommit)) return h.sealedBits != 0 ? uint8(Phase.VoteReveal) : uint8(Phase.Due);
         return uint8(Phase.Due);
     }
 
+    /// @dev Both reveal phases take the trainers' revealWindow.
     function _window(ModelParams storage p, uint8 stage) private view returns (uint64) {
         if (stage == uint8(Phase.Commit)) return p.commitWindow;
-        if (stage == uint8(Phase.Reveal)) return p.revealWindow;
-        if (stage == uint8(Phase.Score)) return p.scoreWindow;
+        if (stage == uint8(Phase.ScoreCommit)) return p.scoreWindow;
         if (stage == uint8(Phase.Publish)) return p.publishWindow;
-        return p.confirmWindow;
+        if (stage == uint8(Phase.VoteCommit)) return p.confirmWindow;
+        return p.revealWindow;
     }
 
     function _phaseOf(Task storage t, RoundHeader memory h) private view returns (Phase) {
@@ -847,42 +879,11 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         emit ParticipantJoined(modelId, msg.sender, role, stake);
     }
 
-    /// @dev A seat's earnings: its 96 bits plus the high part kept in the participant's record.
-    function _earned(Seat storage seat, Participant storage pp) private view returns (uint256) {
-        return uint256(seat.earned) + (uint256(pp.earnedHigh) << 96);
-    }
-
     /// @dev Every deposit keeps what the task holds (escrow + stakes + licence fees, and after the
     /// start what they became) below 2^128 wei, so no sum or product of its amounts can overflow.
     function _requireHoldable(Task storage t, uint256 amount) private view {
         uint256 held = uint256(t.escrow) + t.stakesHeld + t.licenseHeld + amount;
         if (held > type(uint128).max) revert AmountTooLarge(held);
-    }
-
-    /// @dev Credits every seat of `role` its earnings and the stake remaining (ContributionPayment
-    /// or ValidationPayment each). At most MAX_TRAINERS (or MAX_VALIDATORS) seats.
-    function _settleSeats(uint256 modelId, Task storage t, Seat[] storage seats, Role role) private {
-        uint256 stake = _stakeOf(t.params, role);
-        uint256 n = seats.length;
-        for (uint256 i = 0; i < n; ++i) {
-            Seat storage seat = seats[i];
-            address account = seat.account;
-            Participant storage pp = t.participants[account];
-            uint256 earned = _earned(seat, pp);
-            uint256 stakeBack = stake - pp.slashed;
-            _creditTo(account, earned + stakeBack);
-            if (role == Role.Trainer) emit ContributionPayment(modelId, account, earned, stakeBack);
-            else emit ValidationPayment(modelId, account, earned, stakeBack);
-        }
-    }
-
-    /// @dev Credits the aggregator its earnings and the stake remaining (OrchestrationPayment).
-    function _settleAggregator(uint256 modelId, Task storage t) private {
-        address aggregator = t.params.aggregator;
-        uint256 earned = t.aggregatorEarned;
-        uint256 stakeBack = t.params.aggregatorStake - t.participants[aggregator].slashed;
-        _creditTo(aggregator, earned + stakeBack);
-        emit OrchestrationPayment(modelId, aggregator, earned, stakeBack);
     }
 
     function _commitment(

@@ -6,6 +6,7 @@ import {
     CAP_MAX_COMMITTEE,
     CAP_MAX_LATE_SLASH_BPS,
     CAP_MAX_ROUNDS,
+    CAP_MAX_TOLERANCE_BPS,
     CAP_MAX_TRAINERS,
     CAP_MAX_VALIDATORS,
     CAP_MAX_WINDOW,
@@ -48,9 +49,9 @@ contract ParamsCheck {
         }
         _requireWindow(IMarketplaceTypes.Phase.Commit, p.commitWindow);
         _requireWindow(IMarketplaceTypes.Phase.Reveal, p.revealWindow);
-        _requireWindow(IMarketplaceTypes.Phase.Score, p.scoreWindow);
+        _requireWindow(IMarketplaceTypes.Phase.ScoreCommit, p.scoreWindow);
         _requireWindow(IMarketplaceTypes.Phase.Publish, p.publishWindow);
-        _requireWindow(IMarketplaceTypes.Phase.Confirm, p.confirmWindow);
+        _requireWindow(IMarketplaceTypes.Phase.VoteCommit, p.confirmWindow);
         _requireStake(IMarketplaceTypes.Role.Trainer, p.trainerStake);
         _requireStake(IMarketplaceTypes.Role.Validator, p.validatorStake);
         _requireStake(IMarketplaceTypes.Role.Aggregator, p.aggregatorStake);
@@ -65,6 +66,9 @@ contract ParamsCheck {
         if (p.maxSamples == 0) revert IMarketplaceTypes.ZeroMaxSamples();
         if (p.lateSlashBps > CAP_MAX_LATE_SLASH_BPS) revert IMarketplaceTypes.LateSlashTooLarge(p.lateSlashBps, CAP_MAX_LATE_SLASH_BPS);
         if (p.poisonThreshold > 0) revert IMarketplaceTypes.PoisonThresholdPositive(p.poisonThreshold);
+        if (p.agreementToleranceBps == 0 || p.agreementToleranceBps > CAP_MAX_TOLERANCE_BPS) {
+            revert IMarketplaceTypes.AgreementToleranceOutOfRange(p.agreementToleranceBps, 1, CAP_MAX_TOLERANCE_BPS);
+        }
     }
 
     function _requireWindow(IMarketplaceTypes.Phase phase, uint32 window) private view {

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {MarketCore} from "./MarketCore.sol";
 import {Bits} from "./lib/Bits.sol";
 import {Committee} from "./lib/Committee.sol";
+import {Agreement} from "./lib/Agreement.sol";
 import {Shares} from "./lib/Shares.sol";
 
 /// @title RoundSettlement — the settlement of a round (docs/protocol.md, "Settlement of round r")
@@ -31,6 +32,96 @@ contract RoundSettlement is MarketCore {
         _closeRound(modelId, t, rd, rd.header, round);
     }
 
+    /// @notice Start task `modelId` (Marketplace.startTraining, which has run its checks): fix the
+    /// reward, credit the held licence fees to the owner and open round 1, its committee drawn from
+    /// keccak256(abi.encode(block.prevrandao, modelId)).
+    /// @dev Only through the Marketplace's delegatecall (NotDelegated otherwise).
+    function startTask(uint256 modelId) external {
+        if (address(this) == SELF) revert NotDelegated();
+        Task storage t = _tasks[modelId];
+        t.status = Status.Training;
+        t.reward = t.escrow;
+        // The licences are used now (no one can join any more): their fees become the owner's.
+        uint256 fees = t.licenseHeld;
+        t.licenseHeld = 0;
+        t.licenseIncome = _toU128(fees);
+        _creditTo(t.owner, fees);
+        emit TrainingStarted(modelId, t.reward);
+        emit LicenseIncomeCredited(modelId, t.owner, fees);
+        _openRound(modelId, t, 1, uint256(keccak256(abi.encode(block.prevrandao, modelId))), 0);
+    }
+
+    /// @notice Cancel task `modelId` (Marketplace.cancelModel, which has run its checks): the
+    /// escrow back to the owner and every stake back to its participant.
+    /// @dev Only through the Marketplace's delegatecall (NotDelegated otherwise).
+    function cancelTask(uint256 modelId) external {
+        if (address(this) == SELF) revert NotDelegated();
+        Task storage t = _tasks[modelId];
+        t.status = Status.Cancelled;
+        emit ModelCancelled(modelId);
+        uint256 refund = t.escrow;
+        t.escrow = 0;
+        t.stakesHeld = 0;
+        _creditTo(t.owner, refund);
+        emit ModelBuyerReturnPayment(modelId, t.owner, refund);
+        // Nothing earned or slashed before training: each gets its whole stake back.
+        _settleSeats(modelId, t, t.trainerSeats, Role.Trainer);
+        _settleSeats(modelId, t, t.validatorSeats, Role.Validator);
+        if (t.participants[t.params.aggregator].role == Role.Aggregator) _settleAggregator(modelId, t);
+    }
+
+    /// @notice Credit everything task `modelId` holds (Marketplace.generateTrainingPayments, which
+    /// has run its checks): earnings and remaining stakes, the buyer's return; the carry is burned.
+    /// @dev Only through the Marketplace's delegatecall (NotDelegated otherwise).
+    function settleTask(uint256 modelId) external {
+        if (address(this) == SELF) revert NotDelegated();
+        Task storage t = _tasks[modelId];
+        t.status = Status.Settled;
+        _settleSeats(modelId, t, t.trainerSeats, Role.Trainer);
+        _settleSeats(modelId, t, t.validatorSeats, Role.Validator);
+        _settleAggregator(modelId, t);
+        uint256 buyerReturn = uint256(t.escrow) + t.buyerAccrued;
+        uint256 burned = t.trainerCarry;
+        t.escrow = 0;
+        t.stakesHeld = 0;
+        t.accrued = 0;
+        t.buyerAccrued = 0;
+        t.trainerCarry = 0;
+        _creditTo(t.owner, buyerReturn);
+        emit ModelBuyerReturnPayment(modelId, t.owner, buyerReturn);
+        if (burned > 0) {
+            // Credited to the zero address, which can never withdraw: nobody gains it.
+            _creditTo(address(0), burned);
+            emit CarryBurned(modelId, burned);
+        }
+    }
+
+    /// @dev Credits every seat of `role` its earnings and the stake remaining (ContributionPayment
+    /// or ValidationPayment each). At most MAX_TRAINERS (or MAX_VALIDATORS) seats.
+    function _settleSeats(uint256 modelId, Task storage t, Seat[] storage seats, Role role) private {
+        uint256 stake = _stakeOf(t.params, role);
+        uint256 n = seats.length;
+        for (uint256 i = 0; i < n; ++i) {
+            Seat storage seat = seats[i];
+            address account = seat.account;
+            Participant storage pp = t.participants[account];
+            uint256 earned = _earned(seat, pp);
+            uint256 stakeBack = stake - pp.slashed;
+            _creditTo(account, earned + stakeBack);
+            if (role == Role.Trainer) emit ContributionPayment(modelId, account, earned, stakeBack);
+            else emit ValidationPayment(modelId, account, earned, stakeBack);
+        }
+    }
+
+    /// @dev Credits the aggregator its earnings and the stake remaining (OrchestrationPayment).
+    function _settleAggregator(uint256 modelId, Task storage t) private {
+        address aggregator = t.params.aggregator;
+        uint256 earned = t.aggregatorEarned;
+        uint256 stakeBack = t.params.aggregatorStake - t.participants[aggregator].slashed;
+        _creditTo(aggregator, earned + stakeBack);
+        emit OrchestrationPayment(modelId, aggregator, earned, stakeBack);
+    }
+
     // =====================================================================================
     // internal: settlement of a round (docs/protocol.md, "Settlement of round r")
     // =====================================================================================
@@ -46,6 +137,7 @@ contract RoundSettlement is MarketCore {
         uint256 toBuyer;
         uint256 reveals;
         uint256[] committee; // validator seat of each committee position
+        uint256[] weights; // each committee position's agreement weight (docs/protocol.md, "Validator pay")
         bool rejected;
     }
 
@@ -58,22 +150,26 @@ contract RoundSettlement is MarketCore {
         ModelParams storage p = t.params;
         Settlement memory s = _pools(t, h, round);
         (int256[] memory u,) = _utilities(t, round, h, s.reveals, false);
-        uint256[] memory seats = new uint256[](s.reveals);
-        {
-            UpdateBuffer storage buf = _buffer(t, round);
-            for (uint256 k = 0; k < s.reveals; ++k) {
-                (seats[k],) = _revealEntry(buf, k);
-                if (u[k] > 0) s.positiveSum += uint256(u[k]);
+        // The committee's agreement is measured against the medians as scored (a refused duplicate
+        // was scored like any update), before the refusals below.
+        _agreement(t, round, h, u, s);
+        (uint256[] memory seats, bytes32[] memory digests, uint64 refused) = _revealedDigests(_buffer(t, round), s.reveals);
+        for (uint256 k = 0; k < s.reveals; ++k) {
+            if (Bits.has(refused, k)) {
+                u[k] = 0;
+                emit UpdateRefused(modelId, round, t.trainerSeats[seats[k]].account, digests[k]);
+            } else if (u[k] > 0) {
+                s.positiveSum += uint256(u[k]);
             }
         }
 
-        _slashTrainers(modelId, t, h, round, u, seats, s);
+        _slashTrainers(modelId, t, h, round, u, seats, refused, s);
         _slashCommitteeAndAggregator(modelId, t, h, round, s);
         _payTrainers(modelId, t, round, u, seats, s);
         _payCommittee(modelId, t, h, round, s);
 
         // Only a positive majority of the whole committee accepts: silence approves nothing.
-        bool accepted = h.proposed && Bits.popcount(h.approved) * 2 > p.committeeSize;
+        bool accepted = h.proposed && Bits.popcount(h.ballot & ~h.sealedBits) * 2 > p.committeeSize;
         if (accepted && s.aggregatorPool > 0) {
             t.aggregatorEarned = _toU128(uint256(t.aggregatorEarned) + s.aggregatorPool);
             emit RewardAccrued(modelId, round, p.aggregator, Role.Aggregator, s.aggregatorPool);
@@ -113,7 +209,9 @@ contract RoundSettlement is MarketCore {
             toBuyer: 0,
             reveals: Bits.popcount(h.revealed),
             committee: Committee.seats(h.committee),
-            rejected: h.proposed && Bits.popcount(h.voted & ~h.approved) * 2 > p.committeeSize
+            weights: new uint256[](p.committeeSize),
+            // From the proposal on, a revealed vote with its sealedBits bit still set is a rejection.
+            rejected: h.proposed && Bits.popcount(h.ballot & h.sealedBits) * 2 > p.committeeSize
         });
     }
 
@@ -139,7 +237,8 @@ contract RoundSettlement is MarketCore {
     /// reveal), unless fewer than half of the task's trainers committed (2 * committed < trainers:
     /// the round's parent model was likely not retrievable, nobody is late-slashed). Poison: every revealed trainer with u_i <
     /// poisonThreshold for which a qualified majority of the whole committee (3 * below >= 2 * size)
-    /// scored below the threshold.
+    /// scored below the threshold. A refused duplicate (`refused`, by reveal position) delivered no
+    /// update of its own: late, always (its utility is 0, so never poison).
     function _slashTrainers(
         uint256 modelId,
         Task storage t,
@@ -147,9 +246,17 @@ contract RoundSettlement is MarketCore {
         uint32 round,
         int256[] memory u,
         uint256[] memory seats,
+        uint64 refused,
         Settlement memory s
     ) private {
         ModelParams storage p = t.params;
+        for (uint256 k = 0; refused >> k != 0; ++k) {
+            if (Bits.has(refused, k)) {
+                s.slashed += _slash(
+                    modelId, t, round, t.trainerSeats[seats[k]].account, p.trainerStake, p.lateSlashBps, SlashReason.Late
+                );
+            }
+        }
         uint256 count = Bits.popcount(h.committed) * 2 < t.trainerCount ? 0 : t.trainerCount;
         for (uint256 i = 0; i < count; ++i) {
             if (!Bits.has(h.revealed, i)) {
@@ -187,8 +294,10 @@ contract RoundSettlement is MarketCore {
         return below * 3 >= size * 2;
     }
 
-    /// @dev A committee member is late once per round if it did not score (when someone revealed)
-    /// or did not vote (when a proposal was published). The aggregator is late when there was
+    /// @dev A committee member is late once per round if it did not reveal scores (when someone
+    /// revealed an update) or did not reveal a vote (when a proposal was published); it is slashed
+    /// Disagreed when its revealed scores are too far from the utilities (zero agreement weight
+    /// while the utilities are not all 0, _agreement). The aggregator is late when there was
     /// something to aggregate (P > 0) and it did not publish; rejected when the committee rejected
     /// its proposal.
     function _slashCommitteeAndAggregator(
@@ -202,10 +311,13 @@ contract RoundSettlement is MarketCore {
         uint256 size = p.committeeSize;
         for (uint256 j = 0; j < size; ++j) {
             bool missedScore = s.reveals > 0 && !Bits.has(h.scored, j);
-            bool missedVote = h.proposed && !Bits.has(h.voted, j);
+            bool missedVote = h.proposed && !Bits.has(h.ballot, j);
+            address member = t.validatorSeats[s.committee[j]].account;
             if (missedScore || missedVote) {
-                address member = t.validatorSeats[s.committee[j]].account;
                 s.slashed += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Late);
+            }
+            if (Bits.has(h.scored, j) && s.weights[j] == 0) {
+                s.slashed += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Disagreed);
             }
         }
         if (!h.proposed && s.positiveSum > 0) {
@@ -252,30 +364,72 @@ contract RoundSettlement is MarketCore {
         t.trainerCarry = _toU128(pool - paidSlashes);
     }
 
-    /// @dev V / n to each eligible member (scored, and voted if a proposal was published); the
-    /// dust, or all of V when nobody revealed or nobody is eligible, returns to the buyer.
+    /// @dev Each committee position's agreement weight (docs/protocol.md, "Validator pay"): for a
+    /// member that revealed scores, with D its distance sum_k |s_k - u_k| from the medians and M =
+    /// sum_k |u_k| their size, tolerance = M * agreementToleranceBps / 10000 and weight tolerance - D
+    /// when D < tolerance, else 0 (slashed Disagreed). When M == 0 (no quorum, or every median 0)
+    /// every member that revealed weighs 1. The score words are warm (the utilities read them).
+    function _agreement(Task storage t, uint32 round, RoundHeader memory h, int256[] memory u, Settlement memory s)
+        private
+        view
+    {
+        uint256 magnitude = Agreement.magnitude(u);
+        uint256 tolerance = Shares.ofBps(magnitude, t.params.agreementToleranceBps);
+        uint256[SCORE_WORDS][MAX_COMMITTEE] storage scores = _buffer(t, round).scores;
+        uint256 size = s.weights.length;
+        uint256 n = s.reveals;
+        // Bounds: n <= 64 updates, size <= 9 members, each gap below 2^32: nothing can overflow.
+        unchecked {
+            for (uint256 j = 0; j < size; ++j) {
+                if (!Bits.has(h.scored, j)) continue;
+                if (magnitude == 0) {
+                    s.weights[j] = 1;
+                    continue;
+                }
+                uint256[SCORE_WORDS] storage words = scores[j];
+                uint256 distance = 0;
+                for (uint256 first = 0; first < n; first += SCORES_PER_WORD) {
+                    // Each packed word is read once (warm: the utilities read it).
+                    uint256 word = words[first / SCORES_PER_WORD];
+                    uint256 end = first + SCORES_PER_WORD < n ? first + SCORES_PER_WORD : n;
+                    for (uint256 k = first; k < end; ++k) {
+                        distance += Agreement.gap(Bits.scoreAt(word, k - first), u[k]);
+                    }
+                }
+                s.weights[j] = Agreement.weight(distance, tolerance);
+            }
+        }
+    }
+
+    /// @dev V pro rata to the agreement weights of the eligible members (revealed scores, and a
+    /// vote if a proposal was published); the dust, and all of V when nobody revealed an update or
+    /// no eligible member has weight, returns to the buyer (V is the buyer's money).
     function _payCommittee(uint256 modelId, Task storage t, RoundHeader memory h, uint32 round, Settlement memory s)
         private
     {
         uint16 eligible = 0;
         if (s.reveals > 0) {
             eligible = h.scored;
-            if (h.proposed) eligible &= h.voted;
+            if (h.proposed) eligible &= h.ballot;
         }
-        uint256 n = Bits.popcount(eligible);
-        if (n == 0) {
+        uint256 size = s.weights.length;
+        uint256 total = 0;
+        for (uint256 j = 0; j < size; ++j) {
+            if (Bits.has(eligible, j)) total += s.weights[j];
+        }
+        if (total == 0) {
             s.toBuyer += s.validatorPool;
             return;
         }
-        uint256 each = s.validatorPool / n;
-        s.toBuyer += s.validatorPool % n;
-        if (each == 0) return;
-        uint256 size = t.params.committeeSize;
+        uint256 paid = 0;
         for (uint256 j = 0; j < size; ++j) {
-            if (Bits.has(eligible, j)) {
-                _accrue(modelId, t, t.validatorSeats[s.committee[j]], round, Role.Validator, each);
-            }
+            if (!Bits.has(eligible, j)) continue;
+            uint256 amount = Shares.proRata(s.validatorPool, s.weights[j], total);
+            if (amount == 0) continue;
+            paid += amount;
+            _accrue(modelId, t, t.validatorSeats[s.committee[j]], round, Role.Validator, amount);
         }
+        s.toBuyer += s.validatorPool - paid;
     }
 
     /// @dev Slashes `bps` of the original `stake`, capped at the stake remaining; returns the amount.

@@ -25,8 +25,8 @@ command -v node >/dev/null || { echo "slither: node is missing: run scripts/setu
 [ -d node_modules/solc ] || { echo "slither: node_modules/solc is missing: run scripts/setup.sh" >&2; exit 2; }
 
 # The standard-JSON input: every .sol under contracts/ except contracts/test/ (attacker and
-# receiver contracts written to misbehave on purpose). The optimizer and viaIR are off: slither
-# analyses the AST, and this compile is ~3x faster than the deployable one.
+# receiver contracts written to misbehave on purpose). Compiled like the deployable build (optimizer
+# and viaIR on): without viaIR the settlement code does not compile ("stack too deep").
 input=$(mktemp "${TMPDIR:-/tmp}/fedmarket-slither-XXXXXX.json")
 trap 'rm -f "$input"' EXIT
 node - "$input" <<'JS'
@@ -49,7 +49,8 @@ fs.writeFileSync(out, JSON.stringify({
   sources,
   settings: {
     evmVersion: 'cancun',
-    optimizer: { enabled: false },
+    optimizer: { enabled: true },
+    viaIR: true,
     outputSelection: {
       '*': { '*': ['abi', 'evm.bytecode', 'evm.deployedBytecode', 'evm.methodIdentifiers', 'userdoc', 'devdoc'], '': ['ast'] },
     },

@@ -4,9 +4,9 @@ pragma solidity ^0.8.24;
 /// @title Bits — bitmaps and packed words for the per-round state
 /// @notice A round keeps who committed / revealed (bit i = trainer seat i, at most 64) and which
 /// committee member scored / voted (bit j = committee position j, at most 9) in one storage word;
-/// scores are packed four int64 to a word, reveal entries three to a word.
+/// scores (clamped to +-MAX_SCORE = 1e9 < 2^31) are packed eight int32 to a word, reveal entries three to a word.
 library Bits {
-    uint256 internal constant SCORE_BITS = 64;
+    uint256 internal constant SCORE_BITS = 32;
     uint256 internal constant ENTRY_BITS = 72; // trainer seat (8 bits) | numSamples (64 bits)
 
     /// @notice Number of set bits of a 64-bit map (SWAR population count).
@@ -23,14 +23,14 @@ library Bits {
         return (map >> bit) & 1 == 1;
     }
 
-    /// @notice The `slot`-th int64 packed in `word`.
+    /// @notice The `slot`-th score (an int32) packed in `word`.
     function scoreAt(uint256 word, uint256 slot) internal pure returns (int64) {
-        return int64(uint64(word >> (SCORE_BITS * slot)));
+        return int64(int32(uint32(word >> (SCORE_BITS * slot))));
     }
 
-    /// @notice `word` with `score` written into its `slot`-th int64 (which must be zero).
+    /// @notice `word` with `score` (clamped: it fits int32) written into its `slot`-th int32 (which must be zero).
     function withScore(uint256 word, uint256 slot, int64 score) internal pure returns (uint256) {
-        return word | (uint256(uint64(score)) << (SCORE_BITS * slot));
+        return word | (uint256(uint32(int32(score))) << (SCORE_BITS * slot));
     }
 
     /// @notice A reveal entry: trainer index and sample count.

@@ -14,11 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from chain_helpers import ballot_salt, score_by_commit_reveal
 from eth_account import Account
 from eth_utils import keccak
 
 from fedmarket.chain.anvil import AnvilError, AnvilProcess, dev_accounts, port_in_use
-from fedmarket.chain.client import InsufficientFunds, MarketClient, ModelParams, NotOwner, Phase, TxResult, WrongAmount, commitment, connect
+from fedmarket.chain.client import InsufficientFunds, MarketClient, ModelParams, NotOwner, Phase, TxResult, WrongAmount, commitment, connect, vote_commitment
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
 from fedmarket.chain.protocol import ANVIL_CHAIN_ID
 from fedmarket.chain.timecontrol import TimeControlUnsupported, advance_time, advance_to, chain_now
@@ -209,17 +210,18 @@ def test_two_votes_estimated_before_either_is_mined_both_succeed_and_the_second_
         update, salt = keccak(text="update"), keccak(text="salt")
         market.with_account(trainer).commit_update(model_id, 1, commitment(model_id, 1, update, 7, salt, trainer.address))
         market.with_account(trainer).reveal_update(model_id, 1, update, 7, salt)
-        for voter in voters:
-            voter.submit_scores(model_id, 1, [500_000])
+        score_by_commit_reveal(voters, model_id, 1, [[500_000]] * 2)
         market.with_account(aggregator).publish_global_model(model_id, 1, keccak(text="global"), 1)
-        assert market.get_round(model_id, 1).phase == Phase.CONFIRM
-        plain = market.contract.functions.confirmGlobalModel(model_id, 1, True).estimate_gas({"from": second.address})
+        for voter in voters:
+            voter.commit_vote(model_id, 1, vote_commitment(model_id, 1, voter.sender, True, ballot_salt(voter.sender, 1, "vote")))
+        assert market.get_round(model_id, 1).phase == Phase.VOTE_REVEAL
+        plain = market.contract.functions.revealVote(model_id, 1, True, ballot_salt(second.address, 1, "vote")).estimate_gas({"from": second.address})
 
         results: dict[str, TxResult | BaseException] = {}
 
         def vote(voter: MarketClient) -> None:
             try:
-                results[voter.sender] = voter.confirm_global_model(model_id, 1, True)
+                results[voter.sender] = voter.reveal_vote(model_id, 1, True, ballot_salt(voter.sender, 1, "vote"))
             except BaseException as exc:  # noqa: BLE001 - reported below
                 results[voter.sender] = exc
 
@@ -243,7 +245,7 @@ def test_two_votes_estimated_before_either_is_mined_both_succeed_and_the_second_
         closing = [r for r in votes if r.events_named("RoundClosed")]
         assert len(closing) == 1
         assert closing[0].gas_used > int(plain * GAS_MARGIN) + GAS_MARGIN_FLAT  # what the estimate alone gave: out of gas
-        assert all(int(w3.eth.get_transaction(r.tx_hash)["gas"]) >= MARKETPLACE_GAS_LIMITS["confirmGlobalModel"] for r in votes)
+        assert all(int(w3.eth.get_transaction(r.tx_hash)["gas"]) >= MARKETPLACE_GAS_LIMITS["revealVote"] for r in votes)
         assert market.get_model(model_id).state.rounds_closed == 1
 
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 
 import pytest
-from chain_helpers import REWARD, WINDOW, Actors, salt_of, update_digest
+from chain_helpers import REWARD, WINDOW, Actors, ballot_salt, salt_of, score_by_commit_reveal, update_digest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -28,13 +28,20 @@ from fedmarket.chain.client import (
     Role,
     RoundDataPruned,
     RoundNotDue,
+    ScoreCommitmentMismatch,
+    ScoresAlreadyCommitted,
     Status,
     UnknownModel,
+    VoteAlreadyCommitted,
+    VoteCommitmentMismatch,
+    VoteNotCommitted,
     WrongAmount,
     WrongPhase,
     WrongRound,
     WrongScoreCount,
     commitment,
+    score_commitment,
+    vote_commitment,
 )
 from fedmarket.chain.timecontrol import advance_time, chain_now
 
@@ -113,20 +120,36 @@ def test_a_whole_task_through_the_client(w3, market: MarketClient, actors: Actor
     assert market.revealed_updates(model_id, 1) == [RevealedUpdate(t.address, update_digest(t.address, 1), 10) for t in trainers]
 
     members = member_clients(market, actors, model_id, 1)
+    scores = [[300_000 + j, 200_000 + j, -5] for j in range(len(members))]
     for j, member in enumerate(members):
-        member.submit_scores(model_id, 1, [300_000 + j, 200_000 + j, -5])
-        assert member.scores_of(model_id, 1, member.sender) == (True, [300_000 + j, 200_000 + j, -5])
+        # the commitment computed here is the one the contract checks at the reveal
+        value = score_commitment(model_id, 1, member.sender, scores[j], ballot_salt(member.sender, 1, "scores"))
+        assert member.commit_scores(model_id, 1, value).event("ScoresCommitted").args["commitment"] == value
+        assert market.agent_view(model_id, member.sender).score_committed
+        assert member.scores_of(model_id, 1, member.sender) == (False, [])  # committed scores are hidden
+    assert market.get_round(model_id, 1).phase is Phase.SCORE_REVEAL  # everyone committed: the phase ended early
+    with pytest.raises(ScoreCommitmentMismatch):
+        members[0].reveal_scores(model_id, 1, [300_001, 200_000, -5], ballot_salt(members[0].sender, 1, "scores"))
+    for j, member in enumerate(members):
+        revealed = member.reveal_scores(model_id, 1, scores[j], ballot_salt(member.sender, 1, "scores"))
+        assert revealed.event("ScoresRevealed").args["scores"] == scores[j]
+        assert member.scores_of(model_id, 1, member.sender) == (True, scores[j])
     assert market.utilities(model_id, 1) == [300_001, 200_001, -5]
     assert market.get_round(model_id, 1).phase is Phase.PUBLISH
 
     aggregator = market.with_account(actors.aggregator)
     aggregator.publish_global_model(model_id, 1, keccak(text="global 1"), 910_000)
     view = market.get_round(model_id, 1)
-    assert (view.phase, view.proposed, view.proposed_digest, view.proposed_metric) == (Phase.CONFIRM, True, keccak(text="global 1"), 910_000)
+    assert (view.phase, view.proposed, view.proposed_digest, view.proposed_metric) == (Phase.VOTE_COMMIT, True, keccak(text="global 1"), 910_000)
+    votes = [True] * (len(members) - 1) + [False]
+    for member, ok in zip(members, votes, strict=True):
+        member.commit_vote(model_id, 1, vote_commitment(model_id, 1, member.sender, ok, ballot_salt(member.sender, 1, "vote")))
+        assert member.has_confirmed(model_id, 1, member.sender) == (False, False)  # committed votes are hidden
+    assert market.get_round(model_id, 1).phase is Phase.VOTE_REVEAL
     for member in members[:-1]:
-        member.confirm_global_model(model_id, 1, True)
+        member.reveal_vote(model_id, 1, True, ballot_salt(member.sender, 1, "vote"))
         assert member.has_confirmed(model_id, 1, member.sender) == (True, True)
-    closing = members[-1].confirm_global_model(model_id, 1, False)
+    closing = members[-1].reveal_vote(model_id, 1, False, ballot_salt(members[-1].sender, 1, "vote"))
     closed = closing.event("RoundClosed").args
     assert closed["round"] == 1 and closed["accepted"] and closed["globalModelDigest"] == keccak(text="global 1")
     assert {e.args["participant"] for e in closing.events_named("RewardAccrued")} >= {t.address for t in trainers[:2]}
@@ -258,11 +281,47 @@ def test_round_errors_have_exact_messages(w3, market: MarketClient, actors: Acto
     committee = set(market.get_round(model_id, 1).committee)
     outsider = next(v for v in actors.validators if v.address not in committee)
     with pytest.raises(NotCommitteeMember, match=rf"^{outsider.address} is not on the committee of task {model_id} round 1$"):
-        market.with_account(outsider).submit_scores(model_id, 1, [1, 2])
-    member = member_clients(market, actors, model_id, 1)[0]
+        market.with_account(outsider).commit_scores(model_id, 1, b"\x01" * 32)
+    members = member_clients(market, actors, model_id, 1)
+    for member in members:
+        member.commit_scores(model_id, 1, score_commitment(model_id, 1, member.sender, [1, 2, 3], ballot_salt(member.sender, 1, "scores")))
+        if member is members[0]:  # while ScoreCommit lasts (the last commit ends it)
+            with pytest.raises(ScoresAlreadyCommitted) as again:
+                member.commit_scores(model_id, 1, b"\x01" * 32)
+            assert str(again.value) == f"{member.sender} already committed its scores in task {model_id} round 1"
     with pytest.raises(WrongScoreCount) as count:
-        member.submit_scores(model_id, 1, [1, 2, 3])
-    assert str(count.value) == "submitScores needs 2 scores, one per revealed update; got 3"
+        members[0].reveal_scores(model_id, 1, [1, 2, 3], ballot_salt(members[0].sender, 1, "scores"))
+    assert str(count.value) == "revealScores needs 2 scores, one per revealed update; got 3"
+    with pytest.raises(ScoreCommitmentMismatch) as mismatch:
+        members[0].reveal_scores(model_id, 1, [1, 2], ballot_salt(members[0].sender, 1, "scores"))
+    assert str(mismatch.value) == (f"the scores revealed by {members[0].sender} do not match its commitment in task {model_id} round 1 (other scores or salt)")
+
+
+def test_vote_commit_reveal_errors(w3, market: MarketClient, actors: Actors, ready_task: Callable[..., int], commit_and_reveal) -> None:
+    model_id = ready_task()
+    commit_and_reveal(model_id, 1)
+    members = member_clients(market, actors, model_id, 1)
+    score_by_commit_reveal(members, model_id, 1, [[100_000] * 3] * len(members))
+    market.with_account(actors.aggregator).publish_global_model(model_id, 1, keccak(text="global 1"), 900_000)
+    first, second, third = members
+    with pytest.raises(WrongPhase):
+        first.reveal_vote(model_id, 1, True, ballot_salt(first.sender, 1, "vote"))
+    first.commit_vote(model_id, 1, vote_commitment(model_id, 1, first.sender, True, ballot_salt(first.sender, 1, "vote")))
+    with pytest.raises(VoteAlreadyCommitted) as again:
+        first.commit_vote(model_id, 1, b"\x01" * 32)
+    assert str(again.value) == f"{first.sender} already committed its vote in task {model_id} round 1"
+    second.commit_vote(model_id, 1, vote_commitment(model_id, 1, second.sender, False, ballot_salt(second.sender, 1, "vote")))
+    advance_time(w3, WINDOW)  # the third member never commits: VoteCommit ends at its deadline
+    assert market.get_round(model_id, 1).phase is Phase.VOTE_REVEAL
+    with pytest.raises(VoteNotCommitted) as absent:
+        third.reveal_vote(model_id, 1, True, ballot_salt(third.sender, 1, "vote"))
+    assert str(absent.value) == f"{third.sender} committed no vote in task {model_id} round 1: nothing to reveal"
+    with pytest.raises(VoteCommitmentMismatch) as flipped:  # a vote changed after seeing another's commit
+        second.reveal_vote(model_id, 1, True, ballot_salt(second.sender, 1, "vote"))
+    assert str(flipped.value) == f"the vote revealed by {second.sender} does not match its commitment in task {model_id} round 1 (other vote or salt)"
+    first.reveal_vote(model_id, 1, True, ballot_salt(first.sender, 1, "vote"))
+    closing = second.reveal_vote(model_id, 1, False, ballot_salt(second.sender, 1, "vote"))  # the last committed reveal settles
+    assert closing.event("RoundClosed").args["accepted"] is False  # 1 ok of 3 seats: no positive majority
 
 
 def test_nothing_to_withdraw(market: MarketClient, actors: Actors) -> None:
@@ -297,7 +356,7 @@ def test_pruned_round_data_says_where_to_look(w3, market: MarketClient, actors: 
         market.revealed_updates(model_id, 1)
     assert str(info.value) == (
         f"task {model_id} round 1 is pruned: revealedUpdates answers for the current round (3) and the one before; "
-        "older rounds are in the UpdateRevealed / ScoresSubmitted events"
+        "older rounds are in the UpdateRevealed / ScoresRevealed events"
     )
     assert market.get_round(model_id, 1).closed  # round headers are kept for every round
 

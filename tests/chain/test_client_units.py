@@ -23,6 +23,7 @@ from fedmarket.chain.client import (
     Phase,
     RevertReason,
     Role,
+    SlashReason,
     Status,
     UnknownRevert,
     WrongPhase,
@@ -35,6 +36,8 @@ from fedmarket.chain.client import (
     load_market_abi,
     open_market,
     revert_data,
+    score_commitment,
+    vote_commitment,
 )
 from fedmarket.errors import FedmarketError
 
@@ -70,8 +73,12 @@ def decoder() -> ErrorDecoder:
          "invalid task parameters: rounds 0 out of range 1..1000"),
         ("RoundNotDue(uint256,uint32,uint8,uint64)", ["uint256", "uint32", "uint8", "uint64"], [2, 1, 1, 1_800_000_000], "closeRound", "RoundNotDue",
          "task 2 round 1 is not due: its Commit phase runs until 2027-01-15 08:00:00 UTC"),
-        ("WrongScoreCount(uint256,uint256)", ["uint256", "uint256"], [3, 2], "submitScores", "WrongScoreCount",
-         "submitScores needs 3 scores, one per revealed update; got 2"),
+        ("WrongScoreCount(uint256,uint256)", ["uint256", "uint256"], [3, 2], "revealScores", "WrongScoreCount",
+         "revealScores needs 3 scores, one per revealed update; got 2"),
+        ("WrongPhase(uint256,uint32,uint8,uint8)", ["uint256", "uint32", "uint8", "uint8"], [3, 2, 4, 3], "revealScores", "WrongPhase",
+         "task 3 round 2 is in its ScoreCommit phase; revealScores needs ScoreReveal"),
+        ("AgreementToleranceOutOfRange(uint256,uint256,uint256)", ["uint256", "uint256", "uint256"], [0, 1, 20000], "newModel",
+         "AgreementToleranceOutOfRange", "invalid task parameters: agreement tolerance 0 bps out of range 1..20000 bps"),
         ("NothingToWithdraw(address)", ["address"], [ALICE], "withdraw", "NothingToWithdraw",
          "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB has nothing to withdraw"),
         ("ZeroEscrow()", [], [], "newModel", "ZeroEscrow", "newModel needs a reward escrow > 0 wei (send value with it)"),
@@ -140,7 +147,8 @@ def test_revert_data_from_web3_and_eth_tester_exceptions() -> None:
 
 def test_enums_print_solidity_names() -> None:
     assert str(Phase.REVEAL) == "Reveal" and str(Status.CANCELLED) == "Cancelled" and str(Role.TRAINER) == "Trainer"
-    assert Phase(6) is Phase.DUE
+    assert str(Phase.SCORE_COMMIT) == "ScoreCommit" and str(Phase.VOTE_REVEAL) == "VoteReveal" and str(SlashReason.DISAGREED) == "Disagreed"
+    assert Phase(8) is Phase.DUE
 
 
 # ------------------------------------------------------------------------------ commitments, digests
@@ -169,6 +177,26 @@ def test_local_commitment_equals_the_contracts(market: MarketClient, model_id: i
     assert commitment(model_id, round, digest, samples, salt, trainer) == market.commitment_of(model_id, round, digest, samples, salt, trainer)
 
 
+def test_score_and_vote_commitments_are_abi_encode_keccak() -> None:
+    """The tuple encoding of (modelId, round, validator, scores, salt) that the contract's
+    abi.encode makes: head words, the array's offset, then its length and its int64 words (two's
+    complement), spelled out here by hand. The contract accepting one is tests/chain/test_client.py."""
+    validator = Account.from_key(b"\x03" * 32).address
+    salt = keccak(text="s")
+
+    def word(value: int) -> bytes:
+        return (value % 2**256).to_bytes(32, "big")
+
+    by_hand = word(7) + word(2) + bytes(12) + bytes.fromhex(validator[2:]) + word(5 * 32) + salt + word(2) + word(300_000) + word(-5)
+    assert score_commitment(7, 2, validator, [300_000, -5], salt) == keccak(by_hand)
+    assert score_commitment(7, 2, validator.lower(), [300_000, -5], salt) == keccak(by_hand)
+    assert score_commitment(7, 2, validator, [300_000, -4], salt) != keccak(by_hand)
+    assert vote_commitment(7, 2, validator, True, salt) == keccak(word(7) + word(2) + bytes(12) + bytes.fromhex(validator[2:]) + word(1) + salt)
+    assert vote_commitment(7, 2, validator, False, salt) == keccak(word(7) + word(2) + bytes(12) + bytes.fromhex(validator[2:]) + word(0) + salt)
+    with pytest.raises(FedmarketError, match="a salt is 32 bytes"):
+        vote_commitment(7, 2, validator, True, b"short")
+
+
 def test_cid_digest_round_trip() -> None:
     cid = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"  # Kubo: b"hello world\n"
     digest = cid_to_digest(cid)
@@ -191,6 +219,7 @@ def test_format_eth() -> None:
 
 def test_model_params_defaults_and_abi_round_trip() -> None:
     params = ModelParams(spec_digest=keccak(text="s"), initial_model_digest="QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o", aggregator=ALICE)
+    assert params.agreement_tolerance_bps == 10_000
     assert (params.trainer_share_bps, params.validator_share_bps, params.aggregator_share_bps) == (7000, 2000, 1000)
     assert params.trainer_share_bps + params.validator_share_bps + params.aggregator_share_bps == 10_000
     assert params.aggregator == "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB"

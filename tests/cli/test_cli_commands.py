@@ -114,13 +114,13 @@ def test_wrong_phase_and_wrong_status(cli: Cli, market: MarketClient, w3: Web3, 
     before = snapshot(w3, member)
     cli.fails(
         "round",
-        "score",
+        "score-commit",
         model_id,
         "--scores",
-        "1,2,3",
+        "",
         "-a",
         f"dev:{index}",
-        fragment=f"task {model_id} round 1 is in its Commit phase; submitScores needs Score",
+        fragment=f"task {model_id} round 1 is in its Commit phase; commitScores needs ScoreCommit",
     )
     cli.fails("round", "close", model_id, "-a", f"dev:{index}", fragment=f"task {model_id} round 1 is not due")
     cli.fails("task", "fund", model_id, "--amount", "1gwei", "-a", "dev:0", fragment=f"task {model_id} is Training; payForModel needs it Open")
@@ -205,7 +205,8 @@ def test_keystore_account_bad_password_and_no_funds(
 
 def test_one_round_by_hand(cli: Cli, market: MarketClient, w3: Web3, accounts: list[LocalAccount], post_task: Callable[..., int], tmp_path: Path) -> None:
     """licence refusals, start by the aggregator, commit/reveal with the salt kept in the data dir,
-    score refusals, publish, confirm and reject, close by anyone, finalize by anyone, withdraw.
+    score refusals, score commit/reveal, publish, vote commit/reveal (accept and reject), close by
+    anyone, finalize by anyone, withdraw.
     (The worked scenario of tests/e2e runs every command in the ordinary order.)"""
     model_id = post_task(joined=True, rounds=1)
     cli.fails("task", "join", "trainer", model_id, "-a", "dev:8", fragment="has no licence")
@@ -219,7 +220,10 @@ def test_one_round_by_hand(cli: Cli, market: MarketClient, w3: Web3, accounts: l
     assert len(salts) == 1 and json.loads(salts[0].read_text())["commitment"] == committed["commitment"]
     cli.fails("round", "commit", model_id, "-a", f"dev:{trainer}", "--update-cid", CID_C, "--samples", 42, fragment="already committed")
     # the other trainers, in parallel processes sharing the data dir
-    cli.ok_all([("round", "commit", model_id, "-a", f"dev:{i}", "--update-cid", CID_A, "--samples", 10) for i in TRAINERS[1:]])
+    # (distinct updates: a digest revealed twice in a round is refused at settlement)
+    cli.ok_all(
+        [("round", "commit", model_id, "-a", f"dev:{i}", "--update-cid", cid, "--samples", 10) for i, cid in zip(TRAINERS[1:], (CID_A, CID_B), strict=True)]
+    )
     # another data dir has no salt: the reveal is refused before anything is sent
     elsewhere = Cli(tmp_path / "elsewhere", cli.rpc, cli.address_book)
     elsewhere.fails("round", "reveal", model_id, "-a", f"dev:{trainer}", fragment="no stored commit")
@@ -227,17 +231,29 @@ def test_one_round_by_hand(cli: Cli, market: MarketClient, w3: Web3, accounts: l
     assert (revealed["update_cid"], revealed["num_samples"], revealed["index"]) == (CID_C, 42, 0)
     cli.ok_all([("round", "reveal", model_id, "-a", f"dev:{i}") for i in TRAINERS[1:]])
 
-    cli.fails("round", "score", model_id, "--scores", "1,2", "-a", f"dev:{index[committee[0]]}", fragment="needs 3 scores")
-    cli.ok_all([("round", "score", model_id, "--scores", "300000,100000,-200000", "-a", f"dev:{index[m]}") for m in committee])
+    first_member = f"dev:{index[committee[0]]}"
+    # a wrong count is refused before anything is sent (the contract would only find out at the reveal)
+    cli.fails("round", "score-commit", model_id, "--scores", "1,2", "-a", first_member, fragment="give 3 scores")
+    cli.ok_all([("round", "score-commit", model_id, "--scores", "300000,100000,-200000", "-a", f"dev:{index[m]}") for m in committee])
+    ballots = [json.loads(p.read_text()) for p in (cli.home / "salts").rglob("*-scores.json")]
+    assert sorted(b["member"] for b in ballots) == sorted(committee) and all(b["scores"] == [300000, 100000, -200000] for b in ballots)
+    shown = cli.ok("round", "show", model_id)
+    assert shown["phase"] == "scorereveal" and all(m["score_committed"] and not m["scored"] for m in shown["committee"])
+    elsewhere.fails("round", "score-reveal", model_id, "-a", first_member, fragment="no stored scores commit")
+    cli.ok_all([("round", "score-reveal", model_id, "-a", f"dev:{index[m]}") for m in committee])
     shown = cli.ok("round", "show", model_id)
     assert shown["phase"] == "publish" and [u["utility"] for u in shown["updates"]] == [300000, 100000, -200000]
     cli.ok("round", "publish", model_id, "--model-cid", CID_A, "--metric", 900000, "-a", f"dev:{AGGREGATOR}")
-    cli.ok_all(
-        [("round", "confirm", model_id, "-a", f"dev:{index[committee[0]]}"), ("round", "confirm", model_id, "--reject", "-a", f"dev:{index[committee[1]]}")]
-    )
+    cli.ok_all([
+        ("round", "vote-commit", model_id, "-a", first_member),
+        ("round", "vote-commit", model_id, "--reject", "-a", f"dev:{index[committee[1]]}"),
+        ("round", "vote-commit", model_id, "-a", f"dev:{index[committee[2]]}"),
+    ])  # fmt: skip
+    assert market.has_confirmed(model_id, 1, committee[1]) == (False, False)  # committed votes are hidden
+    cli.ok_all([("round", "vote-reveal", model_id, "-a", f"dev:{index[m]}") for m in committee[:2]])
     assert market.has_confirmed(model_id, 1, committee[1]) == (True, False)
     # one approval of three is no positive majority: silence approves nothing
-    # the third member never votes: the round closes at the Confirm deadline, by anyone
+    # the third member never reveals: the round closes at the VoteReveal deadline, by anyone
     w3.provider.make_request("evm_increaseTime", [WINDOW + 100])
     w3.provider.make_request("evm_mine", [])
     closed = cli.ok("round", "close", model_id, "-a", "dev:9")

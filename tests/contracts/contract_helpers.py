@@ -27,11 +27,14 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from fedmarket.chain.abi import abi_type
 from fedmarket.chain.deploy import MARKETPLACE_GAS_LIMITS, deploy_marketplace
 from fedmarket.chain.embedded import latest_timestamp, new_embedded_web3, set_next_timestamp
+from fedmarket.chain.protocol import DEFAULT_AGREEMENT_TOLERANCE_BPS, score_commitment, vote_commitment
 from fedmarket.chain.timecontrol import advance_time
 
 # ------------------------------------------------------------------------------ defaults
 
 WINDOW = 100
+FAR_FUTURE_S = 10**8
+"""The session chain's clock starts this far past the wall clock (see session_chain)."""
 """Every phase window of the default task, in seconds."""
 
 START_WINDOW = 10_000
@@ -66,13 +69,14 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "poisonThreshold": -500_000,
     "startWindow": START_WINDOW,
     "maxSamples": 1_000_000,
+    "agreementToleranceBps": DEFAULT_AGREEMENT_TOLERANCE_BPS,
 }
 
 # enum values (IMarketplace)
 STATUS = {name: i for i, name in enumerate(["None", "Open", "Training", "Finalized", "Settled", "Cancelled"])}
-PHASE = {name: i for i, name in enumerate(["None", "Commit", "Reveal", "Score", "Publish", "Confirm", "Due"])}
+PHASE = {name: i for i, name in enumerate(["None", "Commit", "Reveal", "ScoreCommit", "ScoreReveal", "Publish", "VoteCommit", "VoteReveal", "Due"])}
 ROLE = {name: i for i, name in enumerate(["None", "Trainer", "Validator", "Aggregator"])}
-SLASH = {name: i for i, name in enumerate(["Late", "Poison", "Rejected"])}
+SLASH = {name: i for i, name in enumerate(["Late", "Poison", "Rejected", "Disagreed"])}
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,10 @@ class SessionChain:
 @pytest.fixture(scope="session")
 def session_chain() -> SessionChain:
     w3 = new_embedded_web3()
+    # Chain time far past the wall clock: every block is then exactly its parent + 1 s, so a
+    # snapshot reused minutes later (ready_task's) still has its deadlines ahead of it.
+    set_next_timestamp(w3, latest_timestamp(w3) + FAR_FUTURE_S)
+    w3.provider.ethereum_tester.mine_blocks(1)
     market = deploy_marketplace(w3, _actors(list(w3.eth.accounts)).deployer)
     tester = w3.provider.ethereum_tester
     return SessionChain(w3, market, tester.take_snapshot(), w3.eth.block_number, {})
@@ -423,7 +431,9 @@ ROUND_FIELDS = [
     "committee",
     "commits",
     "reveals",
+    "scoreCommits",
     "scoresSubmitted",
+    "voteCommits",
     "proposed",
     "proposedDigest",
     "proposedMetric",
@@ -492,21 +502,64 @@ class Flow:
     def reveal(self, model_id: int, round_: int, trainer: str, samples: int = 100, tag: str = "") -> Any:
         return self.tx(self.f.revealUpdate(model_id, round_, update_digest(trainer, round_, tag), samples, salt_of(trainer, round_)), trainer)
 
-    def score(self, model_id: int, round_: int, validator: str, scores: list[int]) -> Any:
-        return self.tx(self.f.submitScores(model_id, round_, scores), validator)
+    def member_salt(self, model_id: int, round_: int, member: str, kind: str) -> bytes:
+        return keccak(text=f"{kind}-salt:{model_id}:{round_}:{member.lower()}")
+
+    def commit_scores(self, model_id: int, round_: int, member: str, scores: list[int]) -> Any:
+        """commitScores with the commitment of `scores` and this member's deterministic salt."""
+        salt = self.member_salt(model_id, round_, member, "score")
+        return self.tx(self.f.commitScores(model_id, round_, score_commitment(model_id, round_, member, scores, salt)), member)
+
+    def reveal_scores(self, model_id: int, round_: int, member: str, scores: list[int]) -> Any:
+        return self.tx(self.f.revealScores(model_id, round_, scores, self.member_salt(model_id, round_, member, "score")), member)
+
+    def commit_vote(self, model_id: int, round_: int, member: str, ok: bool = True) -> Any:
+        salt = self.member_salt(model_id, round_, member, "vote")
+        return self.tx(self.f.commitVote(model_id, round_, vote_commitment(model_id, round_, member, ok, salt)), member)
+
+    def reveal_vote(self, model_id: int, round_: int, member: str, ok: bool = True) -> Any:
+        return self.tx(self.f.revealVote(model_id, round_, ok, self.member_salt(model_id, round_, member, "vote")), member)
+
+    def _past_phase(self, model_id: int, round_: int, phase: str) -> None:
+        """If round `round_` is still in `phase` (its window open because someone did not act),
+        move the chain past that phase's deadline."""
+        view = self.round(model_id, round_)
+        if view["phase"] == PHASE[phase]:
+            set_next_timestamp(self.w3, view["phaseDeadline"] + 1)
+            self.w3.provider.ethereum_tester.mine_blocks(1)
+
+    def score(self, model_id: int, round_: int, by_member: dict[str, list[int]]) -> Any:
+        """Every member in `by_member` commits its scores, then (past ScoreCommit, the chain moved
+        to its deadline when a member did not commit) reveals them. Returns the last reveal's receipt."""
+        for member, scores in by_member.items():
+            self.commit_scores(model_id, round_, member, scores)
+        self._past_phase(model_id, round_, "ScoreCommit")
+        receipt = None
+        for member, scores in by_member.items():
+            receipt = self.reveal_scores(model_id, round_, member, scores)
+        return receipt
 
     def publish(self, model_id: int, round_: int, digest: bytes | None = None, metric: int = 900_000) -> Any:
         digest = digest or keccak(text=f"global:{model_id}:{round_}")
         return self.tx(self.f.publishGlobalModel(model_id, round_, digest, metric), self.actors.aggregator)
 
-    def confirm(self, model_id: int, round_: int, validator: str, ok: bool = True) -> Any:
-        return self.tx(self.f.confirmGlobalModel(model_id, round_, ok), validator)
+    def vote(self, model_id: int, round_: int, by_member: dict[str, bool]) -> Any:
+        """Every member in `by_member` commits its vote, then (past VoteCommit, the chain moved to
+        its deadline when a member did not commit) reveals it. Returns the last reveal's receipt
+        (which settles the round when every member that committed revealed)."""
+        for member, ok in by_member.items():
+            self.commit_vote(model_id, round_, member, ok)
+        self._past_phase(model_id, round_, "VoteCommit")
+        receipt = None
+        for member, ok in by_member.items():
+            receipt = self.reveal_vote(model_id, round_, member, ok)
+        return receipt
 
     def to_phase(self, model_id: int, round_: int, trainers: list[str], phase: str, scores: list[int] | None = None) -> None:
         """Drive round `round_` from Commit to the start of `phase` with everyone acting
         (trainers commit and reveal; every member scores `scores`, default 1_000_000 each;
         the aggregator publishes)."""
-        order = ["Reveal", "Score", "Publish", "Confirm"]
+        order = ["Reveal", "ScoreCommit", "Publish", "VoteCommit"]
         target = order.index(phase)
         for trainer in trainers:
             self.commit(model_id, round_, trainer)
@@ -516,19 +569,16 @@ class Flow:
             self.reveal(model_id, round_, trainer)
         if target == 1:
             return
-        for member in self.committee(model_id, round_):
-            self.score(model_id, round_, member, scores if scores is not None else [1_000_000] * len(trainers))
+        committee = self.committee(model_id, round_)
+        self.score(model_id, round_, {m: scores if scores is not None else [1_000_000] * len(trainers) for m in committee})
         if target == 2:
             return
         self.publish(model_id, round_)
 
     def play_round(self, model_id: int, round_: int, trainers: list[str], scores: list[int] | None = None, ok: bool = True) -> Any:
-        """Everyone acts; returns the receipt of the last confirmation (which closes the round)."""
-        self.to_phase(model_id, round_, trainers, "Confirm", scores)
-        receipt = None
-        for member in self.committee(model_id, round_):
-            receipt = self.confirm(model_id, round_, member, ok)
-        return receipt
+        """Everyone acts; returns the receipt of the last vote reveal (which closes the round)."""
+        self.to_phase(model_id, round_, trainers, "VoteCommit", scores)
+        return self.vote(model_id, round_, dict.fromkeys(self.committee(model_id, round_), ok))
 
 
 @pytest.fixture

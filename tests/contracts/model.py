@@ -45,6 +45,8 @@ BURN = "0x0000000000000000000000000000000000000000"
 """The trainer carry left at settlement is credited here, where nobody can withdraw it."""
 MAX_SCORE = 10**9
 """Scores are clamped to -MAX_SCORE..MAX_SCORE micro-units when stored."""
+MAX_TOLERANCE_BPS = 20_000
+"""agreementToleranceBps is 1..MAX_TOLERANCE_BPS (AgreementToleranceOutOfRange)."""
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
@@ -76,10 +78,12 @@ class Phase(IntEnum):
     NONE = 0
     COMMIT = 1
     REVEAL = 2
-    SCORE = 3
-    PUBLISH = 4
-    CONFIRM = 5
-    DUE = 6
+    SCORE_COMMIT = 3
+    SCORE_REVEAL = 4
+    PUBLISH = 5
+    VOTE_COMMIT = 6
+    VOTE_REVEAL = 7
+    DUE = 8
 
 
 class Role(IntEnum):
@@ -93,6 +97,7 @@ class SlashReason(IntEnum):
     LATE = 0
     POISON = 1
     REJECTED = 2
+    DISAGREED = 3
 
 
 # ------------------------------------------------------------------------------------ errors
@@ -178,6 +183,16 @@ def commitment_of(model_id: int, round_: int, update_digest: bytes, num_samples:
     )
 
 
+def score_commitment_of(model_id: int, round_: int, member: str, scores: list[int], salt: bytes) -> bytes:
+    """keccak256(abi.encode(modelId, round, member, int64[] scores, salt)) (docs/protocol.md)."""
+    return keccak(encode(["uint256", "uint32", "address", "int64[]", "bytes32"], [model_id, round_, member, scores, salt]))
+
+
+def vote_commitment_of(model_id: int, round_: int, member: str, ok: bool, salt: bytes) -> bytes:
+    """keccak256(abi.encode(modelId, round, member, bool ok, salt)) (docs/protocol.md)."""
+    return keccak(encode(["uint256", "uint32", "address", "bool", "bytes32"], [model_id, round_, member, ok, salt]))
+
+
 def median(scores: list[int]) -> int:
     """The lower median (always a submitted score): s[(k - 1) // 2] of the sorted scores; [] -> 0."""
     if not scores:
@@ -225,6 +240,7 @@ class Params:
     poison_threshold: int = 0
     start_window: int = 1000
     max_samples: int = 2**64 - 1
+    agreement_tolerance_bps: int = 10_000
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
@@ -253,6 +269,7 @@ class Params:
             self.poison_threshold,
             self.start_window,
             self.max_samples,
+            self.agreement_tolerance_bps,
         )
 
     def param_errors(self, owner: str) -> list[Err]:
@@ -279,7 +296,7 @@ class Params:
         if not self.committee_size <= self.max_validators <= MAX_VALIDATORS:
             errors.append(Err("MaxValidatorsOutOfRange", (self.max_validators, self.committee_size, MAX_VALIDATORS)))
         windows = (self.commit_window, self.reveal_window, self.score_window, self.publish_window, self.confirm_window)
-        for phase, window in zip((Phase.COMMIT, Phase.REVEAL, Phase.SCORE, Phase.PUBLISH, Phase.CONFIRM), windows):
+        for phase, window in zip((Phase.COMMIT, Phase.REVEAL, Phase.SCORE_COMMIT, Phase.PUBLISH, Phase.VOTE_COMMIT), windows):
             if not MIN_WINDOW <= window <= MAX_WINDOW:
                 errors.append(Err("WindowOutOfRange", (int(phase), window, MIN_WINDOW, MAX_WINDOW)))
         stakes = (self.trainer_stake, self.validator_stake, self.aggregator_stake)
@@ -299,6 +316,8 @@ class Params:
             errors.append(Err("LateSlashTooLarge", (self.late_slash_bps, MAX_LATE_SLASH_BPS)))
         if self.poison_threshold > 0:
             errors.append(Err("PoisonThresholdPositive", (self.poison_threshold,)))
+        if not 1 <= self.agreement_tolerance_bps <= MAX_TOLERANCE_BPS:
+            errors.append(Err("AgreementToleranceOutOfRange", (self.agreement_tolerance_bps, 1, MAX_TOLERANCE_BPS)))
         return errors
 
 
@@ -330,32 +349,45 @@ class RoundState:
     deadline: int  # end of `stage` (0 when Due)
     commitments: dict[str, bytes] = field(default_factory=dict)
     reveals: list[Reveal] = field(default_factory=list)
-    scores: dict[str, list[int]] = field(default_factory=dict)  # committee member -> scores
+    score_commits: dict[str, bytes] = field(default_factory=dict)  # committee member -> score commitment
+    scores: dict[str, list[int]] = field(default_factory=dict)  # committee member -> revealed (clamped) scores
     proposed: bool = False
     proposed_digest: bytes = b"\x00" * 32
     proposed_metric: int = 0
-    votes: dict[str, bool] = field(default_factory=dict)
+    vote_commits: dict[str, bytes] = field(default_factory=dict)  # committee member -> vote commitment
+    votes: dict[str, bool] = field(default_factory=dict)  # committee member -> revealed vote
     closed: bool = False
     # settlement record (set when the round closes)
     budget: int = 0
     returned_to_buyer: int = 0
     accepted: bool = False
     global_digest_after: bytes = b"\x00" * 32
-    slashes: dict[str, tuple[SlashReason, int]] = field(default_factory=dict)
+    slashes: list[tuple[str, SlashReason, int]] = field(default_factory=list)  # (account, reason, amount), in order
     rewards: dict[str, int] = field(default_factory=dict)
 
     def revealed_by(self, trainer: str) -> bool:
         return any(r.trainer == trainer for r in self.reveals)
 
-    def utilities(self) -> list[int]:
-        """Lower median of the (clamped) committee scores per revealed update, in reveal order;
-        all 0 without a quorum (more than half of the committee scored)."""
+    def scored_utilities(self) -> list[int]:
+        """Lower median of the (clamped) revealed committee scores per revealed update, in reveal
+        order; all 0 without a quorum (more than half of the committee revealed scores)."""
         if len(self.scores) * 2 <= len(self.committee):
             return [0] * len(self.reveals)
-        out: list[int] = []
-        for i in range(len(self.reveals)):
-            out.append(median([s[i] for s in self.scores.values()]))
+        return [median([s[i] for s in self.scores.values()]) for i in range(len(self.reveals))]
+
+    def refused(self) -> list[bool]:
+        """Per reveal: its digest equals an earlier reveal's (a duplicate, refused at settlement)."""
+        seen: set[bytes] = set()
+        out: list[bool] = []
+        for r in self.reveals:
+            out.append(r.update_digest in seen)
+            seen.add(r.update_digest)
         return out
+
+    def utilities(self) -> list[int]:
+        """The utilities that pay and slash (the `utilities` view): as scored, but 0 for a
+        refused duplicate."""
+        return [0 if dup else x for x, dup in zip(self.scored_utilities(), self.refused())]
 
     @property
     def rejections(self) -> int:
@@ -460,11 +492,16 @@ class Market:
         if stage == Phase.COMMIT:
             return (Phase.REVEAL, start + p.reveal_window) if rnd.commitments else (Phase.DUE, 0)
         if stage == Phase.REVEAL:
-            return (Phase.SCORE, start + p.score_window) if rnd.reveals else (Phase.DUE, 0)
-        if stage == Phase.SCORE:
-            return (Phase.PUBLISH, start + p.publish_window) if any(u > 0 for u in rnd.utilities()) else (Phase.DUE, 0)
+            return (Phase.SCORE_COMMIT, start + p.score_window) if rnd.reveals else (Phase.DUE, 0)
+        if stage == Phase.SCORE_COMMIT:
+            return (Phase.SCORE_REVEAL, start + p.reveal_window) if rnd.score_commits else (Phase.DUE, 0)
+        if stage == Phase.SCORE_REVEAL:
+            # the medians as scored: a refused duplicate is only refused at settlement
+            return (Phase.PUBLISH, start + p.publish_window) if any(u > 0 for u in rnd.scored_utilities()) else (Phase.DUE, 0)
         if stage == Phase.PUBLISH:
-            return (Phase.CONFIRM, start + p.confirm_window) if rnd.proposed else (Phase.DUE, 0)
+            return (Phase.VOTE_COMMIT, start + p.confirm_window) if rnd.proposed else (Phase.DUE, 0)
+        if stage == Phase.VOTE_COMMIT:
+            return (Phase.VOTE_REVEAL, start + p.reveal_window) if rnd.vote_commits else (Phase.DUE, 0)
         return (Phase.DUE, 0)
 
     def phase_at(self, task: Task, rnd: RoundState, now: int) -> tuple[Phase, int]:
@@ -761,26 +798,50 @@ class Market:
             self._end_phase_early(task, rnd, now)
         return len(rnd.reveals) - 1
 
-    def submit_scores(self, caller: str, model_id: int, round_: int, scores: list[int], now: int) -> None:
-        errors: list[Err] = []
-        task, rnd = self._round_checks(caller, model_id, round_, now, Phase.SCORE, errors)
+    def _committee_checks(self, caller: str, model_id: int, round_: int, now: int, phase: Phase, errors: list[Err]) -> tuple[Task | None, RoundState | None]:
+        """The checks the four committee actions share: task, status, round, committee seat, phase."""
+        task, rnd = self._round_checks(caller, model_id, round_, now, phase, errors)
         if rnd is not None:
             if caller.lower() not in rnd.committee:
                 errors.append(Err("NotCommitteeMember", (model_id, round_, caller)))
-            elif caller.lower() in rnd.scores:
-                errors.append(Err("AlreadyScored", (model_id, round_, caller)))
-            if len(scores) != len(rnd.reveals):
-                errors.append(Err("WrongScoreCount", (len(rnd.reveals), len(scores))))
         elif task is not None and task.status == Status.TRAINING:
             current = task.round()
             assert current is not None
             if caller.lower() not in current.committee:
                 errors.append(Err("NotCommitteeMember", (model_id, OneOf((round_, task.current_round)), caller)))
+        return task, rnd
+
+    def commit_scores(self, caller: str, model_id: int, round_: int, commitment: bytes, now: int) -> None:
+        errors: list[Err] = []
+        task, rnd = self._committee_checks(caller, model_id, round_, now, Phase.SCORE_COMMIT, errors)
+        if rnd is not None and caller.lower() in rnd.score_commits:
+            errors.append(Err("ScoresAlreadyCommitted", (model_id, round_, caller)))
         _raise_if(errors)
         assert task is not None and rnd is not None
         self._settle_phase(task, rnd, now)
-        rnd.scores[caller.lower()] = [clamp_score(s) for s in scores]
-        if len(rnd.scores) == len(rnd.committee):
+        rnd.score_commits[caller.lower()] = commitment
+        if len(rnd.score_commits) == len(rnd.committee):
+            self._end_phase_early(task, rnd, now)
+
+    def reveal_scores(self, caller: str, model_id: int, round_: int, scores: list[int], salt: bytes, now: int) -> None:
+        errors: list[Err] = []
+        task, rnd = self._committee_checks(caller, model_id, round_, now, Phase.SCORE_REVEAL, errors)
+        if rnd is not None and caller.lower() in rnd.committee:
+            committed = rnd.score_commits.get(caller.lower())
+            if caller.lower() in rnd.scores:
+                errors.append(Err("AlreadyScored", (model_id, round_, caller)))
+            elif committed is None:
+                errors.append(Err("ScoresNotCommitted", (model_id, round_, caller)))
+            else:
+                if len(scores) != len(rnd.reveals):
+                    errors.append(Err("WrongScoreCount", (len(rnd.reveals), len(scores))))
+                if committed != score_commitment_of(model_id, round_, caller, scores, salt):
+                    errors.append(Err("ScoreCommitmentMismatch", (model_id, round_, caller)))
+        _raise_if(errors)
+        assert task is not None and rnd is not None
+        self._settle_phase(task, rnd, now)
+        rnd.scores[caller.lower()] = [clamp_score(x) for x in scores]
+        if len(rnd.scores) == len(rnd.score_commits):
             self._end_phase_early(task, rnd, now)
 
     def publish_global_model(self, caller: str, model_id: int, round_: int, digest: bytes, metric: int, now: int) -> None:
@@ -798,24 +859,34 @@ class Market:
         rnd.proposed_metric = metric
         self._end_phase_early(task, rnd, now)
 
-    def confirm_global_model(self, caller: str, model_id: int, round_: int, ok: bool, now: int) -> None:
+    def commit_vote(self, caller: str, model_id: int, round_: int, commitment: bytes, now: int) -> None:
         errors: list[Err] = []
-        task, rnd = self._round_checks(caller, model_id, round_, now, Phase.CONFIRM, errors)
-        if rnd is not None:
-            if caller.lower() not in rnd.committee:
-                errors.append(Err("NotCommitteeMember", (model_id, round_, caller)))
-            elif caller.lower() in rnd.votes:
+        task, rnd = self._committee_checks(caller, model_id, round_, now, Phase.VOTE_COMMIT, errors)
+        if rnd is not None and caller.lower() in rnd.vote_commits:
+            errors.append(Err("VoteAlreadyCommitted", (model_id, round_, caller)))
+        _raise_if(errors)
+        assert task is not None and rnd is not None
+        self._settle_phase(task, rnd, now)
+        rnd.vote_commits[caller.lower()] = commitment
+        if len(rnd.vote_commits) == len(rnd.committee):
+            self._end_phase_early(task, rnd, now)
+
+    def reveal_vote(self, caller: str, model_id: int, round_: int, ok: bool, salt: bytes, now: int) -> None:
+        errors: list[Err] = []
+        task, rnd = self._committee_checks(caller, model_id, round_, now, Phase.VOTE_REVEAL, errors)
+        if rnd is not None and caller.lower() in rnd.committee:
+            committed = rnd.vote_commits.get(caller.lower())
+            if caller.lower() in rnd.votes:
                 errors.append(Err("AlreadyConfirmed", (model_id, round_, caller)))
-        elif task is not None and task.status == Status.TRAINING:
-            current = task.round()
-            assert current is not None
-            if caller.lower() not in current.committee:
-                errors.append(Err("NotCommitteeMember", (model_id, OneOf((round_, task.current_round)), caller)))
+            elif committed is None:
+                errors.append(Err("VoteNotCommitted", (model_id, round_, caller)))
+            elif committed != vote_commitment_of(model_id, round_, caller, ok, salt):
+                errors.append(Err("VoteCommitmentMismatch", (model_id, round_, caller)))
         _raise_if(errors)
         assert task is not None and rnd is not None
         self._settle_phase(task, rnd, now)
         rnd.votes[caller.lower()] = ok
-        if len(rnd.votes) == len(rnd.committee):
+        if len(rnd.votes) == len(rnd.vote_commits):  # every member that committed has revealed
             self._close_round(task, rnd, now)
 
     def close_round(self, caller: str, model_id: int, now: int) -> None:
@@ -841,6 +912,25 @@ class Market:
 
     # -------------------------------------------------------------- settlement of a round
 
+    @staticmethod
+    def _agreement_weights(task: Task, rnd: RoundState, scored: list[int]) -> dict[str, int]:
+        """Each member's agreement weight: for a member that revealed scores s, distance D =
+        sum |s_k - u_k| from the medians u as scored, tolerance = sum |u_k| * bps // 10000, weight
+        tolerance - D while D < tolerance, else 0; all 1 when every median is 0. Others weigh 0."""
+        magnitude = sum(abs(u) for u in scored)
+        tolerance = magnitude * task.params.agreement_tolerance_bps // BPS
+        weights: dict[str, int] = {}
+        for member in rnd.committee:
+            scores = rnd.scores.get(member)
+            if scores is None:
+                weights[member] = 0
+            elif magnitude == 0:
+                weights[member] = 1
+            else:
+                distance = sum(abs(x - u) for x, u in zip(scores, scored))
+                weights[member] = tolerance - distance if distance < tolerance else 0
+        return weights
+
     def _close_round(self, task: Task, rnd: RoundState, now: int) -> None:
         p = task.params
         R, W = p.rounds, task.reward
@@ -856,7 +946,9 @@ class Market:
             rewards[account] = rewards.get(account, 0) + amount
             task.participants[account].earned += amount
 
-        # 1. trainers
+        # 1. trainers: the medians as scored, then every duplicate digest refused (utility 0)
+        scored = rnd.scored_utilities()
+        refused = rnd.refused()
         utilities = rnd.utilities()
         positive = sum(max(u, 0) for u in utilities)
         if positive > 0:
@@ -871,19 +963,23 @@ class Market:
             to_buyer += t_share
         # else: carried to the next rounds' trainers with the slashes (below), never to the buyer
 
-        # 2. validators
+        # 2. validators, by agreement with the medians as scored (docs/protocol.md, "Validator pay")
+        weights = self._agreement_weights(task, rnd, scored)
         if not rnd.reveals:
             to_buyer += v_share
         else:
             eligible = [m for m in rnd.committee if m in rnd.scores and (not rnd.proposed or m in rnd.votes)]
-            if eligible:
-                each = v_share // len(eligible)
-                for m in eligible:
-                    if each:
-                        earn(m, each)
-                to_buyer += v_share - each * len(eligible)
-            else:
+            total = sum(weights[m] for m in eligible)
+            if total == 0:
                 to_buyer += v_share
+            else:
+                paid = 0
+                for m in eligible:
+                    amount = mul_div(v_share, weights[m], total)
+                    if amount:
+                        earn(m, amount)
+                    paid += amount
+                to_buyer += v_share - paid
 
         # 3. aggregator
         rejected = rnd.proposed and rnd.rejections * 2 > p.committee_size
@@ -896,16 +992,19 @@ class Market:
         else:
             to_buyer += a_share
 
-        # 4. slashes
-        slashes: dict[str, tuple[SlashReason, int]] = {}
+        # 4. slashes, in the contract's order (it matters once a stake runs out)
+        slashes: list[tuple[str, SlashReason, int]] = []
 
         def slash(account: str, reason: SlashReason, bps: int) -> None:
             part = task.participants[account]
             amount = min(part.stake * bps // BPS, part.stake_remaining)
             part.stake_remaining -= amount
             part.slashed += amount
-            slashes[account] = (reason, amount)
+            slashes.append((account, reason, amount))
 
+        for rev, dup in zip(rnd.reveals, refused):
+            if dup:  # delivered no update of its own
+                slash(rev.trainer, SlashReason.LATE, p.late_slash_bps)
         # Fewer than half of the trainers committed: the parent model was likely not retrievable, nobody is late.
         if 2 * len(rnd.commitments) >= len(task.trainers):
             for trainer in task.trainers:
@@ -920,11 +1019,13 @@ class Market:
             missed_vote = rnd.proposed and member not in rnd.votes
             if missed_score or missed_vote:
                 slash(member, SlashReason.LATE, p.late_slash_bps)
-        if rejected:
-            slash(aggregator, SlashReason.REJECTED, p.bad_slash_bps)
-        elif not rnd.proposed and positive > 0:
+            if member in rnd.scores and weights[member] == 0:
+                slash(member, SlashReason.DISAGREED, p.late_slash_bps)
+        if not rnd.proposed and positive > 0:
             slash(aggregator, SlashReason.LATE, p.late_slash_bps)
-        slashed_total = sum(amount for _, amount in slashes.values())
+        elif rejected:
+            slash(aggregator, SlashReason.REJECTED, p.bad_slash_bps)
+        slashed_total = sum(amount for _, _, amount in slashes)
         task.stakes_held -= slashed_total
         carried_in = task.trainer_carry
         pool = slashed_total + carried_in  # this round's slashes and the carry of earlier rounds

@@ -23,7 +23,9 @@ AGENT_FIELDS = [
     "onCommittee",
     "committed",
     "revealed",
+    "scoreCommitted",
     "scored",
+    "voteCommitted",
     "voted",
 ]
 
@@ -58,9 +60,22 @@ def separate_reads(market, flow, task, account):
         "onCommittee": member,
         "committed": f.hasCommitted(task, r, account).call() if r else False,
         "revealed": f.hasRevealed(task, r, account).call() if r else False,
+        "scoreCommitted": member and _committed(market, task, r, account, "ScoresCommitted", view, scores=True),
         "scored": f.scoresOf(task, r, account).call()[0] if member else False,
+        "voteCommitted": member and _committed(market, task, r, account, "VoteCommitted", view, scores=False),
         "voted": f.hasConfirmed(task, r, account).call()[0] if member else False,
     }
+
+
+def _committed(market, task, round_, account, event, view, scores):
+    """Whether `account` committed scores (or a vote) in the round, from the commitment events;
+    agentView reports score commitments only until the proposal, then equal to `scored`."""
+    if scores and view["proposed"]:
+        return market.functions.scoresOf(task, round_, account).call()[0]
+    if not scores and not view["proposed"]:
+        return False
+    logs = getattr(market.events, event)().get_logs(from_block=0, argument_filters={"modelId": task, "round": round_})
+    return any(e["args"]["validator"] == account for e in logs)
 
 
 def test_agent_view_equals_the_separate_views_through_a_round(market, actors, flow, advance, ready_task):
@@ -85,19 +100,31 @@ def test_agent_view_equals_the_separate_views_through_a_round(market, actors, fl
         flow.reveal(task, 1, t)
     committee = flow.committee(task, 1)
     resting = next(v for v in actors.validators[:5] if v not in committee)
-    flow.score(task, 1, committee[0], [1, 2, 3])
-    check()
-    assert agent_view(market, task, committee[0])["scored"] and agent_view(market, task, committee[0])["onCommittee"]
-    assert not agent_view(market, task, resting)["onCommittee"]
-    for member in committee[1:]:
-        flow.score(task, 1, member, [1, 2, 3])
-    flow.publish(task, 1)
-    flow.confirm(task, 1, committee[0])
+    flow.commit_scores(task, 1, committee[0], [1, 2, 3])
     check()
     view = agent_view(market, task, committee[0])
-    assert view["phase"] == PHASE["Confirm"] and view["proposed"] and view["voted"] and view["proposedMetric"] == 900_000
+    assert view["scoreCommitted"] and not view["scored"] and view["onCommittee"]
+    assert not agent_view(market, task, resting)["onCommittee"]
     for member in committee[1:]:
-        flow.confirm(task, 1, member)
+        flow.commit_scores(task, 1, member, [1, 2, 3])
+    flow.reveal_scores(task, 1, committee[0], [1, 2, 3])
+    check()
+    assert agent_view(market, task, committee[0])["scored"]
+    for member in committee[1:]:
+        flow.reveal_scores(task, 1, member, [1, 2, 3])
+    flow.publish(task, 1)
+    flow.commit_vote(task, 1, committee[0])
+    check()
+    view = agent_view(market, task, committee[0])
+    assert view["phase"] == PHASE["VoteCommit"] and view["proposed"] and view["voteCommitted"] and not view["voted"]
+    assert view["scoreCommitted"] and view["proposedMetric"] == 900_000
+    for member in committee[1:]:
+        flow.commit_vote(task, 1, member)
+    flow.reveal_vote(task, 1, committee[0])
+    check()
+    assert agent_view(market, task, committee[0])["voted"]
+    for member in committee[1:]:
+        flow.reveal_vote(task, 1, member)
     check()  # round 2 open: the duties start over
     assert agent_view(market, task, trainers[0])["currentRound"] == 2 and not agent_view(market, task, trainers[0])["committed"]
     advance(10_000)

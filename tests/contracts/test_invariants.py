@@ -3,8 +3,10 @@
 A hypothesis RuleBasedStateMachine drives the deployed contract (embedded eth-tester chain) and the
 Python reference model (tests/contracts/model.py) with the same random calls: tasks posted with
 random (sometimes invalid) parameters, top-ups, licences, joins, starts, commits (honest, replayed,
-random), reveals (matching and tampered), scores (random, negative, extreme, poison, wrong count),
-proposals, confirmations (ok / reject), time jumps (small, onto deadlines, past every deadline),
+random, copied digests), reveals (matching and tampered), score commitments (honest near a shared
+truth, random, negative, extreme, poison, wrong count, another member's) and their reveals (own,
+tampered), proposals, vote commitments (ok / reject, replayed) and their reveals (own, flipped),
+time jumps (small, onto deadlines, past every deadline),
 closeRound, cancel, the owner's early finalize, finalize, generateTrainingPayments and withdraw; by
 the right actors and by wrong ones. Two or more tasks run at once with overlapping participants.
 
@@ -404,7 +406,9 @@ def _check_rounds(chain: ContractDriver, market: M.Market, tasks: set[int] | Non
             committee,
             commits,
             reveals,
+            score_commits,
             scores_submitted,
+            vote_commits,
             proposed,
             proposed_digest,
             proposed_metric,
@@ -415,10 +419,12 @@ def _check_rounds(chain: ContractDriver, market: M.Market, tasks: set[int] | Non
         assert number == rnd.number
         assert list(committee) == rnd.committee, f"task {mid} round {rnd.number} committee {committee} != model {rnd.committee}"
         assert closed == rnd.closed, f"task {mid} round {rnd.number} closed {closed} != model {rnd.closed}"
-        assert (commits, reveals, scores_submitted, confirmations, rejections) == (
+        assert (commits, reveals, score_commits, scores_submitted, vote_commits, confirmations, rejections) == (
             len(rnd.commitments),
             len(rnd.reveals),
+            len(rnd.scores) if rnd.proposed else len(rnd.score_commits),
             len(rnd.scores),
+            len(rnd.vote_commits) if rnd.proposed else 0,
             len(rnd.votes),
             rnd.rejections,
         ), f"task {mid} round {rnd.number} counters"
@@ -492,6 +498,7 @@ def task_params(draw: Any, aggregator: str) -> M.Params:
         poison_threshold=draw(THRESHOLDS),
         start_window=draw(st.one_of(st.integers(1, 60), st.integers(200, 2000))),
         max_samples=draw(st.sampled_from([1000, 10**6, 2**64 - 1, 2**64 - 1])),
+        agreement_tolerance_bps=draw(st.one_of(st.just(10_000), st.sampled_from([1, 5000, M.MAX_TOLERANCE_BPS]), st.integers(1, M.MAX_TOLERANCE_BPS))),
     )
 
 
@@ -519,6 +526,8 @@ INVALID_MUTATIONS: dict[str, Callable[[M.Params], None]] = {
     "start_window0": lambda p: setattr(p, "start_window", 0),
     "max_samples0": lambda p: setattr(p, "max_samples", 0),
     "start_window_cap": lambda p: setattr(p, "start_window", M.MAX_WINDOW + 1),
+    "tolerance0": lambda p: setattr(p, "agreement_tolerance_bps", 0),
+    "tolerance_cap": lambda p: setattr(p, "agreement_tolerance_bps", M.MAX_TOLERANCE_BPS + 1),
 }
 
 # --------------------------------------------------------------------------------------- the machine
@@ -540,9 +549,11 @@ ACTIONS: list[tuple[str, int, str]] = [
     ("leave", 1, ""),
     ("commit", 2, ""),
     ("reveal", 2, ""),
-    ("score", 2, ""),
+    ("score_commit", 1, ""),
+    ("score_reveal", 1, ""),
     ("publish", 1, ""),
-    ("confirm", 2, ""),
+    ("vote_commit", 1, ""),
+    ("vote_reveal", 1, ""),
     ("close_round", 1, ""),
     ("finalize", 1, ""),
     ("generate_payments", 1, ""),
@@ -567,6 +578,8 @@ _STATS: dict[str, int] = {
     "rejected_proposals": 0,
     "slashes": 0,
     "poison_slashes": 0,
+    "disagreed_slashes": 0,
+    "refused_updates": 0,
     "third_rounds": 0,
     "withdrawals": 0,
 }
@@ -584,6 +597,11 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self.model = M.Market()
         # (task, round, trainer) -> (digest, numSamples, salt) the trainer will reveal
         self.secrets: dict[tuple[int, int, str], tuple[bytes, int, bytes]] = {}
+        # (task, round, member) -> (scores, salt) / (ok, salt) the member will reveal
+        self.score_secrets: dict[tuple[int, int, str], tuple[list[int], bytes]] = {}
+        self.vote_secrets: dict[tuple[int, int, str], tuple[bool, bytes]] = {}
+        # (task, round) -> each update's "true" value, near which honest members score
+        self.truths: dict[tuple[int, int], list[int]] = {}
         self.last_outcome: Outcome | None = None
         self.reverts_seen = 0
         self.model_version = 0  # bumped whenever a call succeeds (the model changed)
@@ -663,15 +681,17 @@ class MarketplaceMachine(RuleBasedStateMachine):
                     rnd.global_digest_after,
                 ), f"RoundClosed({mid}, {number}) {ev} != model budget={rnd.budget} returned={rnd.returned_to_buyer} accepted={rnd.accepted}"
                 _STATS["rejected_proposals"] += rnd.proposed and not rnd.accepted
-                _STATS["slashes"] += sum(1 for _, amount in rnd.slashes.values() if amount)
-                _STATS["poison_slashes"] += sum(1 for r, amount in rnd.slashes.values() if amount and r == M.SlashReason.POISON)
+                _STATS["slashes"] += sum(1 for _, _, amount in rnd.slashes if amount)
+                _STATS["poison_slashes"] += sum(1 for _, r, amount in rnd.slashes if amount and r == M.SlashReason.POISON)
+                _STATS["disagreed_slashes"] += sum(1 for _, r, amount in rnd.slashes if amount and r == M.SlashReason.DISAGREED)
+                _STATS["refused_updates"] += sum(rnd.refused())
                 _STATS["third_rounds"] += number >= 3
-                slashes = {
+                slashes = [
                     (v["participant"], v["reason"], v["amount"])
                     for n, v in events
                     if n == "Slashed" and v["modelId"] == mid and v["round"] == number and v["amount"] > 0
-                }
-                model_slashes = {(a, int(r), amt) for a, (r, amt) in rnd.slashes.items() if amt > 0}
+                ]
+                model_slashes = [(a, int(r), amt) for a, r, amt in rnd.slashes if amt > 0]
                 assert slashes == model_slashes, f"Slashed events of ({mid}, {number}) {slashes} != model {model_slashes}"
                 rewards: dict[str, int] = {}
                 for n, v in events:
@@ -933,23 +953,66 @@ class MarketplaceMachine(RuleBasedStateMachine):
         )
         return data.draw(st.lists(value, min_size=n, max_size=n), label="scores")
 
-    def _score(self, data: st.DataObject, mid: int, sender: str, round_: int, wrong_count: bool = False) -> None:
+    def _honest_scores(self, data: st.DataObject, mid: int, round_: int, n: int, threshold: int) -> list[int]:
+        """Near the round's "true" values (drawn once per round): honest members agree within a
+        few per cent, so the agreement pay has weights to share; sometimes a random vector."""
+        truth = self.truths.get((mid, round_))
+        if truth is None or len(truth) != n:
+            truth = self._scores(data, n, threshold)
+            self.truths[(mid, round_)] = truth
+        if data.draw(st.integers(0, 4), label="random-scores") == 0:
+            return self._scores(data, n, threshold)
+        noise = data.draw(st.lists(st.integers(-50, 50), min_size=n, max_size=n), label="noise")
+        return [max(M.INT64_MIN, min(M.INT64_MAX, t + t // 1000 * e)) for t, e in zip(truth, noise)]
+
+    def _score_commit(self, data: st.DataObject, mid: int, sender: str, round_: int, kind: str = "honest") -> None:
         task = self.model.tasks.get(mid)
         rnd = task.round() if task else None
         n = len(rnd.reveals) if rnd else 1
-        if wrong_count:
+        if kind == "wrong_count":
             n = data.draw(st.sampled_from([n + 1, max(n - 1, 0)]), label="count")
-        scores = self._scores(data, n, task.params.poison_threshold if task else 0)
-        self.act(sender, "submitScores", (mid, round_, scores), lambda m, now: m.submit_scores(sender, mid, round_, scores, now))
+        scores = self._honest_scores(data, mid, round_, n, task.params.poison_threshold if task else 0)
+        salt = data.draw(st.binary(min_size=32, max_size=32), label="score-salt")
+        if kind == "copy":  # another member's commitment (its reveal cannot match: the member is bound)
+            others = [(k, v) for k, v in self.score_secrets.items() if k[:2] == (mid, round_) and k[2] != sender]
+            if others:
+                (_, _, other), (scores, salt) = data.draw(st.sampled_from(others), label="copied")
+                commitment = M.score_commitment_of(mid, round_, other, scores, salt)
+            else:
+                commitment = M.score_commitment_of(mid, round_, sender, scores, salt)
+        elif kind == "random":
+            commitment = data.draw(st.binary(min_size=32, max_size=32), label="commitment")
+        else:
+            commitment = M.score_commitment_of(mid, round_, sender, scores, salt)
+        if self.act(sender, "commitScores", (mid, round_, commitment), lambda m, now: m.commit_scores(sender, mid, round_, commitment, now)):
+            self.score_secrets[(mid, round_, sender)] = (scores, salt)
 
-    def score(self, data: st.DataObject) -> None:
-        wrong_count = data.draw(st.integers(0, 9), label="wrong-count") == 0
+    def _score_reveal(self, data: st.DataObject, mid: int, sender: str, round_: int, kind: str = "own") -> None:
+        scores, salt = self.score_secrets.get((mid, round_, sender), ([0], b"\x00" * 32))
+        if kind == "tamper" and scores:
+            i = data.draw(st.integers(0, len(scores) - 1), label="tampered")
+            scores = [*scores[:i], max(M.INT64_MIN, min(M.INT64_MAX, scores[i] + 1)), *scores[i + 1 :]]
+        elif kind == "tamper_salt":
+            salt = bytes([salt[0] ^ 1]) + salt[1:]
+        self.act(sender, "revealScores", (mid, round_, scores, salt), lambda m, now: m.reveal_scores(sender, mid, round_, scores, salt, now))
+
+    def score_commit(self, data: st.DataObject) -> None:
+        kind = data.draw(st.sampled_from(["honest"] * 6 + ["wrong_count", "copy", "random"]), label="kind")
         mid = self._task_id(data, (M.Status.TRAINING,))
         task = self.model.tasks.get(mid)
         rnd = task.round() if task else None
-        preferred = [v for v in rnd.committee if v not in rnd.scores] if rnd else []
+        preferred = [v for v in rnd.committee if v not in rnd.score_commits] if rnd else []
         sender = self._actor(data, preferred)
-        self._score(data, mid, sender, self._round_arg(data, mid), wrong_count)
+        self._score_commit(data, mid, sender, self._round_arg(data, mid), kind)
+
+    def score_reveal(self, data: st.DataObject) -> None:
+        kind = data.draw(st.sampled_from(["own"] * 6 + ["tamper", "tamper_salt"]), label="kind")
+        mid = self._task_id(data, (M.Status.TRAINING,))
+        task = self.model.tasks.get(mid)
+        rnd = task.round() if task else None
+        preferred = [v for v in rnd.score_commits if v not in rnd.scores] if rnd else []
+        sender = self._actor(data, preferred)
+        self._score_reveal(data, mid, sender, self._round_arg(data, mid), kind)
 
     def _publish(self, data: st.DataObject, mid: int, sender: str, round_: int) -> None:
         digest = data.draw(st.binary(min_size=32, max_size=32), label="model-digest")
@@ -962,17 +1025,42 @@ class MarketplaceMachine(RuleBasedStateMachine):
         sender = self._actor(data, [task.params.aggregator.lower()] if task else [])
         self._publish(data, mid, sender, self._round_arg(data, mid))
 
-    def _confirm(self, data: st.DataObject, mid: int, sender: str, round_: int) -> None:
+    def _vote_commit(self, data: st.DataObject, mid: int, sender: str, round_: int, kind: str = "honest") -> None:
         ok = data.draw(st.integers(0, 3), label="ok") > 0
-        self.act(sender, "confirmGlobalModel", (mid, round_, ok), lambda m, now: m.confirm_global_model(sender, mid, round_, ok, now))
+        salt = data.draw(st.binary(min_size=32, max_size=32), label="vote-salt")
+        member = sender
+        if kind == "replay":  # another member's vote commitment: its reveal cannot match
+            others = [k[2] for k in self.vote_secrets if k[:2] == (mid, round_) and k[2] != sender]
+            if others:
+                member = data.draw(st.sampled_from(sorted(others)), label="victim")
+                ok, salt = self.vote_secrets[(mid, round_, member)]
+        commitment = M.vote_commitment_of(mid, round_, member, ok, salt)
+        if self.act(sender, "commitVote", (mid, round_, commitment), lambda m, now: m.commit_vote(sender, mid, round_, commitment, now)):
+            self.vote_secrets[(mid, round_, sender)] = (ok, salt)
 
-    def confirm(self, data: st.DataObject) -> None:
+    def _vote_reveal(self, data: st.DataObject, mid: int, sender: str, round_: int, kind: str = "own") -> None:
+        ok, salt = self.vote_secrets.get((mid, round_, sender), (True, b"\x00" * 32))
+        if kind == "flip":
+            ok = not ok
+        self.act(sender, "revealVote", (mid, round_, ok, salt), lambda m, now: m.reveal_vote(sender, mid, round_, ok, salt, now))
+
+    def vote_commit(self, data: st.DataObject) -> None:
+        kind = data.draw(st.sampled_from(["honest"] * 6 + ["replay"]), label="kind")
         mid = self._task_id(data, (M.Status.TRAINING,))
         task = self.model.tasks.get(mid)
         rnd = task.round() if task else None
-        preferred = [v for v in rnd.committee if v not in rnd.votes] if rnd else []
+        preferred = [v for v in rnd.committee if v not in rnd.vote_commits] if rnd else []
         sender = self._actor(data, preferred)
-        self._confirm(data, mid, sender, self._round_arg(data, mid))
+        self._vote_commit(data, mid, sender, self._round_arg(data, mid), kind)
+
+    def vote_reveal(self, data: st.DataObject) -> None:
+        kind = data.draw(st.sampled_from(["own"] * 6 + ["flip"]), label="kind")
+        mid = self._task_id(data, (M.Status.TRAINING,))
+        task = self.model.tasks.get(mid)
+        rnd = task.round() if task else None
+        preferred = [v for v in rnd.vote_commits if v not in rnd.votes] if rnd else []
+        sender = self._actor(data, preferred)
+        self._vote_reveal(data, mid, sender, self._round_arg(data, mid), kind)
 
     def close_round(self, data: st.DataObject) -> None:
         mid = self._task_id(data, (M.Status.TRAINING,))
@@ -999,17 +1087,25 @@ class MarketplaceMachine(RuleBasedStateMachine):
             for trainer in [t for t in rnd.commitments if not rnd.revealed_by(t)]:
                 if data.draw(st.integers(0, 9), label="acts") < 8:
                     self._reveal(data, mid, trainer, r, "own")
-        elif phase == M.Phase.SCORE:
-            for member in [v for v in rnd.committee if v not in rnd.scores]:
+        elif phase == M.Phase.SCORE_COMMIT:
+            for member in [v for v in rnd.committee if v not in rnd.score_commits]:
                 if data.draw(st.integers(0, 9), label="acts") < 8:
-                    self._score(data, mid, member, r)
+                    self._score_commit(data, mid, member, r)
+        elif phase == M.Phase.SCORE_REVEAL:
+            for member in [v for v in rnd.score_commits if v not in rnd.scores]:
+                if data.draw(st.integers(0, 9), label="acts") < 8:
+                    self._score_reveal(data, mid, member, r)
         elif phase == M.Phase.PUBLISH:
             if data.draw(st.integers(0, 9), label="acts") < 8:
                 self._publish(data, mid, task.params.aggregator.lower(), r)
-        elif phase == M.Phase.CONFIRM:
-            for member in [v for v in rnd.committee if v not in rnd.votes]:
+        elif phase == M.Phase.VOTE_COMMIT:
+            for member in [v for v in rnd.committee if v not in rnd.vote_commits]:
                 if data.draw(st.integers(0, 9), label="acts") < 8:
-                    self._confirm(data, mid, member, r)
+                    self._vote_commit(data, mid, member, r)
+        elif phase == M.Phase.VOTE_REVEAL:
+            for member in [v for v in rnd.vote_commits if v not in rnd.votes]:
+                if data.draw(st.integers(0, 9), label="acts") < 8:
+                    self._vote_reveal(data, mid, member, r)
         elif phase == M.Phase.DUE:
             sender = data.draw(st.sampled_from(self.accounts), label="closer")
             self.act(sender, "closeRound", (mid,), lambda m, now: m.close_round(sender, mid, now))
@@ -1027,7 +1123,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         """Macro: phases are played (with silences and deadline jumps) until a round closes."""
         mid = data.draw(st.sampled_from(self._training()), label="task")
         closed = self.model.tasks[mid].rounds_closed
-        for _ in range(8):
+        for _ in range(11):
             task = self.model.tasks[mid]
             if task.status != M.Status.TRAINING or task.rounds_closed > closed or task.all_rounds_closed():
                 break
@@ -1260,7 +1356,7 @@ def test_marketplace_matches_reference_model(w3: Any, accounts: list[str], marke
         f"({_STATS['reverts']} expected reverts; {_STATS['sent']} sent as transactions), "
         f"{_STATS['rounds_closed']} rounds closed ({_STATS['third_rounds']} third or later, "
         f"{_STATS['rejected_proposals']} proposals rejected, {_STATS['slashes']} slashes of which "
-        f"{_STATS['poison_slashes']} poison), {_STATS['settled']} tasks settled, {_STATS['withdrawals']} withdrawals, "
+        f"{_STATS['poison_slashes']} poison, {_STATS['disagreed_slashes']} disagreed; {_STATS['refused_updates']} duplicate updates refused), {_STATS['settled']} tasks settled, {_STATS['withdrawals']} withdrawals, "
         f"{elapsed:.0f} s"
     )
     print(summary)

@@ -21,6 +21,7 @@ from web3.logs import DISCARD
 
 from fedmarket.chain.compile import compile_contracts
 from fedmarket.chain.deploy import deploy_contract
+from fedmarket.chain.protocol import score_commitment, vote_commitment
 
 WINDOW = 100
 
@@ -85,21 +86,37 @@ def _reveal(market: Any, tx: Callable[..., Any], model_id: int, round_: int, tra
 
 def _run_one_round(market: Any, tx: Callable[..., Any], model_id: int, trainers: list[Any], scorer: Any, scores: list[int], aggregator: str) -> None:
     """Every trainer commits and reveals, the (single-member) committee scores, the aggregator
-    publishes and the committee confirms ok: the round closes in the confirmation."""
+    publishes and the committee votes ok: the round closes in the vote reveal."""
     round_ = market.functions.getModel(model_id).call()[1][2]
     secrets = [_commit_reveal(market, tx, model_id, round_, t, f"{model_id}/{round_}/{i}") for i, t in enumerate(trainers)]
     for t, s in zip(trainers, secrets):
         _reveal(market, tx, model_id, round_, t, s)
-    if isinstance(scorer, Proxy):
-        scorer.send("submitScores", model_id, round_, scores)
-    else:
-        tx(market.functions.submitScores(model_id, round_, scores), scorer)
+    _score(market, tx, model_id, round_, scorer, scores)
     tx(market.functions.publishGlobalModel(model_id, round_, keccak(text=f"global {model_id}/{round_}"), 900_000), aggregator)
-    if isinstance(scorer, Proxy):
-        scorer.send("confirmGlobalModel", model_id, round_, True)
+    _vote(market, tx, model_id, round_, scorer)
+    assert market.functions.getRound(model_id, round_).call()[-1], "the last vote reveal closes the round"
+
+
+def _member_call(market: Any, tx: Callable[..., Any], member: Any, fn: str, *args: Any) -> None:
+    if isinstance(member, Proxy):
+        member.send(fn, *args)
     else:
-        tx(market.functions.confirmGlobalModel(model_id, round_, True), scorer)
-    assert market.functions.getRound(model_id, round_).call()[-1], "the last confirmation closes the round"
+        tx(getattr(market.functions, fn)(*args), member)
+
+
+def _score(market: Any, tx: Callable[..., Any], model_id: int, round_: int, member: Any, scores: list[int]) -> None:
+    """A (single-member) committee's score commit, then its reveal (the commit ended ScoreCommit)."""
+    address = member.address if isinstance(member, Proxy) else member
+    salt = keccak(text=f"score salt {model_id}/{round_}")
+    _member_call(market, tx, member, "commitScores", model_id, round_, score_commitment(model_id, round_, address, scores, salt))
+    _member_call(market, tx, member, "revealScores", model_id, round_, scores, salt)
+
+
+def _vote(market: Any, tx: Callable[..., Any], model_id: int, round_: int, member: Any, ok: bool = True) -> None:
+    address = member.address if isinstance(member, Proxy) else member
+    salt = keccak(text=f"vote salt {model_id}/{round_}")
+    _member_call(market, tx, member, "commitVote", model_id, round_, vote_commitment(model_id, round_, address, ok, salt))
+    _member_call(market, tx, member, "revealVote", model_id, round_, ok, salt)
 
 
 def _settle(market: Any, tx: Callable[..., Any], model_id: int, caller: str) -> None:
@@ -328,12 +345,12 @@ def test_two_tasks_with_the_same_participants_pay_each_from_its_own_money(
     _reveal(market, tx, a, 1, t1, sa1)
     advance(11)  # B's 10 s commit window ends (t2 never committed); A is scoring (100 s window)
     _reveal(market, tx, b, 1, t1, sb1)
-    tx(market.functions.submitScores(a, 1, [600_000, -700_000]), validator)  # reveal order: t2, t1
-    tx(market.functions.submitScores(b, 1, [250_000]), validator)
+    _score(market, tx, a, 1, validator, [600_000, -700_000])  # reveal order: t2, t1
+    _score(market, tx, b, 1, validator, [250_000])
     tx(market.functions.publishGlobalModel(a, 1, keccak(text="A1"), 1), aggregator)
     tx(market.functions.publishGlobalModel(b, 1, keccak(text="B1"), 1), aggregator)
-    tx(market.functions.confirmGlobalModel(b, 1, True), validator)
-    tx(market.functions.confirmGlobalModel(a, 1, True), validator)
+    _vote(market, tx, b, 1, validator)
+    _vote(market, tx, a, 1, validator)
     # t2 revealed first in A: u(t2) = 600_000, u(t1) = -700_000 (poison)
     # A: B=1_000_003, T=700_002 all to t2, V=200_000, A=100_001; t1 loses 5_000 -> t2
     # B round 1: B=250_000, T=175_000 to t1, V=50_000, A=25_000; t2 late: 7_000 * 25 % = 1_750 -> t1

@@ -104,15 +104,13 @@ def test_validator_off_committee_cannot_act_and_is_not_slashed(market, actors, f
     trainers = actors.trainers[:3]
     committee = flow.committee(task, 1)
     resting = [v for v in actors.validators[:6] if v not in committee]
-    flow.to_phase(task, 1, trainers, "Score")
-    expect_revert(market.functions.submitScores(task, 1, [1, 1, 1]), resting[0], "NotCommitteeMember", task, 1, resting[0])
-    for member in committee:
-        flow.score(task, 1, member, [1, 1, 1])
+    flow.to_phase(task, 1, trainers, "ScoreCommit")
+    expect_revert(market.functions.commitScores(task, 1, bytes(32)), resting[0], "NotCommitteeMember", task, 1, resting[0])
+    flow.score(task, 1, dict.fromkeys(committee, [1, 1, 1]))
     flow.publish(task, 1)
-    expect_revert(market.functions.confirmGlobalModel(task, 1, True), resting[0], "NotCommitteeMember", task, 1, resting[0])
+    expect_revert(market.functions.commitVote(task, 1, bytes(32)), resting[0], "NotCommitteeMember", task, 1, resting[0])
     receipt = None
-    for member in committee:
-        receipt = flow.confirm(task, 1, member)
+    receipt = flow.vote(task, 1, dict.fromkeys(committee, True))
     assert events(receipt, "Slashed") == []
     paid = {e["participant"] for e in events(receipt, "RewardAccrued")}
     assert set(committee) <= paid and not paid & set(resting)
@@ -124,15 +122,11 @@ def test_member_missing_score_and_vote_is_slashed_once(market, actors, flow, eve
     task = ready_task()
     trainers = actors.trainers[:3]
     committee = flow.committee(task, 1)
-    flow.to_phase(task, 1, trainers, "Score")
-    for member in committee[:2]:
-        flow.score(task, 1, member, [1, 1, 1])
-    advance(101)  # Score ends at its deadline: Publish
+    flow.to_phase(task, 1, trainers, "ScoreCommit")
+    flow.score(task, 1, dict.fromkeys(committee[:2], [1, 1, 1]))  # ScoreCommit ends at its deadline; both reveals end ScoreReveal
     flow.publish(task, 1)
-    for member in committee[:2]:
-        flow.confirm(task, 1, member)
-    advance(101)  # the absent member never votes: Due
-    receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
+    flow.vote(task, 1, dict.fromkeys(committee[:2], True))  # the two reveals settle the round
+    (receipt,) = [flow.w3.eth.get_transaction_receipt(flow.w3.eth.get_block("latest")["transactions"][0])]
     assert events(receipt, "Slashed") == [{"modelId": task, "round": 1, "participant": committee[2], "reason": SLASH["Late"], "amount": 2_000}]
     assert flow.participant(task, committee[2])["stakeRemaining"] == 18_000
 

@@ -1,5 +1,5 @@
-"""Rounds: commitUpdate, revealUpdate, submitScores, publishGlobalModel, confirmGlobalModel,
-closeRound, and the lazy phase rules of docs/protocol.md (early end, deadlines, skips).
+"""Rounds: commitUpdate, revealUpdate, commitScores / revealScores, publishGlobalModel,
+commitVote / revealVote, closeRound, and the lazy phase rules of docs/protocol.md (early end, deadlines, skips).
 
 Default task (conftest): 3 trainers, 3 validators (committee 3, so every validator sits on every
 committee), windows of 100 s.
@@ -104,7 +104,7 @@ def test_last_reveal_ends_reveal_phase(w3, actors, flow, set_time, task):
     assert flow.round(task)["phaseDeadline"] == deadline + WINDOW  # runs from the commit deadline
     receipt = flow.reveal(task, 1, actors.trainers[1])
     view = flow.round(task)
-    assert view["phase"] == PHASE["Score"] and view["phaseDeadline"] == block_ts(w3, receipt) + WINDOW
+    assert view["phase"] == PHASE["ScoreCommit"] and view["phaseDeadline"] == block_ts(w3, receipt) + WINDOW
 
 
 def test_reveal_reverts(market, actors, flow, expect_revert, advance, task):
@@ -146,27 +146,56 @@ def test_commitment_of_matches_abi_encoding(market, actors):
     assert market.functions.commitmentOf(*args).call() == expected
 
 
-# ------------------------------------------------------------------------------ submitScores
+# ------------------------------------------------------------------------------ commitScores / revealScores
 
 
-def test_submit_scores(market, actors, flow, events, task):
-    flow.to_phase(task, 1, actors.trainers[:3], "Score")
-    member = flow.committee(task, 1)[0]
-    receipt = flow.score(task, 1, member, [5, -7, 2**63 - 1])
-    assert events(receipt, "ScoresSubmitted") == [{"modelId": task, "round": 1, "validator": member, "scores": [5, -7, 2**63 - 1]}]
+def test_score_commit_and_reveal(market, actors, flow, events, task):
+    flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
+    committee = flow.committee(task, 1)
+    member, scores = committee[0], [5, -7, 2**63 - 1]
+    receipt = flow.commit_scores(task, 1, member, scores)
+    (committed,) = events(receipt, "ScoresCommitted")
+    assert committed["validator"] == member and committed["round"] == 1
+    assert flow.round(task)["scoreCommits"] == 1
+    for other in committee[1:]:
+        flow.commit_scores(task, 1, other, [1, 2, 3])
+    assert flow.round(task)["phase"] == PHASE["ScoreReveal"]
+    receipt = flow.reveal_scores(task, 1, member, scores)
+    assert events(receipt, "ScoresRevealed") == [{"modelId": task, "round": 1, "validator": member, "scores": scores}]
     assert market.functions.scoresOf(task, 1, member).call() == [True, [5, -7, 10**9]]  # stored clamped to MAX_SCORE (issue 10 item 6)
-    assert market.functions.scoresOf(task, 1, flow.committee(task, 1)[1]).call() == [False, []]
+    assert market.functions.scoresOf(task, 1, committee[1]).call() == [False, []]
     assert flow.round(task)["scoresSubmitted"] == 1
 
 
-def test_last_score_ends_score_phase(w3, actors, flow, task):
-    flow.to_phase(task, 1, actors.trainers[:3], "Score")
+def test_last_commit_and_reveal_end_score_phases(w3, actors, flow, task):
+    flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
     committee = flow.committee(task, 1)
     for member in committee[:2]:
-        flow.score(task, 1, member, [1, 2, 3])
-    receipt = flow.score(task, 1, committee[2], [1, 2, 3])
+        flow.commit_scores(task, 1, member, [1, 2, 3])
+    assert flow.round(task)["phase"] == PHASE["ScoreCommit"]
+    receipt = flow.commit_scores(task, 1, committee[2], [1, 2, 3])
+    view = flow.round(task)
+    assert view["phase"] == PHASE["ScoreReveal"] and view["phaseDeadline"] == block_ts(w3, receipt) + WINDOW
+    for member in committee[:2]:
+        flow.reveal_scores(task, 1, member, [1, 2, 3])
+    receipt = flow.reveal_scores(task, 1, committee[2], [1, 2, 3])
     view = flow.round(task)
     assert view["phase"] == PHASE["Publish"] and view["phaseDeadline"] == block_ts(w3, receipt) + WINDOW
+
+
+def test_reveal_phase_waits_only_for_members_that_committed(w3, actors, flow, advance, task):
+    """A member that did not commit cannot hold ScoreReveal open: the last reveal of those that
+    committed ends it."""
+    flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
+    committee = flow.committee(task, 1)
+    for member in committee[:2]:
+        flow.commit_scores(task, 1, member, [1, 2, 3])
+    advance(WINDOW + 1)
+    assert flow.round(task)["phase"] == PHASE["ScoreReveal"]
+    flow.reveal_scores(task, 1, committee[0], [1, 2, 3])
+    assert flow.round(task)["phase"] == PHASE["ScoreReveal"]
+    flow.reveal_scores(task, 1, committee[1], [1, 2, 3])
+    assert flow.round(task)["phase"] == PHASE["Publish"]
 
 
 def test_no_positive_utility_skips_publish(w3, market, actors, flow, task):
@@ -176,22 +205,49 @@ def test_no_positive_utility_skips_publish(w3, market, actors, flow, task):
     assert market.functions.utilities(task, 1).call() == [0, -1, -2]
 
 
-def test_submit_scores_reverts(market, actors, flow, expect_revert, ready_task):
+def test_nobody_commits_scores_skips_to_due(actors, flow, advance, task):
+    flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
+    advance(WINDOW + 1)
+    assert flow.round(task)["phase"] == PHASE["Due"]
+
+
+def test_score_reverts(market, actors, flow, expect_revert, ready_task):
+    """Every revert of commitScores and revealScores: wrong phase, not on the committee, wrong
+    round, committed twice, reveal without a commit, wrong count, a reveal that does not match its
+    commitment (other scores, other salt, another member's commitment), revealed twice."""
+    from fedmarket.chain.protocol import score_commitment
+
     task = ready_task(n_validators=4)  # one validator sits out each round
     committee = flow.committee(task, 1)
     outsider = next(v for v in actors.validators[:4] if v not in committee)
-    member = committee[0]
+    member, other, late = committee
+    fn = market.functions
+    salt = flow.member_salt(task, 1, member, "score")
+    mine = score_commitment(task, 1, member, [1, 2, 3], salt)
     flow.to_phase(task, 1, actors.trainers[:3], "Reveal")
-    expect_revert(market.functions.submitScores(task, 1, [1, 2, 3]), member, "WrongPhase", task, 1, PHASE["Score"], PHASE["Reveal"])
+    expect_revert(fn.commitScores(task, 1, mine), member, "WrongPhase", task, 1, PHASE["ScoreCommit"], PHASE["Reveal"])
     for trainer in actors.trainers[:3]:
         flow.reveal(task, 1, trainer)
-    expect_revert(market.functions.submitScores(task, 1, [1, 2, 3]), outsider, "NotCommitteeMember", task, 1, outsider)
-    expect_revert(market.functions.submitScores(task, 1, [1, 2, 3]), actors.trainers[0], "NotCommitteeMember", task, 1, actors.trainers[0])
-    expect_revert(market.functions.submitScores(task, 1, [1, 2]), member, "WrongScoreCount", 3, 2)
-    expect_revert(market.functions.submitScores(task, 1, [1, 2, 3, 4]), member, "WrongScoreCount", 3, 4)
-    expect_revert(market.functions.submitScores(task, 2, [1, 2, 3]), member, "WrongRound", task, 1, 2)
-    flow.score(task, 1, member, [1, 2, 3])
-    expect_revert(market.functions.submitScores(task, 1, [1, 2, 3]), member, "AlreadyScored", task, 1, member)
+    expect_revert(fn.commitScores(task, 1, mine), outsider, "NotCommitteeMember", task, 1, outsider)
+    expect_revert(fn.commitScores(task, 1, mine), actors.trainers[0], "NotCommitteeMember", task, 1, actors.trainers[0])
+    expect_revert(fn.commitScores(task, 2, mine), member, "WrongRound", task, 1, 2)
+    expect_revert(fn.revealScores(task, 1, [1, 2, 3], salt), member, "WrongPhase", task, 1, PHASE["ScoreReveal"], PHASE["ScoreCommit"])
+    flow.tx(fn.commitScores(task, 1, mine), member)
+    expect_revert(fn.commitScores(task, 1, mine), member, "ScoresAlreadyCommitted", task, 1, member)
+    flow.tx(fn.commitScores(task, 1, mine), other)  # `other` replays member's commitment: it binds the member
+    flow._past_phase(task, 1, "ScoreCommit")  # `late` never commits
+    assert flow.round(task)["phase"] == PHASE["ScoreReveal"]
+    expect_revert(fn.commitScores(task, 1, mine), late, "WrongPhase", task, 1, PHASE["ScoreCommit"], PHASE["ScoreReveal"])
+    expect_revert(fn.revealScores(task, 1, [1, 2, 3], salt), late, "ScoresNotCommitted", task, 1, late)
+    expect_revert(fn.revealScores(task, 1, [1, 2, 3], salt), outsider, "NotCommitteeMember", task, 1, outsider)
+    expect_revert(fn.revealScores(task, 1, [1, 2, 3], salt), other, "ScoreCommitmentMismatch", task, 1, other)
+    expect_revert(fn.revealScores(task, 1, [1, 2], salt), member, "WrongScoreCount", 3, 2)
+    expect_revert(fn.revealScores(task, 1, [1, 2, 3, 4], salt), member, "WrongScoreCount", 3, 4)
+    expect_revert(fn.revealScores(task, 1, [1, 2, 4], salt), member, "ScoreCommitmentMismatch", task, 1, member)
+    expect_revert(fn.revealScores(task, 1, [1, 2, 3], keccak(text="other salt")), member, "ScoreCommitmentMismatch", task, 1, member)
+    expect_revert(fn.revealScores(task, 2, [1, 2, 3], salt), member, "WrongRound", task, 1, 2)
+    flow.tx(fn.revealScores(task, 1, [1, 2, 3], salt), member)
+    expect_revert(fn.revealScores(task, 1, [1, 2, 3], salt), member, "AlreadyScored", task, 1, member)
 
 
 # ------------------------------------------------------------------------------ publishGlobalModel
@@ -204,35 +260,40 @@ def test_publish(w3, market, actors, flow, events, task):
     assert events(receipt, "GlobalModelProposed") == [{"modelId": task, "round": 1, "modelDigest": digest, "metric": -12}]
     view = flow.round(task)
     assert view["proposed"] and view["proposedDigest"] == digest and view["proposedMetric"] == -12
-    assert view["phase"] == PHASE["Confirm"] and view["phaseDeadline"] == block_ts(w3, receipt) + WINDOW
+    assert view["phase"] == PHASE["VoteCommit"] and view["phaseDeadline"] == block_ts(w3, receipt) + WINDOW
 
 
 def test_publish_reverts(market, actors, flow, expect_revert, task):
     digest = keccak(text="aggregate")
-    flow.to_phase(task, 1, actors.trainers[:3], "Score")
+    flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
     agg = actors.aggregator
-    expect_revert(market.functions.publishGlobalModel(task, 1, digest, 1), agg, "WrongPhase", task, 1, PHASE["Publish"], PHASE["Score"])
-    for member in flow.committee(task, 1):
-        flow.score(task, 1, member, [1, 1, 1])
+    expect_revert(market.functions.publishGlobalModel(task, 1, digest, 1), agg, "WrongPhase", task, 1, PHASE["Publish"], PHASE["ScoreCommit"])
+    flow.score(task, 1, dict.fromkeys(flow.committee(task, 1), [1, 1, 1]))
     expect_revert(market.functions.publishGlobalModel(task, 1, digest, 1), actors.owner, "NotAggregator", task, actors.owner)
     expect_revert(market.functions.publishGlobalModel(task, 2, digest, 1), agg, "WrongRound", task, 1, 2)
     flow.publish(task, 1, digest)
     expect_revert(market.functions.publishGlobalModel(task, 1, digest, 1), agg, "AlreadyPublished", task, 1)
 
 
-# ------------------------------------------------------------------------------ confirmGlobalModel
+# ------------------------------------------------------------------------------ commitVote / revealVote
 
 
-def test_confirm_and_last_vote_closes(w3, market, actors, flow, events, task):
-    flow.to_phase(task, 1, actors.trainers[:3], "Confirm")
+def test_vote_commit_reveal_and_last_reveal_closes(w3, market, actors, flow, events, task):
+    flow.to_phase(task, 1, actors.trainers[:3], "VoteCommit")
     committee = flow.committee(task, 1)
-    receipt = flow.confirm(task, 1, committee[0], ok=True)
+    votes = dict(zip(committee, [True, False, True], strict=True))
+    for member, ok in votes.items():
+        receipt = flow.commit_vote(task, 1, member, ok)
+        assert [e["validator"] for e in events(receipt, "VoteCommitted")] == [member]
+    view = flow.round(task)
+    assert view["phase"] == PHASE["VoteReveal"] and view["voteCommits"] == 3 and view["confirmations"] == 0
+    receipt = flow.reveal_vote(task, 1, committee[0], True)
     assert events(receipt, "GlobalModelConfirmed") == [{"modelId": task, "round": 1, "validator": committee[0], "ok": True}]
     assert market.functions.hasConfirmed(task, 1, committee[0]).call() == [True, True]
     assert market.functions.hasConfirmed(task, 1, committee[1]).call() == [False, False]
-    flow.confirm(task, 1, committee[1], ok=False)
+    flow.reveal_vote(task, 1, committee[1], False)
     assert market.functions.hasConfirmed(task, 1, committee[1]).call() == [True, False]
-    receipt = flow.confirm(task, 1, committee[2], ok=True)
+    receipt = flow.reveal_vote(task, 1, committee[2], True)
     (closed,) = events(receipt, "RoundClosed")
     assert closed["round"] == 1 and closed["accepted"] is True
     assert closed["globalModelDigest"] == keccak(text=f"global:{task}:1")
@@ -240,34 +301,62 @@ def test_confirm_and_last_vote_closes(w3, market, actors, flow, events, task):
     assert started["round"] == 2 and started["commitDeadline"] == block_ts(w3, receipt) + WINDOW
     view = flow.round(task, 1)
     assert view["closed"] and view["phase"] == PHASE["None"] and view["confirmations"] == 3 and view["rejections"] == 1
+    assert view["voteCommits"] == 3 and view["scoreCommits"] == 3
     state = flow.state(task)
     assert state["currentRound"] == 2 and state["roundsClosed"] == 1
     assert state["globalModelDigest"] == closed["globalModelDigest"]
 
 
-def test_confirm_reverts(market, actors, flow, expect_revert, ready_task):
+def test_vote_reveal_settles_once_every_committed_member_revealed(actors, flow, events, task):
+    """VoteCommit ends at its deadline with 2 of 3 commitments; the second reveal settles the round
+    and the silent member is late."""
+    flow.to_phase(task, 1, actors.trainers[:3], "VoteCommit")
+    committee = flow.committee(task, 1)
+    receipt = flow.vote(task, 1, dict.fromkeys(committee[:2], True))
+    (closed,) = events(receipt, "RoundClosed")
+    assert closed["accepted"] is True  # 2 approvals of a committee of 3: a majority
+    assert [(e["participant"], e["reason"]) for e in events(receipt, "Slashed")] == [(committee[2], SLASH["Late"])]
+
+
+def test_vote_reverts(market, actors, flow, expect_revert, ready_task):
+    """Every revert of commitVote and revealVote."""
+    from fedmarket.chain.protocol import vote_commitment
+
     task = ready_task(n_validators=4)
     committee = flow.committee(task, 1)
     outsider = next(v for v in actors.validators[:4] if v not in committee)
+    member, other, late = committee
+    fn = market.functions
+    salt = flow.member_salt(task, 1, member, "vote")
+    mine = vote_commitment(task, 1, member, True, salt)
     flow.to_phase(task, 1, actors.trainers[:3], "Publish")
-    member = committee[0]
-    expect_revert(market.functions.confirmGlobalModel(task, 1, True), member, "WrongPhase", task, 1, PHASE["Confirm"], PHASE["Publish"])
+    expect_revert(fn.commitVote(task, 1, mine), member, "WrongPhase", task, 1, PHASE["VoteCommit"], PHASE["Publish"])
     flow.publish(task, 1)
-    expect_revert(market.functions.confirmGlobalModel(task, 1, True), outsider, "NotCommitteeMember", task, 1, outsider)
-    expect_revert(market.functions.confirmGlobalModel(task, 2, True), member, "WrongRound", task, 1, 2)
-    flow.confirm(task, 1, member)
-    expect_revert(market.functions.confirmGlobalModel(task, 1, False), member, "AlreadyConfirmed", task, 1, member)
+    expect_revert(fn.commitVote(task, 1, mine), outsider, "NotCommitteeMember", task, 1, outsider)
+    expect_revert(fn.commitVote(task, 2, mine), member, "WrongRound", task, 1, 2)
+    expect_revert(fn.revealVote(task, 1, True, salt), member, "WrongPhase", task, 1, PHASE["VoteReveal"], PHASE["VoteCommit"])
+    flow.tx(fn.commitVote(task, 1, mine), member)
+    expect_revert(fn.commitVote(task, 1, mine), member, "VoteAlreadyCommitted", task, 1, member)
+    flow.tx(fn.commitVote(task, 1, mine), other)  # a replayed commitment binds its member
+    flow._past_phase(task, 1, "VoteCommit")
+    expect_revert(fn.commitVote(task, 1, mine), late, "WrongPhase", task, 1, PHASE["VoteCommit"], PHASE["VoteReveal"])
+    expect_revert(fn.revealVote(task, 1, True, salt), late, "VoteNotCommitted", task, 1, late)
+    expect_revert(fn.revealVote(task, 1, True, salt), outsider, "NotCommitteeMember", task, 1, outsider)
+    expect_revert(fn.revealVote(task, 1, True, salt), other, "VoteCommitmentMismatch", task, 1, other)
+    expect_revert(fn.revealVote(task, 1, False, salt), member, "VoteCommitmentMismatch", task, 1, member)
+    expect_revert(fn.revealVote(task, 1, True, keccak(text="x")), member, "VoteCommitmentMismatch", task, 1, member)
+    expect_revert(fn.revealVote(task, 2, True, salt), member, "WrongRound", task, 1, 2)
+    flow.tx(fn.revealVote(task, 1, True, salt), member)
+    expect_revert(fn.revealVote(task, 1, True, salt), member, "AlreadyConfirmed", task, 1, member)
 
 
 def test_rejected_proposal(market, actors, flow, events, task):
     """Two of three reject: the aggregator loses bad-slash (50 % of 30_000) and the previous global
     model carries over; the aggregator's share returns to the buyer."""
     trainers = actors.trainers[:3]
-    flow.to_phase(task, 1, trainers, "Confirm")
+    flow.to_phase(task, 1, trainers, "VoteCommit")
     committee = flow.committee(task, 1)
-    flow.confirm(task, 1, committee[0], ok=False)
-    flow.confirm(task, 1, committee[1], ok=True)
-    receipt = flow.confirm(task, 1, committee[2], ok=False)
+    receipt = flow.vote(task, 1, dict(zip(committee, [False, True, False], strict=True)))
     (closed,) = events(receipt, "RoundClosed")
     assert closed["accepted"] is False
     assert closed["globalModelDigest"] == flow.params(task)[1]  # the initial model
@@ -317,7 +406,7 @@ def test_lazy_phases_follow_deadlines(market, actors, flow, advance, events, tas
     view = flow.round(task)
     assert view["phase"] == PHASE["Reveal"] and view["phaseDeadline"] == commit_deadline + WINDOW
     advance(WINDOW)
-    view = flow.round(task)  # nobody revealed: Score is skipped
+    view = flow.round(task)  # nobody revealed: the score phases are skipped
     assert view["phase"] == PHASE["Due"]
     receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
     assert events(receipt, "Slashed") == []  # 2 * 1 commit < 3 trainers: nobody is late (issue 11)
@@ -358,20 +447,24 @@ def test_get_round_bounds(market, flow, task, post_task):
 
 
 def test_utilities_median_rules(market, actors, flow, advance, task):
-    """Issue 10 item 6: no quorum (at most half of the committee scored): 0 for every update; an
-    even count: the lower of the two middle scores (always a submitted score); odd: the middle one."""
-    flow.to_phase(task, 1, actors.trainers[:3], "Score")
+    """Issue 10 item 6: no quorum (at most half of the committee revealed scores): 0 for every
+    update; an even count: the lower of the two middle scores (always a submitted score); odd: the
+    middle one."""
+    flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
     c = flow.committee(task, 1)
-    flow.score(task, 1, c[0], [10, -3, 7])
+    scores = {c[0]: [10, -3, 7], c[1]: [30, 0, 8], c[2]: [20, 100, -5]}
+    for member, s in scores.items():
+        flow.commit_scores(task, 1, member, s)
+    flow.reveal_scores(task, 1, c[0], scores[c[0]])
     assert market.functions.utilities(task, 1).call() == [0, 0, 0]  # 1 of 3: no quorum
-    flow.score(task, 1, c[1], [30, 0, 8])
+    flow.reveal_scores(task, 1, c[1], scores[c[1]])
     assert market.functions.utilities(task, 1).call() == [10, -3, 7]
-    flow.score(task, 1, c[2], [20, 100, -5])
+    flow.reveal_scores(task, 1, c[2], scores[c[2]])
     assert market.functions.utilities(task, 1).call() == [20, 0, 7]
 
 
 def test_utilities_without_scores(market, actors, flow, advance, task):
-    flow.to_phase(task, 1, actors.trainers[:3], "Score")
+    flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
     assert market.functions.utilities(task, 1).call() == [0, 0, 0]
     advance(WINDOW + 1)
     assert flow.phase(task) == PHASE["Due"]
@@ -385,8 +478,7 @@ def test_round_data_kept_for_current_and_previous_round(market, actors, flow, ca
     assert market.functions.utilities(task, 2).call() == [4, 5, 6]
     assert market.functions.utilities(task, 1).call() == [1, 2, 3]
     flow.publish(task, 2)
-    for member in flow.committee(task, 2):
-        flow.confirm(task, 2, member)
+    flow.vote(task, 2, dict.fromkeys(flow.committee(task, 2), True))
     assert flow.state(task)["currentRound"] == 3
     assert call_error(market.functions.utilities(task, 1)) == ("RoundDataPruned", (task, 1, 3))
     assert call_error(market.functions.revealedUpdates(task, 1)) == ("RoundDataPruned", (task, 1, 3))

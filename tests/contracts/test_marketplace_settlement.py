@@ -39,11 +39,9 @@ def test_slashes_are_capped_at_the_stake_remaining(market, actors, flow, events,
         advance(WINDOW + 1)
         for t in (a, b):
             flow.reveal(task, r, t)
-        for m in flow.committee(task, r):
-            flow.score(task, r, m, [1, 1])
+        flow.score(task, r, dict.fromkeys(flow.committee(task, r), [1, 1]))
         flow.publish(task, r)
-        for m in flow.committee(task, r):
-            receipt = flow.confirm(task, r, m)
+        receipt = flow.vote(task, r, dict.fromkeys(flow.committee(task, r), True))
         slashes.append([(e["participant"], e["amount"]) for e in events(receipt, "Slashed")])
     assert slashes == [[(c, 4_000)], [(c, 4_000)], [(c, 2_000)]]
     assert flow.participant(task, c)["stakeRemaining"] == 0 and flow.participant(task, c)["slashed"] == 10_000
@@ -74,10 +72,9 @@ def test_rejection_needs_a_strict_majority(actors, flow, events, ready_task):
     not accepted and the aggregator is not paid."""
     task = ready_task(n_validators=2, rounds=1)
     trainers = actors.trainers[:3]
-    flow.to_phase(task, 1, trainers, "Confirm")
+    flow.to_phase(task, 1, trainers, "VoteCommit")
     m1, m2 = flow.committee(task, 1)
-    flow.confirm(task, 1, m1, ok=False)
-    receipt = flow.confirm(task, 1, m2, ok=True)
+    receipt = flow.vote(task, 1, {m1: False, m2: True})
     (closed,) = events(receipt, "RoundClosed")
     assert closed["accepted"] is False and events(receipt, "Slashed") == []
     assert (actors.aggregator, ROLE["Aggregator"]) not in accrued(events, receipt)
@@ -88,7 +85,7 @@ def test_nobody_scores(market, actors, flow, events, advance, ready_task):
     and updates revealed, the trainers' share and every slash go to the trainer carry (burned after
     the last round), never to the buyer; the validators' and the aggregator's shares return to it."""
     task = ready_task(rounds=1)
-    flow.to_phase(task, 1, actors.trainers[:3], "Score")
+    flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
     advance(WINDOW + 1)
     receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
     committee = flow.committee(task, 1)
@@ -116,12 +113,9 @@ def test_zero_scores_pay_no_trainer_but_pay_the_committee(market, actors, flow, 
 
 def test_committee_member_that_skips_the_vote_earns_nothing(market, actors, flow, events, advance, ready_task):
     task = ready_task(rounds=1)
-    flow.to_phase(task, 1, actors.trainers[:3], "Confirm")
+    flow.to_phase(task, 1, actors.trainers[:3], "VoteCommit")
     m1, m2, m3 = flow.committee(task, 1)
-    flow.confirm(task, 1, m1)
-    flow.confirm(task, 1, m2)
-    advance(WINDOW + 1)
-    receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
+    receipt = flow.vote(task, 1, dict.fromkeys((m1, m2), True))  # the last of the two reveals settles
     assert [(e["participant"], e["reason"]) for e in events(receipt, "Slashed")] == [(m3, SLASH["Late"])]
     got = accrued(events, receipt)
     assert got[(m1, ROLE["Validator"])] == got[(m2, ROLE["Validator"])] == 100_000

@@ -26,18 +26,17 @@ def test_item1_early_finalize_after_commits_settles_the_round(market, actors, fl
     task = ready_task()
     trainers = actors.trainers[:3]
     flow.play_round(task, 1, trainers)
-    flow.to_phase(task, 2, trainers, "Confirm")
+    flow.to_phase(task, 2, trainers, "VoteCommit")
     receipt = flow.tx(market.functions.finalizeContract(task), actors.owner)
     assert events(receipt, "EndRequested") == [{"modelId": task, "round": 2}]
     assert events(receipt, "ModelFinalized") == []
     assert flow.state(task)["status"] == STATUS["Training"] and flow.state(task)["endRequested"] is True
-    assert flow.round(task, 2)["phase"] == PHASE["Confirm"]
+    assert flow.round(task, 2)["phase"] == PHASE["VoteCommit"]
     flow.tx(market.functions.finalizeContract(task), actors.owner)  # a repeat changes nothing
     assert flow.state(task)["status"] == STATUS["Training"]
 
     receipt = None
-    for member in flow.committee(task, 2):
-        receipt = flow.confirm(task, 2, member)
+    receipt = flow.vote(task, 2, dict.fromkeys(flow.committee(task, 2), True))
     assert events(receipt, "ModelFinalized") == [{"modelId": task, "roundsClosed": 2, "unspentEscrow": 0}]
     # budget 2 = 1,000,003 - 500,001 = 500,002: T 350,001 (116,667 each), V 100,000 (33,333 each, 1 dust), A 50,001
     trainer_pay = [e["amount"] for e in events(receipt, "RewardAccrued") if e["role"] == ROLE["Trainer"]]
@@ -183,20 +182,18 @@ def test_item6_one_member_cannot_set_the_utilities(market, actors, flow, events,
     the honest member's score, and the three trainers split the pool as the honest member scored."""
     task = ready_task(rounds=1)
     trainers = actors.trainers[:3]
-    flow.to_phase(task, 1, trainers, "Score")
+    flow.to_phase(task, 1, trainers, "ScoreCommit")
     liar, honest, _absent = flow.committee(task, 1)
-    flow.score(task, 1, liar, [4_600_000_000_000_000_000, 300_000, 300_000])
-    flow.score(task, 1, honest, [100_000, 300_000, 300_000])
+    flow.score(task, 1, {liar: [4_600_000_000_000_000_000, 300_000, 300_000], honest: [100_000, 300_000, 300_000]})
     assert market.functions.utilities(task, 1).call() == [100_000, 300_000, 300_000]
     assert market.functions.scoresOf(task, 1, liar).call()[1][0] == 10**9
-    advance(100 + 1)  # the Score window ends: Publish
     flow.publish(task, 1)
-    receipt = None
-    for member in flow.committee(task, 1):
-        receipt = flow.confirm(task, 1, member)
+    receipt = flow.vote(task, 1, dict.fromkeys(flow.committee(task, 1), True))
     # T = 1,000,003 * 0.7 = 700,002; P = 700,000: 100,000 -> 100,000; 300,000 -> 300,001 each (dust 0)
     pay = {e["participant"]: e["amount"] for e in events(receipt, "RewardAccrued") if e["role"] == ROLE["Trainer"]}
-    absent_slash = 2_000  # the absent member's late slash (10 % of 20,000) is shared by utility too
+    # the absent member's late slash and the liar's Disagreed slash (10 % of 20,000 each: its
+    # clamped 1e9 is far from the median) are shared by utility too
+    absent_slash = 4_000
     assert pay == {
         trainers[0]: 700_002 * 100_000 // 700_000 + absent_slash * 100_000 // 700_000,
         trainers[1]: 700_002 * 300_000 // 700_000 + absent_slash * 300_000 // 700_000,
@@ -208,9 +205,9 @@ def test_item6_no_quorum_neither_pays_nor_slashes(market, actors, flow, events, 
     """One score of a committee of 3 is no quorum: every utility is 0, Publish is skipped, nobody
     revealed is paid or poison-slashed (only the two silent members are late)."""
     task = ready_task(rounds=1)
-    flow.to_phase(task, 1, actors.trainers[:3], "Score")
+    flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
     c = flow.committee(task, 1)
-    flow.score(task, 1, c[0], [-1_000_000, -1_000_000, 500_000])
+    flow.score(task, 1, {c[0]: [-1_000_000, -1_000_000, 500_000]})
     assert market.functions.utilities(task, 1).call() == [0, 0, 0]
     advance(100 + 1)
     receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
@@ -225,12 +222,12 @@ def test_item9_silence_approves_nothing(market, actors, flow, events, ready_task
     """1 reject, 0 approvals, 2 silent: the bogus proposal does not become the global model and
     the aggregator is not paid (its 100,000 wei share returns to the buyer) nor slashed."""
     task = ready_task(rounds=1)
-    flow.to_phase(task, 1, actors.trainers[:3], "Confirm")
+    flow.to_phase(task, 1, actors.trainers[:3], "VoteCommit")
     before = flow.state(task)["globalModelDigest"]
     member = flow.committee(task, 1)[0]
-    flow.confirm(task, 1, member, ok=False)
+    flow.commit_vote(task, 1, member, ok=False)
     flow.w3.provider.ethereum_tester.time_travel(flow.round(task)["phaseDeadline"] + 1)
-    receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
+    receipt = flow.reveal_vote(task, 1, member, ok=False)  # the only commitment: its reveal settles the round
     (closed,) = events(receipt, "RoundClosed")
     assert closed["accepted"] is False and closed["globalModelDigest"] == before
     assert [e for e in events(receipt, "RewardAccrued") if e["role"] == ROLE["Aggregator"]] == []

@@ -9,13 +9,16 @@ hand computation below (docs/protocol.md, "Settlement of round r"), then conserv
 Parameters: W = 1e18 wei, R = 2 -> B = W / R = 5e17 per round (the last round takes
 W - (R-1) * (W/R) = 5e17 too). Shares 7000/2000/1000 bps -> T = 3.5e17, V = 1e17, A = 5e16.
 Licence fee 1e16; stakes: trainer 1e17, validator 5e16, aggregator 1e17; late slash 10 %,
-bad slash 50 %; the committee is all 3 validators (committee size 3 of 3).
+bad slash 50 %; the committee is all 3 validators (committee size 3 of 3); agreement tolerance
+10000 bps (the default). Every member commits to its scores, then reveals them, and likewise its vote.
 
 Round 1: all three trainers reveal (T1, T2, T3 in this order). Scores (micro-units):
     V1 [210000,  90000, 100000]   V2 [200000, 100000, 120000]   V3 [190000, 110000, 100000]
   medians u = [200000, 100000, 100000], P = 400000; no slash (S = 0).
   T1 = 3.5e17 * 200000 / 400000 = 1.75e17;  T2 = T3 = 8.75e16; trainer dust 0.
-  validators: all three scored and voted: each 1e17 / 3 = 33333333333333333, dust 1 wei -> buyer.
+  validators (docs/protocol.md, "Validator pay"): M = sum |u| = 400000, tolerance M * 10000 / 10000
+  = 400000; distances D = sum |s - u|: V1 10000 + 10000 + 0, V2 0 + 0 + 20000, V3 10000 + 10000 + 0,
+  all 20000: equal weights 400000 - 20000 = 380000, each 1e17 / 3 = 33333333333333333, dust 1 wei -> buyer.
   aggregator: published, accepted: 5e16.
 Round 2: T3 never commits (the commit phase runs to its deadline); T1, T2 reveal in this order;
   V3 never scores (the score phase runs to its deadline) but votes. Scores:
@@ -29,17 +32,20 @@ Round 2: T3 never commits (the commit phase runs to its deadline); T1, T2 reveal
      =  86447368421052631;  dust of T: 3.5e17 - 267105263157894736 - 82894736842105263 = 1 wei
      -> buyer; dust of S: 1.5e16 - 11447368421052631 - 3552631578947368 = 1 wei -> the trainer
      carry, which no later round pays: burned at settlement (CarryBurned, credited to the zero address).
-  validators: V1, V2 eligible (scored and voted): 1e17 / 2 = 5e16 each; V3 nothing.
+  validators: M = 380000 = the tolerance; D(V1) = 0 -> weight 380000; D(V2) = 20001 + 20000 = 40001
+  -> weight 339999; V3 revealed no scores: weight 0. Of 1e17: V1 1e17 * 380000 / 719999 =
+  52777851080348722 (.7), V2 1e17 * 339999 / 719999 = 47222148919651277 (.3), dust 1 wei -> buyer.
   aggregator: 5e16 (all three approved: a positive majority).
 Settlement (earned + stake returned):
   T1 1.75e17 + 278552631578947367 + 1e17 = 553552631578947367
   T2 8.75e16 +  86447368421052631 + 1e17 = 273947368421052631
   T3 8.75e16 + (1e17 - 1e16)   = 1.775e17
-  V1 = V2 = 33333333333333333 + 5e16 + 5e16 = 133333333333333333
+  V1 33333333333333333 + 52777851080348722 + 5e16 = 136111184413682055
+  V2 33333333333333333 + 47222148919651277 + 5e16 = 130555482252984610
   V3 33333333333333333 + (5e16 - 5e15) = 78333333333333333
   aggregator 5e16 + 5e16 + 1e17 = 2e17
-  buyer: 1 + 1 wei of dust returned + 3 licence fees (3e16, held by the task until startTraining
-  credits them) = 30000000000000002
+  buyer: 1 + 1 + 1 wei of dust returned + 3 licence fees (3e16, held by the task until startTraining
+  credits them) = 30000000000000003
 Deposited 1e18 + 3e16 + 3e17 + 1.5e17 + 1e17 = 1.58e18 = the sum of the withdrawals above + the
 1 wei burned, which stays in the contract.
 """
@@ -60,6 +66,7 @@ import pytest
 from fedmarket.chain.anvil import AnvilProcess, dev_accounts
 from fedmarket.chain.client import Phase, open_market
 from fedmarket.chain.timecontrol import advance_to
+from fedmarket.storage.cid import cid_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil]
 
@@ -67,6 +74,8 @@ FEDMARKET = str(Path(sys.executable).with_name("fedmarket"))
 CID_SPEC = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 CID_INIT = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
 CID_UPDATE = "Qmf5S8JCEUSRGf9EvC7y4ARoZSwcJfwwUxE72We8t8ARzf"
+CID_UPDATES = {n: cid_of(f"update of {n}".encode()) for n in ("T1", "T2", "T3")}
+"""Each trainer's own update: one digest revealed from two seats is refused as a duplicate."""
 E = 10**18
 # Each account's ether: the gas checks reserve the worst-case limit of the calls whose cost depends
 # on who comes last (up to 4M gas at the fee cap) before anything is sent.
@@ -76,12 +85,12 @@ EXPECTED_TOTAL = {
     "T1": 553_552_631_578_947_367,
     "T2": 273_947_368_421_052_631,
     "T3": 177_500_000_000_000_000,
-    "V1": 133_333_333_333_333_333,
-    "V2": 133_333_333_333_333_333,
+    "V1": 136_111_184_413_682_055,
+    "V2": 130_555_482_252_984_610,
     "V3": 78_333_333_333_333_333,
     "aggregator": 200_000_000_000_000_000,
 }
-EXPECTED_BUYER_RETURN = 2  # ModelBuyerReturnPayment: the round-1 validator dust + the round-2 trainer-pool dust
+EXPECTED_BUYER_RETURN = 3  # ModelBuyerReturnPayment: the round-1 validator dust + the round-2 trainer-pool and validator-pool dust
 BURNED = 1  # CarryBurned: the round-2 slash dust (docs/protocol.md, "Slashes and the trainer carry")
 LICENCE_INCOME = 3 * 10**16
 DEPOSITED = 158 * 10**16
@@ -149,36 +158,43 @@ def test_worked_scenario_through_the_cli(tmp_path: Path) -> None:
             *[lambda n=n: run("task", "join", "validator", task, "-a", n) for n in ("V1", "V2", "V3")],
             lambda: run("task", "join", "aggregator", task, "-a", "aggregator"),
         )
+
+        def vote_all() -> None:
+            """Every member commits to approve, then reveals: the last reveal settles the round."""
+            parallel(*[lambda n=n: run("round", "vote-commit", task, "-a", n) for n in ("V1", "V2", "V3")])
+            parallel(*[lambda n=n: run("round", "vote-reveal", task, "-a", n) for n in ("V1", "V2")])
+            assert run("round", "vote-reveal", task, "-a", "V3")["round_closed"] is True
+
         started = run("task", "start", task, "-a", "buyer")
         assert sorted(started["committee"]) == sorted(address[v] for v in ("V1", "V2", "V3"))
 
         # ---------------------------------------------------------------- round 1
-        parallel(*[lambda n=n: run("round", "commit", task, "-a", n, "--update-cid", CID_UPDATE, "--samples", 100) for n in ("T1", "T2", "T3")])
+        parallel(*[lambda n=n: run("round", "commit", task, "-a", n, "--update-cid", CID_UPDATES[n], "--samples", 100) for n in ("T1", "T2", "T3")])
         for name in ("T1", "T2", "T3"):  # one at a time: the reveal order is the score order
             run("round", "reveal", task, "-a", name)
         scores_1 = {"V1": "210000,90000,100000", "V2": "200000,100000,120000", "V3": "190000,110000,100000"}
-        parallel(*[lambda n=n, s=s: run("round", "score", task, "--scores", s, "-a", n) for n, s in scores_1.items()])
+        parallel(*[lambda n=n, s=s: run("round", "score-commit", task, "--scores", s, "-a", n) for n, s in scores_1.items()])
+        parallel(*[lambda n=n: run("round", "score-reveal", task, "-a", n) for n in scores_1])
         shown = run("round", "show", task)
         assert [u["utility"] for u in shown["updates"]] == [200000, 100000, 100000]
         assert [u["trainer"] for u in shown["updates"]] == [address["T1"], address["T2"], address["T3"]]
         run("round", "publish", task, "--model-cid", CID_UPDATE, "--metric", 910000, "-a", "aggregator")
-        parallel(*[lambda n=n: run("round", "confirm", task, "-a", n) for n in ("V1", "V2")])
-        assert run("round", "confirm", task, "-a", "V3")["round_closed"] is True
+        vote_all()
 
         # ---------------------------------------------------------------- round 2
-        parallel(*[lambda n=n: run("round", "commit", task, "-a", n, "--update-cid", CID_UPDATE, "--samples", 100) for n in ("T1", "T2")])
+        parallel(*[lambda n=n: run("round", "commit", task, "-a", n, "--update-cid", CID_UPDATES[n], "--samples", 100) for n in ("T1", "T2")])
         advance_to(w3, client.get_round(task, 2).phase_deadline + 1)  # T3 never commits
         for name in ("T1", "T2"):
             run("round", "reveal", task, "-a", name)
         parallel(
-            lambda: run("round", "score", task, "--scores", "290000,90000", "-a", "V1"),
-            lambda: run("round", "score", task, "--scores", "310001,110000", "-a", "V2"),
+            lambda: run("round", "score-commit", task, "--scores", "290000,90000", "-a", "V1"),
+            lambda: run("round", "score-commit", task, "--scores", "310001,110000", "-a", "V2"),
         )
         advance_to(w3, client.get_round(task, 2).phase_deadline + 1)  # V3 never scores
+        parallel(*[lambda n=n: run("round", "score-reveal", task, "-a", n) for n in ("V1", "V2")])
         assert client.get_round(task, 2).phase == Phase.PUBLISH and client.utilities(task, 2) == [290000, 90000]
         run("round", "publish", task, "--model-cid", CID_SPEC, "--metric", 930000, "-a", "aggregator")
-        parallel(*[lambda n=n: run("round", "confirm", task, "-a", n) for n in ("V1", "V2")])
-        assert run("round", "confirm", task, "-a", "V3")["round_closed"] is True
+        vote_all()
 
         # ---------------------------------------------------------------- the end
         state = run("task", "show", task)

@@ -80,9 +80,10 @@ def test_defaults_split_each_budget_70_20_10(honest) -> None:
     for r in report["rounds"]:
         budget, earned = r["budget_wei"], r["earned_wei"]
         assert len(r["accepted"]) == 5 and r["accepted_proposal"] and not r["slashes"]
-        # Every share is paid in full but for the rounding dust of a pro-rata split (< 1 wei a payee).
+        # Every share is paid in full but for the rounding dust of a pro-rata split (< 1 wei a
+        # payee): the trainers' by utility, the validators' by agreement weight.
         assert budget * 7_000 // BPS - 5 <= earned["trainer"] <= budget * 7_000 // BPS
-        assert earned["validator"] == budget * 2_000 // BPS
+        assert budget * 2_000 // BPS - 3 <= earned["validator"] <= budget * 2_000 // BPS
         assert earned["aggregator"] == budget - budget * 7_000 // BPS - budget * 2_000 // BPS
         assert earned["trainer"] + earned["validator"] + earned["aggregator"] + r["returned_to_buyer_wei"] == budget
         distributed += earned["trainer"] + earned["validator"] + earned["aggregator"]
@@ -119,7 +120,18 @@ def test_the_market_changes_no_number(honest) -> None:
 def test_agents_log_every_transaction_without_secrets(honest) -> None:
     report, logs, home = honest
     sent = [r for r in logs if r["tx"]]
-    assert {r["action"] for r in sent} >= {"buy-licence", "join", "commit", "reveal", "submit-scores", "publish", "confirm", "withdraw"}
+    assert {r["action"] for r in sent} >= {
+        "buy-licence",
+        "join",
+        "commit",
+        "reveal",
+        "commit-scores",
+        "reveal-scores",
+        "publish",
+        "commit-vote",
+        "reveal-vote",
+        "withdraw",
+    }
     assert all(r["gas"] > 0 and r["tx"].startswith("0x") and "round" in r and "phase" in r for r in sent)
     text = "\n".join(p.read_text() for p in (home / "logs").glob("*.jsonl"))
     assert "private" not in text.lower() and "password" not in text.lower()
@@ -146,7 +158,7 @@ def test_adversaries_are_not_paid_and_are_slashed(tmp_path: Path) -> None:
     assert r1["accepted_proposal"] and not r2["accepted_proposal"] and r3["accepted_proposal"]
     assert r2["global_cid"] == r1["global_cid"] and r2["earned_wei"]["aggregator"] == 0
     assert slashes_of(report, aggregator["address"]) == [(2, "rejected")]
-    votes = [r for r in logs if r["action"] == "confirm" and r["round"] == 2]
+    votes = [r for r in logs if r["action"] == "commit-vote" and r["round"] == 2]
     assert len(votes) == 3 and all("is not the aggregate" in r["detail"] for r in votes)
     honest_trainers = [people[f"trainer-{i}"] for i in (1, 2, 3)]
     assert all(p["earned_wei"] > 0 and p["slashed_wei"] == 0 for p in honest_trainers)

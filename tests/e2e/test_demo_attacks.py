@@ -4,7 +4,9 @@ completes. The task's utility is the default one (fl.utility.DEFAULT_UTILITY).
 
 - momentum free rider, stale copy, same-round copy (a sybil's second seat), lying metric;
 - oversized blob, huge sample count, withheld model (rejected by the committee);
-- withheld model behind a lazy committee: the trainers rebuild the model and carry on.
+- withheld model behind a lazy committee: the trainers rebuild the model and carry on;
+- a lazy validator (all-zero scores, approves everything): paid nothing, slashed Disagreed;
+- a duplicate update (a sybil's second seat reveals the first's exact digest): refused.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def test_public_information_earns_nothing_and_a_lying_metric_is_voted_down(tmp_p
         assert who[label]["earned_wei"] > 0 and who[label]["slashed_wei"] == 0
     r1, r2, r3 = report["rounds"]
     assert r1["accepted_proposal"] and not r2["accepted_proposal"] and r3["accepted_proposal"]
-    votes = [r for r in logs if r["action"] == "confirm" and r["round"] == 2]
+    votes = [r for r in logs if r["action"] == "commit-vote" and r["round"] == 2]
     assert len(votes) == 3 and all("metric 1000000 is not within" in r["detail"] for r in votes)
     assert slashes(report, who["aggregator"]["address"]) == [(2, "rejected")]
     assert settled(report)
@@ -97,7 +99,7 @@ def test_oversized_blobs_huge_sample_counts_and_withheld_models_gain_nothing(tmp
     assert slashes(report, big) == [(1, "poison"), (2, "poison")] and who["trainer-4"]["earned_wei"] == 0
     # Round 1: the committee could not fetch the proposal, voted it down; the aggregator is slashed.
     r1, r2 = report["rounds"]
-    votes = [r for r in logs if r["action"] == "confirm" and r["round"] == 1]
+    votes = [r for r in logs if r["action"] == "commit-vote" and r["round"] == 1]
     assert len(votes) == 3 and all("not retrievable" in r["detail"] for r in votes)
     assert not r1["accepted_proposal"] and r2["accepted_proposal"]
     assert slashes(report, who["aggregator"]["address"]) == [(1, "rejected")]
@@ -126,4 +128,44 @@ def test_a_model_nobody_serves_is_rebuilt_by_the_trainers(tmp_path: Path) -> Non
     assert all(len(r["accepted"]) == 5 for r in report["rounds"])
     for label in TRAINERS:
         assert who[label]["slashed_wei"] == 0 and who[label]["earned_wei"] > 0
+    assert settled(report)
+
+
+def test_a_lazy_validator_earns_nothing_and_is_slashed_for_disagreeing(tmp_path: Path) -> None:
+    """validator-3 commits all-zero scores without evaluating anything and approves every
+    proposal: its scores are a whole tolerance (10000 bps) from the medians, so it earns nothing
+    and is slashed Disagreed every round; the two working members are paid and never slashed."""
+    report, logs = market(tmp_path, 2, {"validator-3": "lazy"})
+    who = people(report)
+    lazy = who["validator-3"]["address"]
+    committed = [r["detail"] for r in logs if r["agent"] == "validator-3" and r["action"] == "commit-scores"]
+    assert len(committed) == 2 and all(score.endswith("=0") for detail in committed for score in detail.split(" "))
+    assert not [r for r in logs if r["agent"] == "validator-3" and r["action"] == "reject-update"]  # it fetched nothing to score
+    for r in report["rounds"]:
+        assert lazy in r["committee"] and r["accepted_proposal"]
+        assert r["disagreed"] == ["validator-3"] and r["validator_pay_wei"]["validator-3"] == 0
+        assert all(r["validator_pay_wei"][f"validator-{i}"] > 0 for i in (1, 2))
+        assert all(a["scores_revealed"] and a["vote"] is True for a in r["committee_actions"])
+    assert who["validator-3"]["earned_wei"] == 0 and slashes(report, lazy) == [(1, "disagreed"), (2, "disagreed")]
+    for label in ("validator-1", "validator-2"):
+        assert who[label]["earned_wei"] > 0 and who[label]["slashed_wei"] == 0
+    for label in TRAINERS:
+        assert who[label]["earned_wei"] > 0 and who[label]["slashed_wei"] == 0
+    assert settled(report)
+
+
+def test_a_duplicate_update_is_refused_and_the_original_is_paid(tmp_path: Path) -> None:
+    """trainer-3 trains exactly as trainer-2 (its sybil seat: the same data and seed), so both
+    reveal the same digest; trainer-2 revealed first. The later reveal is refused at settlement
+    (UpdateRefused): utility 0, never paid, late-slashed; trainer-2 is paid as usual."""
+    report, logs = market(tmp_path, 2, {"trainer-3": "duplicate"})
+    who = people(report)
+    original, copy = who["trainer-2"]["address"], who["trainer-3"]["address"]
+    commits = {r["agent"]: r["detail"].split(",")[0] for r in logs if r["action"] == "commit" and r["round"] == 1}
+    assert commits["trainer-3"] == commits["trainer-2"]  # "update <the same CID>"
+    for r in report["rounds"]:
+        assert [f["label"] for f in r["refused"]] == ["trainer-3"]
+        assert r["utilities"][copy] == 0 and copy not in r["accepted"] and original in r["accepted"]
+    assert who["trainer-3"]["earned_wei"] == 0 and slashes(report, copy) == [(1, "late"), (2, "late")]
+    assert who["trainer-2"]["earned_wei"] > 0 and who["trainer-2"]["slashed_wei"] == 0
     assert settled(report)

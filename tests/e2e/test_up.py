@@ -1,5 +1,5 @@
 """`fedmarket up` end to end: anvil, 4 trainers, 3 validators and the aggregator as separate
-processes, three rounds of real training, and three crashes injected by the supervisor:
+processes, three rounds of real training, and four crashes injected by the supervisor:
 
 - trainer-2 SIGKILLs itself before committing in round 2 and is restarted when round 3 opens:
   late-slashed exactly once (round 2), back in round 3;
@@ -7,10 +7,13 @@ processes, three rounds of real training, and three crashes injected by the supe
   publishes round 1's global model (and every later one), and is never slashed;
 - validator-3 SIGKILLs itself before scoring in round 1 and never comes back: with a committee
   of 3 out of 3 it sits on every committee, so it is late-slashed once in every round; the
-  supervisor withdraws what it is still owed at the end.
+  supervisor withdraws what it is still owed at the end;
+- validator-1 SIGKILLs itself between its score commit and its score reveal in round 2 and is
+  restarted at once: it reveals the scores it committed (stored with their salt before the
+  commit), so it is neither late nor slashed.
 
 Then: the task is Settled, nothing is created or lost (deposited == withdrawn, the contract holds
-0 wei), supervisor.jsonl shows the three -9 exits and the two restarts, and no process the run
+0 wei), supervisor.jsonl shows the four -9 exits and the three restarts, and no process the run
 started is left.
 """
 
@@ -29,7 +32,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.anvil]
 
 FEDMARKET = str(Path(sys.executable).with_name("fedmarket"))
 ROUNDS = 3
-FAULTS = ("trainer-2@2:before-commit->r3", "aggregator@1:before-publish->now", "validator-3@1:before-score->never")
+FAULTS = (
+    "trainer-2@2:before-commit->r3",
+    "aggregator@1:before-publish->now",
+    "validator-3@1:before-score->never",
+    "validator-1@2:before-score-reveal->now",
+)
 RUN_PASSWORD = "a password only this test knows"
 AGENTS = ["aggregator", "trainer-1", "trainer-2", "trainer-3", "trainer-4", "validator-1", "validator-2", "validator-3"]
 
@@ -119,19 +127,28 @@ def check_run(run: Path, result: dict, output: str, copy: Path, png: Path) -> No
     assert aggregator.index((1, "publish")) > aggregator.index((1, "fault"))
     assert [r for r, action in aggregator if action == "publish"] == list(range(1, ROUNDS + 1))
     validator3 = [(r["round"], r["action"]) for r in jsonl(run / "logs" / "validator-3.jsonl")]
-    assert (1, "fault") in validator3 and not any(action in ("submit-scores", "confirm") for _r, action in validator3)
+    assert (1, "fault") in validator3 and not any(action in ("commit-scores", "reveal-scores", "commit-vote", "reveal-vote") for _r, action in validator3)
+    # ---------------------------------------------------------------- the validator restarted between commit and reveal
+    validator1 = jsonl(run / "logs" / "validator-1.jsonl")
+    steps = [(r["round"], r["action"]) for r in validator1]
+    assert steps.index((2, "commit-scores")) < steps.index((2, "fault")) < steps.index((2, "reveal-scores"))
+    assert [r for r, action in steps if action == "commit-scores"] == list(range(1, ROUNDS + 1))  # committed once per round
+    committed = next(r["detail"] for r in validator1 if (r["round"], r["action"]) == (2, "commit-scores"))
+    revealed = next(r["detail"] for r in validator1 if (r["round"], r["action"]) == (2, "reveal-scores"))
+    assert revealed.split(" ") == [pair.split("=")[1] for pair in committed.split(" ")]  # the scores it committed
+    assert report["participants"][address["validator-1"]]["slashed_wei"] == 0
 
     # ---------------------------------------------------------------- the supervisor's record
     events = jsonl(run / "supervisor.jsonl")
     exits = [(e["name"], e["code"]) for e in events if e["event"] == "exit" and e["name"] != "anvil"]
-    assert sorted(n for n, code in exits if code == -9) == ["aggregator", "trainer-2", "validator-3"]
+    assert sorted(n for n, code in exits if code == -9) == ["aggregator", "trainer-2", "validator-1", "validator-3"]
     assert sorted(n for n, code in exits if code == 0) == sorted(n for n in AGENTS if n != "validator-3")
-    assert len(exits) == len(AGENTS) + 2  # two restarted
+    assert len(exits) == len(AGENTS) + 3  # three restarted
     restarts = {e["name"]: e for e in events if e["event"] == "restart"}
-    assert sorted(restarts) == ["aggregator", "trainer-2"]
+    assert sorted(restarts) == ["aggregator", "trainer-2", "validator-1"]
     assert all("--fault" not in e["argv"] for e in restarts.values())
     firsts = {e["name"]: e for e in events if e["event"] == "start" and e["name"] != "anvil"}
-    assert {n for n, e in firsts.items() if "--fault" in e["argv"]} == {"aggregator", "trainer-2", "validator-3"}
+    assert {n for n, e in firsts.items() if "--fault" in e["argv"]} == {"aggregator", "trainer-2", "validator-1", "validator-3"}
     opened3 = next(e["t"] for e in events if e["event"] == "round-opened" and e["round"] == 3)
     killed2 = next(e["t"] for e in events if e["event"] == "fault" and e["name"] == "trainer-2")
     assert restarts["trainer-2"]["t"] >= opened3 > killed2
@@ -139,7 +156,7 @@ def check_run(run: Path, result: dict, output: str, copy: Path, png: Path) -> No
 
     # ---------------------------------------------------------------- nothing left behind, no key leaked
     pids = [e["pid"] for e in events if e["event"] in ("start", "restart")]
-    assert len(pids) == len(AGENTS) + 2 + 1  # agents, two restarts, anvil
+    assert len(pids) == len(AGENTS) + 3 + 1  # agents, three restarts, anvil
     assert [pid for pid in pids if alive(pid)] == []
     from eth_account import Account
 

@@ -31,7 +31,8 @@ def check_consistent(report: dict[str, Any], settings: overhead.Settings) -> Non
             assert 0 < r["engine_chain_s"] < r["chain_s"]  # the engine's own calls are counted, and are not all of it
             assert r["gas_used"] > 0 and r["gas_per_trainer"] == round(r["gas_used"] / settings.trainers)
             # An honest round: every commit and reveal, the committee's scores and votes, one publish.
-            assert r["transactions"] == 2 * settings.trainers + 2 * committee + 1
+            # commit + reveal per trainer; score commit, score reveal, vote commit, vote reveal per member; publish
+            assert r["transactions"] == 2 * settings.trainers + 4 * committee + 1
             assert r["accepted"] == settings.trainers
         s = res["summary"]
         ratios = sorted(r["ratio"] for r in res["rounds"])

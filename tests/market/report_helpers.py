@@ -13,9 +13,12 @@ from fedmarket.chain.anvil import dev_accounts
 from fedmarket.chain.client import (
     MarketClient,
     ModelParams,
+    TxResult,
     commitment,
     new_salt,
     open_market,
+    score_commitment,
+    vote_commitment,
 )
 from fedmarket.chain.deploy import deploy_marketplace
 from fedmarket.fl.params import canonical
@@ -63,6 +66,20 @@ def post_learning_task(w3: Web3, store: EmbeddedStore, spec: TaskSpec, *, rounds
     return market, model_id, task_data, initial_cid
 
 
+def score_alone(member: MarketClient, model_id: int, r: int, scores: list[int]) -> TxResult:
+    """A committee of one commits to its scores and reveals them; the reveal's result."""
+    salt = new_salt()
+    member.commit_scores(model_id, r, score_commitment(model_id, r, member.sender, scores, salt))
+    return member.reveal_scores(model_id, r, scores, salt)
+
+
+def vote_alone(member: MarketClient, model_id: int, r: int, ok: bool) -> TxResult:
+    """A committee of one commits to its vote and reveals it (which settles the round); the reveal's result."""
+    salt = new_salt()
+    member.commit_vote(model_id, r, vote_commitment(model_id, r, member.sender, ok, salt))
+    return member.reveal_vote(model_id, r, ok, salt)
+
+
 def run_learning_task(w3: Web3, store: EmbeddedStore, spec: TaskSpec) -> LearningTask:
     """Two rounds with one trainer (dev 2), a committee of one (dev 3) and the aggregator (dev 1):
     round 1's proposal is confirmed, round 2's rejected (round 1's model carries over); then
@@ -82,11 +99,11 @@ def run_learning_task(w3: Web3, store: EmbeddedStore, spec: TaskSpec) -> Learnin
         salt = new_salt()
         trainer.commit_update(model_id, r, commitment(model_id, r, update, 100, salt, trainer.sender))
         trainer.reveal_update(model_id, r, update, 100, salt)
-        validator.submit_scores(model_id, r, [250_000])
+        score_alone(validator, model_id, r, [250_000])
         state = canonical(model.init_state(spec.seed + r))  # a "trained" model: another seed's weights
         cid = store.add(encode_weights(state, WeightsMeta(arch=model.id, round=r, parent_cid=parent)))
         aggregator.publish_global_model(model_id, r, cid, 0)
-        validator.confirm_global_model(model_id, r, ok)  # the committee's only vote closes the round
+        vote_alone(validator, model_id, r, ok)  # the committee's only vote closes the round
         cids.append(cid)
         states.append(state)
         parent = cid if ok else parent

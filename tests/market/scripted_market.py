@@ -310,7 +310,7 @@ class ScriptedMarket:
         )
 
     def _round(self, market: MarketClient, model_id: int, r: int, trainers: list[Party], aggregator: Party, by_address: dict[str, Party]) -> RoundRecord:
-        from fedmarket.chain.client import commitment, new_salt
+        from fedmarket.chain.client import commitment, new_salt, score_commitment, vote_commitment
         from fedmarket.chain.timecontrol import advance_to
 
         cfg = self.config
@@ -339,31 +339,41 @@ class ScriptedMarket:
         for address, (update_cid, samples, salt) in reveals.items():
             self._tx(lambda: market.with_account(by_address[address].account).reveal_update(model_id, r, update_cid, samples, salt))
 
-        self.progress(f"round {r}: committee scores")
+        self.progress(f"round {r}: committee commits to its scores, then reveals them")
         order = [u.trainer for u in self._timed(lambda: market.revealed_updates(model_id, r))]
         silent = committee[-1] if r == cfg.silent_validator_round else None
         middle = (len(committee) - 1) // 2
+        ballots: dict[str, tuple[list[int], bytes]] = {}
         for j, member in enumerate(committee):
             if member == silent:
                 self.note(f"round {r}: {by_address[member].label} never scores")
                 continue
             scores = [int(scripted[t].utilities[r - 1]) + (j - middle) * cfg.score_spread for t in order]  # type: ignore[arg-type]
-            self._tx(lambda: market.with_account(by_address[member].account).submit_scores(model_id, r, scores))
-        if silent is not None:
+            ballots[member] = (scores, new_salt())
+            value = score_commitment(model_id, r, member, scores, ballots[member][1])
+            self._tx(lambda: market.with_account(by_address[member].account).commit_scores(model_id, r, value))
+        if silent is not None:  # ScoreCommit waits for the silent member until its deadline
             deadline = self._timed(lambda: market.get_round(model_id, r)).phase_deadline
             self._timed(lambda: advance_to(self.w3, deadline + 1))
+        for member, (scores, salt) in ballots.items():
+            self._tx(lambda: market.with_account(by_address[member].account).reveal_scores(model_id, r, scores, salt))
 
         self.progress(f"round {r}: aggregator publishes")
         global_cid = self._cid(f"global model of task {model_id} round {r}\n".encode())
         utilities = self._timed(lambda: market.utilities(model_id, r))
         self._tx(lambda: market.with_account(aggregator.account).publish_global_model(model_id, r, global_cid, 0))
 
-        self.progress(f"round {r}: committee confirms")
+        self.progress(f"round {r}: committee commits to its votes, then reveals them")
         closing: list[TxResult] = []
-        for member in committee:
-            if member == silent:
-                continue
-            closing.append(self._tx(lambda: market.with_account(by_address[member].account).confirm_global_model(model_id, r, True)))
+        votes = {member: new_salt() for member in committee if member != silent}
+        for member, salt in votes.items():
+            value = vote_commitment(model_id, r, member, True, salt)
+            self._tx(lambda: market.with_account(by_address[member].account).commit_vote(model_id, r, value))
+        if silent is not None:
+            deadline = self._timed(lambda: market.get_round(model_id, r)).phase_deadline
+            self._timed(lambda: advance_to(self.w3, deadline + 1))
+        for member, salt in votes.items():
+            closing.append(self._tx(lambda: market.with_account(by_address[member].account).reveal_vote(model_id, r, True, salt)))
         if not any(e.name == "RoundClosed" for e in closing[-1].events):
             deadline = self._timed(lambda: market.get_round(model_id, r)).phase_deadline
             self._timed(lambda: advance_to(self.w3, deadline + 1))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from report_helpers import LearningTask, post_learning_task, rounded, run_learning_task
+from report_helpers import LearningTask, post_learning_task, rounded, run_learning_task, score_alone
 from rich.console import Console
 from scripted_market import MarketRun, ScriptConfig, ScriptedMarket
 from typer.testing import CliRunner
@@ -160,6 +160,17 @@ def test_rounds_match_the_run(report: dict[str, Any], scripted: tuple[Web3, Mark
     silent = report["participants"][report["rounds"][1]["committee"][-1]]["label"]
     assert silent.startswith("validator ")
     assert by_label == {"trainer C (late)": "late", "trainer D (poisoner)": "poison", silent: "late"}
+    for entry in report["rounds"]:
+        # the committee's commit-reveal, from its events: everyone but round 2's silent member
+        # committed and revealed its scores and an approving vote; the validators' pay is theirs
+        actions = {a["validator"]: a for a in entry["committee_actions"]}
+        assert list(actions) == entry["committee"]
+        quiet = entry["committee"][-1] if entry["round"] == 2 else None
+        for member, a in actions.items():
+            acted = member != quiet
+            assert (a["scores_committed"], a["scores_revealed"], a["vote_committed"], a["vote"]) == (acted, acted, acted, True if acted else None)
+        assert sum(entry["validator_pay_wei"].values()) == entry["earned_wei"]["validator"]
+        assert entry["disagreed"] == [] and entry["refused"] == []
 
 
 def test_utilities_equal_the_contracts_medians(report: dict[str, Any], scripted: tuple[Web3, MarketRun, MarketClient]) -> None:
@@ -248,7 +259,7 @@ def test_a_burned_carry_is_burned_not_anyones_credit(tmp_path: Path) -> None:
     update, salt = store.add(b"an update"), new_salt()
     trainer.commit_update(model_id, 1, commitment(model_id, 1, update, 100, salt, trainer.sender))
     trainer.reveal_update(model_id, 1, update, 100, salt)
-    validator.submit_scores(model_id, 1, [0])  # nothing positive: Due, the trainer pool is carried
+    score_alone(validator, model_id, 1, [0])  # nothing positive: Due, the trainer pool is carried
     market.close_round(model_id)
     buyer_role.finalize_and_settle(market, model_id)
     for i in (0, 1, 2, 3):

@@ -129,24 +129,43 @@ def test_a_trainer_restarted_between_storing_and_committing_commits_the_same_upd
     assert len(salts) == 1  # and the same salt: nothing was replaced
 
 
-def test_a_validator_restarted_after_scoring_does_not_score_again(market: Market) -> None:
+def test_a_validator_restarted_between_commit_and_reveal_reveals_what_it_committed(market: Market) -> None:
+    """The validator's scores and vote are stored with their salts before each commit: a new
+    process (kill -9 between commit and reveal) reveals exactly what the first one committed,
+    and does not commit or score again."""
     for name in ("trainer-1", "trainer-2", "trainer-1", "trainer-2"):
         market.agents[name].step()  # commit, commit, reveal, reveal
-    assert market.phase() == Phase.SCORE
-    assert market.agents["validator-1"].step()
-    assert market.phase() == Phase.PUBLISH
+    assert market.phase() == Phase.SCORE_COMMIT
+    assert market.agents["validator-1"].step()  # scores and commits; the committee's only commit ends the phase
+    assert market.phase() == Phase.SCORE_REVEAL
+    assert market.market.scores_of(market.model_id, 1, market.accounts["validator-1"].address) == (False, [])  # hidden until revealed
+    (committed,) = market.actions("validator-1", "commit-scores")
     fresh = market.restart("validator-1")
-    assert not fresh.step()
+    assert fresh.step()  # reveals from the ballot book, without scoring again
+    assert market.phase() == Phase.PUBLISH
+    (revealed,) = market.actions("validator-1", "reveal-scores")
+    scores = market.market.scores_of(market.model_id, 1, fresh.address).scores
+    assert revealed["detail"] == " ".join(map(str, scores)) and committed["detail"].split(" ") == [
+        f"{u.trainer[:8]}={s}" for u, s in zip(market.market.revealed_updates(market.model_id, 1), scores, strict=True)
+    ]
+    assert not fresh.step()  # revealed: nothing more until the proposal
     assert market.agents["aggregator"].step()
-    assert market.phase() == Phase.CONFIRM
-    assert fresh.step()  # confirms: the check of the proposal needs no memory of the scores
+    assert market.phase() == Phase.VOTE_COMMIT
+    assert fresh.step()  # checks the proposal (no memory of the scores needed) and commits its vote
+    assert market.phase() == Phase.VOTE_REVEAL
+    again = market.restart("validator-1")
+    assert again.step()  # reveals the stored vote: the committee's only reveal settles the round
     assert market.market.get_round(market.model_id, 1).closed
-    assert len(market.actions("validator-1", "submit-scores")) == 1
+    assert market.market.has_confirmed(market.model_id, 1, again.address) == (True, True)
+    assert [len(market.actions("validator-1", a)) for a in ("commit-scores", "reveal-scores", "commit-vote", "reveal-vote")] == [1, 1, 1, 1]
+    ballots = sorted(p.name.rsplit("-", 1)[-1] for p in (market.tmp / "state" / "validator-1" / "salts").rglob("*.json"))
+    assert ballots == ["scores.json", "vote.json"]
+    assert all("salt" not in (r["detail"] or "") for r in market.logs)
 
 
 def test_an_aggregator_restarted_before_publishing_publishes_the_same_model(market: Market) -> None:
-    for name in ("trainer-1", "trainer-2", "trainer-1", "trainer-2", "validator-1"):
-        market.agents[name].step()
+    for name in ("trainer-1", "trainer-2", "trainer-1", "trainer-2", "validator-1", "validator-1"):
+        market.agents[name].step()  # ... then the validator commits to its scores and reveals them
     first = market.agents["aggregator"]
     info = market.market.get_model(market.model_id)
     state, _accepted = first.accepted_aggregate(1, info.state.global_model_cid)
@@ -160,7 +179,7 @@ def test_an_aggregator_restarted_before_publishing_publishes_the_same_model(mark
 
 
 def test_the_task_finishes_and_everyone_withdraws(market: Market) -> None:
-    for _ in range(8):
+    for _ in range(10):
         for agent in market.agents.values():
             agent.step()
     assert market.market.get_model(market.model_id).state.rounds_closed == 1
@@ -250,6 +269,7 @@ def _joiner(market: Market, model_id: int, name: str, **options) -> Agent:
         ({"commit_window": 5}, "trainer-1", "windows \\(commit 5 s\\) are shorter than this agent's minimum of 10 s"),
         ({"late_slash_bps": 3_000}, "validator-1", "late slash of 3000 bps is above this agent's maximum of 2000 bps"),
         ({"trainer_stake": ETH}, "trainer-1", "trainer stake of 1000000000000000000 wei is above"),
+        ({"agreement_tolerance_bps": 100}, "validator-1", "agreement tolerance of 100 bps is below this agent's minimum of 5000 bps"),
     ],
 )
 def test_a_trap_task_is_refused_before_any_wei_moves(market: Market, changes: dict, role: str, message: str) -> None:

@@ -5,11 +5,12 @@ Scenario (all through MarketClient on the embedded chain, so the figures are the
 a buyer posts a 4-round task; N trainers buy a licence and join; 2c validators join (so that
 each round draws its committee among more validators than seats) and the aggregator joins; training starts. Then three rounds:
 
-- round 1, healthy: every trainer commits and reveals, each of the c committee members scores all
-  N updates (all positive: every update is accepted and paid), the aggregator publishes, and the
-  last confirmation closes the round (settlement) and opens the next one;
-- round 2, by deadline: the same, but one committee member never confirms; time passes and anyone
-  calls closeRound (settlement with a late slash);
+- round 1, healthy: every trainer commits and reveals its update; each of the c committee members
+  commits its scores of all N updates (all positive: every update is accepted and paid), then
+  reveals them; the aggregator publishes; every member commits its vote, then reveals it, and the
+  last revealVote closes the round (settlement) and opens the next one;
+- round 2, by deadline: the same, but one committee member commits its vote and never reveals it;
+  time passes and anyone calls closeRound (settlement with a late slash);
 - round 3, healthy again: the contract keeps per-update data in two buffers by round parity, so
   from round 3 on a round rewrites the storage of round r - 2 instead of filling new slots. This
   is the steady state of a task with many rounds.
@@ -19,8 +20,9 @@ one trainer withdraws. cancelModel is measured on a second task that everyone jo
 cancels. The worst case runs the same at the caps (64 trainers, committee 9 of 32 validators) and
 checks the gas limits the client sends on the embedded chain.
 
-Per trainer per round = commit + reveal + (all scores + publish + confirmations + the closing
-transaction of the round) / N.
+Per trainer per round = commitUpdate + revealUpdate + (all commitScores + all revealScores +
+publish + all commitVote + the revealVotes that do not close the round + the closing transaction
+of the round) / N.
 
 Gas is the EVM's (cancun rules on py-evm); anvil and mainnet charge the same for this code.
 """
@@ -33,10 +35,12 @@ import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from fedmarket.chain.protocol import MAX_COMMITTEE, MAX_TRAINERS, MAX_VALIDATORS, WEI_PER_ETH
+from fedmarket.chain.protocol import MAX_COMMITTEE, MAX_TRAINERS, MAX_VALIDATORS, WEI_PER_ETH, score_commitment, vote_commitment
 from fedmarket.paths import repo_root
 
 if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
     from fedmarket.chain.client import MarketClient
 
 TARGET_PER_TRAINER_ROUND = 150_000
@@ -49,7 +53,7 @@ WINDOW = 100
 TASK_ROUNDS = 4
 FIRST, DEADLINE, STEADY = 1, 2, 3
 """The measured rounds: first use of each buffer, closed by deadline, steady state (storage reused)."""
-CLOSING_CONFIRM = "confirmGlobalModel (last: closes the round)"
+CLOSING_VOTE = "revealVote (last: closes the round)"
 
 NOTES = [
     "Measured on the embedded chain (py-evm, cancun rules) from the receipts' gasUsed; the same code costs the same on anvil or mainnet.",
@@ -60,7 +64,9 @@ NOTES = [
     "closeRound after the deadline (one committee member late and slashed); round 3 rewrites round 1's buffer with the "
     "same values (a no-op write is cheaper still): the steady state of a long task.",
     "Every trainer's median utility is positive, so every update is accepted and paid: the settlement's most expensive path per trainer.",
-    "The closing transaction of rounds 1 and 3 (the last confirmation) also opens the next round; its gas includes that.",
+    "The committee commits and reveals both its scores and its votes (commitScores, revealScores, commitVote, revealVote): "
+    "the last revealScores ends ScoreReveal and reads every median; the last revealVote settles the round.",
+    "The closing transaction of rounds 1 and 3 (the last revealVote) also opens the next round; its gas includes that.",
 ]
 
 
@@ -70,7 +76,7 @@ def _scores(n: int, member: int) -> list[int]:
 
 
 class _Recorder:
-    """gasUsed per function (several keys may share a function, e.g. the closing confirmation)."""
+    """gasUsed per function (several keys may share a function, e.g. the closing revealVote)."""
 
     def __init__(self) -> None:
         self.gas: dict[str, list[int]] = defaultdict(list)
@@ -172,40 +178,58 @@ def measure(n_trainers: int, committee: int, n_validators: int | None = None, *,
                 100,
                 keccak(text=f"s{t.address}{rnd}"),
             )
-        for j, member in enumerate(members):
-            send("submitScores", market.with_account(member), "submit_scores", model_id, rnd, _scores(n_trainers, j))
+        scores_of = {member.address: _scores(n_trainers, j) for j, member in enumerate(members)}
+
+        def salt(kind: str, member: LocalAccount, rnd: int = rnd) -> bytes:
+            return keccak(text=f"{kind} salt {member.address} {rnd}")
+
+        for member in members:
+            sealed = score_commitment(model_id, rnd, member.address, scores_of[member.address], salt("scores", member))
+            send("commitScores", market.with_account(member), "commit_scores", model_id, rnd, sealed)
+        for member in members:
+            send("revealScores", market.with_account(member), "reveal_scores", model_id, rnd, scores_of[member.address], salt("scores", member))
         send("publishGlobalModel", market.with_account(aggregator), "publish_global_model", model_id, rnd, keccak(text=f"global {rnd}"), 900_000)
+        for member in members:
+            sealed = vote_commitment(model_id, rnd, member.address, True, salt("vote", member))
+            send("commitVote", market.with_account(member), "commit_vote", model_id, rnd, sealed)
         for member in members[:-1]:
-            send("confirmGlobalModel", market.with_account(member), "confirm_global_model", model_id, rnd, True)
+            send("revealVote", market.with_account(member), "reveal_vote", model_id, rnd, True, salt("vote", member))
         if rnd == DEADLINE:
+            # The last member committed its vote and never reveals it: the round waits for the
+            # VoteReveal deadline, then anyone closes it (that member is late-slashed).
             advance_time(w3, WINDOW + 1)
             send("closeRound", market, "close_round", model_id)
             closing_key = "closeRound"
         else:
-            send(CLOSING_CONFIRM, market.with_account(members[-1]), "confirm_global_model", model_id, rnd, True)
-            closing_key = CLOSING_CONFIRM
+            send(CLOSING_VOTE, market.with_account(members[-1]), "reveal_vote", model_id, rnd, True, salt("vote", members[-1]))
+            closing_key = CLOSING_VOTE
         new = rec.since(before)
         commit, reveal = statistics.fmean(new["commitUpdate"]), statistics.fmean(new["revealUpdate"])
-        scores, publish = sum(new["submitScores"]), new["publishGlobalModel"][0]
-        votes = sum(new.get("confirmGlobalModel", []))
+        score_commits, score_reveals = sum(new["commitScores"]), sum(new["revealScores"])
+        publish = new["publishGlobalModel"][0]
+        vote_commits, vote_reveals = sum(new["commitVote"]), sum(new.get("revealVote", []))
         closing = new[closing_key][0]
-        shared = scores + publish + votes + closing
+        shared = score_commits + score_reveals + publish + vote_commits + vote_reveals + closing
         rounds[rnd] = {
             "closed_by": closing_key,
             "commit": round(commit),
             "reveal": round(reveal),
-            "scores_per_member": round(scores / len(members)),
+            "score_commit_per_member": round(score_commits / len(members)),
+            "score_reveal_per_member": round(score_reveals / len(members)),
             "publish": publish,
-            "votes": votes,
+            "vote_commit_per_member": round(vote_commits / len(members)),
+            "vote_reveals": vote_reveals,
             "closing": closing,
             "shared_per_trainer": round(shared / n_trainers),
             "per_trainer": round(commit + reveal + shared / n_trainers),
             "breakdown": {
                 "commitUpdate": round(commit),
                 "revealUpdate": round(reveal),
-                "submitScores (share)": round(scores / n_trainers),
+                "commitScores (share)": round(score_commits / n_trainers),
+                "revealScores (share)": round(score_reveals / n_trainers),
                 "publishGlobalModel (share)": round(publish / n_trainers),
-                "confirmGlobalModel votes (share)": round(votes / n_trainers),
+                "commitVote (share)": round(vote_commits / n_trainers),
+                "revealVote, not closing (share)": round(vote_reveals / n_trainers),
                 f"{closing_key.split(' ')[0]} closing the round (share)": round(closing / n_trainers),
             },
             "round_total": sum(sum(v) for v in new.values()),
@@ -269,9 +293,11 @@ def run(trainers: int, committee: int, steps: list[int], *, worst_case: bool = T
             "trainers": n,
             "commitUpdate": steady["commit"],
             "revealUpdate": steady["reveal"],
-            "submitScores": steady["scores_per_member"],
+            "commitScores": steady["score_commit_per_member"],
+            "revealScores": steady["score_reveal_per_member"],
             "publishGlobalModel": steady["publish"],
-            "confirmGlobalModel_closing": steady["closing"],
+            "commitVote": steady["vote_commit_per_member"],
+            "revealVote_closing": steady["closing"],
             "closeRound": late["closing"],
             "per_trainer_steady": steady["per_trainer"],
             "per_trainer_first_round": first["per_trainer"],
@@ -352,7 +378,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         "## Per trainer per round, by function",
         "",
-        "| part | round 1 (first use of its buffer, closed by the last confirmation) | round 2 (closed by closeRound, one member late) | round 3: steady state |",
+        "| part | round 1 (first use of its buffer, closed by the last revealVote) | round 2 (closed by closeRound, one member late) | round 3: steady state |",
         "|---|---:|---:|---:|",
     ]
     labels = list(r1["breakdown"])
@@ -362,18 +388,19 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += [
         f"| **total** | **{r1['per_trainer']:,}** | **{r2['per_trainer']:,}** | **{r3['per_trainer']:,}** |",
         "",
-        "(Round 2's closing row is closeRound.)",
+        "(Round 2's closing row is closeRound: one member committed its vote and never revealed it.)",
         "",
         f"## Scaling (committee {main['committee']})",
         "",
-        "| trainers | commit | reveal | submitScores (each member) | publish | closing confirmation | closeRound | per trainer per round: steady | round 1 | round 2 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| trainers | commitUpdate | revealUpdate | commitScores (each member) | revealScores (each member) | publish | commitVote (each member) "
+        "| closing revealVote | closeRound | per trainer per round: steady | round 1 | round 2 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["scaling"]:
         lines.append(
-            f"| {row['trainers']} | {row['commitUpdate']:,} | {row['revealUpdate']:,} | {row['submitScores']:,} | {row['publishGlobalModel']:,} "
-            f"| {row['confirmGlobalModel_closing']:,} | {row['closeRound']:,} | {row['per_trainer_steady']:,} | {row['per_trainer_first_round']:,} "
-            f"| {row['per_trainer_deadline_round']:,} |"
+            f"| {row['trainers']} | {row['commitUpdate']:,} | {row['revealUpdate']:,} | {row['commitScores']:,} | {row['revealScores']:,} "
+            f"| {row['publishGlobalModel']:,} | {row['commitVote']:,} | {row['revealVote_closing']:,} | {row['closeRound']:,} "
+            f"| {row['per_trainer_steady']:,} | {row['per_trainer_first_round']:,} | {row['per_trainer_deadline_round']:,} |"
         )
     if report.get("flatness"):
         f = report["flatness"]

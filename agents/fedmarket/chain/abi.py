@@ -28,10 +28,11 @@ if TYPE_CHECKING:
 
 
 class SolidityEnum(IntEnum):
-    """An IntEnum mirroring a Solidity enum; str() gives the Solidity member name (e.g. "Reveal")."""
+    """An IntEnum mirroring a Solidity enum; str() gives the Solidity member name (e.g. "Reveal",
+    "ScoreCommit")."""
 
     def __str__(self) -> str:
-        return self.name.capitalize()
+        return "".join(part.capitalize() for part in self.name.split("_"))
 
 
 class Status(SolidityEnum):
@@ -47,10 +48,12 @@ class Phase(SolidityEnum):
     NONE = 0
     COMMIT = 1
     REVEAL = 2
-    SCORE = 3
-    PUBLISH = 4
-    CONFIRM = 5
-    DUE = 6
+    SCORE_COMMIT = 3  # committee members commit to their scores
+    SCORE_REVEAL = 4  # ... and reveal them
+    PUBLISH = 5
+    VOTE_COMMIT = 6  # committee members commit to their vote on the proposal
+    VOTE_REVEAL = 7  # ... and reveal it; the last reveal settles the round
+    DUE = 8
 
 
 class Role(SolidityEnum):
@@ -64,6 +67,7 @@ class SlashReason(SolidityEnum):
     LATE = 0
     POISON = 1
     REJECTED = 2
+    DISAGREED = 3  # committee member whose scores were, on average, a tolerance or more from the medians
 
 
 SOLIDITY_ENUMS: dict[str, type[SolidityEnum]] = {"Status": Status, "Phase": Phase, "Role": Role, "SlashReason": SlashReason}

@@ -62,10 +62,13 @@ from fedmarket.chain.records import (
     commitment,
     format_eth,
     new_salt,
+    score_commitment,
+    vote_commitment,
 )
 from fedmarket.chain.reverts import (
     ERROR_CLASSES,
     AggregatorIsOwner,
+    AgreementToleranceOutOfRange,
     AlreadyCommitted,
     AlreadyConfirmed,
     AlreadyJoined,
@@ -101,6 +104,9 @@ from fedmarket.chain.reverts import (
     RoundDataPruned,
     RoundNotDue,
     RoundsOutOfRange,
+    ScoreCommitmentMismatch,
+    ScoresAlreadyCommitted,
+    ScoresNotCommitted,
     SharesDoNotSum,
     SlashBpsTooLarge,
     StakeTooLarge,
@@ -109,6 +115,9 @@ from fedmarket.chain.reverts import (
     TransferFailed,
     UnknownModel,
     UnknownRevert,
+    VoteAlreadyCommitted,
+    VoteCommitmentMismatch,
+    VoteNotCommitted,
     WindowOutOfRange,
     WrongAmount,
     WrongPhase,
@@ -183,6 +192,8 @@ __all__ = [
     "commitment",
     "format_eth",
     "new_salt",
+    "score_commitment",
+    "vote_commitment",
     # fedmarket.chain.reverts
     "ERROR_CLASSES",
     "AlreadyCommitted",
@@ -192,6 +203,13 @@ __all__ = [
     "AlreadyPublished",
     "AlreadyRevealed",
     "AlreadyScored",
+    "AgreementToleranceOutOfRange",
+    "ScoreCommitmentMismatch",
+    "ScoresAlreadyCommitted",
+    "ScoresNotCommitted",
+    "VoteAlreadyCommitted",
+    "VoteCommitmentMismatch",
+    "VoteNotCommitted",
     "AmountTooLarge",
     "ChainUnreachable",
     "CommitmentMismatch",
@@ -388,17 +406,25 @@ class MarketClient:
         """revealUpdate: reveal the committed update (digest or CIDv0, sample count, salt)."""
         return self._transact("revealUpdate", [model_id, round, as_digest(update_digest), num_samples, bytes(salt)])
 
-    def submit_scores(self, model_id: int, round: int, scores: Sequence[int]) -> TxResult:
-        """submitScores: one utility (micro-units) per revealed update, in reveal order."""
-        return self._transact("submitScores", [model_id, round, [int(s) for s in scores]])
+    def commit_scores(self, model_id: int, round: int, commitment: bytes) -> TxResult:
+        """commitScores: a committee member commits to its scores (see `score_commitment()`)."""
+        return self._transact("commitScores", [model_id, round, bytes(commitment)])
+
+    def reveal_scores(self, model_id: int, round: int, scores: Sequence[int], salt: bytes) -> TxResult:
+        """revealScores: the committed scores, one utility (micro-units) per revealed update in reveal order, and their salt."""
+        return self._transact("revealScores", [model_id, round, [int(s) for s in scores], bytes(salt)])
 
     def publish_global_model(self, model_id: int, round: int, model_digest: bytes | str, metric: int) -> TxResult:
         """publishGlobalModel: the aggregator proposes the round's global model (digest or CIDv0) and its metric."""
         return self._transact("publishGlobalModel", [model_id, round, as_digest(model_digest), int(metric)])
 
-    def confirm_global_model(self, model_id: int, round: int, ok: bool) -> TxResult:
-        """confirmGlobalModel: a committee member accepts (ok) or rejects the proposal."""
-        return self._transact("confirmGlobalModel", [model_id, round, bool(ok)])
+    def commit_vote(self, model_id: int, round: int, commitment: bytes) -> TxResult:
+        """commitVote: a committee member commits to its vote on the proposal (see `vote_commitment()`)."""
+        return self._transact("commitVote", [model_id, round, bytes(commitment)])
+
+    def reveal_vote(self, model_id: int, round: int, ok: bool, salt: bytes) -> TxResult:
+        """revealVote: the committed vote (accept: ok) and its salt; the last reveal settles the round."""
+        return self._transact("revealVote", [model_id, round, bool(ok), bytes(salt)])
 
     def close_round(self, model_id: int) -> TxResult:
         """closeRound: settle the current round once it is Due (anyone)."""

@@ -34,10 +34,11 @@ MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     # floor of the ORDER_DEPENDENT_GAS calls. Measured worst cases at 64 trainers and a committee
     # of 9 (tests/chain/test_gas_limits.py, tests/contracts/test_marketplace_gas.py): newModel 350k,
     # joinAsTrainer 117k (580k for a seat that starts a reveal-order word and a score word: it
-    # creates them for all 9 committee positions in both buffers), the last score when only the last update has a positive median (every
-    # median read) 1.94M, a publish that first moves the round past a missed Score deadline 1.35M,
-    # the last confirmation (which settles the round) 2.3M, a closeRound after a missed Score
-    # deadline with every update poisoned 3.24M, generateTrainingPayments 2.9M (64 + 32 + 1 payees).
+    # creates them for all 9 committee positions in both buffers), generateTrainingPayments 2.9M
+    # (64 + 32 + 1 payees). Commit-reveal round at the caps (tests/chain/test_gas_limits.py, gas_used):
+    # the last revealScores (every median read) 1.48M, a publish that first moves the round past a
+    # missed ScoreReveal deadline 1.17M, the last revealVote (settles the round) 2.90M, a closeRound
+    # with every update poisoned and a late member 3.78M.
     "newModel": 400_000,
     "payForModel": 80_000,
     "buyLicense": 160_000,  # measured 117,675: the first licence of a task writes fresh slots
@@ -49,16 +50,20 @@ MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     "leaveModel": 150_000,
     "commitUpdate": 150_000,
     "revealUpdate": 200_000,
-    "submitScores": 2_500_000,
+    "commitScores": 2_500_000,  # the last commitment ends ScoreCommit (no medians: cheap)
+    "revealScores": 2_500_000,  # the last reveal ends ScoreReveal: every median is read
     "publishGlobalModel": 2_000_000,
-    "confirmGlobalModel": 4_000_000,
-    "closeRound": 4_000_000,
+    "commitVote": 2_000_000,  # may first move the round past a missed ScoreReveal deadline (medians)
+    "revealVote": 4_500_000,  # the last reveal settles the round: measured 2,900,308 at the caps
+    "closeRound": 4_400_000,  # measured 3,779,301 at the caps (all poisoned, a late member) + ~15 %
     "finalizeContract": 150_000,
     "generateTrainingPayments": 4_000_000,
     "withdraw": 100_000,
 }
 
-ORDER_DEPENDENT_GAS: frozenset[str] = frozenset({"commitUpdate", "revealUpdate", "submitScores", "publishGlobalModel", "confirmGlobalModel", "closeRound"})
+ORDER_DEPENDENT_GAS: frozenset[str] = frozenset(
+    {"commitUpdate", "revealUpdate", "commitScores", "revealScores", "publishGlobalModel", "commitVote", "revealVote", "closeRound"}
+)
 """Functions whose gas depends on who comes last, so an estimate made before another participant's
 transaction is mined can fall short: the last commit / reveal / score ends its phase (the last
 score computes every update's median), a publish or a close may first move the round through

@@ -1,13 +1,16 @@
 """The Marketplace protocol's values and arithmetic in Python, in one place.
 
 Everything here mirrors contracts/ (MarketStorage.sol's caps, lib/Shares.sol, lib/Median.sol,
-RoundSettlement.sol's slash rules) and docs/protocol.md; a Python module that needs a cap, a share or the median rule takes it from here,
+lib/Agreement.sol, RoundSettlement.sol's slash and pay rules, the committee's commitments) and docs/protocol.md; a Python module that needs a cap, a share or the median rule takes it from here,
 never from a literal. tests/contracts checks these against the deployed contract.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
 
 WEI_PER_ETH = 10**18
 """1 ether in wei."""
@@ -29,6 +32,12 @@ DEFAULT_MAX_SAMPLES = 10**9
 """ModelParams.maxSamples by default: the largest sample count a reveal may claim (its FedAvg weight)."""
 MAX_SCORE = 10**9
 """The contract clamps every score to -MAX_SCORE..MAX_SCORE micro-units (fl.utility's SCORE_LIMIT, 1000.0)."""
+
+MAX_TOLERANCE_BPS = 20_000
+"""ModelParams.agreementToleranceBps is 1..MAX_TOLERANCE_BPS."""
+DEFAULT_AGREEMENT_TOLERANCE_BPS = 10_000
+"""ModelParams.agreementToleranceBps by default: a member is paid while its distance from the
+utilities is below their size (docs/protocol.md, "Validator pay")."""
 
 DEFAULT_TRAINER_SHARE_BPS = 7000
 DEFAULT_VALIDATOR_SHARE_BPS = 2000
@@ -102,3 +111,64 @@ def late_slashes_apply(committed: int, trainer_count: int) -> bool:
 def min_window_for(chain_id: int) -> int:
     """The Marketplace constructor's minWindow: MIN_WINDOW_S on dev chains, MIN_WINDOW_REAL_S elsewhere."""
     return MIN_WINDOW_S if chain_id in DEV_CHAIN_IDS else MIN_WINDOW_REAL_S
+
+
+def score_commitment(model_id: int, round: int, validator: str, scores: Sequence[int], salt: bytes) -> bytes:
+    """The commitment commitScores expects: keccak256(abi.encode(modelId, round, validator,
+    int64[] scores, bytes32 salt)), scores as they will be revealed (unclamped)."""
+    encoded = abi_encode(["uint256", "uint32", "address", "int64[]", "bytes32"], [model_id, round, validator, [int(v) for v in scores], salt])
+    return keccak(encoded)
+
+
+def vote_commitment(model_id: int, round: int, validator: str, ok: bool, salt: bytes) -> bytes:
+    """The commitment commitVote expects: keccak256(abi.encode(modelId, round, validator, bool ok, bytes32 salt))."""
+    return keccak(abi_encode(["uint256", "uint32", "address", "bool", "bytes32"], [model_id, round, validator, bool(ok), salt]))
+
+
+def validator_weights(scores: Sequence[Sequence[int] | None], utilities: Sequence[int], tolerance_bps: int) -> tuple[list[int], list[bool]]:
+    """RoundSettlement._agreement (lib/Agreement.sol): each committee position's agreement weight
+    and whether it is slashed Disagreed. `scores[j]` is position j's revealed scores (None: it
+    revealed none), `utilities` the round's medians as scored (before any duplicate refusal).
+    With M = sum |u_k| and tolerance = M * tolerance_bps // BPS, a member with distance
+    D = sum |clamp(s_k) - u_k| weighs tolerance - D while D < tolerance, else 0 and is Disagreed;
+    when M == 0 every member that revealed weighs 1 and none is Disagreed."""
+    magnitude = sum(abs(int(u)) for u in utilities)
+    tolerance = of_bps(magnitude, tolerance_bps)
+    weights: list[int] = []
+    disagreed: list[bool] = []
+    for member in scores:
+        if member is None:
+            weights.append(0)
+            disagreed.append(False)
+            continue
+        if magnitude == 0:
+            weights.append(1)
+            disagreed.append(False)
+            continue
+        distance = sum(abs(clamp_score(s) - int(u)) for s, u in zip(member, utilities, strict=True))
+        weight = tolerance - distance if distance < tolerance else 0
+        weights.append(weight)
+        disagreed.append(weight == 0)
+    return weights, disagreed
+
+
+def validator_pay(pool: int, weights: Sequence[int], eligible: Sequence[bool]) -> tuple[list[int], int]:
+    """RoundSettlement._payCommittee: the validator pool V pro rata to the weights of the eligible
+    members (revealed scores, and a vote when a proposal was published); returns each position's
+    pay and what returns to the buyer (the dust, or all of V when no eligible member has weight)."""
+    total = sum(w for w, ok in zip(weights, eligible, strict=True) if ok)
+    if total == 0:
+        return [0] * len(weights), pool
+    pay = [pro_rata(pool, w, total) if ok else 0 for w, ok in zip(weights, eligible, strict=True)]
+    return pay, pool - sum(pay)
+
+
+def refused_updates(digests: Sequence[bytes]) -> list[bool]:
+    """Which reveals (in reveal order) settlement refuses: a digest an earlier reveal of the round
+    already revealed (MarketCore._revealedDigests); such an update's utility is 0."""
+    seen: set[bytes] = set()
+    refused = []
+    for digest in digests:
+        refused.append(bytes(digest) in seen)
+        seen.add(bytes(digest))
+    return refused

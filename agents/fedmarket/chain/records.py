@@ -16,9 +16,11 @@ from typing import Any, NamedTuple
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
+from fedmarket.chain import protocol
 from fedmarket.chain.abi import SOLIDITY_ENUMS, Event, Phase, Role, SlashReason, SolidityEnum, Status, as_digest, format_eth
 from fedmarket.chain.protocol import (
     DEFAULT_AGGREGATOR_SHARE_BPS,
+    DEFAULT_AGREEMENT_TOLERANCE_BPS,
     DEFAULT_MAX_SAMPLES,
     DEFAULT_START_WINDOW_S,
     DEFAULT_TRAINER_SHARE_BPS,
@@ -52,6 +54,8 @@ __all__ = [
     "TxResult",
     "commitment",
     "new_salt",
+    "score_commitment",
+    "vote_commitment",
 ]
 
 DEFAULT_STAKE_WEI = WEI_PER_ETH // 100
@@ -63,13 +67,31 @@ DEFAULT_STAKE_WEI = WEI_PER_ETH // 100
 def commitment(model_id: int, round: int, update_digest: bytes | str, num_samples: int, salt: bytes, trainer: str) -> bytes:
     """keccak256(abi.encode(modelId, round, updateDigest, numSamples, salt, trainer)), computed
     locally; equal to the contract's `commitmentOf` (docs/protocol.md, Commitment)."""
-    if len(salt) != 32:
-        raise FedmarketError(f"a salt is 32 bytes, not {len(salt)}")
     encoded = abi_encode(
         ["uint256", "uint32", "bytes32", "uint64", "bytes32", "address"],
-        [int(model_id), int(round), as_digest(update_digest), int(num_samples), bytes(salt), to_checksum_address(trainer)],
+        [int(model_id), int(round), as_digest(update_digest), int(num_samples), _salt(salt), to_checksum_address(trainer)],
     )
     return keccak(encoded)
+
+
+def score_commitment(model_id: int, round: int, validator: str, scores: Sequence[int], salt: bytes) -> bytes:
+    """keccak256(abi.encode(modelId, round, validator, scores, salt)), computed locally: what
+    commitScores takes and revealScores opens (docs/protocol.md). `scores` as they will be
+    revealed (int64 micro-units, one per revealed update in reveal order; not yet clamped).
+    chain.protocol's encoding, with the salt's length and the address checked first."""
+    return protocol.score_commitment(int(model_id), int(round), to_checksum_address(validator), [int(s) for s in scores], _salt(salt))
+
+
+def vote_commitment(model_id: int, round: int, validator: str, ok: bool, salt: bytes) -> bytes:
+    """keccak256(abi.encode(modelId, round, validator, ok, salt)), computed locally: what
+    commitVote takes and revealVote opens (chain.protocol's encoding, the salt checked first)."""
+    return protocol.vote_commitment(int(model_id), int(round), to_checksum_address(validator), bool(ok), _salt(salt))
+
+
+def _salt(salt: bytes) -> bytes:
+    if len(salt) != 32:
+        raise FedmarketError(f"a salt is 32 bytes, not {len(salt)}")
+    return bytes(salt)
 
 
 def new_salt() -> bytes:
@@ -84,12 +106,14 @@ def new_salt() -> bytes:
 class ModelParams:
     """What a buyer sets when posting a task (the Solidity struct ModelParams, field for field).
 
-    Only the two digests and the aggregator have no default; the defaults are a small healthy task:
-    3 rounds, 2..20 trainers, a committee of 3 out of up to 9 validators, 10-minute windows (a phase
-    ends as soon as everyone acted), no licence fee, 0.01 ETH stakes, 10 % late / 50 % bad slash, the
-    7000/2000/1000 bps trainer/validator/aggregator split, poison below a utility of -0.1, and a
-    week to start (past it anyone may cancel the task), and at most 10^9 samples claimed per update.
-    Digests accept 32 bytes, 0x-hex or a CIDv0 (`Qm...`).
+        Only the two digests and the aggregator have no default; the defaults are a small healthy task:
+        3 rounds, 2..20 trainers, a committee of 3 out of up to 9 validators, 10-minute windows (a phase
+        ends as soon as everyone acted), no licence fee, 0.01 ETH stakes, 10 % late / 50 % bad slash, the
+        7000/2000/1000 bps trainer/validator/aggregator split, poison below a utility of -0.1, and a
+        week to start (past it anyone may cancel the task), at most 10^9 samples claimed per update, and
+    an agreement tolerance of 10000 bps (a validator is paid by how close its scores are to the
+    round's medians; at a mean distance of the tolerance or more it earns nothing and is slashed).
+        Digests accept 32 bytes, 0x-hex or a CIDv0 (`Qm...`).
     """
 
     spec_digest: bytes
@@ -117,6 +141,7 @@ class ModelParams:
     poison_threshold: int = -100_000
     start_window: int = DEFAULT_START_WINDOW_S
     max_samples: int = DEFAULT_MAX_SAMPLES
+    agreement_tolerance_bps: int = DEFAULT_AGREEMENT_TOLERANCE_BPS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spec_digest", as_digest(self.spec_digest))
@@ -192,11 +217,13 @@ class RoundView:
     committee: tuple[str, ...]
     commits: int
     reveals: int
-    scores_submitted: int
+    score_commits: int  # members whose score commitment is in
+    scores_submitted: int  # members that revealed their scores
+    vote_commits: int  # members whose vote commitment is in
     proposed: bool
     proposed_digest: bytes
     proposed_metric: int
-    confirmations: int
+    confirmations: int  # ok + reject votes revealed
     rejections: int
     closed: bool
 
@@ -230,8 +257,10 @@ class AgentView:
     on_committee: bool
     committed: bool
     revealed: bool
-    scored: bool
-    voted: bool
+    score_committed: bool  # a committee member's score commitment is in (from ScoreCommit on)
+    scored: bool  # ... and its scores are revealed
+    vote_committed: bool  # its vote commitment is in
+    voted: bool  # ... and its vote is revealed
 
     @classmethod
     def from_abi(cls, values: Sequence[Any]) -> AgentView:

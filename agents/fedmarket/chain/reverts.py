@@ -149,9 +149,13 @@ class MaxValidatorsOutOfRange(InvalidParams):
 
 
 class WindowOutOfRange(InvalidParams):
+    # The error names a window by the phase it opens; the user set it by its parameter's name.
+    WINDOW_OF_PHASE = {"none": "start", "scorecommit": "score", "votecommit": "confirm"}
+
     def problem(self) -> str:
         f = self.fields
-        return f"{str(f['phase']).lower()} window {f['given']} s out of range {f['min']}..{f['max']} s"
+        phase = str(f["phase"]).lower()
+        return f"{self.WINDOW_OF_PHASE.get(phase, phase)} window {f['given']} s out of range {f['min']}..{f['max']} s"
 
 
 class StakeTooLarge(InvalidParams):
@@ -187,6 +191,12 @@ class LateSlashTooLarge(InvalidParams):
 class PoisonThresholdPositive(InvalidParams):
     def problem(self) -> str:
         return f"poison threshold {self.fields['given']} above 0: an update nobody scored would be poison"
+
+
+class AgreementToleranceOutOfRange(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        return f"agreement tolerance {f['given']} bps out of range {f['min']}..{f['max']} bps"
 
 
 class ZeroEscrow(ContractRevert):
@@ -320,6 +330,42 @@ class ZeroSamples(ContractRevert):
         return f"{self.function} needs numSamples > 0"
 
 
+class ScoresAlreadyCommitted(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"{f['validator']} already committed its scores in task {f['modelId']} round {f['round']}"
+
+
+class ScoresNotCommitted(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"{f['validator']} committed no scores in task {f['modelId']} round {f['round']}: nothing to reveal"
+
+
+class ScoreCommitmentMismatch(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"the scores revealed by {f['validator']} do not match its commitment in task {f['modelId']} round {f['round']} (other scores or salt)"
+
+
+class VoteAlreadyCommitted(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"{f['validator']} already committed its vote in task {f['modelId']} round {f['round']}"
+
+
+class VoteNotCommitted(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"{f['validator']} committed no vote in task {f['modelId']} round {f['round']}: nothing to reveal"
+
+
+class VoteCommitmentMismatch(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"the vote revealed by {f['validator']} does not match its commitment in task {f['modelId']} round {f['round']} (other vote or salt)"
+
+
 class AlreadyScored(ContractRevert):
     def describe(self) -> str:
         f = self.fields
@@ -355,7 +401,7 @@ class RoundDataPruned(ContractRevert):
         f = self.fields
         return (
             f"task {f['modelId']} round {f['round']} is pruned: {self.function} answers for the current round "
-            f"({f['currentRound']}) and the one before; older rounds are in the UpdateRevealed / ScoresSubmitted events"
+            f"({f['currentRound']}) and the one before; older rounds are in the UpdateRevealed / ScoresRevealed events"
         )
 
 
@@ -451,6 +497,8 @@ ERROR_CLASSES: dict[str, type[ContractRevert]] = {
         CommitmentMismatch, ZeroSamples, AlreadyScored, WrongScoreCount, AlreadyPublished, AlreadyConfirmed,
         RoundNotDue, RoundDataPruned, NothingToWithdraw, TransferFailed, AmountTooLarge, DeadlineOutOfRange, ReentrantCall,
         StartDeadlinePassed, NothingToLeave, ZeroMaxSamples, LateSlashTooLarge, PoisonThresholdPositive, TooManySamples,
+        ScoresAlreadyCommitted, ScoresNotCommitted, ScoreCommitmentMismatch, VoteAlreadyCommitted, VoteNotCommitted,
+        VoteCommitmentMismatch, AgreementToleranceOutOfRange,
     )
 }  # fmt: skip
 """Solidity error name -> exception class; an error of the ABI missing here becomes a plain ContractRevert."""

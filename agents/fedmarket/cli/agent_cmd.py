@@ -46,7 +46,9 @@ def _command(role: str, summary: str) -> None:
         poll: float = typer.Option(0.5, "--poll", min=0.05, help="Seconds between looks at the chain when nothing happens."),
         attack: Optional[str] = typer.Option(None, "--attack", help="Misbehave (adversary tests): KIND[@ROUNDS]; see `fedmarket agent ROLE --help`."),
         fault: Optional[str] = typer.Option(
-            None, "--fault", help="Crash test: SIGKILL itself at ROUND:POINT (before-commit, before-reveal, before-score, before-publish, before-confirm)."
+            None,
+            "--fault",
+            help="Crash test: SIGKILL itself at ROUND:POINT (before-commit, before-reveal, before-score, before-score-reveal, before-publish, before-confirm, before-vote-reveal).",
         ),
         min_window: int = typer.Option(
             JoinPolicy.min_window_s,

@@ -55,7 +55,7 @@ def demo(
     spec_flags: dict[str, Any],
 ) -> None:
     """Run a complete market: deploy, post and fund a task, licences and stakes, ROUNDS rounds of
-    real federated learning (train, commit, reveal, score, aggregate, confirm), finalize, settle,
+    real federated learning (train, commit, reveal, committed scores, aggregate, committed votes), finalize, settle,
     withdraw; then print accuracy per round and every participant's payout."""
     import torch
     from rich.progress import (

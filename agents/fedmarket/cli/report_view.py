@@ -36,6 +36,26 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _committee_line(r: dict[str, Any]) -> str:
+    """One line per round on the committee's commit-reveal: who revealed, what each validator was
+    paid (by agreement with the medians), who was slashed for disagreeing, which reveals were
+    refused as duplicates; empty for a report without these fields."""
+    actions = r.get("committee_actions")
+    if not actions:
+        return ""
+    revealed = sum(a["scores_revealed"] for a in actions)
+    votes = [a["vote"] for a in actions if a["vote"] is not None]
+    pay = ", ".join(f"{who} {_eth(wei)}" for who, wei in r.get("validator_pay_wei", {}).items())
+    line = (
+        f"round {r['round']} committee: {revealed}/{len(actions)} revealed scores, {sum(votes)} ok / {len(votes) - sum(votes)} reject revealed; paid {pay} ETH"
+    )
+    if r.get("disagreed"):
+        line += f"; slashed for disagreeing with the medians: {', '.join(r['disagreed'])}"
+    if r.get("refused"):
+        line += f"; refused duplicate reveals: {', '.join(f['label'] for f in r['refused'])}"
+    return line
+
+
 def print_report_tables(report: dict[str, Any], console: Console) -> None:
     """Print the round table, the participant table, the conservation line and the final accuracy."""
     from rich.table import Table
@@ -74,6 +94,11 @@ def print_report_tables(report: dict[str, Any], console: Console) -> None:
         for r in report["rounds"]:
             table.add_row(*[cell(r) for cell in columns.values()])
         console.print(table)
+
+    for r in report["rounds"]:
+        line = _committee_line(r)
+        if line:
+            console.print(line, highlight=False)
 
     narrow = console.width < WIDE
     people = Table(title="who paid in, earned, was slashed and took out (ETH)")

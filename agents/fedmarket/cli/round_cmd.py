@@ -1,14 +1,16 @@
-"""`fedmarket round show | commit | reveal | score | publish | confirm | close`: a round's phases
-by hand (the agents do the same automatically).
+"""`fedmarket round show | commit | reveal | score-commit | score-reveal | publish | vote-commit |
+vote-reveal | close`: a round's phases by hand (the agents do the same automatically).
 
 `commit` computes the commitment locally from --update-cid, --samples and a fresh salt, and
 stores all three in the data dir *before* sending (roles/salts.py); `reveal` reads them back, so
-reveal with the same FEDMARKET_HOME. --round defaults to the task's current round.
+reveal with the same FEDMARKET_HOME. A committee member's `score-commit` (--scores) and
+`vote-commit` (--ok / --reject) do the same with its scores and its vote, and `score-reveal` /
+`vote-reveal` reveal what was stored. --round defaults to the task's current round.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -17,7 +19,14 @@ from fedmarket.cli.output import console, one_line_errors, print_json
 from fedmarket.cli.task_cmd import ModelIdArgument, tx_json
 from fedmarket.market import views
 
-round_app = typer.Typer(help="A round's phases by hand: commit, reveal, score, publish, confirm, close.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from fedmarket.roles.salts import BallotBook
+
+round_app = typer.Typer(
+    help="A round's phases by hand: trainers commit and reveal, committee members score-commit and score-reveal, "
+    "the aggregator publishes, committee members vote-commit and vote-reveal, anyone closes a due round.",
+    no_args_is_help=True,
+)
 RoundOption = typer.Option(None, "--round", "-r", min=1, help="Round number (default: the task's current round).")
 
 
@@ -29,7 +38,7 @@ def register(app: typer.Typer) -> None:
 @one_line_errors
 @opt.with_session(opt.READING)
 def show(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundOption, *, session: opt.MarketSession) -> None:
-    """A round's phase and deadline, committee (who scored, who voted), revealed updates and utilities."""
+    """A round's phase and deadline, committee (who committed and revealed scores and a vote), revealed updates and utilities."""
     from rich.table import Table
 
     market = session.open()
@@ -41,9 +50,10 @@ def show(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundOpt
     console.print(
         f"[bold]task {model_id} round {number}[/]: {data['phase']} phase"
         + (f" until {data['phase_deadline']}" if data["phase_deadline"] else "")
-        + f"; {data['commits']} commits, {data['reveals']} reveals, {data['scores_submitted']} scores"
+        + f"; {data['commits']} commits, {data['reveals']} reveals, {data['score_commits']} score commits, {data['scores_submitted']} scores revealed"
         + (
-            f"; proposed {data['proposed_cid']} (metric {data['proposed_metric']}), {data['confirmations']} votes, {data['rejections']} rejections"
+            f"; proposed {data['proposed_cid']} (metric {data['proposed_metric']}), {data['vote_commits']} vote commits, "
+            f"{data['confirmations']} votes revealed, {data['rejections']} rejections"
             if data["proposed"]
             else ""
         )
@@ -58,10 +68,12 @@ def show(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundOpt
             table.add_row(str(u["index"]), u["trainer"], u["update_cid"], str(u["num_samples"]), str(u["utility"]))
         console.print(table)
     table = Table(title="committee")
-    for column in ("validator", "scored", "scores", "voted"):
+    for column in ("validator", "scores", "vote"):
         table.add_column(column, no_wrap=column == "validator")
     for m in data["committee"]:
-        table.add_row(m["address"], "yes" if m["scored"] else "no", ",".join(map(str, m["scores"])), ("ok" if m["ok"] else "reject") if m["voted"] else "no")
+        scores = ",".join(map(str, m["scores"])) if m["scored"] else ("committed" if m["score_committed"] else "no")
+        vote = ("ok" if m["ok"] else "reject") if m["voted"] else ("committed" if m["vote_committed"] else "no")
+        table.add_row(m["address"], scores, vote)
     console.print(table)
 
 
@@ -142,25 +154,59 @@ def parse_scores(text: str) -> list[int]:
     return scores
 
 
-@round_app.command("score")
+@round_app.command("score-commit")
 @one_line_errors
 @opt.with_session()
-def score(
+def score_commit(
     model_id: int = ModelIdArgument,
     scores: str = typer.Option(..., "--scores", help="One utility per revealed update, in reveal order, micro-units: '1000,250000,-30000'."),
     round_number: Optional[int] = RoundOption,
     *,
     session: opt.MarketSession,
 ) -> None:
-    """Score every revealed update (committee members, Score phase)."""
+    """Commit to your scores of every revealed update (committee members, ScoreCommit phase); the
+    scores and a fresh salt are stored in the data dir for `round score-reveal`."""
+    from fedmarket.errors import FedmarketError
+
     values = parse_scores(scores)
     market = session.open()
-    number = views.current_round(market.client, model_id, round_number)
-    result = market.client.submit_scores(model_id, number, values)
+    client = market.client
+    number = views.current_round(client, model_id, round_number)
+    # The contract counts the scores only at the reveal: a wrong count is refused here, before a commit is wasted.
+    revealed = len(client.revealed_updates(model_id, number))
+    if len(values) != revealed:
+        raise FedmarketError(
+            f"task {model_id} round {number} has {revealed} revealed updates: give {revealed} scores, one per update in reveal order; got {len(values)}"
+        )
+    stored = _ballots().prepare_scores(client.chain_id, client.address, model_id, number, market.sender, values)
+    result = client.commit_scores(model_id, number, stored.commitment_bytes)
     session.print_result(
-        {"model_id": model_id, "round": number, "validator": market.sender, "scores": values, **tx_json(result)},
-        f"scored task {model_id} round {number}: {values}",
+        {"model_id": model_id, "round": number, "validator": market.sender, "scores": values, "commitment": stored.commitment, **tx_json(result)},
+        f"committed to scores {values} in task {model_id} round {number}; reveal them with `fedmarket round score-reveal {model_id}`",
     )
+
+
+@round_app.command("score-reveal")
+@one_line_errors
+@opt.with_session()
+def score_reveal(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundOption, *, session: opt.MarketSession) -> None:
+    """Reveal the committed scores (committee members, ScoreReveal phase), from the data dir."""
+    market = session.open()
+    client = market.client
+    number = views.current_round(client, model_id, round_number)
+    stored = _ballots().load(client.chain_id, client.address, model_id, number, market.sender, "scores")
+    result = client.reveal_scores(model_id, number, stored.scores, stored.salt_bytes)
+    session.print_result(
+        {"model_id": model_id, "round": number, "validator": market.sender, "scores": stored.scores, **tx_json(result)},
+        f"revealed scores {stored.scores} in task {model_id} round {number}",
+    )
+
+
+def _ballots() -> BallotBook:
+    """The data dir's stored score and vote commits (imported late: `--help` stays fast)."""
+    from fedmarket.roles.salts import BallotBook
+
+    return BallotBook()
 
 
 @round_app.command("publish")
@@ -187,24 +233,45 @@ def publish(
     )
 
 
-@round_app.command("confirm")
+@round_app.command("vote-commit")
 @one_line_errors
 @opt.with_session()
-def confirm(
+def vote_commit(
     model_id: int = ModelIdArgument,
     ok: bool = typer.Option(True, "--ok/--reject", help="Accept the proposal (default) or reject it."),
     round_number: Optional[int] = RoundOption,
     *,
     session: opt.MarketSession,
 ) -> None:
-    """Vote on the proposed global model (committee members, Confirm phase); the last vote closes the round."""
+    """Commit to your vote on the proposed global model (committee members, VoteCommit phase); the
+    vote and a fresh salt are stored in the data dir for `round vote-reveal`."""
     market = session.open()
-    number = views.current_round(market.client, model_id, round_number)
-    result = market.client.confirm_global_model(model_id, number, ok)
-    closed = [e for e in result.events if e.name == "RoundClosed"]
-    data = {"model_id": model_id, "round": number, "ok": ok, "round_closed": bool(closed), **tx_json(result)}
+    client = market.client
+    number = views.current_round(client, model_id, round_number)
+    stored = _ballots().prepare_vote(client.chain_id, client.address, model_id, number, market.sender, ok)
+    result = client.commit_vote(model_id, number, stored.commitment_bytes)
     session.print_result(
-        data, f"{'confirmed' if ok else 'rejected'} the proposal of task {model_id} round {number}" + ("; the round is closed" if closed else "")
+        {"model_id": model_id, "round": number, "ok": ok, "commitment": stored.commitment, **tx_json(result)},
+        f"committed to {'accept' if ok else 'reject'} the proposal of task {model_id} round {number}; reveal it with `fedmarket round vote-reveal {model_id}`",
+    )
+
+
+@round_app.command("vote-reveal")
+@one_line_errors
+@opt.with_session()
+def vote_reveal(model_id: int = ModelIdArgument, round_number: Optional[int] = RoundOption, *, session: opt.MarketSession) -> None:
+    """Reveal the committed vote (committee members, VoteReveal phase); the last reveal closes the round."""
+    market = session.open()
+    client = market.client
+    number = views.current_round(client, model_id, round_number)
+    stored = _ballots().load(client.chain_id, client.address, model_id, number, market.sender, "vote")
+    result = client.reveal_vote(model_id, number, stored.ok, stored.salt_bytes)
+    closed = [e for e in result.events if e.name == "RoundClosed"]
+    data = {"model_id": model_id, "round": number, "ok": stored.ok, "round_closed": bool(closed), **tx_json(result)}
+    session.print_result(
+        data,
+        f"revealed {'acceptance' if stored.ok else 'rejection'} of the proposal of task {model_id} round {number}"
+        + ("; the round is closed" if closed else ""),
     )
 
 

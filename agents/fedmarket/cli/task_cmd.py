@@ -17,8 +17,10 @@ import typer
 from fedmarket.chain.protocol import (
     BPS,
     DEFAULT_AGGREGATOR_SHARE_BPS,
+    DEFAULT_AGREEMENT_TOLERANCE_BPS,
     DEFAULT_TRAINER_SHARE_BPS,
     DEFAULT_VALIDATOR_SHARE_BPS,
+    MAX_TOLERANCE_BPS,
     MAX_TRAINERS,
     MAX_VALIDATORS,
 )
@@ -137,10 +139,16 @@ def post(
     max_validators: int = typer.Option(9, "--max-validators", min=1, help="Most validators that may join."),
     window: int = typer.Option(600, "--window", min=1, help="Every phase window in seconds (a phase ends early once everyone acted)."),
     commit_window: Optional[int] = typer.Option(None, "--commit-window", min=1, help="Commit window (s) (default: --window)."),
-    reveal_window: Optional[int] = typer.Option(None, "--reveal-window", min=1, help="Reveal window (s) (default: --window)."),
-    score_window: Optional[int] = typer.Option(None, "--score-window", min=1, help="Score window (s) (default: --window)."),
+    reveal_window: Optional[int] = typer.Option(
+        None, "--reveal-window", min=1, help="Reveal window (s): trainers' reveals, then the committee's score and vote reveals (default: --window)."
+    ),
+    score_window: Optional[int] = typer.Option(
+        None, "--score-window", min=1, help="Score-commit window (s): the committee commits to its scores (default: --window)."
+    ),
     publish_window: Optional[int] = typer.Option(None, "--publish-window", min=1, help="Publish window (s) (default: --window)."),
-    confirm_window: Optional[int] = typer.Option(None, "--confirm-window", min=1, help="Confirm window (s) (default: --window)."),
+    confirm_window: Optional[int] = typer.Option(
+        None, "--confirm-window", min=1, help="Vote-commit window (s): the committee commits to its votes (default: --window)."
+    ),
     license_fee: str = typer.Option("0", "--license-fee", help="Licence fee trainers pay the buyer."),
     trainer_stake: str = typer.Option("0.01eth", "--trainer-stake", help="Stake of each trainer."),
     validator_stake: str = typer.Option("0.01eth", "--validator-stake", help="Stake of each validator."),
@@ -153,6 +161,13 @@ def post(
         DEFAULT_AGGREGATOR_SHARE_BPS, "--aggregator-share-bps", min=0, max=BPS, help="Aggregator's share (the three sum to 10000)."
     ),
     poison_threshold: int = typer.Option(-100_000, "--poison-threshold", help="Median utility (micro-units) below which a trainer is bad-slashed."),
+    agreement_tolerance_bps: int = typer.Option(
+        DEFAULT_AGREEMENT_TOLERANCE_BPS,
+        "--agreement-tolerance-bps",
+        min=1,
+        max=MAX_TOLERANCE_BPS,
+        help="How far (bps of the scores' size) a committee member's scores may be from the round's medians, on average, before it earns nothing and is slashed.",
+    ),
     ipfs: Optional[str] = IpfsOption,
     *,
     session: opt.MarketSession,
@@ -189,7 +204,7 @@ def post(
         license_fee=amounts["license fee"], trainer_stake=amounts["trainer stake"], validator_stake=amounts["validator stake"],
         aggregator_stake=amounts["aggregator stake"], late_slash_bps=late_slash_bps, bad_slash_bps=bad_slash_bps,
         trainer_share_bps=trainer_share_bps, validator_share_bps=validator_share_bps, aggregator_share_bps=aggregator_share_bps,
-        poison_threshold=poison_threshold,
+        poison_threshold=poison_threshold, agreement_tolerance_bps=agreement_tolerance_bps,
     )  # fmt: skip
     result = buyer.post_task(market.client, params, reward_wei)
     model_id = result.model_id
@@ -333,13 +348,15 @@ def show(model_id: int = ModelIdArgument, *, session: opt.MarketSession) -> None
     )
     console.print(
         f"  licence {opt.format_eth(p['license_fee_wei'])}; stakes trainer {opt.format_eth(p['trainer_stake_wei'])}, validator {opt.format_eth(p['validator_stake_wei'])}, "
-        f"aggregator {opt.format_eth(p['aggregator_stake_wei'])}; slash late {p['late_slash_bps']} / bad {p['bad_slash_bps']} bps",
+        f"aggregator {opt.format_eth(p['aggregator_stake_wei'])}; slash late {p['late_slash_bps']} / bad {p['bad_slash_bps']} bps; "
+        f"agreement tolerance {p['agreement_tolerance_bps']} bps",
         highlight=False,
     )
     if data["round"]:
         r = data["round"]
         console.print(
-            f"  round {r['round']}: {r['phase']} phase until {r['phase_deadline']}, {r['commits']} commits, {r['reveals']} reveals, {r['scores_submitted']} scores",
+            f"  round {r['round']}: {r['phase']} phase until {r['phase_deadline']}, {r['commits']} commits, {r['reveals']} reveals, "
+            f"{r['score_commits']} score commits, {r['scores_submitted']} scores revealed, {r['vote_commits']} vote commits",
             highlight=False,
         )
     if data["participants"]:

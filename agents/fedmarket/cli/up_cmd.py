@@ -48,7 +48,7 @@ def up(
         None,
         "--fault",
         help="NAME@ROUND:POINT->RESTART, e.g. trainer-2@2:before-commit->r3; NAME trainer-I|validator-J|aggregator, "
-        "POINT before-commit|before-reveal|before-score|before-publish|before-confirm, RESTART rR (when round R opens)|now|never. Repeatable. "
+        "POINT before-commit|before-reveal|before-score|before-score-reveal|before-publish|before-confirm|before-vote-reveal, RESTART rR (when round R opens)|now|never. Repeatable. "
         "--mode semi: client-K@R (client-K SIGKILLs itself after recording round R and is restarted at once).",
     ),  # fmt: skip
     attack: list[str] = ro.AttackOption,

@@ -514,8 +514,8 @@ class Devnet:
                 return
             key = (
                 int(state.status), int(state.current_round), int(state.rounds_closed),
-                *((int(round_view.phase), round_view.commits, round_view.reveals, round_view.scores_submitted, round_view.proposed,
-                   round_view.confirmations, round_view.rejections) if round_view is not None else ()),
+                *((int(round_view.phase), round_view.commits, round_view.reveals, round_view.score_commits, round_view.scores_submitted,
+                   round_view.proposed, round_view.vote_commits, round_view.confirmations, round_view.rejections) if round_view is not None else ()),
             )  # fmt: skip
             if key != last_key:
                 last_key, last_change = key, time.monotonic()

@@ -13,15 +13,18 @@ is in RoundClosed) is downloaded, decoded against the task's model and evaluated
 clients' test splits, sample-weighted, exactly as `fl.sim` evaluates its global models, so a
 market round can be compared with the simulation's. Without them, accuracy / loss / auc are null.
 
-Utilities are recomputed from the ScoresSubmitted events (the contract's views keep only the
-last two rounds' scores): u_i is `chain.protocol.utility_of` of the committee's scores for trainer
-i (clamped, their lower median, 0 without a quorum), trainers in reveal order
-(UpdateRevealed.index), as the contract takes it.
+Utilities are recomputed from the ScoresRevealed events (the contract's views keep only the
+last two rounds' scores): u_i is `chain.protocol.utility_of` of the committee's revealed scores for
+trainer i (clamped, their lower median, 0 without a quorum), trainers in reveal order
+(UpdateRevealed.index), as the contract takes it. Each round also lists its committee's commit-
+reveal (who committed scores and a vote, who revealed them, how each voted), what each member was
+paid (pro rata to how close its scores came to the medians), who was slashed for disagreeing with
+them (Disagreed), and the reveals refused as duplicates of a digest already revealed in the round.
 
 Gas: every distinct transaction that emitted an event of the task is counted once. A transaction
 belongs to round r when it closed round r (RoundClosed; it also opens round r + 1: RoundStarted is
 not used to attribute gas, so nothing is counted twice) or, failing that, when its events name
-round r (commit, reveal, scores, publish, confirm); the others (newModel, payForModel, licences,
+round r (commit, reveal, score and vote commits and reveals, publish); the others (newModel, payForModel, licences,
 joins, startTraining, finalizeContract, generateTrainingPayments) are set-up and settlement,
 counted in `totals.gas_used` only. `withdraw()` emits no event of a task (Withdrawal names only
 the account), so withdrawals are not in the task's gas.
@@ -361,15 +364,19 @@ def _round_entry(
     """One closed round: its model and metrics, who was accepted, its money and gas."""
     reveals = sorted((int(e.args["index"]), e.args["trainer"]) for e in events if e.name == "UpdateRevealed")
     order = [trainer for _index, trainer in reveals]
-    scores = [e.args["scores"] for e in events if e.name == "ScoresSubmitted"]
+    scores = [e.args["scores"] for e in events if e.name == "ScoresRevealed"]
     committee: list[str] = next((list(e.args["committee"]) for e in events if e.name == "RoundStarted"), [])
     utilities = utilities_of(order, scores, len(committee))
     earned = dict.fromkeys(ROLES, 0)
+    validator_pay: dict[str, int] = dict.fromkeys(committee, 0)
     slashes = []
     for event in events:
         if event.name == "RewardAccrued":
             role = Role(int(event.args["role"])).name.lower()
             earned[role] = earned.get(role, 0) + int(event.args["amount"])
+            if role == "validator":
+                who = event.args["participant"]
+                validator_pay[who] = validator_pay.get(who, 0) + int(event.args["amount"])
         elif event.name == "Slashed":
             who = event.args["participant"]
             reason = SlashReason(int(event.args["reason"])).name.lower()
@@ -392,9 +399,42 @@ def _round_entry(
         "earned_wei": earned,
         "slashed_wei": sum(s["amount_wei"] for s in slashes),
         "slashes": slashes,
+        "committee_actions": _committee_actions(committee, events, name),
+        "validator_pay_wei": {name(who): wei for who, wei in validator_pay.items()},
+        "disagreed": [s["label"] for s in slashes if s["reason"] == "disagreed"],
+        "refused": [
+            {"trainer": e.args["trainer"], "label": name(e.args["trainer"]), "update_cid": digest_to_cid(bytes(e.args["updateDigest"]))}
+            for e in events
+            if e.name == "UpdateRefused"
+        ],
         "wall_s": _num(wall),
         **{key: _num(sum(float(entry.get(key) or 0.0) for entry in mine)) for key in ("train_s", "chain_s", "storage_s")},
     }
+
+
+def _committee_actions(committee: list[str], events: list[Event], name: Callable[[str], str]) -> list[dict[str, Any]]:
+    """Per committee member of a round: whether it committed and revealed its scores and its
+    vote (from the ScoresCommitted / ScoresRevealed / VoteCommitted / GlobalModelConfirmed events),
+    and how it voted (None: no vote revealed)."""
+    done: dict[str, set[str]] = {member: set() for member in committee}
+    votes: dict[str, bool] = {}
+    for event in events:
+        if event.name in ("ScoresCommitted", "ScoresRevealed", "VoteCommitted", "GlobalModelConfirmed"):
+            who = event.args["validator"]
+            done.setdefault(who, set()).add(event.name)
+            if event.name == "GlobalModelConfirmed":
+                votes[who] = bool(event.args["ok"])
+    return [
+        {
+            "validator": who,
+            "label": name(who),
+            "scores_committed": "ScoresCommitted" in did,
+            "scores_revealed": "ScoresRevealed" in did,
+            "vote_committed": "VoteCommitted" in did,
+            "vote": votes.get(who),
+        }
+        for who, did in done.items()
+    ]
 
 
 # ----------------------------------------------------------------------------- output

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fedmarket.chain.protocol import WEI_PER_ETH
+from fedmarket.chain.protocol import DEFAULT_AGREEMENT_TOLERANCE_BPS, WEI_PER_ETH
 from fedmarket.errors import FedmarketError
 from fedmarket.roles import buyer
 
@@ -45,6 +45,7 @@ class MarketTerms:
     late_slash_bps: int = 1_000
     bad_slash_bps: int = 5_000
     poison_threshold: int = -100_000
+    agreement_tolerance_bps: int = DEFAULT_AGREEMENT_TOLERANCE_BPS
 
     def check(self) -> None:
         if self.rounds < 1:
@@ -59,6 +60,7 @@ class MarketTerms:
             committee=min(self.committee, spec.validators), window=self.window, license_fee=self.license_fee,
             trainer_stake=self.trainer_stake, validator_stake=self.validator_stake, aggregator_stake=self.aggregator_stake,
             late_slash_bps=self.late_slash_bps, bad_slash_bps=self.bad_slash_bps, poison_threshold=self.poison_threshold,
+            agreement_tolerance_bps=self.agreement_tolerance_bps,
         )  # fmt: skip
 
 

@@ -87,6 +87,7 @@ def params_summary(params: Any) -> dict[str, Any]:
         "bad_slash_bps": params.bad_slash_bps,
         "shares_bps": {"trainer": params.trainer_share_bps, "validator": params.validator_share_bps, "aggregator": params.aggregator_share_bps},
         "poison_threshold": params.poison_threshold,
+        "agreement_tolerance_bps": params.agreement_tolerance_bps,
     }
 
 
@@ -101,7 +102,19 @@ def round_summary(client: Any, model_id: int, round_number: int) -> dict[str, An
     for member in view.committee:
         scores = client.scores_of(model_id, round_number, member)
         vote = client.has_confirmed(model_id, round_number, member)
-        committee.append({"address": member, "scored": scores.submitted, "scores": scores.scores, "voted": vote.voted, "ok": vote.ok if vote.voted else None})
+        # What a member committed is in agentView, which sees the current round only; a revealed
+        # score or vote was committed first.
+        duties = client.agent_view(model_id, member)
+        current = duties.current_round == round_number
+        committee.append({
+            "address": member,
+            "score_committed": scores.submitted or (current and duties.score_committed),
+            "scored": scores.submitted,
+            "scores": scores.scores,
+            "vote_committed": vote.voted or (current and duties.vote_committed),
+            "voted": vote.voted,
+            "ok": vote.ok if vote.voted else None,
+        })  # fmt: skip
     return {
         "round": view.round,
         "phase": str(view.phase).lower(),
@@ -109,7 +122,9 @@ def round_summary(client: Any, model_id: int, round_number: int) -> dict[str, An
         "closed": view.closed,
         "commits": view.commits,
         "reveals": view.reveals,
+        "score_commits": view.score_commits,
         "scores_submitted": view.scores_submitted,
+        "vote_commits": view.vote_commits,
         "proposed": view.proposed,
         "proposed_cid": digest_to_cid(view.proposed_digest) if view.proposed else None,
         "proposed_metric": view.proposed_metric if view.proposed else None,

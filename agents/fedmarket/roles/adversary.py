@@ -8,6 +8,8 @@ Trainers (`--attack KIND[@ROUNDS]`):
     stale-copy    re-apply an update revealed in the previous round (round 1: w)
     copycat       a sybil's second seat: train as the seat before it does (its data, its seed),
                   plus a 1e-3 relative perturbation: a near-copy of that seat's update
+    duplicate     a sybil's second seat: train exactly as the seat before it does, so that both
+                  reveal the same update digest (the contract refuses the later reveal of a digest)
     oversized-blob  store the honest update with a megabyte of padding after it
     huge-samples  claim 2**63 samples for the honest update
     sign-flip     submit the honest update reversed: w_g - (w_i - w_g)
@@ -19,7 +21,10 @@ Trainers (`--attack KIND[@ROUNDS]`):
     pickle        submit a pickle (torch.save) instead of a safetensors file
     bad-reveal    first send a reveal that does not match the commit (the contract refuses it),
                   then reveal what was committed
-Validators: approve-all   vote ok without checking the proposal (a lazy validator)
+Validators: approve-all   vote ok without checking the proposal
+            lazy          commit all-zero scores without evaluating anything, and approve every
+                          proposal unchecked (paid nothing and slashed Disagreed: its scores are
+                          far from the committee's medians)
 Aggregator: wrong-aggregate   publish the aggregate plus noise
             withheld-model    publish the aggregate's CID without storing the file
             lying-metric      publish the aggregate with a perfect metric (1_000_000)
@@ -101,6 +106,10 @@ class Behaviour:
         return []
 
     # ------------------------------------------------------------------ validator
+    def scores(self, count: int, evaluate: Callable[[], list[int]]) -> list[int]:
+        """The `count` scores to commit; the honest ones run `evaluate`."""
+        return evaluate()
+
     def vote(self, check: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
         """(ok, why): the honest vote runs `check`."""
         return check()
@@ -159,6 +168,13 @@ class Copycat(Behaviour):
         from fedmarket.fl.utility import attacks
 
         return attacks.near_copy(global_state, trained, seed)
+
+
+class Duplicate(Copycat):
+    kind = "duplicate"
+
+    def forge_update(self, global_state: State, trained: State, seed: int, past: Callable[[], PublicPast]) -> State:
+        return trained  # the seat before's data and seed, trained the same way: the same bytes, the same CID
 
 
 class OversizedBlob(Behaviour):
@@ -264,6 +280,13 @@ class ApproveAll(Behaviour):
         return True, "approved unchecked (attack)"
 
 
+class Lazy(ApproveAll):
+    kind = "lazy"
+
+    def scores(self, count: int, evaluate: Callable[[], list[int]]) -> list[int]:
+        return [0] * count  # nothing evaluated: "no change" for every update
+
+
 class WrongAggregate(Behaviour):
     kind = "wrong-aggregate"
 
@@ -294,6 +317,7 @@ _TRAINER_ATTACKS = (
     MomentumFreeRide,
     StaleCopy,
     Copycat,
+    Duplicate,
     SignFlip,
     Scale,
     Noise,
@@ -307,7 +331,7 @@ _TRAINER_ATTACKS = (
 )
 BEHAVIOURS: dict[str, dict[str, type[Behaviour]]] = {
     "trainer": {cls.kind: cls for cls in _TRAINER_ATTACKS},  # type: ignore[misc]
-    "validator": {ApproveAll.kind: ApproveAll},  # type: ignore[dict-item]
+    "validator": {cls.kind: cls for cls in (ApproveAll, Lazy)},  # type: ignore[misc]
     "aggregator": {cls.kind: cls for cls in (WrongAggregate, WithheldModel, LyingMetric)},  # type: ignore[misc]
 }
 """role -> attack kind -> its behaviour."""

@@ -4,10 +4,11 @@ An agent is a state machine over chain state. `step()` reads the task, its curre
 its own duties in one view (`agentView`), does the one next thing its role owes in that phase (if
 any) and says whether it acted. The task's parameters never change once posted: they are read
 once per process. It keeps no state of its own that the chain could contradict: what it did is
-read back from the chain (the view's committed / revealed / scored / voted, the proposal) or from
-its own receipts, so a restarted agent (kill -9 included) resumes in the right phase and never
-submits twice. The trainer's commit salt is the
-only thing the chain cannot tell it; the salt book stores it durably before the commit is sent.
+read back from the chain (the view's committed / revealed / scoreCommitted / scored / voteCommitted /
+voted, the proposal) or from its own receipts, so a restarted agent (kill -9 included) resumes in
+the right phase and never submits twice. The salts of its commits (a trainer's update, a committee
+member's scores and vote) and what they hide are the only things the chain cannot tell it; the salt
+book stores them durably before the commit is sent.
 
 Every blob it downloads is bounded while it streams in (a weights file by the exact size of the
 task's model, the spec by MAX_SPEC_SIZE), checked against its CID by the store, then parsed as
@@ -50,6 +51,7 @@ State = dict[str, "torch.Tensor"]
 RACE_ERRORS = frozenset({
     "WrongPhase", "WrongRound", "WrongStatus", "RoundNotDue", "RoundDataPruned", "AlreadyCommitted", "AlreadyRevealed",
     "AlreadyScored", "AlreadyPublished", "AlreadyConfirmed", "AlreadyJoined", "AlreadyLicensed", "NothingToWithdraw",
+    "ScoresAlreadyCommitted", "VoteAlreadyCommitted",
 })  # fmt: skip
 """Reverts that say the chain moved on between the agent's read and its transaction: another
 participant acted first, or a deadline passed. The agent re-reads the chain and carries on."""
@@ -556,7 +558,8 @@ class Agent:
     def _send(self, phase: str, round: int, action: str, call: Callable[[], TxResult], detail: str | None = None, *, duty: str | None = None) -> TxResult:
         """Send one transaction. A refusal that the chain's moving on explains raises Overtaken
         (handled by `step`), unless the same action was overtaken MAX_OVERTAKEN times in a row.
-        `duty`: the round's duty this transaction does (commit, reveal, score, confirm); its receipt
+        `duty`: the round's duty this transaction does (commit, reveal, score-commit, score, vote-commit,
+        vote); its receipt
         says it is done, so `done` need not ask the chain again."""
         key = (round, action)
         try:

@@ -53,6 +53,8 @@ class Settlement:
 
 
 PHASES = ("commit", "reveal", "score", "publish", "confirm")
+"""The windows a task sets, by name: score is ScoreCommit's, confirm VoteCommit's; reveal serves every reveal
+(trainers', then the committee's scores and votes)."""
 
 
 def task_params(

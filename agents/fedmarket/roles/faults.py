@@ -17,9 +17,11 @@ from fedmarket.errors import FedmarketError
 FAULT_POINTS: dict[str, str] = {
     "before-commit": "trainer",
     "before-reveal": "trainer",
-    "before-score": "validator",
+    "before-score": "validator",  # before its score commit
+    "before-score-reveal": "validator",  # between its score commit and reveal
     "before-publish": "aggregator",
-    "before-confirm": "validator",
+    "before-confirm": "validator",  # before its vote commit
+    "before-vote-reveal": "validator",  # between its vote commit and reveal
 }
 """Every fault point, and the role whose agent reaches it."""
 

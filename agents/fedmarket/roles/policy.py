@@ -3,7 +3,9 @@
 A buyer writes the task's parameters, so a task can be a trap: phase windows too short for
 anyone to act in (and a late slash that then takes every stake), a late slash of the whole
 stake, a poison threshold above zero that slashes honest trainers whose updates merely help
-little, a stake larger than the participant means to risk. Each agent checks the task against
+little, an agreement tolerance so tight that an honest committee member's scores, measured on its
+own data, land outside it and are slashed (Disagreed), a stake larger than the participant means
+to risk. Each agent checks the task against
 its own policy before it buys a licence or stakes, and refuses with one line naming the rule.
 """
 
@@ -33,6 +35,7 @@ class JoinPolicy:
     max_bad_slash_bps: int = BPS
     max_stake_wei: int | None = None  # None: any stake
     max_license_fee_wei: int | None = None
+    min_agreement_tolerance_bps: int = BPS // 2  # validators: honest scores differ from the medians by sampling
 
     def check(self, params: ModelParams, role: str) -> None:
         """Raise PolicyRefusal naming the first rule `params` breaks for an agent of `role`."""
@@ -53,6 +56,11 @@ class JoinPolicy:
         if role == "trainer" and params.poison_threshold > 0:
             raise PolicyRefusal(
                 f"refusing the task: its poison threshold {params.poison_threshold} is above 0, so an honest update that helps little is slashed"
+            )
+        if role == "validator" and params.agreement_tolerance_bps < self.min_agreement_tolerance_bps:
+            raise PolicyRefusal(
+                f"refusing the task: its agreement tolerance of {params.agreement_tolerance_bps} bps is below this agent's minimum of "
+                f"{self.min_agreement_tolerance_bps} bps, so honest scores measured on other data could be slashed as disagreeing"
             )
         stake = {"trainer": params.trainer_stake, "validator": params.validator_stake, "aggregator": params.aggregator_stake}[role]
         if self.max_stake_wei is not None and stake > self.max_stake_wei:

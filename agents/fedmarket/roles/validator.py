@@ -1,24 +1,28 @@
 """The validator agent: when on the round's committee, score every revealed update, then check
-the aggregator's proposal.
+the aggregator's proposal, each by commit-reveal (no member can copy another's scores or vote).
 
-Score phase: download each revealed update (verified against its CID, parsed as safetensors of
-the task's architecture, trained from this round's global model), score all of them with the
-task's utility function on the validator's own held-out data, and submit the scores in reveal
-order. An update that cannot be used (a blob that does not match its CID, a pickle, wrong
-shapes, another round's or model's weights) scores as malformed (-1, a poison score) and the
-reason goes to the log. Sample counts are bounded by the task (Agent.claimed_samples) and the
-utility is told what was public before the round (Agent.public_past), so that it pays nothing
-for it. Confirm phase: vote ok only if (1) the proposal's CID is that of the aggregate of the
-accepted updates (rebuilt with the same deterministic code the aggregator runs), (2) the file
-behind it can be fetched (within the model's size bound), matches the CID and is now pinned by
-this validator's store: no vote for a model nobody could download, and (3) the published metric
-is within the stated tolerance of the validator's own evaluation of the model:
+ScoreCommit phase: download each revealed update (verified against its CID, parsed as safetensors
+of the task's architecture, trained from this round's global model), score all of them with the
+task's utility function on the validator's own held-out data, store the scores with a fresh salt
+durably (roles/salts.py's BallotBook) and commit to them. ScoreReveal phase: reveal the stored
+scores, so that a validator restarted between the two reveals exactly what it committed. An
+update that cannot be used (a blob that does not match its CID, a pickle, wrong shapes, another
+round's or model's weights) scores as malformed (-1, a poison score) and the reason goes to the
+log. Sample counts are bounded by the task (Agent.claimed_samples) and the utility is told what
+was public before the round (Agent.public_past), so that it pays nothing for it. VoteCommit
+phase: vote ok only if (1) the proposal's CID is that of the aggregate of the accepted updates
+(rebuilt with the same deterministic code the aggregator runs), (2) the file behind it can be
+fetched (within the model's size bound), matches the CID and is now pinned by this validator's
+store: no vote for a model nobody could download, and (3) the published metric is within the
+stated tolerance of the validator's own evaluation of the model:
 
     |published - own| <= max(METRIC_FLOOR, METRIC_SIGMAS * sqrt(a (1 - a) / n))
 
 in accuracy units, a the validator's own accuracy on its n samples (the aggregator's held-out
 samples are others, so the two estimates differ by sampling alone by about that much); for
-regression max(METRIC_FLOOR, REGRESSION_TOLERANCE * |own|) in MSE units.
+regression max(METRIC_FLOOR, REGRESSION_TOLERANCE * |own|) in MSE units. The vote is stored and
+committed like the scores, and revealed in the VoteReveal phase. A validator is paid by how close
+its scores come to the round's medians (chain.protocol.validator_weights), not for scoring at all.
 
 Attacks (`--attack`) are fedmarket.roles.adversary's, reached through its hooks.
 """
@@ -52,6 +56,9 @@ class ValidatorAgent(Agent):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        from fedmarket.roles.salts import BallotBook
+
+        self.ballots = BallotBook(self.state_dir / "salts")
         self.cache = RoundCache()
 
     def act(self, now: AgentView) -> bool:
@@ -60,31 +67,54 @@ class ValidatorAgent(Agent):
         r = now.current_round
         if not now.on_committee:
             return False
-        if now.phase == Phase.SCORE:
-            if self.done(r, "score", now.scored):
+        if now.phase == Phase.SCORE_COMMIT:
+            if self.done(r, "score-commit", now.score_committed):
                 return False
             self.checkpoint(r, "before-score")
-            return self._score(now, r)
-        if now.phase == Phase.CONFIRM and now.proposed:
-            if self.done(r, "confirm", now.voted):
+            return self._commit_scores(now, r)
+        if now.phase == Phase.SCORE_REVEAL:
+            if not self.done(r, "score-commit", now.score_committed) or self.done(r, "score", now.scored):
+                return False  # nothing committed (the commit window is over) or already revealed
+            self.checkpoint(r, "before-score-reveal")
+            return self._reveal(r, "scores")
+        if now.phase == Phase.VOTE_COMMIT and now.proposed:
+            if self.done(r, "vote-commit", now.vote_committed):
                 return False
             self.checkpoint(r, "before-confirm")
-            return self._confirm(now)
+            return self._commit_vote(now)
+        if now.phase == Phase.VOTE_REVEAL:
+            if not self.done(r, "vote-commit", now.vote_committed) or self.done(r, "vote", now.voted):
+                return False
+            self.checkpoint(r, "before-vote-reveal")
+            return self._reveal(r, "vote")
         return False
 
-    def _score(self, now: AgentView, r: int) -> bool:
+    def _commit_scores(self, now: AgentView, r: int) -> bool:
+        revealed = self._view(lambda: self.market.revealed_updates(self.model_id, r))
+        scores = self.adversary.in_round(r).scores(len(revealed), lambda: self._scores(now, r, revealed))
+        stored = self.ballots.prepare_scores(self.market.chain_id, self.market.address, self.model_id, r, self.address, scores)
+        self._send(
+            "score-commit",
+            r,
+            "commit-scores",
+            lambda: self.market.commit_scores(self.model_id, r, stored.commitment_bytes),
+            detail=" ".join(f"{u.trainer[:8]}={s}" for u, s in zip(revealed, scores)),
+            duty="score-commit",
+        )
+        return True
 
+    def _scores(self, now: AgentView, r: int, revealed: list) -> list[int]:
+        """Every revealed update scored with the task's utility on this validator's own data."""
         from fedmarket.fl.utility import ScoringRequest, Update, ValidationData, get_utility
 
         global_cid = now.global_model_cid
         global_state = self.global_model(now, r)
-        revealed = self._view(lambda: self.market.revealed_updates(self.model_id, r))
         updates = []
         for u in revealed:
             try:
                 state = self.load_state(u.update_cid, f"update of {u.trainer}", r, global_cid)
             except FedmarketError as exc:
-                self._record("score", r, "reject-update", detail=f"{u.trainer}: {exc}", trainer=u.trainer)
+                self._record("score-commit", r, "reject-update", detail=f"{u.trainer}: {exc}", trainer=u.trainer)
                 state = {}  # the utility scores a state it cannot use as malformed
             updates.append(Update(state, self.claimed_samples(u.num_samples)))
         index = self.join_index(self.roster("validators"))
@@ -103,26 +133,47 @@ class ValidatorAgent(Agent):
                 device=self.options.device,
                 public=public,
             )
-            scores = utility(request)
-        self._send(
-            "score",
-            r,
-            "submit-scores",
-            lambda: self.market.submit_scores(self.model_id, r, scores),
-            detail=" ".join(f"{u.trainer[:8]}={s}" for u, s in zip(revealed, scores)),
-            duty="score",
-        )
-        return True
+            return [int(s) for s in utility(request)]
 
-    def _confirm(self, now: AgentView) -> bool:
+    def _commit_vote(self, now: AgentView) -> bool:
         from fedmarket.storage.cid import digest_to_cid
 
         r = now.current_round
         proposed = digest_to_cid(now.proposed_digest)
         ok, detail = self.adversary.in_round(r).vote(lambda: self._check_proposal(now, r, proposed, now.proposed_metric))
+        stored = self.ballots.prepare_vote(self.market.chain_id, self.market.address, self.model_id, r, self.address, ok)
         self._send(
-            "confirm", r, "confirm", lambda: self.market.confirm_global_model(self.model_id, r, ok), detail=f"proposal {proposed} {detail}", duty="confirm"
+            "vote-commit",
+            r,
+            "commit-vote",
+            lambda: self.market.commit_vote(self.model_id, r, stored.commitment_bytes),
+            detail=f"proposal {proposed} {detail}",
+            duty="vote-commit",
         )
+        return True
+
+    def _reveal(self, r: int, kind: str) -> bool:
+        """Reveal the scores or the vote committed in round `r`, as stored before the commit
+        (a validator restarted between its commit and its reveal reveals the same)."""
+        stored = self.ballots.load(self.market.chain_id, self.market.address, self.model_id, r, self.address, kind)
+        if kind == "scores":
+            self._send(
+                "score-reveal",
+                r,
+                "reveal-scores",
+                lambda: self.market.reveal_scores(self.model_id, r, stored.scores, stored.salt_bytes),
+                detail=" ".join(map(str, stored.scores)),
+                duty="score",
+            )
+        else:
+            self._send(
+                "vote-reveal",
+                r,
+                "reveal-vote",
+                lambda: self.market.reveal_vote(self.model_id, r, stored.ok, stored.salt_bytes),
+                detail="ok" if stored.ok else "reject",
+                duty="vote",
+            )
         return True
 
     def _check_proposal(self, now: AgentView, r: int, proposed: str, metric: int) -> tuple[bool, str]:

@@ -3,7 +3,7 @@
 `get_utility(name)` returns a UtilityFunction: a ScoringRequest (the round's global model and
 updates, the validator's data, the model spec, the seed, the training configuration, the device and
 what was public before the round) -> one int per update in micro-units (round(score * 1e6)),
-deterministic given its inputs, ready for `submitScores`. An unchanged model scores exactly 0; a malformed update scores -1.
+deterministic given its inputs, ready for `revealScores`. An unchanged model scores exactly 0; a malformed update scores -1.
 
 Registered (one file per algorithm):
     separation_gain      novel_separation's tests, paid by the measured separation gain at the FedAvg weight; label flip poison
