@@ -401,9 +401,12 @@ contract RoundSettlement is MarketCore {
         }
     }
 
-    /// @dev V pro rata to the agreement weights of the eligible members (revealed scores, and a
-    /// vote if a proposal was published); the dust, and all of V when nobody revealed an update or
-    /// no eligible member has weight, returns to the buyer (V is the buyer's money).
+    /// @dev V split equally among the eligible members (revealed scores, and a vote if a proposal
+    /// was published). An eligible member with zero agreement weight (Disagreed) forfeits its equal
+    /// share to the trainer carry: never to the other members nor to the buyer, so a colluding
+    /// majority that pushes an honest member out of the tolerance gains nothing by it
+    /// (docs/protocol.md, "Validator pay by agreement"). The dust, and all of V when nobody revealed
+    /// an update or nobody is eligible, returns to the buyer (V is the buyer's money).
     function _payCommittee(uint256 modelId, Task storage t, RoundHeader memory h, uint32 round, Settlement memory s)
         private
     {
@@ -412,24 +415,26 @@ contract RoundSettlement is MarketCore {
             eligible = h.scored;
             if (h.proposed) eligible &= h.ballot;
         }
-        uint256 size = s.weights.length;
-        uint256 total = 0;
-        for (uint256 j = 0; j < size; ++j) {
-            if (Bits.has(eligible, j)) total += s.weights[j];
-        }
-        if (total == 0) {
+        uint256 members = Bits.popcount(eligible);
+        if (members == 0) {
             s.toBuyer += s.validatorPool;
             return;
         }
+        uint256 share = s.validatorPool / members;
+        uint256 size = s.weights.length;
         uint256 paid = 0;
+        uint256 forfeited = 0;
         for (uint256 j = 0; j < size; ++j) {
             if (!Bits.has(eligible, j)) continue;
-            uint256 amount = Shares.proRata(s.validatorPool, s.weights[j], total);
-            if (amount == 0) continue;
-            paid += amount;
-            _accrue(modelId, t, t.validatorSeats[s.committee[j]], round, Role.Validator, amount);
+            if (s.weights[j] == 0) {
+                forfeited += share;
+                continue;
+            }
+            paid += share;
+            if (share > 0) _accrue(modelId, t, t.validatorSeats[s.committee[j]], round, Role.Validator, share);
         }
-        s.toBuyer += s.validatorPool - paid;
+        if (forfeited > 0) t.trainerCarry = _toU128(uint256(t.trainerCarry) + forfeited);
+        s.toBuyer += s.validatorPool - paid - forfeited;
     }
 
     /// @dev Slashes `bps` of the original `stake`, capped at the stake remaining; returns the amount.

@@ -963,23 +963,27 @@ class Market:
             to_buyer += t_share
         # else: carried to the next rounds' trainers with the slashes (below), never to the buyer
 
-        # 2. validators, by agreement with the medians as scored (docs/protocol.md, "Validator pay")
+        # 2. validators: an equal share each to the eligible members that agree with the medians as
+        # scored; a Disagreed member's share goes to the trainer carry (docs/protocol.md, "Validator pay")
         weights = self._agreement_weights(task, rnd, scored)
+        forfeited = 0
         if not rnd.reveals:
             to_buyer += v_share
         else:
             eligible = [m for m in rnd.committee if m in rnd.scores and (not rnd.proposed or m in rnd.votes)]
-            total = sum(weights[m] for m in eligible)
-            if total == 0:
+            if not eligible:
                 to_buyer += v_share
             else:
+                share = v_share // len(eligible)
                 paid = 0
                 for m in eligible:
-                    amount = mul_div(v_share, weights[m], total)
-                    if amount:
-                        earn(m, amount)
-                    paid += amount
-                to_buyer += v_share - paid
+                    if weights[m] == 0:
+                        forfeited += share
+                        continue
+                    if share:
+                        earn(m, share)
+                    paid += share
+                to_buyer += v_share - paid - forfeited
 
         # 3. aggregator
         rejected = rnd.proposed and rnd.rejections * 2 > p.committee_size
@@ -1040,6 +1044,7 @@ class Market:
             task.trainer_carry = pool - paid  # the dust stays with the trainers' carry
         else:
             task.trainer_carry = pool + (t_share if rnd.reveals else 0)
+        task.trainer_carry += forfeited
 
         # 5. everything stays inside the task until generateTrainingPayments
         task.accrued += budget + slashed_total

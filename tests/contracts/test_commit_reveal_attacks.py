@@ -40,7 +40,9 @@ def test_item7_copycat_sees_only_commitments(market, actors, flow, events, ready
 def test_item7_lazy_member_earns_nothing_and_is_slashed(actors, flow, events, ready_task):
     """Two members evaluate (close to each other); the third reveals all zeros. Medians 300,000 /
     190,000 / 100,000: M = 590,000 = tolerance; the workers are 10,000 away (weight 580,000 each),
-    the lazy one 590,000 (weight 0, Disagreed 2,000). V = 200,000 splits 100,000 / 100,000."""
+    the lazy one 590,000 (weight 0, Disagreed 2,000). V = 200,000 is three shares of 66,666: the
+    workers are paid theirs, the lazy one's goes to the trainer carry (not to the workers, who
+    would otherwise profit from out-voting a colleague, nor to the buyer)."""
     task = ready_task(rounds=1)
     flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
     a, b, lazy = flow.committee(task, 1)
@@ -51,24 +53,26 @@ def test_item7_lazy_member_earns_nothing_and_is_slashed(actors, flow, events, re
     assert weights == [580_000, 580_000, 0] and disagreed == [False, False, True]
     flow.publish(task, 1)
     receipt = flow.vote(task, 1, dict.fromkeys(scores, True))
-    assert validator_pay(events, receipt) == {a: 100_000, b: 100_000}
+    assert validator_pay(events, receipt) == {a: V // 3, b: V // 3}
     assert [(e["participant"], e["reason"], e["amount"]) for e in events(receipt, "Slashed")] == [(lazy, SLASH["Disagreed"], 2_000)]
     (closed,) = events(receipt, "RoundClosed")
-    # buyer: nothing of V (no dust); T's dust: 355,933 + 225,424 + 118,644 = 700,001 paid, 1 wei back
-    assert closed["returnedToBuyer"] == 1
+    # buyer: V's dust 2; T's dust: 355,933 + 225,424 + 118,644 = 700,001 paid, 1 wei back
+    assert closed["returnedToBuyer"] == V % 3 + 1
+    # carry: the lazy share, and the dust of the 2,000 slashed (1,016 + 644 + 338 paid)
+    assert flow.f.trainerCarry(task).call() == V // 3 + 2
     assert flow.participant(task, lazy)["earned"] == 0 and flow.participant(task, lazy)["stakeRemaining"] == 18_000
 
 
 def test_item7_constant_guess_is_as_far_as_the_utilities_are_large(actors, flow, events, ready_task):
     """A member revealing one constant (the mean of nothing it measured) far from the medians earns
-    nothing either; the two that agree share V."""
+    nothing either; the two that agree are paid a third of V each, the guesser's third is carried."""
     task = ready_task(rounds=1)
     flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
     a, b, guesser = flow.committee(task, 1)
     flow.score(task, 1, {a: [600_000, 50_000, 50_000], b: [600_000, 50_000, 50_000], guesser: [-500_000] * 3})
     flow.publish(task, 1)
     receipt = flow.vote(task, 1, {a: True, b: True, guesser: True})
-    assert validator_pay(events, receipt) == {a: 100_000, b: 100_000}
+    assert validator_pay(events, receipt) == {a: V // 3, b: V // 3}
     assert [(e["participant"], e["reason"]) for e in events(receipt, "Slashed")] == [(guesser, SLASH["Disagreed"])]
 
 
@@ -99,7 +103,8 @@ def test_item8_duplicate_digest_from_a_second_seat_is_refused(market, actors, fl
 
 def test_item7_member_that_commits_and_never_reveals_is_late(actors, flow, events, advance, ready_task):
     """All three commit scores; one never reveals. ScoreReveal runs to its deadline; the silent
-    member is late-slashed (2,000) and earns nothing; the two that revealed (same scores) share V."""
+    member is late-slashed (2,000) and earns nothing; the two that revealed (same scores) are the
+    only eligible members and share V: a missed reveal is the member's own doing."""
     task = ready_task(rounds=1)
     flow.to_phase(task, 1, actors.trainers[:3], "ScoreCommit")
     a, b, silent = flow.committee(task, 1)

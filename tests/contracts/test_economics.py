@@ -106,20 +106,19 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
     flow.publish(model_id, 1)
     closing = flow.vote(model_id, 1, dict.fromkeys((v1, v2, v3), True))
 
-    # V = 123,457 by agreement: M = 510,000 = tolerance; distances 60,000 / 70,000 / 10,000, so
-    # weights 450,000 / 440,000 / 500,000 of 1,390,000: 39,968 / 39,079 / 44,408, 2 wei of dust
-    # (+ 1 of T's) back to the buyer
+    # V = 123,457: M = 510,000 = tolerance; distances 60,000 / 70,000 / 10,000, all below it, so
+    # all three agree and are paid an equal 41,152; 1 wei of dust (+ 1 of T's) back to the buyer
     (closed,) = events(closing, "RoundClosed")
-    assert (closed["budget"], closed["returnedToBuyer"], closed["accepted"]) == (617_288, 3, True)
+    assert (closed["budget"], closed["returnedToBuyer"], closed["accepted"]) == (617_288, 2, True)
     assert events(closing, "Slashed") == []
     accrued = {(e["participant"], e["role"]): e["amount"] for e in events(closing, "RewardAccrued")}
     assert accrued == {
         (a, ROLE["Trainer"]): 254_177,
         (b, ROLE["Trainer"]): 127_088,
         (c, ROLE["Trainer"]): 50_835,
-        (v1, ROLE["Validator"]): 39_968,
-        (v2, ROLE["Validator"]): 39_079,
-        (v3, ROLE["Validator"]): 44_408,
+        (v1, ROLE["Validator"]): 41_152,
+        (v2, ROLE["Validator"]): 41_152,
+        (v3, ROLE["Validator"]): 41_152,
         (g, ROLE["Aggregator"]): 61_730,
     }
 
@@ -133,7 +132,7 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
     assert f.utilities(model_id, 2).call() == [599_999, 200_000]
     flow.publish(model_id, 2)  # the two reveals ended ScoreReveal
     closing = flow.vote(model_id, 2, dict.fromkeys((v1, v2, v3), True))
-    # weights 799,996 / 799,999 (distances 3 / 0 of M = 799,999): 61,728 each, 1 wei of dust
+    # distances 3 / 0 of M = 799,999: both agree, 61,728 each, 1 wei of dust
 
     (closed,) = events(closing, "RoundClosed")
     assert (closed["budget"], closed["returnedToBuyer"], closed["accepted"]) == (617_289, 2, True)
@@ -166,12 +165,12 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
         c: (50_835, 9_007),
     }
     assert {e["validator"]: (e["earned"], e["stakeReturned"]) for e in events(settled, "ValidationPayment")} == {
-        v1: (101_696, 20_013),
-        v2: (100_807, 20_013),
-        v3: (44_408, 18_012),
+        v1: (102_880, 20_013),
+        v2: (102_880, 20_013),
+        v3: (41_152, 18_012),
     }
     assert events(settled, "OrchestrationPayment") == [{"modelId": model_id, "aggregator": g, "earned": 123_460, "stakeReturned": 30_011}]
-    assert events(settled, "ModelBuyerReturnPayment") == [{"modelId": model_id, "owner": owner, "amount": 5}]
+    assert events(settled, "ModelBuyerReturnPayment") == [{"modelId": model_id, "owner": owner, "amount": 4}]
     assert events(settled, "CarryBurned") == [{"modelId": model_id, "amount": 1}]
     assert f.credit("0x" + "00" * 20).call() == 1 and f.trainerCarry(model_id).call() == 0
 
@@ -179,11 +178,11 @@ def test_two_round_scenario_to_the_wei(w3, market, actors, flow, tx, events, adv
         a: 590_510,
         b: 245_870,
         c: 59_842,
-        v1: 121_709,
-        v2: 120_820,
-        v3: 62_420,
+        v1: 122_893,
+        v2: 122_893,
+        v3: 59_164,
         g: 153_471,
-        owner: 3_008,
+        owner: 3_007,
     }
     assert {who: f.credit(who).call() for who in expected_credit} == expected_credit
     assert sum(expected_credit.values()) + 1 == deposited == 1_357_651

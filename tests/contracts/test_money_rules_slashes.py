@@ -44,18 +44,20 @@ def test_item5_buyer_with_a_committee_majority_gains_nothing(market, actors, flo
     receipt = flow.score(task, 1, {**dict.fromkeys(sybils, [-1_000_000] * 3), honest: [500_000] * 3})  # the last reveal: Publish is skipped (P == 0)
     receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0]) if flow.round(task, 1)["closed"] is False else receipt
     # The honest member, far from the majority's medians, is slashed Disagreed (10 % of 20,000):
-    # a colluding majority of the committee can still out-vote one member, but gains nothing by it.
+    # a colluding majority of the committee can still out-vote one member, but gains nothing by it:
+    # V is three equal shares, and the honest member's goes to the trainer carry, not to the sybils.
     assert [(e["participant"], e["reason"], e["amount"]) for e in events(receipt, "Slashed")] == [
         *[(t, SLASH["Poison"], T_STAKE // 2) for t in trainers],
         (honest, SLASH["Disagreed"], 2_000),
     ]
     (closed,) = events(receipt, "RoundClosed")
-    assert closed["returnedToBuyer"] == A + V % 2  # the aggregator's share and the validators' dust (two paid)
-    assert market.functions.trainerCarry(task).call() == T + 3 * T_STAKE // 2 + 2_000
+    assert closed["returnedToBuyer"] == A + V % 3  # the aggregator's share and the validators' dust
+    carry = T + 3 * T_STAKE // 2 + 2_000 + V // 3
+    assert market.functions.trainerCarry(task).call() == carry
     tx(market.functions.finalizeContract(task), actors.outsiders[0])
     settled = tx(market.functions.generateTrainingPayments(task), actors.outsiders[0])
-    assert events(settled, "CarryBurned") == [{"modelId": task, "amount": T + 3 * T_STAKE // 2 + 2_000}]
-    assert market.functions.credit(BURN).call() == T + 3 * T_STAKE // 2 + 2_000
+    assert events(settled, "CarryBurned") == [{"modelId": task, "amount": carry}]
+    assert market.functions.credit(BURN).call() == carry
     party = [actors.owner, actors.aggregator, *sybils]
     assert _party_credit(market, party) == 3 * FEE + (A + V % 3) + A_STAKE + 2 * (V // 3 + V_STAKE) == 306_335
     assert [market.functions.credit(t).call() for t in trainers] == [T_STAKE // 2] * 3
@@ -89,9 +91,11 @@ def test_item5_poison_needs_two_thirds_of_the_seats(market, actors, flow, events
     assert market.functions.utilities(task, 1).call() == [-1_000_000] * 3
     advance(10_000)
     receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
-    # the second member is far from the (lower) medians: Disagreed; the silent member: late
+    # the second member is far from the (lower) medians: Disagreed, and its half of V (two
+    # eligible) goes to the carry with T and the slashes; the silent member: late
     assert [e["reason"] for e in events(receipt, "Slashed")] == [SLASH["Disagreed"], SLASH["Late"]]
-    assert market.functions.trainerCarry(task).call() == (1_000_003 // 2) * 7_000 // 10_000 + 2 * V_STAKE // 10 == 354_000
+    v_share = (1_000_003 // 2) * 2_000 // 10_000 // 2
+    assert market.functions.trainerCarry(task).call() == (1_000_003 // 2) * 7_000 // 10_000 + 2 * V_STAKE // 10 + v_share == 404_000
 
 
 def test_item5_carry_pays_the_next_rounds_positive_trainers(market, actors, flow, events, ready_task):

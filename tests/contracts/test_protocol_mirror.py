@@ -64,7 +64,7 @@ def test_slash_rules_match_the_contract(market, actors, flow, events, advance, r
         medians = market.functions.utilities(task, r).call()
         weights, disagreed = validator_weights([given.get(m) for m in committee], medians, 10_000)
         pool = of_bps(round_budget(1_000_003, 4, r), DEFAULT_VALIDATOR_SHARE_BPS)
-        pay, _ = validator_pay(pool, weights, [m in given for m in committee])
+        pay, _, _ = validator_pay(pool, weights, [m in given for m in committee])
         got = {e["participant"]: e["amount"] for e in events(receipt, "RewardAccrued") if e["participant"] in committee}
         assert got == {m: p for m, p in zip(committee, pay, strict=True) if p}, (r, given, medians)
         assert {e["participant"] for e in slashed if e["reason"] == SLASH["Disagreed"]} == {m for m, d in zip(committee, disagreed, strict=True) if d}

@@ -152,15 +152,19 @@ def validator_weights(scores: Sequence[Sequence[int] | None], utilities: Sequenc
     return weights, disagreed
 
 
-def validator_pay(pool: int, weights: Sequence[int], eligible: Sequence[bool]) -> tuple[list[int], int]:
-    """RoundSettlement._payCommittee: the validator pool V pro rata to the weights of the eligible
-    members (revealed scores, and a vote when a proposal was published); returns each position's
-    pay and what returns to the buyer (the dust, or all of V when no eligible member has weight)."""
-    total = sum(w for w, ok in zip(weights, eligible, strict=True) if ok)
-    if total == 0:
-        return [0] * len(weights), pool
-    pay = [pro_rata(pool, w, total) if ok else 0 for w, ok in zip(weights, eligible, strict=True)]
-    return pay, pool - sum(pay)
+def validator_pay(pool: int, weights: Sequence[int], eligible: Sequence[bool]) -> tuple[list[int], int, int]:
+    """RoundSettlement._payCommittee: the validator pool V split equally among the eligible members
+    (revealed scores, and a vote when a proposal was published). An eligible member of weight 0
+    (Disagreed) forfeits its share to the trainer carry, never to the others nor to the buyer.
+    Returns each position's pay, what returns to the buyer (the dust, or all of V when nobody is
+    eligible) and what goes to the trainer carry."""
+    members = sum(1 for ok in eligible if ok)
+    if members == 0:
+        return [0] * len(weights), pool, 0
+    share = pool // members
+    pay = [share if ok and w > 0 else 0 for w, ok in zip(weights, eligible, strict=True)]
+    carried = share * sum(1 for w, ok in zip(weights, eligible, strict=True) if ok and w == 0)
+    return pay, pool - sum(pay) - carried, carried
 
 
 def refused_updates(digests: Sequence[bytes]) -> list[bool]:
