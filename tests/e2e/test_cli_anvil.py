@@ -18,7 +18,8 @@ Round 1: all three trainers reveal (T1, T2, T3 in this order). Scores (micro-uni
   T1 = 3.5e17 * 200000 / 400000 = 1.75e17;  T2 = T3 = 8.75e16; trainer dust 0.
   validators (docs/protocol.md, "Validator pay"): M = sum |u| = 400000, tolerance M * 10000 / 10000
   = 400000; distances D = sum |s - u|: V1 10000 + 10000 + 0, V2 0 + 0 + 20000, V3 10000 + 10000 + 0,
-  all 20000: equal weights 400000 - 20000 = 380000, each 1e17 / 3 = 33333333333333333, dust 1 wei -> buyer.
+  all 20000 < tolerance: all three agree, an equal share each, 1e17 / 3 = 33333333333333333,
+  dust 1 wei -> buyer.
   aggregator: published, accepted: 5e16.
 Round 2: T3 never commits (the commit phase runs to its deadline); T1, T2 reveal in this order;
   V3 never scores (the score phase runs to its deadline) but votes. Scores:
@@ -32,20 +33,19 @@ Round 2: T3 never commits (the commit phase runs to its deadline); T1, T2 reveal
      =  86447368421052631;  dust of T: 3.5e17 - 267105263157894736 - 82894736842105263 = 1 wei
      -> buyer; dust of S: 1.5e16 - 11447368421052631 - 3552631578947368 = 1 wei -> the trainer
      carry, which no later round pays: burned at settlement (CarryBurned, credited to the zero address).
-  validators: M = 380000 = the tolerance; D(V1) = 0 -> weight 380000; D(V2) = 20001 + 20000 = 40001
-  -> weight 339999; V3 revealed no scores: weight 0. Of 1e17: V1 1e17 * 380000 / 719999 =
-  52777851080348722 (.7), V2 1e17 * 339999 / 719999 = 47222148919651277 (.3), dust 1 wei -> buyer.
+  validators: M = 380000 = the tolerance; D(V1) = 0, D(V2) = 20001 + 20000 = 40001: both agree;
+  V3 revealed no scores: not eligible. V1 and V2 get 1e17 / 2 = 5e16 each, no dust.
   aggregator: 5e16 (all three approved: a positive majority).
 Settlement (earned + stake returned):
   T1 1.75e17 + 278552631578947367 + 1e17 = 553552631578947367
   T2 8.75e16 +  86447368421052631 + 1e17 = 273947368421052631
   T3 8.75e16 + (1e17 - 1e16)   = 1.775e17
-  V1 33333333333333333 + 52777851080348722 + 5e16 = 136111184413682055
-  V2 33333333333333333 + 47222148919651277 + 5e16 = 130555482252984610
+  V1 33333333333333333 + 5e16 + 5e16 = 133333333333333333
+  V2 33333333333333333 + 5e16 + 5e16 = 133333333333333333
   V3 33333333333333333 + (5e16 - 5e15) = 78333333333333333
   aggregator 5e16 + 5e16 + 1e17 = 2e17
-  buyer: 1 + 1 + 1 wei of dust returned + 3 licence fees (3e16, held by the task until startTraining
-  credits them) = 30000000000000003
+  buyer: 1 + 1 wei of dust returned + 3 licence fees (3e16, held by the task until startTraining
+  credits them) = 30000000000000002
 Deposited 1e18 + 3e16 + 3e17 + 1.5e17 + 1e17 = 1.58e18 = the sum of the withdrawals above + the
 1 wei burned, which stays in the contract.
 """
@@ -85,12 +85,12 @@ EXPECTED_TOTAL = {
     "T1": 553_552_631_578_947_367,
     "T2": 273_947_368_421_052_631,
     "T3": 177_500_000_000_000_000,
-    "V1": 136_111_184_413_682_055,
-    "V2": 130_555_482_252_984_610,
+    "V1": 133_333_333_333_333_333,
+    "V2": 133_333_333_333_333_333,
     "V3": 78_333_333_333_333_333,
     "aggregator": 200_000_000_000_000_000,
 }
-EXPECTED_BUYER_RETURN = 3  # ModelBuyerReturnPayment: the round-1 validator dust + the round-2 trainer-pool and validator-pool dust
+EXPECTED_BUYER_RETURN = 2  # ModelBuyerReturnPayment: the round-1 validator dust + the round-2 trainer-pool dust
 BURNED = 1  # CarryBurned: the round-2 slash dust (docs/protocol.md, "Slashes and the trainer carry")
 LICENCE_INCOME = 3 * 10**16
 DEPOSITED = 158 * 10**16

@@ -80,8 +80,8 @@ def test_defaults_split_each_budget_70_20_10(honest) -> None:
     for r in report["rounds"]:
         budget, earned = r["budget_wei"], r["earned_wei"]
         assert len(r["accepted"]) == 5 and r["accepted_proposal"] and not r["slashes"]
-        # Every share is paid in full but for the rounding dust of a pro-rata split (< 1 wei a
-        # payee): the trainers' by utility, the validators' by agreement weight.
+        # Every share is paid in full but for the rounding dust (< 1 wei a payee): the trainers'
+        # pro rata to utility, the validators' in equal shares.
         assert budget * 7_000 // BPS - 5 <= earned["trainer"] <= budget * 7_000 // BPS
         assert budget * 2_000 // BPS - 3 <= earned["validator"] <= budget * 2_000 // BPS
         assert earned["aggregator"] == budget - budget * 7_000 // BPS - budget * 2_000 // BPS

@@ -21,8 +21,9 @@ stated tolerance of the validator's own evaluation of the model:
 in accuracy units, a the validator's own accuracy on its n samples (the aggregator's held-out
 samples are others, so the two estimates differ by sampling alone by about that much); for
 regression max(METRIC_FLOOR, REGRESSION_TOLERANCE * |own|) in MSE units. The vote is stored and
-committed like the scores, and revealed in the VoteReveal phase. A validator is paid by how close
-its scores come to the round's medians (chain.protocol.validator_weights), not for scoring at all.
+committed like the scores, and revealed in the VoteReveal phase. A validator is paid an equal
+share only while its scores stay within the tolerance of the round's medians
+(chain.protocol.validator_weights), not for scoring at all.
 
 Attacks (`--attack`) are fedmarket.roles.adversary's, reached through its hooks.
 """
