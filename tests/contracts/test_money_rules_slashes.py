@@ -189,3 +189,40 @@ def test_item13_a_deposit_past_2_128_reverts():
     with pytest.raises(TransactionFailed) as raised:
         f.payForModel(1).call({"from": actors.owner, "value": 1})
     assert decode_error(market, raised.value) == ("AmountTooLarge", (2**128,))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (stop 19): the stakes a committee's verdict slashes (Poison, Disagreed; Rejected likewise) go to the round's "
+    "positive trainers, whom a colluding majority picks: trainer 0 is credited 722,002 = T + its stake + 12,000. Proposed fix: "
+    "burn verdict slashes, keep Late slashes for the trainers (docs/protocol.md, Known weaknesses)",
+)
+def test_a_committee_majority_cannot_steer_judgement_slashes_to_its_own_trainer(market, actors, flow, events, ready_task):
+    """A party holds 2 of the 3 seats and trainer 0's seat. Its members score trainer 0 +900,000
+    and the two honest trainers -1e6; the honest member scores all three. Two thirds of the seats
+    are below the poison threshold for trainers 1 and 2 (poison-slashed 5,000 each), and the
+    honest member is far from the medians (Disagreed, 2,000). Steering the trainer pool to trainer
+    0 is what any committee majority can do; the stakes slashed by its own verdict must not follow:
+    trainer 0 should be credited T and its own stake, nothing of the 12,000 wei slashed. Today it
+    is credited all 12,000 as well (722,002 wei): strict xfail until the rule changes."""
+    task = ready_task(rounds=1)
+    trainers = actors.trainers[:3]
+    sybil_trainer = trainers[0]
+    committee = flow.committee(task, 1)
+    sybils, honest = committee[:2], committee[2]
+    for trainer in trainers:
+        flow.commit(task, 1, trainer)
+    for trainer in trainers:
+        flow.reveal(task, 1, trainer)
+    order = [t.lower() for t in market.functions.revealedUpdates(task, 1).call()[0]]
+    steered = [900_000 if t == sybil_trainer.lower() else -1_000_000 for t in order]
+    flow.score(task, 1, {**dict.fromkeys(sybils, steered), honest: [500_000] * 3})
+    assert market.functions.utilities(task, 1).call() == [900_000 if t == sybil_trainer.lower() else -1_000_000 for t in order]
+    flow.publish(task, 1)
+    receipt = flow.vote(task, 1, dict.fromkeys(committee, True))
+    assert sorted((e["participant"], e["reason"], e["amount"]) for e in events(receipt, "Slashed")) == sorted(
+        [*[(t, SLASH["Poison"], T_STAKE // 2) for t in trainers[1:]], (honest, SLASH["Disagreed"], V_STAKE // 10)]
+    )
+    flow.tx(market.functions.finalizeContract(task), actors.outsiders[0])
+    flow.tx(market.functions.generateTrainingPayments(task), actors.outsiders[0])
+    assert market.functions.credit(sybil_trainer).call() == T + T_STAKE
