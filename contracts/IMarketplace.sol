@@ -204,8 +204,10 @@ interface IMarketplaceTypes {
     event ParticipantLeft(uint256 indexed modelId, address indexed participant, Role role, uint256 stakeReturned, uint256 feeReturned);
     /// @notice The owner's early finalizeContract: the task ends when the open round `round` settles.
     event EndRequested(uint256 indexed modelId, uint32 round);
-    /// @notice generateTrainingPayments burned the trainer carry no round paid out (credited to the
-    /// zero address, which can never withdraw): slashed trainer stakes never reach the buyer.
+    /// @notice Wei burned (credited to the zero address, which can never withdraw): at a round's
+    /// close, the stakes the committee's verdict slashed (Poison, Disagreed, Rejected), so that no
+    /// majority can steer them to itself; at generateTrainingPayments, the trainer carry no round
+    /// paid out. Slashed stakes never reach the buyer.
     event CarryBurned(uint256 indexed modelId, uint256 amount);
 
     // ----------------------------------------------------------------- errors

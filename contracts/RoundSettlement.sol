@@ -131,7 +131,8 @@ contract RoundSettlement is MarketCore {
         uint256 trainerPool; // T
         uint256 validatorPool; // V
         uint256 aggregatorPool; // A
-        uint256 slashed; // S: slashed in this round
+        uint256 slashed; // S: slashed in this round for lateness (the trainers' to share)
+        uint256 burned; // slashed in this round by the committee's verdict (Poison, Disagreed, Rejected): burned
         uint256 carried; // C: the trainer carry of earlier rounds (slashes and pools nobody earned)
         uint256 positiveSum; // P = sum of max(u_i, 0)
         uint256 toBuyer;
@@ -177,8 +178,16 @@ contract RoundSettlement is MarketCore {
             s.toBuyer += s.aggregatorPool;
         }
         if (accepted) t.globalModelDigest = rd.proposedDigest;
-        // The whole budget and every slashed wei went to participants, to the buyer or to the
-        // carry (all of them part of `accrued`); the carry of earlier rounds was already in it.
+        if (s.burned > 0) {
+            // The committee's verdict slashed these stakes, and a colluding majority picks which
+            // trainers are positive: nobody may gain them (docs/protocol.md, "Slashes and the
+            // trainer carry"). Credited to the zero address, which can never withdraw.
+            _creditTo(address(0), s.burned);
+            emit CarryBurned(modelId, s.burned);
+        }
+        // The whole budget and every late slash went to participants, to the buyer or to the
+        // carry (all of them part of `accrued`); the carry of earlier rounds was already in it;
+        // the verdict slashes left the task above.
         t.accrued = _toU128(uint256(t.accrued) + s.budget + s.slashed);
         t.buyerAccrued = _toU128(uint256(t.buyerAccrued) + s.toBuyer);
         emit RoundClosed(modelId, round, t.globalModelDigest, accepted, s.budget, s.toBuyer);
@@ -204,6 +213,7 @@ contract RoundSettlement is MarketCore {
             validatorPool: validatorPool,
             aggregatorPool: budget - trainerPool - validatorPool,
             slashed: 0,
+            burned: 0,
             carried: t.trainerCarry,
             positiveSum: 0,
             toBuyer: 0,
@@ -268,7 +278,7 @@ contract RoundSettlement is MarketCore {
         int256 threshold = p.poisonThreshold;
         for (uint256 k = 0; k < s.reveals; ++k) {
             if (u[k] < threshold && _qualifiedBelow(t, round, h, k, threshold)) {
-                s.slashed += _slash(
+                s.burned += _slash(
                     modelId, t, round, t.trainerSeats[seats[k]].account, p.trainerStake, p.badSlashBps, SlashReason.Poison
                 );
             }
@@ -317,13 +327,13 @@ contract RoundSettlement is MarketCore {
                 s.slashed += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Late);
             }
             if (Bits.has(h.scored, j) && s.weights[j] == 0) {
-                s.slashed += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Disagreed);
+                s.burned += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Disagreed);
             }
         }
         if (!h.proposed && s.positiveSum > 0) {
             s.slashed += _slash(modelId, t, round, p.aggregator, p.aggregatorStake, p.lateSlashBps, SlashReason.Late);
         } else if (s.rejected) {
-            s.slashed += _slash(modelId, t, round, p.aggregator, p.aggregatorStake, p.badSlashBps, SlashReason.Rejected);
+            s.burned += _slash(modelId, t, round, p.aggregator, p.aggregatorStake, p.badSlashBps, SlashReason.Rejected);
         }
     }
 

@@ -1029,10 +1029,16 @@ class Market:
             slash(aggregator, SlashReason.LATE, p.late_slash_bps)
         elif rejected:
             slash(aggregator, SlashReason.REJECTED, p.bad_slash_bps)
-        slashed_total = sum(amount for _, _, amount in slashes)
-        task.stakes_held -= slashed_total
+        # The committee's verdict (poison, disagreed, rejected) is burned at once: a colluding
+        # majority picks the positive trainers, so it must not reach them. Late slashes are shared.
+        verdict = (SlashReason.POISON, SlashReason.DISAGREED, SlashReason.REJECTED)
+        burned = sum(amount for _, reason, amount in slashes if reason in verdict)
+        slashed_total = sum(amount for _, reason, amount in slashes if reason not in verdict)
+        task.stakes_held -= slashed_total + burned
+        if burned:
+            self._credit(task, BURN, burned)
         carried_in = task.trainer_carry
-        pool = slashed_total + carried_in  # this round's slashes and the carry of earlier rounds
+        pool = slashed_total + carried_in  # this round's late slashes and the carry of earlier rounds
         if positive > 0:
             paid = 0
             for rev, u in zip(rnd.reveals, utilities):

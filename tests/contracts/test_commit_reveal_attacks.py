@@ -40,7 +40,7 @@ def test_item7_copycat_sees_only_commitments(market, actors, flow, events, ready
 def test_item7_lazy_member_earns_nothing_and_is_slashed(actors, flow, events, ready_task):
     """Two members evaluate (close to each other); the third reveals all zeros. Medians 300,000 /
     190,000 / 100,000: M = 590,000 = tolerance; the workers are 10,000 away (weight 580,000 each),
-    the lazy one 590,000 (weight 0, Disagreed 2,000). V = 200,000 is three shares of 66,666: the
+    the lazy one 590,000 (weight 0, Disagreed 2,000, burned). V = 200,000 is three shares of 66,666: the
     workers are paid theirs, the lazy one's goes to the trainer carry (not to the workers, who
     would otherwise profit from out-voting a colleague, nor to the buyer)."""
     task = ready_task(rounds=1)
@@ -58,8 +58,9 @@ def test_item7_lazy_member_earns_nothing_and_is_slashed(actors, flow, events, re
     (closed,) = events(receipt, "RoundClosed")
     # buyer: V's dust 2; T's dust: 355,933 + 225,424 + 118,644 = 700,001 paid, 1 wei back
     assert closed["returnedToBuyer"] == V % 3 + 1
-    # carry: the lazy share, and the dust of the 2,000 slashed (1,016 + 644 + 338 paid)
-    assert flow.f.trainerCarry(task).call() == V // 3 + 2
+    # carry: the lazy share; the 2,000 slashed by the verdict are burned, not shared
+    assert flow.f.trainerCarry(task).call() == V // 3
+    assert events(receipt, "CarryBurned") == [{"modelId": task, "amount": 2_000}]
     assert flow.participant(task, lazy)["earned"] == 0 and flow.participant(task, lazy)["stakeRemaining"] == 18_000
 
 

@@ -352,9 +352,10 @@ def test_two_tasks_with_the_same_participants_pay_each_from_its_own_money(
     _vote(market, tx, b, 1, validator)
     _vote(market, tx, a, 1, validator)
     # t2 revealed first in A: u(t2) = 600_000, u(t1) = -700_000 (poison)
-    # A: B=1_000_003, T=700_002 all to t2, V=200_000, A=100_001; t1 loses 5_000 -> t2
+    # A: B=1_000_003, T=700_002 all to t2, V=200_000, A=100_001; t1 loses 5_000, burned (a verdict slash)
     # B round 1: B=250_000, T=175_000 to t1, V=50_000, A=25_000; t2 late: 7_000 * 25 % = 1_750 -> t1
-    assert market.functions.taskBalance(a).call() == 1_000_003 + 2 * 10_000 + 20_000 + 30_000
+    assert market.functions.taskBalance(a).call() == 1_000_003 + 2 * 10_000 + 20_000 + 30_000 - 5_000
+    assert market.functions.credit("0x" + "00" * 20).call() == 5_000
     assert market.functions.taskBalance(b).call() == deposits_b
 
     _settle(market, tx, a, only_b)  # someone outside A settles it
@@ -362,7 +363,7 @@ def test_two_tasks_with_the_same_participants_pay_each_from_its_own_money(
         owner_a: 2 * 1_000,
         owner_b: 0,
         t1: 10_000 - 5_000,
-        t2: 700_002 + 5_000 + 10_000,
+        t2: 700_002 + 10_000,
         only_b: 0,
         validator: 200_000 + 20_000,
         aggregator: 100_001 + 30_000,
@@ -390,4 +391,4 @@ def test_two_tasks_with_the_same_participants_pay_each_from_its_own_money(
     assert _credits(market, everyone) == expected_after_b
     assert market.functions.taskBalance(b).call() == 0
     assert sum(expected_after_b.values()) == deposits_b
-    assert _balance(w3, market.address) == deposits_b == market.functions.totalCredit().call()
+    assert _balance(w3, market.address) == deposits_b + 5_000 == market.functions.totalCredit().call()  # + A's burned wei

@@ -10,20 +10,21 @@ def accrued(events, receipt):
     return {(e["participant"], e["role"]): e["amount"] for e in events(receipt, "RewardAccrued")}
 
 
-def test_poisoned_update_is_bad_slashed_and_its_stake_goes_to_positive_trainers(actors, flow, events, ready_task):
-    """Median -600_000 < threshold -500_000: 50 % of 10_000 slashed, paid to A and B by utility."""
+def test_poisoned_update_is_bad_slashed_and_its_stake_is_burned(actors, flow, events, ready_task):
+    """Median -600_000 < threshold -500_000: 50 % of 10_000 slashed and burned (a verdict slash: a
+    colluding majority picks the positive trainers, so it must not reach them)."""
     task = ready_task(rounds=1)
     a, b, c = actors.trainers[:3]
     receipt = flow.play_round(task, 1, [a, b, c], scores=[300_000, 100_000, -600_000])
     assert events(receipt, "Slashed") == [{"modelId": task, "round": 1, "participant": c, "reason": SLASH["Poison"], "amount": 5_000}]
-    # B = W (one round) = 1_000_003: T = 700_002, V = 200_000, A = 100_001; P = 400_000; S = 5_000
-    # A: 700_002 * 3/4 = 525_001 (525_001.5) + 5_000 * 3/4 = 3_750 -> 528_751
-    # B: 700_002 * 1/4 = 175_000 (175_000.5) + 1_250              -> 176_250
+    assert events(receipt, "CarryBurned") == [{"modelId": task, "amount": 5_000}]
+    # B = W (one round) = 1_000_003: T = 700_002, V = 200_000, A = 100_001; P = 400_000
+    # A: 700_002 * 3/4 = 525_001 (525_001.5); B: 700_002 * 1/4 = 175_000 (175_000.5)
     got = accrued(events, receipt)
-    assert got[(a, ROLE["Trainer"])] == 528_751 and got[(b, ROLE["Trainer"])] == 176_250
+    assert got[(a, ROLE["Trainer"])] == 525_001 and got[(b, ROLE["Trainer"])] == 175_000
     assert (c, ROLE["Trainer"]) not in got
     (closed,) = events(receipt, "RoundClosed")
-    # buyer: trainer dust 700_002 + 5_000 - 528_751 - 176_250 = 1; validators 200_000 / 3 -> dust 2
+    # buyer: trainer dust 700_002 - 525_001 - 175_000 = 1; validators 200_000 / 3 -> dust 2
     assert closed["returnedToBuyer"] == 3
     assert flow.participant(task, c)["stakeRemaining"] == 5_000
 

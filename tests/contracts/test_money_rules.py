@@ -191,9 +191,10 @@ def test_item6_one_member_cannot_set_the_utilities(market, actors, flow, events,
     receipt = flow.vote(task, 1, dict.fromkeys(flow.committee(task, 1), True))
     # T = 1,000,003 * 0.7 = 700,002; P = 700,000: 100,000 -> 100,000; 300,000 -> 300,001 each (dust 0)
     pay = {e["participant"]: e["amount"] for e in events(receipt, "RewardAccrued") if e["role"] == ROLE["Trainer"]}
-    # the absent member's late slash and the liar's Disagreed slash (10 % of 20,000 each: its
-    # clamped 1e9 is far from the median) are shared by utility too
-    absent_slash = 4_000
+    # the absent member's late slash (10 % of 20,000) is shared by utility too; the liar's
+    # Disagreed slash (its clamped 1e9 is far from the median) is a verdict slash: burned
+    absent_slash = 2_000
+    assert events(receipt, "CarryBurned") == [{"modelId": task, "amount": 2_000}]
     assert pay == {
         trainers[0]: 700_002 * 100_000 // 700_000 + absent_slash * 100_000 // 700_000,
         trainers[1]: 700_002 * 300_000 // 700_000 + absent_slash * 300_000 // 700_000,

@@ -1,9 +1,10 @@
 """Issue 10 items 5 and 13 and issue 11's lateness rule, each attack performed against the contract
 and shown to gain nothing (to the wei), and the new revert path.
 
-- item 5: slashed trainer stakes never reach the buyer, the aggregator or the scorers (they go to
-  the round's positive trainers, else to the trainer carry, burned after the last round); a poison
-  slash needs two thirds of the committee's seats;
+- item 5: slashed stakes never reach the buyer, the aggregator or the scorers: a late slash goes
+  to the round's positive trainers, else to the trainer carry (burned after the last round); a
+  verdict slash (poison, disagreed, rejected) is burned at once, so a colluding majority cannot
+  steer it to a trainer of its own; a poison slash needs two thirds of the committee's seats;
 - item 13: stakes and rewards near 2^128 wei settle without overflow; a deposit that would take a
   task's holdings past 2^128 - 1 reverts AmountTooLarge.
 """
@@ -29,7 +30,8 @@ def _party_credit(market, accounts):
 def test_item5_buyer_with_a_committee_majority_gains_nothing(market, actors, flow, events, tx, ready_task):
     """The buyer, its aggregator and 2 of the 3 committee seats (its sybils) score every update
     -1e6; the third member scores them +500,000. Every trainer is poison-slashed (two thirds of
-    the seats), but neither the slashes nor the trainer pool reach the party: they are burned.
+    the seats), but neither the slashes nor the trainer pool reach the party: the verdict slashes
+    are burned at the round's close, the trainer pool is carried and burned at settlement.
     The party is credited 306,335 wei, exactly what it gets when its members score honestly
     (licence fees 3,000 + the validators' dust 2 + A 100,001 (its own aggregator's or returned) +
     the aggregator's stake 30,000 + its two members' 66,666 + 20,000 each)."""
@@ -52,12 +54,14 @@ def test_item5_buyer_with_a_committee_majority_gains_nothing(market, actors, flo
     ]
     (closed,) = events(receipt, "RoundClosed")
     assert closed["returnedToBuyer"] == A + V % 3  # the aggregator's share and the validators' dust
-    carry = T + 3 * T_STAKE // 2 + 2_000 + V // 3
+    verdict = 3 * T_STAKE // 2 + 2_000
+    assert events(receipt, "CarryBurned") == [{"modelId": task, "amount": verdict}]
+    carry = T + V // 3
     assert market.functions.trainerCarry(task).call() == carry
     tx(market.functions.finalizeContract(task), actors.outsiders[0])
     settled = tx(market.functions.generateTrainingPayments(task), actors.outsiders[0])
     assert events(settled, "CarryBurned") == [{"modelId": task, "amount": carry}]
-    assert market.functions.credit(BURN).call() == carry
+    assert market.functions.credit(BURN).call() == verdict + carry
     party = [actors.owner, actors.aggregator, *sybils]
     assert _party_credit(market, party) == 3 * FEE + (A + V % 3) + A_STAKE + 2 * (V // 3 + V_STAKE) == 306_335
     assert [market.functions.credit(t).call() for t in trainers] == [T_STAKE // 2] * 3
@@ -91,11 +95,11 @@ def test_item5_poison_needs_two_thirds_of_the_seats(market, actors, flow, events
     assert market.functions.utilities(task, 1).call() == [-1_000_000] * 3
     advance(10_000)
     receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0])
-    # the second member is far from the (lower) medians: Disagreed, and its half of V (two
-    # eligible) goes to the carry with T and the slashes; the silent member: late
+    # the second member is far from the (lower) medians: Disagreed (burned), and its half of V
+    # (two eligible) goes to the carry with T and the silent member's late slash
     assert [e["reason"] for e in events(receipt, "Slashed")] == [SLASH["Disagreed"], SLASH["Late"]]
     v_share = (1_000_003 // 2) * 2_000 // 10_000 // 2
-    assert market.functions.trainerCarry(task).call() == (1_000_003 // 2) * 7_000 // 10_000 + 2 * V_STAKE // 10 + v_share == 404_000
+    assert market.functions.trainerCarry(task).call() == (1_000_003 // 2) * 7_000 // 10_000 + V_STAKE // 10 + v_share == 402_000
 
 
 def test_item5_carry_pays_the_next_rounds_positive_trainers(market, actors, flow, events, ready_task):
@@ -133,7 +137,7 @@ def _huge_chain() -> tuple[Web3, object, Flow]:
 
 def test_item13_amounts_near_2_128_settle_without_overflow():
     """Reward 2^127, trainer stakes 2^124 (each trainer earns ~2^126, far above the seats' 96 bits),
-    a 50 % poison slash moving 2^123 wei: every amount settles to the wei and every wei is credited."""
+    a 50 % poison slash burning 2^123 wei: every amount settles to the wei and every wei is credited."""
     w3, market, flow = _huge_chain()
     actors, f = flow.actors, market.functions
     reward, t_stake, v_stake, a_stake = 2**127, 2**124, 2**120, 2**120
@@ -164,7 +168,8 @@ def test_item13_amounts_near_2_128_settle_without_overflow():
     flow.tx(f.finalizeContract(1), actors.owner)
     flow.tx(f.generateTrainingPayments(1), actors.owner)
     pool, slash = reward * 7_000 // 10_000, t_stake // 2
-    assert [f.participant(1, t).call()[2] for t in trainers] == [pool * 2 // 3 + slash * 2 // 3, pool // 3 + slash // 3, 0]
+    assert [f.participant(1, t).call()[2] for t in trainers] == [pool * 2 // 3, pool // 3, 0]
+    assert f.credit(BURN).call() == slash
     deposited = reward + 3 * t_stake + 3 * v_stake + a_stake
     everyone = [actors.owner, actors.aggregator, *trainers, *validators, BURN]
     assert sum(f.credit(a).call() for a in everyone) == deposited == f.totalCredit().call() == w3.eth.get_balance(market.address)
@@ -191,20 +196,14 @@ def test_item13_a_deposit_past_2_128_reverts():
     assert decode_error(market, raised.value) == ("AmountTooLarge", (2**128,))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (stop 19): the stakes a committee's verdict slashes (Poison, Disagreed; Rejected likewise) go to the round's "
-    "positive trainers, whom a colluding majority picks: trainer 0 is credited 722,002 = T + its stake + 12,000. Proposed fix: "
-    "burn verdict slashes, keep Late slashes for the trainers (docs/protocol.md, Known weaknesses)",
-)
 def test_a_committee_majority_cannot_steer_judgement_slashes_to_its_own_trainer(market, actors, flow, events, ready_task):
     """A party holds 2 of the 3 seats and trainer 0's seat. Its members score trainer 0 +900,000
     and the two honest trainers -1e6; the honest member scores all three. Two thirds of the seats
     are below the poison threshold for trainers 1 and 2 (poison-slashed 5,000 each), and the
     honest member is far from the medians (Disagreed, 2,000). Steering the trainer pool to trainer
     0 is what any committee majority can do; the stakes slashed by its own verdict must not follow:
-    trainer 0 should be credited T and its own stake, nothing of the 12,000 wei slashed. Today it
-    is credited all 12,000 as well (722,002 wei): strict xfail until the rule changes."""
+    trainer 0 is credited T and its own stake, nothing of the 12,000 wei slashed: they are burned.
+    (Until stop 19 they were shared by the positive trainers: 722,002 wei.)"""
     task = ready_task(rounds=1)
     trainers = actors.trainers[:3]
     sybil_trainer = trainers[0]
@@ -223,6 +222,7 @@ def test_a_committee_majority_cannot_steer_judgement_slashes_to_its_own_trainer(
     assert sorted((e["participant"], e["reason"], e["amount"]) for e in events(receipt, "Slashed")) == sorted(
         [*[(t, SLASH["Poison"], T_STAKE // 2) for t in trainers[1:]], (honest, SLASH["Disagreed"], V_STAKE // 10)]
     )
+    assert events(receipt, "CarryBurned") == [{"modelId": task, "amount": 2 * T_STAKE // 2 + V_STAKE // 10}]
     flow.tx(market.functions.finalizeContract(task), actors.outsiders[0])
     flow.tx(market.functions.generateTrainingPayments(task), actors.outsiders[0])
     assert market.functions.credit(sybil_trainer).call() == T + T_STAKE

@@ -232,7 +232,7 @@ def build_report(
     stake_returned: dict[str, int] = {}
     buyer_deposited = buyer_refunded = 0
     credited = 0  # what the task has credited to accounts (payments, refunds, licence fees)
-    burned = 0  # slashed trainer wei no round's trainers could take (CarryBurned): nobody's, ever
+    burned = 0  # verdict slashes and the carry no round paid out (CarryBurned): nobody's, ever
     for event in events:
         args = event.args
         if event.name in CREDITING_EVENTS:
