@@ -81,7 +81,7 @@ def test_the_readme_by_hand_market_runs_as_typed(tmp_path: Path) -> None:
         assert [r["round"] for r in report["rounds"]] == [1, 2]
         assert all(r["accepted"] for r in report["rounds"])
         assert report["totals"]["contract_balance_wei"] == report["totals"]["burned_wei"]
-        assert report["totals"]["deposited_wei"] == report["totals"]["withdrawn_wei"]
+        assert report["totals"]["deposited_wei"] == report["totals"]["withdrawn_wei"] + report["totals"]["burned_wei"]
         assert report["final"]["accuracy"] is not None
         downloaded = run("model", "download", "--model-id", task, "-o", tmp_path / "final.safetensors")
         assert downloaded["cid"] == report["final"]["model_cid"] and (tmp_path / "final.safetensors").is_file()
