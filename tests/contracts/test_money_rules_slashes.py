@@ -39,10 +39,7 @@ def test_item5_buyer_with_a_committee_majority_gains_nothing(market, actors, flo
     trainers = actors.trainers[:3]
     committee = flow.committee(task, 1)
     sybils, honest = committee[:2], committee[2]
-    for trainer in trainers:
-        flow.commit(task, 1, trainer)
-    for trainer in trainers:
-        flow.reveal(task, 1, trainer)
+    flow.to_phase(task, 1, trainers, "ScoreCommit")
     receipt = flow.score(task, 1, {**dict.fromkeys(sybils, [-1_000_000] * 3), honest: [500_000] * 3})  # the last reveal: Publish is skipped (P == 0)
     receipt = flow.tx(market.functions.closeRound(task), actors.outsiders[0]) if flow.round(task, 1)["closed"] is False else receipt
     # The honest member, far from the majority's medians, is slashed Disagreed (10 % of 20,000):
@@ -86,10 +83,7 @@ def test_item5_poison_needs_two_thirds_of_the_seats(market, actors, flow, events
     The update is not paid either; the trainer pool goes to the carry."""
     task = ready_task(rounds=2, minTrainers=1)
     trainers = actors.trainers[:3]
-    for trainer in trainers:
-        flow.commit(task, 1, trainer)
-    for trainer in trainers:
-        flow.reveal(task, 1, trainer)
+    flow.to_phase(task, 1, trainers, "ScoreCommit")
     first, second, _silent = flow.committee(task, 1)
     flow.score(task, 1, {first: [-1_000_000] * 3, second: [300_000] * 3})
     assert market.functions.utilities(task, 1).call() == [-1_000_000] * 3
@@ -209,14 +203,11 @@ def test_a_committee_majority_cannot_steer_judgement_slashes_to_its_own_trainer(
     sybil_trainer = trainers[0]
     committee = flow.committee(task, 1)
     sybils, honest = committee[:2], committee[2]
-    for trainer in trainers:
-        flow.commit(task, 1, trainer)
-    for trainer in trainers:
-        flow.reveal(task, 1, trainer)
+    flow.to_phase(task, 1, trainers, "ScoreCommit")
     order = [t.lower() for t in market.functions.revealedUpdates(task, 1).call()[0]]
     steered = [900_000 if t == sybil_trainer.lower() else -1_000_000 for t in order]
     flow.score(task, 1, {**dict.fromkeys(sybils, steered), honest: [500_000] * 3})
-    assert market.functions.utilities(task, 1).call() == [900_000 if t == sybil_trainer.lower() else -1_000_000 for t in order]
+    assert market.functions.utilities(task, 1).call() == steered
     flow.publish(task, 1)
     receipt = flow.vote(task, 1, dict.fromkeys(committee, True))
     assert sorted((e["participant"], e["reason"], e["amount"]) for e in events(receipt, "Slashed")) == sorted(
