@@ -8,4 +8,7 @@ bash scripts/setup.sh
 .venv/bin/ruff check agents tests
 .venv/bin/ruff format --check agents tests
 bash scripts/slither.sh
-exec .venv/bin/python -m pytest "$@"
+# Two workers, one per core of CI's machine: most tests are single-threaded (py-evm, a torch
+# thread), and the end-to-end ones spend their windows waiting. Work stealing rebalances the long
+# tests. FEDMARKET_TEST_WORKERS=0 runs everything in this one process.
+exec .venv/bin/python -m pytest -n "${FEDMARKET_TEST_WORKERS:-2}" --dist worksteal "$@"

@@ -10,6 +10,9 @@ Switches (environment variables):
   (e.g. FEDMARKET_HYPOTHESIS_EXAMPLES=10000 is the same as the "thorough" profile);
 - FEDMARKET_HYPOTHESIS_STEPS=N overrides the maximum number of rules per sequence;
 - FEDMARKET_HYPOTHESIS_SHRINK=0 reports a failing sequence as found (shrinking one can take minutes).
+
+The sequences are split over PARTS test items (each its own random stream) so that the suite's two
+workers share them; the profile's count is the total over the parts.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from hypothesis import HealthCheck, Phase, settings
 DEFAULT_EXAMPLES = 200
 THOROUGH_EXAMPLES = 10_000
 DEFAULT_STEPS = 30
+PARTS = 2
 
 _COMMON = dict(
     deadline=None,
@@ -34,14 +38,16 @@ settings.register_profile("ci", max_examples=DEFAULT_EXAMPLES, **_COMMON)
 settings.register_profile("thorough", max_examples=THOROUGH_EXAMPLES, **_COMMON)
 
 
-def marketplace_settings() -> settings:
-    """The settings the invariant test runs under (profile + environment overrides)."""
+def marketplace_settings(parts: int = 1) -> settings:
+    """The settings one of `parts` equal parts of the invariant test runs under (profile +
+    environment overrides; the sequence count is the total over the parts, rounded up)."""
     profile = os.environ.get("FEDMARKET_HYPOTHESIS_PROFILE", "ci")
     base = settings.get_profile(profile)
     overrides: dict[str, int] = {}
     examples = os.environ.get("FEDMARKET_HYPOTHESIS_EXAMPLES")
     if examples:
         overrides["max_examples"] = int(examples)
+    overrides["max_examples"] = -(-overrides.get("max_examples", base.max_examples) // parts)
     steps = os.environ.get("FEDMARKET_HYPOTHESIS_STEPS")
     if steps:
         overrides["stateful_step_count"] = int(steps)

@@ -1,20 +1,21 @@
-"""`fedmarket up` end to end: anvil, 4 trainers, 3 validators and the aggregator as separate
-processes, three rounds of real training, and four crashes injected by the supervisor:
+"""`fedmarket up` end to end on a busy machine (both cores kept busy by two other processes):
+anvil, 4 trainers, 3 validators and the aggregator as separate processes, two rounds of real
+training, and four crashes injected by the supervisor, all in round 1:
 
-- trainer-2 SIGKILLs itself before committing in round 2 and is restarted when round 3 opens:
-  late-slashed exactly once (round 2), back in round 3;
+- trainer-2 SIGKILLs itself before committing in round 1 and is restarted when round 2 opens:
+  late-slashed exactly once (round 1), back in round 2 (the README's `up` run);
 - the aggregator SIGKILLs itself before publishing in round 1 and is restarted at once: it still
-  publishes round 1's global model (and every later one), and is never slashed;
+  publishes round 1's global model (and round 2's), and is never slashed;
 - validator-3 SIGKILLs itself before scoring in round 1 and never comes back: with a committee
   of 3 out of 3 it sits on every committee, so it is late-slashed once in every round; the
   supervisor withdraws what it is still owed at the end;
-- validator-1 SIGKILLs itself between its score commit and its score reveal in round 2 and is
+- validator-1 SIGKILLs itself between its score commit and its score reveal in round 1 and is
   restarted at once: it reveals the scores it committed (stored with their salt before the
   commit), so it is neither late nor slashed.
 
-Then: the task is Settled, nothing is created or lost (deposited == withdrawn, the contract holds
-0 wei), supervisor.jsonl shows the four -9 exits and the three restarts, and no process the run
-started is left.
+Then: the task is Settled, nothing is created or lost (deposited == withdrawn + burned), nobody
+but the two dead is slashed, supervisor.jsonl shows the four -9 exits and the three restarts, and
+no process the run started is left.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.anvil]
 
 FEDMARKET = str(Path(sys.executable).with_name("fedmarket"))
-ROUNDS = 3
+ROUNDS = 2
 FAULTS = (
-    "trainer-2@2:before-commit->r3",
+    "trainer-2@1:before-commit->r2",
     "aggregator@1:before-publish->now",
     "validator-3@1:before-score->never",
-    "validator-1@2:before-score-reveal->now",
+    "validator-1@1:before-score-reveal->now",
 )
 RUN_PASSWORD = "a password only this test knows"
 AGENTS = ["aggregator", "trainer-1", "trainer-2", "trainer-3", "trainer-4", "validator-1", "validator-2", "validator-3"]
@@ -59,7 +60,7 @@ def jsonl(path: Path) -> list[dict]:
 
 @pytest.mark.timeout(900)
 def test_up_with_crashes_settles_slashes_exactly_the_dead_and_leaves_nothing(tmp_path: Path, busy_cores: None) -> None:
-    """On a busy machine (both cores kept busy by other processes): the first of the two stress runs."""
+    """On a busy machine (both cores kept busy by other processes): settles, slashes only the dead."""
     run = tmp_path / "run"
     copy, png = tmp_path / "copies" / "report.json", tmp_path / "copies" / "report.png"
     command = [FEDMARKET, "up", "--trainers", "4", "--validators", "3", "--rounds", str(ROUNDS), "--run-dir", str(run),
@@ -110,7 +111,7 @@ def check_run(run: Path, result: dict, output: str, copy: Path, png: Path) -> No
     # ---------------------------------------------------------------- who was slashed, when
     slashes = [(r["round"], s["label"], s["reason"]) for r in report["rounds"] for s in r["slashes"]]
     trainer_slashes = [s for s in slashes if s[1] == "trainer-2"]
-    assert trainer_slashes == [(2, "trainer-2", "late")]
+    assert trainer_slashes == [(1, "trainer-2", "late")]
     dead = address["validator-3"]
     on_committee = [r["round"] for r in report["rounds"] if dead in r["committee"]]
     assert on_committee == list(range(1, ROUNDS + 1))  # committee 3 of 3
@@ -118,7 +119,7 @@ def check_run(run: Path, result: dict, output: str, copy: Path, png: Path) -> No
     assert [s for s in slashes if s[1] not in ("trainer-2", "validator-3")] == []  # the honest and the restarted never miss a deadline
     assert report["participants"][address["aggregator"]]["slashed_wei"] == 0
     revealed = {r["round"]: r["revealed"] for r in report["rounds"]}
-    assert address["trainer-2"] in revealed[1] and address["trainer-2"] not in revealed[2] and address["trainer-2"] in revealed[3]
+    assert address["trainer-2"] not in revealed[1] and address["trainer-2"] in revealed[2]
 
     # ---------------------------------------------------------------- the restarted aggregator published round 1 and the rest
     assert all(r["accepted_proposal"] for r in report["rounds"])
@@ -131,10 +132,10 @@ def check_run(run: Path, result: dict, output: str, copy: Path, png: Path) -> No
     # ---------------------------------------------------------------- the validator restarted between commit and reveal
     validator1 = jsonl(run / "logs" / "validator-1.jsonl")
     steps = [(r["round"], r["action"]) for r in validator1]
-    assert steps.index((2, "commit-scores")) < steps.index((2, "fault")) < steps.index((2, "reveal-scores"))
+    assert steps.index((1, "commit-scores")) < steps.index((1, "fault")) < steps.index((1, "reveal-scores"))
     assert [r for r, action in steps if action == "commit-scores"] == list(range(1, ROUNDS + 1))  # committed once per round
-    committed = next(r["detail"] for r in validator1 if (r["round"], r["action"]) == (2, "commit-scores"))
-    revealed = next(r["detail"] for r in validator1 if (r["round"], r["action"]) == (2, "reveal-scores"))
+    committed = next(r["detail"] for r in validator1 if (r["round"], r["action"]) == (1, "commit-scores"))
+    revealed = next(r["detail"] for r in validator1 if (r["round"], r["action"]) == (1, "reveal-scores"))
     assert revealed.split(" ") == [pair.split("=")[1] for pair in committed.split(" ")]  # the scores it committed
     assert report["participants"][address["validator-1"]]["slashed_wei"] == 0
 
@@ -149,9 +150,9 @@ def check_run(run: Path, result: dict, output: str, copy: Path, png: Path) -> No
     assert all("--fault" not in e["argv"] for e in restarts.values())
     firsts = {e["name"]: e for e in events if e["event"] == "start" and e["name"] != "anvil"}
     assert {n for n, e in firsts.items() if "--fault" in e["argv"]} == {"aggregator", "trainer-2", "validator-1", "validator-3"}
-    opened3 = next(e["t"] for e in events if e["event"] == "round-opened" and e["round"] == 3)
+    opened2 = next(e["t"] for e in events if e["event"] == "round-opened" and e["round"] == 2)
     killed2 = next(e["t"] for e in events if e["event"] == "fault" and e["name"] == "trainer-2")
-    assert restarts["trainer-2"]["t"] >= opened3 > killed2
+    assert restarts["trainer-2"]["t"] >= opened2 > killed2
     assert any(e["event"] == "withdrawal" and e["name"] == "validator-3" and e["by"] == "supervisor" for e in events)
 
     # ---------------------------------------------------------------- nothing left behind, no key leaked
@@ -179,21 +180,3 @@ def busy_cores():
         for burner in burners:
             burner.kill()
             burner.wait()
-
-
-@pytest.mark.timeout(900)
-def test_up_on_a_busy_machine_settles_and_slashes_only_the_crashed(tmp_path: Path, busy_cores: None) -> None:
-    """The second stress run: the README's run (4 trainers, 3 validators, committee 3, trainer-2
-    crashing before its round-1 commit and back in round 2) while both cores are busy with other
-    work: it settles, nothing is lost, and nobody but the crashed trainer is slashed."""
-    run = tmp_path / "run"
-    command = [FEDMARKET, "up", "--trainers", "4", "--validators", "3", "--rounds", "2", "--run-dir", str(run),
-               "--fault", "trainer-2@1:before-commit->r2", "--json"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDMARKET_")}
-    env["FEDMARKET_HOME"] = str(tmp_path / "home")
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=870)
-    assert done.returncode == 0, f"fedmarket up failed under load: {done.stderr[-3000:]}"
-    report = json.loads(done.stdout)["report"]
-    assert report["status"] == "settled" and report["totals"]["conserved"] and report["totals"]["contract_balance_wei"] == report["totals"]["burned_wei"]
-    slashed = {p["label"]: p["slashed_wei"] for p in report["participants"].values() if p["slashed_wei"]}
-    assert set(slashed) <= {"trainer-2"}, f"honest participants slashed under load: {slashed}"
