@@ -11,6 +11,7 @@ completes. The task's utility is the default one (fl.utility.DEFAULT_UTILITY).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from fedmarket.market.engine import MarketConfig, run_local_market
 from fedmarket.market.report import build_report
 from fedmarket.market.setup import MarketTerms
 from fedmarket.storage.embedded import EmbeddedStore
+from fedmarket.storage.kubo import KuboStore
+from fedmarket.storage.store import BlobStore
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +34,14 @@ SPEC = TaskSpec(utility=DEFAULT_UTILITY)
 TRAINERS = [f"trainer-{i}" for i in range(1, 6)]
 
 
-def market(tmp: Path, rounds: int, attacks: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run the demo market with `attacks`; its report (by participant label) and every log record."""
+def market(tmp: Path, rounds: int, attacks: dict[str, str], store: BlobStore | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the demo market with `attacks` (on an embedded store unless `store` is given); its
+    report (by participant label) and every log record."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         w3 = new_embedded_web3(num_accounts=12)
-        store = EmbeddedStore(tmp / "store")
+        store = store or EmbeddedStore(tmp / "store")
         run = run_local_market(w3, store, MarketConfig(spec=SPEC, terms=MarketTerms(rounds=rounds), attacks=attacks), tmp / "state")
         report = build_report(
             run.market,
@@ -111,6 +115,32 @@ def test_oversized_blobs_huge_sample_counts_and_withheld_models_gain_nothing(tmp
     for label in ("trainer-1", "trainer-2", "trainer-3"):
         assert who[label]["slashed_wei"] == 0
     assert report["final"]["accuracy"] > report["initial"]["accuracy"]
+    assert settled(report)
+
+
+def test_on_kubo_a_withheld_model_is_waited_for_then_voted_down_in_time(tmp_path: Path) -> None:
+    """The same withheld proposal on a Kubo node (the stand-in, over real HTTP), where a missing
+    blob is "not found" like a slow one: every member waits for it until half the vote window is
+    left (the engine stops its clock there), then votes it down and still commits in time, so no
+    honest member is late; the aggregator alone is slashed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
+    from kubo_rpc_server import serve_store
+
+    server = serve_store(tmp_path / "kubo")
+    try:
+        with KuboStore(server.url) as store:
+            report, logs = market(tmp_path, 1, {"aggregator": "withheld-model@1"}, store)
+    finally:
+        server.shutdown()
+        server.server_close()
+    who = people(report)
+    waits = [r for r in logs if r["action"] == "waiting" and "waiting for the store" in (r["detail"] or "")]
+    assert sorted(r["agent"] for r in waits) == ["validator-1", "validator-2", "validator-3"]
+    votes = [r for r in logs if r["action"] == "commit-vote"]
+    assert len(votes) == 3 and all("not retrievable until the wait ended" in r["detail"] for r in votes)
+    assert not report["rounds"][0]["accepted_proposal"]
+    assert slashes(report, who["aggregator"]["address"]) == [(1, "rejected")]
+    assert all(who[label]["slashed_wei"] == 0 for label in [*TRAINERS, "validator-1", "validator-2", "validator-3"])
     assert settled(report)
 
 

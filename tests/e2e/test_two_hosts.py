@@ -121,10 +121,13 @@ def test_agents_of_one_task_on_two_hosts_settle_it(tmp_path: Path, kubo_url: str
             lambda: a.run("deploy"), lambda: a.run("task", "spec", "--out", a.dir / "task", "--trainers", 2, "--validators", 1, "--holdout", 100)
         )
         contract = deployed["address"]
+        # A lenient poison threshold (-0.5, not -0.1): with a committee of one, one score decides,
+        # and the default utility has scored an honest round-2 update of these tiny splits -0.11
+        # (a false positive of the utility, issue 11; not what this test is about).
         posted = a.run(
             "task", "post", "--account", "buyer", "--aggregator", "aggregator", "--reward", "1", "--spec", files["spec"],
             "--initial-model", files["initial_model"], "--ipfs", kubo_url, "--rounds", 2, "--min-trainers", 2, "--max-trainers", 2,
-            "--committee", 1, "--max-validators", 1, "--window", 120, "--license-fee", "0.01",
+            "--committee", 1, "--max-validators", 1, "--window", 120, "--license-fee", "0.01", "--poison-threshold=-500000",
         )  # fmt: skip
         task = posted["model_id"]
         # Host B's trainer brings data only host B has: 300 digits samples in its own file.
@@ -160,10 +163,11 @@ def test_agents_of_one_task_on_two_hosts_settle_it(tmp_path: Path, kubo_url: str
         assert report["status"] == "settled" and [r["round"] for r in report["rounds"]] == [1, 2]
         assert all(r["accepted"] for r in report["rounds"])
         totals = report["totals"]
-        # Every wei is withdrawn but what a verdict slash burned (a member outside the tolerance
-        # on a loaded machine, say), which stays in the contract as the zero address's credit.
-        assert totals["conserved"] and totals["deposited_wei"] == totals["withdrawn_wei"] + totals["burned_wei"]
-        assert totals["contract_balance_wei"] == totals["burned_wei"], [s for r in report["rounds"] for s in r["slashes"]]
+        # Nobody is slashed, however loaded the machine (a blob the Kubo node is slow to serve is
+        # waited for, roles/validator.py): nothing is burned and every wei is withdrawn.
+        slashes = [s for r in report["rounds"] for s in r["slashes"]]
+        assert slashes == [] and totals["burned_wei"] == 0, slashes
+        assert totals["conserved"] and totals["deposited_wei"] == totals["withdrawn_wei"] and totals["contract_balance_wei"] == 0
         paid = {p["label"]: p for p in report["participants"].values()}
         assert sorted(paid) == sorted([*HOSTS["A"], *HOSTS["B"]]) and all(p["withdrawn_wei"] > 0 for p in paid.values())
         # Both hosts' trainers contributed: each earned a share of the trainers' budget.

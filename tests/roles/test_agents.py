@@ -7,6 +7,8 @@ exactly, which a signal cannot do."""
 from __future__ import annotations
 
 import dataclasses
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from fedmarket.chain.deploy import deploy_marketplace
 from fedmarket.chain.embedded import new_embedded_web3
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.taskspec import TaskData, TaskSpec
+from fedmarket.fl.utility import MALFORMED_SCORE as MALFORMED_UTILITY
+from fedmarket.fl.utility import to_micro
 from fedmarket.roles import buyer
 from fedmarket.roles.adversary import Attack, attacks_of
 from fedmarket.roles.agent import Agent, AgentLog, AgentOptions
@@ -26,8 +30,13 @@ from fedmarket.roles.policy import JoinPolicy, PolicyRefusal
 from fedmarket.roles.trainer import TrainerAgent
 from fedmarket.roles.validator import ValidatorAgent
 from fedmarket.storage.embedded import EmbeddedStore
+from fedmarket.storage.kubo import KuboStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
+from kubo_rpc_server import KuboRpcServer, serve_store  # noqa: E402
 
 ETH = 10**18
+MALFORMED_SCORE = to_micro(MALFORMED_UTILITY)
 SPEC = TaskSpec(trainers=2, validators=1, holdout=200)
 
 
@@ -54,11 +63,11 @@ class Market:
             agent.step()
         buyer.start_task(self.market, self.model_id)
 
-    def agent(self, name: str, join: bool = False, **options) -> Agent:
+    def agent(self, name: str, join: bool = False, store: object | None = None, **options) -> Agent:
         cls = {"trainer": TrainerAgent, "validator": ValidatorAgent, "aggregator": AggregatorAgent}[name.split("-")[0]]
         agent = cls(
             self.market.with_account(self.accounts[name]),
-            self.store,
+            store or self.store,
             self.model_id,
             self.tmp / "state" / name,
             AgentLog(sink=self.logs.append),
@@ -332,3 +341,61 @@ def test_a_trainer_takes_its_licence_fee_back_when_the_task_is_cancelled(market:
     assert [r["action"] for r in market.actions("trainer-1", "leave")] == ["leave"]
     assert market.market.task_balance(model_id) == 0 and trainer.finished
     assert market.market.credit(trainer.address) == 0 and before > 0  # the stake came back on cancel, the fee on leave; all withdrawn
+
+
+@pytest.fixture
+def kubo(market: Market) -> Iterator[KuboRpcServer]:
+    """A Kubo RPC server (the stand-in, over real HTTP) serving the market's store."""
+    server = serve_store(market.tmp / "store")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _validator_behind(market: Market, kubo: KuboRpcServer) -> ValidatorAgent:
+    """validator-1 restarted with its blobs coming from `kubo` (the trainers have revealed)."""
+    for name in ("trainer-1", "trainer-2", "trainer-1", "trainer-2"):
+        market.agents[name].step()  # commit, commit, reveal, reveal
+    assert market.phase() == Phase.SCORE_COMMIT
+    validator = market.agent("validator-1", store=KuboStore(kubo.url))
+    market.agents["validator-1"] = validator
+    return validator
+
+
+def test_a_validator_waits_for_an_update_its_store_cannot_serve_yet(market: Market, kubo: KuboRpcServer) -> None:
+    """Kubo cannot serve trainer-1's update for a while (not found in time): that is no verdict on
+    the update, so the validator commits nothing and tries again; once the update is served it is
+    scored like any other, and no honest trainer is scored as poison."""
+    validator = _validator_behind(market, kubo)
+    late = market.market.revealed_updates(market.model_id, 1)[0]
+    kubo.misbehaviour.unserved.add(late.update_cid)
+    assert not validator.step() and not validator.step()  # waits: nothing committed
+    assert market.phase() == Phase.SCORE_COMMIT and not market.actions("validator-1", "commit-scores")
+    [waiting] = [r for r in market.actions("validator-1", "waiting") if "waiting for the store" in (r["detail"] or "")]
+    assert "not found" in waiting["detail"] and "scoring as withheld once 300 s are left" in waiting["detail"]
+    kubo.misbehaviour.unserved.clear()
+    assert validator.step()  # served now: scores and commits
+    assert market.phase() == Phase.SCORE_REVEAL and not market.actions("validator-1", "reject-update")
+    assert validator.step()  # reveals
+    scores = market.market.scores_of(market.model_id, 1, validator.address).scores
+    assert len(scores) == 2 and all(s > MALFORMED_SCORE for s in scores), scores
+
+
+def test_a_validator_scores_an_update_never_served_as_withheld_in_time(market: Market, kubo: KuboRpcServer) -> None:
+    """An update Kubo never serves: the validator waits while more than half the score window is
+    left, then scores it as malformed (the trainer withheld it) and still commits in time."""
+    from fedmarket.chain.timecontrol import advance_to
+
+    validator = _validator_behind(market, kubo)
+    withheld = market.market.revealed_updates(market.model_id, 1)[0]
+    kubo.misbehaviour.unserved.add(withheld.update_cid)
+    assert not validator.step()
+    deadline = market.market.get_round(market.model_id, 1).phase_deadline
+    advance_to(market.w3, deadline - 300)  # half of the 600-s score window left
+    assert validator.step()  # gives up waiting, scores, commits
+    assert market.phase() == Phase.SCORE_REVEAL
+    [rejected] = market.actions("validator-1", "reject-update")
+    assert rejected["trainer"] == withheld.trainer and "unavailable until the wait ended" in rejected["detail"]
+    assert validator.step()
+    scores = market.market.scores_of(market.model_id, 1, validator.address).scores
+    assert scores[0] == MALFORMED_SCORE and scores[1] > MALFORMED_SCORE

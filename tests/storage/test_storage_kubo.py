@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from kubo_rpc_server import KuboRpcServer
 
-from fedmarket.errors import FedmarketError
+from fedmarket.errors import FedmarketError, StoreUnavailable
 from fedmarket.storage import DEFAULT_KUBO_URL, BlobStore, open_store
 from fedmarket.storage.cid import CHUNK_SIZE, cid_of
 from fedmarket.storage.embedded import EmbeddedStore
@@ -56,7 +56,7 @@ def test_absent_content(kubo_url: str) -> None:
     unknown = cid_of(blob(3, 1000))
     with KuboStore(kubo_url) as store:
         assert not store.has(unknown)
-        with pytest.raises(FedmarketError, match=rf"^Kubo at {kubo_url} refused /api/v0/cat \(HTTP 500\): .*not found"):
+        with pytest.raises(StoreUnavailable, match=rf"^Kubo at {kubo_url} refused /api/v0/cat \(HTTP 500\): .*not found"):
             store.get(unknown)
         with pytest.raises(FedmarketError, match=r"refused /api/v0/pin/add \(HTTP 500\)"):
             store.pin(unknown)
@@ -88,8 +88,9 @@ def test_tampered_cat_is_refused(stand_in_server: KuboRpcServer) -> None:
     with KuboStore(stand_in_server.url) as store:
         cid = store.add(b"hello world\n")
         stand_in_server.misbehaviour.tamper_cat = True
-        with pytest.raises(FedmarketError, match=rf"^Kubo at .* returned 12 bytes for {cid}: content does not match CID$"):
+        with pytest.raises(FedmarketError, match=rf"^Kubo at .* returned 12 bytes for {cid}: content does not match CID$") as refused:
             store.get(cid)
+        assert not isinstance(refused.value, StoreUnavailable)  # a verdict on the content, not a transport failure
 
 
 def test_tampered_multi_block_cat_is_refused(stand_in_server: KuboRpcServer) -> None:
@@ -120,16 +121,16 @@ def _closed_port() -> int:
 def test_connection_refused_is_one_line() -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     with KuboStore(url) as store:
-        with pytest.raises(FedmarketError, match=rf"^cannot reach Kubo at {url}: connection refused \(is `ipfs daemon` running\?\)$"):
+        with pytest.raises(StoreUnavailable, match=rf"^cannot reach Kubo at {url}: connection refused \(is `ipfs daemon` running\?\)$"):
             store.add(b"x")
-        with pytest.raises(FedmarketError, match="^cannot reach Kubo"):
+        with pytest.raises(StoreUnavailable, match="^cannot reach Kubo"):
             store.get(HELLO_WORLD)
 
 
 def test_timeout_is_one_line(stand_in_server: KuboRpcServer) -> None:
     stand_in_server.misbehaviour.delay_s = 1.5
     with KuboStore(stand_in_server.url, timeout=0.3) as store:
-        with pytest.raises(FedmarketError, match=rf"^Kubo at {stand_in_server.url} did not answer /api/v0/version within 0.3 s$"):
+        with pytest.raises(StoreUnavailable, match=rf"^Kubo at {stand_in_server.url} did not answer /api/v0/version within 0.3 s$"):
             store.version()
 
 

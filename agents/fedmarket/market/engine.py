@@ -88,11 +88,11 @@ def run_local_market(
     """Run the market of `config` to the end; raise FedmarketError (one line) if it cannot."""
     from fedmarket.chain.anvil import dev_accounts
     from fedmarket.chain.client import Status
-    from fedmarket.chain.timecontrol import advance_to
+    from fedmarket.chain.timecontrol import advance_to, chain_now
     from fedmarket.roles import buyer
     from fedmarket.roles.aggregator import AggregatorAgent
     from fedmarket.roles.trainer import TrainerAgent
-    from fedmarket.roles.validator import ValidatorAgent
+    from fedmarket.roles.validator import ValidatorAgent, store_wait_ends
     from fedmarket.wallet.accounts import require_dev_chain
 
     config.check()
@@ -185,8 +185,14 @@ def run_local_market(
         if idle > MAX_IDLE_SWEEPS or state.status != Status.TRAINING:
             raise FedmarketError(f"the market is stuck: task {model_id} is {str(state.status).lower()} and nobody can act")
         view = on_chain(lambda: market.get_round(model_id, state.current_round))
-        # Nobody can act before this phase's deadline: let the clock run to it.
-        on_chain(lambda: advance_to(w3, view.phase_deadline + 1))
+        # Nobody can act before this phase's deadline: let the clock run to it; in a committee
+        # commit phase first to where a validator waiting for its store gives up, so that it
+        # still commits in time.
+        target = view.phase_deadline + 1
+        gives_up = store_wait_ends(view.phase, view.phase_deadline, info.params)
+        if gives_up is not None and on_chain(lambda: chain_now(w3)) < gives_up:
+            target = gives_up
+        on_chain(lambda: advance_to(w3, target))
     engine_log = AgentLog(log_dir / "engine.jsonl" if log_dir else None, logs.append)
     for r in sorted(set(engine_chain) | set(engine_storage)):
         engine_log.write({

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fedmarket.errors import FedmarketError
+from fedmarket.errors import FedmarketError, StoreUnavailable
 from fedmarket.roles.adversary import Adversary, Attack
 from fedmarket.roles.faults import Fault, die
 from fedmarket.roles.policy import JoinPolicy
@@ -531,6 +531,8 @@ class Agent:
         with self._timing("storage_s"):
             try:
                 return self.store.get(cid, max_size=max_size)  # the store checks the size, then the bytes against the CID
+            except StoreUnavailable as exc:  # kept apart: the caller may wait and try again
+                raise StoreUnavailable(f"{what} {cid}: {exc}") from None
             except FedmarketError as exc:
                 raise FedmarketError(f"{what} {cid}: {exc}") from None
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fedmarket.errors import FedmarketError
+from fedmarket.errors import FedmarketError, StoreUnavailable
 
 if TYPE_CHECKING:
     from fedmarket.roles.agent import Agent
@@ -43,7 +43,7 @@ def run_agent(agent: Agent, *, poll_s: float = 0.5, state_dir: Path | None = Non
             news = cursor.poll()
             acted = agent.step()
             failures = 0
-        except (ChainUnreachable, ConnectionError, TimeoutError) as exc:
+        except (ChainUnreachable, StoreUnavailable, ConnectionError, TimeoutError) as exc:
             failures += 1
             if failures > RETRIES:
                 raise

@@ -8,8 +8,13 @@ durably (roles/salts.py's BallotBook) and commit to them. ScoreReveal phase: rev
 scores, so that a validator restarted between the two reveals exactly what it committed. An
 update that cannot be used (a blob that does not match its CID, a pickle, wrong shapes, another
 round's or model's weights) scores as malformed (-1, a poison score) and the reason goes to the
-log. Sample counts are bounded by the task (Agent.claimed_samples) and the utility is told what
-was public before the round (Agent.public_past), so that it pays nothing for it. VoteCommit
+log. An update the store cannot serve right now (StoreUnavailable: unreachable, slow, not found in
+time) is no verdict on its trainer: the validator waits and tries again while more than
+WAIT_FRACTION of the score window is left, and only then scores it as malformed (withheld), so
+that a transient failure on one validator's side never poison-slashes an honest trainer. The
+proposal's file likewise: waited for while more than WAIT_FRACTION of the vote window is left.
+Sample counts are bounded by the task (Agent.claimed_samples) and the utility is told what was
+public before the round (Agent.public_past), so that it pays nothing for it. VoteCommit
 phase: vote ok only if (1) the proposal's CID is that of the aggregate of the accepted updates
 (rebuilt with the same deterministic code the aggregator runs), (2) the file behind it can be
 fetched (within the model's size bound), matches the CID and is now pinned by this validator's
@@ -33,13 +38,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from fedmarket.errors import FedmarketError
+from fedmarket.errors import FedmarketError, StoreUnavailable
 from fedmarket.fl.seeds import validator_seed
 from fedmarket.roles.agent import Agent, RoundCache
 
 if TYPE_CHECKING:
-    from fedmarket.chain.client import AgentView
+    from fedmarket.chain.client import AgentView, ModelParams, Phase
 
+WAIT_FRACTION = 0.5  # of the score window: the rest is left for scoring and committing
 METRIC_SIGMAS = 5.0
 METRIC_FLOOR = 0.05
 REGRESSION_TOLERANCE = 0.5
@@ -50,6 +56,16 @@ def metric_tolerance(own: float, n: int, regression: bool) -> float:
     if regression:
         return max(METRIC_FLOOR, REGRESSION_TOLERANCE * abs(own))
     return max(METRIC_FLOOR, METRIC_SIGMAS * math.sqrt(max(own * (1.0 - own), 0.0) / max(n, 1)))
+
+
+def store_wait_ends(phase: Phase, deadline: int, params: ModelParams) -> int | None:
+    """The chain time at which a validator waiting for its store in `phase` stops waiting (and
+    scores or votes without the blob), or None in a phase where it never waits. The in-process
+    engine stops its clock there too, so that a waiting validator is not skipped past."""
+    from fedmarket.chain.client import Phase
+
+    window = {Phase.SCORE_COMMIT: params.score_window, Phase.VOTE_COMMIT: params.confirm_window}.get(phase)
+    return None if window is None else deadline - int(window * WAIT_FRACTION)
 
 
 class ValidatorAgent(Agent):
@@ -92,7 +108,11 @@ class ValidatorAgent(Agent):
 
     def _commit_scores(self, now: AgentView, r: int) -> bool:
         revealed = self._view(lambda: self.market.revealed_updates(self.model_id, r))
-        scores = self.adversary.in_round(r).scores(len(revealed), lambda: self._scores(now, r, revealed))
+        try:
+            scores = self.adversary.in_round(r).scores(len(revealed), lambda: self._scores(now, r, revealed))
+        except _WaitForStore as wait:
+            self._waiting("score-commit", r, f"round {r}: waiting for the store ({wait}); scoring as withheld once {wait.left_after} s are left")
+            return False
         stored = self.ballots.prepare_scores(self.market.chain_id, self.market.address, self.model_id, r, self.address, scores)
         self._send(
             "score-commit",
@@ -114,6 +134,10 @@ class ValidatorAgent(Agent):
         for u in revealed:
             try:
                 state = self.load_state(u.update_cid, f"update of {u.trainer}", r, global_cid)
+            except StoreUnavailable as exc:
+                self._wait_for_store(now, exc)
+                self._record("score-commit", r, "reject-update", detail=f"{u.trainer}: unavailable until the wait ended: {exc}", trainer=u.trainer)
+                state = {}
             except FedmarketError as exc:
                 self._record("score-commit", r, "reject-update", detail=f"{u.trainer}: {exc}", trainer=u.trainer)
                 state = {}  # the utility scores a state it cannot use as malformed
@@ -136,12 +160,24 @@ class ValidatorAgent(Agent):
             )
             return [int(s) for s in utility(request)]
 
+    def _wait_for_store(self, now: AgentView, exc: StoreUnavailable) -> None:
+        """Raise _WaitForStore until store_wait_ends (the phase's deadline less WAIT_FRACTION of its window)."""
+        from fedmarket.chain.timecontrol import chain_now
+
+        ends = store_wait_ends(now.phase, now.phase_deadline, self.params)
+        if ends is not None and chain_now(self.market.w3) < ends:
+            raise _WaitForStore(str(exc), now.phase_deadline - ends)
+
     def _commit_vote(self, now: AgentView) -> bool:
         from fedmarket.storage.cid import digest_to_cid
 
         r = now.current_round
         proposed = digest_to_cid(now.proposed_digest)
-        ok, detail = self.adversary.in_round(r).vote(lambda: self._check_proposal(now, r, proposed, now.proposed_metric))
+        try:
+            ok, detail = self.adversary.in_round(r).vote(lambda: self._check_proposal(now, r, proposed, now.proposed_metric))
+        except _WaitForStore as wait:
+            self._waiting("vote-commit", r, f"round {r}: waiting for the store ({wait}); rejecting as not retrievable once {wait.left_after} s are left")
+            return False
         stored = self.ballots.prepare_vote(self.market.chain_id, self.market.address, self.model_id, r, self.address, ok)
         self._send(
             "vote-commit",
@@ -193,6 +229,9 @@ class ValidatorAgent(Agent):
             state = self.load_state(proposed, "proposed global model", r, now.global_model_cid)
             with self._timing("storage_s"):
                 self.store.pin(proposed)
+        except StoreUnavailable as exc:
+            self._wait_for_store(now, exc)
+            return False, f"is the aggregate but was not retrievable until the wait ended ({exc}): rejected"
         except FedmarketError as exc:
             return False, f"is the aggregate but not retrievable ({exc}): rejected"
         x, y = self.own_samples(lambda: self.data.validator_indices(self.join_index(self.roster("validators"))))
@@ -208,3 +247,11 @@ class ValidatorAgent(Agent):
 
         with self._timing("storage_s"):
             return cid_of(self.weights_file(state, r, parent))
+
+
+class _WaitForStore(Exception):
+    """Some update could not be fetched yet and there is time to try again (never leaves the agent)."""
+
+    def __init__(self, reason: str, left_after: int) -> None:
+        super().__init__(reason)
+        self.left_after = left_after

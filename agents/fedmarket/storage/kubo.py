@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from fedmarket.errors import FedmarketError
+from fedmarket.errors import FedmarketError, StoreUnavailable
 from fedmarket.storage.cid import CHUNK_SIZE, cid_of, cid_of_file, validate_cid
 from fedmarket.storage.limits import too_large
 
@@ -66,15 +66,16 @@ class KuboStore:
 
     @contextmanager
     def _transport(self, endpoint: str) -> Iterator[None]:
-        """Every transport failure of one RPC call becomes one line naming the node."""
+        """Every transport failure of one RPC call becomes one line naming the node (StoreUnavailable:
+        a caller may try again)."""
         try:
             yield
         except httpx.ConnectError as exc:
-            raise FedmarketError(f"cannot reach Kubo at {self.url}: {_reason(exc)} (is `ipfs daemon` running?)") from exc
+            raise StoreUnavailable(f"cannot reach Kubo at {self.url}: {_reason(exc)} (is `ipfs daemon` running?)") from exc
         except httpx.TimeoutException as exc:
-            raise FedmarketError(f"Kubo at {self.url} did not answer /api/v0/{endpoint} within {self.timeout:g} s") from exc
+            raise StoreUnavailable(f"Kubo at {self.url} did not answer /api/v0/{endpoint} within {self.timeout:g} s") from exc
         except httpx.HTTPError as exc:
-            raise FedmarketError(f"Kubo at {self.url} failed on /api/v0/{endpoint}: {_reason(exc)}") from exc
+            raise StoreUnavailable(f"Kubo at {self.url} failed on /api/v0/{endpoint}: {_reason(exc)}") from exc
 
     def _post(self, endpoint: str, params: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
         """One RPC call that must succeed: an HTTP error becomes one line with Kubo's message."""
@@ -129,8 +130,9 @@ class KuboStore:
         data = bytearray()
         with self._transport("cat"), self._client.stream("POST", "/cat", params=params) as response:
             if response.status_code != 200:
+                # A valid CID Kubo cannot serve (not found in time, offline): not a verdict on it.
                 response.read()
-                raise _refused(self.url, "cat", response)
+                raise StoreUnavailable(str(_refused(self.url, "cat", response)))
             for piece in response.iter_bytes(CHUNK_SIZE):
                 data += piece
                 if max_size is not None and len(data) > max_size:
