@@ -68,6 +68,9 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint16 index; // seat in the task's trainer or validator list
         uint128 slashed; // slashed over all rounds (stake remaining = stake - slashed)
         uint32 earnedHigh; // earnings above the seat's 96 bits, in units of 2^96 wei (0 in practice)
+        // a trainer's copy of its task's params.maxSamples (fixed at newModel), written at join into
+        // this word's spare bits: revealUpdate checks it without reading the params' slot (0 otherwise)
+        uint64 maxSamples;
     }
 
     /// @dev A trainer's or validator's seat: its address and earnings in one word, so that paying

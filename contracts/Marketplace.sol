@@ -99,6 +99,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         _join(modelId, t, me, Role.Trainer, t.params.trainerStake);
         uint256 seat = t.trainerCount;
         me.index = uint16(seat);
+        me.maxSamples = t.params.maxSamples;
         t.trainerSeats.push(Seat({account: msg.sender, earned: 0}));
         _allocateSeat(t, seat);
         // seat < maxTrainers <= MAX_TRAINERS = 64 (checked above), so the count fits uint8.
@@ -256,14 +257,18 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     function revealUpdate(uint256 modelId, uint32 round, bytes32 updateDigest, uint64 numSamples, bytes32 salt) external {
         Task storage t = _task(modelId);
         _requireRound(modelId, t, round);
-        uint256 seat = _trainerSeat(modelId, t);
+        Participant storage me = t.participants[msg.sender];
+        if (me.role != Role.Trainer) revert NotTrainer(modelId, msg.sender);
+        uint256 seat = me.index;
         Round storage rd = t.rounds[round];
         RoundHeader memory h = rd.header;
         if (Bits.has(h.revealed, seat)) revert AlreadyRevealed(modelId, round, msg.sender);
         _requirePhase(modelId, round, t, h, Phase.Reveal);
         if (!Bits.has(h.committed, seat)) revert NotCommitted(modelId, round, msg.sender);
         if (numSamples == 0) revert ZeroSamples();
-        if (numSamples > t.params.maxSamples) revert TooManySamples(numSamples, t.params.maxSamples);
+        // The trainer's record holds a copy of params.maxSamples (warm: read just above).
+        uint64 maxSamples = me.maxSamples;
+        if (numSamples > maxSamples) revert TooManySamples(numSamples, maxSamples);
         UpdateBuffer storage buf = _buffer(t, round);
         bytes32 commitment = buf.updates[seat];
         if (commitment != _commitment(modelId, round, updateDigest, numSamples, salt, msg.sender)) {
