@@ -126,15 +126,18 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint32 roundsClosed;
         uint8 trainerCount;
         uint8 validatorCount;
-        // money of this task (wei); taskBalance = escrow + stakesHeld + accrued + licenseHeld < 2^128
+        // money of this task (wei); taskBalance = escrow + stakesHeld + accrued + licenseHeld < 2^128.
+        // Paired so that every word the close of a round writes is already non-zero before round 1
+        // (reward and escrow from the start, stakesHeld from the joins, licenseIncome when there is
+        // a licence fee): no round pays a zero-to-non-zero write (~17k gas) for its money.
         uint128 reward;
-        uint128 escrow;
-        uint128 stakesHeld;
-        uint128 accrued; // participants' earnings + buyerAccrued, not yet credited
-        uint128 buyerAccrued; // what returns to the buyer at settlement, escrow aside
-        uint128 licenseIncome;
         uint128 aggregatorEarned;
+        uint128 escrow;
+        uint128 accrued; // participants' earnings + buyerAccrued, not yet credited
+        uint128 stakesHeld;
         uint128 trainerCarry; // slashes and trainer pools no trainer earned yet, for later rounds (part of accrued)
+        uint128 licenseIncome;
+        uint128 buyerAccrued; // what returns to the buyer at settlement, escrow aside
         // one word: 128 + 64 + 8 bits
         uint128 licenseHeld; // licence fees held until startTraining (refundable before)
         uint64 startDeadline; // newModel's timestamp + startWindow
