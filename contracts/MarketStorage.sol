@@ -55,6 +55,8 @@ abstract contract MarketStorage is IMarketplaceTypes {
     /// slots, the reveal-order and score words it starts), so that every round overwrites non-zero
     /// slots; never a valid commitment (no keccak256 output is 1).
     bytes32 internal constant ALLOCATED = bytes32(uint256(1));
+    /// @dev Set above the 64 bits of a stored proposal's metric (UpdateBuffer.proposedMetric).
+    uint256 internal constant PROPOSAL_MARK = 1 << 64;
     /// @dev Entries of the in-memory table that finds a round's duplicate digests (MarketCore).
     uint256 internal constant DIGEST_SLOTS = 128;
 
@@ -96,10 +98,9 @@ abstract contract MarketStorage is IMarketplaceTypes {
         bool proposed;
     }
 
+    /// @dev A round's record, kept for every round. Its proposal lives in the round's UpdateBuffer.
     struct Round {
         RoundHeader header;
-        bytes32 proposedDigest;
-        int64 proposedMetric;
     }
 
     /// @dev Per-update data of a round, in one of two buffers chosen by the round's parity: round r
@@ -115,6 +116,12 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint256[SCORE_WORDS][MAX_COMMITTEE] scores;
         /// committee position -> its score commitment, replaced by its vote commitment in VoteCommit
         bytes32[MAX_COMMITTEE] seals;
+        /// the aggregator's proposal (publishGlobalModel): the global model's digest, and its metric
+        /// as PROPOSAL_MARK | uint64(metric) (never 0, so the next round writes non-zero over non-zero);
+        /// both pre-allocated when the aggregator joins. Read only while the round's header says
+        /// `proposed`: before that they hold round r - 2's proposal (or ALLOCATED).
+        bytes32 proposedDigest;
+        uint256 proposedMetric;
     }
 
     struct Task {

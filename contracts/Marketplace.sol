@@ -159,6 +159,11 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         Participant storage me = t.participants[msg.sender];
         if (me.role != Role.None) revert AlreadyJoined(modelId, msg.sender, me.role);
         _join(modelId, t, me, Role.Aggregator, t.params.aggregatorStake);
+        // The proposal's slots in both buffers, so that every publishGlobalModel overwrites non-zero slots.
+        for (uint256 b = 0; b < 2; ++b) {
+            t.buffers[b].proposedDigest = ALLOCATED;
+            t.buffers[b].proposedMetric = uint256(ALLOCATED);
+        }
     }
 
     /// @inheritdoc IMarketplace
@@ -353,8 +358,9 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         h.proposed = true;
         // From now on `sealedBits` marks vote commitments (the score commitments are done with).
         h.sealedBits = 0;
-        rd.proposedDigest = modelDigest;
-        rd.proposedMetric = metric;
+        UpdateBuffer storage buf = _buffer(t, round);
+        buf.proposedDigest = modelDigest;
+        buf.proposedMetric = PROPOSAL_MARK | uint64(metric);
         _endPhase(t, round, h);
         rd.header = h;
         emit GlobalModelProposed(modelId, round, modelDigest, metric);
@@ -539,7 +545,6 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         Task storage t = _task(modelId);
         v.round = round;
         if (round == 0 || round > t.params.rounds) return v;
-        Round storage rd = t.rounds[round];
         RoundHeader memory h;
         (h, v.phase, v.phaseDeadline) = _roundNow(t, round);
         v.committee = _committee(t, h.committee);
@@ -551,8 +556,8 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         v.scoresSubmitted = uint16(Bits.popcount(h.scored));
         v.voteCommits = h.proposed ? uint16(Bits.popcount(h.sealedBits | h.ballot)) : 0;
         v.proposed = h.proposed;
-        v.proposedDigest = rd.proposedDigest;
-        v.proposedMetric = rd.proposedMetric;
+        // The proposal is kept for the current and the previous round (older: in GlobalModelProposed).
+        if (h.proposed && _retained(t, round)) (v.proposedDigest, v.proposedMetric) = _proposal(t, round);
         v.confirmations = uint16(Bits.popcount(h.ballot));
         v.rejections = uint16(Bits.popcount(h.ballot & h.sealedBits));
         v.closed = h.stage == STAGE_CLOSED;
@@ -572,13 +577,11 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         v.role = pp.role;
         v.licensed = pp.licensed;
         if (round == 0) return v;
-        Round storage rd = t.rounds[round];
         RoundHeader memory h;
         (h, v.phase, v.phaseDeadline) = _roundNow(t, round);
         v.closed = h.stage == STAGE_CLOSED;
         v.proposed = h.proposed;
-        v.proposedDigest = rd.proposedDigest;
-        v.proposedMetric = rd.proposedMetric;
+        if (h.proposed) (v.proposedDigest, v.proposedMetric) = _proposal(t, round);
         if (pp.role == Role.Trainer) {
             v.committed = Bits.has(h.committed, pp.index);
             v.revealed = Bits.has(h.revealed, pp.index);
@@ -592,6 +595,12 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
                 v.voted = Bits.has(h.ballot, position);
             }
         }
+    }
+
+    /// @dev The proposal of round `round`, which must be retained and proposed (UpdateBuffer).
+    function _proposal(Task storage t, uint32 round) private view returns (bytes32 digest, int64 metric) {
+        UpdateBuffer storage buf = _buffer(t, round);
+        return (buf.proposedDigest, int64(uint64(buf.proposedMetric)));
     }
 
     /// @dev Round `round`'s header brought up to date (when it is the current round of a training
@@ -781,7 +790,11 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
 
     /// @dev Per-update data is kept for the current and the previous round (UpdateBuffer).
     function _requireRetained(uint256 modelId, Task storage t, uint32 round) private view {
-        if (round != 0 && uint256(round) + 1 < t.currentRound) revert RoundDataPruned(modelId, round, t.currentRound);
+        if (!_retained(t, round)) revert RoundDataPruned(modelId, round, t.currentRound);
+    }
+
+    function _retained(Task storage t, uint32 round) private view returns (bool) {
+        return round == 0 || uint256(round) + 1 >= t.currentRound;
     }
 
     function _trainerSeat(uint256 modelId, Task storage t) private view returns (uint256) {

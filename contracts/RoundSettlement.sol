@@ -177,7 +177,7 @@ contract RoundSettlement is MarketCore {
         } else if (!accepted) {
             s.toBuyer += s.aggregatorPool;
         }
-        if (accepted) t.globalModelDigest = rd.proposedDigest;
+        if (accepted) t.globalModelDigest = _buffer(t, round).proposedDigest;
         if (s.burned > 0) {
             // The committee's verdict slashed these stakes, and a colluding majority picks which
             // trainers are positive: nobody may gain them (docs/protocol.md, "Slashes and the
