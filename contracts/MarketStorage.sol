@@ -43,10 +43,10 @@ abstract contract MarketStorage is IMarketplaceTypes {
     // ---------------------------------------------------------------- packing
 
     uint256 internal constant SCORES_PER_WORD = 8; // clamped scores (int32) per storage word
-    uint256 internal constant ENTRIES_PER_WORD = 3; // reveal entries (8 + 64 bits) per storage word
+    uint256 internal constant ENTRIES_PER_WORD = 2; // reveal entries (8 + 64 + 36 bits, Bits.ENTRY_BITS) per storage word
     uint256 internal constant SCORE_WORDS = (MAX_TRAINERS + SCORES_PER_WORD - 1) / SCORES_PER_WORD;
     uint256 internal constant ORDER_WORDS = (MAX_TRAINERS + ENTRIES_PER_WORD - 1) / ENTRIES_PER_WORD;
-    /// @dev A reveal-order word holds its entries in the low ENTRIES_PER_WORD * 72 = 216 bits and,
+    /// @dev A reveal-order word holds its entries in the low ENTRIES_PER_WORD * 108 = 216 bits and,
     /// above them, the XOR of MIX_BITS bits of each of its reveals' commitments: the entropy the
     /// next round's committee is drawn from (docs/protocol.md, "Committee").
     uint256 internal constant MIX_BITS = 40;
@@ -57,7 +57,8 @@ abstract contract MarketStorage is IMarketplaceTypes {
     bytes32 internal constant ALLOCATED = bytes32(uint256(1));
     /// @dev Set above the 64 bits of a stored proposal's metric (UpdateBuffer.proposedMetric).
     uint256 internal constant PROPOSAL_MARK = 1 << 64;
-    /// @dev Entries of the in-memory table that finds a round's duplicate digests (MarketCore).
+    /// @dev Entries of the in-memory table that finds a round's duplicate digests by their
+    /// fingerprints (MarketCore).
     uint256 internal constant DIGEST_SLOTS = 128;
 
     // ---------------------------------------------------------------- records
@@ -110,7 +111,8 @@ abstract contract MarketStorage is IMarketplaceTypes {
     struct UpdateBuffer {
         /// trainer seat -> the commitment, replaced by the update digest at reveal
         bytes32[MAX_TRAINERS] updates;
-        /// reveal order, ENTRIES_PER_WORD entries (trainer seat, numSamples) per word, and the reveals' mix
+        /// reveal order, ENTRIES_PER_WORD entries (trainer seat, numSamples, digest fingerprint) per
+        /// word, and the reveals' mix
         uint256[ORDER_WORDS] order;
         /// [committee position][word] -> SCORES_PER_WORD packed int32 scores (clamped), in reveal order
         uint256[SCORE_WORDS][MAX_COMMITTEE] scores;

@@ -283,22 +283,30 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         uint256 position = Bits.popcount(h.revealed);
         h.revealed |= uint64(1 << seat);
         buf.updates[seat] = updateDigest;
-        _recordReveal(buf, position, seat, numSamples, commitment);
+        _recordReveal(buf, position, seat, numSamples, updateDigest, commitment);
         if (position + 1 == Bits.popcount(h.committed)) _endPhase(t, round, h);
         rd.header = h;
         // position < MAX_TRAINERS = 64: fits uint16.
         emit UpdateRevealed(modelId, round, msg.sender, updateDigest, numSamples, uint16(position));
     }
 
-    /// @dev Writes reveal number `position`'s entry (seat, numSamples) into the reveal-order words,
-    /// with the next committee's entropy (docs/protocol.md, "Committee"): MIX_BITS of the commitment,
-    /// which hid the trainer's salt until now; the round's first reveal also mixes in prevrandao,
-    /// which nobody knew when the salts were committed.
-    function _recordReveal(UpdateBuffer storage buf, uint256 position, uint256 seat, uint64 numSamples, bytes32 commitment) private {
+    /// @dev Writes reveal number `position`'s entry (seat, numSamples, the digest's fingerprint, which
+    /// lets the settlement find duplicate digests without reading every digest) into the
+    /// reveal-order words, with the next committee's entropy (docs/protocol.md, "Committee"):
+    /// MIX_BITS of the commitment, which hid the trainer's salt until now; the round's first reveal
+    /// also mixes in prevrandao, which nobody knew when the salts were committed.
+    function _recordReveal(
+        UpdateBuffer storage buf,
+        uint256 position,
+        uint256 seat,
+        uint64 numSamples,
+        bytes32 updateDigest,
+        bytes32 commitment
+    ) private {
         uint256 word = position / ENTRIES_PER_WORD;
         uint256 slot = position % ENTRIES_PER_WORD;
         uint256 mix = position == 0 ? uint256(keccak256(abi.encode(commitment, block.prevrandao))) : uint256(commitment);
-        uint256 entry = (Bits.entry(seat, numSamples) << (Bits.ENTRY_BITS * slot)) ^ ((mix >> MIX_SHIFT) << MIX_SHIFT);
+        uint256 entry = (Bits.entry(seat, numSamples, updateDigest) << (Bits.ENTRY_BITS * slot)) ^ ((mix >> MIX_SHIFT) << MIX_SHIFT);
         // The first entry of a word overwrites what the round two before left there; the later
         // ones fill their (zero) slots and XOR their mix in.
         buf.order[word] = slot == 0 ? entry : buf.order[word] ^ entry;
@@ -642,7 +650,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         RoundHeader memory h = t.rounds[round].header;
         uint256 n = Bits.popcount(h.revealed);
         (int256[] memory u,) = _utilities(t, round, h, n, false);
-        (,, uint64 refused) = _revealedDigests(_buffer(t, round), n);
+        (, uint64 refused) = _revealedSeats(_buffer(t, round), n);
         result = new int64[](n);
         for (uint256 k = 0; k < n; ++k) {
             // A median of int64 scores lies between two int64 values, so it fits int64.
