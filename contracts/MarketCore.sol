@@ -85,11 +85,11 @@ abstract contract MarketCore is MarketStorage {
         uint256[DIGEST_SLOTS] memory table;
         // k < 64 and i < DIGEST_SLOTS: no counter can overflow.
         unchecked {
-            uint256 word;
+            uint256 word = 0;
             for (uint256 k = 0; k < n; ++k) {
                 uint256 slot = k % ENTRIES_PER_WORD;
                 if (slot == 0) word = buf.order[k / ENTRIES_PER_WORD];
-                (uint256 seat,) = Bits.entryAt(word, slot);
+                uint256 seat = Bits.seatAt(word, slot);
                 uint256 fp = Bits.fingerprintAt(word, slot);
                 seats[k] = seat;
                 prints[k] = fp;

@@ -47,6 +47,11 @@ library Bits {
         return uint256(updateDigest) >> (256 - FINGERPRINT_BITS);
     }
 
+    /// @notice The trainer seat of the `slot`-th reveal entry of `word`.
+    function seatAt(uint256 word, uint256 slot) internal pure returns (uint256) {
+        return (word >> (ENTRY_BITS * slot)) & 0xff;
+    }
+
     /// @notice The digest fingerprint of the `slot`-th reveal entry of `word`.
     function fingerprintAt(uint256 word, uint256 slot) internal pure returns (uint256) {
         return (word >> (ENTRY_BITS * slot + FINGERPRINT_SHIFT)) & ((1 << FINGERPRINT_BITS) - 1);
