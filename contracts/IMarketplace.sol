@@ -118,8 +118,8 @@ interface IMarketplaceTypes {
         uint16 scoresSubmitted; // members that revealed their scores
         uint16 voteCommits; // members whose vote commitment is in (0 before VoteCommit)
         bool proposed;
-        bytes32 proposedDigest;
-        int64 proposedMetric;
+        bytes32 proposedDigest; // 0 unless proposed, and for rounds before the previous one
+        int64 proposedMetric; // likewise
         uint16 confirmations; // ok + reject votes revealed
         uint16 rejections;
         bool closed;
@@ -479,7 +479,9 @@ interface IMarketplace is IMarketplaceTypes {
     /// on the committee and duties done in that round. Reverts UnknownModel.
     function agentView(uint256 modelId, address account) external view returns (AgentView memory);
     /// @notice Round `round` of a task as seen now (phase and deadline derived from
-    /// block.timestamp). Any round number; reverts UnknownModel only.
+    /// block.timestamp). Any round number; reverts UnknownModel only. The proposal (proposedDigest,
+    /// proposedMetric) is kept for the current and the previous round: older rounds report it 0
+    /// (`proposed` stays; GlobalModelProposed holds it).
     function getRound(uint256 modelId, uint32 round) external view returns (RoundView memory);
     /// @notice Revealed updates of a round in reveal order. The current or the previous round only
     /// (older: RoundDataPruned).

@@ -70,37 +70,37 @@ abstract contract MarketCore is MarketStorage {
         return Bits.entryAt(buf.order[position / ENTRIES_PER_WORD], position % ENTRIES_PER_WORD);
     }
 
-    /// @dev The round's first `n` reveals: each one's trainer seat and update digest, in reveal
-    /// order, and the map (bit k: reveal position k) of the refused ones, whose digest an earlier
-    /// reveal of the round revealed (docs/protocol.md, "Duplicate updates"). One storage read per
-    /// reveal; duplicates are found in memory with an open-addressing table of DIGEST_SLOTS entries
-    /// (reveal position + 1, by the digest's low bits; n <= MAX_TRAINERS = 64 < DIGEST_SLOTS, so a
-    /// probe always ends).
-    function _revealedDigests(UpdateBuffer storage buf, uint256 n)
-        internal
-        view
-        returns (uint256[] memory seats, bytes32[] memory digests, uint64 refused)
-    {
+    /// @dev The round's first `n` reveals: each one's trainer seat, in reveal order, and the map
+    /// (bit k: reveal position k) of the refused ones, whose digest an earlier reveal of the round
+    /// revealed (docs/protocol.md, "Duplicate updates"). Duplicates are found in memory with an
+    /// open-addressing table of DIGEST_SLOTS entries (reveal position + 1) keyed by the digests'
+    /// fingerprints, which the reveal-order words hold: a digest is read from storage only when its
+    /// fingerprint equals an earlier one's, and then both digests are compared, so a refusal is
+    /// always of an equal digest. n <= MAX_TRAINERS = 64 < DIGEST_SLOTS, so a probe always ends.
+    function _revealedSeats(UpdateBuffer storage buf, uint256 n) internal view returns (uint256[] memory seats, uint64 refused) {
         seats = new uint256[](n);
-        digests = new bytes32[](n);
+        uint256[] memory prints = new uint256[](n);
         // A memory array starts zeroed (0: an empty slot), which slither does not know.
         // slither-disable-next-line uninitialized-local
         uint256[DIGEST_SLOTS] memory table;
         // k < 64 and i < DIGEST_SLOTS: no counter can overflow.
         unchecked {
+            uint256 word = 0;
             for (uint256 k = 0; k < n; ++k) {
-                (uint256 seat,) = _revealEntry(buf, k);
-                bytes32 digest = buf.updates[seat];
+                uint256 slot = k % ENTRIES_PER_WORD;
+                if (slot == 0) word = buf.order[k / ENTRIES_PER_WORD];
+                uint256 seat = Bits.seatAt(word, slot);
+                uint256 fp = Bits.fingerprintAt(word, slot);
                 seats[k] = seat;
-                digests[k] = digest;
-                uint256 i = uint256(digest) % DIGEST_SLOTS;
+                prints[k] = fp;
+                uint256 i = fp % DIGEST_SLOTS;
                 while (true) {
                     uint256 at = table[i];
                     if (at == 0) {
                         table[i] = k + 1;
                         break;
                     }
-                    if (digests[at - 1] == digest) {
+                    if (prints[at - 1] == fp && buf.updates[seats[at - 1]] == buf.updates[seat]) {
                         refused |= uint64(1 << k);
                         break;
                     }

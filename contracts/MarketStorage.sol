@@ -43,10 +43,10 @@ abstract contract MarketStorage is IMarketplaceTypes {
     // ---------------------------------------------------------------- packing
 
     uint256 internal constant SCORES_PER_WORD = 8; // clamped scores (int32) per storage word
-    uint256 internal constant ENTRIES_PER_WORD = 3; // reveal entries (8 + 64 bits) per storage word
+    uint256 internal constant ENTRIES_PER_WORD = 2; // reveal entries (8 + 64 + 36 bits, Bits.ENTRY_BITS) per storage word
     uint256 internal constant SCORE_WORDS = (MAX_TRAINERS + SCORES_PER_WORD - 1) / SCORES_PER_WORD;
     uint256 internal constant ORDER_WORDS = (MAX_TRAINERS + ENTRIES_PER_WORD - 1) / ENTRIES_PER_WORD;
-    /// @dev A reveal-order word holds its entries in the low ENTRIES_PER_WORD * 72 = 216 bits and,
+    /// @dev A reveal-order word holds its entries in the low ENTRIES_PER_WORD * 108 = 216 bits and,
     /// above them, the XOR of MIX_BITS bits of each of its reveals' commitments: the entropy the
     /// next round's committee is drawn from (docs/protocol.md, "Committee").
     uint256 internal constant MIX_BITS = 40;
@@ -55,7 +55,10 @@ abstract contract MarketStorage is IMarketplaceTypes {
     /// slots, the reveal-order and score words it starts), so that every round overwrites non-zero
     /// slots; never a valid commitment (no keccak256 output is 1).
     bytes32 internal constant ALLOCATED = bytes32(uint256(1));
-    /// @dev Entries of the in-memory table that finds a round's duplicate digests (MarketCore).
+    /// @dev Set above the 64 bits of a stored proposal's metric (UpdateBuffer.proposedMetric).
+    uint256 internal constant PROPOSAL_MARK = 1 << 64;
+    /// @dev Entries of the in-memory table that finds a round's duplicate digests by their
+    /// fingerprints (MarketCore).
     uint256 internal constant DIGEST_SLOTS = 128;
 
     // ---------------------------------------------------------------- records
@@ -68,6 +71,9 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint16 index; // seat in the task's trainer or validator list
         uint128 slashed; // slashed over all rounds (stake remaining = stake - slashed)
         uint32 earnedHigh; // earnings above the seat's 96 bits, in units of 2^96 wei (0 in practice)
+        // a trainer's copy of its task's params.maxSamples (fixed at newModel), written at join into
+        // this word's spare bits: revealUpdate checks it without reading the params' slot (0 otherwise)
+        uint64 maxSamples;
     }
 
     /// @dev A trainer's or validator's seat: its address and earnings in one word, so that paying
@@ -93,10 +99,9 @@ abstract contract MarketStorage is IMarketplaceTypes {
         bool proposed;
     }
 
+    /// @dev A round's record, kept for every round. Its proposal lives in the round's UpdateBuffer.
     struct Round {
         RoundHeader header;
-        bytes32 proposedDigest;
-        int64 proposedMetric;
     }
 
     /// @dev Per-update data of a round, in one of two buffers chosen by the round's parity: round r
@@ -106,12 +111,19 @@ abstract contract MarketStorage is IMarketplaceTypes {
     struct UpdateBuffer {
         /// trainer seat -> the commitment, replaced by the update digest at reveal
         bytes32[MAX_TRAINERS] updates;
-        /// reveal order, ENTRIES_PER_WORD entries (trainer seat, numSamples) per word, and the reveals' mix
+        /// reveal order, ENTRIES_PER_WORD entries (trainer seat, numSamples, digest fingerprint) per
+        /// word, and the reveals' mix
         uint256[ORDER_WORDS] order;
         /// [committee position][word] -> SCORES_PER_WORD packed int32 scores (clamped), in reveal order
         uint256[SCORE_WORDS][MAX_COMMITTEE] scores;
         /// committee position -> its score commitment, replaced by its vote commitment in VoteCommit
         bytes32[MAX_COMMITTEE] seals;
+        /// the aggregator's proposal (publishGlobalModel): the global model's digest, and its metric
+        /// as PROPOSAL_MARK | uint64(metric) (never 0, so the next round writes non-zero over non-zero);
+        /// both pre-allocated when the aggregator joins. Read only while the round's header says
+        /// `proposed`: before that they hold round r - 2's proposal (or ALLOCATED).
+        bytes32 proposedDigest;
+        uint256 proposedMetric;
     }
 
     struct Task {
@@ -123,15 +135,18 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint32 roundsClosed;
         uint8 trainerCount;
         uint8 validatorCount;
-        // money of this task (wei); taskBalance = escrow + stakesHeld + accrued + licenseHeld < 2^128
+        // money of this task (wei); taskBalance = escrow + stakesHeld + accrued + licenseHeld < 2^128.
+        // Paired so that every word the close of a round writes is already non-zero before round 1
+        // (reward and escrow from the start, stakesHeld from the joins, licenseIncome when there is
+        // a licence fee): no round pays a zero-to-non-zero write (~17k gas) for its money.
         uint128 reward;
-        uint128 escrow;
-        uint128 stakesHeld;
-        uint128 accrued; // participants' earnings + buyerAccrued, not yet credited
-        uint128 buyerAccrued; // what returns to the buyer at settlement, escrow aside
-        uint128 licenseIncome;
         uint128 aggregatorEarned;
+        uint128 escrow;
+        uint128 accrued; // participants' earnings + buyerAccrued, not yet credited
+        uint128 stakesHeld;
         uint128 trainerCarry; // slashes and trainer pools no trainer earned yet, for later rounds (part of accrued)
+        uint128 licenseIncome;
+        uint128 buyerAccrued; // what returns to the buyer at settlement, escrow aside
         // one word: 128 + 64 + 8 bits
         uint128 licenseHeld; // licence fees held until startTraining (refundable before)
         uint64 startDeadline; // newModel's timestamp + startWindow

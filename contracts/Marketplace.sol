@@ -99,6 +99,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         _join(modelId, t, me, Role.Trainer, t.params.trainerStake);
         uint256 seat = t.trainerCount;
         me.index = uint16(seat);
+        me.maxSamples = t.params.maxSamples;
         t.trainerSeats.push(Seat({account: msg.sender, earned: 0}));
         _allocateSeat(t, seat);
         // seat < maxTrainers <= MAX_TRAINERS = 64 (checked above), so the count fits uint8.
@@ -158,6 +159,11 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         Participant storage me = t.participants[msg.sender];
         if (me.role != Role.None) revert AlreadyJoined(modelId, msg.sender, me.role);
         _join(modelId, t, me, Role.Aggregator, t.params.aggregatorStake);
+        // The proposal's slots in both buffers, so that every publishGlobalModel overwrites non-zero slots.
+        for (uint256 b = 0; b < 2; ++b) {
+            t.buffers[b].proposedDigest = ALLOCATED;
+            t.buffers[b].proposedMetric = uint256(ALLOCATED);
+        }
     }
 
     /// @inheritdoc IMarketplace
@@ -256,14 +262,18 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     function revealUpdate(uint256 modelId, uint32 round, bytes32 updateDigest, uint64 numSamples, bytes32 salt) external {
         Task storage t = _task(modelId);
         _requireRound(modelId, t, round);
-        uint256 seat = _trainerSeat(modelId, t);
+        Participant storage me = t.participants[msg.sender];
+        if (me.role != Role.Trainer) revert NotTrainer(modelId, msg.sender);
+        uint256 seat = me.index;
         Round storage rd = t.rounds[round];
         RoundHeader memory h = rd.header;
         if (Bits.has(h.revealed, seat)) revert AlreadyRevealed(modelId, round, msg.sender);
         _requirePhase(modelId, round, t, h, Phase.Reveal);
         if (!Bits.has(h.committed, seat)) revert NotCommitted(modelId, round, msg.sender);
         if (numSamples == 0) revert ZeroSamples();
-        if (numSamples > t.params.maxSamples) revert TooManySamples(numSamples, t.params.maxSamples);
+        // The trainer's record holds a copy of params.maxSamples (warm: read just above).
+        uint64 maxSamples = me.maxSamples;
+        if (numSamples > maxSamples) revert TooManySamples(numSamples, maxSamples);
         UpdateBuffer storage buf = _buffer(t, round);
         bytes32 commitment = buf.updates[seat];
         if (commitment != _commitment(modelId, round, updateDigest, numSamples, salt, msg.sender)) {
@@ -273,22 +283,30 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         uint256 position = Bits.popcount(h.revealed);
         h.revealed |= uint64(1 << seat);
         buf.updates[seat] = updateDigest;
-        _recordReveal(buf, position, seat, numSamples, commitment);
+        _recordReveal(buf, position, seat, numSamples, updateDigest, commitment);
         if (position + 1 == Bits.popcount(h.committed)) _endPhase(t, round, h);
         rd.header = h;
         // position < MAX_TRAINERS = 64: fits uint16.
         emit UpdateRevealed(modelId, round, msg.sender, updateDigest, numSamples, uint16(position));
     }
 
-    /// @dev Writes reveal number `position`'s entry (seat, numSamples) into the reveal-order words,
-    /// with the next committee's entropy (docs/protocol.md, "Committee"): MIX_BITS of the commitment,
-    /// which hid the trainer's salt until now; the round's first reveal also mixes in prevrandao,
-    /// which nobody knew when the salts were committed.
-    function _recordReveal(UpdateBuffer storage buf, uint256 position, uint256 seat, uint64 numSamples, bytes32 commitment) private {
+    /// @dev Writes reveal number `position`'s entry (seat, numSamples, the digest's fingerprint, which
+    /// lets the settlement find duplicate digests without reading every digest) into the
+    /// reveal-order words, with the next committee's entropy (docs/protocol.md, "Committee"):
+    /// MIX_BITS of the commitment, which hid the trainer's salt until now; the round's first reveal
+    /// also mixes in prevrandao, which nobody knew when the salts were committed.
+    function _recordReveal(
+        UpdateBuffer storage buf,
+        uint256 position,
+        uint256 seat,
+        uint64 numSamples,
+        bytes32 updateDigest,
+        bytes32 commitment
+    ) private {
         uint256 word = position / ENTRIES_PER_WORD;
         uint256 slot = position % ENTRIES_PER_WORD;
         uint256 mix = position == 0 ? uint256(keccak256(abi.encode(commitment, block.prevrandao))) : uint256(commitment);
-        uint256 entry = (Bits.entry(seat, numSamples) << (Bits.ENTRY_BITS * slot)) ^ ((mix >> MIX_SHIFT) << MIX_SHIFT);
+        uint256 entry = (Bits.entry(seat, numSamples, updateDigest) << (Bits.ENTRY_BITS * slot)) ^ ((mix >> MIX_SHIFT) << MIX_SHIFT);
         // The first entry of a word overwrites what the round two before left there; the later
         // ones fill their (zero) slots and XOR their mix in.
         buf.order[word] = slot == 0 ? entry : buf.order[word] ^ entry;
@@ -348,8 +366,9 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         h.proposed = true;
         // From now on `sealedBits` marks vote commitments (the score commitments are done with).
         h.sealedBits = 0;
-        rd.proposedDigest = modelDigest;
-        rd.proposedMetric = metric;
+        UpdateBuffer storage buf = _buffer(t, round);
+        buf.proposedDigest = modelDigest;
+        buf.proposedMetric = PROPOSAL_MARK | uint64(metric);
         _endPhase(t, round, h);
         rd.header = h;
         emit GlobalModelProposed(modelId, round, modelDigest, metric);
@@ -534,7 +553,6 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         Task storage t = _task(modelId);
         v.round = round;
         if (round == 0 || round > t.params.rounds) return v;
-        Round storage rd = t.rounds[round];
         RoundHeader memory h;
         (h, v.phase, v.phaseDeadline) = _roundNow(t, round);
         v.committee = _committee(t, h.committee);
@@ -546,8 +564,8 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         v.scoresSubmitted = uint16(Bits.popcount(h.scored));
         v.voteCommits = h.proposed ? uint16(Bits.popcount(h.sealedBits | h.ballot)) : 0;
         v.proposed = h.proposed;
-        v.proposedDigest = rd.proposedDigest;
-        v.proposedMetric = rd.proposedMetric;
+        // The proposal is kept for the current and the previous round (older: in GlobalModelProposed).
+        if (h.proposed && _retained(t, round)) (v.proposedDigest, v.proposedMetric) = _proposal(t, round);
         v.confirmations = uint16(Bits.popcount(h.ballot));
         v.rejections = uint16(Bits.popcount(h.ballot & h.sealedBits));
         v.closed = h.stage == STAGE_CLOSED;
@@ -567,13 +585,11 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         v.role = pp.role;
         v.licensed = pp.licensed;
         if (round == 0) return v;
-        Round storage rd = t.rounds[round];
         RoundHeader memory h;
         (h, v.phase, v.phaseDeadline) = _roundNow(t, round);
         v.closed = h.stage == STAGE_CLOSED;
         v.proposed = h.proposed;
-        v.proposedDigest = rd.proposedDigest;
-        v.proposedMetric = rd.proposedMetric;
+        if (h.proposed) (v.proposedDigest, v.proposedMetric) = _proposal(t, round);
         if (pp.role == Role.Trainer) {
             v.committed = Bits.has(h.committed, pp.index);
             v.revealed = Bits.has(h.revealed, pp.index);
@@ -587,6 +603,12 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
                 v.voted = Bits.has(h.ballot, position);
             }
         }
+    }
+
+    /// @dev The proposal of round `round`, which must be retained and proposed (UpdateBuffer).
+    function _proposal(Task storage t, uint32 round) private view returns (bytes32 digest, int64 metric) {
+        UpdateBuffer storage buf = _buffer(t, round);
+        return (buf.proposedDigest, int64(uint64(buf.proposedMetric)));
     }
 
     /// @dev Round `round`'s header brought up to date (when it is the current round of a training
@@ -628,7 +650,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         RoundHeader memory h = t.rounds[round].header;
         uint256 n = Bits.popcount(h.revealed);
         (int256[] memory u,) = _utilities(t, round, h, n, false);
-        (,, uint64 refused) = _revealedDigests(_buffer(t, round), n);
+        (, uint64 refused) = _revealedSeats(_buffer(t, round), n);
         result = new int64[](n);
         for (uint256 k = 0; k < n; ++k) {
             // A median of int64 scores lies between two int64 values, so it fits int64.
@@ -776,7 +798,11 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
 
     /// @dev Per-update data is kept for the current and the previous round (UpdateBuffer).
     function _requireRetained(uint256 modelId, Task storage t, uint32 round) private view {
-        if (round != 0 && uint256(round) + 1 < t.currentRound) revert RoundDataPruned(modelId, round, t.currentRound);
+        if (!_retained(t, round)) revert RoundDataPruned(modelId, round, t.currentRound);
+    }
+
+    function _retained(Task storage t, uint32 round) private view returns (bool) {
+        return round == 0 || uint256(round) + 1 >= t.currentRound;
     }
 
     function _trainerSeat(uint256 modelId, Task storage t) private view returns (uint256) {

@@ -154,11 +154,12 @@ contract RoundSettlement is MarketCore {
         // The committee's agreement is measured against the medians as scored (a refused duplicate
         // was scored like any update), before the refusals below.
         _agreement(t, round, h, u, s);
-        (uint256[] memory seats, bytes32[] memory digests, uint64 refused) = _revealedDigests(_buffer(t, round), s.reveals);
+        UpdateBuffer storage buf = _buffer(t, round);
+        (uint256[] memory seats, uint64 refused) = _revealedSeats(buf, s.reveals);
         for (uint256 k = 0; k < s.reveals; ++k) {
             if (Bits.has(refused, k)) {
                 u[k] = 0;
-                emit UpdateRefused(modelId, round, t.trainerSeats[seats[k]].account, digests[k]);
+                emit UpdateRefused(modelId, round, t.trainerSeats[seats[k]].account, buf.updates[seats[k]]);
             } else if (u[k] > 0) {
                 s.positiveSum += uint256(u[k]);
             }
@@ -177,7 +178,7 @@ contract RoundSettlement is MarketCore {
         } else if (!accepted) {
             s.toBuyer += s.aggregatorPool;
         }
-        if (accepted) t.globalModelDigest = rd.proposedDigest;
+        if (accepted) t.globalModelDigest = _buffer(t, round).proposedDigest;
         if (s.burned > 0) {
             // The committee's verdict slashed these stakes, and a colluding majority picks which
             // trainers are positive: nobody may gain them (docs/protocol.md, "Slashes and the

@@ -5,8 +5,8 @@ A committee is a bitmap of validator seats (bit i: seat i); members take their c
 in seat order. Round 1 is drawn from keccak256(abi.encode(prevrandao, modelId)) at startTraining;
 round r + 1 from keccak256(abi.encode(modelId, r + 1, committee of r, the reveal-order words of r))
 when round r had reveals, else from keccak256(abi.encode(modelId, r + 1, committee of r, prevrandao))
-of the closing block. A reveal-order word holds three reveal entries (seat | numSamples << 8, 72 bits
-each, from the bottom) and, in its top 40 bits, the XOR of the top 40 bits of each of its reveals'
+of the closing block. A reveal-order word holds two reveal entries (seat | numSamples << 8 | the
+update digest's top 36 bits << 72, 108 bits each, from the bottom) and, in its top 40 bits, the XOR of the top 40 bits of each of its reveals'
 commitments (the round's first reveal: of keccak256(abi.encode(commitment, prevrandao))).
 """
 
@@ -18,20 +18,27 @@ from dataclasses import dataclass
 from eth_abi import encode
 from eth_utils import keccak
 
-ENTRY_BITS = 72
-ENTRIES_PER_WORD = 3
+ENTRY_BITS = 108
+ENTRIES_PER_WORD = 2
+FINGERPRINT_BITS = 36
 MIX_BITS = 40
 MIX_SHIFT = 256 - MIX_BITS
 
 
 @dataclass(frozen=True)
 class RevealEntry:
-    """What one reveal leaves in the reveal-order words: the trainer's seat, its sample count and
-    the 40 mixed bits (already taken from the commitment, or from the first reveal's hash)."""
+    """What one reveal leaves in the reveal-order words: the trainer's seat, its sample count, the
+    40 mixed bits (already taken from the commitment, or from the first reveal's hash) and its
+    update digest (whose top 36 bits, the fingerprint, the entry holds)."""
 
     seat: int
     num_samples: int
     mix: int
+    update_digest: bytes
+
+    @property
+    def fingerprint(self) -> int:
+        return _u256(self.update_digest) >> (256 - FINGERPRINT_BITS)
 
 
 def _u256(data: bytes) -> int:
@@ -82,7 +89,8 @@ def order_words(entries: Sequence[RevealEntry]) -> list[int]:
     words = [0] * ((len(entries) + ENTRIES_PER_WORD - 1) // ENTRIES_PER_WORD)
     for position, e in enumerate(entries):
         slot = position % ENTRIES_PER_WORD
-        words[position // ENTRIES_PER_WORD] ^= ((e.seat | e.num_samples << 8) << (ENTRY_BITS * slot)) ^ (e.mix << MIX_SHIFT)
+        entry = e.seat | e.num_samples << 8 | e.fingerprint << 72
+        words[position // ENTRIES_PER_WORD] ^= (entry << (ENTRY_BITS * slot)) ^ (e.mix << MIX_SHIFT)
     return words
 
 

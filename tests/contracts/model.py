@@ -1068,7 +1068,7 @@ class Market:
         if task.end_requested:
             task.status = Status.FINALIZED
         elif rnd.number < R:
-            entries = [CM.RevealEntry(r.seat, r.num_samples, r.mix) for r in rnd.reveals]
+            entries = [CM.RevealEntry(r.seat, r.num_samples, r.mix, r.update_digest) for r in rnd.reveals]
             seed = CM.next_seed(task.model_id, rnd.number, rnd.committee_mask, entries, self.prevrandao)
             self._open_round(task, rnd.number + 1, now, seed, rnd.committee_mask)
 

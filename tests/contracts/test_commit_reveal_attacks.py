@@ -102,6 +102,32 @@ def test_item8_duplicate_digest_from_a_second_seat_is_refused(market, actors, fl
     assert validator_pay(events, receipt) == dict.fromkeys(committee, V // 3)
 
 
+def test_item8_a_digest_sharing_a_fingerprint_is_not_refused_and_a_copy_behind_it_is(market, actors, flow, events, ready_task):
+    """The settlement finds duplicates by the 36-bit fingerprints (top bits of the digest) the
+    reveal-order words hold and compares the digests themselves only when fingerprints match: a
+    different digest with the same fingerprint (t1) is accepted, a real copy (t2) of t0's digest
+    revealed after it is refused."""
+    task = ready_task(rounds=1)
+    t0, t1, t2 = actors.trainers[:3]
+    original = update_digest(t0, 1)
+    near = original[:5] + bytes(b ^ 0xFF for b in original[5:])  # top 36 bits equal, the rest differs
+    assert near != original and near[:4] == original[:4] and near[4] >> 4 == original[4] >> 4
+    digests = {t0: original, t1: near, t2: original}
+    for t, digest in digests.items():
+        flow.tx(market.functions.commitUpdate(task, 1, commitment_of(task, 1, digest, 100, salt_of(t, 1), t)), t)
+    for t, digest in digests.items():
+        flow.tx(market.functions.revealUpdate(task, 1, digest, 100, salt_of(t, 1)), t)
+    committee = flow.committee(task, 1)
+    flow.score(task, 1, dict.fromkeys(committee, [500_000] * 3))
+    assert market.functions.utilities(task, 1).call() == [500_000, 500_000, 0]
+    flow.publish(task, 1)
+    receipt = flow.vote(task, 1, dict.fromkeys(committee, True))
+    assert events(receipt, "UpdateRefused") == [{"modelId": task, "round": 1, "trainer": t2, "updateDigest": original}]
+    assert [(e["participant"], e["reason"]) for e in events(receipt, "Slashed")] == [(t2, SLASH["Late"])]
+    pay = {e["participant"]: e["amount"] for e in events(receipt, "RewardAccrued") if e["role"] == ROLE["Trainer"]}
+    assert pay == {t0: 350_001 + 500, t1: 350_001 + 500}
+
+
 def test_item7_member_that_commits_and_never_reveals_is_late(actors, flow, events, advance, ready_task):
     """All three commit scores; one never reveals. ScoreReveal runs to its deadline; the silent
     member is late-slashed (2,000) and earns nothing; the two that revealed (same scores) are the

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 import committee_model as CM
-from contract_helpers import PHASE, SLASH
+from contract_helpers import PHASE, SLASH, update_digest
 
 ROUNDS = 16
 
@@ -34,7 +34,10 @@ def play_reveals_only(flow, advance, task, round_, trainers, tag):
     candidates = []
     for randao in prevrandao_candidates(flow.w3, receipts[0]):
         candidates.append(
-            [CM.RevealEntry(seats.index(t), 100 + i, CM.reveal_mix(commitments[t], position, randao)) for position, (i, t) in enumerate(enumerate(trainers))]
+            [
+                CM.RevealEntry(seats.index(t), 100 + i, CM.reveal_mix(commitments[t], position, randao), update_digest(t, round_, tag))
+                for position, (i, t) in enumerate(enumerate(trainers))
+            ]
         )
     advance(101)  # the Score window runs out: nobody scored, nothing to publish -> Due
     assert flow.round(task, round_)["phase"] == PHASE["Due"]

@@ -493,6 +493,18 @@ def test_round_data_kept_for_current_and_previous_round(market, actors, flow, ca
     # round headers stay for every round
     assert market.functions.hasRevealed(task, 1, trainers[0]).call() is True
     assert flow.round(task, 1)["reveals"] == 3
+    # the proposal lives in the round's buffer: kept for the current and the previous round; an
+    # older round reports proposed, digest and metric 0 (GlobalModelProposed keeps them), and a
+    # round not proposed yet never shows the proposal of the round two before, whose slots it reuses
+    old = flow.round(task, 1)
+    assert (old["proposed"], old["proposedDigest"], old["proposedMetric"]) == (True, b"\x00" * 32, 0)
+    previous = flow.round(task, 2)
+    assert (previous["proposed"], previous["proposedDigest"], previous["proposedMetric"]) == (True, keccak(text=f"global:{task}:2"), 900_000)
+    now = flow.round(task, 3)
+    assert (now["proposed"], now["proposedDigest"], now["proposedMetric"]) == (False, b"\x00" * 32, 0)
+    flow.publish(task, 3, metric=-7)
+    now = flow.round(task, 3)
+    assert (now["proposed"], now["proposedDigest"], now["proposedMetric"]) == (True, keccak(text=f"global:{task}:3"), -7)
 
 
 def test_participant_view_unknown(market, actors, flow, task):

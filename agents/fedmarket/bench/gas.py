@@ -58,9 +58,10 @@ CLOSING_VOTE = "revealVote (last: closes the round)"
 NOTES = [
     "Measured on the embedded chain (py-evm, cancun rules) from the receipts' gasUsed; the same code costs the same on anvil or mainnet.",
     "The seed's original Marketplace contract is not available in this repository, so no side-by-side figure for it is given.",
-    "joinAsTrainer creates the per-update slots its seat brings to a round in both buffers (commitment slot; every third seat "
-    "the reveal-order word, every fourth the score word of each committee position), so rounds 1 and 2 overwrite non-zero "
-    "slots too: the first use of storage is paid at join (its max row: a seat that starts both words). Round 2 closes by "
+    "joinAsTrainer creates the per-update slots its seat brings to a round in both buffers (commitment slot; every second seat "
+    "the reveal-order word, every eighth the score word of each committee position), and joinAsAggregator the proposal's two "
+    "slots in both buffers, so rounds 1 and 2 overwrite non-zero slots too: the first use of storage is paid at join (its max "
+    "row: a seat that starts both words). Round 2 closes by "
     "closeRound after the deadline (one committee member late and slashed); round 3 rewrites round 1's buffer with the "
     "same values (a no-op write is cheaper still): the steady state of a long task.",
     "Every trainer's median utility is positive, so every update is accepted and paid: the settlement's most expensive path per trainer.",

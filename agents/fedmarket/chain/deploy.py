@@ -44,7 +44,7 @@ MARKETPLACE_GAS_LIMITS: dict[str, int] = {
     "buyLicense": 160_000,  # measured 117,675: the first licence of a task writes fresh slots
     "joinAsTrainer": 800_000,
     "joinAsValidator": 200_000,
-    "joinAsAggregator": 150_000,
+    "joinAsAggregator": 250_000,  # ~152k: creates the proposal's slots in both buffers
     "startTraining": 300_000,
     "cancelModel": 4_000_000,
     "leaveModel": 150_000,

@@ -209,7 +209,10 @@ class ModelInfo(NamedTuple):
 
 @dataclass(frozen=True)
 class RoundView:
-    """One round as seen now (phase and deadline derived from the latest block's time)."""
+    """One round as seen now (phase and deadline derived from the latest block's time). The
+    proposal (`proposed_digest`, `proposed_metric`) is kept on chain for the current and the
+    previous round only: an older round reports `proposed` with digest and metric 0 (its
+    GlobalModelProposed event holds them)."""
 
     round: int
     phase: Phase

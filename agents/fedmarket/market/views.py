@@ -126,8 +126,9 @@ def round_summary(client: Any, model_id: int, round_number: int) -> dict[str, An
         "scores_submitted": view.scores_submitted,
         "vote_commits": view.vote_commits,
         "proposed": view.proposed,
-        "proposed_cid": digest_to_cid(view.proposed_digest) if view.proposed else None,
-        "proposed_metric": view.proposed_metric if view.proposed else None,
+        # The chain keeps a proposal for the current and the previous round (older: digest 0).
+        "proposed_cid": digest_to_cid(view.proposed_digest) if view.proposed and any(view.proposed_digest) else None,
+        "proposed_metric": view.proposed_metric if view.proposed and any(view.proposed_digest) else None,
         "confirmations": view.confirmations,
         "rejections": view.rejections,
         "committee": committee,
