@@ -242,7 +242,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     function commitUpdate(uint256 modelId, uint32 round, bytes32 commitment) external {
         Task storage t = _task(modelId);
         _requireRound(modelId, t, round);
-        uint256 seat = _trainerSeat(modelId, t);
+        uint256 seat = _trainer(modelId, t).index;
         Round storage rd = t.rounds[round];
         RoundHeader memory h = rd.header;
         if (Bits.has(h.committed, seat)) revert AlreadyCommitted(modelId, round, msg.sender);
@@ -262,8 +262,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     function revealUpdate(uint256 modelId, uint32 round, bytes32 updateDigest, uint64 numSamples, bytes32 salt) external {
         Task storage t = _task(modelId);
         _requireRound(modelId, t, round);
-        Participant storage me = t.participants[msg.sender];
-        if (me.role != Role.Trainer) revert NotTrainer(modelId, msg.sender);
+        Participant storage me = _trainer(modelId, t);
         uint256 seat = me.index;
         Round storage rd = t.rounds[round];
         RoundHeader memory h = rd.header;
@@ -805,10 +804,10 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         return round == 0 || uint256(round) + 1 >= t.currentRound;
     }
 
-    function _trainerSeat(uint256 modelId, Task storage t) private view returns (uint256) {
-        Participant storage me = t.participants[msg.sender];
+    /// @dev The caller's record, which must be a trainer's (its seat: `.index`).
+    function _trainer(uint256 modelId, Task storage t) private view returns (Participant storage me) {
+        me = t.participants[msg.sender];
         if (me.role != Role.Trainer) revert NotTrainer(modelId, msg.sender);
-        return me.index;
     }
 
     function _committeePosition(uint256 modelId, Task storage t, uint32 round, uint32 committee, address account)

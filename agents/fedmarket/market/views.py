@@ -115,6 +115,8 @@ def round_summary(client: Any, model_id: int, round_number: int) -> dict[str, An
             "voted": vote.voted,
             "ok": vote.ok if vote.voted else None,
         })  # fmt: skip
+    # The chain keeps a proposal for the current and the previous round (older: digest 0).
+    kept = view.proposed and any(view.proposed_digest)
     return {
         "round": view.round,
         "phase": str(view.phase).lower(),
@@ -126,9 +128,8 @@ def round_summary(client: Any, model_id: int, round_number: int) -> dict[str, An
         "scores_submitted": view.scores_submitted,
         "vote_commits": view.vote_commits,
         "proposed": view.proposed,
-        # The chain keeps a proposal for the current and the previous round (older: digest 0).
-        "proposed_cid": digest_to_cid(view.proposed_digest) if view.proposed and any(view.proposed_digest) else None,
-        "proposed_metric": view.proposed_metric if view.proposed and any(view.proposed_digest) else None,
+        "proposed_cid": digest_to_cid(view.proposed_digest) if kept else None,
+        "proposed_metric": view.proposed_metric if kept else None,
         "confirmations": view.confirmations,
         "rejections": view.rejections,
         "committee": committee,

@@ -132,7 +132,7 @@ class KuboStore:
             if response.status_code != 200:
                 # A valid CID Kubo cannot serve (not found in time, offline): not a verdict on it.
                 response.read()
-                raise StoreUnavailable(str(_refused(self.url, "cat", response)))
+                raise _refused(self.url, "cat", response, StoreUnavailable)
             for piece in response.iter_bytes(CHUNK_SIZE):
                 data += piece
                 if max_size is not None and len(data) > max_size:
@@ -158,8 +158,8 @@ class KuboStore:
             raise FedmarketError(f"Kubo at {self.url} did not confirm pinning {cid}: {answer!r}")
 
 
-def _refused(url: str, endpoint: str, response: httpx.Response) -> FedmarketError:
-    return FedmarketError(f"Kubo at {url} refused /api/v0/{endpoint} (HTTP {response.status_code}): {_kubo_message(response)}")
+def _refused(url: str, endpoint: str, response: httpx.Response, error: type[FedmarketError] = FedmarketError) -> FedmarketError:
+    return error(f"Kubo at {url} refused /api/v0/{endpoint} (HTTP {response.status_code}): {_kubo_message(response)}")
 
 
 def _reason(exc: Exception) -> str:
