@@ -230,8 +230,12 @@ interface IMarketplaceTypes {
     error TrainerBoundsOutOfRange(uint256 minTrainers, uint256 maxTrainers, uint256 max);
     /// @notice newModel: `committeeSize` is not in 1..max (MAX_COMMITTEE).
     error CommitteeSizeOutOfRange(uint256 given, uint256 max);
-    /// @notice newModel: `maxValidators` is not in min..max (committeeSize..MAX_VALIDATORS).
+    /// @notice newModel: `maxValidators` is not in min..max (committeeSize..MAX_VALIDATORS), nor 0
+    /// (an elected committee).
     error MaxValidatorsOutOfRange(uint256 given, uint256 min, uint256 max);
+    /// @notice newModel: an elected committee (maxValidators 0) needs minTrainers > committeeSize (one
+    /// trainer besides the committee every round) and maxTrainers <= max (32: its map has 32 bits).
+    error ElectedTrainersOutOfRange(uint256 minTrainers, uint256 maxTrainers, uint256 committeeSize, uint256 max);
     /// @notice newModel: the window of `phase` (Commit: commitWindow, Reveal: revealWindow,
     /// ScoreCommit: scoreWindow, Publish: publishWindow, VoteCommit: confirmWindow; the first one out
     /// of range; None: the start window, checked after the shares) is not in min..max seconds (MIN_WINDOW..MAX_WINDOW).
@@ -297,6 +301,9 @@ interface IMarketplaceTypes {
     error NotEnoughParticipants(uint256 modelId, uint256 trainers, uint256 validators, bool aggregatorJoined);
     /// @notice commitUpdate: the trainer already committed in this round.
     error AlreadyCommitted(uint256 modelId, uint32 round, address trainer);
+    /// @notice commitUpdate: in an elected-committee task, the trainer sits on this round's committee
+    /// (members score the round's updates; they do not train it).
+    error CommitteeMemberCannotTrain(uint256 modelId, uint32 round, address trainer);
     /// @notice revealUpdate: the trainer did not commit in this round, so has nothing to reveal.
     error NotCommitted(uint256 modelId, uint32 round, address trainer);
     /// @notice revealUpdate: the trainer already revealed in this round.

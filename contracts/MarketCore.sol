@@ -25,12 +25,18 @@ abstract contract MarketCore is MarketStorage {
     }
 
 
+    /// @dev The seats a committee map indexes: the validators', or an elected task's trainers'.
+    function _memberSeats(Task storage t) internal view returns (Seat[] storage) {
+        return t.elected ? t.trainerSeats : t.validatorSeats;
+    }
+
     /// @dev The committee of a round: its members' addresses, in seat order (committee positions).
     function _committee(Task storage t, uint32 map) internal view returns (address[] memory members) {
         uint256[] memory seats = Committee.seats(map);
+        Seat[] storage from = _memberSeats(t);
         members = new address[](seats.length);
         for (uint256 j = 0; j < seats.length; ++j) {
-            members[j] = t.validatorSeats[seats[j]].account;
+            members[j] = from[seats[j]].account;
         }
     }
 
@@ -38,12 +44,10 @@ abstract contract MarketCore is MarketStorage {
         return t.buffers[round % 2];
     }
 
-    /// @dev Opens round `round`: Commit phase until now + commitWindow, and its committee drawn from
-    /// `seed` (never `previous`, the last round's committee, when there are more validators than seats).
-    function _openRound(uint256 modelId, Task storage t, uint32 round, uint256 seed, uint32 previous) internal {
+    /// @dev Opens round `round`: Commit phase until now + commitWindow, its committee `map`.
+    function _openRound(uint256 modelId, Task storage t, uint32 round, uint32 map) internal {
         t.currentRound = round;
         uint32 deadline = _deadlineAfter(block.timestamp, t.params.commitWindow);
-        uint32 map = Committee.draw(seed, t.validatorCount, t.params.committeeSize, previous);
         // The round's header is written whole, once: one fresh storage word.
         t.rounds[round].header = RoundHeader({
             stage: uint8(Phase.Commit),

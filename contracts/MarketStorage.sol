@@ -7,6 +7,7 @@ import {IMarketplaceTypes} from "./IMarketplace.sol";
 uint256 constant CAP_MAX_TRAINERS = 64;
 uint256 constant CAP_MAX_VALIDATORS = 32;
 uint256 constant CAP_MAX_COMMITTEE = 9;
+uint256 constant CAP_MAX_ELECTED_TRAINERS = 32; // an elected committee's map (RoundHeader.committee) has 32 bits
 uint256 constant CAP_MAX_ROUNDS = 1000;
 uint256 constant CAP_MIN_WINDOW = 1 seconds; // the floor; each deployment fixes its own minimum (ParamsCheck)
 uint256 constant CAP_MAX_LATE_SLASH_BPS = 5000; // a late round costs at most half the stake
@@ -89,7 +90,7 @@ abstract contract MarketStorage is IMarketplaceTypes {
         uint32 deadline; // end of the stored stage (0 for Due and Closed); seconds, fits until 2106
         uint64 committed; // bit i: trainer seat i committed
         uint64 revealed; // bit i: trainer seat i revealed
-        uint32 committee; // bit i: validator seat i sits on the round's committee (drawn at its opening)
+        uint32 committee; // bit i: validator seat i (an elected task: trainer seat i) sits on the round's committee
         uint16 scored; // bit j: committee position j (the j-th member in seat order) revealed its scores
         // bit j: position j's commitment is in and, from VoteCommit on, not an approval: until the
         // proposal (proposed false) its score commitment; publishing clears it, then its vote
@@ -128,13 +129,16 @@ abstract contract MarketStorage is IMarketplaceTypes {
 
     struct Task {
         ModelParams params;
-        // one word: 160 + 8 + 32 + 32 + 8 + 8 bits
+        // one word: 160 + 8 + 32 + 32 + 8 + 8 + 8 bits
         address owner;
         Status status;
         uint32 currentRound;
         uint32 roundsClosed;
         uint8 trainerCount;
         uint8 validatorCount;
+        // the committee is elected from the trainers (params.maxValidators == 0), set at the start:
+        // RoundHeader.committee then maps trainer seats (docs/protocol.md, "Elected committees")
+        bool elected;
         // money of this task (wei); taskBalance = escrow + stakesHeld + accrued + licenseHeld < 2^128.
         // Paired so that every word the close of a round writes is already non-zero before round 1
         // (reward and escrow from the start, stakesHeld from the joins, licenseIncome when there is

@@ -114,9 +114,12 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     /// What these slots hold before their first real write is never read.
     function _allocateSeat(Task storage t, uint256 seat) private {
         uint256 size = t.params.committeeSize;
+        // An elected task's committee positions are its trainers' (joinAsValidator's otherwise).
+        bool seal = seat < size && t.params.maxValidators == 0;
         for (uint256 b = 0; b < 2; ++b) {
             UpdateBuffer storage buf = t.buffers[b];
             buf.updates[seat] = ALLOCATED;
+            if (seal) buf.seals[seat] = ALLOCATED;
             if (seat % ENTRIES_PER_WORD == 0) buf.order[seat / ENTRIES_PER_WORD] = uint256(ALLOCATED);
             if (seat % SCORES_PER_WORD == 0) {
                 for (uint256 j = 0; j < size; ++j) {
@@ -176,7 +179,8 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         if (msg.sender != t.owner && msg.sender != p.aggregator) revert NotOwnerOrAggregator(modelId, msg.sender);
         if (block.timestamp > t.startDeadline) revert StartDeadlinePassed(modelId, t.startDeadline);
         bool aggregatorJoined = t.participants[p.aggregator].role == Role.Aggregator;
-        if (t.trainerCount < p.minTrainers || t.validatorCount < p.committeeSize || !aggregatorJoined) {
+        // An elected task (maxValidators 0) has no validators: minTrainers > committeeSize (ParamsCheck).
+        if (t.trainerCount < p.minTrainers || (p.maxValidators != 0 && t.validatorCount < p.committeeSize) || !aggregatorJoined) {
             revert NotEnoughParticipants(modelId, t.trainerCount, t.validatorCount, aggregatorJoined);
         }
         _delegate(abi.encodeCall(RoundSettlement.startTask, (modelId)));
@@ -237,20 +241,23 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     // =====================================================================================
 
     /// @inheritdoc IMarketplace
-    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotTrainer, AlreadyCommitted, WrongPhase.
-    /// The last trainer to commit ends the Commit phase.
+    /// @dev Reverts UnknownModel, WrongStatus, WrongRound, NotTrainer, CommitteeMemberCannotTrain,
+    /// AlreadyCommitted, WrongPhase. The last trainer to commit ends the Commit phase.
     function commitUpdate(uint256 modelId, uint32 round, bytes32 commitment) external {
         Task storage t = _task(modelId);
         _requireRound(modelId, t, round);
         uint256 seat = _trainer(modelId, t).index;
         Round storage rd = t.rounds[round];
         RoundHeader memory h = rd.header;
+        // An elected task's members do not train the round they score (the task's word is warm).
+        uint64 sitting = t.elected ? h.committee : 0;
+        if (Bits.has(sitting, seat)) revert CommitteeMemberCannotTrain(modelId, round, msg.sender);
         if (Bits.has(h.committed, seat)) revert AlreadyCommitted(modelId, round, msg.sender);
         _requirePhase(modelId, round, t, h, Phase.Commit);
 
         h.committed |= uint64(1 << seat);
         _buffer(t, round).updates[seat] = commitment;
-        if (Bits.popcount(h.committed) == t.trainerCount) _endPhase(t, round, h);
+        if (Bits.popcount(h.committed | sitting) == t.trainerCount) _endPhase(t, round, h);
         rd.header = h;
         emit UpdateCommitted(modelId, round, msg.sender, commitment);
     }
@@ -592,7 +599,8 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         if (pp.role == Role.Trainer) {
             v.committed = Bits.has(h.committed, pp.index);
             v.revealed = Bits.has(h.revealed, pp.index);
-        } else if (pp.role == Role.Validator) {
+        }
+        if (pp.role == _memberRole(t)) {
             uint256 position;
             (v.onCommittee, position) = Committee.positionOf(h.committee, pp.index);
             if (v.onCommittee) {
@@ -821,11 +829,17 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
     }
 
     /// @dev Whether `account` sits on the committee `committee` (a round's bitmap of validator
-    /// seats, 0 before the round opens) and at which position (its rank among the members' seats).
+    /// seats, or an elected task's trainer seats; 0 before the round opens) and at which position
+    /// (its rank among the members' seats).
     function _positionOf(Task storage t, uint32 committee, address account) private view returns (bool, uint256) {
         Participant storage pp = t.participants[account];
-        if (pp.role != Role.Validator) return (false, 0);
+        if (pp.role != _memberRole(t)) return (false, 0);
         return Committee.positionOf(committee, pp.index);
+    }
+
+    /// @dev Who sits on committees: validators, or an elected task's trainers.
+    function _memberRole(Task storage t) private view returns (Role) {
+        return t.elected ? Role.Trainer : Role.Validator;
     }
 
     function _accounts(Seat[] storage seats) private view returns (address[] memory list) {

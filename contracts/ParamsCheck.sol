@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IMarketplaceTypes} from "./IMarketplace.sol";
 import {
     CAP_MAX_COMMITTEE,
+    CAP_MAX_ELECTED_TRAINERS,
     CAP_MAX_LATE_SLASH_BPS,
     CAP_MAX_ROUNDS,
     CAP_MAX_TOLERANCE_BPS,
@@ -44,7 +45,14 @@ contract ParamsCheck {
         if (p.committeeSize == 0 || p.committeeSize > CAP_MAX_COMMITTEE) {
             revert IMarketplaceTypes.CommitteeSizeOutOfRange(p.committeeSize, CAP_MAX_COMMITTEE);
         }
-        if (p.maxValidators < p.committeeSize || p.maxValidators > CAP_MAX_VALIDATORS) {
+        if (p.maxValidators == 0) {
+            // An elected committee: the trainers serve (docs/protocol.md, "Elected committees").
+            if (p.minTrainers <= p.committeeSize || p.maxTrainers > CAP_MAX_ELECTED_TRAINERS) {
+                revert IMarketplaceTypes.ElectedTrainersOutOfRange(
+                    p.minTrainers, p.maxTrainers, p.committeeSize, CAP_MAX_ELECTED_TRAINERS
+                );
+            }
+        } else if (p.maxValidators < p.committeeSize || p.maxValidators > CAP_MAX_VALIDATORS) {
             revert IMarketplaceTypes.MaxValidatorsOutOfRange(p.maxValidators, p.committeeSize, CAP_MAX_VALIDATORS);
         }
         _requireWindow(IMarketplaceTypes.Phase.Commit, p.commitWindow);

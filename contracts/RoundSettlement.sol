@@ -34,12 +34,15 @@ contract RoundSettlement is MarketCore {
 
     /// @notice Start task `modelId` (Marketplace.startTraining, which has run its checks): fix the
     /// reward, credit the held licence fees to the owner and open round 1, its committee drawn from
-    /// keccak256(abi.encode(block.prevrandao, modelId)).
+    /// keccak256(abi.encode(block.prevrandao, modelId)) among the validators (an elected task,
+    /// maxValidators 0: among the trainers).
     /// @dev Only through the Marketplace's delegatecall (NotDelegated otherwise).
     function startTask(uint256 modelId) external {
         if (address(this) == SELF) revert NotDelegated();
         Task storage t = _tasks[modelId];
         t.status = Status.Training;
+        bool elected = t.params.maxValidators == 0;
+        t.elected = elected;
         t.reward = t.escrow;
         // The licences are used now (no one can join any more): their fees become the owner's.
         uint256 fees = t.licenseHeld;
@@ -48,7 +51,8 @@ contract RoundSettlement is MarketCore {
         _creditTo(t.owner, fees);
         emit TrainingStarted(modelId, t.reward);
         emit LicenseIncomeCredited(modelId, t.owner, fees);
-        _openRound(modelId, t, 1, uint256(keccak256(abi.encode(block.prevrandao, modelId))), 0);
+        uint256 seed = uint256(keccak256(abi.encode(block.prevrandao, modelId)));
+        _openRound(modelId, t, 1, Committee.draw(seed, elected ? t.trainerCount : t.validatorCount, t.params.committeeSize, 0));
     }
 
     /// @notice Cancel task `modelId` (Marketplace.cancelModel, which has run its checks): the
@@ -197,7 +201,10 @@ contract RoundSettlement is MarketCore {
             t.status = Status.Finalized;
             emit ModelFinalized(modelId, round, t.escrow);
         } else if (round < p.rounds) {
-            _openRound(modelId, t, round + 1, _nextSeed(modelId, t, round, h, s.reveals), h.committee);
+            uint32 next = t.elected
+                ? _elect(t, h, u, seats, s.reveals)
+                : Committee.draw(_nextSeed(modelId, t, round, h, s.reveals), t.validatorCount, p.committeeSize, h.committee);
+            _openRound(modelId, t, round + 1, next);
         }
     }
 
@@ -224,6 +231,40 @@ contract RoundSettlement is MarketCore {
             // From the proposal on, a revealed vote with its sealedBits bit still set is a rejection.
             rejected: h.proposed && Bits.popcount(h.ballot & h.sealedBits) * 2 > p.committeeSize
         });
+    }
+
+    /// @dev An elected task's next committee (docs/protocol.md, "Elected committees"; fl.committee.elect
+    /// is its reference): the committeeSize best utilities `u` of this round's revealed updates (a
+    /// refused duplicate's is 0), ties to the lower trainer seat; then, while seats are left, the
+    /// trainers that did not reveal, by seat; then sitting members, by seat (only when fewer trainers
+    /// than seats are left). A sitting member never trained this round, so it is re-elected only
+    /// then. Loops: committeeSize <= 9 picks over reveals <= 32 updates, then over <= 32 seats.
+    function _elect(Task storage t, RoundHeader memory h, int256[] memory u, uint256[] memory seats, uint256 reveals)
+        private
+        view
+        returns (uint32 map)
+    {
+        uint256 size = t.params.committeeSize;
+        uint256 picked = 0;
+        for (; picked < size; ++picked) {
+            uint256 best = reveals;
+            for (uint256 k = 0; k < reveals; ++k) {
+                if ((map >> seats[k]) & 1 == 1) continue;
+                if (best == reveals || u[k] > u[best] || (u[k] == u[best] && seats[k] < seats[best])) best = k;
+            }
+            if (best == reveals) break;
+            map |= uint32(1 << seats[best]);
+        }
+        uint256 count = t.trainerCount;
+        // Pass 0: the trainers that did not reveal; pass 1: the sitting members.
+        for (uint256 pass = 0; pass < 2; ++pass) {
+            for (uint256 i = 0; i < count && picked < size; ++i) {
+                bool sitting = (h.committee >> i) & 1 == 1;
+                if (Bits.has(h.revealed, i) || sitting != (pass == 1)) continue;
+                map |= uint32(1 << i);
+                ++picked;
+            }
+        }
     }
 
     /// @dev The seed of round `round + 1`'s committee (docs/protocol.md, "Committee"): the round's
@@ -268,9 +309,11 @@ contract RoundSettlement is MarketCore {
                 );
             }
         }
-        uint256 count = Bits.popcount(h.committed) * 2 < t.trainerCount ? 0 : t.trainerCount;
+        // An elected task's members did not train this round: neither due nor late.
+        uint64 sitting = t.elected ? h.committee : 0;
+        uint256 count = Bits.popcount(h.committed) * 2 < t.trainerCount - Bits.popcount(sitting) ? 0 : t.trainerCount;
         for (uint256 i = 0; i < count; ++i) {
-            if (!Bits.has(h.revealed, i)) {
+            if (!Bits.has(h.revealed | sitting, i)) {
                 s.slashed += _slash(
                     modelId, t, round, t.trainerSeats[i].account, p.trainerStake, p.lateSlashBps, SlashReason.Late
                 );
@@ -320,15 +363,18 @@ contract RoundSettlement is MarketCore {
     ) private {
         ModelParams storage p = t.params;
         uint256 size = p.committeeSize;
+        // An elected task's members are trainers: their trainer stakes answer for their service.
+        Seat[] storage members = _memberSeats(t);
+        uint256 stake = t.elected ? p.trainerStake : p.validatorStake;
         for (uint256 j = 0; j < size; ++j) {
             bool missedScore = s.reveals > 0 && !Bits.has(h.scored, j);
             bool missedVote = h.proposed && !Bits.has(h.ballot, j);
-            address member = t.validatorSeats[s.committee[j]].account;
+            address member = members[s.committee[j]].account;
             if (missedScore || missedVote) {
-                s.slashed += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Late);
+                s.slashed += _slash(modelId, t, round, member, stake, p.lateSlashBps, SlashReason.Late);
             }
             if (Bits.has(h.scored, j) && s.weights[j] == 0) {
-                s.burned += _slash(modelId, t, round, member, p.validatorStake, p.lateSlashBps, SlashReason.Disagreed);
+                s.burned += _slash(modelId, t, round, member, stake, p.lateSlashBps, SlashReason.Disagreed);
             }
         }
         if (!h.proposed && s.positiveSum > 0) {
@@ -433,6 +479,7 @@ contract RoundSettlement is MarketCore {
         }
         uint256 share = s.validatorPool / members;
         uint256 size = s.weights.length;
+        Seat[] storage seats = _memberSeats(t);
         uint256 paid = 0;
         uint256 forfeited = 0;
         for (uint256 j = 0; j < size; ++j) {
@@ -442,7 +489,7 @@ contract RoundSettlement is MarketCore {
                 continue;
             }
             paid += share;
-            if (share > 0) _accrue(modelId, t, t.validatorSeats[s.committee[j]], round, Role.Validator, share);
+            if (share > 0) _accrue(modelId, t, seats[s.committee[j]], round, Role.Validator, share);
         }
         if (forfeited > 0) t.trainerCarry = _toU128(uint256(t.trainerCarry) + forfeited);
         s.toBuyer += s.validatorPool - paid - forfeited;

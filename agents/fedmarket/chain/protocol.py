@@ -21,6 +21,8 @@ BPS = 10_000
 MAX_TRAINERS = 64
 MAX_VALIDATORS = 32
 MAX_COMMITTEE = 9
+MAX_ELECTED_TRAINERS = 32
+"""Most trainers of an elected-committee task (maxValidators 0): its committee map has 32 bits."""
 MAX_ROUNDS = 1000
 MIN_WINDOW_S = 1
 MAX_WINDOW_S = 30 * 24 * 3600

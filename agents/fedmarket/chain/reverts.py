@@ -145,7 +145,16 @@ class CommitteeSizeOutOfRange(InvalidParams):
 class MaxValidatorsOutOfRange(InvalidParams):
     def problem(self) -> str:
         f = self.fields
-        return f"maxValidators {f['given']} out of range {f['min']}..{f['max']} (committeeSize..{f['max']})"
+        return f"maxValidators {f['given']} out of range {f['min']}..{f['max']} (committeeSize..{f['max']}; 0 elects the committee from the trainers)"
+
+
+class ElectedTrainersOutOfRange(InvalidParams):
+    def problem(self) -> str:
+        f = self.fields
+        return (
+            f"an elected committee of {f['committeeSize']} needs minTrainers > {f['committeeSize']} (one trainer besides the committee) "
+            f"and maxTrainers <= {f['max']}; got trainers {f['minTrainers']}..{f['maxTrainers']}"
+        )
 
 
 class WindowOutOfRange(InvalidParams):
@@ -305,6 +314,12 @@ class AlreadyCommitted(ContractRevert):
     def describe(self) -> str:
         f = self.fields
         return f"{f['trainer']} already committed in task {f['modelId']} round {f['round']}"
+
+
+class CommitteeMemberCannotTrain(ContractRevert):
+    def describe(self) -> str:
+        f = self.fields
+        return f"{f['trainer']} sits on task {f['modelId']}'s committee in round {f['round']}: members score that round, they do not train it"
 
 
 class NotCommitted(ContractRevert):
@@ -490,10 +505,10 @@ ERROR_CLASSES: dict[str, type[ContractRevert]] = {
     cls.__name__: cls
     for cls in (
         UnknownModel, ZeroSpecDigest, ZeroInitialModelDigest, ZeroAggregator, AggregatorIsOwner, RoundsOutOfRange,
-        TrainerBoundsOutOfRange, CommitteeSizeOutOfRange, MaxValidatorsOutOfRange, WindowOutOfRange, StakeTooLarge,
+        TrainerBoundsOutOfRange, CommitteeSizeOutOfRange, MaxValidatorsOutOfRange, ElectedTrainersOutOfRange, WindowOutOfRange, StakeTooLarge,
         SlashBpsTooLarge, SharesDoNotSum, ZeroEscrow, WrongAmount, NotOwner, NotOwnerOrAggregator, NotAggregator, NotTrainer,
         NotCommitteeMember, WrongStatus, WrongPhase, WrongRound, AlreadyLicensed, NoLicense, OwnerCannotParticipate,
-        AlreadyJoined, RoleFull, NotEnoughParticipants, AlreadyCommitted, NotCommitted, AlreadyRevealed,
+        AlreadyJoined, RoleFull, NotEnoughParticipants, AlreadyCommitted, CommitteeMemberCannotTrain, NotCommitted, AlreadyRevealed,
         CommitmentMismatch, ZeroSamples, AlreadyScored, WrongScoreCount, AlreadyPublished, AlreadyConfirmed,
         RoundNotDue, RoundDataPruned, NothingToWithdraw, TransferFailed, AmountTooLarge, DeadlineOutOfRange, ReentrantCall,
         StartDeadlinePassed, NothingToLeave, ZeroMaxSamples, LateSlashTooLarge, PoisonThresholdPositive, TooManySamples,
