@@ -28,7 +28,13 @@ def register(app: typer.Typer) -> None:
 def demo(
     rounds: int = typer.Option(5, "--rounds", min=1, max=1000, help="Training rounds."),
     trainers: int = typer.Option(5, "--trainers", min=1, max=64, help="Trainers (each holds one client's split of the data set)."),
-    validators: int = typer.Option(3, "--validators", min=1, max=32, help="Validators (the committee is up to 3 of them)."),
+    validators: int = typer.Option(3, "--validators", min=1, max=32, help="Validators (the committee is up to 3 of them; none with --committee elected)."),
+    committee: str = typer.Option(
+        "validators",
+        "--committee",
+        help="validators: staked validators score; elected: CMFL / BlockFL, the trainers serve on a committee of up to 3 elected each round "
+        "from the best-scored trainers (the task's utility defaults to cmfl_distance and its aggregation to cmfl_s1).",
+    ),
     attack: list[str] = ro.AttackOption,
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     threads: int = typer.Option(
@@ -78,7 +84,16 @@ def demo(
 
     torch.set_num_threads(threads)
     attacks = dict(parse_attack(item) for item in attack)
-    spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
+    if committee == "elected":
+        from fedmarket.fl.elected_sim import ELECTED_AGGREGATION, ELECTED_UTILITY
+
+        validators = 0
+        if spec_flags.get("aggregation") == so.DEMO_TASK.aggregation:
+            spec_flags["aggregation"] = ELECTED_AGGREGATION
+        spec_flags["utility"] = spec_flags.get("utility") or ELECTED_UTILITY
+    elif committee != "validators":
+        raise typer.BadParameter(f"--committee must be validators or elected, not {committee!r}")
+    spec = so.spec_of(trainers=trainers, validators=validators, committee=committee, **spec_flags)
     if mode == "semi":
         from fedmarket.cli.semi_demo import run_semi_demo
 

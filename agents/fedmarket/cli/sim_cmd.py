@@ -86,6 +86,11 @@ def sim(
     ),
     committee_size: Optional[int] = typer.Option(None, "--committee-size", min=1, help="elected: committee members per round [default: 3]."),
     utility: Optional[str] = typer.Option(None, "--utility", help="elected: the utility the members score with (fl.utility) [default: cmfl_distance]."),
+    first_committee: Optional[str] = typer.Option(
+        None,
+        "--first-committee",
+        help="elected: round 1's committee as comma-separated seats (0-based), e.g. the one a market's chain drew [default: drawn from the seed].",
+    ),
     prox_mu: float = typer.Option(0.0, "--prox-mu", min=0.0, help="FedProx proximal weight mu (0: plain FedAvg)."),
     momentum: float = typer.Option(0.0, "--momentum", min=0.0, max=0.999, help="Local SGD momentum."),
     seed: int = typer.Option(0, "--seed", help="Seed of the partition, the initial model and every batch order."),
@@ -176,11 +181,18 @@ def sim(
     if committee not in COMMITTEES:
         raise FedmarketError(f"unknown committee {committee!r}; choose one of: {', '.join(COMMITTEES)}")
     elected = committee == "elected"
-    if not elected and (committee_size is not None or utility is not None):
-        raise FedmarketError("--committee-size and --utility apply to --committee elected only")
+    if not elected and (committee_size is not None or utility is not None or first_committee is not None):
+        raise FedmarketError("--committee-size, --utility and --first-committee apply to --committee elected only")
     if elected and mode != "sync":
         raise FedmarketError(f"--committee elected runs in rounds (--mode sync), not {mode}")
-    chosen = {k: v for k, v in dict(aggregation=aggregation, committee_size=committee_size, utility=utility).items() if v is not None}
+    seats = None
+    if first_committee is not None:
+        try:
+            seats = tuple(int(part) for part in first_committee.split(","))
+        except ValueError:
+            raise FedmarketError(f"--first-committee takes comma-separated seat numbers, e.g. 0,3,5; got {first_committee!r}") from None
+    chosen = dict(aggregation=aggregation, committee_size=committee_size, utility=utility, first_committee=seats)
+    chosen = {k: v for k, v in chosen.items() if v is not None}
     config = (ElectedConfig if elected else SimConfig)(
         dataset=dataset,
         partition=partition,

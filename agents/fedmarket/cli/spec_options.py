@@ -71,6 +71,7 @@ def spec_of(
     epochs: int = DEMO_TASK.epochs, batch_size: int = DEMO_TASK.batch_size, lr: float = DEMO_TASK.lr,
     momentum: float = DEMO_TASK.momentum, prox_mu: float = DEMO_TASK.prox_mu, aggregation: str = DEMO_TASK.aggregation,
     utility: Optional[str] = None, seed: int = DEMO_TASK.seed, input_scaling: str = DEMO_TASK.input_scaling,
+    committee: str = "validators",
 ) -> TaskSpec:  # fmt: skip
     """The TaskSpec of the flags (checked: a bad value is one line)."""
     from fedmarket.fl.taskspec import TaskSpec
@@ -78,5 +79,5 @@ def spec_of(
     return TaskSpec(
         dataset=dataset, partition=partition, model=model, trainers=trainers, validators=validators, holdout=holdout,
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, prox_mu=prox_mu, aggregation=aggregation,
-        seed=seed, input_scaling=input_scaling, **({"utility": utility} if utility else {}),
+        seed=seed, input_scaling=input_scaling, committee=committee, **({"utility": utility} if utility else {}),
     )  # fmt: skip

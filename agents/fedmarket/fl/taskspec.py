@@ -99,7 +99,12 @@ class TaskSpec(Learning):
         if self.committee not in COMMITTEES:
             raise FedmarketError(f"task spec: unknown committee {self.committee!r}; choose one of: {', '.join(COMMITTEES)}")
         check_learning(self, "task spec: ", scores=self.committee == "elected")
-        if self.trainers < 1 or self.validators < 1:
+        if self.committee == "elected":
+            if self.validators != 0:
+                raise FedmarketError(f"task spec: an elected committee's task has no validators (the trainers serve): validators must be 0, not {self.validators}")
+            if self.trainers < 2:
+                raise FedmarketError("task spec: an elected committee needs at least 2 trainers (one serves, one trains)")
+        elif self.trainers < 1 or self.validators < 1:
             raise FedmarketError("task spec: a task needs at least 1 trainer and 1 validator")
         if self.holdout < self.validators + 1:
             raise FedmarketError(f"task spec: holdout {self.holdout} cannot give {self.validators} validators and the aggregator a sample each")

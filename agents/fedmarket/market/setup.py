@@ -54,10 +54,13 @@ class MarketTerms:
             raise FedmarketError("a market needs a reward > 0 wei")
 
     def params(self, spec: TaskSpec, spec_cid: str, initial_cid: str, aggregator: str) -> ModelParams:
-        """The task's ModelParams: exactly spec.trainers trainers, up to spec.validators validators."""
+        """The task's ModelParams: exactly spec.trainers trainers, up to spec.validators validators
+        (an elected committee: none, maxValidators 0, and a committee of up to trainers - 1)."""
+        elected = spec.committee == "elected"
+        committee = min(self.committee, spec.trainers - 1) if elected else min(self.committee, spec.validators)
         return buyer.task_params(
-            spec_cid, initial_cid, aggregator, rounds=self.rounds, trainers=spec.trainers, validators=spec.validators,
-            committee=min(self.committee, spec.validators), window=self.window, license_fee=self.license_fee,
+            spec_cid, initial_cid, aggregator, rounds=self.rounds, trainers=spec.trainers, validators=0 if elected else spec.validators,
+            committee=committee, window=self.window, license_fee=self.license_fee,
             trainer_stake=self.trainer_stake, validator_stake=self.validator_stake, aggregator_stake=self.aggregator_stake,
             late_slash_bps=self.late_slash_bps, bad_slash_bps=self.bad_slash_bps, poison_threshold=self.poison_threshold,
             agreement_tolerance_bps=self.agreement_tolerance_bps,

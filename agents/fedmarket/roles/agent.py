@@ -277,6 +277,12 @@ class Agent:
         the architecture's shapes) and this agent's own data."""
         self.options.policy.check(params, self.role)
         spec = self.spec
+        elected = params.max_validators == 0  # the contract's encoding of an elected committee
+        if elected != (spec.committee == "elected"):
+            raise FedmarketError(
+                f"task {self.model_id}'s spec says committee {spec.committee!r}, but its parameters "
+                f"{'elect the committee from the trainers (maxValidators 0)' if elected else 'take staked validators'}: refusing to join"
+            )
         self.load_state(params.initial_model_cid, "the initial model")
         if self.options.data != "auto":
             x, _y = self.own_samples(lambda: None)
@@ -483,24 +489,30 @@ class Agent:
 
     def accepted_aggregate(self, r: int, global_cid: str) -> tuple[State, list[str]]:
         """The round's aggregate as the protocol defines it: the task's rule over the revealed
-        updates whose median utility is > 0, in trainer join order, weighted by claimed samples.
+        updates whose median utility is > 0, in trainer join order, weighted by claimed samples
+        (an elected committee's rule, cmfl_s1 / cmfl_s2, also selects by the utilities).
         Returns (state, the accepted trainers)."""
-        from fedmarket.fl.aggregation import get_rule
+        from fedmarket.fl.aggregation import get_rule, get_scored_rule
         from fedmarket.fl.params import canonical
 
         revealed = self._view(lambda: self.market.revealed_updates(self.model_id, r))
         utilities = self._view(lambda: self.market.utilities(self.model_id, r))
         order = {a.lower(): i for i, a in enumerate(self.roster("trainers"))}
-        accepted = sorted((u for u, score in zip(revealed, utilities, strict=True) if score > 0), key=lambda u: order[u.trainer.lower()])
+        accepted = sorted(
+            ((u, score) for u, score in zip(revealed, utilities, strict=True) if score > 0), key=lambda pair: order[pair[0].trainer.lower()]
+        )
         if not accepted:
             raise FedmarketError(f"round {r} has no accepted update to aggregate")
         # An accepted update that no longer loads would make every honest aggregate impossible:
         # that is an error worth stopping for, not a score.
-        states = [self.load_state(u.update_cid, f"update of {u.trainer}", r, global_cid) for u in accepted]
-        counts = [self.claimed_samples(u.num_samples) for u in accepted]
+        states = [self.load_state(u.update_cid, f"update of {u.trainer}", r, global_cid) for u, _ in accepted]
+        counts = [self.claimed_samples(u.num_samples) for u, _ in accepted]
         with self._timing("train_s"):
-            state = canonical(get_rule(self.spec.aggregation)(states, counts))
-        return state, [u.trainer for u in accepted]
+            if self.spec.committee == "elected":
+                state = canonical(get_scored_rule(self.spec.aggregation)(states, counts, [int(score) for _, score in accepted]))
+            else:
+                state = canonical(get_rule(self.spec.aggregation)(states, counts))
+        return state, [u.trainer for u, _ in accepted]
 
     def metric_of(self, state: State, x: np.ndarray, y: np.ndarray) -> int:
         """The proposal metric of `state` on (x, y): accuracy in micro-units (for regression, minus the MSE)."""

@@ -9,6 +9,11 @@ and the same CID, and the salt book hands back the same salt.
 A global model no store serves is rebuilt from the previous round's revealed accepted updates
 (Agent.global_model), and the log says so. Attacks (`--attack`) are fedmarket.roles.adversary's,
 reached through its hooks.
+
+In an elected-committee task (docs/protocol.md, "Elected committees") a trainer also serves: in
+the rounds the chain puts it on the committee it does not train; it scores the other trainers'
+updates on its own train split, seeded as it would have trained (roles.validator's
+CommitteeMember duties; fl.elected_sim is the reference), and votes on the proposal.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from typing import TYPE_CHECKING
 from fedmarket.chain.reverts import ContractRevert
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.seeds import client_seed
-from fedmarket.roles.agent import Agent, RoundCache
+from fedmarket.roles.validator import CommitteeMember
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from fedmarket.chain.client import AgentView
+    from fedmarket.fl.learning import TrainConfig
 
 
-class TrainerAgent(Agent):
+class TrainerAgent(CommitteeMember):
     role = "trainer"
 
     def __init__(self, *args, **kwargs) -> None:
@@ -32,11 +40,12 @@ class TrainerAgent(Agent):
         from fedmarket.roles.salts import SaltBook
 
         self.salts = SaltBook(self.state_dir / "salts")
-        self.cache = RoundCache()
 
     def act(self, now: AgentView) -> bool:
         from fedmarket.chain.client import Phase
 
+        if now.on_committee:  # an elected task's member serves this round instead of training it
+            return self.serve(now)
         r = now.current_round
         if now.phase == Phase.COMMIT:
             if self.done(r, "commit", now.committed):
@@ -130,3 +139,15 @@ class TrainerAgent(Agent):
             self._facts.add((r, "reveal"))
             self._record("reveal", r, "refused", detail=f"the contract refused the reveal: {exc}")
         return True
+
+    # ------------------------------------------------------------------ on an elected committee
+
+    def scoring_data(self, r: int) -> tuple[np.ndarray, np.ndarray, int, TrainConfig]:
+        """Its own train split, and the seed it would have trained round r with (as fl.elected_sim's
+        members score: for cmfl_distance the reference step is the update it would have sent)."""
+        seat = self.join_index(self.roster("trainers"))
+        x, y = self.own_samples(lambda: self.data.trainer_indices(seat))
+        return x, y, client_seed(self.spec.seed, r, seat), self.spec.train_config(0)
+
+    def metric_samples(self) -> None:
+        return None  # a trainer holds no held-out data: its own split says nothing of the aggregator's metric

@@ -30,6 +30,12 @@ committed like the scores, and revealed in the VoteReveal phase. A validator is 
 share only while its scores stay within the tolerance of the round's medians
 (chain.protocol.validator_weights), not for scoring at all.
 
+The duties live in CommitteeMember, which a trainer of an elected-committee task (CMFL, BlockFL;
+docs/protocol.md, "Elected committees") shares: in the rounds it sits, it scores the other
+trainers' updates on its own train split, seeded as it would train (fl.elected_sim is the
+reference), and checks the proposal's CID and availability; it holds no held-out data, so it
+cannot check the published metric (its own non-IID split says nothing about the aggregator's).
+
 Attacks (`--attack`) are fedmarket.roles.adversary's, reached through its hooks.
 """
 
@@ -43,7 +49,10 @@ from fedmarket.fl.seeds import validator_seed
 from fedmarket.roles.agent import Agent, RoundCache
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from fedmarket.chain.client import AgentView, ModelParams, Phase
+    from fedmarket.fl.learning import TrainConfig
 
 WAIT_FRACTION = 0.5  # of the score window: the rest is left for scoring and committing
 METRIC_SIGMAS = 5.0
@@ -68,8 +77,9 @@ def store_wait_ends(phase: Phase, deadline: int, params: ModelParams) -> int | N
     return None if window is None else deadline - int(window * WAIT_FRACTION)
 
 
-class ValidatorAgent(Agent):
-    role = "validator"
+class CommitteeMember(Agent):
+    """A committee member's duties: score commit / reveal, vote commit / reveal (`serve`). What
+    it scores with, and what it checks a metric on, are its role's (the hooks below)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -78,7 +88,16 @@ class ValidatorAgent(Agent):
         self.ballots = BallotBook(self.state_dir / "salts")
         self.cache = RoundCache()
 
-    def act(self, now: AgentView) -> bool:
+    def scoring_data(self, r: int) -> tuple[np.ndarray, np.ndarray, int, TrainConfig]:
+        """(x, y, seed, local-training settings) this member scores round r's updates with."""
+        raise NotImplementedError
+
+    def metric_samples(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The data this member checks a published metric on, or None (it cannot)."""
+        raise NotImplementedError
+
+    def serve(self, now: AgentView) -> bool:
+        """The one next committee duty of this phase, if this agent sits on the round's committee."""
         from fedmarket.chain.client import Phase
 
         r = now.current_round
@@ -93,7 +112,7 @@ class ValidatorAgent(Agent):
             if not self.done(r, "score-commit", now.score_committed) or self.done(r, "score", now.scored):
                 return False  # nothing committed (the commit window is over) or already revealed
             self.checkpoint(r, "before-score-reveal")
-            return self._reveal(r, "scores")
+            return self._reveal_ballot(r, "scores")
         if now.phase == Phase.VOTE_COMMIT and now.proposed:
             if self.done(r, "vote-commit", now.vote_committed):
                 return False
@@ -103,7 +122,7 @@ class ValidatorAgent(Agent):
             if not self.done(r, "vote-commit", now.vote_committed) or self.done(r, "vote", now.voted):
                 return False
             self.checkpoint(r, "before-vote-reveal")
-            return self._reveal(r, "vote")
+            return self._reveal_ballot(r, "vote")
         return False
 
     def _commit_scores(self, now: AgentView, r: int) -> bool:
@@ -142,9 +161,7 @@ class ValidatorAgent(Agent):
                 self._record("score-commit", r, "reject-update", detail=f"{u.trainer}: {exc}", trainer=u.trainer)
                 state = {}  # the utility scores a state it cannot use as malformed
             updates.append(Update(state, self.claimed_samples(u.num_samples)))
-        index = self.join_index(self.roster("validators"))
-        x, y = self.own_samples(lambda: self.data.validator_indices(index))
-        seed = validator_seed(self.spec.seed, r, index)
+        x, y, seed, train = self.scoring_data(r)
         utility = get_utility(self.spec.utility)
         public = self.public_past(r, global_cid)
         with self._timing("train_s"):
@@ -154,7 +171,7 @@ class ValidatorAgent(Agent):
                 ValidationData(x, y),
                 self.model_spec,
                 seed=seed,
-                train=self.spec.train_config(seed),
+                train=train,
                 device=self.options.device,
                 public=public,
             )
@@ -189,7 +206,7 @@ class ValidatorAgent(Agent):
         )
         return True
 
-    def _reveal(self, r: int, kind: str) -> bool:
+    def _reveal_ballot(self, r: int, kind: str) -> bool:
         """Reveal the scores or the vote committed in round `r`, as stored before the commit
         (a validator restarted between its commit and its reveal reveals the same)."""
         stored = self.ballots.load(self.market.chain_id, self.market.address, self.model_id, r, self.address, kind)
@@ -234,7 +251,10 @@ class ValidatorAgent(Agent):
             return False, f"is the aggregate but was not retrievable until the wait ended ({exc}): rejected"
         except FedmarketError as exc:
             return False, f"is the aggregate but not retrievable ({exc}): rejected"
-        x, y = self.own_samples(lambda: self.data.validator_indices(self.join_index(self.roster("validators"))))
+        samples = self.metric_samples()
+        if samples is None:
+            return True, "is the aggregate, fetched and pinned (metric not checked: no held-out data here)"
+        x, y = samples
         own = self.metric_of(state, x, y)
         regression = self.data.dataset.task == "regression"
         tolerance = metric_tolerance(own / 1_000_000, len(y), regression)
@@ -247,6 +267,24 @@ class ValidatorAgent(Agent):
 
         with self._timing("storage_s"):
             return cid_of(self.weights_file(state, r, parent))
+
+
+class ValidatorAgent(CommitteeMember):
+    """A staked validator: serves on the committees drawn for it, with its own held-out slice."""
+
+    role = "validator"
+
+    def act(self, now: AgentView) -> bool:
+        return self.serve(now)
+
+    def scoring_data(self, r: int) -> tuple[np.ndarray, np.ndarray, int, TrainConfig]:
+        index = self.join_index(self.roster("validators"))
+        x, y = self.own_samples(lambda: self.data.validator_indices(index))
+        seed = validator_seed(self.spec.seed, r, index)
+        return x, y, seed, self.spec.train_config(seed)
+
+    def metric_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.own_samples(lambda: self.data.validator_indices(self.join_index(self.roster("validators"))))
 
 
 class _WaitForStore(Exception):
