@@ -219,3 +219,83 @@ def test_on_anvil_the_market_makes_the_same_models(honest, tmp_path: Path) -> No
     assert report["totals"]["contract_balance_wei"] == report["totals"]["burned_wei"]
     embedded = honest[0]
     assert [r["global_cid"] for r in report["rounds"]] == [r["global_cid"] for r in embedded["rounds"][:2]]
+
+
+# ---------------------------------------------------------------------- an elected committee
+
+ELECTED_TRAINERS = 7  # committee 3: four train each round, so the election has a choice
+
+
+@pytest.fixture(scope="module")
+def elected(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[dict[str, Any]], Path, list[tuple[int, ...]]]:
+    """A 3-round market whose committee the trainers elect (CMFL / BlockFL), and its committees as trainer seats."""
+    home = tmp_path_factory.mktemp("demo-elected")
+    report, logs = run_demo(home, "--committee", "elected", "--rounds", "3", "--trainers", str(ELECTED_TRAINERS))
+    seat = {p["address"].lower(): int(label.split("-")[1]) - 1 for label, p in by_label(report).items() if label.startswith("trainer")}
+    committees = [tuple(sorted(seat[a.lower()] for a in r["committee"])) for r in report["rounds"]]
+    return report, logs, home, committees
+
+
+def _seats(report: dict[str, Any]) -> dict[str, int]:
+    return {p["address"].lower(): int(label.split("-")[1]) - 1 for label, p in by_label(report).items() if label.startswith("trainer")}
+
+
+def test_elected_committees_follow_the_election_rule_from_the_chain(elected) -> None:
+    """Each round's committee (from the chain's events) is fl.committee.elect of the previous round's
+    utilities: members never train the round they serve, and the sitting committee is never re-elected."""
+    from fedmarket.fl.committee import elect
+
+    report, _logs, _home, committees = elected
+    seat = _seats(report)
+    assert [len(c) for c in committees] == [3, 3, 3]
+    assert not any(p["role"] == "validator" for p in report["participants"].values())
+    for r, committee in zip(report["rounds"], committees):
+        utilities = {seat[a.lower()]: u for a, u in r["utilities"].items()}
+        assert set(utilities) == set(range(ELECTED_TRAINERS)) - set(committee), (r["round"], committee, utilities)
+        assert r["slashes"] == [] and r["accepted_proposal"]
+    for r, sitting, following in zip(report["rounds"], committees, committees[1:]):
+        utilities = {seat[a.lower()]: u for a, u in r["utilities"].items()}
+        assert following == elect(utilities, sitting, 3, ELECTED_TRAINERS)
+        assert not set(following) & set(sitting)
+
+
+def test_elected_members_earn_the_validator_pool_on_their_trainer_seats(elected) -> None:
+    """The validator pool (20 %) goes to the sitting members' trainer seats, in equal shares (the
+    dust to the buyer), and every wei deposited is credited."""
+    report, _logs, _home, committees = elected
+    for r, committee in zip(report["rounds"], committees, strict=True):
+        members = {f"trainer-{s + 1}" for s in committee}
+        pool = r["budget_wei"] * 2_000 // BPS
+        assert set(r["validator_pay_wei"]) == members
+        assert sum(r["validator_pay_wei"].values()) == r["earned_wei"]["validator"] == pool - pool % len(members)
+    totals = report["totals"]
+    assert totals["conserved"] and totals["deposited_wei"] == totals["credited_wei"] and totals["task_balance_wei"] == 0
+
+
+def test_the_elected_market_equals_the_elected_sim(elected) -> None:
+    """`fedmarket sim --committee elected`, given the chain's first committee, makes the same
+    committees, utilities and global models, CID for CID."""
+    report, _logs, home, committees = elected
+    seat = _seats(report)
+    result = subprocess.run(
+        [FEDMARKET, "sim", "--committee", "elected", "--first-committee", ",".join(map(str, committees[0])), "--clients", str(ELECTED_TRAINERS),
+         "--rounds", "3", "--dataset", "digits", "--partition", "dir:0.5", "--model", "mlp", "--lr", "0.05", "--seed", "0",
+         "--holdout", "400", "--threads", "1", "--json"],
+        capture_output=True, text=True, env=_env(home), timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    sim = json.loads(result.stdout)
+    assert [r["global_cid"] for r in sim["rounds"][1:]] == [r["global_cid"] for r in report["rounds"]]
+    assert [tuple(c["committee"]) for c in sim["committee_rounds"]] == committees
+    chain_utilities = [{str(seat[a.lower()]): u for a, u in r["utilities"].items()} for r in report["rounds"]]
+    assert [c["utilities"] for c in sim["committee_rounds"]] == chain_utilities
+
+
+def test_elected_members_score_instead_of_training(elected) -> None:
+    report, logs, _home, committees = elected
+    for r, committee in zip(report["rounds"], committees, strict=True):
+        members = {f"trainer-{s + 1}" for s in committee}
+        did = {(rec["agent"], rec["action"]) for rec in logs if rec["round"] == r["round"] and rec["tx"]}
+        assert {a for a, action in did if action == "commit"} == {f"trainer-{i}" for i in range(1, ELECTED_TRAINERS + 1)} - members
+        assert {a for a, action in did if action == "commit-scores"} == members
+        assert {a for a, action in did if action == "reveal-vote"} == members

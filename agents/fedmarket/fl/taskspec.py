@@ -101,7 +101,9 @@ class TaskSpec(Learning):
         check_learning(self, "task spec: ", scores=self.committee == "elected")
         if self.committee == "elected":
             if self.validators != 0:
-                raise FedmarketError(f"task spec: an elected committee's task has no validators (the trainers serve): validators must be 0, not {self.validators}")
+                raise FedmarketError(
+                    f"task spec: an elected committee's task has no validators (the trainers serve): validators must be 0, not {self.validators}"
+                )
             if self.trainers < 2:
                 raise FedmarketError("task spec: an elected committee needs at least 2 trainers (one serves, one trains)")
         elif self.trainers < 1 or self.validators < 1:

@@ -498,9 +498,7 @@ class Agent:
         revealed = self._view(lambda: self.market.revealed_updates(self.model_id, r))
         utilities = self._view(lambda: self.market.utilities(self.model_id, r))
         order = {a.lower(): i for i, a in enumerate(self.roster("trainers"))}
-        accepted = sorted(
-            ((u, score) for u, score in zip(revealed, utilities, strict=True) if score > 0), key=lambda pair: order[pair[0].trainer.lower()]
-        )
+        accepted = sorted(((u, score) for u, score in zip(revealed, utilities, strict=True) if score > 0), key=lambda pair: order[pair[0].trainer.lower()])
         if not accepted:
             raise FedmarketError(f"round {r} has no accepted update to aggregate")
         # An accepted update that no longer loads would make every honest aggregate impossible:
