@@ -98,8 +98,12 @@ def test_task_spec_committee_field_keeps_the_default_bytes() -> None:
         b'{"aggregation":"fedavg","batch_size":10,"dataset":"digits","epochs":1,"format":"fedmarket-task/1","holdout":400,"lr":0.05,'
         b'"model":"mlp","momentum":0.0,"partition":"dir:0.5","prox_mu":0.0,"seed":0,"trainers":5,"utility":"novel_separation","validators":3}\n'
     )
-    elected = TaskSpec(committee="elected", aggregation="cmfl_s2:3", utility="cmfl_distance")
+    elected = TaskSpec(committee="elected", aggregation="cmfl_s2:3", utility="cmfl_distance", validators=0)
     assert b'"committee":"elected"' in elected.to_bytes() and TaskSpec.from_bytes(elected.to_bytes()) == elected
+    with pytest.raises(FedmarketError, match="validators must be 0, not 3"):
+        TaskSpec(committee="elected", aggregation="cmfl_s1")  # the trainers serve: an elected task has no validators
+    with pytest.raises(FedmarketError, match="at least 2 trainers"):
+        TaskSpec(committee="elected", aggregation="cmfl_s1", validators=0, trainers=1)
     with pytest.raises(FedmarketError, match="committee's scores"):
         TaskSpec(aggregation="cmfl_s1")  # validators' mode has no selection by scores
     with pytest.raises(FedmarketError, match="unknown committee"):

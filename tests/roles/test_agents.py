@@ -318,6 +318,18 @@ def test_garbage_task_files_or_data_are_refused_before_any_wei_moves(market: Mar
     assert market.market.participant(model_id, agent.address).role == 0
 
 
+def test_a_task_whose_parameters_elect_the_committee_against_its_spec_is_refused_before_any_wei_moves(market: Market) -> None:
+    """The spec says staked validators score, the parameters (maxValidators 0) elect the committee
+    from the trainers: a trainer would be drafted onto committees it never agreed to serve."""
+    model_id = _post(market, max_validators=0, min_trainers=4, max_trainers=4)
+    agent = _joiner(market, model_id, "trainer-1")
+    before = market.w3.eth.get_balance(agent.address)
+    with pytest.raises(FedmarketError, match="spec says committee 'validators', but its parameters elect the committee from the trainers"):
+        agent.step()
+    assert market.w3.eth.get_balance(agent.address) == before
+    assert market.market.participant(model_id, agent.address).role == 0
+
+
 def test_an_idle_agent_says_once_what_it_waits_for(market: Market) -> None:
     validator = market.agents["validator-1"]
     assert not validator.step() and not validator.step()  # the commit phase: nothing for a validator to do
