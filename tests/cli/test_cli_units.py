@@ -84,3 +84,35 @@ def test_salt_book_refuses_a_malformed_cid(tmp_path: Path) -> None:
     with pytest.raises(FedmarketError, match="malformed CID"):
         SaltBook(tmp_path).prepare(1, CONTRACT, 1, 1, TRAINER, "QmNope", 10)
     assert not any(tmp_path.rglob("*.json"))
+
+
+def test_an_elected_spec_and_its_parameters_must_agree_before_anything_is_sent(tmp_path: Path) -> None:
+    """`task spec --committee elected` writes a spec with no validators; `task post` refuses it
+    with validators' parameters (and a validators' spec with --max-validators 0) in one line,
+    before connecting to any chain."""
+    import subprocess
+
+    from cli_helpers import FEDMARKET
+
+    env = {"FEDMARKET_HOME": str(tmp_path / "home"), "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+
+    def run(*args: object) -> subprocess.CompletedProcess:
+        return subprocess.run([FEDMARKET, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+
+    for committee in ("elected", "validators"):
+        made = run("task", "spec", "--committee", committee, "--trainers", 4, "--out", tmp_path / committee, "--json")
+        assert made.returncode == 0, made.stderr
+        spec = json.loads((tmp_path / committee / "spec.json").read_text())
+        assert (spec.get("committee", "validators"), spec["validators"]) == ((committee, 0) if committee == "elected" else ("validators", 3))
+        if committee == "elected":
+            assert (spec["utility"], spec["aggregation"]) == ("cmfl_distance", "cmfl_s1")
+        files = ["--spec", tmp_path / committee / "spec.json", "--initial-model", tmp_path / committee / "initial-model.safetensors"]
+        wrong = "3" if committee == "elected" else "0"
+        refused = run("task", "post", *files, "--aggregator", "dev:1", "--account", "dev:0", "--max-validators", wrong, "--rpc", "http://127.0.0.1:9")
+        assert refused.returncode != 0
+        assert refused.stderr.strip().splitlines()[-1] == (
+            f"error: the spec's committee is '{committee}' but --max-validators "
+            f"{'takes staked validators' if committee == 'elected' else 'is 0 (an elected committee)'}: use --max-validators 0 exactly for a spec with committee elected"
+        )
+    bad = run("task", "spec", "--committee", "appointed", "--out", tmp_path / "bad")
+    assert bad.returncode != 0 and "--committee must be validators or elected, not 'appointed'" in bad.stderr

@@ -29,12 +29,7 @@ def demo(
     rounds: int = typer.Option(5, "--rounds", min=1, max=1000, help="Training rounds."),
     trainers: int = typer.Option(5, "--trainers", min=1, max=64, help="Trainers (each holds one client's split of the data set)."),
     validators: int = typer.Option(3, "--validators", min=1, max=32, help="Validators (the committee is up to 3 of them; none with --committee elected)."),
-    committee: str = typer.Option(
-        "validators",
-        "--committee",
-        help="validators: staked validators score; elected: CMFL / BlockFL, the trainers serve on a committee of up to 3 elected each round "
-        "from the best-scored trainers (the task's utility defaults to cmfl_distance and its aggregation to cmfl_s1).",
-    ),
+    committee: str = so.CommitteeOption,
     attack: list[str] = ro.AttackOption,
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     threads: int = typer.Option(
@@ -84,15 +79,7 @@ def demo(
 
     torch.set_num_threads(threads)
     attacks = dict(parse_attack(item) for item in attack)
-    if committee == "elected":
-        from fedmarket.fl.elected_sim import ELECTED_AGGREGATION, ELECTED_UTILITY
-
-        validators = 0
-        if spec_flags.get("aggregation") == so.DEMO_TASK.aggregation:
-            spec_flags["aggregation"] = ELECTED_AGGREGATION
-        spec_flags["utility"] = spec_flags.get("utility") or ELECTED_UTILITY
-    elif committee != "validators":
-        raise typer.BadParameter(f"--committee must be validators or elected, not {committee!r}")
+    validators, spec_flags = so.committee_flags(committee, validators, spec_flags)
     spec = so.spec_of(trainers=trainers, validators=validators, committee=committee, **spec_flags)
     if mode == "semi":
         from fedmarket.cli.semi_demo import run_semi_demo

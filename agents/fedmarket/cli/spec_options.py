@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
 
+from fedmarket.errors import FedmarketError
 from fedmarket.fl.learning import DEMO_HOLDOUT, DEMO_TASK
 
 if TYPE_CHECKING:
@@ -81,3 +82,27 @@ def spec_of(
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, prox_mu=prox_mu, aggregation=aggregation,
         seed=seed, input_scaling=input_scaling, committee=committee, **({"utility": utility} if utility else {}),
     )  # fmt: skip
+
+
+CommitteeOption = typer.Option(
+    "validators",
+    "--committee",
+    help="Task spec: validators (staked validators score) or elected (CMFL / BlockFL: the trainers serve on a committee elected each round "
+    "from the best-scored trainers; no validators, the utility defaults to cmfl_distance and the aggregation to cmfl_s1).",
+)
+
+
+def committee_flags(committee: str, validators: int, spec_flags: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The validators and spec flags of `--committee`: an elected task has no validators, and
+    cmfl_distance / cmfl_s1 unless the flags chose otherwise."""
+    if committee == "validators":
+        return validators, spec_flags
+    if committee != "elected":
+        raise FedmarketError(f"--committee must be validators or elected, not {committee!r}")
+    from fedmarket.fl.elected_sim import ELECTED_AGGREGATION, ELECTED_UTILITY
+
+    flags = dict(spec_flags)
+    if flags.get("aggregation") == DEMO_TASK.aggregation:
+        flags["aggregation"] = ELECTED_AGGREGATION
+    flags["utility"] = flags.get("utility") or ELECTED_UTILITY
+    return 0, flags

@@ -67,9 +67,13 @@ def _content_cid(file: Optional[Path], cid: Optional[str], ipfs: Optional[str], 
     return open_store(ipfs).add_file(file)
 
 
-def _check_task_files(spec: Optional[Path], spec_cid: Optional[str], model: Optional[Path], model_cid: Optional[str], ipfs: Optional[str]) -> None:
+def _check_task_files(
+    spec: Optional[Path], spec_cid: Optional[str], model: Optional[Path], model_cid: Optional[str], ipfs: Optional[str], *, elected: bool
+) -> None:
     """Refuse, before anything is stored or sent, a spec or an initial model that the agents
-    could not use: each parsed as the agents will (format, architecture, shapes)."""
+    could not use: each parsed as the agents will (format, architecture, shapes), and a spec
+    whose committee the parameters contradict (every agent would refuse to join)."""
+    from fedmarket.errors import FedmarketError
     from fedmarket.market.views import verify_task_files
     from fedmarket.storage.store import open_store
 
@@ -84,6 +88,15 @@ def _check_task_files(spec: Optional[Path], spec_cid: Optional[str], model: Opti
     spec_blob, model_blob = blob(spec, spec_cid), blob(model, model_cid)
     if spec_blob is not None and model_blob is not None:
         verify_task_files(spec_blob, model_blob)
+    if spec_blob is not None:
+        from fedmarket.fl.taskspec import TaskSpec
+
+        committee = TaskSpec.from_bytes(spec_blob).committee
+        if (committee == "elected") != elected:
+            raise FedmarketError(
+                f"the spec's committee is {committee!r} but --max-validators {'is 0 (an elected committee)' if elected else 'takes staked validators'}: "
+                "use --max-validators 0 exactly for a spec with committee elected"
+            )
 
 
 # ------------------------------------------------------------------------------ buyer
@@ -96,6 +109,7 @@ def spec_files(
     out: Path = typer.Option(..., "--out", "-o", file_okay=False, help="Folder to write spec.json and initial-model.safetensors into."),
     trainers: int = typer.Option(DEMO_TRAINERS, "--trainers", min=1, max=MAX_TRAINERS, help="Task spec: trainers (clients of the simulated split)."),
     validators: int = typer.Option(DEMO_VALIDATORS, "--validators", min=1, max=MAX_VALIDATORS, help="Task spec: validators (held-out slices)."),
+    committee: str = so.CommitteeOption,
     as_json: bool = opt.JsonOption,
     *,
     spec_flags: dict[str, Any],
@@ -106,7 +120,8 @@ def spec_files(
     from fedmarket.fl.taskspec import TaskData
     from fedmarket.storage.cid import cid_of
 
-    spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
+    validators, spec_flags = so.committee_flags(committee, validators, spec_flags)
+    spec = so.spec_of(trainers=trainers, validators=validators, committee=committee, **spec_flags)
     spec_blob = spec.to_bytes()
     model_blob = spec.initial_weights(TaskData.load(spec).dataset)
     spec_path = atomic_write(out / "spec.json", spec_blob)
@@ -119,6 +134,8 @@ def spec_files(
     console.print(f"wrote {spec_path} ({data['spec_cid']}) and {model_path} ({data['initial_model_cid']})", highlight=False, soft_wrap=True)
     console.print(f"next: fedmarket task post --spec {spec_path} --initial-model {model_path} --min-trainers {spec.trainers} "
                   f"--max-trainers {spec.trainers} --max-validators {spec.validators} --aggregator NAME --account BUYER", highlight=False, soft_wrap=True)  # fmt: skip
+    if spec.committee == "elected":
+        console.print(f"(elected: --max-validators 0 and a --committee size below {spec.trainers})", highlight=False)
 
 
 @task_app.command("post")
@@ -136,7 +153,9 @@ def post(
     min_trainers: int = typer.Option(2, "--min-trainers", min=1, help="Trainers needed to start."),
     max_trainers: int = typer.Option(20, "--max-trainers", min=1, help="Most trainers that may join."),
     committee: int = typer.Option(3, "--committee", min=1, help="Validators scoring each round (also the number needed to start)."),
-    max_validators: int = typer.Option(9, "--max-validators", min=1, help="Most validators that may join."),
+    max_validators: int = typer.Option(
+        9, "--max-validators", min=0, help="Most validators that may join (0: the trainers elect the committee, for a spec with committee elected)."
+    ),
     window: int = typer.Option(600, "--window", min=1, help="Every phase window in seconds (a phase ends early once everyone acted)."),
     commit_window: Optional[int] = typer.Option(None, "--commit-window", min=1, help="Commit window (s) (default: --window)."),
     reveal_window: Optional[int] = typer.Option(
@@ -193,7 +212,7 @@ def post(
     }
     if trainer_share_bps + validator_share_bps + aggregator_share_bps != BPS:
         raise FedmarketError(f"the shares must sum to {BPS} bps, not {trainer_share_bps + validator_share_bps + aggregator_share_bps}")
-    _check_task_files(spec, spec_cid, initial_model, initial_model_cid, ipfs)
+    _check_task_files(spec, spec_cid, initial_model, initial_model_cid, ipfs, elected=max_validators == 0)
     spec_cid = _content_cid(spec, spec_cid, ipfs, "spec")
     initial_cid = _content_cid(initial_model, initial_model_cid, ipfs, "initial-model")
     market = session.open()
