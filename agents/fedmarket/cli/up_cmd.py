@@ -32,6 +32,7 @@ def up(
     trainers: int = typer.Option(4, "--trainers", "-n", min=1, max=64, help="Trainer agents (processes)."),
     validators: int = typer.Option(3, "--validators", "-k", min=1, max=32, help="Validator agents (processes); the committee is min(K, 3)."),
     rounds: int = typer.Option(3, "--rounds", "-r", min=1, max=1000, help="Training rounds."),
+    committee: str = so.CommitteeOption,
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", file_okay=False, help="Run folder (default: runs/<UTC timestamp> under the current directory)."),
     ipfs: Optional[str] = typer.Option(None, "--ipfs", help="Kubo RPC URL for the blobs (default: an embedded store in the run folder)."),
     report: Optional[Path] = typer.Option(None, "--report", dir_okay=False, help="Copy report.json here too."),
@@ -71,7 +72,8 @@ def up(
     from fedmarket.cli.market_options import parse_amount
     from fedmarket.market.devnet import DEVNET_TERMS, Devnet, DevnetConfig
 
-    spec = so.spec_of(trainers=trainers, validators=validators, **spec_flags)
+    validators, spec_flags = so.committee_flags(committee, validators, spec_flags)
+    spec = so.spec_of(trainers=trainers, validators=validators, committee=committee, **spec_flags)
     if mode == "semi":
         if attack:
             raise typer.BadParameter("--attack drives the Marketplace's roles; --mode semi takes none")
