@@ -48,6 +48,7 @@ from typing import Any
 
 from fedmarket.bench import machine_facts
 from fedmarket.bench.fairness_report import HONEST, merge_reports, percent, summarise, to_markdown, winner
+from fedmarket.chain.protocol import DEFAULT_POISON_THRESHOLD
 from fedmarket.errors import FedmarketError
 from fedmarket.fl.learning import Learning
 
@@ -55,7 +56,7 @@ NAME = "fairness"
 # One entry per attacking seat kind, in the order seats are dealt; ALIE twice: it needs colluders.
 ATTACK_ROLES = ("free_ride", "momentum_free_ride", "stale_copy", "copycat", "gaussian_noise", "label_flip", "sign_flip", "scale", "alie", "lazy")
 SEAT_CYCLE = ("free_ride", "momentum_free_ride", "stale_copy", "copycat", "gaussian_noise", "label_flip", "sign_flip", "scale", "alie", "alie", "lazy")
-CHAIN_POISON_THRESHOLD = -0.1  # ModelParams' default poison_threshold (-100_000 micro-units), in utility units
+CHAIN_POISON_THRESHOLD = DEFAULT_POISON_THRESHOLD / 1_000_000  # ModelParams' default poison_threshold (micro-units), in utility units
 SCALE_FACTOR = 10.0
 LAZY_SHARE = 0.1
 ALIE_Z = 1.0

@@ -37,6 +37,9 @@ MAX_SCORE = 10**9
 
 MAX_TOLERANCE_BPS = 20_000
 """ModelParams.agreementToleranceBps is 1..MAX_TOLERANCE_BPS."""
+DEFAULT_POISON_THRESHOLD = -100_000
+"""ModelParams.poisonThreshold by default (micro-units of utility, -0.1): a median utility below it,
+with two thirds of the committee's seats below it, is poison-slashed (docs/protocol.md)."""
 DEFAULT_AGREEMENT_TOLERANCE_BPS = 10_000
 """ModelParams.agreementToleranceBps by default: a member is paid while its distance from the
 utilities is below their size (docs/protocol.md, "Validator pay")."""

@@ -22,6 +22,7 @@ from fedmarket.chain.protocol import (
     DEFAULT_AGGREGATOR_SHARE_BPS,
     DEFAULT_AGREEMENT_TOLERANCE_BPS,
     DEFAULT_MAX_SAMPLES,
+    DEFAULT_POISON_THRESHOLD,
     DEFAULT_START_WINDOW_S,
     DEFAULT_TRAINER_SHARE_BPS,
     DEFAULT_VALIDATOR_SHARE_BPS,
@@ -138,7 +139,7 @@ class ModelParams:
     trainer_share_bps: int = DEFAULT_TRAINER_SHARE_BPS
     validator_share_bps: int = DEFAULT_VALIDATOR_SHARE_BPS
     aggregator_share_bps: int = DEFAULT_AGGREGATOR_SHARE_BPS
-    poison_threshold: int = -100_000
+    poison_threshold: int = DEFAULT_POISON_THRESHOLD
     start_window: int = DEFAULT_START_WINDOW_S
     max_samples: int = DEFAULT_MAX_SAMPLES
     agreement_tolerance_bps: int = DEFAULT_AGREEMENT_TOLERANCE_BPS

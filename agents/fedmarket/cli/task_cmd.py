@@ -18,6 +18,7 @@ from fedmarket.chain.protocol import (
     BPS,
     DEFAULT_AGGREGATOR_SHARE_BPS,
     DEFAULT_AGREEMENT_TOLERANCE_BPS,
+    DEFAULT_POISON_THRESHOLD,
     DEFAULT_TRAINER_SHARE_BPS,
     DEFAULT_VALIDATOR_SHARE_BPS,
     MAX_TOLERANCE_BPS,
@@ -179,7 +180,9 @@ def post(
     aggregator_share_bps: int = typer.Option(
         DEFAULT_AGGREGATOR_SHARE_BPS, "--aggregator-share-bps", min=0, max=BPS, help="Aggregator's share (the three sum to 10000)."
     ),
-    poison_threshold: int = typer.Option(-100_000, "--poison-threshold", help="Median utility (micro-units) below which a trainer is bad-slashed."),
+    poison_threshold: int = typer.Option(
+        DEFAULT_POISON_THRESHOLD, "--poison-threshold", help="Median utility (micro-units) below which a trainer is bad-slashed."
+    ),
     agreement_tolerance_bps: int = typer.Option(
         DEFAULT_AGREEMENT_TOLERANCE_BPS,
         "--agreement-tolerance-bps",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fedmarket.chain.protocol import DEFAULT_AGREEMENT_TOLERANCE_BPS, WEI_PER_ETH
+from fedmarket.chain.protocol import DEFAULT_AGREEMENT_TOLERANCE_BPS, DEFAULT_POISON_THRESHOLD, WEI_PER_ETH
 from fedmarket.errors import FedmarketError
 from fedmarket.roles import buyer
 
@@ -44,7 +44,7 @@ class MarketTerms:
     window: int = 120
     late_slash_bps: int = 1_000
     bad_slash_bps: int = 5_000
-    poison_threshold: int = -100_000
+    poison_threshold: int = DEFAULT_POISON_THRESHOLD
     agreement_tolerance_bps: int = DEFAULT_AGREEMENT_TOLERANCE_BPS
 
     def check(self) -> None:
