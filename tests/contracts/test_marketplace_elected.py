@@ -357,8 +357,8 @@ def test_with_fewer_trainers_outside_than_seats_the_lowest_seat_sits_every_round
     """5 trainers, a committee of 3: only 2 trainers sit outside each committee, so each election
     takes both and fills the third seat with the lowest sitting seat (fl.committee.elect's rule).
     Trainer seat 0 (the first to join) therefore sits on every committee from round 2 on, whatever
-    anyone scores, and never trains: a known weakness (docs/protocol.md, "Elected committees"),
-    pinned here."""
+    anyone scores, and never trains (in general the lowest 2 * committeeSize - trainerCount
+    seats): a known weakness (docs/protocol.md, "Elected committees"), pinned here."""
     task = elected_task(ready_task, n_trainers=5, rounds=4)
     trainers = market.functions.trainers(task).call()
     committees = [flow.committee(task, 1)]
