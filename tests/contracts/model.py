@@ -1045,6 +1045,8 @@ class Market:
             below = sum(1 for s in rnd.scores.values() if s[i] < p.poison_threshold)
             if u < p.poison_threshold and below * 3 >= p.committee_size * 2:  # a qualified majority of the seats
                 slash(rev.trainer, SlashReason.POISON, p.bad_slash_bps)
+        # a member answers with its own stake (slash() takes the participant's): an elected task's
+        # members are trainers, so their trainer stakes
         for member in rnd.committee:
             missed_score = bool(rnd.reveals) and member not in rnd.scores
             missed_vote = rnd.proposed and member not in rnd.votes

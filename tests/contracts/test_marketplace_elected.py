@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 
 import committee_model as CM
-from contract_helpers import DEFAULT_REWARD, PHASE, ROLE, SLASH, STATUS
+from contract_helpers import DEFAULT_REWARD, PHASE, ROLE, SLASH, STATUS, commitment_of, salt_of, update_digest
 from eth_utils import keccak
 
 from fedmarket.fl.committee import elect
@@ -286,6 +286,34 @@ def test_three_elected_rounds_to_the_wei(market, actors, flow, tx, events, w3, r
     assert market.functions.taskBalance(task).call() == 0
     # a member of round 2 earned both ways: paid to train in rounds 1 and 3 and to score in round 2
     assert earned[n1[2]] == round1_pay[n1[2]] + v1 // 2 + trainer_pay[n1[2]]
+
+
+def test_a_refused_duplicate_is_not_elected_however_it_was_scored(market, actors, flow, tx, events, ready_task):
+    """A trainer that reveals another's update digest is refused at settlement: its utility is 0
+    for the election too (the members scored the copy 900,000 like any update), and it is
+    late-slashed. 6 trainers, a committee of 2: 4 train, the 2 best sit next."""
+    task = elected_task(ready_task, n_trainers=6, size=2, rounds=2)
+    n1 = off_committee(market, flow, task, 1)
+    original, copier, c, d = n1
+    digest = update_digest(original, 1)
+    for t in n1:
+        if t == copier:
+            tx(market.functions.commitUpdate(task, 1, commitment_of(task, 1, digest, 100, salt_of(copier, 1), copier)), copier)
+        else:
+            flow.commit(task, 1, t)
+    for t in n1:
+        if t == copier:
+            tx(market.functions.revealUpdate(task, 1, digest, 100, salt_of(copier, 1)), copier)
+        else:
+            flow.reveal(task, 1, t)
+    scored = {original: 100_000, copier: 900_000, c: 500_000, d: 300_000}
+    committee = flow.committee(task, 1)
+    flow.score(task, 1, dict.fromkeys(committee, [scored[t] for t in n1]))
+    assert list(market.functions.utilities(task, 1).call()) == [100_000, 0, 500_000, 300_000]
+    flow.publish(task, 1)
+    closed = flow.vote(task, 1, dict.fromkeys(committee, True))
+    assert [(e["participant"], e["reason"]) for e in events(closed, "Slashed")] == [(copier, SLASH["Late"])]
+    assert flow.committee(task, 2) == expected_next(market, flow, task, 1, {**scored, copier: 0}) == [c, d]
 
 
 # ------------------------------------------------------------------------------ attackers
