@@ -8,6 +8,10 @@ when round r had reveals, else from keccak256(abi.encode(modelId, r + 1, committ
 of the closing block. A reveal-order word holds two reveal entries (seat | numSamples << 8 | the
 update digest's top 36 bits << 72, 108 bits each, from the bottom) and, in its top 40 bits, the XOR of the top 40 bits of each of its reveals'
 commitments (the round's first reveal: of keccak256(abi.encode(commitment, prevrandao))).
+
+An elected-committee task (maxValidators 0, docs/protocol.md "Elected committees") maps trainer
+seats instead: round 1 is drawn as above among the trainers; round r + 1 is elected when round r
+closes (`elect`), from round r's utilities.
 """
 
 from __future__ import annotations
@@ -64,6 +68,25 @@ def draw(seed: int, count: int, size: int, previous: int) -> int:
         digits //= size
         into = size + digits % (count - size)
         mask ^= (1 << seats[out]) | (1 << seats[into])
+    return mask
+
+
+def elect(scored: Sequence[tuple[int, int]], sitting: int, size: int, count: int) -> int:
+    """An elected task's next committee, as a bitmap of trainer seats: `scored` holds (seat, utility)
+    of each of this round's revealed updates (a refused duplicate's utility is 0), `sitting` the
+    round's committee. The `size` best utilities first, ties to the lower seat; while seats are
+    left, the trainers that did not reveal and do not sit, by seat; then the sitting members, by
+    seat (only when fewer than `size` trainers sit outside the committee)."""
+    best = sorted(scored, key=lambda su: (-su[1], su[0]))[:size]
+    mask = 0
+    for seat, _ in best:
+        mask |= 1 << seat
+    revealed = {seat for seat, _ in scored}
+    left = size - len(best)
+    unrevealed = [i for i in range(count) if i not in revealed and not sitting >> i & 1]
+    seated = [i for i in range(count) if i not in revealed and sitting >> i & 1]
+    for seat in (unrevealed + seated)[:left]:
+        mask |= 1 << seat
     return mask
 
 

@@ -2,8 +2,9 @@
 
 This is an executable copy of docs/protocol.md (and the interface contracts/IMarketplace.sol):
 tasks, escrow, licences, stakes, phases derived lazily from stored state and the block timestamp,
-committee selection, commit / reveal, median utilities, per-round settlement, slashes and their
-redistribution, finalize, settlement, cancel, withdraw and credits. The property tests
+committee selection (drawn among the validators, or elected among the trainers: maxValidators 0),
+commit / reveal, median utilities, per-round settlement, slashes and their redistribution,
+finalize, settlement, cancel, withdraw and credits. The property tests
 (tests/contracts/test_invariants.py) drive the contract and this model with the same random calls
 and compare them after every step.
 
@@ -32,6 +33,8 @@ from eth_utils import keccak
 MAX_TRAINERS = 64
 MAX_VALIDATORS = 32
 MAX_COMMITTEE = 9
+MAX_ELECTED_TRAINERS = 32
+"""Most trainers of an elected-committee task (maxValidators 0): its committee map has 32 bits."""
 MAX_ROUNDS = 1000
 MIN_WINDOW = 1
 MAX_WINDOW = 30 * 24 * 3600
@@ -293,7 +296,12 @@ class Params:
             errors.append(Err("TrainerBoundsOutOfRange", (self.min_trainers, self.max_trainers, MAX_TRAINERS)))
         if not 1 <= self.committee_size <= MAX_COMMITTEE:
             errors.append(Err("CommitteeSizeOutOfRange", (self.committee_size, MAX_COMMITTEE)))
-        if not self.committee_size <= self.max_validators <= MAX_VALIDATORS:
+        if self.max_validators == 0:
+            # an elected committee (docs/protocol.md, "Elected committees"): one trainer besides the
+            # committee every round, and at most 32 trainers (the committee map's bits)
+            if self.min_trainers <= self.committee_size or self.max_trainers > MAX_ELECTED_TRAINERS:
+                errors.append(Err("ElectedTrainersOutOfRange", (self.min_trainers, self.max_trainers, self.committee_size, MAX_ELECTED_TRAINERS)))
+        elif not self.committee_size <= self.max_validators <= MAX_VALIDATORS:
             errors.append(Err("MaxValidatorsOutOfRange", (self.max_validators, self.committee_size, MAX_VALIDATORS)))
         windows = (self.commit_window, self.reveal_window, self.score_window, self.publish_window, self.confirm_window)
         for phase, window in zip((Phase.COMMIT, Phase.REVEAL, Phase.SCORE_COMMIT, Phase.PUBLISH, Phase.VOTE_COMMIT), windows):
@@ -344,7 +352,7 @@ class Reveal:
 class RoundState:
     number: int
     committee: list[str]  # in seat order: position j is the j-th
-    committee_mask: int  # bit i: validator seat i sits on the committee
+    committee_mask: int  # bit i: validator seat i (an elected task: trainer seat i) sits on the committee
     stage: Phase  # stored phase (the derived phase may be later: see Market.phase_at)
     deadline: int  # end of `stage` (0 when Due)
     commitments: dict[str, bytes] = field(default_factory=dict)
@@ -363,7 +371,7 @@ class RoundState:
     accepted: bool = False
     global_digest_after: bytes = b"\x00" * 32
     slashes: list[tuple[str, SlashReason, int]] = field(default_factory=list)  # (account, reason, amount), in order
-    rewards: dict[str, int] = field(default_factory=dict)
+    rewards: dict[tuple[str, Role], int] = field(default_factory=dict)  # (account, role it was paid in) -> amount
 
     def revealed_by(self, trainer: str) -> bool:
         return any(r.trainer == trainer for r in self.reveals)
@@ -414,6 +422,7 @@ class Task:
     license_held: int = 0  # licence fees the task holds (before start; refundable)
     start_deadline: int = 0
     end_requested: bool = False
+    elected: bool = False  # set at the start: the committee is elected from the trainers (maxValidators 0)
     global_digest: bytes = b"\x00" * 32
     trainers: list[str] = field(default_factory=list)
     validators: list[str] = field(default_factory=list)
@@ -440,6 +449,15 @@ class Task:
 
     def round(self) -> RoundState | None:
         return self.rounds.get(self.current_round)
+
+    def sitting(self, rnd: RoundState | None) -> list[str]:
+        """The trainers that sit on `rnd`'s committee: an elected task's members (none otherwise)."""
+        return rnd.committee if rnd is not None and self.elected else []
+
+    @property
+    def member_seats(self) -> list[str]:
+        """The seats a committee map indexes: the validators', or an elected task's trainers'."""
+        return self.trainers if self.elected else self.validators
 
     def all_rounds_closed(self) -> bool:
         return self.rounds_closed == self.params.rounds
@@ -672,7 +690,9 @@ class Market:
             if task.status == Status.OPEN and now > task.start_deadline:
                 errors.append(Err("StartDeadlinePassed", (model_id, task.start_deadline)))
             if self._status(task, (Status.OPEN,), errors):
-                if len(task.trainers) < p.min_trainers or len(task.validators) < p.committee_size or not task.aggregator_joined:
+                # an elected task has no validators (its committee sits on trainer seats)
+                short_of_validators = p.max_validators != 0 and len(task.validators) < p.committee_size
+                if len(task.trainers) < p.min_trainers or short_of_validators or not task.aggregator_joined:
                     errors.append(Err("NotEnoughParticipants", (model_id, len(task.trainers), len(task.validators), task.aggregator_joined)))
         _raise_if(errors)
         assert task is not None
@@ -680,11 +700,12 @@ class Market:
         task.reward = task.escrow
         self._credit(task, task.owner, task.license_held)
         task.license_income, task.license_held = task.license_held, 0
-        self._open_round(task, 1, now, CM.first_seed(prevrandao, model_id), 0)
+        task.elected = p.max_validators == 0
+        # round 1's committee is drawn with the same seed among the seats it sits on
+        self._open_round(task, 1, now, CM.draw(CM.first_seed(prevrandao, model_id), len(task.member_seats), p.committee_size, 0))
 
-    def _open_round(self, task: Task, number: int, now: int, seed: int, previous: int) -> None:
-        mask = CM.draw(seed, len(task.validators), task.params.committee_size, previous)
-        committee = CM.members(task.validators, mask)
+    def _open_round(self, task: Task, number: int, now: int, mask: int) -> None:
+        committee = CM.members(task.member_seats, mask)
         task.rounds[number] = RoundState(number=number, committee=committee, committee_mask=mask, stage=Phase.COMMIT, deadline=now + task.params.commit_window)
         task.current_round = number
 
@@ -763,13 +784,16 @@ class Market:
         task, rnd = self._round_checks(caller, model_id, round_, now, Phase.COMMIT, errors)
         if task is not None and task.role_of(caller) != Role.TRAINER:
             errors.append(Err("NotTrainer", (model_id, caller)))
+        sitting = task.sitting(rnd) if task is not None else []
+        if caller.lower() in sitting:  # an elected task's members score the round, they do not train it
+            errors.append(Err("CommitteeMemberCannotTrain", (model_id, round_, caller)))
         if rnd is not None and caller.lower() in rnd.commitments:
             errors.append(Err("AlreadyCommitted", (model_id, round_, caller)))
         _raise_if(errors)
         assert task is not None and rnd is not None
         self._settle_phase(task, rnd, now)
         rnd.commitments[caller.lower()] = commitment
-        if len(rnd.commitments) == len(task.trainers):
+        if len(rnd.commitments) + len(sitting) == len(task.trainers):  # every trainer off the committee committed
             self._end_phase_early(task, rnd, now)
 
     def reveal_update(self, caller: str, model_id: int, round_: int, update_digest: bytes, num_samples: int, salt: bytes, now: int) -> int:
@@ -940,10 +964,11 @@ class Market:
         v_share = budget * p.validator_share_bps // BPS
         a_share = budget - t_share - v_share
         to_buyer = 0
-        rewards: dict[str, int] = {}
+        rewards: dict[tuple[str, Role], int] = {}
 
-        def earn(account: str, amount: int) -> None:
-            rewards[account] = rewards.get(account, 0) + amount
+        def earn(account: str, amount: int, role: Role) -> None:
+            # an elected task's member is paid as a member (Role.Validator) into its trainer seat
+            rewards[(account, role)] = rewards.get((account, role), 0) + amount
             task.participants[account].earned += amount
 
         # 1. trainers: the medians as scored, then every duplicate digest refused (utility 0)
@@ -956,7 +981,7 @@ class Market:
             for rev, u in zip(rnd.reveals, utilities):
                 amount = mul_div(t_share, max(u, 0), positive)
                 if amount:
-                    earn(rev.trainer, amount)
+                    earn(rev.trainer, amount, Role.TRAINER)
                 paid += amount
             to_buyer += t_share - paid
         elif not rnd.reveals:
@@ -981,7 +1006,7 @@ class Market:
                         forfeited += share
                         continue
                     if share:
-                        earn(m, share)
+                        earn(m, share, Role.VALIDATOR)
                     paid += share
                 to_buyer += v_share - paid - forfeited
 
@@ -991,7 +1016,7 @@ class Market:
         aggregator = p.aggregator.lower()
         if accepted:
             if a_share:
-                earn(aggregator, a_share)
+                earn(aggregator, a_share, Role.AGGREGATOR)
             task.global_digest = rnd.proposed_digest
         else:
             to_buyer += a_share
@@ -1010,14 +1035,18 @@ class Market:
             if dup:  # delivered no update of its own
                 slash(rev.trainer, SlashReason.LATE, p.late_slash_bps)
         # Fewer than half of the trainers committed: the parent model was likely not retrievable, nobody is late.
-        if 2 * len(rnd.commitments) >= len(task.trainers):
+        # An elected task's members did not train this round: neither due nor late, nor counted.
+        sitting = task.sitting(rnd)
+        if 2 * len(rnd.commitments) >= len(task.trainers) - len(sitting):
             for trainer in task.trainers:
-                if trainer not in rnd.commitments or not rnd.revealed_by(trainer):
+                if trainer not in sitting and (trainer not in rnd.commitments or not rnd.revealed_by(trainer)):
                     slash(trainer, SlashReason.LATE, p.late_slash_bps)
         for i, (rev, u) in enumerate(zip(rnd.reveals, utilities)):
             below = sum(1 for s in rnd.scores.values() if s[i] < p.poison_threshold)
             if u < p.poison_threshold and below * 3 >= p.committee_size * 2:  # a qualified majority of the seats
                 slash(rev.trainer, SlashReason.POISON, p.bad_slash_bps)
+        # a member answers with its own stake (slash() takes the participant's): an elected task's
+        # members are trainers, so their trainer stakes
         for member in rnd.committee:
             missed_score = bool(rnd.reveals) and member not in rnd.scores
             missed_vote = rnd.proposed and member not in rnd.votes
@@ -1045,7 +1074,7 @@ class Market:
                 if u > 0:
                     amount = mul_div(pool, u, positive)
                     if amount:
-                        earn(rev.trainer, amount)
+                        earn(rev.trainer, amount, Role.TRAINER)
                     paid += amount
             task.trainer_carry = pool - paid  # the dust stays with the trainers' carry
         else:
@@ -1067,10 +1096,13 @@ class Market:
         task.rounds_closed += 1
         if task.end_requested:
             task.status = Status.FINALIZED
+        elif rnd.number < R and task.elected:
+            scored_seats = [(r.seat, u) for r, u in zip(rnd.reveals, utilities)]
+            self._open_round(task, rnd.number + 1, now, CM.elect(scored_seats, rnd.committee_mask, p.committee_size, len(task.trainers)))
         elif rnd.number < R:
             entries = [CM.RevealEntry(r.seat, r.num_samples, r.mix, r.update_digest) for r in rnd.reveals]
             seed = CM.next_seed(task.model_id, rnd.number, rnd.committee_mask, entries, self.prevrandao)
-            self._open_round(task, rnd.number + 1, now, seed, rnd.committee_mask)
+            self._open_round(task, rnd.number + 1, now, CM.draw(seed, len(task.validators), p.committee_size, rnd.committee_mask))
 
     # -------------------------------------------------------------- the end
 
@@ -1133,4 +1165,7 @@ class Market:
             if task.status in (Status.OPEN, Status.TRAINING, Status.FINALIZED):
                 assert task.stakes_held == sum(p.stake_remaining for p in task.participants.values())
             assert task.deposited == task.credited_out + task.balance, f"task {task.model_id} leaks"
+            if task.elected:  # a sitting member never trains the round it scores
+                for rnd in task.rounds.values():
+                    assert not set(rnd.committee) & set(rnd.commitments), f"task {task.model_id} round {rnd.number}: a member committed"
         assert sum(t.deposited for t in self.tasks.values()) == self.contract_balance + self.total_withdrawn

@@ -9,6 +9,9 @@ tampered), proposals, vote commitments (ok / reject, replayed) and their reveals
 time jumps (small, onto deadlines, past every deadline),
 closeRound, cancel, the owner's early finalize, finalize, generateTrainingPayments and withdraw; by
 the right actors and by wrong ones. Two or more tasks run at once with overlapping participants.
+One task in four elects its committee from its trainers (maxValidators 0, docs/protocol.md
+"Elected committees"): its members score instead of training (and sometimes try to commit an
+update anyway), the others train.
 
 For every call the model predicts success or the set of custom errors that may come back; the
 contract must agree (a revert must carry one of those errors). After every step every invariant
@@ -16,7 +19,10 @@ of design.md §3 / docs/protocol.md is checked: the contract's ether balance equ
 task balances plus the total credit; each task balance equals escrow + stakes + accrued and the
 model's; per-task conservation (deposited == credited out + balance); every account's credit and
 every participant's stake, earnings and slashes equal the model's; the current round's phase,
-deadline, committee and counters equal the model's.
+deadline, committee and counters equal the model's. Every round's committee (RoundStarted and
+getRound, when it opens and at the end of the sequence) is the model's; in an elected task no
+sitting member has a committed update, and no committee sits twice running when at least
+committeeSize trainers sit outside it.
 
 Running it:
 
@@ -418,6 +424,8 @@ def _check_rounds(chain: ContractDriver, market: M.Market, tasks: set[int] | Non
         ) = view
         assert number == rnd.number
         assert list(committee) == rnd.committee, f"task {mid} round {rnd.number} committee {committee} != model {rnd.committee}"
+        if task.elected:
+            _check_members_did_not_train(chain, mid, rnd.number, committee)
         assert closed == rnd.closed, f"task {mid} round {rnd.number} closed {closed} != model {rnd.closed}"
         assert (commits, reveals, score_commits, scores_submitted, vote_commits, confirmations, rejections) == (
             len(rnd.commitments),
@@ -436,6 +444,23 @@ def _check_rounds(chain: ContractDriver, market: M.Market, tasks: set[int] | Non
             f"task {mid} round {rnd.number} at t={now}: contract phase {M.Phase(phase).name} deadline {deadline}, "
             f"model {model_phase.name} deadline {model_deadline}"
         )
+
+
+def _check_members_did_not_train(chain: ContractDriver, mid: int, number: int, committee: list[str]) -> None:
+    """An elected task's sitting member never has a committed update in the round it scores."""
+    for member in committee:
+        assert not chain.call("hasCommitted", mid, number, member), f"task {mid} round {number}: member {member} committed an update"
+
+
+def check_every_committee(chain: ContractDriver, market: M.Market) -> None:
+    """Every round's committee on chain (getRound) is the model's; in an elected task none of its
+    members committed an update in that round."""
+    for mid, task in market.tasks.items():
+        for number, rnd in sorted(task.rounds.items()):
+            committee = list(chain.call("getRound", mid, number)[3])
+            assert committee == rnd.committee, f"task {mid} round {number}: getRound committee {committee} != model {rnd.committee}"
+            if task.elected:
+                _check_members_did_not_train(chain, mid, number, committee)
 
 
 # --------------------------------------------------------------------------------------- strategies
@@ -471,6 +496,13 @@ def task_params(draw: Any, aggregator: str) -> M.Params:
     min_trainers = draw(st.integers(4, 7)) if big else draw(st.integers(1, 3))
     windows = PACES[draw(st.sampled_from(["relaxed"] * 4 + ["mixed", "tight"]))]
     committee = draw(st.sampled_from([1, 2, 3])) if big else draw(st.sampled_from([1, 1, 2, 3, 3, 4]))
+    # one task in four elects its committee from its trainers (maxValidators 0): at least one
+    # trainer besides the committee; often fewer than committeeSize outside it, so sitting
+    # members are re-elected (docs/protocol.md, "Elected committees")
+    elected = draw(st.integers(0, 3), label="elected") == 0
+    if elected and not big:
+        committee = draw(st.sampled_from([1, 2, 2, 3]), label="elected-committee")
+        min_trainers = committee + 1 + draw(st.integers(0, 1), label="elected-spare")
     trainer_share, validator_share, aggregator_share = draw(SHARES)
     return M.Params(
         spec_digest=draw(DIGEST),
@@ -478,9 +510,9 @@ def task_params(draw: Any, aggregator: str) -> M.Params:
         aggregator=aggregator,
         rounds=draw(st.integers(1, 4)),
         min_trainers=min_trainers,
-        max_trainers=min_trainers + draw(st.integers(0, 2)),
+        max_trainers=min_trainers + draw(st.integers(0, 1 if elected and not big else 2)),
         committee_size=committee,
-        max_validators=committee + draw(st.integers(0, 1 if big else 3)),
+        max_validators=0 if elected else committee + draw(st.integers(0, 1 if big else 3)),
         commit_window=draw(windows),
         reveal_window=draw(windows),
         score_window=draw(windows),
@@ -512,6 +544,8 @@ INVALID_MUTATIONS: dict[str, Callable[[M.Params], None]] = {
     "committee_cap": lambda p: (setattr(p, "committee_size", M.MAX_COMMITTEE + 1), setattr(p, "max_validators", M.MAX_COMMITTEE + 1)),
     "max_validators_lt": lambda p: setattr(p, "max_validators", p.committee_size - 1),
     "max_validators_cap": lambda p: setattr(p, "max_validators", M.MAX_VALIDATORS + 1),
+    "elected_min_trainers": lambda p: (setattr(p, "max_validators", 0), setattr(p, "min_trainers", p.committee_size)),
+    "elected_max_trainers": lambda p: (setattr(p, "max_validators", 0), setattr(p, "max_trainers", M.MAX_ELECTED_TRAINERS + 1)),
     "window0": lambda p: setattr(p, "score_window", 0),
     "window_cap": lambda p: setattr(p, "confirm_window", M.MAX_WINDOW + 1),
     "late_bps": lambda p: setattr(p, "late_slash_bps", 10001),
@@ -581,6 +615,8 @@ _STATS: dict[str, int] = {
     "disagreed_slashes": 0,
     "refused_updates": 0,
     "third_rounds": 0,
+    "elected_rounds": 0,
+    "elected_reelections": 0,
     "withdrawals": 0,
 }
 
@@ -686,6 +722,9 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 _STATS["disagreed_slashes"] += sum(1 for _, r, amount in rnd.slashes if amount and r == M.SlashReason.DISAGREED)
                 _STATS["refused_updates"] += sum(rnd.refused())
                 _STATS["third_rounds"] += number >= 3
+                _STATS["elected_rounds"] += task.elected
+                if task.elected:
+                    _check_members_did_not_train(self.chain, mid, number, rnd.committee)
                 slashes = [
                     (v["participant"], v["reason"], v["amount"])
                     for n, v in events
@@ -693,12 +732,16 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 ]
                 model_slashes = [(a, int(r), amt) for a, r, amt in rnd.slashes if amt > 0]
                 assert slashes == model_slashes, f"Slashed events of ({mid}, {number}) {slashes} != model {model_slashes}"
-                rewards: dict[str, int] = {}
+                rewards: dict[tuple[str, M.Role], int] = {}
                 for n, v in events:
                     if n == "RewardAccrued" and v["modelId"] == mid and v["round"] == number:
-                        rewards[v["participant"]] = rewards.get(v["participant"], 0) + v["amount"]
+                        key = (v["participant"], M.Role(v["role"]))
+                        rewards[key] = rewards.get(key, 0) + v["amount"]
                 rewards = {a: x for a, x in rewards.items() if x}
                 assert rewards == {a: x for a, x in rnd.rewards.items() if x}, f"RewardAccrued events of ({mid}, {number}) {rewards} != model {rnd.rewards}"
+            opened_before = old.current_round if old else 0
+            for number in range(opened_before + 1, task.current_round + 1):
+                self._check_opened(mid, task, number, events)
             if old is not None and old.status == M.Status.FINALIZED and task.status == M.Status.SETTLED:
                 _STATS["settled"] += 1
                 paid: dict[str, int] = {}
@@ -714,6 +757,30 @@ class MarketplaceMachine(RuleBasedStateMachine):
                         expected_paid[account] = expected_paid.get(account, 0) + part.earned + part.stake_remaining
                 expected_paid[old.owner] = expected_paid.get(old.owner, 0) + old.escrow + old.buyer_accrued
                 assert paid == expected_paid, f"payment events of task {mid} {paid} != model {expected_paid}"
+
+    def _check_opened(self, mid: int, task: M.Task, number: int, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Round `number` of task `mid` opened in this transaction: its committee (RoundStarted,
+        getRound) is the model's. In an elected task a committee never sits twice running when at
+        least committeeSize trainers sit outside it; with fewer, all of those are elected and the
+        rest of the seats go to sitting members (docs/protocol.md, "Elected committees")."""
+        rnd = task.rounds[number]
+        started = [tuple(v["committee"]) for n, v in events if n == "RoundStarted" and v["modelId"] == mid and v["round"] == number]
+        assert started == [tuple(rnd.committee)], f"RoundStarted({mid}, {number}) committee {started} != model {rnd.committee}"
+        committee = list(self.chain.call("getRound", mid, number)[3])
+        assert committee == rnd.committee, f"task {mid} round {number}: getRound committee {committee} != model {rnd.committee}"
+        if not task.elected or number == 1:
+            return
+        previous = list(self.chain.call("getRound", mid, number - 1)[3])
+        assert previous == task.rounds[number - 1].committee
+        size = task.params.committee_size
+        outside = [t for t in task.trainers if t not in previous]
+        again = set(committee) & set(previous)
+        assert len(committee) == size and set(committee) <= set(task.trainers), f"task {mid} round {number}: committee {committee}"
+        if len(outside) >= size:
+            assert not again, f"task {mid}: members {sorted(again)} sit in rounds {number - 1} and {number} with {len(outside)} trainers outside"
+        else:
+            assert set(outside) <= set(committee) and len(again) == size - len(outside), f"task {mid} round {number}: committee {committee}"
+            _STATS["elected_reelections"] += 1
 
     # ------------------------------------------------------------ choosing
 
@@ -825,7 +892,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
             return
         p = task.params
         want_trainers = data.draw(st.integers(p.min_trainers, p.max_trainers), label="trainers")
-        want_validators = data.draw(st.integers(p.committee_size, p.max_validators), label="validators")
+        # an elected task (maxValidators 0) has no validator seats: its trainers serve
+        want_validators = data.draw(st.integers(p.committee_size, p.max_validators), label="validators") if p.max_validators else 0
         free = [a for a in self.accounts if a != task.owner and a != p.aggregator.lower() and task.role_of(a) == M.Role.NONE]
         free = data.draw(st.permutations(free), label="order")
         for account in free:
@@ -911,7 +979,9 @@ class MarketplaceMachine(RuleBasedStateMachine):
         mid = self._task_id(data, (M.Status.TRAINING,))
         task = self.model.tasks.get(mid)
         rnd = task.round() if task else None
-        preferred = [t for t in task.trainers if rnd and t not in rnd.commitments] if task else []
+        preferred = [t for t in task.trainers if rnd and t not in rnd.commitments and t not in task.sitting(rnd)] if task else []
+        if task is not None and task.elected and rnd is not None and data.draw(st.integers(0, 3), label="member-trains") == 0:
+            preferred = rnd.committee  # a sitting member tries to train the round it scores: CommitteeMemberCannotTrain
         sender = self._actor(data, preferred)
         self._commit(data, mid, sender, self._round_arg(data, mid), kind)
 
@@ -958,7 +1028,13 @@ class MarketplaceMachine(RuleBasedStateMachine):
         few per cent, so the agreement pay has weights to share; sometimes a random vector."""
         truth = self.truths.get((mid, round_))
         if truth is None or len(truth) != n:
-            truth = self._scores(data, n, threshold)
+            task = self.model.tasks.get(mid)
+            if task is not None and task.elected and data.draw(st.integers(0, 2), label="coarse-truth") == 0:
+                # few distinct values below 1,000 (no noise): tied utilities, which the election
+                # breaks by trainer seat
+                truth = data.draw(st.lists(st.sampled_from([0, 7, 999]), min_size=n, max_size=n), label="truth")
+            else:
+                truth = self._scores(data, n, threshold)
             self.truths[(mid, round_)] = truth
         if data.draw(st.integers(0, 4), label="random-scores") == 0:
             return self._scores(data, n, threshold)
@@ -1080,7 +1156,10 @@ class MarketplaceMachine(RuleBasedStateMachine):
         phase, _ = self.model.phase_at(task, rnd, self.chain.now())
         r = rnd.number
         if phase == M.Phase.COMMIT:
-            for trainer in [t for t in task.trainers if t not in rnd.commitments]:
+            sitting = task.sitting(rnd)
+            if sitting and data.draw(st.integers(0, 9), label="member-trains") == 0:
+                self._commit(data, mid, data.draw(st.sampled_from(sitting), label="member"), r, "honest")  # refused
+            for trainer in [t for t in task.trainers if t not in rnd.commitments and t not in sitting]:
                 if data.draw(st.integers(0, 9), label="acts") < 8:
                     self._commit(data, mid, trainer, r, "honest")
         elif phase == M.Phase.REVEAL:
@@ -1285,6 +1364,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         if sys.exc_info()[0] is not None:
             return
         check_contract_against_model(self.chain, self.model, self.accounts)
+        check_every_committee(self.chain, self.model)
         if _DEBUG:
             print(
                 "END",
@@ -1359,7 +1439,9 @@ def test_marketplace_matches_reference_model(w3: Any, accounts: list[str], marke
         f"({_STATS['reverts']} expected reverts; {_STATS['sent']} sent as transactions), "
         f"{_STATS['rounds_closed']} rounds closed ({_STATS['third_rounds']} third or later, "
         f"{_STATS['rejected_proposals']} proposals rejected, {_STATS['slashes']} slashes of which "
-        f"{_STATS['poison_slashes']} poison, {_STATS['disagreed_slashes']} disagreed; {_STATS['refused_updates']} duplicate updates refused), {_STATS['settled']} tasks settled, {_STATS['withdrawals']} withdrawals, "
+        f"{_STATS['poison_slashes']} poison, {_STATS['disagreed_slashes']} disagreed; {_STATS['refused_updates']} duplicate updates refused; "
+        f"{_STATS['elected_rounds']} of elected-committee tasks, {_STATS['elected_reelections']} elections that kept sitting members), "
+        f"{_STATS['settled']} tasks settled, {_STATS['withdrawals']} withdrawals, "
         f"{elapsed:.0f} s"
     )
     print(summary)
