@@ -233,8 +233,8 @@ interface IMarketplaceTypes {
     /// @notice newModel: `maxValidators` is not in min..max (committeeSize..MAX_VALIDATORS), nor 0
     /// (an elected committee).
     error MaxValidatorsOutOfRange(uint256 given, uint256 min, uint256 max);
-    /// @notice newModel: an elected committee (maxValidators 0) needs minTrainers > committeeSize (one
-    /// trainer besides the committee every round) and maxTrainers <= max (32: its map has 32 bits).
+    /// @notice newModel: an elected committee (maxValidators 0) needs minTrainers >= 2 * committeeSize (a
+    /// whole next committee outside every sitting one) and maxTrainers <= max (32: its map has 32 bits).
     error ElectedTrainersOutOfRange(uint256 minTrainers, uint256 maxTrainers, uint256 committeeSize, uint256 max);
     /// @notice newModel: the window of `phase` (Commit: commitWindow, Reveal: revealWindow,
     /// ScoreCommit: scoreWindow, Publish: publishWindow, VoteCommit: confirmWindow; the first one out

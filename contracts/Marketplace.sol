@@ -179,7 +179,7 @@ contract Marketplace is MarketCore, IMarketplace, ReentrancyGuard {
         if (msg.sender != t.owner && msg.sender != p.aggregator) revert NotOwnerOrAggregator(modelId, msg.sender);
         if (block.timestamp > t.startDeadline) revert StartDeadlinePassed(modelId, t.startDeadline);
         bool aggregatorJoined = t.participants[p.aggregator].role == Role.Aggregator;
-        // An elected task (maxValidators 0) has no validators: minTrainers > committeeSize (ParamsCheck).
+        // An elected task (maxValidators 0) has no validators: minTrainers >= 2 * committeeSize (ParamsCheck).
         if (t.trainerCount < p.minTrainers || (p.maxValidators != 0 && t.validatorCount < p.committeeSize) || !aggregatorJoined) {
             revert NotEnoughParticipants(modelId, t.trainerCount, t.validatorCount, aggregatorJoined);
         }

@@ -46,8 +46,9 @@ contract ParamsCheck {
             revert IMarketplaceTypes.CommitteeSizeOutOfRange(p.committeeSize, CAP_MAX_COMMITTEE);
         }
         if (p.maxValidators == 0) {
-            // An elected committee: the trainers serve (docs/protocol.md, "Elected committees").
-            if (p.minTrainers <= p.committeeSize || p.maxTrainers > CAP_MAX_ELECTED_TRAINERS) {
+            // An elected committee: the trainers serve (docs/protocol.md, "Elected committees"); at least
+            // committeeSize trainers sit outside every committee, so no sitting member is ever re-elected.
+            if (p.minTrainers < 2 * uint256(p.committeeSize) || p.maxTrainers > CAP_MAX_ELECTED_TRAINERS) {
                 revert IMarketplaceTypes.ElectedTrainersOutOfRange(
                     p.minTrainers, p.maxTrainers, p.committeeSize, CAP_MAX_ELECTED_TRAINERS
                 );

@@ -236,9 +236,10 @@ contract RoundSettlement is MarketCore {
     /// @dev An elected task's next committee (docs/protocol.md, "Elected committees"; fl.committee.elect
     /// is its reference): the committeeSize best utilities `u` of this round's revealed updates (a
     /// refused duplicate's is 0), ties to the lower trainer seat; then, while seats are left, the
-    /// trainers that did not reveal, by seat; then sitting members, by seat (only when fewer trainers
-    /// than seats are left). A sitting member never trained this round, so it is re-elected only
-    /// then. Loops: committeeSize <= 9 picks over reveals <= 32 updates, then over <= 32 seats.
+    /// trainers that did not reveal and do not sit, by seat. At least committeeSize trainers sit
+    /// outside the committee (ParamsCheck: minTrainers >= 2 * committeeSize; nobody leaves during
+    /// training), so the seats are always filled and no sitting member is re-elected. Loops:
+    /// committeeSize <= 9 picks over reveals <= 32 updates, then one pass over <= 32 seats.
     function _elect(Task storage t, RoundHeader memory h, int256[] memory u, uint256[] memory seats, uint256 reveals)
         private
         view
@@ -256,14 +257,10 @@ contract RoundSettlement is MarketCore {
             map |= uint32(1 << seats[best]);
         }
         uint256 count = t.trainerCount;
-        // Pass 0: the trainers that did not reveal; pass 1: the sitting members.
-        for (uint256 pass = 0; pass < 2; ++pass) {
-            for (uint256 i = 0; i < count && picked < size; ++i) {
-                bool sitting = (h.committee >> i) & 1 == 1;
-                if (Bits.has(h.revealed, i) || sitting != (pass == 1)) continue;
-                map |= uint32(1 << i);
-                ++picked;
-            }
+        for (uint256 i = 0; i < count && picked < size; ++i) {
+            if (Bits.has(h.revealed | uint64(h.committee), i)) continue;
+            map |= uint32(1 << i);
+            ++picked;
         }
     }
 

@@ -75,8 +75,8 @@ def elect(scored: Sequence[tuple[int, int]], sitting: int, size: int, count: int
     """An elected task's next committee, as a bitmap of trainer seats: `scored` holds (seat, utility)
     of each of this round's revealed updates (a refused duplicate's utility is 0), `sitting` the
     round's committee. The `size` best utilities first, ties to the lower seat; while seats are
-    left, the trainers that did not reveal and do not sit, by seat; then the sitting members, by
-    seat (only when fewer than `size` trainers sit outside the committee)."""
+    left, the trainers that did not reveal and do not sit, by seat (at least `size` trainers sit
+    outside: minTrainers >= 2 * committeeSize)."""
     best = sorted(scored, key=lambda su: (-su[1], su[0]))[:size]
     mask = 0
     for seat, _ in best:
@@ -84,8 +84,8 @@ def elect(scored: Sequence[tuple[int, int]], sitting: int, size: int, count: int
     revealed = {seat for seat, _ in scored}
     left = size - len(best)
     unrevealed = [i for i in range(count) if i not in revealed and not sitting >> i & 1]
-    seated = [i for i in range(count) if i not in revealed and sitting >> i & 1]
-    for seat in (unrevealed + seated)[:left]:
+    assert len(unrevealed) >= left, (scored, sitting, size, count)
+    for seat in unrevealed[:left]:
         mask |= 1 << seat
     return mask
 

@@ -299,7 +299,7 @@ class Params:
         if self.max_validators == 0:
             # an elected committee (docs/protocol.md, "Elected committees"): one trainer besides the
             # committee every round, and at most 32 trainers (the committee map's bits)
-            if self.min_trainers <= self.committee_size or self.max_trainers > MAX_ELECTED_TRAINERS:
+            if self.min_trainers < 2 * self.committee_size or self.max_trainers > MAX_ELECTED_TRAINERS:
                 errors.append(Err("ElectedTrainersOutOfRange", (self.min_trainers, self.max_trainers, self.committee_size, MAX_ELECTED_TRAINERS)))
         elif not self.committee_size <= self.max_validators <= MAX_VALIDATORS:
             errors.append(Err("MaxValidatorsOutOfRange", (self.max_validators, self.committee_size, MAX_VALIDATORS)))

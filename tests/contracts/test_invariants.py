@@ -496,13 +496,15 @@ def task_params(draw: Any, aggregator: str) -> M.Params:
     min_trainers = draw(st.integers(4, 7)) if big else draw(st.integers(1, 3))
     windows = PACES[draw(st.sampled_from(["relaxed"] * 4 + ["mixed", "tight"]))]
     committee = draw(st.sampled_from([1, 2, 3])) if big else draw(st.sampled_from([1, 1, 2, 3, 3, 4]))
-    # one task in four elects its committee from its trainers (maxValidators 0): at least one
-    # trainer besides the committee; often fewer than committeeSize outside it, so sitting
-    # members are re-elected (docs/protocol.md, "Elected committees")
+    # one task in four elects its committee from its trainers (maxValidators 0): at least
+    # 2 * committeeSize trainers, so a whole next committee sits outside every committee
+    # (docs/protocol.md, "Elected committees")
     elected = draw(st.integers(0, 3), label="elected") == 0
     if elected and not big:
         committee = draw(st.sampled_from([1, 2, 2, 3]), label="elected-committee")
-        min_trainers = committee + 1 + draw(st.integers(0, 1), label="elected-spare")
+        min_trainers = 2 * committee + draw(st.integers(0, 1), label="elected-spare")
+    elif elected:
+        min_trainers = max(min_trainers, 2 * committee)
     trainer_share, validator_share, aggregator_share = draw(SHARES)
     return M.Params(
         spec_digest=draw(DIGEST),
@@ -616,7 +618,6 @@ _STATS: dict[str, int] = {
     "refused_updates": 0,
     "third_rounds": 0,
     "elected_rounds": 0,
-    "elected_reelections": 0,
     "withdrawals": 0,
 }
 
@@ -760,9 +761,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     def _check_opened(self, mid: int, task: M.Task, number: int, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Round `number` of task `mid` opened in this transaction: its committee (RoundStarted,
-        getRound) is the model's. In an elected task a committee never sits twice running when at
-        least committeeSize trainers sit outside it; with fewer, all of those are elected and the
-        rest of the seats go to sitting members (docs/protocol.md, "Elected committees")."""
+        getRound) is the model's. In an elected task a committee never sits twice running: at
+        least committeeSize trainers sit outside it (docs/protocol.md, "Elected committees")."""
         rnd = task.rounds[number]
         started = [tuple(v["committee"]) for n, v in events if n == "RoundStarted" and v["modelId"] == mid and v["round"] == number]
         assert started == [tuple(rnd.committee)], f"RoundStarted({mid}, {number}) committee {started} != model {rnd.committee}"
@@ -776,11 +776,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         outside = [t for t in task.trainers if t not in previous]
         again = set(committee) & set(previous)
         assert len(committee) == size and set(committee) <= set(task.trainers), f"task {mid} round {number}: committee {committee}"
-        if len(outside) >= size:
-            assert not again, f"task {mid}: members {sorted(again)} sit in rounds {number - 1} and {number} with {len(outside)} trainers outside"
-        else:
-            assert set(outside) <= set(committee) and len(again) == size - len(outside), f"task {mid} round {number}: committee {committee}"
-            _STATS["elected_reelections"] += 1
+        assert len(outside) >= size, f"task {mid} round {number}: only {len(outside)} trainers outside a committee of {size}"
+        assert not again, f"task {mid}: members {sorted(again)} sit in rounds {number - 1} and {number} with {len(outside)} trainers outside"
 
     # ------------------------------------------------------------ choosing
 
@@ -1440,7 +1437,7 @@ def test_marketplace_matches_reference_model(w3: Any, accounts: list[str], marke
         f"{_STATS['rounds_closed']} rounds closed ({_STATS['third_rounds']} third or later, "
         f"{_STATS['rejected_proposals']} proposals rejected, {_STATS['slashes']} slashes of which "
         f"{_STATS['poison_slashes']} poison, {_STATS['disagreed_slashes']} disagreed; {_STATS['refused_updates']} duplicate updates refused; "
-        f"{_STATS['elected_rounds']} of elected-committee tasks, {_STATS['elected_reelections']} elections that kept sitting members), "
+        f"{_STATS['elected_rounds']} of elected-committee tasks), "
         f"{_STATS['settled']} tasks settled, {_STATS['withdrawals']} withdrawals, "
         f"{elapsed:.0f} s"
     )

@@ -152,7 +152,7 @@ class ElectedTrainersOutOfRange(InvalidParams):
     def problem(self) -> str:
         f = self.fields
         return (
-            f"an elected committee of {f['committeeSize']} needs minTrainers > {f['committeeSize']} (one trainer besides the committee) "
+            f"an elected committee of {f['committeeSize']} needs minTrainers >= {2 * int(f['committeeSize'])} (a whole next committee outside it) "
             f"and maxTrainers <= {f['max']}; got trainers {f['minTrainers']}..{f['maxTrainers']}"
         )
 

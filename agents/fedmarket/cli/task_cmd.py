@@ -136,7 +136,7 @@ def spec_files(
     console.print(f"next: fedmarket task post --spec {spec_path} --initial-model {model_path} --min-trainers {spec.trainers} "
                   f"--max-trainers {spec.trainers} --max-validators {spec.validators} --aggregator NAME --account BUYER", highlight=False, soft_wrap=True)  # fmt: skip
     if spec.committee == "elected":
-        console.print(f"(elected: --max-validators 0 and a --committee size below {spec.trainers})", highlight=False)
+        console.print(f"(elected: --max-validators 0 and a --committee size of at most {spec.trainers // 2})", highlight=False)
 
 
 @task_app.command("post")

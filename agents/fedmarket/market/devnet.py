@@ -161,8 +161,8 @@ class DevnetConfig:
 
     @property
     def committee_size(self) -> int:
-        if self.spec.committee == "elected":  # the trainers serve: one must be left to train
-            return min(self.trainers - 1, self.terms.committee)
+        if self.spec.committee == "elected":  # the trainers serve: a whole next committee sits outside it
+            return min(self.trainers // 2, self.terms.committee)
         return min(self.validators, self.terms.committee)
 
     def posted_terms(self, window: int | None = None) -> MarketTerms:

@@ -55,9 +55,10 @@ class MarketTerms:
 
     def params(self, spec: TaskSpec, spec_cid: str, initial_cid: str, aggregator: str) -> ModelParams:
         """The task's ModelParams: exactly spec.trainers trainers, up to spec.validators validators
-        (an elected committee: none, maxValidators 0, and a committee of up to trainers - 1)."""
+        (an elected committee: none, maxValidators 0, and a committee of up to trainers / 2, so that
+        a whole next committee sits outside every committee)."""
         elected = spec.committee == "elected"
-        committee = min(self.committee, spec.trainers - 1) if elected else min(self.committee, spec.validators)
+        committee = min(self.committee, spec.trainers // 2) if elected else min(self.committee, spec.validators)
         return buyer.task_params(
             spec_cid, initial_cid, aggregator, rounds=self.rounds, trainers=spec.trainers, validators=0 if elected else spec.validators,
             committee=committee, window=self.window, license_fee=self.license_fee,
