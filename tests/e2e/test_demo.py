@@ -3,7 +3,7 @@ embedded chain and store, checked through its report (design §6) and the agents
 
 - the defaults: conservation to the wei, the 70 / 20 / 10 split of every round's budget,
   accuracy above the initial model's, and global models equal to `fedmarket sim`'s, CID for CID;
-- adversaries: a free rider earns nothing, a sign-flipper is excluded and poison-slashed, a
+- adversaries: a free rider earns nothing, a sign-flipper is excluded and unpaid, a
   wrong aggregate is rejected by the committee and its aggregator slashed;
 - bad input: a corrupted blob behind its CID, wrong shapes, a pickle, a reveal that does not
   match its commit: each refused with a clear log line while the task goes on.
@@ -139,7 +139,11 @@ def test_agents_log_every_transaction_without_secrets(honest) -> None:
     assert not any(f"{i:064x}" in text for i in range(1, 12))
 
 
-def test_adversaries_are_not_paid_and_are_slashed(tmp_path: Path) -> None:
+def test_adversaries_are_not_paid_and_a_wrong_aggregate_is_slashed(tmp_path: Path) -> None:
+    """A free rider and a sign-flipper earn nothing; neither is poison-slashed at the default
+    threshold (-0.5: honest non-IID updates score down to -0.42 at issue scale, and a sign flip
+    is not told apart from them by a stake slash, only by its pay; bench/results/fairness.md,
+    "The poison threshold"); the committee rejects a wrong aggregate and its aggregator is slashed."""
     report, logs = run_demo(
         tmp_path, "--rounds", "3", "--attack", "trainer-4=free-ride", "--attack", "trainer-5=sign-flip", "--attack", "aggregator=wrong-aggregate@2"
     )
@@ -147,12 +151,10 @@ def test_adversaries_are_not_paid_and_are_slashed(tmp_path: Path) -> None:
     free_rider, flipper, aggregator = people["trainer-4"], people["trainer-5"], people["aggregator"]
     for r in report["rounds"]:
         assert r["utilities"][free_rider["address"]] == 0  # an unchanged model is worth exactly nothing
-        assert r["utilities"][flipper["address"]] < -100_000  # below the poison threshold
+        assert -500_000 <= r["utilities"][flipper["address"]] < 0  # worth less than nothing, above the poison threshold
         assert free_rider["address"] not in r["accepted"] and flipper["address"] not in r["accepted"]
     assert free_rider["earned_wei"] == 0 and free_rider["slashed_wei"] == 0
-    # Half its stake goes in round 1, the other half in round 2: nothing is left to slash in round 3.
-    assert flipper["earned_wei"] == 0 and slashes_of(report, flipper["address"]) == [(1, "poison"), (2, "poison")]
-    assert flipper["slashed_wei"] == 10**17 and flipper["withdrawn_wei"] == 0
+    assert flipper["earned_wei"] == 0 and flipper["slashed_wei"] == 0 and flipper["withdrawn_wei"] == 10**17  # its stake back, nothing more
     # Round 2: the committee recomputed the aggregate, voted the proposal down, the old model stayed.
     r1, r2, r3 = report["rounds"]
     assert r1["accepted_proposal"] and not r2["accepted_proposal"] and r3["accepted_proposal"]
