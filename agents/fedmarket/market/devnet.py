@@ -159,12 +159,6 @@ class DevnetConfig:
         self.terms.check()
         return FaultPlan.parse(self.faults, self.attacks, trainers=self.trainers, validators=self.validators, rounds=self.rounds)
 
-    @property
-    def committee_size(self) -> int:
-        if self.spec.committee == "elected":  # the trainers serve: a whole next committee sits outside it
-            return min(self.trainers // 2, self.terms.committee)
-        return min(self.validators, self.terms.committee)
-
     def posted_terms(self, window: int | None = None) -> MarketTerms:
         """The terms as posted: every phase window is `window` (default: `phase_window`)."""
         return replace(self.terms, window=window or self.phase_window)
