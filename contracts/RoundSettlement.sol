@@ -250,7 +250,7 @@ contract RoundSettlement is MarketCore {
         for (; picked < size; ++picked) {
             uint256 best = reveals;
             for (uint256 k = 0; k < reveals; ++k) {
-                if ((map >> seats[k]) & 1 == 1) continue;
+                if (Bits.has(map, seats[k])) continue;
                 if (best == reveals || u[k] > u[best] || (u[k] == u[best] && seats[k] < seats[best])) best = k;
             }
             if (best == reveals) break;
