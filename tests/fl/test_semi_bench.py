@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,49 @@ def test_bench_semi_reports_each_method_as_it_finishes(monkeypatch: pytest.Monke
         "reported fedavg", "reported fedavg_stragglers", "ran local", "reported local",
     ]  # fmt: skip
     assert [r["method"] for r in report["runs"]] == semi_bench.method_names(config)
+
+
+def _without_timings(runs: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in runs]
+
+
+@pytest.mark.slow
+def test_bench_semi_in_parallel_processes_gives_the_sequential_runs(tmp_path: Path) -> None:
+    import torch
+
+    from fedmarket.bench import semi as semi_bench
+
+    config = semi_bench.SemiBenchConfig(datasets=("digits",), partitions=("dir:0.5",), seeds=(0, 1), clients=3, rounds=2, model="mlp", lr=0.05,
+                                        methods=("semi", "fedavg_stragglers", "local"))  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each child process runs with
+    try:
+        sequential = semi_bench.run(config)
+    finally:
+        torch.set_num_threads(threads)
+    reported: list[tuple[int, str]] = []
+    parallel = semi_bench.run(replace(config, jobs=2), on_result=lambda entry: reported.append((entry["seed"], entry["method"])))
+    # the fedavg run is made for its stragglers' row, and only the rows asked for are kept
+    assert [(r["seed"], r["method"]) for r in sequential["runs"]] == [(s, m) for s in (0, 1) for m in ("semi", "fedavg_stragglers", "local")]
+    assert _without_timings(parallel["runs"]) == _without_timings(sequential["runs"])  # whichever process finished first
+    assert sorted(reported) == sorted((r["seed"], r["method"]) for r in parallel["runs"])
+    assert parallel["summary"] == sequential["summary"] and parallel["settings"]["jobs"] == 2
+    assert parallel["cpu_s"] > 0 and "2 processes of 1 thread" in semi_bench.to_markdown(parallel)
+
+
+def test_bench_semi_refuses_an_unknown_method_before_training(tmp_path: Path) -> None:
+    result = subprocess.run([FEDMARKET, "bench", "semi", "--methods", "semi,fedprox", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: unknown method 'fedprox': choose from semi, semi_no_loss_weights, semi_no_staleness, fedasync, fedavg, fedavg_stragglers, local"
+    )
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_failing_cell_stops_the_parallel_run_with_its_error(tmp_path: Path) -> None:
+    from fedmarket.bench import semi as semi_bench
+    from fedmarket.errors import FedmarketError
+
+    config = semi_bench.SemiBenchConfig(datasets=("digits",), partitions=("dir:0.5",), seeds=(0,), clients=3, rounds=1, model="no-such-model", jobs=2)
+    with pytest.raises(FedmarketError, match=r"^bench semi cell digits dir:0.5 0 semi failed: error: .*no-such-model"):
+        semi_bench.run(config)

@@ -19,13 +19,25 @@ average of the client models on the pooled test data; the device compute-time ra
 time the run took. Means and standard deviations over the seeds go into the table; the JSON keeps
 every run with its accuracy-against-virtual-time curve, and semi.png plots the first seed's
 curves, one panel per data set and split.
+
+`methods` runs a subset; `jobs` > 1 runs the (data set, split, seed, method) cells in that many
+child processes at once (`fedmarket bench semi` for one cell each, one torch thread each, the
+report back as JSON on stdout), so a 100-round run uses every core. A cell's result does not
+depend on the others: the parallel report's runs are the sequential one's at one thread, in the
+same order.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import resource
+import selectors
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -33,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from fedmarket.bench import machine_facts, markdown_table
+from fedmarket.errors import FedmarketError
 from fedmarket.fl.learning import SEED_PROTOCOL
 
 NAME = "semi"
@@ -56,10 +69,30 @@ class SemiBenchConfig:
     trust: str = "ring"
     temperatures: tuple[float, ...] = ()  # extra semi rows with these softmax temperatures
     device: str = "cpu"
+    methods: tuple[str, ...] = ()  # a subset of the rows; () = all of them
+    jobs: int = 1  # cells run at once, each in its own process
+
+
+def all_method_names(temperatures: tuple[float, ...]) -> list[str]:
+    return [*BASE_METHODS[:3], *(f"semi_T{t:g}" for t in temperatures), *BASE_METHODS[3:]]
 
 
 def method_names(config: SemiBenchConfig) -> list[str]:
-    return [*BASE_METHODS[:3], *(f"semi_T{t:g}" for t in config.temperatures), *BASE_METHODS[3:]]
+    """The rows this run reports, in the table's order."""
+    every = all_method_names(config.temperatures)
+    unknown = [m for m in config.methods if m not in every]
+    if unknown:
+        raise FedmarketError(f"unknown method {unknown[0]!r}: choose from {', '.join(every)}")
+    return [m for m in every if not config.methods or m in config.methods]
+
+
+def _cells(config: SemiBenchConfig) -> list[tuple[str, str, int, str]]:
+    """(data set, split, seed, method) per training run; FedAvg's is one run for both its rows."""
+    methods = method_names(config)
+    runs = [m for m in methods if m != "fedavg_stragglers"]
+    if "fedavg_stragglers" in methods and "fedavg" not in methods:
+        runs.insert(methods.index("fedavg_stragglers"), "fedavg")
+    return [(d, p, s, m) for d in config.datasets for p in config.partitions for s in config.seeds for m in runs]
 
 
 def _async_config(config: SemiBenchConfig, dataset: str, partition: str, seed: int, method: str):
@@ -124,36 +157,112 @@ def _run_fedavg(config: SemiBenchConfig, data, partition: str, seed: int) -> dic
 
 
 def run(config: SemiBenchConfig, on_result: Callable[[dict[str, Any]], None] = lambda _entry: None) -> dict[str, Any]:
-    from fedmarket.fl.datasets import load_dataset
-
     load_before = os.getloadavg()
-    cpu_before = time.process_time()
+    cpu_before = _cpu_s()
     started = time.perf_counter()
-    runs = []
-    for name in config.datasets:
-        data = load_dataset(name, download=False)
-        for partition in config.partitions:
-            for seed in config.seeds:
-                for method in method_names(config):
-                    if method == "fedavg":
-                        rows = _run_fedavg(config, data, partition, seed)  # and fedavg_stragglers
-                    elif method != "fedavg_stragglers":
-                        rows = {method: _run_async(config, data, partition, seed, method)}
-                    else:
-                        continue
-                    for done, row in rows.items():  # reported as each finishes: a long run shows progress
-                        entry = {"dataset": name, "partition": partition, "seed": seed, "method": done, **row}
-                        runs.append(entry)
-                        on_result(entry)
+    methods = method_names(config)
+    runs: list[dict[str, Any]] = []
+
+    def finished(entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            if entry["method"] in methods:  # fedavg's run when only fedavg_stragglers was asked for
+                runs.append(entry)
+                on_result(entry)  # reported as each finishes: a long run shows progress
+
+    if config.jobs > 1:
+        _run_cells_in_processes(config, finished)
+        order = {cell: i for i, cell in enumerate(_cells(config))}
+        runs.sort(key=lambda r: (order[_cell_of(r)], methods.index(r["method"])))
+    else:
+        _run_cells_here(config, finished)
     return {
         "benchmark": NAME,
-        "settings": {**asdict(config), "batch_size": SEED_PROTOCOL.batch_size, "local_epochs": SEED_PROTOCOL.epochs},
+        "settings": {**asdict(config), "methods": methods, "batch_size": SEED_PROTOCOL.batch_size, "local_epochs": SEED_PROTOCOL.epochs},
         "machine": {**machine_facts(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "summary": summarise(runs, method_names(config)),
+        "summary": summarise(runs, methods),
         "runs": runs,
         "wall_s": time.perf_counter() - started,
-        "cpu_s": time.process_time() - cpu_before,
+        "cpu_s": _cpu_s() - cpu_before,
     }
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and of the child processes it has waited for."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _cell_of(entry: dict[str, Any]) -> tuple[str, str, int, str]:
+    method = "fedavg" if entry["method"] == "fedavg_stragglers" else entry["method"]
+    return entry["dataset"], entry["partition"], entry["seed"], method
+
+
+def _run_cells_here(config: SemiBenchConfig, finished: Callable[[list[dict[str, Any]]], None]) -> None:
+    from fedmarket.fl.datasets import load_dataset
+
+    data, loaded = None, None
+    for name, partition, seed, method in _cells(config):
+        if loaded != name:
+            data, loaded = load_dataset(name, download=False), name
+        if method == "fedavg":
+            rows = _run_fedavg(config, data, partition, seed)  # and fedavg_stragglers
+        else:
+            rows = {method: _run_async(config, data, partition, seed, method)}
+        finished([{"dataset": name, "partition": partition, "seed": seed, "method": done, **row} for done, row in rows.items()])
+
+
+def _cell_command(config: SemiBenchConfig, cell: tuple[str, str, int, str], out: Path) -> list[str]:
+    """`fedmarket bench semi` for one cell, one torch thread, the report as JSON on stdout."""
+    name, partition, seed, method = cell
+    rows = "fedavg,fedavg_stragglers" if method == "fedavg" else method  # one run, both clocks' rows
+    return [
+        sys.executable, "-m", "fedmarket.cli.app", "bench", "semi", "--datasets", name, "--partitions", partition,
+        "--seeds", str(seed), "--methods", rows, "--clients", str(config.clients), "--rounds", str(config.rounds),
+        "--stragglers", repr(config.stragglers), "--slowdown", repr(config.slowdown), "--model", config.model,
+        "--lr", repr(config.lr), "--trust", config.trust, "--temperatures", ",".join(f"{t:g}" for t in config.temperatures),
+        "--device", config.device, "--threads", "1", "--out", str(out), "--json",
+    ]  # fmt: skip
+
+
+def _run_cells_in_processes(config: SemiBenchConfig, finished: Callable[[list[dict[str, Any]]], None]) -> None:
+    """Every cell in its own child process, `config.jobs` at a time; the first failure stops them all."""
+    waiting = list(_cells(config))
+    running: dict[subprocess.Popen[bytes], tuple[Path, tuple[str, str, int, str]]] = {}
+    with tempfile.TemporaryDirectory(prefix="fedmarket-semi-") as scratch:
+        try:
+            while waiting or running:
+                while waiting and len(running) < config.jobs:
+                    cell = waiting.pop(0)
+                    out = Path(scratch) / str(len(waiting))
+                    out.mkdir()
+                    with open(out / "stdout", "wb") as stdout, open(out / "stderr", "wb") as stderr:
+                        running[subprocess.Popen(_cell_command(config, cell, out), stdout=stdout, stderr=stderr)] = (out, cell)
+                proc = _wait_any(list(running))
+                out, cell = running.pop(proc)
+                if proc.returncode != 0:
+                    lines = (out / "stderr").read_text(errors="replace").strip().splitlines() or [f"exit code {proc.returncode}"]
+                    raise FedmarketError(f"bench semi cell {' '.join(map(str, cell))} failed: {lines[-1]}")
+                finished(json.loads((out / "stdout").read_text())["runs"])
+        finally:
+            for proc in running:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_any(procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """The first of `procs` to exit, reaped; woken by the kernel (pidfds), never reaping others."""
+    fds = {os.pidfd_open(proc.pid): proc for proc in procs}
+    try:
+        with selectors.DefaultSelector() as selector:
+            for fd in fds:
+                selector.register(fd, selectors.EVENT_READ)
+            ready = selector.select()
+        proc = fds[ready[0][0].fd]
+        proc.wait()
+        return proc
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _mean_std(values: list[float]) -> list[float]:
@@ -190,6 +299,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     rows = [[r["dataset"], r["partition"], r["method"], _pm(r["accuracy"]), _pm(r["auc"]), _pm(r["average_model_accuracy"]),
              _pm(r["compute_time_ratio"]), _pm(r["virtual_time"], percent=False)] for r in report["summary"]]  # fmt: skip
     headers = ["data", "split", "method", "accuracy %", "AUC %", "avg-model acc %", "compute-time ratio %", "virtual time s"]
+    jobs = s.get("jobs", 1)
+    threads = f"{jobs} processes of 1 thread, one run each" if jobs > 1 else f"{m['torch_threads']} threads"
     load = ", ".join(f"{v:.2f}" for v in m["load_average_before"]) + " -> " + ", ".join(f"{v:.2f}" for v in m["load_average_after"])
     return (
         "# bench semi: semi-centralised asynchronous FL (the seed paper) vs FedAsync, FedAvg and Local\n\n"
@@ -198,7 +309,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"trust graph {s['trust']}, seeds {', '.join(map(str, s['seeds']))} (mean ± std).\n"
         "Accuracy and AUC: each client's model on its own test split, pooled (FedAvg, FedAsync: the global model); "
         "avg-model: the mean of the client models on the pooled test data. FedAvg's two rows are one training run on two clocks.\n"
-        f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device {s['device']}; "
+        f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} ({threads}), device {s['device']}; "
         f"measured {m['measured_at']}; load average {load}; whole run {report['wall_s']:.0f} s wall, {report['cpu_s']:.0f} s CPU.\n\n"
         + markdown_table(headers, rows)
         + "\n\nAccuracy against virtual time (first seed): semi.png\n"

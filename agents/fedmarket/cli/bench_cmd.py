@@ -341,6 +341,14 @@ def semi(
     lr: float = typer.Option(SemiDefaults.lr, "--lr"),
     trust: str = typer.Option(SemiDefaults.trust, "--trust", help="ring, kregular:K, random:D, none or a file of edges."),
     temperatures: str = typer.Option("", "--temperatures", help="Extra semi rows with these loss-weight temperatures (comma-separated)."),
+    methods: str = typer.Option(
+        "all",
+        "--methods",
+        help="Comma-separated rows to run (semi, semi_no_loss_weights, semi_no_staleness, semi_T<t>, fedasync, fedavg, fedavg_stragglers, local) or all.",
+    ),
+    jobs: int = typer.Option(
+        SemiDefaults.jobs, "--jobs", min=1, help="Runs at once, each its own process with one torch thread (one per core uses every core)."
+    ),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     device: str = typer.Option(SemiDefaults.device, "--device", help="cpu, cuda or auto."),
     out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for semi.json, semi.md and semi.png."),
@@ -361,8 +369,9 @@ def semi(
         partitions=tuple(str(parse_scheme(p)) for p in _csv(partitions)),
         seeds=tuple(_ints(seeds, "--seeds takes comma-separated integers")),
         clients=clients, rounds=rounds, stragglers=stragglers, slowdown=slowdown, model=model, lr=lr, trust=trust,
-        temperatures=extra, device=device,
+        temperatures=extra, device=device, methods=() if methods == "all" else tuple(_csv(methods)), jobs=jobs,
     )  # fmt: skip
+    semi_bench.method_names(config)  # an unknown --methods name fails here, before any training
     if not config.seeds:
         raise FedmarketError("give at least one seed")
 
