@@ -99,3 +99,14 @@ def test_the_fast_keccak_gives_keccak_256() -> None:
     use_fast_keccak()
     assert keccak(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
     assert keccak(b"abc").hex() == "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"
+
+
+def test_the_embedded_chain_hashes_and_signs_in_c(w3: Web3) -> None:
+    # Both are dependencies: without them every transaction costs a third more (bench overhead).
+    import eth_keys.backends
+
+    assert use_fast_keccak()
+    assert type(eth_keys.backends.get_backend()).__name__ == "CoinCurveECCBackend"
+    alice, bob, _ = dev_accounts(w3)
+    receipt = send_value(w3, alice, bob.address, 1)  # signed by coincurve, its sender recovered by it
+    assert w3.eth.get_transaction(receipt["transactionHash"])["from"] == alice.address

@@ -387,7 +387,7 @@ def notes(settings: Settings) -> list[str]:
         "in process on the embedded chain): part of every view's time here, left as the client has it.",
         "The embedded chain skips work its in-process stack repeated (fedmarket.chain.embedded): the sender py-evm recovered "
         "while checking a transaction's signature is reused for its receipt instead of recovered again, eth_blockNumber reads "
-        "the head's number instead of serialising the latest block, and Keccak-256 runs on pysha3 when it is installed. "
+        "the head's number instead of serialising the latest block, Keccak-256 runs on pysha3 and secp256k1 on coincurve (libsecp256k1). "
         "Every transaction is still signed, checked, executed and mined in its own block.",
     ]  # fmt: skip
 

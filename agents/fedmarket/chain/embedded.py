@@ -23,8 +23,9 @@ reported): eth-tester recovers a transaction's sender from its signature again f
 it serves (one secp256k1 recovery in pure Python, as long as executing the transaction), so the
 sender py-evm recovered when it checked the signature is kept by transaction hash (the hash covers
 the signature, so it names one sender); eth_blockNumber reads the head's number instead of
-serialising the whole latest block; Keccak-256 runs on pysha3 when it is installed (eth-hash picks
-pycryptodome first, several times slower per hash; the digests are the same).
+serialising the whole latest block; Keccak-256 runs on pysha3 (a dependency; eth-hash would pick
+pycryptodome first, several times slower per hash; the digests are the same). Signatures are made
+and checked by coincurve (libsecp256k1), which eth-keys uses whenever it is installed.
 """
 
 from __future__ import annotations
