@@ -104,6 +104,48 @@ def test_a_failing_cell_stops_the_parallel_run_with_its_error(tmp_path: Path) ->
     from fedmarket.bench import semi as semi_bench
     from fedmarket.errors import FedmarketError
 
-    config = semi_bench.SemiBenchConfig(datasets=("digits",), partitions=("dir:0.5",), seeds=(0,), clients=3, rounds=1, model="no-such-model", jobs=2)
-    with pytest.raises(FedmarketError, match=r"^bench semi cell digits dir:0.5 0 semi failed: error: .*no-such-model"):
+    config = semi_bench.SemiBenchConfig(datasets=("digits",), partitions=("dir:0.5",), seeds=(0,), clients=3, rounds=1, model="no-such-model", jobs=2,
+                                        methods=("semi", "local"))  # fmt: skip
+    # both cells fail, whichever first stops the run (the other is killed)
+    with pytest.raises(FedmarketError, match=r"^bench semi cell digits dir:0.5 0 (semi|local) failed: error: unknown model 'no-such-model'"):
         semi_bench.run(config)
+
+
+@pytest.mark.slow
+def test_bench_semi_merges_runs_of_one_protocol_into_one_table(tmp_path: Path) -> None:
+    from fedmarket.bench import semi as semi_bench
+
+    base = semi_bench.SemiBenchConfig(datasets=("digits",), partitions=("dir:0.5",), seeds=(0,), clients=3, rounds=1, model="mlp", lr=0.05)
+    parts = {
+        "a.json": semi_bench.run(replace(base, methods=("semi", "fedavg", "fedavg_stragglers", "local"))),
+        "b.json": semi_bench.run(replace(base, seeds=(1,), methods=("local", "semi"))),
+        "other.json": semi_bench.run(replace(base, seeds=(2,), methods=("semi",), rounds=2)),
+    }
+    for name, report in parts.items():
+        (tmp_path / name).write_text(json.dumps(report))
+    out = tmp_path / "out"
+    merge = [FEDMARKET, "bench", "semi", "--out", str(out), "--json", "--merge"]
+    result = subprocess.run([*merge, f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    merged = json.loads(result.stdout)
+    assert [(r["seed"], r["method"]) for r in merged["runs"]] == [(0, "semi"), (0, "fedavg"), (0, "fedavg_stragglers"), (0, "local"), (1, "semi"), (1, "local")]
+    seeds = {r["method"]: r["seeds"] for r in merged["summary"]}
+    assert seeds == {"semi": 2, "fedavg": 1, "fedavg_stragglers": 1, "local": 2}
+    semi_row = next(r for r in merged["summary"] if r["method"] == "semi")
+    assert semi_row["accuracy"][0] == pytest.approx(
+        (parts["a.json"]["runs"][0]["client_models"]["accuracy"] + parts["b.json"]["runs"][1]["client_models"]["accuracy"]) / 2
+    )
+    assert merged["settings"]["seeds"] == [0, 1] and [m["source"] for m in merged["merged_from"]] == [str(tmp_path / n) for n in ("a.json", "b.json")]
+    markdown = (out / "semi.md").read_text()
+    assert "| digits | dir:0.5 | semi | 2 |" in markdown and "2 runs merged" in markdown and (out / "semi.png").is_file()
+
+    twice = subprocess.run([*merge, f"{tmp_path / 'a.json'},{tmp_path / 'a.json'}"], capture_output=True, text=True, timeout=120)
+    assert (
+        twice.returncode == 1
+        and twice.stderr.strip() == f"error: digits dir:0.5 0 semi is in both {tmp_path / 'a.json'} and {tmp_path / 'a.json'}: merge each run once"
+    )
+    other = subprocess.run([*merge, f"{tmp_path / 'a.json'},{tmp_path / 'other.json'}"], capture_output=True, text=True, timeout=120)
+    assert other.returncode == 1 and other.stderr.strip() == f"error: {tmp_path / 'other.json'} ran another protocol: rounds 2, {tmp_path / 'a.json'} 1"
+    (tmp_path / "gas.json").write_text(json.dumps({"benchmark": "gas"}))
+    foreign = subprocess.run([*merge, str(tmp_path / "gas.json")], capture_output=True, text=True, timeout=120)
+    assert foreign.returncode == 1 and foreign.stderr.strip() == f"error: {tmp_path / 'gas.json'} is not a bench semi report"

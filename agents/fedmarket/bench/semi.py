@@ -20,7 +20,7 @@ time the run took. Means and standard deviations over the seeds go into the tabl
 every run with its accuracy-against-virtual-time curve, and semi.png plots the first seed's
 curves, one panel per data set and split.
 
-`methods` runs a subset; `jobs` > 1 runs the (data set, split, seed, method) cells in that many
+`methods` runs a subset; `merge` summarises several runs' reports as one table; `jobs` > 1 runs the (data set, split, seed, method) cells in that many
 child processes at once (`fedmarket bench semi` for one cell each, one torch thread each, the
 report back as JSON on stdout), so a 100-round run uses every core. A cell's result does not
 depend on the others: the parallel report's runs are the sequential one's at one thread, in the
@@ -265,6 +265,74 @@ def _wait_any(procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
             os.close(fd)
 
 
+PROTOCOL_KEYS = ("clients", "rounds", "stragglers", "slowdown", "model", "lr", "trust", "device", "batch_size", "local_epochs")
+"""Settings that must agree for runs to be summarised together."""
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    """The table's order: semi and its ablations, the temperature rows, then the baselines."""
+    if method.startswith("semi_T"):
+        return 3, method
+    index = BASE_METHODS.index(method)
+    return (index if index < 3 else index + 1), method
+
+
+def merge(reports: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
+    """One report from several runs of one protocol (a long table split across sessions, machines
+    or seeds): their runs side by side, summarised again; each cell may come from one run only."""
+    first = reports[0]["settings"]
+    for report, source in zip(reports[1:], sources[1:]):
+        for key in PROTOCOL_KEYS:
+            if report["settings"].get(key) != first.get(key):
+                raise FedmarketError(f"{source} ran another protocol: {key} {report['settings'].get(key)!r}, {sources[0]} {first.get(key)!r}")
+    runs: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str, int, str], str] = {}
+    for report, source in zip(reports, sources):
+        for entry in report["runs"]:
+            cell = (entry["dataset"], entry["partition"], entry["seed"], entry["method"])
+            if cell in seen:
+                raise FedmarketError(f"{' '.join(map(str, cell))} is in both {seen[cell]} and {source}: merge each run once")
+            seen[cell] = source
+            runs.append(entry)
+
+    def ordered(key: str) -> list[Any]:
+        return list(dict.fromkeys(v for report in reports for v in report["settings"][key]))
+
+    datasets, partitions = ordered("datasets"), ordered("partitions")
+    methods = sorted({r["method"] for r in runs}, key=_method_rank)
+    runs.sort(key=lambda r: (datasets.index(r["dataset"]), partitions.index(r["partition"]), r["seed"], _method_rank(r["method"])))
+    return {
+        "benchmark": NAME,
+        "settings": {
+            **first,
+            "datasets": datasets,
+            "partitions": partitions,
+            "seeds": sorted({r["seed"] for r in runs}),
+            "methods": methods,
+            "temperatures": sorted({t for report in reports for t in report["settings"].get("temperatures", ())}),
+            "jobs": max(report["settings"].get("jobs", 1) for report in reports),
+        },  # fmt: skip
+        "machine": reports[0]["machine"],
+        "merged_from": [
+            {
+                "source": source,
+                "measured_at": report["machine"]["measured_at"],
+                "load_average_before": report["machine"]["load_average_before"],
+                "load_average_after": report["machine"]["load_average_after"],
+                "seeds": report["settings"]["seeds"],
+                "methods": report["settings"].get("methods") or sorted({r["method"] for r in report["runs"]}, key=_method_rank),
+                "wall_s": report["wall_s"],
+                "cpu_s": report["cpu_s"],
+            }
+            for report, source in zip(reports, sources)
+        ],  # fmt: skip
+        "summary": summarise(runs, methods),
+        "runs": runs,
+        "wall_s": sum(report["wall_s"] for report in reports),
+        "cpu_s": sum(report["cpu_s"] for report in reports),
+    }
+
+
 def _mean_std(values: list[float]) -> list[float]:
     return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
@@ -278,6 +346,8 @@ def summarise(runs: list[dict[str, Any]], methods: list[str]) -> list[dict[str, 
     for (dataset, partition), group in groups.items():
         for method in methods:
             mine = [r for r in group if r["method"] == method]
+            if not mine:  # a merged report need not have every method on every split
+                continue
             rows.append({
                 "dataset": dataset, "partition": partition, "method": method, "seeds": len(mine),
                 "accuracy": _mean_std([r["client_models"]["accuracy"] for r in mine]),
@@ -296,10 +366,10 @@ def _pm(pair: list[float], percent: bool = True) -> str:
 
 def to_markdown(report: dict[str, Any]) -> str:
     s, m = report["settings"], report["machine"]
-    rows = [[r["dataset"], r["partition"], r["method"], _pm(r["accuracy"]), _pm(r["auc"]), _pm(r["average_model_accuracy"]),
+    rows = [[r["dataset"], r["partition"], r["method"], str(r["seeds"]), _pm(r["accuracy"]), _pm(r["auc"]), _pm(r["average_model_accuracy"]),
              _pm(r["compute_time_ratio"]), _pm(r["virtual_time"], percent=False)] for r in report["summary"]]  # fmt: skip
-    headers = ["data", "split", "method", "accuracy %", "AUC %", "avg-model acc %", "compute-time ratio %", "virtual time s"]
-    jobs = s.get("jobs", 1)
+    headers = ["data", "split", "method", "seeds", "accuracy %", "AUC %", "avg-model acc %", "compute-time ratio %", "virtual time s"]
+    jobs, merged = s.get("jobs", 1), report.get("merged_from", [])
     threads = f"{jobs} processes of 1 thread, one run each" if jobs > 1 else f"{m['torch_threads']} threads"
     load = ", ".join(f"{v:.2f}" for v in m["load_average_before"]) + " -> " + ", ".join(f"{v:.2f}" for v in m["load_average_after"])
     return (
@@ -310,9 +380,23 @@ def to_markdown(report: dict[str, Any]) -> str:
         "Accuracy and AUC: each client's model on its own test split, pooled (FedAvg, FedAsync: the global model); "
         "avg-model: the mean of the client models on the pooled test data. FedAvg's two rows are one training run on two clocks.\n"
         f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} ({threads}), device {s['device']}; "
-        f"measured {m['measured_at']}; load average {load}; whole run {report['wall_s']:.0f} s wall, {report['cpu_s']:.0f} s CPU.\n\n"
+        + (
+            f"{len(merged)} runs merged, {report['wall_s']:.0f} s wall and {report['cpu_s']:.0f} s CPU in all:\n"
+            + "".join(f"{_source_line(x)}\n" for x in merged)
+            if merged
+            else f"measured {m['measured_at']}; load average {load}; whole run {report['wall_s']:.0f} s wall, {report['cpu_s']:.0f} s CPU.\n"
+        )
+        + "\n"
         + markdown_table(headers, rows)
         + "\n\nAccuracy against virtual time (first seed): semi.png\n"
+    )
+
+
+def _source_line(source: dict[str, Any]) -> str:
+    load = ", ".join(f"{v:.2f}" for v in source["load_average_before"]) + " -> " + ", ".join(f"{v:.2f}" for v in source["load_average_after"])
+    return (
+        f"- {source['source']}: seeds {', '.join(map(str, source['seeds']))}, {', '.join(source['methods'])}; "
+        f"measured {source['measured_at']}, load average {load}, {source['wall_s']:.0f} s wall, {source['cpu_s']:.0f} s CPU."
     )
 
 

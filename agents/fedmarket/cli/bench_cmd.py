@@ -72,6 +72,19 @@ def _use_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _read_report(path: Path, benchmark: str) -> dict[str, Any]:
+    """A results file this command wrote, or one clear error."""
+    import json
+
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FedmarketError(f"cannot read {path}: {exc}") from None
+    if not isinstance(report, dict) or report.get("benchmark") != benchmark:
+        raise FedmarketError(f"{path} is not a bench {benchmark} report")
+    return report
+
+
 def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -352,9 +365,18 @@ def semi(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     device: str = typer.Option(SemiDefaults.device, "--device", help="cpu, cuda or auto."),
     out: Path = typer.Option(results_dir(), "--out", file_okay=False, help="Directory for semi.json, semi.md and semi.png."),
+    merge: str = typer.Option(
+        "", "--merge", help="Comma-separated semi.json files of earlier runs of one protocol: one table of all their runs, nothing trained."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
 ) -> None:
     """Semi-centralised async FL, its ablations, FedAsync, FedAvg (with and without stragglers) and Local; bench/results/semi.{json,md,png}."""
+    if merge:
+        sources = _csv(merge)
+        report = semi_bench.merge([_read_report(Path(source), semi_bench.NAME) for source in sources], sources)
+        semi_bench.plot(report, out / "semi.png")
+        _publish(semi_bench.NAME, report, semi_bench.to_markdown(report), out, as_json, _echo_page)
+        return
     _use_threads(threads)
     from fedmarket.fl.datasets import dataset_available
     from fedmarket.fl.partition import parse_scheme
