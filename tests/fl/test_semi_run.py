@@ -97,3 +97,22 @@ def test_metrics_of_the_client_models(digits) -> None:
     assert 0 <= data["final"]["client_models"]["accuracy"] <= 1 and 0 <= data["final"]["client_models"]["auc"] <= 1
     assert [p["updates"] for p in data["curve"]] == [0, 4, 8] and data["curve"][-1]["time"] == data["clock"]["makespan"]
     assert data["curve"][-1]["accuracy"] == data["final"]["client_models"]["accuracy"]
+
+
+@pytest.mark.parametrize(("trust", "block_time"), [("ring", 0.0), ("none", 0.0), ("none", 1.0)])
+def test_semi_keeps_only_the_uploads_the_chain_does_not_serve_yet(digits, trust: str, block_time: float) -> None:
+    # A 100-round run kept every upload (20 clients: 9-15 GB) when all were in one trusted
+    # component: nobody downloaded, so nothing ever left the chain's queue.
+    from fedmarket.fl.semi.engine import make_setup, run_events
+    from fedmarket.fl.semi.semi_centralised import SemiCentralised
+
+    config = replace(TINY, rounds=6, trust=trust, block_time=block_time)
+    method = SemiCentralised(make_setup(config, digits))
+    run_events(method.setup, method)
+    for client, queue in enumerate(method.pending):
+        latest = method.gossiped[client]
+        # what is left (when no other client has been served it yet): the client's latest upload
+        # and any earlier one of the same block
+        assert all(u.visible_at == latest.visible_at for u in queue) and (not queue or queue[-1] is latest), client
+        if block_time == 0:
+            assert list(queue) in ([], [latest])

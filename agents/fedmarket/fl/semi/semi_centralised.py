@@ -103,6 +103,9 @@ class SemiCentralised:
         record = self.records.append("upload", client, time, {"round": round_number, "model": state_digest(trained)})
         own = Upload(record.id, client, round_number, trained, self._visible_at(time))
         self.gossiped[client] = own
+        # Serve what is visible by now before queueing: when every client is in everyone's trusted
+        # component nobody downloads, and the queue would keep every upload of the run.
+        self._served(client, time)
         self.pending[client].append(own)
         held = [own, *self._held_models(time, client)]
         batch = score_batch(train, c.batch_size, score_batch_seed(c.seed, round_number, client))
