@@ -370,12 +370,13 @@ def to_markdown(report: dict[str, Any]) -> str:
              _pm(r["compute_time_ratio"]), _pm(r["virtual_time"], percent=False)] for r in report["summary"]]  # fmt: skip
     headers = ["data", "split", "method", "seeds", "accuracy %", "AUC %", "avg-model acc %", "compute-time ratio %", "virtual time s"]
     jobs, merged = s.get("jobs", 1), report.get("merged_from", [])
+    model = "auto (cnn for images: McMahan et al.'s two-conv CNN)" if s["model"] == "auto" else s["model"]
     threads = f"{jobs} processes of 1 thread, one run each" if jobs > 1 else f"{m['torch_threads']} threads"
     load = ", ".join(f"{v:.2f}" for v in m["load_average_before"]) + " -> " + ", ".join(f"{v:.2f}" for v in m["load_average_after"])
     return (
         "# bench semi: semi-centralised asynchronous FL (the seed paper) vs FedAsync, FedAvg and Local\n\n"
         f"{s['clients']} clients, {s['rounds']} rounds per client, {s['stragglers']:.0%} stragglers x{s['slowdown']:g} "
-        f"(FedAvg also without), model {s['model']}, lr {s['lr']}, batch {s['batch_size']}, {s['local_epochs']} local epoch, "
+        f"(FedAvg also without), model {model}, lr {s['lr']}, batch {s['batch_size']}, {s['local_epochs']} local epoch, "
         f"trust graph {s['trust']}, seeds {', '.join(map(str, s['seeds']))} (mean ± std).\n"
         "Accuracy and AUC: each client's model on its own test split, pooled (FedAvg, FedAsync: the global model); "
         "avg-model: the mean of the client models on the pooled test data. FedAvg's two rows are one training run on two clocks.\n"
