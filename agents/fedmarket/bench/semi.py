@@ -73,6 +73,11 @@ class SemiBenchConfig:
     jobs: int = 1  # cells run at once, each in its own process
 
 
+Cell = tuple[str, str, int, str]
+"""(data set, split, seed, method): one training run."""
+Finished = Callable[[Cell, list[dict[str, Any]]], None]
+
+
 def all_method_names(temperatures: tuple[float, ...]) -> list[str]:
     return [*BASE_METHODS[:3], *(f"semi_T{t:g}" for t in temperatures), *BASE_METHODS[3:]]
 
@@ -86,7 +91,7 @@ def method_names(config: SemiBenchConfig) -> list[str]:
     return [m for m in every if not config.methods or m in config.methods]
 
 
-def _cells(config: SemiBenchConfig) -> list[tuple[str, str, int, str]]:
+def _cells(config: SemiBenchConfig) -> list[Cell]:
     """(data set, split, seed, method) per training run; FedAvg's is one run for both its rows."""
     methods = method_names(config)
     runs = [m for m in methods if m != "fedavg_stragglers"]
@@ -161,20 +166,16 @@ def run(config: SemiBenchConfig, on_result: Callable[[dict[str, Any]], None] = l
     cpu_before = _cpu_s()
     started = time.perf_counter()
     methods = method_names(config)
-    runs: list[dict[str, Any]] = []
+    cells = _cells(config)
+    by_cell: dict[Cell, list[dict[str, Any]]] = {}
 
-    def finished(entries: list[dict[str, Any]]) -> None:
-        for entry in entries:
-            if entry["method"] in methods:  # fedavg's run when only fedavg_stragglers was asked for
-                runs.append(entry)
-                on_result(entry)  # reported as each finishes: a long run shows progress
+    def finished(cell: Cell, entries: list[dict[str, Any]]) -> None:
+        by_cell[cell] = [e for e in entries if e["method"] in methods]  # fedavg's run when only fedavg_stragglers was asked for
+        for entry in by_cell[cell]:
+            on_result(entry)  # reported as each finishes: a long run shows progress
 
-    if config.jobs > 1:
-        _run_cells_in_processes(config, finished)
-        order = {cell: i for i, cell in enumerate(_cells(config))}
-        runs.sort(key=lambda r: (order[_cell_of(r)], methods.index(r["method"])))
-    else:
-        _run_cells_here(config, finished)
+    (_run_cells_in_processes if config.jobs > 1 else _run_cells_here)(config, cells, finished)
+    runs = [entry for cell in cells for entry in by_cell[cell]]  # the table's order, whichever finished first
     return {
         "benchmark": NAME,
         "settings": {**asdict(config), "methods": methods, "batch_size": SEED_PROTOCOL.batch_size, "local_epochs": SEED_PROTOCOL.epochs},
@@ -192,26 +193,22 @@ def _cpu_s() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def _cell_of(entry: dict[str, Any]) -> tuple[str, str, int, str]:
-    method = "fedavg" if entry["method"] == "fedavg_stragglers" else entry["method"]
-    return entry["dataset"], entry["partition"], entry["seed"], method
-
-
-def _run_cells_here(config: SemiBenchConfig, finished: Callable[[list[dict[str, Any]]], None]) -> None:
+def _run_cells_here(config: SemiBenchConfig, cells: list[Cell], finished: Finished) -> None:
     from fedmarket.fl.datasets import load_dataset
 
     data, loaded = None, None
-    for name, partition, seed, method in _cells(config):
+    for cell in cells:
+        name, partition, seed, method = cell
         if loaded != name:
             data, loaded = load_dataset(name, download=False), name
         if method == "fedavg":
             rows = _run_fedavg(config, data, partition, seed)  # and fedavg_stragglers
         else:
             rows = {method: _run_async(config, data, partition, seed, method)}
-        finished([{"dataset": name, "partition": partition, "seed": seed, "method": done, **row} for done, row in rows.items()])
+        finished(cell, [{"dataset": name, "partition": partition, "seed": seed, "method": done, **row} for done, row in rows.items()])
 
 
-def _cell_command(config: SemiBenchConfig, cell: tuple[str, str, int, str], out: Path) -> list[str]:
+def _cell_command(config: SemiBenchConfig, cell: Cell, out: Path) -> list[str]:
     """`fedmarket bench semi` for one cell, one torch thread, the report as JSON on stdout."""
     name, partition, seed, method = cell
     rows = "fedavg,fedavg_stragglers" if method == "fedavg" else method  # one run, both clocks' rows
@@ -224,10 +221,10 @@ def _cell_command(config: SemiBenchConfig, cell: tuple[str, str, int, str], out:
     ]  # fmt: skip
 
 
-def _run_cells_in_processes(config: SemiBenchConfig, finished: Callable[[list[dict[str, Any]]], None]) -> None:
+def _run_cells_in_processes(config: SemiBenchConfig, cells: list[Cell], finished: Finished) -> None:
     """Every cell in its own child process, `config.jobs` at a time; the first failure stops them all."""
-    waiting = list(_cells(config))
-    running: dict[subprocess.Popen[bytes], tuple[Path, tuple[str, str, int, str]]] = {}
+    waiting = list(cells)
+    running: dict[subprocess.Popen[bytes], tuple[Path, Cell]] = {}
     with tempfile.TemporaryDirectory(prefix="fedmarket-semi-") as scratch:
         try:
             while waiting or running:
@@ -242,7 +239,7 @@ def _run_cells_in_processes(config: SemiBenchConfig, finished: Callable[[list[di
                 if proc.returncode != 0:
                     lines = (out / "stderr").read_text(errors="replace").strip().splitlines() or [f"exit code {proc.returncode}"]
                     raise FedmarketError(f"bench semi cell {' '.join(map(str, cell))} failed: {lines[-1]}")
-                finished(json.loads((out / "stdout").read_text())["runs"])
+                finished(cell, json.loads((out / "stdout").read_text())["runs"])
         finally:
             for proc in running:
                 proc.kill()
@@ -269,14 +266,6 @@ PROTOCOL_KEYS = ("clients", "rounds", "stragglers", "slowdown", "model", "lr", "
 """Settings that must agree for runs to be summarised together."""
 
 
-def _method_rank(method: str) -> tuple[int, str]:
-    """The table's order: semi and its ablations, the temperature rows, then the baselines."""
-    if method.startswith("semi_T"):
-        return 3, method
-    index = BASE_METHODS.index(method)
-    return (index if index < 3 else index + 1), method
-
-
 def merge(reports: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
     """One report from several runs of one protocol (a long table split across sessions, machines
     or seeds): their runs side by side, summarised again; each cell may come from one run only."""
@@ -286,7 +275,7 @@ def merge(reports: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
             if report["settings"].get(key) != first.get(key):
                 raise FedmarketError(f"{source} ran another protocol: {key} {report['settings'].get(key)!r}, {sources[0]} {first.get(key)!r}")
     runs: list[dict[str, Any]] = []
-    seen: dict[tuple[str, str, int, str], str] = {}
+    seen: dict[Cell, str] = {}
     for report, source in zip(reports, sources):
         for entry in report["runs"]:
             cell = (entry["dataset"], entry["partition"], entry["seed"], entry["method"])
@@ -299,8 +288,10 @@ def merge(reports: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
         return list(dict.fromkeys(v for report in reports for v in report["settings"][key]))
 
     datasets, partitions = ordered("datasets"), ordered("partitions")
-    methods = sorted({r["method"] for r in runs}, key=_method_rank)
-    runs.sort(key=lambda r: (datasets.index(r["dataset"]), partitions.index(r["partition"]), r["seed"], _method_rank(r["method"])))
+    temperatures = sorted({t for report in reports for t in report["settings"].get("temperatures", ())})
+    table = all_method_names(tuple(temperatures))
+    methods = [m for m in table if any(r["method"] == m for r in runs)]
+    runs.sort(key=lambda r: (datasets.index(r["dataset"]), partitions.index(r["partition"]), r["seed"], table.index(r["method"])))
     return {
         "benchmark": NAME,
         "settings": {
@@ -309,7 +300,7 @@ def merge(reports: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
             "partitions": partitions,
             "seeds": sorted({r["seed"] for r in runs}),
             "methods": methods,
-            "temperatures": sorted({t for report in reports for t in report["settings"].get("temperatures", ())}),
+            "temperatures": temperatures,
             "jobs": max(report["settings"].get("jobs", 1) for report in reports),
         },  # fmt: skip
         "machine": reports[0]["machine"],
@@ -320,7 +311,7 @@ def merge(reports: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
                 "load_average_before": report["machine"]["load_average_before"],
                 "load_average_after": report["machine"]["load_average_after"],
                 "seeds": report["settings"]["seeds"],
-                "methods": report["settings"].get("methods") or sorted({r["method"] for r in report["runs"]}, key=_method_rank),
+                "methods": [m for m in methods if any(r["method"] == m for r in report["runs"])],
                 "wall_s": report["wall_s"],
                 "cpu_s": report["cpu_s"],
             }
@@ -372,7 +363,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     jobs, merged = s.get("jobs", 1), report.get("merged_from", [])
     model = "auto (cnn for images: McMahan et al.'s two-conv CNN)" if s["model"] == "auto" else s["model"]
     threads = f"{jobs} processes of 1 thread, one run each" if jobs > 1 else f"{m['torch_threads']} threads"
-    load = ", ".join(f"{v:.2f}" for v in m["load_average_before"]) + " -> " + ", ".join(f"{v:.2f}" for v in m["load_average_after"])
+    load = _load(m)
     return (
         "# bench semi: semi-centralised asynchronous FL (the seed paper) vs FedAsync, FedAvg and Local\n\n"
         f"{s['clients']} clients, {s['rounds']} rounds per client, {s['stragglers']:.0%} stragglers x{s['slowdown']:g} "
@@ -393,11 +384,15 @@ def to_markdown(report: dict[str, Any]) -> str:
     )
 
 
+def _load(facts: dict[str, Any]) -> str:
+    """The load averages before -> after, as `facts` (a report's machine, a merged source) has them."""
+    return ", ".join(f"{v:.2f}" for v in facts["load_average_before"]) + " -> " + ", ".join(f"{v:.2f}" for v in facts["load_average_after"])
+
+
 def _source_line(source: dict[str, Any]) -> str:
-    load = ", ".join(f"{v:.2f}" for v in source["load_average_before"]) + " -> " + ", ".join(f"{v:.2f}" for v in source["load_average_after"])
     return (
         f"- {source['source']}: seeds {', '.join(map(str, source['seeds']))}, {', '.join(source['methods'])}; "
-        f"measured {source['measured_at']}, load average {load}, {source['wall_s']:.0f} s wall, {source['cpu_s']:.0f} s CPU."
+        f"measured {source['measured_at']}, load average {_load(source)}, {source['wall_s']:.0f} s wall, {source['cpu_s']:.0f} s CPU."
     )
 
 
