@@ -68,19 +68,13 @@ def _without_timings(runs: list[dict]) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")  # what each child process runs with
 def test_bench_semi_in_parallel_processes_gives_the_sequential_runs(tmp_path: Path) -> None:
-    import torch
-
     from fedmarket.bench import semi as semi_bench
 
     config = semi_bench.SemiBenchConfig(datasets=("digits",), partitions=("dir:0.5",), seeds=(0, 1), clients=3, rounds=2, model="mlp", lr=0.05,
                                         methods=("semi", "fedavg_stragglers", "local"))  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # what each child process runs with
-    try:
-        sequential = semi_bench.run(config)
-    finally:
-        torch.set_num_threads(threads)
+    sequential = semi_bench.run(config)
     reported: list[tuple[int, str]] = []
     parallel = semi_bench.run(replace(config, jobs=2), on_result=lambda entry: reported.append((entry["seed"], entry["method"])))
     # the fedavg run is made for its stragglers' row, and only the rows asked for are kept
